@@ -1,0 +1,5 @@
+"""Octo Appliance: a self-hosted deployment orchestrator in one executable."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

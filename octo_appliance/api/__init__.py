@@ -1,0 +1,41 @@
+"""The REST API under ``/api/v1``: one module per resource, each with a ``router``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute
+
+from octo_appliance.api.routing import Endpoint, Router, build_route
+
+if TYPE_CHECKING:
+    from octo_appliance.appliance import Appliance
+
+API_PREFIX = "/api/v1"
+
+RESOURCE_MODULES: tuple[str, ...] = (
+    "health",
+    "session",
+    "environments",
+    "targets",
+    "projects",
+    "variables",
+    "users",
+    "teams",
+    "api_keys",
+    "audit",
+    "meta",
+)
+
+
+def routers() -> list[Router]:
+    return [importlib.import_module(f"{__name__}.{name}").router for name in RESOURCE_MODULES]
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [endpoint for router in routers() for endpoint in router.endpoints]
+
+
+def build_routes(appliance: Appliance) -> list[BaseRoute]:
+    return [build_route(endpoint, appliance, API_PREFIX) for endpoint in all_endpoints()]

@@ -1,0 +1,120 @@
+"""Who is asking: an ``X-Api-Key`` header, or a session cookie plus CSRF token for writes.
+
+Resolved principals are cached for a few seconds by credential hash, and the cache is dropped
+whenever users, teams, grants or keys change, so a busy API key does not cost a query per
+request while a revoked one stops working at once on this node.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from octo_appliance.db import ApiKey, LoginSession, TeamMember, TeamRole, User, utcnow
+from octo_appliance.exceptions import Forbidden, Unauthenticated
+from octo_appliance.security.passwords import token_hash
+from octo_appliance.security.permissions import Principal, grants_from_rows
+
+if TYPE_CHECKING:
+    from octo_appliance.appliance import Appliance
+
+API_KEY_HEADER = "x-api-key"
+SESSION_COOKIE = "octo_session"
+CSRF_COOKIE = "octo_csrf"
+CSRF_HEADER = "x-csrf-token"
+CACHE_SECONDS = 5.0
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class PrincipalCache:
+    """credential hash -> (principal, expiry); cleared on any security change."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Principal, float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[Principal, str] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0], entry[2]
+
+    def put(self, key: str, principal: Principal, extra: str = "") -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (principal, time.monotonic() + CACHE_SECONDS, extra)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def load_principal(user: User, via: str) -> Principal:
+    rows = (
+        TeamRole.select(TeamRole.role, TeamRole.environments, TeamRole.projects)
+        .join(TeamMember, on=(TeamMember.team == TeamRole.team))
+        .where(TeamMember.user == user.id)
+        .tuples()
+    )
+    return Principal(user.id, user.username, grants_from_rows(list(rows)), via)
+
+
+def _unauthenticated() -> Unauthenticated:
+    return Unauthenticated(
+        "this endpoint needs authentication",
+        hint="send an X-Api-Key header, or sign in with POST /api/v1/auth/login",
+    )
+
+
+def authenticate(appliance: Appliance, request: Request) -> Principal:
+    """Return the principal or raise 401 (no/bad credentials) or 403 (CSRF)."""
+    cache: PrincipalCache = appliance.principal_cache
+    api_key = request.headers.get(API_KEY_HEADER)
+    if api_key:
+        digest = "k:" + token_hash(api_key)
+        hit = cache.get(digest)
+        if hit is not None:
+            return hit[0]
+        key = ApiKey.select(ApiKey, User).join(User).where(ApiKey.key_hash == digest[2:]).first()
+        if key is None or not key.user.is_active:
+            raise Unauthenticated(
+                "the API key is not valid",
+                hint="create a new key with 'octo-appliance api-key "
+                "create' or POST /api/v1/api-keys",
+            )
+        ApiKey.update(last_used=utcnow()).where(ApiKey.id == key.id).execute()
+        principal = load_principal(key.user, "api-key")
+        cache.put(digest, principal)
+        return principal
+    session_token = request.cookies.get(SESSION_COOKIE)
+    if not session_token:
+        raise _unauthenticated()
+    digest = "s:" + token_hash(session_token)
+    hit = cache.get(digest)
+    if hit is not None:
+        principal, csrf_hash = hit
+    else:
+        session = (
+            LoginSession.select(LoginSession, User)
+            .join(User)
+            .where(LoginSession.token_hash == digest[2:], LoginSession.expires_at > utcnow())
+            .first()
+        )
+        if session is None or not session.user.is_active:
+            raise Unauthenticated("the session has expired or was signed out", hint="sign in again")
+        principal = load_principal(session.user, "session")
+        csrf_hash = session.csrf_hash
+        cache.put(digest, principal, csrf_hash)
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(token_hash(sent), csrf_hash):
+            raise Forbidden(
+                "a cookie-authenticated write needs the CSRF token",
+                hint=f"send the csrf_token from the login response in the {CSRF_HEADER} header",
+            )
+    return principal

@@ -1,0 +1,128 @@
+"""``/api/v1/environments``: where releases are deployed (Dev, Test, Prod ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.refs import get_or_404, name_filter, paginate
+from octo_appliance.api.routing import Router
+from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.db import Environment, TargetEnvironment
+from octo_appliance.db.base import iso
+from octo_appliance.exceptions import Conflict
+from octo_appliance.security.permissions import Permission
+
+router = Router("environments")
+
+
+class EnvironmentIn(Body):
+    name: str = name_field()
+    description: str = Field("", max_length=10_000)
+    sort_order: int = Field(0, ge=-1_000_000, le=1_000_000)
+
+
+class EnvironmentUpdate(Body):
+    name: str | None = name_field(None)
+    description: str | None = Field(None, max_length=10_000)
+    sort_order: int | None = Field(None, ge=-1_000_000, le=1_000_000)
+
+
+class EnvironmentOut(Out):
+    id: str
+    name: str
+    description: str
+    sort_order: int
+    created_at: str
+
+
+def to_json(env: Environment) -> dict[str, Any]:
+    return {
+        "id": env.id,
+        "name": env.name,
+        "description": env.description,
+        "sort_order": env.sort_order,
+        "created_at": iso(env.created_at),
+    }
+
+
+def _check_unique(name: str, exclude: str | None = None) -> None:
+    query = Environment.select().where(Environment.name == name)
+    if exclude:
+        query = query.where(Environment.id != exclude)
+    if query.exists():
+        raise Conflict(f"an environment named '{name}' already exists", hint="choose another name")
+
+
+@router.get(
+    "/environments", summary="List environments", query=ListQuery, response=Page[EnvironmentOut]
+)
+def list_environments(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
+    ctx.require(Permission.ENVIRONMENT_VIEW)
+    rows = name_filter(Environment.select(), Environment.name, query.name)
+    visible = ctx.user.visible(Permission.ENVIRONMENT_VIEW, "environments")
+    if visible is not None:
+        rows = rows.where(Environment.id.in_(list(visible)))
+    return paginate(rows, query, to_json, Environment.sort_order, Environment.name)
+
+
+@router.post(
+    "/environments",
+    summary="Create an environment",
+    body=EnvironmentIn,
+    response=EnvironmentOut,
+    status_code=201,
+    errors=(409,),
+)
+def create_environment(ctx: RequestContext, body: EnvironmentIn) -> dict[str, Any]:
+    ctx.require_unscoped(Permission.ENVIRONMENT_EDIT)
+    _check_unique(body.name)
+    env = Environment.create_new(**body.model_dump())
+    ctx.audit("create", "environment", env.id, env.name, body.model_dump())
+    return to_json(env)
+
+
+@router.get("/environments/{ref}", summary="Get an environment", response=EnvironmentOut)
+def get_environment(ctx: RequestContext, ref: str) -> dict[str, Any]:
+    env = get_or_404(Environment, ref, "environment")
+    ctx.require(Permission.ENVIRONMENT_VIEW, environment=env.id)
+    return to_json(env)
+
+
+@router.put(
+    "/environments/{ref}",
+    summary="Update an environment (fields left out keep their value)",
+    body=EnvironmentUpdate,
+    response=EnvironmentOut,
+    errors=(409,),
+)
+def update_environment(ctx: RequestContext, ref: str, body: EnvironmentUpdate) -> dict[str, Any]:
+    env = get_or_404(Environment, ref, "environment")
+    ctx.require(Permission.ENVIRONMENT_EDIT, environment=env.id)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "name" in changes:
+        _check_unique(changes["name"], exclude=env.id)
+    for key, value in changes.items():
+        setattr(env, key, value)
+    env.save()
+    ctx.audit("update", "environment", env.id, env.name, changes)
+    return to_json(env)
+
+
+@router.delete(
+    "/environments/{ref}", summary="Delete an environment", response=Deleted, errors=(409,)
+)
+def delete_environment(ctx: RequestContext, ref: str) -> dict[str, Any]:
+    env = get_or_404(Environment, ref, "environment")
+    ctx.require(Permission.ENVIRONMENT_EDIT, environment=env.id)
+    in_use = TargetEnvironment.select().where(TargetEnvironment.environment == env.id).count()
+    if in_use:
+        raise Conflict(
+            f"environment '{env.name}' still holds {in_use} target(s)",
+            hint="move or delete its targets first",
+        )
+    env.delete_instance()
+    ctx.audit("delete", "environment", env.id, env.name)
+    return {"id": env.id, "deleted": True}

@@ -1,0 +1,39 @@
+"""The API's own description (``openapi.json``) and the loaded plugins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.routing import Router
+from octo_appliance.api.schemas import Out
+from octo_appliance.security.permissions import Permission
+
+router = Router("system")
+
+
+class PluginInfo(Out):
+    name: str
+    builtin: bool
+    step_types: list[str]
+    transports: list[str]
+
+
+class PluginList(Out):
+    items: list[PluginInfo]
+    total: int
+
+
+@router.get("/openapi.json", summary="OpenAPI document, generated from the code", auth=False)
+def openapi(ctx: RequestContext) -> dict[str, Any]:
+    from octo_appliance.api import API_PREFIX, all_endpoints
+    from octo_appliance.api.openapi import build_openapi
+
+    return build_openapi(all_endpoints(), API_PREFIX)
+
+
+@router.get("/plugins", summary="Loaded plugins and what they registered", response=PluginList)
+def list_plugins(ctx: RequestContext) -> dict[str, Any]:
+    ctx.require(Permission.SYSTEM_VIEW)
+    rows = ctx.appliance.plugins.describe()
+    return {"items": rows, "total": len(rows)}

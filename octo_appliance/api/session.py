@@ -1,0 +1,110 @@
+"""``/api/v1/auth``: cookie sessions for people (scripts use ``X-Api-Key``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from octo_appliance.api.auth import CSRF_COOKIE, SESSION_COOKIE, authenticate
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.routing import Router, json_response
+from octo_appliance.api.schemas import Body, Out
+from octo_appliance.db import LoginSession, User, utcnow
+from octo_appliance.exceptions import Unauthenticated
+from octo_appliance.security.passwords import generate_token, token_hash, verify_password
+
+router = Router("auth")
+
+# A real hash of a random password, verified when the user does not exist, so a failed login
+# takes as long for an unknown user as for a wrong password (no user enumeration by timing).
+_DUMMY_HASH: str | None = None
+
+
+class LoginIn(Body):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class LoginOut(Out):
+    user_id: str
+    username: str
+    csrf_token: str
+    expires_at: str
+
+
+class LoggedOut(Out):
+    signed_out: bool
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        from octo_appliance.security.passwords import hash_password
+
+        _DUMMY_HASH = hash_password(generate_token())
+    return _DUMMY_HASH
+
+
+@router.post(
+    "/auth/login",
+    summary="Sign in with username and password; sets the session cookie",
+    auth=False,
+    body=LoginIn,
+    response=LoginOut,
+    raw_response=True,
+)
+def login(ctx: RequestContext, body: LoginIn, request: Request) -> Response:
+    """Returns a ``csrf_token``: send it as ``X-CSRF-Token`` on every cookie-authenticated write."""
+    user = User.get_or_none(User.username == body.username)
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+    valid = verify_password(body.password, stored)
+    if user is None or not valid or not user.is_active or not user.password_hash:
+        ctx.audit("login-failed", "user", user.id if user else None, body.username)
+        raise Unauthenticated("wrong username or password")
+    token, csrf = generate_token(), generate_token()
+    expires = utcnow() + timedelta(hours=ctx.appliance.config.session_hours)
+    LoginSession.create_new(
+        user=user, token_hash=token_hash(token), csrf_hash=token_hash(csrf), expires_at=expires
+    )
+    ctx.principal = None
+    ctx.audit("login", "user", user.id, user.username)
+    response = json_response(
+        {
+            "user_id": user.id,
+            "username": user.username,
+            "csrf_token": csrf,
+            "expires_at": expires.isoformat(timespec="seconds") + "Z",
+        }
+    )
+    max_age = ctx.appliance.config.session_hours * 3600
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=max_age, httponly=True, secure=True, samesite="strict"
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf, max_age=max_age, httponly=False, secure=True, samesite="strict"
+    )
+    return response
+
+
+@router.post(
+    "/auth/logout",
+    summary="Sign out: ends the session of the cookie",
+    response=LoggedOut,
+    raw_response=True,
+)
+def logout(ctx: RequestContext, request: Request) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        LoginSession.delete().where(LoginSession.token_hash == token_hash(token)).execute()
+    ctx.appliance.security_changed()
+    ctx.audit("logout", "user", ctx.user.user_id, ctx.user.username)
+    response = json_response({"signed_out": True})
+    response.delete_cookie(SESSION_COOKIE, secure=True, httponly=True, samesite="strict")
+    response.delete_cookie(CSRF_COOKIE, secure=True, samesite="strict")
+    return response
+
+
+__all__ = ["authenticate", "router"]

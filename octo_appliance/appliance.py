@@ -1,0 +1,110 @@
+"""The appliance's state: settings, database, vault and plugins, opened once per process.
+
+:func:`open_appliance` is where a first start initialises an empty data dir (master key,
+schema, the ``admin`` user and the Administrators team); later starts reuse all of it. The CLI
+commands that work beside a running server (``api-key create``) open it the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import peewee
+
+from octo_appliance.api.auth import PrincipalCache
+from octo_appliance.config import Config
+from octo_appliance.db import Team, TeamMember, TeamRole, User
+from octo_appliance.db.connection import open_database
+from octo_appliance.db.migrations import migrate
+from octo_appliance.plugins import Plugins, create_plugin_manager
+from octo_appliance.security.passwords import generate_password, hash_password
+from octo_appliance.security.permissions import ADMINISTRATORS_TEAM
+from octo_appliance.vault import Vault
+from octo_appliance.vault.keys import load_keyring
+
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD_ENV = "OCTO_ADMIN_PASSWORD"
+
+
+@dataclass
+class InitReport:
+    """What a start created, so the CLI can say it (the password only once)."""
+
+    created_key: bool = False
+    migrations: list[int] = field(default_factory=list)
+    admin_password: str | None = None
+    admin_password_generated: bool = False
+
+
+@dataclass
+class Appliance:
+    config: Config
+    db: peewee.Database
+    vault: Vault
+    plugins: Plugins
+    principal_cache: PrincipalCache = field(default_factory=PrincipalCache)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.config.data_path
+
+    def security_changed(self) -> None:
+        """Users, teams, grants or keys changed: forget cached principals."""
+        self.principal_cache.clear()
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+
+def ensure_data_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _ensure_admin(environ: dict[str, str] | os._Environ[str], report: InitReport) -> None:
+    if User.select().exists():
+        return
+    password = environ.get(ADMIN_PASSWORD_ENV) or ""
+    if not password:
+        password = generate_password()
+        report.admin_password_generated = True
+    report.admin_password = password
+    admin = User.create_new(
+        username=ADMIN_USERNAME,
+        display_name="Administrator",
+        password_hash=hash_password(password),
+    )
+    team = Team.get_or_none(Team.name == ADMINISTRATORS_TEAM) or Team.create_new(
+        name=ADMINISTRATORS_TEAM, description="Built-in: full control of the appliance."
+    )
+    TeamRole.create_new(team=team, role="administrator", environments=[], projects=[])
+    TeamMember.create_new(team=team, user=admin)
+
+
+def open_appliance(
+    config: Config,
+    *,
+    initialise: bool = True,
+    extra_plugins: Iterable[object] = (),
+    environ: dict[str, str] | None = None,
+) -> tuple[Appliance, InitReport]:
+    """Open (and on first start, initialise) the appliance described by ``config``."""
+    env = os.environ if environ is None else environ
+    report = InitReport()
+    data_dir = config.data_path
+    if initialise:
+        ensure_data_dir(data_dir)
+    ring, report.created_key = load_keyring(
+        data_dir, config.master_key_file, create=initialise, environ=env
+    )
+    plugins = create_plugin_manager(extra_plugins=extra_plugins, plugin_dir=data_dir / "plugins")
+    db = open_database(config.database, data_dir)
+    report.migrations = migrate(db)
+    if initialise:
+        with db.atomic():
+            _ensure_admin(env, report)
+    return Appliance(config, db, Vault(ring), plugins), report

@@ -1,0 +1,29 @@
+"""Options several commands share (``--data-dir``, ``--database``) and opening the appliance."""
+
+from __future__ import annotations
+
+import argparse
+
+from octo_appliance.appliance import Appliance, open_appliance
+from octo_appliance.config import load_config
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="D",
+        help="data directory (default: $OCTO_DATA_DIR, /var/lib/octo-appliance as root, "
+        "else ~/.local/share/octo-appliance)",
+    )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="database URL (default: SQLite in the data dir; or postgresql://USER@HOST:PORT/DB)",
+    )
+
+
+def open_existing(args: argparse.Namespace) -> Appliance:
+    """Open an initialised appliance (for commands run beside a server)."""
+    config = load_config({"data_dir": args.data_dir, "database": args.database})
+    appliance, _ = open_appliance(config, initialise=False)
+    return appliance

@@ -1,0 +1,54 @@
+"""peewee models by domain, the connection factory and migrations.
+
+The database knows nothing of HTTP. Sealed (encrypted) columns are listed in
+:data:`SEALED_COLUMNS` so master-key rotation can find every one.
+"""
+
+from __future__ import annotations
+
+from octo_appliance.db.audit import AuditEvent
+from octo_appliance.db.base import BaseModel, database_proxy, new_id, utcnow
+from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
+from octo_appliance.db.projects import Project, Variable
+from octo_appliance.db.security import ApiKey, LoginSession, Team, TeamMember, TeamRole, User
+
+MODELS: list[type[BaseModel]] = [
+    Environment,
+    Target,
+    TargetEnvironment,
+    TargetRole,
+    Project,
+    Variable,
+    User,
+    Team,
+    TeamMember,
+    TeamRole,
+    ApiKey,
+    LoginSession,
+    AuditEvent,
+]
+
+#: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.
+SEALED_COLUMNS: list[tuple[type[BaseModel], str]] = [(Variable, "sealed_value")]
+
+__all__ = [
+    "MODELS",
+    "SEALED_COLUMNS",
+    "ApiKey",
+    "AuditEvent",
+    "BaseModel",
+    "Environment",
+    "LoginSession",
+    "Project",
+    "Target",
+    "TargetEnvironment",
+    "TargetRole",
+    "Team",
+    "TeamMember",
+    "TeamRole",
+    "User",
+    "Variable",
+    "database_proxy",
+    "new_id",
+    "utcnow",
+]

@@ -1,0 +1,65 @@
+"""Open the database named by the settings: SQLite (WAL) in the data dir, or PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import peewee
+
+from octo_appliance.db.base import database_proxy
+from octo_appliance.exceptions import ConfigError, DatabaseError
+
+SQLITE_FILE_NAME = "octo.db"
+
+
+def open_database(url: str | None, data_dir: Path) -> peewee.Database:
+    """Build, connect and bind the database; the caller runs migrations."""
+    if not url or url.startswith("sqlite"):
+        path = data_dir / SQLITE_FILE_NAME
+        if url and url.startswith("sqlite:///"):
+            path = Path(url[len("sqlite:///") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db: peewee.Database = peewee.SqliteDatabase(
+            str(path),
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "synchronous": "normal",
+                "busy_timeout": 10000,
+                "cache_size": -16000,
+            },
+            check_same_thread=False,
+        )
+    elif url.startswith(("postgresql://", "postgres://")):
+        parsed = urlparse(url)
+        if not parsed.path.strip("/"):
+            raise ConfigError(
+                f"database URL '{_redact(url)}' names no database",
+                hint="write it like postgresql://USER@127.0.0.1:5432/DB",
+            )
+        db = peewee.PostgresqlDatabase(url.replace("postgres://", "postgresql://", 1))
+    else:
+        raise ConfigError(
+            f"unsupported database URL '{_redact(url)}'",
+            hint="leave it empty for SQLite, or use postgresql://USER@HOST:PORT/DB",
+        )
+    try:
+        db.connect(reuse_if_open=True)
+    except peewee.OperationalError as exc:
+        raise DatabaseError(
+            f"cannot open the database {_redact(url or str(data_dir / SQLITE_FILE_NAME))}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+            hint="check the URL, that the server runs, and that the user may connect",
+        ) from None
+    database_proxy.initialize(db)
+    return db
+
+
+def _redact(url: str) -> str:
+    """Drop a password from a URL before it reaches a message or a log."""
+    parsed = urlparse(url)
+    if parsed.password:
+        netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+        return parsed._replace(netloc=netloc).geturl()
+    return url

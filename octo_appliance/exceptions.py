@@ -1,0 +1,117 @@
+"""One exception root for everything the appliance raises on purpose.
+
+The tree (API-facing classes carry the HTTP status and a stable ``code``)::
+
+    OctoError                       root: every deliberate failure
+    ├── ConfigError                 a setting is missing or malformed (CLI exit 2)
+    ├── VaultError                  the master key is missing, wrong, or a value does not decrypt
+    ├── PluginError                 a plugin is malformed, misspelt a hook, or reused a name
+    ├── DatabaseError               the database cannot be opened or migrated
+    └── ApiError                    turned into ``{"error": {code, message, details}}``
+        ├── BadRequest          400 malformed JSON, bad query parameters
+        ├── Unauthenticated     401 no or bad credentials
+        ├── Forbidden           403 authenticated but not allowed
+        ├── NotFound            404 no such resource (or route)
+        ├── MethodNotAllowed    405
+        ├── Conflict            409 duplicate names, resources still in use
+        ├── PayloadTooLarge     413 body over the configured limit
+        └── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
+
+Every error carries a ``hint``: what the person who sees it should do next.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OctoError(Exception):
+    """Root of every deliberate failure; ``hint`` says what to do next."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class ConfigError(OctoError):
+    """A setting is missing or malformed."""
+
+
+class VaultError(OctoError):
+    """The master key is missing or wrong, or a stored value does not decrypt."""
+
+
+class PluginError(OctoError):
+    """A plugin is malformed, misspelt a hook, or registered a name twice."""
+
+
+class DatabaseError(OctoError):
+    """The database cannot be reached, opened or migrated."""
+
+
+class ApiError(OctoError):
+    """An error the REST API turns into its one JSON error shape."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body["details"] = self.details if self.details is not None else []
+        if self.hint:
+            body["hint"] = self.hint
+        return {"error": body}
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    code = "bad_request"
+
+
+class Unauthenticated(ApiError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(ApiError):
+    status_code = 422
+    code = "validation_failed"

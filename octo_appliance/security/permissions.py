@@ -1,0 +1,134 @@
+"""Built-in roles, the permissions they grant, and how a grant's scope limits them.
+
+A team holds role grants; each grant may be limited to some environments and some projects
+(empty = all). A user's permissions are the union over the teams they belong to.
+
+Permissions named ``*.view`` / ``*.edit`` for a project-scoped resource are checked against the
+project; environment-scoped ones against the environment. Creating a resource that has no
+project or environment yet (a new project, a new environment) needs an unscoped grant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Permission(StrEnum):
+    ENVIRONMENT_VIEW = "environment.view"
+    ENVIRONMENT_EDIT = "environment.edit"
+    TARGET_VIEW = "target.view"
+    TARGET_EDIT = "target.edit"
+    PROJECT_VIEW = "project.view"
+    PROJECT_EDIT = "project.edit"
+    VARIABLE_VIEW = "variable.view"
+    VARIABLE_EDIT = "variable.edit"
+    DEPLOYMENT_CREATE = "deployment.create"
+    TASK_VIEW = "task.view"
+    USER_VIEW = "user.view"
+    USER_EDIT = "user.edit"
+    TEAM_VIEW = "team.view"
+    TEAM_EDIT = "team.edit"
+    AUDIT_VIEW = "audit.view"
+    SYSTEM_VIEW = "system.view"
+
+
+_VIEW = {
+    Permission.ENVIRONMENT_VIEW,
+    Permission.TARGET_VIEW,
+    Permission.PROJECT_VIEW,
+    Permission.VARIABLE_VIEW,
+    Permission.TASK_VIEW,
+    Permission.TEAM_VIEW,
+    Permission.SYSTEM_VIEW,
+}
+
+#: role name -> (title, permissions)
+ROLES: dict[str, tuple[str, frozenset[Permission]]] = {
+    "administrator": ("Administrator: everything", frozenset(Permission)),
+    "project-deployer": (
+        "Project deployer: view all, edit projects and variables, deploy",
+        frozenset(
+            _VIEW
+            | {Permission.PROJECT_EDIT, Permission.VARIABLE_EDIT, Permission.DEPLOYMENT_CREATE}
+        ),
+    ),
+    "viewer": ("Viewer: read-only", frozenset(_VIEW)),
+}
+
+ADMINISTRATORS_TEAM = "Administrators"
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: str
+    environments: frozenset[str] = frozenset()
+    projects: frozenset[str] = frozenset()
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        return ROLES[self.role][1]
+
+    def covers(self, project: str | None, environment: str | None) -> bool:
+        if project is not None and self.projects and project not in self.projects:
+            return False
+        return not (
+            environment is not None and self.environments and environment not in self.environments
+        )
+
+    @property
+    def unscoped(self) -> bool:
+        return not self.projects and not self.environments
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated user and their grants."""
+
+    user_id: str
+    username: str
+    grants: tuple[Grant, ...] = field(default_factory=tuple)
+    via: str = "api-key"
+
+    def can(
+        self,
+        permission: Permission,
+        *,
+        project: str | None = None,
+        environment: str | None = None,
+    ) -> bool:
+        """May this user do ``permission`` on the given project/environment (None = any)?"""
+        return any(
+            permission in grant.permissions and grant.covers(project, environment)
+            for grant in self.grants
+        )
+
+    def can_unscoped(self, permission: Permission) -> bool:
+        """Holds ``permission`` through a grant limited to nothing (needed to create roots)."""
+        return any(permission in g.permissions and g.unscoped for g in self.grants)
+
+    def visible(self, permission: Permission, kind: str) -> frozenset[str] | None:
+        """Ids of ``kind`` (``projects``/``environments``) visible, or None for all of them."""
+        allowed: set[str] = set()
+        for grant in self.grants:
+            if permission not in grant.permissions:
+                continue
+            scope = grant.projects if kind == "projects" else grant.environments
+            if not scope:
+                return None
+            allowed |= scope
+        return frozenset(allowed)
+
+    @property
+    def is_admin(self) -> bool:
+        return any(g.role == "administrator" and g.unscoped for g in self.grants)
+
+
+def grants_from_rows(rows: Iterable[Any]) -> tuple[Grant, ...]:
+    return tuple(
+        Grant(role, frozenset(envs or ()), frozenset(projects or ()))
+        for role, envs, projects in rows
+        if role in ROLES
+    )

@@ -1,0 +1,67 @@
+"""Shared fixtures: a PostgreSQL database of our own for the run, and the backend parameter.
+
+Every API test runs twice: on SQLite (the embedded default) and on the machine's PostgreSQL
+(``OCTO_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432``). The run creates a
+database named ``octo_test_<pid>`` and drops it at the end; each test starts from an empty
+schema.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from octo_appliance.testing import OctoTestAppliance
+
+PG_SERVER = os.environ.get("OCTO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"octo_test_{os.getpid()}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_SERVER}: {exc}")
+    with admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_SERVER}/{name}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def reset_pg_schema(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    if backend == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    reset_pg_schema(url)
+    return url
+
+
+@pytest.fixture
+def octo(
+    octo_appliance_factory: Callable[..., OctoTestAppliance], database_url: str | None
+) -> OctoTestAppliance:
+    """An in-process appliance on the parametrised backend."""
+    return octo_appliance_factory(database=database_url)
+
+
+@pytest.fixture
+def api(octo: OctoTestAppliance):  # type: ignore[no-untyped-def]
+    return octo.api
