@@ -29,12 +29,26 @@ def pg_url() -> Iterator[str]:
     with admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
+        # Test data is disposable: skip the WAL flush on every commit (not a product setting).
+        admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     yield f"{PG_SERVER}/{name}"
     with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def reset_pg_schema(url: str) -> None:
+    """Empty every table (far faster than dropping the schema); the schema stays migrated."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_version'"
+        ).fetchall()
+        if rows:
+            conn.execute("TRUNCATE " + ", ".join(f'"{row[0]}"' for row in rows) + " CASCADE")
+
+
+def drop_pg_schema(url: str) -> None:
+    """For tests of a first start on an empty database."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP SCHEMA public CASCADE")
         conn.execute("CREATE SCHEMA public")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from octo_appliance.db.audit import record_event
@@ -18,6 +19,22 @@ class RequestContext:
     appliance: Appliance
     principal: Principal | None
     path_params: dict[str, str]
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the request's transaction has committed (not on rollback)."""
+        self._after_commit.append(callback)
+
+    def security_changed(self) -> None:
+        """Users, teams, grants or keys changed: drop cached principals after the commit, so
+        no request can cache the old state between the change and the commit."""
+        self.appliance.security_changed()
+        self.after_commit(self.appliance.security_changed)
+
+    def run_after_commit(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     @property
     def user(self) -> Principal:

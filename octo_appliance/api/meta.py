@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from octo_appliance.api.context import RequestContext
@@ -24,12 +25,18 @@ class PluginList(Out):
     total: int
 
 
-@router.get("/openapi.json", summary="OpenAPI document, generated from the code", auth=False)
-def openapi(ctx: RequestContext) -> dict[str, Any]:
+@functools.cache
+def _openapi_document() -> dict[str, Any]:
+    """Built once per process: the endpoint declarations do not change while it runs."""
     from octo_appliance.api import API_PREFIX, all_endpoints
     from octo_appliance.api.openapi import build_openapi
 
     return build_openapi(all_endpoints(), API_PREFIX)
+
+
+@router.get("/openapi.json", summary="OpenAPI document, generated from the code", auth=False)
+def openapi(ctx: RequestContext) -> dict[str, Any]:
+    return _openapi_document()
 
 
 @router.get("/plugins", summary="Loaded plugins and what they registered", response=PluginList)

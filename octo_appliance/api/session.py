@@ -15,6 +15,7 @@ from octo_appliance.api.schemas import Body, Out
 from octo_appliance.db import LoginSession, User, utcnow
 from octo_appliance.exceptions import Unauthenticated
 from octo_appliance.security.passwords import generate_token, token_hash, verify_password
+from octo_appliance.security.permissions import Principal
 
 router = Router("auth")
 
@@ -54,6 +55,7 @@ def _dummy_hash() -> str:
     auth=False,
     body=LoginIn,
     response=LoginOut,
+    errors=(401,),
     raw_response=True,
 )
 def login(ctx: RequestContext, body: LoginIn, request: Request) -> Response:
@@ -63,13 +65,15 @@ def login(ctx: RequestContext, body: LoginIn, request: Request) -> Response:
     valid = verify_password(body.password, stored)
     if user is None or not valid or not user.is_active or not user.password_hash:
         ctx.audit("login-failed", "user", user.id if user else None, body.username)
-        raise Unauthenticated("wrong username or password")
+        # returned, not raised: raising would roll the audit record back with the transaction
+        failed = Unauthenticated("wrong username or password")
+        return json_response(failed.to_json(), failed.status_code)
     token, csrf = generate_token(), generate_token()
     expires = utcnow() + timedelta(hours=ctx.appliance.config.session_hours)
     LoginSession.create_new(
         user=user, token_hash=token_hash(token), csrf_hash=token_hash(csrf), expires_at=expires
     )
-    ctx.principal = None
+    ctx.principal = Principal(user.id, user.username, via="session")  # the audit names who
     ctx.audit("login", "user", user.id, user.username)
     response = json_response(
         {
@@ -99,7 +103,7 @@ def logout(ctx: RequestContext, request: Request) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         LoginSession.delete().where(LoginSession.token_hash == token_hash(token)).execute()
-    ctx.appliance.security_changed()
+    ctx.security_changed()
     ctx.audit("logout", "user", ctx.user.user_id, ctx.user.username)
     response = json_response({"signed_out": True})
     response.delete_cookie(SESSION_COOKIE, secure=True, httponly=True, samesite="strict")

@@ -1,9 +1,185 @@
-"""Placeholder: filled in by its implementation."""
+"""``octo-appliance serve``: run the appliance (HTTPS + HTTP/3 on one port) until stopped.
+
+The first start on an empty data dir initialises it (master key, schema, ``admin`` user,
+certificate) and prints the generated admin password once. Every start prints a banner on
+stdout, one ``name: value`` fact per line, ending with ``ready``: scripts and tests parse it
+(``tests/serve_process.py``). Logs go to stderr.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import socket
+import ssl
+import sys
 from typing import Any
+from urllib.parse import urlparse
+
+import peewee
+
+from octo_appliance import __version__
+from octo_appliance.app import create_app
+from octo_appliance.appliance import ADMIN_PASSWORD_ENV, ADMIN_USERNAME, InitReport, open_appliance
+from octo_appliance.cli.common import add_data_options
+from octo_appliance.config import Config, load_config, parse_host_port
+from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.server import (
+    Listener,
+    bind_listener,
+    exit_process,
+    install_shutdown_trigger,
+    run_server,
+    serve,
+)
+from octo_appliance.tls import ServerCertificate, load_or_create_certificate
+
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+log = logging.getLogger("octo_appliance.serve")
 
 
 def register(subparsers: Any) -> None:
-    subparsers.add_parser("serve", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "serve", help="run the appliance: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 on one port"
+    )
+    add_data_options(parser)
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="HTTPS (tcp) and HTTP/3 (udp) address [0.0.0.0:8443]"
+    )
+    parser.add_argument(
+        "--polling-listen",
+        metavar="HOST:PORT",
+        help="mutual-TLS listener for polling agents [0.0.0.0:10943]",
+    )
+    parser.add_argument("--tls-cert", metavar="PEM", help="serve this certificate (with --tls-key)")
+    parser.add_argument("--tls-key", metavar="PEM", help="unencrypted private key of --tls-cert")
+    parser.set_defaults(handler=run)
+
+
+def configure_logging(level_name: str) -> None:
+    level = LOG_LEVELS.get(str(level_name).lower())
+    if level is None:
+        raise ConfigError(
+            f"log_level '{level_name}' is not one of {', '.join(LOG_LEVELS)}",
+            hint="set OCTO_LOG_LEVEL (or log_level in config.toml) to info, for example",
+        )
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if level > logging.DEBUG:
+        # aioquic logs every connection's handshake at INFO: noise on a busy appliance
+        logging.getLogger("quic").setLevel(logging.WARNING)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(
+        {
+            "data_dir": args.data_dir,
+            "database": args.database,
+            "listen": args.listen,
+            "polling_listen": args.polling_listen,
+            "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key,
+        }
+    )
+    configure_logging(config.log_level)
+    host, port = parse_host_port(config.listen)
+    # Bind before initialising: a busy port must not swallow the once-only admin password.
+    listener = bind_listener(host, port, http3=bool(config.http3))
+    try:
+        return _run_bound(config, listener)
+    finally:
+        listener.close()
+
+
+def _run_bound(config: Config, listener: Listener) -> int:
+    appliance, report = open_appliance(config, initialise=True)
+    try:
+        _say(f"Octo Appliance {__version__}")
+        _say(f"data dir: {config.data_path}")
+        _say(f"database: {describe_database(appliance.db, config.database)}")
+        _say_first_start(report)
+        cert = load_or_create_certificate(config, appliance.vault.ring)
+        app = create_app(appliance)
+        try:
+            run_server(_serve(app, listener, cert, config))
+        except ssl.SSLError as exc:
+            raise OctoError(
+                f"the TLS certificate or key cannot be used: {exc.reason or exc}",
+                hint="check tls_cert/tls_key, or delete tls.crt and tls.key in the data dir "
+                "to generate new ones",
+            ) from None
+    finally:
+        appliance.close()
+    log.info("stopped")
+    exit_process(0)  # skips interpreter finalization: see its docstring
+    return 0  # pragma: no cover
+
+
+async def _serve(app: Any, listener: Listener, cert: ServerCertificate, config: Config) -> None:
+    trigger = install_shutdown_trigger()
+    _say_listening(listener, cert)
+    await serve(
+        app,
+        listener,
+        cert,
+        grace_seconds=float(config.shutdown_grace_seconds),
+        log_level=str(config.log_level).lower(),
+        shutdown_trigger=trigger,
+    )
+
+
+def describe_database(db: peewee.Database, url: str | None) -> str:
+    """``SQLite <path>`` or ``PostgreSQL <url without password>``."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return f"SQLite {db.database}"
+    parsed = urlparse(url or "")
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc = f"{netloc}:{parsed.port}"
+    if parsed.username:
+        netloc = f"{parsed.username}@{netloc}"
+    return f"PostgreSQL {parsed._replace(netloc=netloc, query='').geturl()}"
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _say_first_start(report: InitReport) -> None:
+    if report.admin_password is None:
+        return
+    _say(f"first start: created user '{ADMIN_USERNAME}'")
+    if report.admin_password_generated:
+        _say(f"admin password: {report.admin_password}")
+        _say("  (shown only this once: store it now, or sign in and change it)")
+    else:
+        _say(f"admin password: taken from {ADMIN_PASSWORD_ENV}")
+
+
+def _say_listening(listener: Listener, cert: ServerCertificate) -> None:
+    host = listener.host
+    if host in {"", "0.0.0.0", "::"}:
+        shown = socket.gethostname() or "localhost"
+        _say(f"listening on all addresses ({host or '*'}), port {listener.port}")
+    else:
+        shown = f"[{host}]" if ":" in host else host
+    _say(f"url: https://{shown}:{listener.port}/")
+    if listener.udp is not None:
+        _say(f"HTTP/3 on udp/{listener.port}")
+    else:
+        _say("HTTP/3: off (setting http3)")
+    kind = "generated, self-signed" if cert.generated else "from tls_cert"
+    if cert.created:
+        kind += ", new"
+    _say(f"certificate: {cert.cert_file} ({kind})")
+    _say(f"certificate SHA-256 thumbprint: {cert.thumbprint_sha256_hex}")
+    _say("ready (stop with SIGTERM or Ctrl+C)")

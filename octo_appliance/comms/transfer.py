@@ -1,0 +1,135 @@
+"""Streaming files as DATA frames, verified by length and SHA-256 on receipt.
+
+The receiver spools to ``<dir>/octo-comms-*.part`` and renames the file (dropping ``.part``)
+only when DATA_END's length and hash match what arrived; on any failure the partial file is
+deleted, so a path handed to a caller is always a whole, verified file. Disk I/O and hashing
+run in a worker thread: a large transfer never stalls the event loop that serves other agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from octo_appliance.comms.errors import TransferError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+PART_SUFFIX = ".part"
+
+
+class FileReceiver:
+    """One incoming file: ``write`` chunks, then ``finish`` (verify) or ``abort``."""
+
+    def __init__(self, directory: Path, what: str) -> None:
+        self._what = what
+        try:
+            fd, name = tempfile.mkstemp(prefix="octo-comms-", suffix=PART_SUFFIX, dir=directory)
+        except OSError as exc:
+            raise TransferError(
+                f"cannot spool {what} into {directory}: {exc.strerror}",
+                hint="check that the directory exists, is writable and has free space",
+            ) from None
+        self.path = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._aborted = False
+        # abort() runs on the event loop while a chunk may be in a worker thread
+        self._lock = threading.Lock()
+        self.received = 0
+
+    async def write(self, chunk: bytes) -> None:
+        await asyncio.to_thread(self._write, chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        with self._lock:
+            if self._file is None:  # aborted meanwhile (connection lost): drop the chunk
+                return
+            self._file.write(chunk)
+            self._hash.update(chunk)
+            self.received += len(chunk)
+
+    async def finish(self, end: dict[str, Any]) -> Path:
+        """Verify against the DATA_END body; the final path, or TransferError (file deleted)."""
+        length, digest = end.get("length"), end.get("sha256")
+        if (
+            not isinstance(length, int)
+            or not isinstance(digest, str)
+            or not _SHA256.fullmatch(digest)
+        ):
+            self.abort()
+            raise TransferError(
+                f"{self._what}: DATA_END carries no valid length and sha256",
+                hint="the peer runs an incompatible or broken version; upgrade it",
+            )
+        await asyncio.to_thread(self._close)
+        if self._aborted:
+            raise TransferError(f"{self._what} was abandoned before it was complete")
+        if length != self.received or digest != self._hash.hexdigest():
+            self.abort()
+            problem = (
+                f"{self.received} bytes arrived but {length} were announced"
+                if length != self.received
+                else "the SHA-256 of what arrived does not match the sender's"
+            )
+            raise TransferError(
+                f"{self._what} did not arrive intact: {problem}; the partial file was deleted",
+                hint="retry; if it keeps failing, something between the two sides alters data",
+            )
+        final = self.path.with_name(self.path.name[: -len(PART_SUFFIX)])
+        os.replace(self.path, final)
+        self.path = final
+        return final
+
+    def abort(self) -> None:
+        """Close and delete the partial file (idempotent, safe from any state)."""
+        self._aborted = True
+        self._close()
+        self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def open_for_sending(path: Path, what: str) -> BinaryIO:
+    """Open a file to stream, with a clear error when it cannot be read."""
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise TransferError(
+            f"cannot read {what} {path}: {exc.strerror}",
+            hint="check that the file exists and this process may read it",
+        ) from None
+
+
+async def send_file(
+    file: BinaryIO, chunk_size: int, send_chunk: Callable[[bytes], Awaitable[None]]
+) -> dict[str, Any]:
+    """Stream ``file`` through ``send_chunk``; returns the DATA_END body (length, sha256)."""
+    digest = hashlib.sha256()
+    length = 0
+    try:
+        while True:
+            chunk = await asyncio.to_thread(_read_and_hash, file, chunk_size, digest)
+            if not chunk:
+                break
+            length += len(chunk)
+            await send_chunk(chunk)
+    finally:
+        file.close()
+    return {"length": length, "sha256": digest.hexdigest()}
+
+
+def _read_and_hash(file: BinaryIO, size: int, digest: Any) -> bytes:
+    chunk = file.read(size)
+    digest.update(chunk)
+    return chunk

@@ -1,0 +1,85 @@
+"""Entry point: read one JSON request from stdin, run the command, write events to stdout.
+
+Exit code: the script's exit code (0 on success), 1 when the runner itself could not do the
+work, 2 for a malformed request, 143 after a cancel (SIGTERM/SIGINT). Diagnostics for humans
+go to stderr; stdout carries protocol events only, so nothing else may print there.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from . import PROTOCOL_VERSION, __version__
+from .cancellation import CancelToken, become_subreaper, install_signal_handlers
+from .commands import COMMANDS, Outcome, load
+from .errors import BadInputError, RunnerError
+from .masking import Masker
+from .protocol import EventWriter, parse_request
+
+USAGE = f"""usage: octo-runner [--version | --help]
+
+The Octo runner (version {__version__}, protocol {PROTOCOL_VERSION}) reads one JSON request on
+stdin and writes JSON-lines events on stdout. It is started by the Octo agent; the protocol is
+described in docs/runner-protocol.md. Commands: {", ".join(sorted(COMMANDS))}.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        print(f"octo-runner {__version__} (protocol {PROTOCOL_VERSION})")
+        return 0
+    if args in (["--help"], ["-h"]):
+        print(USAGE, end="")
+        return 0
+    if args:
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    out: BinaryIO = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print() must never corrupt the event stream
+    return serve(sys.stdin.buffer, out)
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """Handle one request; return the process exit code."""
+    masker = Masker()
+    events = EventWriter(stdout, masker)
+    cancel = CancelToken()
+    install_signal_handlers(cancel)
+    become_subreaper()
+    try:
+        if stdin.isatty():
+            print("octo-runner: reading a JSON request from stdin (see --help)", file=sys.stderr)
+        request = parse_request(stdin.read())
+        masker.add_all(request.sensitive_values())
+        for name in request.ignored_fields:
+            events.log("verbose", f"ignoring unknown request field {name!r}")
+        command = load(request.command)
+        if command is None:
+            raise BadInputError(
+                f"unknown command {request.command!r}",
+                hint="known commands: " + ", ".join(sorted(COMMANDS)),
+            )
+        outcome = command(request, events, cancel)
+    except RunnerError as exc:
+        outcome = _failure(events, exc.exit_code, str(exc))
+    except Exception as exc:  # a bug: report it without a raw traceback on stdout
+        events.log(
+            "verbose", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        )
+        outcome = _failure(events, 1, f"the runner failed: {type(exc).__name__}: {exc}")
+    events.result(outcome.exit_code, outcome.success, outcome.message, **outcome.extra)
+    return outcome.exit_code
+
+
+def _failure(events: EventWriter, exit_code: int, message: str) -> Outcome:
+    events.log("error", message)
+    print(f"octo-runner: error: {events.masker.mask(message)}", file=sys.stderr)
+    return Outcome(exit_code, False, message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

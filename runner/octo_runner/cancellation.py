@@ -1,0 +1,62 @@
+"""Cancellation: SIGTERM (or SIGINT) to the runner asks the running work to stop.
+
+Signal handlers only set a flag; the script host polls it and kills the script's process
+group, so no work happens inside a signal handler. On Linux the runner also becomes a
+"child subreaper", so processes a script leaves behind are re-parented to the runner instead
+of to PID 1: the runner can then reap them after a cancel, which matters in containers whose
+init never reaps orphans (their zombies would otherwise keep the process group alive).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class CancelToken:
+    """A one-way flag with the reason it was raised."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+
+def install_signal_handlers(token: CancelToken) -> None:
+    """Route SIGTERM and SIGINT to ``token`` (call from the main thread)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        token.cancel(f"canceled by {signal.Signals(signum).name}")
+
+    for name in ("SIGTERM", "SIGINT"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, handler)
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux only); return whether it worked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError, ImportError):
+        return False

@@ -1,0 +1,5 @@
+# Load the variables, forget the descriptors' names, then run the script in this shell.
+__octo_load_table "${OCTO_VARIABLES_FD:?run by the Octo runner only: OCTO_VARIABLES_FD is unset}"
+__octo_script=/dev/fd/${OCTO_SCRIPT_FD:?run by the Octo runner only: OCTO_SCRIPT_FD is unset}
+unset OCTO_VARIABLES_FD OCTO_SCRIPT_FD
+. "$__octo_script"

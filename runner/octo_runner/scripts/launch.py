@@ -1,0 +1,89 @@
+"""Prepare a script launch: find the interpreter, write the helper files, encode the inputs.
+
+Only helper code is written to disk (a fresh ``.octo-*`` directory inside the work directory,
+removed after the run). The script text, which may hold substituted secrets, and the variable
+table travel on two pipes the child inherits (``OCTO_SCRIPT_FD``, ``OCTO_VARIABLES_FD``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .. import helpers
+from ..errors import RunnerError
+
+SYNTAXES = ("bash", "sh", "python", "pwsh")
+
+_DEFAULT_INTERPRETER = {"bash": "bash", "sh": "sh", "python": "python3", "pwsh": "pwsh"}
+_INSTALL_HINT = {
+    "bash": "install bash on the target, or use syntax 'sh'",
+    "sh": "the target needs a POSIX sh on PATH",
+    "python": "install python3 on the target, or pass 'interpreter'",
+    "pwsh": "install PowerShell 7 (pwsh) on the target and put it on PATH",
+}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to start, and the bytes each inherited pipe carries."""
+
+    argv: list[str]
+    helper_dir: str
+    script: bytes
+    table: bytes
+    skipped_names: tuple[str, ...] = ()
+
+
+def resolve_interpreter(syntax: str, interpreter: str | None) -> str:
+    """Absolute path of the program that runs ``syntax`` scripts (``RunnerError`` if none)."""
+    if interpreter is None and syntax == "python" and sys.executable:
+        return sys.executable
+    wanted = interpreter or _DEFAULT_INTERPRETER[syntax]
+    found = shutil.which(wanted)
+    if found is None:
+        raise RunnerError(
+            f"cannot run a {syntax} script: {wanted!r} is not on PATH on this target",
+            hint=_INSTALL_HINT[syntax],
+        )
+    return found
+
+
+def prepare(
+    syntax: str, body: str, variables: Mapping[str, str], work_dir: str, interpreter: str | None
+) -> Launch:
+    """Write the helpers into a fresh directory under ``work_dir`` and describe the launch."""
+    program = resolve_interpreter(syntax, interpreter)
+    helper_dir = tempfile.mkdtemp(prefix=".octo-", dir=work_dir)
+    files = helpers.bootstrap_files(syntax)
+    for name, text in files.items():
+        with open(os.path.join(helper_dir, name), "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    entry = os.path.join(helper_dir, helpers.BOOTSTRAP_FILES[syntax][0])
+    skipped: list[str] = []
+    if syntax in ("bash", "sh"):
+        table, skipped = helpers.shell_table(variables)
+    else:
+        table = helpers.json_table(variables)
+    return Launch(
+        argv=_argv(syntax, program, entry),
+        helper_dir=helper_dir,
+        script=body.encode("utf-8", "replace"),
+        table=table,
+        skipped_names=tuple(skipped),
+    )
+
+
+def _argv(syntax: str, program: str, entry: str) -> list[str]:
+    if syntax == "bash":
+        return [program, "--noprofile", "--norc", entry]
+    if syntax == "sh":
+        return [program, entry]
+    if syntax == "python":
+        return [program, "-u", entry]
+    pwsh_flags = ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass"]
+    return [program, *pwsh_flags, "-File", entry]

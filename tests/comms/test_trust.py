@@ -1,0 +1,260 @@
+"""Pinning and trust: who may connect, what an untrusted peer gets to see, and versions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from octo_appliance.comms import (
+    CommsSettings,
+    Connection,
+    HandshakeError,
+    IncomingRequest,
+    LocalHello,
+    PeerNotTrusted,
+    PeerRejected,
+    VersionMismatch,
+    connect,
+    serve,
+)
+from octo_appliance.comms.framing import FrameType
+
+from .conftest import AGENT_HELLO, APPLIANCE_HELLO, Identities, StartAgent
+from .rawpeer import RawPeer, raw_connect, raw_server
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def __call__(self, request: IncomingRequest) -> Any:
+        self.calls.append(request.method)
+        return "ok"
+
+
+async def _wait_for_no_connections(listening: Any) -> None:
+    async with asyncio.timeout(5):
+        while listening.server.connections:
+            await asyncio.sleep(0.01)
+
+
+async def test_untrusted_client_is_dropped_before_any_request(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    handler = Recorder()
+    agent = await start_agent(handler)
+
+    with pytest.raises(PeerRejected, match="does not trust this side"):
+        await agent.dial(ids.stranger)
+
+    assert handler.calls == []
+    assert agent.server.connections == set()
+
+
+async def test_untrusted_raw_client_cannot_get_a_frame_read(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    """A stranger that ignores the handshake and fires a REQUEST at once is never heard."""
+    handler = Recorder()
+    agent = await start_agent(handler)
+    try:
+        peer = await raw_connect(agent.server.port, ids.stranger)
+        peer.send_hello(role="appliance")
+        peer.send(FrameType.REQUEST, 1, {"method": "steal", "params": {}})
+        await asyncio.wait_for(peer.read_until_eof(), 5)
+    except (ConnectionError, OSError):
+        pass  # the TLS layer may report the refusal as an error instead of EOF
+
+    assert handler.calls == []
+
+
+async def test_client_refuses_a_server_with_another_certificate(
+    ids: Identities, settings: CommsSettings
+) -> None:
+    """Pinned by thumbprint only: the handshake completes, then the client sends nothing."""
+    received: list[bytes] = []
+
+    async def impostor(peer: RawPeer) -> None:
+        received.append(await peer.read_until_eof())
+
+    server = await raw_server(ids.stranger, impostor)
+    try:
+        with pytest.raises(PeerNotTrusted, match="is pinned; nothing was sent") as refused:
+            await connect(
+                "127.0.0.1",
+                server.port,
+                ids.appliance,
+                ids.agent.thumbprint,
+                hello=APPLIANCE_HELLO,
+                settings=settings,
+            )
+        async with asyncio.timeout(5):
+            while not received:
+                await asyncio.sleep(0.01)
+    finally:
+        await server.close()
+
+    assert ids.stranger.thumbprint in refused.value.message
+    assert received == [b""]
+
+
+async def test_client_with_pinned_certificate_refuses_in_the_tls_handshake(
+    ids: Identities, settings: CommsSettings
+) -> None:
+    async def impostor(peer: RawPeer) -> None:
+        await peer.read_until_eof()
+
+    server = await raw_server(ids.stranger, impostor)
+    try:
+        with pytest.raises(PeerNotTrusted, match="other than the pinned one"):
+            await connect(
+                "127.0.0.1",
+                server.port,
+                ids.appliance,
+                ids.agent.thumbprint,
+                ids.agent.cert_pem,
+                hello=APPLIANCE_HELLO,
+                settings=settings,
+            )
+    finally:
+        await server.close()
+
+
+async def test_revoked_thumbprint_cannot_connect_again(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    handler = Recorder()
+    agent = await start_agent(handler)
+    conn = await agent.dial()
+    assert (await conn.call("before")).result == "ok"
+
+    assert agent.trust.remove(ids.appliance.thumbprint)
+
+    with pytest.raises(PeerRejected):
+        await agent.dial()
+    assert handler.calls == ["before"]
+
+    agent.trust.add(ids.appliance.cert_pem)  # trust restored at run time, no restart
+    assert (await (await agent.dial()).call("after")).result == "ok"
+
+
+async def test_allowed_check_covers_a_revocation_the_tls_context_has_not_seen(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    """The certificate is still in the TLS trust store, but no longer allowed: refused after
+    the handshake, with a clear ERROR, before any frame is read."""
+    handler = Recorder()
+    revoked: set[str] = set()
+    agent = await start_agent(handler, allowed=lambda thumbprint: thumbprint not in revoked)
+    revoked.add(ids.appliance.thumbprint)
+
+    with pytest.raises(PeerRejected, match="is not trusted here"):
+        await agent.dial()
+
+    assert handler.calls == []
+    await _wait_for_no_connections(agent)
+
+
+async def test_trust_from_a_callable_is_rebuilt_when_its_version_changes(
+    ids: Identities, settings: CommsSettings
+) -> None:
+    trusted: list[bytes] = [ids.stranger.cert_pem]
+    version = [1]
+    server = await serve(
+        "127.0.0.1",
+        0,
+        ids.agent,
+        lambda: (version[0], trusted),
+        hello=AGENT_HELLO,
+        handler=Recorder(),
+        settings=settings,
+    )
+
+    async def dial() -> Connection:
+        return await connect(
+            "127.0.0.1",
+            server.port,
+            ids.appliance,
+            ids.agent.thumbprint,
+            hello=APPLIANCE_HELLO,
+            settings=settings,
+        )
+
+    try:
+        with pytest.raises(PeerRejected):
+            await dial()
+        trusted.append(ids.appliance.cert_pem)
+        version[0] = 2
+        conn = await dial()
+        assert (await conn.call("x")).result == "ok"
+        conn.close()
+        await conn.wait_closed()
+    finally:
+        await server.close()
+
+
+async def test_version_mismatch_is_refused_with_both_versions_named(
+    start_agent: StartAgent,
+) -> None:
+    agent = await start_agent(Recorder())
+    future = LocalHello(role="appliance", version=3, min_version=2)
+
+    with pytest.raises(VersionMismatch) as refused:
+        await agent.dial(hello=future)
+
+    assert "version 2-3" in refused.value.message
+    assert "version 1" in refused.value.message
+    assert (refused.value.local_version, refused.value.peer_version) == (3, 1)
+
+
+async def test_the_older_side_reports_the_mismatch_too(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    agent = await start_agent(Recorder())
+    peer = await raw_connect(agent.server.port, ids.appliance)
+    peer.send_hello(role="appliance", version=2, min_version=2)
+
+    hello = await peer.read()
+    error = await peer.read()
+
+    assert hello.type is FrameType.HELLO
+    assert error.type is FrameType.ERROR
+    assert error.json()["code"] == "version_mismatch"
+    assert "version 2" in error.json()["message"]
+    assert "version 1" in error.json()["message"]
+    assert await asyncio.wait_for(peer.read_until_eof(), 5) == b""
+
+
+async def test_a_newer_peer_that_still_accepts_version_1_gets_version_1(
+    start_agent: StartAgent,
+) -> None:
+    agent = await start_agent(Recorder())
+
+    conn = await agent.dial(hello=LocalHello(role="appliance", version=2, min_version=1))
+
+    assert conn.protocol_version == 1
+    assert (await conn.call("x")).result == "ok"
+
+
+async def test_something_else_on_the_port_is_a_clear_handshake_error(
+    ids: Identities, settings: CommsSettings
+) -> None:
+    async def not_octo(peer: RawPeer) -> None:
+        peer.writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await peer.read_until_eof()
+
+    server = await raw_server(ids.agent, not_octo)
+    try:
+        with pytest.raises(HandshakeError, match="does not speak octo-comms"):
+            await connect(
+                "127.0.0.1",
+                server.port,
+                ids.appliance,
+                ids.agent.thumbprint,
+                hello=APPLIANCE_HELLO,
+                settings=settings,
+            )
+    finally:
+        await server.close()

@@ -1,0 +1,101 @@
+"""Cancellation: SIGTERM to the runner stops the script's whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from .conftest import StartRunner
+from .support import finish, make_request, script, wait_for_file
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _cancel_and_check(
+    start_runner: StartRunner, work_dir: Path, body: str, **arguments: object
+) -> None:
+    proc = start_runner(
+        make_request("run-script", script("bash", body, **arguments), work_dir=work_dir)
+    )
+    # The script writes its own and its child's pid once the child is running.
+    child = int(wait_for_file(work_dir / "child.txt"))
+    pgid = os.getpgid(int(wait_for_file(work_dir / "pid.txt")))
+    assert os.getpgid(child) == pgid != os.getpgid(0)
+    assert _group_exists(pgid)
+    proc.send_signal(signal.SIGTERM)
+    done = finish(proc)
+
+    assert done.exit_code == 143
+    assert done.result == {
+        "type": "result",
+        "exit_code": 143,
+        "success": False,
+        "message": "canceled by SIGTERM",
+        "canceled": True,
+    }
+    assert "canceled by SIGTERM: stopping the script" in done.logs("warning", "runner")
+    # By the time the runner reports the cancel, nothing of the script's group is left:
+    # not even a zombie (the runner adopts and reaps the orphans).
+    assert not _group_exists(pgid)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+
+
+def test_sigterm_kills_the_script_and_its_children(
+    start_runner: StartRunner, work_dir: Path
+) -> None:
+    body = """
+sleep 60 &
+echo $! > child.txt
+echo $$ > pid.txt
+wait
+echo "not reached"
+"""
+    _cancel_and_check(start_runner, work_dir, body)
+
+
+def test_processes_ignoring_sigterm_are_killed_after_the_grace(
+    start_runner: StartRunner, work_dir: Path
+) -> None:
+    body = """
+trap '' TERM
+sh -c 'trap "" TERM; while true; do sleep 0.1; done' &
+echo $! > child.txt
+echo $$ > pid.txt
+wait
+"""
+    _cancel_and_check(start_runner, work_dir, body, cancel_grace_seconds=0.5)
+
+
+def test_when_the_agent_stops_reading_the_script_is_stopped(
+    start_runner: StartRunner, work_dir: Path
+) -> None:
+    body = """
+sleep 60 &
+echo $! > child.txt
+echo $$ > pid.txt
+while true; do echo tick; sleep 0.05; done
+"""
+    proc = start_runner(make_request("run-script", script("bash", body), work_dir=work_dir))
+    child = int(wait_for_file(work_dir / "child.txt"))
+    pgid = os.getpgid(int(wait_for_file(work_dir / "pid.txt")))
+    assert proc.stdout is not None
+    proc.stdout.close()  # the agent went away: the runner's next event cannot be written
+    proc.stdout = None
+    done = finish(proc)
+    assert done.exit_code == 1
+    assert "the agent closed the runner's output" in done.stderr
+    assert not _group_exists(pgid)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

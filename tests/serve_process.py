@@ -1,0 +1,213 @@
+"""Start ``octo-appliance serve`` as a real subprocess and read its banner.
+
+Used by the integration tests, the binary smoke test and the bench::
+
+    with ServeProcess(tmp_path / "data") as server:
+        with server.http2_client() as client:
+            client.get("/api/v1/health")
+        status, headers, body = asyncio.run(h3_get(server.host, server.port, "/api/v1/health",
+                                                   cafile=server.cert_file))
+
+The banner is the ``name: value`` lines ``serve`` prints on stdout up to ``ready``. The
+default command is this interpreter's ``-m octo_appliance``; pass ``command=[path]`` for the
+single executable. Inherited ``OCTO_*`` variables are dropped so the caller's environment
+cannot change what the test starts.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import httpx
+
+READY_PREFIX = "ready"
+START_TIMEOUT = 60.0
+
+
+class ServeFailed(RuntimeError):
+    """The process exited or said nothing usable before ``ready``."""
+
+
+@dataclass
+class Banner:
+    lines: list[str] = field(default_factory=list)
+    url: str = ""
+    host: str = ""
+    port: int = 0
+    h3_port: int | None = None
+    thumbprint: str = ""
+    cert_file: Path | None = None
+    database: str = ""
+    admin_password: str | None = None
+    first_start: bool = False
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        name, _, value = line.partition(": ")
+        if name == "url":
+            match = re.fullmatch(r"https://(\[[^\]]+\]|[^:/]+):(\d+)/", value)
+            if match is None:
+                raise ServeFailed(f"cannot parse the url line: {line!r}")
+            self.url = value
+            self.host, self.port = match[1].strip("[]"), int(match[2])
+        elif line.startswith("HTTP/3 on udp/"):
+            self.h3_port = int(line.rsplit("/", 1)[1])
+        elif name == "certificate SHA-256 thumbprint":
+            self.thumbprint = value
+        elif name == "certificate":
+            self.cert_file = Path(value.rsplit(" (", 1)[0])
+        elif name == "database":
+            self.database = value
+        elif name == "admin password":
+            self.first_start = True
+            if not value.startswith("taken from "):
+                self.admin_password = value
+        elif name == "first start":
+            self.first_start = True
+
+
+class ServeProcess:
+    """One ``serve`` subprocess; a context manager that SIGTERMs it on exit."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        listen: str = "127.0.0.1:0",
+        database: str | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.args = [*(command or [sys.executable, "-m", "octo_appliance"]), "serve"]
+        self.args += ["--data-dir", str(self.data_dir), "--listen", listen]
+        if database:
+            self.args += ["--database", database]
+        self.args += list(extra_args)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
+        self.env.update(env or {})
+        self.banner = Banner()
+        self.process: subprocess.Popen[str] | None = None
+        self._stderr: IO[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        #: what the process wrote on stderr, as of the last :meth:`output` (or exit)
+        self.stderr = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, timeout: float = START_TIMEOUT) -> ServeProcess:
+        # closed in __exit__: it must outlive this method
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=self.env,
+            text=True,
+        )
+        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                self.stop(signal.SIGKILL)
+                raise ServeFailed(f"no 'ready' within {timeout} s\n{self.output()}") from None
+            if line is None:
+                self.process.wait()
+                raise ServeFailed(
+                    f"serve exited with {self.process.returncode} before 'ready'\n{self.output()}"
+                )
+            if line.startswith(READY_PREFIX):
+                break
+            self.banner.add(line)
+        if not (self.banner.port and self.banner.thumbprint and self.banner.cert_file):
+            raise ServeFailed(f"the banner lacks url, thumbprint or certificate\n{self.output()}")
+        return self
+
+    def _pump_stdout(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            self._lines.put(raw.rstrip("\n"))
+        self._lines.put(None)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``)."""
+        process = self.process
+        if process is None:
+            return 0
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return int(process.returncode)
+
+    def output(self) -> str:
+        """Everything printed so far: the banner lines and stderr (for failure messages)."""
+        if self._stderr is not None:
+            self._stderr.flush()
+            self._stderr.seek(0)
+            self.stderr = self._stderr.read()
+        return "stdout:\n" + "\n".join(self.banner.lines) + "\nstderr:\n" + self.stderr
+
+    def __enter__(self) -> ServeProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        if self._stderr is not None:
+            self.output()  # keep stderr readable after the file is gone
+            self._stderr.close()
+            self._stderr = None
+
+    # -- clients -------------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.banner.host
+
+    @property
+    def port(self) -> int:
+        return self.banner.port
+
+    @property
+    def url(self) -> str:
+        return self.banner.url
+
+    @property
+    def cert_file(self) -> Path:
+        assert self.banner.cert_file is not None
+        return self.banner.cert_file
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts exactly the appliance's certificate (and checks the host name/IP)."""
+        return ssl.create_default_context(cafile=str(self.cert_file))
+
+    def http2_client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url.rstrip("/"),
+            http2=True,
+            verify=self.ssl_context(),
+            **kwargs,  # type: ignore[arg-type]
+        )

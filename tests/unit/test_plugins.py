@@ -1,0 +1,166 @@
+"""The plugin manager: built-ins like third parties, duplicates and misspelt hooks fail at start."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+
+from octo_appliance.exceptions import PluginError
+from octo_appliance.hookspecs import hookimpl
+from octo_appliance.plugins import create_plugin_manager
+from octo_appliance.steps.base import StepType
+from octo_appliance.transports.base import Transport
+
+
+class Echo(StepType):
+    name = "echo"
+    summary = "Echo a message"
+
+
+class Carrier(Transport):
+    name = "carrier-pigeon"
+    summary = "Very slow"
+
+
+def make_plugin(name: str, **hooks: object) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for hook_name, fn in hooks.items():
+        setattr(module, hook_name, fn)
+    return module
+
+
+def steps_hook(*classes: type[StepType]) -> object:
+    @hookimpl
+    def register_step_types(registry):  # type: ignore[no-untyped-def]
+        for cls in classes:
+            registry.add(cls)
+
+    return register_step_types
+
+
+def test_extra_plugin_registers_step_type_and_transport() -> None:
+    @hookimpl
+    def register_transports(registry):  # type: ignore[no-untyped-def]
+        registry.add(Carrier)
+
+    plugin = make_plugin(
+        "my_plugin", register_step_types=steps_hook(Echo), register_transports=register_transports
+    )
+    plugins = create_plugin_manager(extra_plugins=[plugin], load_entry_points=False)
+    assert plugins.step_types.get("echo") is Echo
+    assert "carrier-pigeon" in plugins.transports
+    rows = {row["name"]: row for row in plugins.describe()}
+    assert rows["my_plugin"]["step_types"] == ["echo"]
+    assert rows["my_plugin"]["transports"] == ["carrier-pigeon"]
+    assert rows["my_plugin"]["builtin"] is False
+
+
+def test_duplicate_names_fail_naming_both_plugins() -> None:
+    first = make_plugin("first_plugin", register_step_types=steps_hook(Echo))
+    second = make_plugin("second_plugin", register_step_types=steps_hook(Echo))
+    with pytest.raises(PluginError) as caught:
+        create_plugin_manager(extra_plugins=[first, second], load_entry_points=False)
+    message = str(caught.value)
+    assert "echo" in message
+    assert "first_plugin" in message
+    assert "second_plugin" in message
+
+
+def test_misspelt_hook_fails_at_start() -> None:
+    @hookimpl
+    def register_step_typos(registry):  # type: ignore[no-untyped-def]
+        pass
+
+    plugin = make_plugin("typo_plugin", register_step_typos=register_step_typos)
+    with pytest.raises(PluginError, match="does not exist"):
+        create_plugin_manager(extra_plugins=[plugin], load_entry_points=False)
+
+
+@pytest.mark.parametrize("bad_name", ["", "Echo", "two words", "under_score", "-lead"])
+def test_invalid_names_are_rejected(bad_name: str) -> None:
+    cls = type("Bad", (StepType,), {"name": bad_name})
+    plugin = make_plugin("bad_plugin", register_step_types=steps_hook(cls))
+    with pytest.raises(PluginError, match="invalid name"):
+        create_plugin_manager(extra_plugins=[plugin], load_entry_points=False)
+
+
+def test_registering_a_non_step_type_is_rejected() -> None:
+    @hookimpl
+    def register_step_types(registry):  # type: ignore[no-untyped-def]
+        registry.add(Carrier)
+
+    plugin = make_plugin("wrong_kind", register_step_types=register_step_types)
+    with pytest.raises(PluginError, match="not a subclass"):
+        create_plugin_manager(extra_plugins=[plugin], load_entry_points=False)
+
+
+def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
+    (tmp_path / "greeter.py").write_text(
+        textwrap.dedent(
+            """
+            from octo_appliance.hookspecs import hookimpl
+            from octo_appliance.steps.base import StepType
+
+            class Greet(StepType):
+                name = "greet"
+
+            @hookimpl
+            def register_step_types(registry):
+                registry.add(Greet)
+            """
+        )
+    )
+    plugins = create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
+    assert "greet" in plugins.step_types
+    assert any(row["name"] == "folder:greeter.py" for row in plugins.describe())
+
+
+def test_broken_plugin_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(PluginError, match=r"broken\.py"):
+        create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
+
+
+def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third-party package installed beside the appliance, found by its entry point."""
+    package = tmp_path / "octo_thirdparty.py"
+    package.write_text(
+        textwrap.dedent(
+            """
+            from octo_appliance.hookspecs import hookimpl
+            from octo_appliance.transports.base import Transport
+
+            class Smoke(Transport):
+                name = "smoke-signal"
+
+            @hookimpl
+            def register_transports(registry):
+                registry.add(Smoke)
+            """
+        )
+    )
+    dist_info = tmp_path / "octo_thirdparty-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: octo-thirdparty\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text("[octo_appliance]\nthirdparty = octo_thirdparty\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugins = create_plugin_manager()
+    finally:
+        sys.modules.pop("octo_thirdparty", None)
+    assert "smoke-signal" in plugins.transports
+    assert any(row["transports"] == ["smoke-signal"] for row in plugins.describe())
+
+
+def test_builtins_are_registered_as_modules() -> None:
+    plugins = create_plugin_manager(load_entry_points=False)
+    names = {name for name, _ in plugins.manager.list_name_plugin()}
+    from octo_appliance.plugins import builtin_modules
+
+    assert set(builtin_modules()) <= names
