@@ -13,86 +13,36 @@ Usage: ``python build/build_runner.py [--out DIR] [--json]``; prints path, size 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
-import os
-import re
 import sys
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "runner"
-PACKAGE = "octo_runner"
-SHEBANG = b"#!/usr/bin/env python3\n"
-INCLUDED_SUFFIXES = (".py", ".sh", ".ps1")
-FIXED_TIME = (1980, 1, 1, 0, 0, 0)
-MAIN = (
-    "# -*- coding: utf-8 -*-\n"
-    "import sys\n"
-    "import octo_runner.__main__\n"
-    "sys.exit(octo_runner.__main__.main())\n"
+sys.path.insert(0, str(ROOT / "runner"))
+sys.path.insert(0, str(ROOT))
+
+import octo_runner  # noqa: E402
+
+from octo_appliance.runner_bundle import (  # noqa: E402  (after the path set-up)
+    archive_bytes,
+    package_dir,
+    write_archive,
 )
 
 
-def runner_version(source: Path = SOURCE) -> str:
-    text = (source / PACKAGE / "__init__.py").read_text(encoding="utf-8")
-    match = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
-    if match is None:
-        raise SystemExit(f"no __version__ in {source / PACKAGE / '__init__.py'}")
-    return match.group(1)
-
-
-def package_files(source: Path = SOURCE) -> list[Path]:
-    """Every file of the package that belongs in the archive, in a stable order."""
-    files = [
-        path
-        for path in (source / PACKAGE).rglob("*")
-        if path.is_file()
-        and path.suffix in INCLUDED_SUFFIXES
-        and "__pycache__" not in path.relative_to(source).parts
-    ]
-    return sorted(files, key=lambda p: p.relative_to(source).as_posix())
-
-
-def archive_bytes(source: Path = SOURCE) -> bytes:
-    buffer = io.BytesIO()
-    buffer.write(SHEBANG)  # before the zip, so its offsets count from the file's start
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        _add(zf, "__main__.py", MAIN.encode("utf-8"))
-        for path in package_files(source):
-            _add(zf, path.relative_to(source).as_posix(), path.read_bytes())
-    return buffer.getvalue()
-
-
-def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o100644 << 16
-    info.create_system = 3  # Unix, so the permissions above are read as such everywhere
-    zf.writestr(info, data, compresslevel=9)
+def runner_version() -> str:
+    return octo_runner.__version__
 
 
 def build(out_dir: Path) -> dict[str, object]:
     """Write the archive and its checksum file into ``out_dir``; return what was built."""
-    version = runner_version()
-    data = archive_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"octo-runner-{version}.pyz"
-    partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    partial.chmod(0o755)
-    os.replace(partial, target)
-    checksum = target.with_name(target.name + ".sha256")
-    checksum.write_text(f"{digest}  {target.name}\n", encoding="ascii")
+    built = write_archive(archive_bytes(package_dir()), out_dir, runner_version())
     return {
-        "path": str(target),
-        "version": version,
-        "size": len(data),
-        "sha256": digest,
-        "checksum_file": str(checksum),
+        "path": str(built.path),
+        "version": built.version,
+        "size": built.size,
+        "sha256": built.sha256,
+        "checksum_file": str(built.path.with_name(built.path.name + ".sha256")),
     }
 
 

@@ -108,6 +108,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest JSON request body the API accepts, in bytes (413 beyond).",
         _positive_int,
     ),
+    Setting(
+        "worker_threads",
+        6,
+        "Threads that run database work for API requests (kept small: more threads contend "
+        "for the interpreter lock).",
+        _positive_int,
+    ),
+    Setting("task_cap", 5, "Server tasks this node runs at once.", _positive_int),
+    Setting(
+        "health_check_minutes",
+        60,
+        "Minutes between scheduled health checks of every agent target.",
+        _positive_int,
+    ),
+    Setting(
+        "pickup_timeout_seconds",
+        120,
+        "How long a request for a polling agent waits for the agent to connect.",
+        _positive_int,
+    ),
     Setting("session_hours", 12, "Lifetime of a portal/API login session in hours.", _positive_int),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
     Setting("http3", True, "Serve HTTP/3 over QUIC on the same port as HTTPS (UDP).", _boolean),

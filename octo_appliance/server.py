@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 #: before port 0 gives up.
 BIND_ATTEMPTS = 20
 BACKLOG = 1024
+KEEP_ALIVE_MAX_REQUESTS = 1_000_000
 #: How long closing a TLS connection waits for the client's close_notify. asyncio's default
 #: of 30 s lets one idle keep-alive client that never answers hold up shutdown that long.
 SSL_SHUTDOWN_TIMEOUT = 0.25
@@ -171,6 +172,9 @@ def hypercorn_config(
     config.graceful_timeout = grace_seconds
     config.backlog = BACKLOG
     config.include_server_header = False
+    # Hypercorn closes a connection after 1,000 requests by default; API scripts and the CLI
+    # keep one HTTP/2 connection for many more, and a GOAWAY mid-run fails them.
+    config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.errorlog = logging.getLogger("hypercorn.error")
     config.accesslog = logging.getLogger("hypercorn.access") if log_level == "debug" else None
     return config

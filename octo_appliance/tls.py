@@ -201,7 +201,13 @@ def _self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # clientAuth too: the same identity dials listening agents over mutual TLS
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .sign(key, hashes.SHA256())
     )
 

@@ -49,6 +49,7 @@ class Banner:
     port: int = 0
     h3_port: int | None = None
     thumbprint: str = ""
+    polling_port: int = 0
     cert_file: Path | None = None
     database: str = ""
     admin_password: str | None = None
@@ -69,6 +70,8 @@ class Banner:
             self.thumbprint = value
         elif name == "certificate":
             self.cert_file = Path(value.rsplit(" (", 1)[0])
+        elif name == "polling listener":
+            self.polling_port = int(value.rsplit(":", 1)[1])
         elif name == "database":
             self.database = value
         elif name == "admin password":
@@ -87,6 +90,7 @@ class ServeProcess:
         data_dir: Path,
         *,
         listen: str = "127.0.0.1:0",
+        polling_listen: str = "127.0.0.1:0",
         database: str | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
@@ -95,6 +99,7 @@ class ServeProcess:
         self.data_dir = Path(data_dir)
         self.args = [*(command or [sys.executable, "-m", "octo_appliance"]), "serve"]
         self.args += ["--data-dir", str(self.data_dir), "--listen", listen]
+        self.args += ["--polling-listen", polling_listen]
         if database:
             self.args += ["--database", database]
         self.args += list(extra_args)

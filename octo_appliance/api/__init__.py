@@ -25,6 +25,9 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "teams",
     "api_keys",
     "audit",
+    "tasks",
+    "agents",
+    "scripts",
     "meta",
 )
 

@@ -31,6 +31,10 @@ class RequestContext:
         self.appliance.security_changed()
         self.after_commit(self.appliance.security_changed)
 
+    def targets_changed(self) -> None:
+        """Targets were added, changed or removed: reload agent trust after the commit."""
+        self.after_commit(self.appliance.targets_changed)
+
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:

@@ -65,7 +65,7 @@ def list_environments(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     visible = ctx.user.visible(Permission.ENVIRONMENT_VIEW, "environments")
     if visible is not None:
         rows = rows.where(Environment.id.in_(list(visible)))
-    return paginate(rows, query, to_json, Environment.sort_order, Environment.name)
+    return paginate(rows, query, to_json, Environment.sort_order, Environment.name, plain_rows=True)
 
 
 @router.post(

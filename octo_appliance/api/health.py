@@ -17,6 +17,6 @@ class Health(Out):
     version: str
 
 
-@router.get("/health", summary="Liveness and version", auth=False, response=Health)
+@router.get("/health", summary="Liveness and version", auth=False, response=Health, blocking=False)
 def health(ctx: RequestContext) -> dict[str, Any]:
     return {"status": "ok", "version": __version__}

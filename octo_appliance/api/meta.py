@@ -34,7 +34,12 @@ def _openapi_document() -> dict[str, Any]:
     return build_openapi(all_endpoints(), API_PREFIX)
 
 
-@router.get("/openapi.json", summary="OpenAPI document, generated from the code", auth=False)
+@router.get(
+    "/openapi.json",
+    summary="OpenAPI document, generated from the code",
+    auth=False,
+    blocking=False,
+)
 def openapi(ctx: RequestContext) -> dict[str, Any]:
     return _openapi_document()
 

@@ -65,7 +65,7 @@ def list_projects(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     visible = ctx.user.visible(Permission.PROJECT_VIEW, "projects")
     if visible is not None:
         rows = rows.where(Project.id.in_(list(visible)))
-    return paginate(rows, query, to_json, Project.name)
+    return paginate(rows, query, to_json, Project.name, plain_rows=True)
 
 
 @router.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from octo_appliance.api.schemas import ListQuery
@@ -67,9 +68,19 @@ def name_filter(query: Any, field: Any, name: str | None) -> Any:
 
 
 def paginate(
-    rows: Any, query: ListQuery, to_json: Callable[[Any], dict[str, Any]], *order_by: Any
+    rows: Any,
+    query: ListQuery,
+    to_json: Callable[[Any], dict[str, Any]],
+    *order_by: Any,
+    plain_rows: bool = False,
 ) -> dict[str, Any]:
-    """One page of ``rows`` as ``{"items": [...], "total": N}``."""
+    """One page of ``rows`` as ``{"items": [...], "total": N}``.
+
+    ``plain_rows`` hands ``to_json`` attribute-only rows instead of model instances, about
+    three times cheaper per row; only for ``to_json`` functions that read plain columns.
+    """
     total = rows.count()
     page = rows.order_by(*order_by).offset(query.skip).limit(query.take)
+    if plain_rows:
+        return {"items": [to_json(SimpleNamespace(**row)) for row in page.dicts()], "total": total}
     return {"items": [to_json(row) for row in page], "total": total}

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.to_thread
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -45,6 +46,9 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     #: True for handlers that return a Starlette Response themselves (cookies, files)
     raw_response: bool = False
+    #: False for handlers that touch neither the database nor the disk: they run on the event
+    #: loop, skipping the worker-thread hop (health, the OpenAPI document)
+    blocking: bool = True
     description: str = ""
 
     @property
@@ -72,6 +76,7 @@ class Router:
         status_code: int = 200,
         errors: tuple[int, ...] = (),
         raw_response: bool = False,
+        blocking: bool = True,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -88,6 +93,7 @@ class Router:
                     status_code=status_code,
                     errors=errors,
                     raw_response=raw_response,
+                    blocking=blocking,
                     description=(handler.__doc__ or "").strip(),
                 )
             )
@@ -175,6 +181,9 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
 
     limit = appliance.config.max_body_bytes
 
+    async def in_worker(fn: Callable[[], Any]) -> Any:
+        return await anyio.to_thread.run_sync(fn, limiter=appliance.worker_limiter())
+
     async def asgi_endpoint(request: Request) -> Response:
         raw_body = await _read_body(request, limit) if endpoint.body else b""
         path_params = {k: str(v) for k, v in request.path_params.items()}
@@ -197,7 +206,7 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
             ctx.run_after_commit()
             return result
 
-        result = await run_in_threadpool(run)
+        result = await in_worker(run) if endpoint.blocking else run()
         if isinstance(result, Response):
             return result
         if isinstance(result, BaseModel):

@@ -290,6 +290,7 @@ def create_target(ctx: RequestContext, body: TargetCreate) -> dict[str, Any]:
     details = body.model_dump()
     details["environments"] = [e.name for e in envs]
     ctx.audit("create", "target", target.id, target.name, details)
+    ctx.targets_changed()
     return _one(target)
 
 
@@ -330,6 +331,7 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
     target.save()
     _set_links(target, env_ids, body.roles)
     ctx.audit("update", "target", target.id, target.name, changes)
+    ctx.targets_changed()
     return _one(target)
 
 
@@ -342,4 +344,5 @@ def delete_target(ctx: RequestContext, ref: str) -> dict[str, Any]:
     TargetRole.delete().where(TargetRole.target == target.id).execute()
     target.delete_instance()
     ctx.audit("delete", "target", target.id, target.name)
+    ctx.targets_changed()
     return {"id": target.id, "deleted": True}

@@ -20,7 +20,13 @@ import peewee
 
 from octo_appliance import __version__
 from octo_appliance.app import create_app
-from octo_appliance.appliance import ADMIN_PASSWORD_ENV, ADMIN_USERNAME, InitReport, open_appliance
+from octo_appliance.appliance import (
+    ADMIN_PASSWORD_ENV,
+    ADMIN_USERNAME,
+    Appliance,
+    InitReport,
+    open_appliance,
+)
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.config import Config, load_config, parse_host_port
 from octo_appliance.exceptions import ConfigError, OctoError
@@ -32,6 +38,7 @@ from octo_appliance.server import (
     run_server,
     serve,
 )
+from octo_appliance.services import start_services
 from octo_appliance.tls import ServerCertificate, load_or_create_certificate
 
 LOG_LEVELS = {
@@ -110,7 +117,7 @@ def _run_bound(config: Config, listener: Listener) -> int:
         cert = load_or_create_certificate(config, appliance.vault.ring)
         app = create_app(appliance)
         try:
-            run_server(_serve(app, listener, cert, config))
+            run_server(_serve(app, appliance, listener, cert, config))
         except ssl.SSLError as exc:
             raise OctoError(
                 f"the TLS certificate or key cannot be used: {exc.reason or exc}",
@@ -124,17 +131,31 @@ def _run_bound(config: Config, listener: Listener) -> int:
     return 0  # pragma: no cover
 
 
-async def _serve(app: Any, listener: Listener, cert: ServerCertificate, config: Config) -> None:
+async def _serve(
+    app: Any, appliance: Appliance, listener: Listener, cert: ServerCertificate, config: Config
+) -> None:
     trigger = install_shutdown_trigger()
-    _say_listening(listener, cert)
-    await serve(
-        app,
-        listener,
-        cert,
-        grace_seconds=float(config.shutdown_grace_seconds),
-        log_level=str(config.log_level).lower(),
-        shutdown_trigger=trigger,
-    )
+    services = await start_services(appliance, cert)
+    try:
+        network = services.network
+        _say(f"polling listener: {_shown_host(config.polling_listen)}:{network.polling_port}")
+        _say(f"runner: {network.runner.version} sha256 {network.runner.sha256}")
+        _say_listening(listener, cert)
+        await serve(
+            app,
+            listener,
+            cert,
+            grace_seconds=float(config.shutdown_grace_seconds),
+            log_level=str(config.log_level).lower(),
+            shutdown_trigger=trigger,
+        )
+    finally:
+        await services.stop()
+
+
+def _shown_host(address: str) -> str:
+    host, _ = parse_host_port(address)
+    return f"[{host}]" if ":" in host else host
 
 
 def describe_database(db: peewee.Database, url: str | None) -> str:

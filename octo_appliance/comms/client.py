@@ -10,6 +10,7 @@ over after a connection that lived ``stable_after`` seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -17,7 +18,6 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from octo_appliance.comms.calls import Handler
 from octo_appliance.comms.connection import Connection
@@ -144,14 +144,17 @@ class ReconnectingClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.host, self.port = host, port
-        self._connect_args: dict[str, Any] = {
-            "identity": identity,
-            "pinned_thumbprint": pinned_thumbprint,
-            "pinned_cert_pem": pinned_cert_pem,
-            "hello": hello,
-            "handler": handler,
-            "settings": settings,
-        }
+        self._dial = functools.partial(
+            connect,
+            host,
+            port,
+            identity,
+            pinned_thumbprint,
+            pinned_cert_pem,
+            hello=hello,
+            handler=handler,
+            settings=settings,
+        )
         self.backoff = backoff or Backoff()
         self._on_connected = on_connected
         self._rand = rand
@@ -191,9 +194,11 @@ class ReconnectingClient:
         where = f"{self.host}:{self.port}"
         while True:
             try:
-                conn = await connect(self.host, self.port, **self._connect_args)
+                conn = await self._dial()
             except CommsError as exc:
                 log.warning("%s", exc)
+            except Exception:  # an agent must keep trying whatever happened
+                log.exception("unexpected error connecting to %s", where)
             else:
                 started = loop.time()
                 await self._serve(conn)

@@ -82,8 +82,16 @@ async def establish(
         writer.write(encode_frame(json_frame(FrameType.HELLO, CONTROL_STREAM, hello.body())))
         peer_hello = await _read_hello(reader, address, thumbprint, hello.version)
         version = _negotiate(writer, hello, peer_hello, address)
-    except BaseException:
-        writer.transport.abort()
+    except BaseException as exc:
+        # A refusal this side explained (ERROR frame) closes gracefully so the frame gets out;
+        # anything else (pin mismatch, timeout, broken peer) drops the connection at once.
+        explained = isinstance(exc, VersionMismatch) or (
+            not initiator and isinstance(exc, PeerNotTrusted)
+        )
+        if explained:
+            writer.close()
+        else:
+            writer.transport.abort()
         raise
     return Connection(
         reader,

@@ -127,8 +127,10 @@ class PollingHub:
 
     async def close(self) -> None:
         """Stop the pumps (connections are the listener's to close)."""
+        pumps = list(self._pumps.values())
         for key in list(self._pumps):
             self._stop_pump(key)
+        await asyncio.gather(*pumps, return_exceptions=True)
 
     async def call(
         self,

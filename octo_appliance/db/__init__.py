@@ -11,6 +11,7 @@ from octo_appliance.db.base import BaseModel, database_proxy, new_id, utcnow
 from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.projects import Project, Variable
 from octo_appliance.db.security import ApiKey, LoginSession, Team, TeamMember, TeamRole, User
+from octo_appliance.db.tasks import ServerTask, TaskLogLine, TaskTargetResult
 
 MODELS: list[type[BaseModel]] = [
     Environment,
@@ -29,7 +30,12 @@ MODELS: list[type[BaseModel]] = [
 ]
 
 #: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.
-SEALED_COLUMNS: list[tuple[type[BaseModel], str]] = [(Variable, "sealed_value")]
+SEALED_COLUMNS: list[tuple[type[BaseModel], str]] = [
+    (Variable, "sealed_value"),
+    (ServerTask, "sealed_arguments"),
+    (TaskTargetResult, "sealed_output_variables"),
+    (TaskLogLine, "message"),
+]
 
 __all__ = [
     "MODELS",
@@ -40,9 +46,12 @@ __all__ = [
     "Environment",
     "LoginSession",
     "Project",
+    "ServerTask",
     "Target",
     "TargetEnvironment",
     "TargetRole",
+    "TaskLogLine",
+    "TaskTargetResult",
     "Team",
     "TeamMember",
     "TeamRole",

@@ -25,6 +25,8 @@ class Target(BaseModel):
     #: listening agents: ``https://host:port``; polling agents: ``poll://<subscription id>``
     uri = peewee.CharField(max_length=500, default="")
     thumbprint = peewee.CharField(max_length=64, default="")
+    #: the agent's self-signed certificate (PEM): the trust anchor its TLS is checked against
+    certificate = peewee.TextField(default="")
     disabled = peewee.BooleanField(default=False)
     health_status = peewee.CharField(max_length=40, default="Unknown")
     agent_version = peewee.CharField(max_length=40, default="")

@@ -27,6 +27,8 @@ class Permission(StrEnum):
     VARIABLE_EDIT = "variable.edit"
     DEPLOYMENT_CREATE = "deployment.create"
     TASK_VIEW = "task.view"
+    TASK_CANCEL = "task.cancel"
+    SCRIPT_RUN = "script.run"
     USER_VIEW = "user.view"
     USER_EDIT = "user.edit"
     TEAM_VIEW = "team.view"
@@ -49,10 +51,15 @@ _VIEW = {
 ROLES: dict[str, tuple[str, frozenset[Permission]]] = {
     "administrator": ("Administrator: everything", frozenset(Permission)),
     "project-deployer": (
-        "Project deployer: view all, edit projects and variables, deploy",
+        "Project deployer: view all, edit projects and variables, deploy, cancel tasks",
         frozenset(
             _VIEW
-            | {Permission.PROJECT_EDIT, Permission.VARIABLE_EDIT, Permission.DEPLOYMENT_CREATE}
+            | {
+                Permission.PROJECT_EDIT,
+                Permission.VARIABLE_EDIT,
+                Permission.DEPLOYMENT_CREATE,
+                Permission.TASK_CANCEL,
+            }
         ),
     ),
     "viewer": ("Viewer: read-only", frozenset(_VIEW)),

@@ -6,4 +6,7 @@ registers each.
 
 from __future__ import annotations
 
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = (
+    "octo_appliance.transports.listening",
+    "octo_appliance.transports.polling",
+)

@@ -31,6 +31,7 @@ from octo_appliance.db import (
     AuditEvent,
     Environment,
     Project,
+    ServerTask,
     Target,
     TargetEnvironment,
     TargetRole,
@@ -64,6 +65,12 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/api-keys": (SIGNED_IN, SIGNED_IN),
     "/audit": (P.AUDIT_VIEW, None),
     "/plugins": (P.SYSTEM_VIEW, None),
+    "/tasks": (P.TASK_VIEW, P.TASK_CANCEL),
+    "/targets/register": (None, P.TARGET_EDIT),
+    "/targets/health-check": (None, P.TARGET_EDIT),
+    "/targets/{}/health-check": (None, P.TARGET_VIEW),
+    "/runner": (P.SYSTEM_VIEW, None),
+    "/scripts": (None, P.SCRIPT_RUN),
 }
 
 #: the collection a path parameter follows -> the kind of row it names
@@ -75,6 +82,7 @@ COLLECTIONS = {
     "users": "user",
     "teams": "team",
     "api-keys": "api-key",
+    "tasks": "task",
 }
 
 #: body fields that reference other resources get real ids of this kind
@@ -168,6 +176,7 @@ class Fixtures:
 
     caller: Caller
     made: dict[str, str] = field(default_factory=dict)
+    endpoint: Endpoint | None = None
 
     def id_of(self, kind: str) -> str:
         if kind not in self.made:
@@ -192,6 +201,12 @@ class Fixtures:
             return str(User.create_new(username=name).id)
         if kind == "team":
             return str(Team.create_new(name=name).id)
+        if kind == "task":
+            # a write (cancel) needs an unfinished task; reads get a finished one, so that its
+            # log stream ends instead of following a task no engine runs here
+            write = self.endpoint is not None and self.endpoint.method != "GET"
+            state = "queued" if write else "success"
+            return str(ServerTask.create_new(kind="script", description=name, state=state).id)
         if kind == "api-key":
             # the caller's own spare key: self-service endpoints act on the caller's rows
             owner = User.get_by_id(self.caller.user_id or self.id_of("user"))
@@ -291,7 +306,7 @@ def check_endpoint(octo: Any, client: Any, endpoint: Endpoint, callers: list[Cal
     access = rule_for(endpoint)
     problems: list[str] = []
     for caller in callers:
-        fx = Fixtures(caller)
+        fx = Fixtures(caller, endpoint=endpoint)
         try:
             path, ids = build_path(endpoint, fx)
             body = build_body(octo, endpoint, fx)

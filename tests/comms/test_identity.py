@@ -190,3 +190,38 @@ def test_trust_store_versions_change_only_on_real_changes() -> None:
     store.replace([a.cert_pem])
     assert store.version == start + 2
     assert store.snapshot().cert_pems == (a.cert_pem,)
+
+
+async def test_the_appliance_https_certificate_serves_the_polling_listener(
+    ids: Identities, tmp_path: Path, settings: CommsSettings
+) -> None:
+    """The real thing: octo_appliance.tls's generated certificate and encrypted key."""
+    from octo_appliance.config import load_config
+    from octo_appliance.tls import load_or_create_certificate
+    from octo_appliance.vault.keys import KeyRing, MasterKey
+
+    config = load_config({"data_dir": str(tmp_path)}, environ={})
+    https = load_or_create_certificate(config, KeyRing(MasterKey.generate()))
+    appliance = load_identity(https.cert_file, https.key_file, https.key_password)
+    server = await serve(
+        "127.0.0.1",
+        0,
+        appliance,
+        TrustStore([ids.agent.cert_pem]),
+        hello=APPLIANCE_HELLO,
+        settings=settings,
+    )
+    try:
+        conn = await connect(
+            "127.0.0.1",
+            server.port,
+            ids.agent,
+            https.thumbprint_sha256_hex,
+            hello=AGENT_HELLO,
+            settings=settings,
+        )
+        assert conn.peer_thumbprint == https.thumbprint_sha256_hex
+        conn.close()
+        await conn.wait_closed()
+    finally:
+        await server.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,18 @@ async def test_idle_healthy_connection_stays_up_across_many_dead_intervals(
 
     assert not conn.is_closed
     assert (await conn.call("still-there")).result == "alive"
+
+
+async def test_both_ends_turn_on_tcp_keepalive(start_agent: StartAgent) -> None:
+    agent = await start_agent(None)
+    conn = await agent.dial()
+    (server_side,) = agent.server.connections
+
+    for side in (conn, server_side):
+        sock = side._writer.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
 
 
 async def test_long_handler_without_events_is_not_mistaken_for_a_dead_peer(

@@ -316,3 +316,50 @@ async def test_request_for_an_agent_going_away_waits_for_its_next_connection(
     assert (await queued).result == "done after-upgrade"
     assert agent.connections_made == 2
     assert handler.calls == ["hang", "after-upgrade"]
+
+
+@pytest.mark.parametrize(
+    ("stable_after", "expected"),
+    [
+        pytest.param(0.0, [0, 0, 0], id="every-connection-counts-as-stable"),
+        pytest.param(60.0, [0, 1, 2], id="short-lived-connections-keep-backing-off"),
+    ],
+)
+async def test_backoff_resets_only_after_a_stable_connection(
+    ids: Identities, settings: CommsSettings, stable_after: float, expected: list[int]
+) -> None:
+    """A listener that accepts and at once drops the agent (say, a revoked one that passes
+    TLS) must not be hammered: without a stable connection the backoff keeps growing."""
+    attempts: list[int] = []
+
+    class Recording(Backoff):
+        def delay(self, attempt: int, rand: Any = None) -> float:
+            attempts.append(attempt)
+            return 0.001
+
+    server = await serve(
+        "127.0.0.1",
+        0,
+        ids.appliance,
+        TrustStore([ids.agent.cert_pem]),
+        hello=APPLIANCE_HELLO,
+        on_connection=lambda conn: conn.close("go away"),
+        settings=settings,
+    )
+    client = ReconnectingClient(
+        "127.0.0.1",
+        server.port,
+        ids.agent,
+        ids.appliance.thumbprint,
+        hello=AGENT_HELLO,
+        settings=settings,
+        backoff=Recording(stable_after=stable_after),
+    )
+    try:
+        client.start()
+        await _until(lambda: len(attempts) >= 3)
+    finally:
+        await client.stop()
+        await server.close()
+
+    assert attempts[:3] == expected

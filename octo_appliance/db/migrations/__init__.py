@@ -15,7 +15,7 @@ import peewee
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
 
-MIGRATION_MODULES: tuple[str, ...] = ("m0001_initial",)
+MIGRATION_MODULES: tuple[str, ...] = ("m0001_initial", "m0002_tasks", "m0003_target_identity")
 
 
 def _migrations() -> list[ModuleType]:

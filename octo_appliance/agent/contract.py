@@ -1,0 +1,59 @@
+"""The calls the appliance and an agent make to each other over one comms connection.
+
+Both directions travel on the same connection whatever dialled it (listening or polling), so
+an agent fetches the runner from the appliance over the connection it already trusts.
+docs/agent.md has the same contract with examples.
+
+Appliance -> agent (the agent handles them):
+
+``agent.info`` ``{}`` -> ``{"agent_version", "protocol", "name", "target_id", "mode", "os",
+"hostname", "runner_versions": [...], "work_dir", "cache_dir", "running"}``
+
+``runner.run`` ``{"task_id", "runner": {"version", "sha256"}, "command", "arguments",
+"variables": [{"name","value","sensitive"}], "context": {...}, "exclusive": true}``
+    Runs the runner (fetching that version first if it is not cached) in a fresh work dir
+    ``work/<task_id>-<n>/`` under the agent home. ``exclusive`` (default true) waits for the
+    target mutex, one exclusive task at a time per agent identity, and emits the log event
+    "waiting for another task on this target to finish" (``stream: "agent"``) when it has to
+    wait; ``exclusive: false`` bypasses the mutex. Each runner event is re-emitted as a comms
+    EVENT unchanged (the final ``result`` event included). Result: ``{"exit_code", "success",
+    "canceled", "message", "status"? (health-check), "output_variables": [{"name", "value",
+    "sensitive"}], "artifacts": [{"path", "name", "length"}], "details": {...}, "work_dir"}``.
+    Cancelling the call kills the runner's whole process tree. Errors (CallFailed codes):
+    ``bad_request``, ``runner_unavailable`` (cannot fetch), ``runner_mismatch`` (the fetched
+    build does not have the announced SHA-256: nothing ran, nothing was cached).
+
+``cache.has`` ``{"sha256"}`` -> ``{"present": bool, "length": int | null}``
+
+``cache.put`` ``{"sha256", "length", "name"}`` + uploaded file -> ``{"stored": true, "path"}``
+    The comms layer verifies the transfer; the agent then checks the file is the content
+    named by ``sha256`` (``hash_mismatch``, ``length_mismatch``). Idempotent.
+
+``files.fetch`` ``{"task_id", "path"}`` -> ``{"path", "length"}`` + file download
+    ``path`` is absolute (as artifact events report it) or relative to the task's latest work
+    dir; it must resolve, symlinks included, inside one of that task's work dirs
+    (``forbidden_path``, ``not_found``).
+
+Agent -> appliance (the appliance handles them):
+
+``runner.fetch`` ``{"version", "sha256"}`` -> file download of ``octo-runner-<version>.pyz``
+    (the agent checks the SHA-256 it was given in ``runner.run`` before caching it; ``sha256``
+    is informational for the appliance).
+"""
+
+from __future__ import annotations
+
+AGENT_INFO = "agent.info"
+RUNNER_RUN = "runner.run"
+CACHE_HAS = "cache.has"
+CACHE_PUT = "cache.put"
+FILES_FETCH = "files.fetch"
+RUNNER_FETCH = "runner.fetch"
+
+AGENT_METHODS = (AGENT_INFO, RUNNER_RUN, CACHE_HAS, CACHE_PUT, FILES_FETCH)
+APPLIANCE_METHODS = (RUNNER_FETCH,)
+
+#: the ``stream`` of log events the agent itself adds to a runner's event stream
+AGENT_STREAM = "agent"
+#: the log event a runner.run emits while it waits for the target mutex
+WAITING_MESSAGE = "waiting for another task on this target to finish"

@@ -1,0 +1,343 @@
+"""``register`` and ``deregister``: the agent's only use of the appliance's HTTPS API.
+
+The API key is sent only to the pinned appliance. First a bare TLS handshake (verification
+off, nothing sent) fetches the certificate the server presents, and its SHA-256 thumbprint is
+compared with ``--server-thumbprint``; then the request goes over an httpx client whose SSL
+context trusts exactly that certificate (hostname not checked: the pin is the identity), so a
+server swapped between the two connections fails the handshake instead of receiving the key.
+
+Nothing is written to the home before the appliance answered with success, so a failure
+leaves no half registration behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from octo_appliance import __version__
+from octo_appliance.agent.errors import RegistrationError
+from octo_appliance.agent.home import (
+    DEFAULT_POLLING_PORT,
+    WILDCARD_HOSTS,
+    AgentConfig,
+    Home,
+    Mode,
+    format_address,
+    parse_address,
+)
+from octo_appliance.comms import (
+    Identity,
+    normalize_thumbprint,
+    thumbprint_of_der,
+    thumbprint_of_pem,
+)
+from octo_appliance.comms.errors import IdentityError
+from octo_appliance.exceptions import ConfigError
+
+REGISTER_PATH = "/api/v1/targets/register"
+TARGET_PATH = "/api/v1/targets/{id}"
+TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Server:
+    """The appliance's HTTPS API: its base URL and the certificate it proved to have."""
+
+    url: str
+    host: str
+    port: int
+    thumbprint: str
+    certificate_pem: str
+
+
+def parse_server_url(url: str) -> tuple[str, str, int]:
+    """``https://HOST[:PORT]`` as (normalised url, host, port)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or 443
+    except ValueError:
+        parts, port = None, 0
+    if (
+        parts is None
+        or parts.scheme != "https"
+        or not parts.hostname
+        or parts.path not in ("", "/")
+    ):
+        raise ConfigError(
+            f"--server {url!r} is not an https://HOST:PORT address",
+            hint="give the appliance's address as its banner prints it, e.g. "
+            "https://octo.example.com:8443",
+        )
+    host = parts.hostname
+    return f"https://{format_address(host, port)}", host, port
+
+
+def pin_server(url: str, expected_thumbprint: str, *, timeout: float = TIMEOUT) -> Server:
+    """Fetch the certificate the server presents and check it against the pin."""
+    base, host, port = parse_server_url(url)
+    try:
+        expected = normalize_thumbprint(expected_thumbprint)
+    except IdentityError as exc:
+        raise ConfigError(
+            f"--server-thumbprint: {exc.message}",
+            hint="copy the thumbprint the appliance prints at start (64 hex digits)",
+        ) from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only to *read* the certificate; nothing is sent
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise RegistrationError(
+            f"cannot reach the appliance at {base}: {reason}",
+            hint="check the --server address, that the appliance runs, and the firewall",
+        ) from None
+    if not der:
+        raise RegistrationError(f"{base} presented no certificate", hint="check the address")
+    actual = thumbprint_of_der(der)
+    if actual != expected:
+        raise RegistrationError(
+            f"the server presented certificate {actual}, expected {expected}; "
+            "the API key was not sent",
+            hint="check --server-thumbprint against the appliance's banner; if they match, "
+            "something else answers at that address",
+        )
+    return Server(base, host, port, actual, ssl.DER_cert_to_PEM_cert(der))
+
+
+def pinned_client(server: Server, api_key: str, *, timeout: float = TIMEOUT) -> httpx.Client:
+    """An httpx client that trusts only the pinned certificate and sends the API key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=server.certificate_pem)
+    return httpx.Client(
+        base_url=server.url,
+        verify=context,
+        timeout=timeout,
+        headers={"X-Api-Key": api_key, "User-Agent": f"octo-agent/{__version__}"},
+    )
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    name: str
+    environments: list[str]
+    roles: list[str]
+    mode: Mode
+    listen: str = ""
+    public_host: str = ""
+    polling_address: str = ""
+
+    def body(self, identity: Identity) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "environments": self.environments,
+            "roles": self.roles,
+            "communication_style": self.mode,
+            "thumbprint": identity.thumbprint,
+            "certificate": identity.cert_pem.decode("ascii"),
+            "agent_version": __version__,
+        }
+        if self.mode == "listening":
+            body["uri"] = self.uri()
+        return body
+
+    def uri(self) -> str:
+        """Where the appliance dials a listening agent."""
+        _, port = parse_address(self.listen, "--listen")
+        return f"https://{format_address(self.public_host, port)}"
+
+
+def check_request(request: RegisterRequest) -> None:
+    """Refuse what would register a target the appliance cannot reach (before any I/O)."""
+    if request.mode == "listening":
+        _, port = parse_address(request.listen, "--listen")
+        if port == 0:
+            raise ConfigError(
+                "--listen needs a fixed port: the appliance dials it",
+                hint="e.g. --listen 0.0.0.0:10933",
+            )
+        if not request.public_host or request.public_host in WILDCARD_HOSTS:
+            raise ConfigError(
+                f"--listen {request.listen} binds every address, so it does not say which one "
+                "the appliance should dial",
+                hint="add --public-host NAME (the host name or IP the appliance reaches this "
+                "machine by)",
+            )
+    elif request.polling_address:
+        parse_address(request.polling_address, "--polling-address")
+
+
+def register(
+    home: Home, server: Server, api_key: str, request: RegisterRequest, *, force: bool = False
+) -> AgentConfig:
+    """Register this agent; writes agent.json only after the appliance said yes."""
+    existing = home.load_config()
+    if existing is not None and existing.is_registered and not force:
+        raise RegistrationError(
+            f"{home.root} is already registered as target {existing.target_id} "
+            f"({existing.name!r}) with {existing.server_url}",
+            hint="deregister it first, or pass --force to register again anyway",
+        )
+    identity = home.load_or_create_identity()
+    with pinned_client(server, api_key) as client:
+        response = _send(client, "POST", REGISTER_PATH, json=request.body(identity))
+    data = _json_object(response, "the registration")
+    target_id = data.get("id")
+    if not isinstance(target_id, str) or not target_id:
+        raise RegistrationError(
+            "the appliance accepted the registration but sent no target id",
+            hint="upgrade the appliance, or check its log",
+        )
+    comms_pem = data.get("server_certificate") or server.certificate_pem
+    comms_thumbprint = data.get("server_thumbprint") or server.thumbprint
+    try:
+        if normalize_thumbprint(str(comms_thumbprint)) != thumbprint_of_pem(str(comms_pem)):
+            raise ValueError
+    except (ValueError, IdentityError):
+        raise RegistrationError(
+            f"the appliance registered target {target_id}, but its server_certificate and "
+            "server_thumbprint do not match; nothing was stored",
+            hint="report this appliance bug; delete the target in the portal and retry",
+        ) from None
+    polling = ""
+    if request.mode == "polling":
+        polling = request.polling_address or str(data.get("polling_address") or "")
+        if not polling:
+            polling = format_address(server.host, DEFAULT_POLLING_PORT)
+        parse_address(polling, "the polling address")
+    config = AgentConfig(
+        name=str(data.get("name") or request.name),
+        mode=request.mode,
+        listen=request.listen if request.mode == "listening" else "",
+        public_host=request.public_host,
+        polling_address=polling,
+        server_url=server.url,
+        api_thumbprint=server.thumbprint,
+        api_certificate=server.certificate_pem,
+        comms_thumbprint=normalize_thumbprint(str(comms_thumbprint)),
+        comms_certificate=str(comms_pem),
+        target_id=target_id,
+        environments=list(request.environments),
+        roles=list(request.roles),
+        registered_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    home.save_config(config)
+    return config
+
+
+def deregister(home: Home, api_key: str) -> tuple[AgentConfig, bool]:
+    """Delete this agent's target on the appliance, then forget the registration.
+
+    Returns the old configuration and whether the appliance still knew the target.
+    """
+    config = home.require_registered()
+    server = pin_server(config.server_url, config.api_thumbprint)
+    known = True
+    with pinned_client(server, api_key) as client:
+        try:
+            _send(client, "DELETE", TARGET_PATH.format(id=config.target_id))
+        except _NotFound:
+            known = False
+    home.save_config(config.without_registration())
+    return config, known
+
+
+class _NotFound(RegistrationError):
+    pass
+
+
+def _send(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise RegistrationError(
+            f"{method} {path} on {client.base_url} failed: {exc}",
+            hint="check that the appliance runs and is reachable, then retry",
+        ) from None
+    if response.is_success:
+        return response
+    status, message = response.status_code, _error_message(response)
+    if status == 401:
+        raise RegistrationError(
+            f"the appliance refused the API key ({message})",
+            hint="create an API key in the portal (or octo-appliance api-key create) and pass "
+            "it with --api-key-file or OCTO_API_KEY",
+        )
+    if status == 403:
+        raise RegistrationError(
+            f"the API key may not do this: {message}",
+            hint="use the key of a user allowed to manage targets in those environments",
+        )
+    if status == 409:
+        raise RegistrationError(
+            f"conflict: {message}",
+            hint="choose another --name, or delete the existing target first",
+        )
+    if status == 422:
+        raise RegistrationError(
+            f"the appliance rejected the registration: {message}",
+            hint="check --environment (it must exist on the appliance) and --role values",
+        )
+    if status == 404 and method == "DELETE":
+        raise _NotFound(f"the appliance has no target {path.rsplit('/', 1)[-1]}")
+    if status in (404, 405):
+        raise RegistrationError(
+            f"the appliance at {client.base_url} does not offer {method} {path} ({status})",
+            hint="upgrade the appliance to a version that registers agents",
+        )
+    raise RegistrationError(
+        f"the appliance answered {method} {path} with {status}: {message}",
+        hint="retry later, or check the appliance's log",
+    )
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The message of the API's ``{"error": {...}}`` body, with details, else the status."""
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return response.reason_phrase or f"HTTP {response.status_code}"
+    if not isinstance(error, dict):
+        return f"HTTP {response.status_code}"
+    message = str(error.get("message") or response.reason_phrase)
+    details = error.get("details")
+    if isinstance(details, list) and details:
+        parts = [_detail(d) for d in details[:5]]
+        message += " (" + "; ".join(parts) + ")"
+    return message
+
+
+def _detail(detail: Any) -> str:
+    if not isinstance(detail, dict):
+        return str(detail)
+    where = detail.get("field") or detail.get("loc")
+    text = str(detail.get("message") or detail.get("msg") or detail)
+    return f"{where}: {text}" if where else text
+
+
+def _json_object(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise RegistrationError(
+            f"the appliance answered {what} with something other than a JSON object",
+            hint="check that --server points at an Octo appliance",
+        )
+    return data

@@ -1,0 +1,333 @@
+"""Starting the runner as a subprocess, relaying its events, and killing its process tree.
+
+The runner gets everything on stdin (variables, sensitive ones included: never argv, never
+environment, never a file) and answers with JSON lines on stdout, which are re-emitted to the
+appliance one by one as they arrive. It runs as ``sys.executable -I <runner.pyz>`` in a new
+session; once the agent is frozen by PyInstaller, ``sys.executable`` is the agent binary and
+this must become the bundled interpreter (noted in docs/agent.md).
+
+Cancelling: SIGTERM to the runner (it kills the script's process group itself, after its own
+grace), then, if the runner is still there after ``kill_grace``, SIGKILL to the runner's group
+and to every descendant seen; any process of the tree that outlived the runner (a script that
+``setsid``-ed away) is killed too. The agent's log gets counts and exit codes, never event
+content: messages may hold a value that is not sensitive to the runner but is to the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from octo_appliance.agent.contract import AGENT_STREAM
+
+log = logging.getLogger("octo_appliance.agent.runner")
+
+#: StreamReader line limit; the runner splits script lines at 64 KiB, JSON escaping grows them
+LINE_LIMIT = 8 * 1024 * 1024
+#: runner stderr lines copied into the agent log per run (the rest are counted)
+STDERR_LINES = 200
+STDERR_LINE_CHARS = 1000
+#: environment variables the runner (and so every script) must not inherit
+SCRUBBED_ENV = ("OCTO_API_KEY",)
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def now_iso() -> str:
+    """The timestamp format of runner events (UTC, milliseconds, ``Z``)."""
+    now = datetime.datetime.now(datetime.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def agent_log_event(message: str, level: str = "info") -> dict[str, Any]:
+    """A log event written by the agent itself (``stream: "agent"``)."""
+    return {
+        "type": "log",
+        "level": level,
+        "time": now_iso(),
+        "message": message,
+        "stream": AGENT_STREAM,
+    }
+
+
+class Collected:
+    """What the result of ``runner.run`` is made of, gathered from the event stream."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.output_variables: list[dict[str, Any]] = []
+        self.artifacts: list[dict[str, Any]] = []
+        self.result: dict[str, Any] | None = None
+
+    def add(self, event: dict[str, Any]) -> None:
+        self.events += 1
+        kind = event.get("type")
+        if kind == "output-variable":
+            self.output_variables.append(
+                {
+                    "name": event.get("name"),
+                    "value": event.get("value"),
+                    "sensitive": bool(event.get("sensitive")),
+                }
+            )
+        elif kind == "artifact":
+            self.artifacts.append({k: event.get(k) for k in ("path", "name", "length")})
+        elif kind == "result":
+            self.result = event
+
+    def outcome(self, returncode: int, work_dir: Path) -> dict[str, Any]:
+        event = self.result
+        if event is None:
+            code = returncode
+            body: dict[str, Any] = {
+                "exit_code": code,
+                "success": False,
+                "canceled": False,
+                "message": f"the runner ended without a result (exit code {code})",
+            }
+        else:
+            body = {
+                "exit_code": int(event.get("exit_code", returncode)),
+                "success": bool(event.get("success")) and returncode == 0,
+                "canceled": bool(event.get("canceled", False)),
+                "message": str(event.get("message", "")),
+            }
+            if "status" in event:
+                body["status"] = event["status"]
+        details = event.get("details") if event is not None else None
+        body.update(
+            output_variables=self.output_variables,
+            artifacts=self.artifacts,
+            details=details if isinstance(details, dict) else {},
+            work_dir=str(work_dir),
+        )
+        return body
+
+
+class RunnerProcess:
+    """One running runner; :meth:`terminate` is idempotent and shared by all who ask."""
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        task_id: str,
+        kill_grace: float,
+        on_gone: Callable[[RunnerProcess], None],
+    ) -> None:
+        self.process = process
+        self.task_id = task_id
+        self.kill_grace = kill_grace
+        self._on_gone = on_gone
+        self._terminating: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def terminate(self) -> asyncio.Task[None]:
+        if self._terminating is None:
+            self._terminating = asyncio.get_running_loop().create_task(self._terminate())
+        return self._terminating
+
+    async def _terminate(self) -> None:
+        process = self.process
+        tree = _descendants(process.pid)
+        try:
+            if process.returncode is None:
+                log.info("task %s: stopping the runner (pid %d)", self.task_id, process.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+                drain = asyncio.create_task(_discard(process.stdout))
+                try:
+                    async with asyncio.timeout(self.kill_grace):
+                        await process.wait()
+                except TimeoutError:
+                    log.warning(
+                        "task %s: the runner did not stop within %g s; killing its tree",
+                        self.task_id,
+                        self.kill_grace,
+                    )
+                    tree += _descendants(process.pid)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    _kill(tree)
+                    await process.wait()
+                finally:
+                    drain.cancel()
+            survivors = _kill(tree)
+            if survivors:
+                log.warning(
+                    "task %s: killed %d process(es) the script left outside its group",
+                    self.task_id,
+                    survivors,
+                )
+        finally:
+            self.gone()
+
+    def gone(self) -> None:
+        self._on_gone(self)
+
+
+class RunnerHost:
+    """Runs runner processes for one agent identity and knows which are still alive."""
+
+    def __init__(self) -> None:
+        self.live: set[RunnerProcess] = set()
+
+    async def run(
+        self,
+        pyz: Path,
+        document: dict[str, Any],
+        *,
+        work_dir: Path,
+        task_id: str,
+        emit: Emit,
+        kill_grace: float,
+    ) -> dict[str, Any]:
+        """Run one request through the runner; cancel this to kill the whole tree."""
+        payload = json.dumps(document).encode("utf-8")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            str(pyz),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=work_dir,
+            env=_child_environment(),
+            start_new_session=True,
+            limit=LINE_LIMIT,
+        )
+        handle = RunnerProcess(process, task_id, kill_grace, self.live.discard)
+        self.live.add(handle)
+        log.info("task %s: runner started (pid %d) in %s", task_id, process.pid, work_dir.name)
+        stderr = asyncio.create_task(_log_stderr(process.stderr, task_id))
+        feed = asyncio.create_task(_feed(process.stdin, payload))
+        collected = Collected()
+        try:
+            assert process.stdout is not None
+            while line := await _readline(process.stdout, task_id):
+                event = _parse(line, task_id)
+                if event is None:
+                    continue
+                collected.add(event)
+                await emit(event)
+            await feed
+            returncode = await process.wait()
+            await stderr
+        except BaseException:
+            feed.cancel()
+            await asyncio.shield(handle.terminate())
+            stderr.cancel()
+            raise
+        handle.gone()
+        log.info(
+            "task %s: runner exited with code %d after %d events",
+            task_id,
+            returncode,
+            collected.events,
+        )
+        return collected.outcome(returncode, work_dir)
+
+    async def terminate_all(self) -> None:
+        """Stop every runner still alive (agent shutdown) and wait until they are gone."""
+        tasks = [handle.terminate() for handle in list(self.live)]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _child_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+
+
+async def _feed(stdin: asyncio.StreamWriter | None, payload: bytes) -> None:
+    """Write the request and close stdin; a runner that exits early is not an error here."""
+    if stdin is None:
+        return
+    try:
+        stdin.write(payload)
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+async def _readline(stream: asyncio.StreamReader, task_id: str) -> bytes:
+    while True:
+        try:
+            return await stream.readline()
+        except ValueError:  # over LINE_LIMIT: the reader dropped what it had buffered
+            log.warning("task %s: the runner wrote an over-long line; it was dropped", task_id)
+
+
+def _parse(line: bytes, task_id: str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        log.warning(
+            "task %s: the runner wrote a line that is not an event (%d bytes); ignored",
+            task_id,
+            len(line),
+        )
+        return None
+    return event
+
+
+async def _log_stderr(stream: asyncio.StreamReader | None, task_id: str) -> None:
+    """Copy the runner's own diagnostics (masked by the runner) into the agent log."""
+    if stream is None:
+        return
+    lines = 0
+    while True:
+        try:
+            raw = await stream.readline()
+        except ValueError:
+            continue
+        if not raw:
+            break
+        lines += 1
+        if lines <= STDERR_LINES:
+            text = raw.decode("utf-8", "replace").rstrip()[:STDERR_LINE_CHARS]
+            log.info("task %s: runner stderr: %s", task_id, text)
+    if lines > STDERR_LINES:
+        log.info("task %s: %d more runner stderr lines not logged", task_id, lines - STDERR_LINES)
+
+
+async def _discard(stream: asyncio.StreamReader | None) -> None:
+    """Keep reading a cancelled runner's stdout so it never blocks writing its last events."""
+    if stream is None:
+        return
+    with contextlib.suppress(ValueError):
+        while await stream.read(65536):
+            pass
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _kill(processes: list[psutil.Process]) -> int:
+    """SIGKILL those still running (psutil checks they are the same processes); the count."""
+    killed = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                process.kill()
+                killed += 1
+    return killed

@@ -1,0 +1,233 @@
+"""Agent-facing endpoints: registration, on-demand health checks and the runner build.
+
+``POST /targets/register`` is what ``octo-agent register`` calls, over TLS pinned to the
+appliance's thumbprint and with an API key: it records the agent's certificate (the trust
+anchor its connections are checked against) and answers with what the agent must pin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from cryptography import x509
+from pydantic import Field, field_validator
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.refs import get_or_404, resolve_many
+from octo_appliance.api.routing import Router, json_response
+from octo_appliance.api.schemas import Body, Out, name_field
+from octo_appliance.api.targets import (
+    ROLE_PATTERN,
+    TargetOut,
+    _check_unique,
+    _environment_ids,
+    _one,
+    _require_all,
+    _set_links,
+)
+from octo_appliance.api.tasks import enqueue_for_request
+from octo_appliance.comms import thumbprint_of_pem
+from octo_appliance.config import parse_host_port
+from octo_appliance.db import Environment, Target
+from octo_appliance.engine import health
+from octo_appliance.exceptions import ApiError, ValidationFailed
+from octo_appliance.security.permissions import Permission
+from octo_appliance.services import agent_target_ids
+
+router = Router("agents")
+
+
+class Unavailable(ApiError):
+    status_code = 503
+    code = "unavailable"
+
+
+class RegisterIn(Body):
+    name: str = name_field()
+    environments: list[str] = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(min_length=1, max_length=200)
+    communication_style: Literal["listening", "polling"]
+    uri: str = Field("", max_length=500, pattern=r"^$|^https://\S+:\d+/?$")
+    thumbprint: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    certificate: str = Field(min_length=1, max_length=20_000)
+    agent_version: str = Field("", max_length=40)
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, roles: list[str]) -> list[str]:
+        import re
+
+        pattern = re.compile(ROLE_PATTERN)
+        if any(not pattern.match(role) or len(role) > 100 for role in roles):
+            raise ValueError("each role is a non-empty name of at most 100 characters")
+        return sorted(set(roles))
+
+
+class RegisteredOut(TargetOut):
+    server_thumbprint: str
+    server_certificate: str
+    polling_address: str
+
+
+class RunnerOut(Out):
+    version: str
+    sha256: str
+    size: int
+    download: str
+
+
+class TaskQueued(Out):
+    task_id: str
+
+
+def _network(ctx: RequestContext) -> Any:
+    network = ctx.appliance.agent_network
+    if network is None:
+        raise Unavailable(
+            "agent comms are not running on this appliance node",
+            hint="wait until the appliance has finished starting, then try again",
+        )
+    return network
+
+
+def _check_certificate(body: RegisterIn) -> str:
+    try:
+        x509.load_pem_x509_certificate(body.certificate.encode())
+    except ValueError:
+        raise ValidationFailed(
+            "the certificate is not a PEM certificate",
+            details=[{"field": "certificate", "message": "send the agent's PEM certificate"}],
+        ) from None
+    actual = thumbprint_of_pem(body.certificate)
+    if actual != body.thumbprint.lower():
+        raise ValidationFailed(
+            "the thumbprint does not match the certificate",
+            details=[{"field": "thumbprint", "message": f"the certificate's is {actual}"}],
+        )
+    return actual
+
+
+@router.post(
+    "/targets/register",
+    summary="Register an agent as a target (used by octo-agent register)",
+    body=RegisterIn,
+    response=RegisteredOut,
+    status_code=201,
+    errors=(409, 422, 503),
+    raw_response=True,
+)
+def register_agent(ctx: RequestContext, body: RegisterIn, request: Request) -> Response:
+    """Needs ``target.edit`` in every environment named."""
+    ctx.require(Permission.TARGET_EDIT)
+    network = _network(ctx)
+    envs = resolve_many(Environment, body.environments, "environment", "environments")
+    _require_all(ctx, Permission.TARGET_EDIT, [e.id for e in envs])
+    if body.communication_style == "listening" and not body.uri:
+        raise ValidationFailed(
+            "a listening agent needs its address",
+            details=[{"field": "uri", "message": "send https://HOST:PORT the appliance can dial"}],
+        )
+    thumbprint = _check_certificate(body)
+    _check_unique(body.name)
+    target = Target.create_new(
+        name=body.name,
+        communication_style=body.communication_style,
+        uri=body.uri if body.communication_style == "listening" else f"poll://{thumbprint}",
+        thumbprint=thumbprint,
+        certificate=body.certificate,
+        agent_version=body.agent_version,
+        health_status="Unknown",
+    )
+    _set_links(target, [e.id for e in envs], body.roles)
+    ctx.audit(
+        "register",
+        "target",
+        target.id,
+        target.name,
+        {
+            "environments": [e.name for e in envs],
+            "roles": body.roles,
+            "communication_style": body.communication_style,
+            "thumbprint": thumbprint,
+        },
+    )
+    ctx.targets_changed()
+    host = (request.url.hostname or "localhost").strip("[]")
+    polling_host, _ = parse_host_port(ctx.appliance.config.polling_listen)
+    if polling_host not in ("0.0.0.0", "::", ""):
+        host = polling_host
+    shown = f"[{host}]" if ":" in host else host
+    payload = _one(target) | {
+        "server_thumbprint": network.identity.thumbprint,
+        "server_certificate": network.identity.cert_pem.decode(),
+        "polling_address": f"{shown}:{network.polling_port}",
+    }
+    return json_response(payload, 201)
+
+
+@router.post(
+    "/targets/{ref}/health-check",
+    summary="Check a target's health now (queues a health-check task)",
+    response=TaskQueued,
+    status_code=202,
+    errors=(503,),
+)
+def check_target_health(ctx: RequestContext, ref: str) -> dict[str, Any]:
+    target = get_or_404(Target, ref, "target")
+    env_ids = _environment_ids(target)
+    _require_all(ctx, Permission.TARGET_VIEW, env_ids)
+    task_id = enqueue_for_request(
+        ctx,
+        health.KIND,
+        f"Health check of {target.name}",
+        {"target_ids": [target.id]},
+        environment_id=env_ids[0] if len(env_ids) == 1 else None,
+    )
+    ctx.audit("health-check", "target", target.id, target.name, {"task_id": task_id})
+    return {"task_id": task_id}
+
+
+@router.post(
+    "/targets/health-check",
+    summary="Check every agent target's health now",
+    response=TaskQueued,
+    status_code=202,
+    errors=(503,),
+)
+def check_all_health(ctx: RequestContext) -> dict[str, Any]:
+    ctx.require_unscoped(Permission.TARGET_EDIT)
+    task_id = enqueue_for_request(
+        ctx, health.KIND, "Health check of every agent target", {"target_ids": agent_target_ids()}
+    )
+    ctx.audit("health-check", "target", None, "all", {"task_id": task_id})
+    return {"task_id": task_id}
+
+
+@router.get("/runner", summary="The runner build this appliance serves", response=RunnerOut)
+def runner_info(ctx: RequestContext) -> dict[str, Any]:
+    ctx.require(Permission.SYSTEM_VIEW)
+    runner = _network(ctx).runner
+    return {
+        "version": runner.version,
+        "sha256": runner.sha256,
+        "size": runner.size,
+        "download": "/api/v1/runner/download",
+    }
+
+
+@router.get(
+    "/runner/download",
+    summary="Download the runner zipapp (agents fetch it over their own connection)",
+    raw_response=True,
+)
+def runner_download(ctx: RequestContext, request: Request) -> Response:
+    ctx.require(Permission.SYSTEM_VIEW)
+    runner = _network(ctx).runner
+    return FileResponse(
+        runner.path,
+        media_type="application/octet-stream",
+        filename=runner.path.name,
+        headers={"x-sha256": runner.sha256},
+    )

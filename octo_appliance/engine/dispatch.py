@@ -1,0 +1,139 @@
+"""Run one runner command on many targets at once and record each target's outcome.
+
+The fan-out every target-facing task uses (script console, health checks, later deployment
+steps): every target runs concurrently (bounded by ``parallelism``), each through its
+transport; its runner events become task log lines tagged with the target; a target that
+fails, cannot be reached or disconnects fails on its own while the others complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from octo_appliance.comms import CommsError
+from octo_appliance.engine.tasks import OutputVariable, RunningTask, TargetRef
+from octo_appliance.transports.base import RunnerCommand, RunnerResult, TargetAddress, Transport
+
+log = logging.getLogger("octo_appliance.engine")
+
+_LEVELS = {"verbose": "verbose", "info": "info", "highlight": "highlight", "wait": "info"}
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    target: TargetAddress
+    result: RunnerResult | None
+    error: str | None
+
+    @property
+    def success(self) -> bool:
+        return self.result is not None and self.result.success
+
+
+class Dispatcher:
+    """Transports by name, built once per appliance from the plugin registry."""
+
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self.transports = dict(transports)
+
+    def transport_for(self, target: TargetAddress) -> Transport | None:
+        return self.transports.get(target.communication_style)
+
+    async def run_on_targets(
+        self,
+        task: RunningTask,
+        targets: Iterable[TargetAddress],
+        make_command: Callable[[TargetAddress], RunnerCommand],
+        *,
+        parallelism: int | None = None,
+    ) -> list[TargetOutcome]:
+        """Run on every target at once (at most ``parallelism`` at a time, if given)."""
+        targets = list(targets)
+        gate = asyncio.Semaphore(parallelism) if parallelism else None
+        for target in targets:
+            await task.set_target_result(target.id, target.name, "pending")
+
+        async def one(target: TargetAddress) -> TargetOutcome:
+            if gate is None:
+                return await self._run_one(task, target, make_command(target))
+            async with gate:
+                return await self._run_one(task, target, make_command(target))
+
+        return list(await asyncio.gather(*(one(target) for target in targets)))
+
+    async def _run_one(
+        self, task: RunningTask, target: TargetAddress, command: RunnerCommand
+    ) -> TargetOutcome:
+        ref = TargetRef(target.id, target.name)
+        transport = self.transport_for(target)
+        if transport is None:
+            message = (
+                f"no transport '{target.communication_style}' is loaded for this target; "
+                "check GET /api/v1/plugins"
+            )
+            task.error(message, ref)
+            await task.set_target_result(target.id, target.name, "failed", message=message)
+            return TargetOutcome(target, None, message)
+        await task.set_target_result(target.id, target.name, "executing")
+
+        def on_event(event: dict[str, Any]) -> None:
+            _log_event(task, ref, event)
+
+        try:
+            result = await transport.run_runner(target, command, on_event)
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                task.set_target_result(target.id, target.name, "canceled", message="canceled")
+            )
+            raise
+        except CommsError as exc:
+            message = f"{target.name}: {exc.message}"
+            task.error(message, ref)
+            await task.set_target_result(target.id, target.name, "failed", message=exc.message)
+            return TargetOutcome(target, None, exc.message)
+        variables = [
+            OutputVariable(
+                str(v.get("name", "")), str(v.get("value", "")), bool(v.get("sensitive"))
+            )
+            for v in result.output_variables
+        ]
+        state = "success" if result.success else ("canceled" if result.canceled else "failed")
+        await task.set_target_result(
+            target.id,
+            target.name,
+            state,
+            exit_code=result.exit_code,
+            output_variables=variables,
+            message=result.message or None,
+        )
+        if not result.success:
+            task.error(
+                f"{target.name}: failed with exit code {result.exit_code}"
+                + (f": {result.message}" if result.message else ""),
+                ref,
+            )
+        return TargetOutcome(target, result, None if result.success else result.message)
+
+
+def _log_event(task: RunningTask, ref: TargetRef, event: dict[str, Any]) -> None:
+    """A runner event as a task log line (already masked by the runner; masked again here)."""
+    kind = event.get("type")
+    if kind == "log":
+        level = str(event.get("level", "info"))
+        task.log(
+            _LEVELS.get(level, level if level in ("warning", "error") else "info"),
+            str(event.get("message", "")),
+            ref,
+        )
+    elif kind == "output-variable":
+        if event.get("sensitive"):
+            task.add_sensitive_values([str(event.get("value", ""))])
+        task.log("verbose", f"output variable {event.get('name')} set", ref)
+    elif kind == "artifact":
+        task.log("info", f"artifact {event.get('name')} ({event.get('length')} bytes)", ref)
+    elif kind == "progress":
+        task.log("verbose", f"progress {event.get('percentage')}%: {event.get('message', '')}", ref)

@@ -1,0 +1,385 @@
+"""The task executor: claims queued tasks under a cap and runs their handlers.
+
+One :class:`TaskEngine` per appliance process (node). It runs in an asyncio loop: the server's
+own (``await engine.start()``), or a private one in a background thread
+(``engine.start_in_thread()``, for tools and tests). Database work goes through a small pool of
+worker threads of its own, so neither the loop nor the API's thread pool waits on it.
+
+Life of a task: ``enqueue`` inserts it ``queued`` and wakes the claim loop (after the
+enqueuing transaction commits). The loop claims the oldest queued tasks while fewer than
+``task_cap`` run here (and re-checks every ``poll_interval`` seconds for tasks queued by other
+processes), runs each kind's handler, and records the final state. A task still ``executing``
+under this node's name when the engine starts was running when the process died: it is failed
+with a log line saying so, never run again by itself; enqueue a new task to re-run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import logging
+import threading
+import traceback
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import peewee
+from octo_runner.masking import Masker
+
+from octo_appliance.db.tasks import (
+    CANCELED,
+    FAILED,
+    FINAL_TARGET_STATES,
+    SUCCESS,
+    TIMED_OUT,
+)
+from octo_appliance.engine.tasks import store
+from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
+from octo_appliance.engine.tasks.log import TaskLogWriter
+from octo_appliance.engine.tasks.store import ClaimedTask, TargetResult
+from octo_appliance.vault import Vault
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RESTART_MESSAGE = "the appliance stopped while this task was running; re-run it"
+DEFAULT_TASK_CAP = 5
+DEFAULT_POLL_INTERVAL = 3.0
+#: how long stop() waits for cancelled handlers to clean up before giving up on them
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass
+class _Running:
+    task: RunningTask
+    runner: asyncio.Task[None] | None = None
+    handler: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+    canceled_by: str = ""
+
+
+class TaskEngine:
+    """Claims and runs server tasks for one node; see the module docstring."""
+
+    def __init__(
+        self,
+        db: peewee.Database,
+        vault: Vault,
+        node_name: str,
+        *,
+        task_cap: int = DEFAULT_TASK_CAP,
+        kinds: TaskKindRegistry | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        db_threads: int = 4,
+    ) -> None:
+        if task_cap < 1:
+            raise ValueError("the task cap must be at least 1")
+        self.db = db
+        self.vault = vault
+        self.node = node_name
+        self.task_cap = task_cap
+        self.kinds = kinds or TaskKindRegistry()
+        self.poll_interval = poll_interval
+        self._db_threads = db_threads
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_event: asyncio.Event | None = None
+        self._claim_task: asyncio.Task[None] | None = None
+        self._running: dict[str, _Running] = {}
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.log = TaskLogWriter(db, vault, self._run_db)
+        #: ids of the tasks failed at start because the process had died under them
+        self.recovered: list[str] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None and not self._stopping
+
+    async def start(self) -> None:
+        """Recover orphaned tasks, then start claiming (inside the running loop)."""
+        if self._loop is not None:
+            raise RuntimeError("the task engine was already started")
+        self._loop = asyncio.get_running_loop()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self._db_threads, thread_name_prefix="octo-tasks-db"
+        )
+        self._wake_event = asyncio.Event()
+        self.log.bind(self._loop)
+        self.recovered = await self._run_db(
+            lambda: store.recover_orphans(self.db, self.vault, self.node, RESTART_MESSAGE)
+        )
+        if self.recovered:
+            log.warning(
+                "failed %d task(s) left running when the appliance stopped", len(self.recovered)
+            )
+        self._claim_task = asyncio.create_task(self._claim_loop(), name="octo-task-claims")
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop claiming; running tasks are cancelled and failed with the restart message."""
+        if self._loop is None or self._stopping:
+            return
+        self._stopping = True
+        if self._wake_event is not None:
+            self._wake_event.set()
+        if self._claim_task is not None:
+            self._claim_task.cancel()
+            await asyncio.gather(self._claim_task, return_exceptions=True)
+        for task_id in list(self._running):
+            self._interrupt(task_id, "shutdown")
+        runners = [entry.runner for entry in self._running.values() if entry.runner is not None]
+        if runners:
+            _, pending = await asyncio.wait(runners, timeout=grace)
+            if pending:
+                log.warning(
+                    "%d task(s) did not stop within %.0f s; the next start fails them",
+                    len(pending),
+                    grace,
+                )
+        await self.log.flush()
+        executor = self._executor
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True)
+
+    def start_in_thread(self, timeout: float = 30.0) -> None:
+        """Run the engine in a private event loop on a background thread."""
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=loop.run_forever, name="octo-task-engine", daemon=True
+        )
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout)
+
+    def stop_in_thread(self, timeout: float = 30.0) -> None:
+        """Stop an engine started with :meth:`start_in_thread` and end its thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()
+        self._thread = None
+
+    # ------------------------------------------------------------------ outside calls
+
+    def wake(self) -> None:
+        """Look for queued tasks now (any thread)."""
+        loop, event = self._loop, self._wake_event
+        if loop is None or event is None:
+            return
+        with contextlib.suppress(RuntimeError):  # loop closed: the engine is gone
+            loop.call_soon_threadsafe(event.set)
+
+    def enqueue(
+        self,
+        kind: str,
+        description: str,
+        arguments: Mapping[str, Any] | None = None,
+        sensitive_arguments: Mapping[str, Any] | None = None,
+        *,
+        created_by_id: str | None = None,
+        created_by_name: str = "",
+        environment_id: str | None = None,
+        project_id: str | None = None,
+        timeout: int | None = None,
+    ) -> str:
+        """Queue a task and return its id. Blocking (database): call it from a worker thread.
+
+        Inside a transaction the engine is woken when it commits, so it never looks before
+        the row is visible.
+        """
+        if kind not in self.kinds:
+            raise ValueError(f"no handler is registered for task kind '{kind}'")
+        task_id = store.create_task(
+            self.vault,
+            kind=kind,
+            description=description,
+            arguments=arguments,
+            sensitive_arguments=sensitive_arguments,
+            created_by_id=created_by_id,
+            created_by_name=created_by_name,
+            environment_id=environment_id,
+            project_id=project_id,
+            timeout_seconds=timeout,
+        )
+        self.db.after_commit(self.wake)
+        return task_id
+
+    async def enqueue_async(self, kind: str, description: str, **kwargs: Any) -> str:
+        """:meth:`enqueue` from async code (the database work runs in a worker thread)."""
+        return await asyncio.to_thread(functools.partial(self.enqueue, kind, description, **kwargs))
+
+    def request_cancel(self, task_id: str, by: str = "") -> None:
+        """Stop a task's handler if it runs here (any thread). The database flag is the
+        caller's (:func:`store.cancel_task`); other nodes see it at their next poll."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._interrupt, task_id, "canceled", by)
+
+    def cancel(self, task_id: str, by: str = "") -> str | None:
+        """Cancel a task (blocking; from a worker thread): see :func:`store.cancel_task`."""
+        outcome = store.cancel_task(self.db, self.vault, task_id, by)
+        if outcome == "requested":
+            self.db.after_commit(lambda: self.request_cancel(task_id, by))
+        return outcome
+
+    def running_ids(self) -> list[str]:
+        return list(self._running)
+
+    # ------------------------------------------------------------------ internals
+
+    async def _run_db(self, call: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, call)
+
+    async def _claim_loop(self) -> None:
+        assert self._wake_event is not None
+        loop = asyncio.get_running_loop()
+        next_flag_check = 0.0
+        while not self._stopping:
+            self._wake_event.clear()
+            try:
+                free = self.task_cap - len(self._running)
+                if free > 0:
+                    claimed = await self._run_db(
+                        functools.partial(store.claim_tasks, self.db, self.vault, self.node, free)
+                    )
+                    for task in claimed:
+                        self._launch(task)
+                if self._running and loop.time() >= next_flag_check:
+                    next_flag_check = loop.time() + self.poll_interval
+                    ids = list(self._running)
+                    flags = await self._run_db(functools.partial(store.cancel_flags, ids))
+                    for task_id, by in flags.items():
+                        self._interrupt(task_id, "canceled", by)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a database hiccup must not end the loop
+                log.error("claiming server tasks failed (retrying): %s", exc)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and stop() would wait for this loop forever
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake_event.wait()
+
+    def _launch(self, claimed: ClaimedTask) -> None:
+        masker = Masker(store.sensitive_strings(claimed.sensitive_arguments))
+        self.log.open_task(claimed.id, claimed.last_seq, masker)
+        running = RunningTask(claimed, self.node, self.log, masker, self._save_result)
+        entry = _Running(running)
+        self._running[claimed.id] = entry
+        entry.runner = asyncio.create_task(self._run(entry), name=f"octo-task-{claimed.id}")
+        if claimed.cancel_requested:  # flagged while we claimed it
+            self._interrupt(claimed.id, "canceled", claimed.canceled_by)
+
+    async def _save_result(self, task_id: str, result: TargetResult) -> None:
+        await self._run_db(lambda: store.save_target_result(self.db, self.vault, task_id, result))
+
+    def _interrupt(self, task_id: str, reason: str, by: str = "") -> None:
+        """Cancel a running handler for ``reason`` (first reason wins); in the loop."""
+        entry = self._running.get(task_id)
+        if entry is None or entry.task.stop_reason is not None:
+            return
+        entry.task.stop_reason = reason
+        entry.canceled_by = by
+        if reason == "canceled":
+            who = f" by {by}" if by else ""
+            entry.task.log("warning", f"Cancel requested{who}; stopping the task.")
+        if entry.handler is not None:
+            entry.handler.cancel()
+
+    async def _run(self, entry: _Running) -> None:
+        task = entry.task
+        state, error = SUCCESS, ""
+        try:
+            handler = self.kinds.get(task.kind)
+            if handler is None:
+                state = FAILED
+                error = f"no handler for task kind '{task.kind}' on node {self.node}"
+            else:
+                task.log("verbose", f"Running on node {self.node}.")
+                if task.timeout_seconds:
+                    entry.timer = asyncio.get_running_loop().call_later(
+                        task.timeout_seconds, self._interrupt, task.id, "timed_out"
+                    )
+                entry.handler = asyncio.create_task(handler(task))
+                if task.stop_reason is not None:
+                    entry.handler.cancel()
+                await asyncio.wait({entry.handler})
+                state, error = self._outcome(entry)
+        except Exception as exc:  # bookkeeping must still record the end
+            state, error = FAILED, task.mask(f"the task engine failed: {exc}")
+            log.error("task %s: %s", task.id, error)
+        finally:
+            if entry.timer is not None:
+                entry.timer.cancel()
+        await self._finish(entry, state, error)
+
+    def _outcome(self, entry: _Running) -> tuple[str, str]:
+        task = entry.task
+        assert entry.handler is not None
+        reason = task.stop_reason
+        if reason == "canceled":
+            return CANCELED, f"canceled by {entry.canceled_by}" if entry.canceled_by else "canceled"
+        if reason == "timed_out":
+            return TIMED_OUT, f"the task ran longer than its timeout of {task.timeout_seconds} s"
+        if reason == "shutdown":
+            return FAILED, RESTART_MESSAGE
+        if entry.handler.cancelled():
+            return FAILED, "the task's handler was cancelled without a request"
+        exc = entry.handler.exception()
+        if isinstance(exc, TaskFailed):
+            return FAILED, task.mask(exc.message)
+        if exc is not None:
+            text = task.mask("".join(traceback.format_exception(exc)))
+            log.error("task %s (%s) hit an unexpected error:\n%s", task.id, task.kind, text)
+            return FAILED, task.mask(f"unexpected error ({type(exc).__name__}): {exc}")
+        return SUCCESS, ""
+
+    async def _finish(self, entry: _Running, state: str, error: str) -> None:
+        task = entry.task
+        try:
+            target_state = state if state in (CANCELED, TIMED_OUT) else FAILED
+            for result in list(task.targets.values()):
+                if result.state not in FINAL_TARGET_STATES:
+                    await task.set_target_result(
+                        result.target_id,
+                        result.target_name,
+                        target_state,
+                        message=error or "no result was reported for this target",
+                    )
+            states = Counter(result.state for result in task.targets.values())
+            bad = sum(states[s] for s in (FAILED, TIMED_OUT, CANCELED))
+            if state == SUCCESS and bad:
+                state = FAILED
+                error = f"{bad} of {len(task.targets)} target(s) did not succeed"
+            if state == SUCCESS:
+                task.log("info", "The task succeeded.")
+            elif state == CANCELED:
+                task.log("warning", f"The task was {error}.")
+            else:
+                ended = "timed out" if state == TIMED_OUT else "failed"
+                task.log("error", f"The task {ended}: {error}")
+            summary = {"targets": len(task.targets), "states": dict(sorted(states.items()))}
+            await self.log.flush()
+            done = await self._run_db(
+                lambda: store.finish_task(self.db, task.id, self.node, state, error, summary)
+            )
+            if not done:
+                log.warning("task %s was no longer executing on %s at its end", task.id, self.node)
+        except Exception as exc:  # the next start recovers it
+            log.error("recording the end of task %s failed: %s", task.id, exc)
+        finally:
+            self.log.close_task(task.id)
+            self._running.pop(task.id, None)
+            self.wake()

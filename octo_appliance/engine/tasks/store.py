@@ -1,0 +1,395 @@
+"""Synchronous database work for server tasks. Callers keep it off the event loop.
+
+Claiming is safe between nodes sharing one database: a task moves ``queued -> executing`` only
+through ``UPDATE ... WHERE state = 'queued'``, so of two claimers exactly one changes the row.
+On PostgreSQL the candidates are also read ``FOR UPDATE SKIP LOCKED`` so claimers do not queue
+behind each other; on SQLite the claim runs in a ``BEGIN IMMEDIATE`` transaction, because a
+deferred one that read first and writes second fails at once (not after the busy timeout)
+when another connection wrote in between.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import peewee
+
+from octo_appliance.db.base import new_id, utcnow
+from octo_appliance.db.tasks import (
+    CANCELED,
+    EXECUTING,
+    FAILED,
+    FINAL_TARGET_STATES,
+    QUEUED,
+    ServerTask,
+    TaskLogLine,
+    TaskTargetResult,
+    log_line_aad,
+    log_line_id,
+)
+from octo_appliance.vault import Vault
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """What the executor needs of a task it claimed (sensitive arguments already opened)."""
+
+    id: str
+    kind: str
+    description: str
+    arguments: dict[str, Any]
+    sensitive_arguments: dict[str, Any]
+    environment_id: str | None
+    project_id: str | None
+    created_by_name: str
+    timeout_seconds: int | None
+    #: the highest log sequence number already stored for the task (0: none)
+    last_seq: int
+    cancel_requested: bool = False
+    canceled_by: str = ""
+
+
+@dataclass(frozen=True)
+class OutputVariable:
+    name: str
+    value: str
+    sensitive: bool = False
+
+
+@dataclass
+class TargetResult:
+    """A target's outcome as the executor keeps it in memory and saves it."""
+
+    target_id: str
+    target_name: str
+    state: str = "pending"
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    output_variables: list[OutputVariable] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    """A log line to insert: already masked, not yet sealed."""
+
+    task_id: str
+    seq: int
+    level: str
+    message: str
+    occurred_at: datetime
+    target_id: str | None = None
+    target_name: str | None = None
+
+
+def sensitive_strings(value: Any) -> list[str]:
+    """Every scalar inside a JSON value, as text: what masking must hide."""
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in sensitive_strings(item)]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in sensitive_strings(item)]
+    if value is None or isinstance(value, bool):
+        return []
+    return [str(value)]
+
+
+@contextmanager
+def write_transaction(db: peewee.Database) -> Iterator[None]:
+    """A transaction that may read before it writes, on both backends (see the module doc)."""
+    if isinstance(db, peewee.SqliteDatabase) and db.transaction_depth() == 0:
+        with db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
+def create_task(
+    vault: Vault,
+    *,
+    kind: str,
+    description: str,
+    arguments: Mapping[str, Any] | None = None,
+    sensitive_arguments: Mapping[str, Any] | None = None,
+    created_by_id: str | None = None,
+    created_by_name: str = "",
+    environment_id: str | None = None,
+    project_id: str | None = None,
+    timeout_seconds: int | None = None,
+) -> str:
+    """Insert a queued task; sensitive arguments are sealed to the new row."""
+    if not kind:
+        raise ValueError("a task needs a kind")
+    if timeout_seconds is not None and timeout_seconds <= 0:
+        raise ValueError("a task timeout must be positive")
+    task_id = new_id(ServerTask.id_prefix)
+    sealed = None
+    if sensitive_arguments:
+        sealed = vault.seal(
+            json.dumps(dict(sensitive_arguments)), ServerTask(id=task_id).aad("sealed_arguments")
+        )
+    ServerTask.create(
+        id=task_id,
+        kind=kind,
+        description=description,
+        arguments=dict(arguments or {}),
+        sealed_arguments=sealed,
+        created_by_id=created_by_id,
+        created_by_name=created_by_name,
+        environment_id=environment_id,
+        project_id=project_id,
+        timeout_seconds=timeout_seconds,
+    )
+    return task_id
+
+
+def open_arguments(vault: Vault, task: ServerTask) -> dict[str, Any]:
+    if not task.sealed_arguments:
+        return {}
+    value: dict[str, Any] = json.loads(
+        vault.open(task.sealed_arguments, task.aad("sealed_arguments"))
+    )
+    return value
+
+
+def last_seq(task_id: str) -> int:
+    value = (
+        TaskLogLine.select(peewee.fn.MAX(TaskLogLine.seq))
+        .where(TaskLogLine.task == task_id)
+        .scalar()
+    )
+    return int(value or 0)
+
+
+def claim_tasks(db: peewee.Database, vault: Vault, node: str, limit: int) -> list[ClaimedTask]:
+    """Claim up to ``limit`` queued tasks for ``node``, oldest first."""
+    if limit <= 0:
+        return []
+    now = utcnow()
+    with write_transaction(db):
+        candidates: Any = (
+            ServerTask.select(ServerTask.id)
+            .where(ServerTask.state == QUEUED)
+            .order_by(ServerTask.created_at, ServerTask.id)
+            .limit(limit)
+        )
+        if isinstance(db, peewee.PostgresqlDatabase):
+            candidates = candidates.for_update(skip_locked=True)
+        claimed_ids = []
+        for (task_id,) in candidates.tuples():
+            changed = (
+                ServerTask.update(state=EXECUTING, node=node, started_at=now)
+                .where((ServerTask.id == task_id) & (ServerTask.state == QUEUED))
+                .execute()
+            )
+            if changed == 1:
+                claimed_ids.append(task_id)
+        if not claimed_ids:
+            return []
+        rows = list(
+            ServerTask.select()
+            .where(ServerTask.id.in_(claimed_ids))
+            .order_by(ServerTask.created_at, ServerTask.id)
+        )
+    claimed = []
+    for row in rows:
+        claimed.append(
+            ClaimedTask(
+                id=row.id,
+                kind=row.kind,
+                description=row.description,
+                arguments=dict(row.arguments or {}),
+                sensitive_arguments=open_arguments(vault, row),
+                environment_id=row.environment_id,
+                project_id=row.project_id,
+                created_by_name=row.created_by_name,
+                timeout_seconds=row.timeout_seconds,
+                last_seq=last_seq(row.id),
+                cancel_requested=row.cancel_requested,
+                canceled_by=row.canceled_by,
+            )
+        )
+    return claimed
+
+
+def insert_lines(db: peewee.Database, vault: Vault, lines: Sequence[StoredLine]) -> None:
+    """Seal and insert log lines (one transaction; re-inserting a batch fails as a whole)."""
+    rows = [
+        {
+            "id": log_line_id(line.task_id, line.seq),
+            "task": line.task_id,
+            "seq": line.seq,
+            "level": line.level,
+            "occurred_at": line.occurred_at,
+            "target_id": line.target_id,
+            "target_name": line.target_name,
+            "message": vault.seal(line.message, log_line_aad(line.task_id, line.seq)),
+        }
+        for line in lines
+    ]
+    with write_transaction(db):
+        for start in range(0, len(rows), 500):
+            TaskLogLine.insert_many(rows[start : start + 500]).execute()
+
+
+def append_line_now(
+    db: peewee.Database, vault: Vault, task_id: str, level: str, message: str
+) -> int:
+    """Append one line to the log of a task no executor is writing (queued or orphaned)."""
+    with write_transaction(db):
+        seq = last_seq(task_id) + 1
+        insert_lines(db, vault, [StoredLine(task_id, seq, level, message, utcnow())])
+    return seq
+
+
+def save_target_result(
+    db: peewee.Database, vault: Vault, task_id: str, result: TargetResult
+) -> None:
+    """Insert or update the row for one target; sensitive output values are sealed."""
+    plain = [
+        {"name": v.name, "value": None if v.sensitive else v.value, "sensitive": v.sensitive}
+        for v in result.output_variables
+    ]
+    secret = {v.name: v.value for v in result.output_variables if v.sensitive}
+    fields = {
+        "target_name": result.target_name,
+        "state": result.state,
+        "exit_code": result.exit_code,
+        "started_at": result.started_at,
+        "finished_at": result.finished_at,
+        "output_variables": plain,
+        "message": result.message,
+    }
+    with write_transaction(db):
+        row = TaskTargetResult.get_or_none(
+            (TaskTargetResult.task == task_id) & (TaskTargetResult.target_id == result.target_id)
+        )
+        if row is None:
+            row = TaskTargetResult(id=new_id(TaskTargetResult.id_prefix), task=task_id)
+            row.target_id = result.target_id
+            created = True
+        else:
+            created = False
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.sealed_output_variables = (
+            vault.seal(json.dumps(secret), row.aad("sealed_output_variables")) if secret else None
+        )
+        row.save(force_insert=created)
+
+
+def open_output_variables(vault: Vault, row: TaskTargetResult) -> dict[str, str]:
+    """Every output variable of a target, sensitive values opened (for later steps)."""
+    values = {item["name"]: item["value"] for item in row.output_variables if not item["sensitive"]}
+    if row.sealed_output_variables:
+        values.update(
+            json.loads(vault.open(row.sealed_output_variables, row.aad("sealed_output_variables")))
+        )
+    return values
+
+
+def finish_task(
+    db: peewee.Database, task_id: str, node: str, state: str, error: str, summary: dict[str, Any]
+) -> bool:
+    """Record the final state of a task this node runs; False if it was not ours any more."""
+    with write_transaction(db):
+        changed = (
+            ServerTask.update(state=state, error=error, summary=summary, finished_at=utcnow())
+            .where(
+                (ServerTask.id == task_id)
+                & (ServerTask.state == EXECUTING)
+                & (ServerTask.node == node)
+            )
+            .execute()
+        )
+    return bool(changed == 1)
+
+
+def recover_orphans(db: peewee.Database, vault: Vault, node: str, message: str) -> list[str]:
+    """Fail every task left ``executing`` by ``node`` (it died), with ``message`` in its log."""
+    query: Any = (
+        ServerTask.select(ServerTask.id)
+        .where((ServerTask.state == EXECUTING) & (ServerTask.node == node))
+        .tuples()
+    )
+    orphans: list[str] = [task_id for (task_id,) in query]
+    recovered = []
+    for task_id in orphans:
+        with write_transaction(db):
+            now = utcnow()
+            changed = (
+                ServerTask.update(state=FAILED, error=message, finished_at=now)
+                .where(
+                    (ServerTask.id == task_id)
+                    & (ServerTask.state == EXECUTING)
+                    & (ServerTask.node == node)
+                )
+                .execute()
+            )
+            if changed != 1:
+                continue
+            TaskTargetResult.update(state=FAILED, finished_at=now, message=message).where(
+                (TaskTargetResult.task == task_id)
+                & TaskTargetResult.state.not_in(sorted(FINAL_TARGET_STATES))
+            ).execute()
+            append_line_now(db, vault, task_id, "error", message)
+        recovered.append(task_id)
+    return recovered
+
+
+def cancel_task(
+    db: peewee.Database, vault: Vault, task_id: str, by: str, where: Any = None
+) -> str | None:
+    """Cancel a queued task at once, or flag an executing one; ``where`` narrows the rows.
+
+    Returns ``"canceled"``, ``"requested"``, or None when no queued or executing row matched.
+    Writes come before any read, so on SQLite the caller's deferred transaction takes the
+    write lock first (see the module doc).
+    """
+    condition = ServerTask.id == task_id
+    if where is not None:
+        condition &= where
+    with db.atomic():
+        changed = (
+            ServerTask.update(
+                state=CANCELED,
+                cancel_requested=True,
+                canceled_by=by,
+                finished_at=utcnow(),
+                error=f"canceled by {by} before it started" if by else "canceled before it started",
+            )
+            .where(condition & (ServerTask.state == QUEUED))
+            .execute()
+        )
+        if changed == 1:
+            note = (
+                f"The task was canceled by {by} before it started."
+                if by
+                else ("The task was canceled before it started.")
+            )
+            append_line_now(db, vault, task_id, "warning", note)
+            return "canceled"
+        flagged = (
+            ServerTask.update(cancel_requested=True, canceled_by=by)
+            .where(condition & (ServerTask.state == EXECUTING))
+            .execute()
+        )
+    return "requested" if flagged == 1 else None
+
+
+def cancel_flags(task_ids: Sequence[str]) -> dict[str, str]:
+    """Of these tasks, the ones flagged for cancel (by another process): id -> who."""
+    if not task_ids:
+        return {}
+    rows: Any = (
+        ServerTask.select(ServerTask.id, ServerTask.canceled_by)
+        .where(ServerTask.id.in_(list(task_ids)) & (ServerTask.cancel_requested == True))  # noqa: E712
+        .tuples()
+    )
+    return {task_id: by for task_id, by in rows}

@@ -1,0 +1,96 @@
+"""The appliance's background services, started with the server and stopped with it.
+
+- the runner build the appliance serves to agents;
+- the agent network: the polling listener, listening-agent connections, agent trust;
+- the task engine with its task kinds (script console, health checks);
+- the health-check schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from octo_appliance.appliance import Appliance
+from octo_appliance.comms import CommsSettings, load_identity
+from octo_appliance.config import parse_host_port
+from octo_appliance.db import Target
+from octo_appliance.engine import console, health
+from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.engine.targets import trusted_agents
+from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
+from octo_appliance.exceptions import OctoError
+from octo_appliance.runner_bundle import prepare_runner
+from octo_appliance.tls import ServerCertificate
+from octo_appliance.transports.network import AgentNetwork, spool_dir
+
+
+@dataclass
+class Services:
+    network: AgentNetwork
+    tasks: TaskEngine
+    health: health.HealthScheduler
+
+    async def stop(self) -> None:
+        await self.health.stop()
+        await self.tasks.stop()
+        await self.network.stop()
+
+
+def agent_target_ids() -> list[str]:
+    rows = Target.select(Target.id).where(
+        Target.disabled == False,  # noqa: E712
+        Target.communication_style.in_(["listening", "polling"]),
+    )
+    return [t.id for t in rows]
+
+
+async def start_services(appliance: Appliance, cert: ServerCertificate) -> Services:
+    config = appliance.config
+    runner = await asyncio.to_thread(prepare_runner, appliance.data_dir)
+    identity = load_identity(cert.cert_file, cert.key_file, cert.key_password)
+    network = AgentNetwork(
+        identity,
+        runner,
+        trusted_agents,
+        settings=CommsSettings(spool_dir=spool_dir(appliance.data_dir)),
+        pickup_timeout=float(config.pickup_timeout_seconds),
+    )
+    host, port = parse_host_port(config.polling_listen)
+    try:
+        await network.start(host, port)
+    except OSError as exc:
+        raise OctoError(
+            f"cannot listen for polling agents on {config.polling_listen}: {exc.strerror or exc}",
+            hint="free the port, or choose another with --polling-listen HOST:PORT",
+        ) from None
+    loop = asyncio.get_running_loop()
+    appliance.agent_network = network
+    appliance.target_listeners.append(lambda: network.reload_trust_soon(loop))
+
+    dispatcher = Dispatcher(
+        {entry.name: entry.cls(network) for entry in appliance.plugins.transports}
+    )
+    kinds = TaskKindRegistry()
+    kinds.register(console.KIND, console.make_script_handler(dispatcher))
+    kinds.register(health.KIND, health.make_health_handler(dispatcher))
+    engine = TaskEngine(
+        appliance.db,
+        appliance.vault,
+        socket.gethostname() or "appliance",
+        task_cap=int(config.task_cap),
+        kinds=kinds,
+    )
+    await engine.start()
+    appliance.task_engine = engine
+
+    def enqueue_all() -> str | None:
+        ids = agent_target_ids()
+        if not ids:
+            return None
+        return engine.enqueue(health.KIND, "Scheduled health check", {"target_ids": ids})
+
+    scheduler = health.HealthScheduler(float(config.health_check_minutes) * 60, enqueue_all)
+    scheduler.start()
+    return Services(network, engine, scheduler)

@@ -1,0 +1,178 @@
+"""The appliance's side of agent comms: its identity, who it trusts, and its connections.
+
+One object per appliance process. It runs the polling listener (agents dial in and wait for
+requests), keeps one connection per listening agent (opened on first use, reused), answers
+the calls agents make to the appliance (``runner.fetch``), and drops connections of targets
+that stop being trusted (deleted or disabled) as soon as trust is reloaded.
+
+It knows nothing of the database: whoever starts it passes ``load_trust``, a function that
+returns the certificates of the targets to trust (run in a worker thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from octo_appliance import __version__
+from octo_appliance.agent import contract
+from octo_appliance.comms import (
+    CommsServer,
+    CommsSettings,
+    Connection,
+    Identity,
+    IncomingRequest,
+    LocalHello,
+    PollingHub,
+    TrustStore,
+    connect,
+    serve,
+)
+from octo_appliance.comms.errors import CallFailed
+from octo_appliance.runner_bundle import RunnerBuild
+from octo_appliance.transports.base import TargetAddress
+
+log = logging.getLogger("octo_appliance.agents")
+
+#: returns ``[(thumbprint, certificate PEM), ...]`` of every target to trust
+TrustLoader = Callable[[], Sequence[tuple[str, str]]]
+
+
+class AgentNetwork:
+    def __init__(
+        self,
+        identity: Identity,
+        runner: RunnerBuild,
+        load_trust: TrustLoader,
+        *,
+        settings: CommsSettings | None = None,
+        pickup_timeout: float = 120.0,
+    ) -> None:
+        self.identity = identity
+        self.runner = runner
+        self.settings = settings or CommsSettings()
+        self.pickup_timeout = pickup_timeout
+        self.hello = LocalHello(
+            role="appliance", id=identity.thumbprint, extra={"version": __version__}
+        )
+        self.trust = TrustStore()
+        self.hub = PollingHub()
+        self.polling_server: CommsServer | None = None
+        self._load_trust = load_trust
+        self._listening: dict[str, Connection] = {}
+        self._dialing: dict[str, asyncio.Lock] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self, polling_host: str, polling_port: int) -> None:
+        await self.reload_trust()
+        self.polling_server = await serve(
+            polling_host,
+            polling_port,
+            self.identity,
+            self.trust,
+            hello=self.hello,
+            on_connection=self.hub.attach,
+            handler=self.handle,
+            settings=self.settings,
+        )
+        log.info("polling listener on %s:%d", polling_host, self.polling_server.port)
+
+    async def stop(self) -> None:
+        await self.hub.close()
+        if self.polling_server is not None:
+            await self.polling_server.close("the appliance is shutting down")
+        for conn in list(self._listening.values()):
+            conn.close("the appliance is shutting down")
+        self._listening.clear()
+
+    @property
+    def polling_port(self) -> int:
+        return self.polling_server.port if self.polling_server is not None else 0
+
+    # -- trust ---------------------------------------------------------------------------------
+
+    async def reload_trust(self) -> None:
+        """Trust exactly the current targets; drop connections of any that left."""
+        pairs = await run_in_threadpool(self._load_trust)
+        self.trust.replace(pem for _, pem in pairs)
+        trusted = {thumbprint for thumbprint, _ in pairs}
+        for conn in self._all_connections():
+            if conn.peer_thumbprint not in trusted:
+                log.warning("dropping connection of %s: no longer trusted", conn.peer_thumbprint)
+                conn.close("the target was removed or disabled")
+
+    def reload_trust_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Thread-safe: schedule :meth:`reload_trust` on the network's loop."""
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.reload_trust()))
+
+    def _all_connections(self) -> list[Connection]:
+        conns = list(self._listening.values())
+        if self.polling_server is not None:
+            conns += list(self.polling_server.connections)
+        return conns
+
+    # -- calls to agents -----------------------------------------------------------------------
+
+    async def listening_connection(self, target: TargetAddress) -> Connection:
+        """The open connection to a listening agent, dialled on first use."""
+        key = target.thumbprint
+        conn = self._listening.get(key)
+        if conn is not None and conn.accepts_calls:
+            return conn
+        lock = self._dialing.setdefault(key, asyncio.Lock())
+        async with lock:
+            conn = self._listening.get(key)
+            if conn is not None and conn.accepts_calls:
+                return conn
+            host, port = _host_port(target.uri)
+            conn = await connect(
+                host,
+                port,
+                self.identity,
+                target.thumbprint,
+                target.certificate or None,
+                hello=self.hello,
+                handler=self.handle,
+                settings=self.settings,
+            )
+            self._listening[key] = conn
+            conn.add_close_callback(lambda closed: self._forget(key, closed))
+            return conn
+
+    def _forget(self, key: str, conn: Connection) -> None:
+        if self._listening.get(key) is conn:
+            del self._listening[key]
+
+    # -- calls from agents ---------------------------------------------------------------------
+
+    async def handle(self, request: IncomingRequest) -> Any:
+        """Calls agents make to the appliance over the connection they share."""
+        if request.method == contract.RUNNER_FETCH:
+            version = str(request.params.get("version", ""))
+            if version != self.runner.version:
+                raise CallFailed(
+                    "unknown_runner",
+                    f"this appliance serves runner {self.runner.version}, not {version!r}",
+                )
+            request.respond_with_file(self.runner.path)
+            return {"version": self.runner.version, "sha256": self.runner.sha256}
+        raise CallFailed("unknown_method", f"the appliance does not handle {request.method!r}")
+
+
+def _host_port(uri: str) -> tuple[str, int]:
+    """``https://host:port`` (or ``host:port``) of a listening agent."""
+    rest = uri.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def spool_dir(data_dir: Path) -> Path:
+    path = data_dir / "spool"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
