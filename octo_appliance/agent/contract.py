@@ -21,7 +21,8 @@ Appliance -> agent (the agent handles them):
     "sensitive"}], "artifacts": [{"path", "name", "length"}], "details": {...}, "work_dir"}``.
     Cancelling the call kills the runner's whole process tree. Errors (CallFailed codes):
     ``bad_request``, ``runner_unavailable`` (cannot fetch), ``runner_mismatch`` (the fetched
-    build does not have the announced SHA-256: nothing ran, nothing was cached).
+    build does not have the announced SHA-256: nothing ran, nothing was cached),
+    ``runner_failed`` (the process could not start), ``work_dir_failed``.
 
 ``cache.has`` ``{"sha256"}`` -> ``{"present": bool, "length": int | null}``
 

@@ -145,7 +145,16 @@ class AgentHandlers:
         emit: Emit,
         kill_grace: float,
     ) -> dict[str, Any]:
-        work_dir = await asyncio.to_thread(self.work.create, task_id)
+        try:
+            work_dir = await asyncio.to_thread(self.work.create, task_id)
+        except OSError as exc:
+            log.error("task %s: cannot create a work dir: %s", task_id, exc)
+            raise CallFailed(
+                "work_dir_failed",
+                f"the agent cannot create a work dir under {self.home.work_dir}: "
+                f"{exc.strerror or exc}",
+                hint="free disk space on the target, or check the agent home's permissions",
+            ) from None
         document = {
             "protocol": RUNNER_PROTOCOL,
             "command": command,

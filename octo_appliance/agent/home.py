@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -193,7 +194,9 @@ class Home:
                 "thumbprint: register again)",
             )
         self.ensure()
-        identity = generate_identity("octo-agent")
+        # A unique subject: OpenSSL finds a trust anchor by subject name, so an appliance
+        # trusting many agents whose certificates share one name checks against the wrong one.
+        identity = generate_identity(f"octo-agent-{secrets.token_hex(8)}")
         identity.save(self.cert_file, self.key_file)
         return identity
 

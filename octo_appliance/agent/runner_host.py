@@ -30,6 +30,7 @@ from typing import Any
 import psutil
 
 from octo_appliance.agent.contract import AGENT_STREAM
+from octo_appliance.comms import CallFailed
 
 log = logging.getLogger("octo_appliance.agent.runner")
 
@@ -197,18 +198,26 @@ class RunnerHost:
     ) -> dict[str, Any]:
         """Run one request through the runner; cancel this to kill the whole tree."""
         payload = json.dumps(document).encode("utf-8")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",
-            str(pyz),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=work_dir,
-            env=_child_environment(),
-            start_new_session=True,
-            limit=LINE_LIMIT,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                str(pyz),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=work_dir,
+                env=_child_environment(),
+                start_new_session=True,
+                limit=LINE_LIMIT,
+            )
+        except OSError as exc:
+            log.error("task %s: cannot start the runner: %s", task_id, exc)
+            raise CallFailed(
+                "runner_failed",
+                f"the agent cannot start the runner: {exc.strerror or exc}",
+                hint="see the agent's log; check free memory and process limits on the target",
+            ) from None
         handle = RunnerProcess(process, task_id, kill_grace, self.live.discard)
         self.live.add(handle)
         log.info("task %s: runner started (pid %d) in %s", task_id, process.pid, work_dir.name)

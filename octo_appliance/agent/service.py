@@ -134,7 +134,7 @@ class AgentRuntime:
             hello=self.hello,
             handler=self.handlers,
             settings=self.settings,
-            on_connected=lambda conn: log.info("connected to the appliance at %s", conn.label),
+            on_connected=lambda conn: log.info("connected to %s", conn.label),
         )
         self.client.start()
         log.info("polling the appliance at %s", format_address(host, port))

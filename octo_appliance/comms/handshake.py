@@ -165,7 +165,7 @@ async def _read_hello(
         detail = f" ({exc.reason})" if isinstance(exc, ssl.SSLError) and exc.reason else ""
         raise PeerRejected(
             f"{address} closed the connection during the handshake{detail}: it most likely "
-            f"does not trust this side's certificate {thumbprint[:16]}…",
+            f"does not trust this side's certificate (the peer's own is {thumbprint[:16]}…)",
             hint="make the peer trust this side's thumbprint (register it), or see its log",
         ) from None
     except ProtocolError as exc:

@@ -84,10 +84,13 @@ def generate_identity(
 ) -> Identity:
     """A new EC P-256 key and a self-signed certificate usable as TLS server and client."""
     key = ec.generate_private_key(ec.SECP256R1())
+    # A unique subject: OpenSSL looks trusted certificates up by subject, so two trusted
+    # self-signed certificates with the same subject would be checked against each other's key.
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Octo Appliance"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, secrets.token_hex(8)),
         ]
     )
     now = datetime.datetime.now(datetime.UTC)

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from octo_appliance.db.audit import AuditEvent
 from octo_appliance.db.base import BaseModel, database_proxy, new_id, utcnow
+from octo_appliance.db.deployments import (
+    Deployment,
+    Interruption,
+    LibraryVariable,
+    LibraryVariableSet,
+    Lifecycle,
+    ProjectProcess,
+    ProjectSettings,
+    Release,
+)
 from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.projects import Project, Variable
 from octo_appliance.db.security import ApiKey, LoginSession, Team, TeamMember, TeamRole, User
@@ -35,6 +45,8 @@ SEALED_COLUMNS: list[tuple[type[BaseModel], str]] = [
     (ServerTask, "sealed_arguments"),
     (TaskTargetResult, "sealed_output_variables"),
     (TaskLogLine, "message"),
+    (LibraryVariable, "sealed_value"),
+    (Release, "sealed_variables"),
 ]
 
 __all__ = [
@@ -43,9 +55,17 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "BaseModel",
+    "Deployment",
     "Environment",
+    "Interruption",
+    "LibraryVariable",
+    "LibraryVariableSet",
+    "Lifecycle",
     "LoginSession",
     "Project",
+    "ProjectProcess",
+    "ProjectSettings",
+    "Release",
     "ServerTask",
     "Target",
     "TargetEnvironment",

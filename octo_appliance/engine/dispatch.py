@@ -1,18 +1,22 @@
 """Run one runner command on many targets at once and record each target's outcome.
 
-The fan-out every target-facing task uses (script console, health checks, later deployment
-steps): every target runs concurrently (bounded by ``parallelism``), each through its
-transport; its runner events become task log lines tagged with the target; a target that
-fails, cannot be reached or disconnects fails on its own while the others complete.
+The fan-out every target-facing task uses (script console, health checks, deployment
+steps): every target runs concurrently (bounded by ``parallelism``: a rolling window), each
+through its transport, with its own command (so its own variables); its runner events become
+task log lines tagged with the target; a target that fails, cannot be reached or disconnects
+fails on its own while the others complete.
+
+Where the outcome of each target goes is a :class:`TargetRecorder`: by default the task's
+per-target results (:class:`TaskResults`); a deployment records per step and target instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from octo_appliance.comms import CommsError
 from octo_appliance.engine.tasks import OutputVariable, RunningTask, TargetRef
@@ -34,6 +38,56 @@ class TargetOutcome:
         return self.result is not None and self.result.success
 
 
+class TargetRecorder(Protocol):
+    """Where a dispatcher reports each target's progress (any of these may write)."""
+
+    async def pending(self, target: TargetAddress) -> None: ...
+
+    async def executing(self, target: TargetAddress) -> None: ...
+
+    async def finished(
+        self,
+        target: TargetAddress,
+        state: str,
+        *,
+        exit_code: int | None = None,
+        output_variables: Sequence[OutputVariable] = (),
+        message: str = "",
+    ) -> None:
+        """``state``: success, failed or canceled (the target result states)."""
+
+
+class TaskResults:
+    """The default recorder: one task target result per target, as the console shows."""
+
+    def __init__(self, task: RunningTask) -> None:
+        self.task = task
+
+    async def pending(self, target: TargetAddress) -> None:
+        await self.task.set_target_result(target.id, target.name, "pending")
+
+    async def executing(self, target: TargetAddress) -> None:
+        await self.task.set_target_result(target.id, target.name, "executing")
+
+    async def finished(
+        self,
+        target: TargetAddress,
+        state: str,
+        *,
+        exit_code: int | None = None,
+        output_variables: Sequence[OutputVariable] = (),
+        message: str = "",
+    ) -> None:
+        await self.task.set_target_result(
+            target.id,
+            target.name,
+            state,
+            exit_code=exit_code,
+            output_variables=list(output_variables),
+            message=message or None,
+        )
+
+
 class Dispatcher:
     """Transports by name, built once per appliance from the plugin registry."""
 
@@ -50,24 +104,33 @@ class Dispatcher:
         make_command: Callable[[TargetAddress], RunnerCommand],
         *,
         parallelism: int | None = None,
+        recorder: TargetRecorder | None = None,
     ) -> list[TargetOutcome]:
-        """Run on every target at once (at most ``parallelism`` at a time, if given)."""
+        """Run on every target at once (at most ``parallelism`` at a time, if given: as one
+        target finishes the next starts, a rolling window)."""
         targets = list(targets)
+        record = recorder or TaskResults(task)
         gate = asyncio.Semaphore(parallelism) if parallelism else None
         for target in targets:
-            await task.set_target_result(target.id, target.name, "pending")
+            await record.pending(target)
 
         async def one(target: TargetAddress) -> TargetOutcome:
             if gate is None:
-                return await self._run_one(task, target, make_command(target))
+                return await self.run_target(task, target, make_command(target), record)
             async with gate:
-                return await self._run_one(task, target, make_command(target))
+                return await self.run_target(task, target, make_command(target), record)
 
         return list(await asyncio.gather(*(one(target) for target in targets)))
 
-    async def _run_one(
-        self, task: RunningTask, target: TargetAddress, command: RunnerCommand
+    async def run_target(
+        self,
+        task: RunningTask,
+        target: TargetAddress,
+        command: RunnerCommand,
+        recorder: TargetRecorder | None = None,
     ) -> TargetOutcome:
+        """Run one command on one target; cancelling this cancels the remote work."""
+        record = recorder or TaskResults(task)
         ref = TargetRef(target.id, target.name)
         transport = self.transport_for(target)
         if transport is None:
@@ -76,9 +139,9 @@ class Dispatcher:
                 "check GET /api/v1/plugins"
             )
             task.error(message, ref)
-            await task.set_target_result(target.id, target.name, "failed", message=message)
+            await record.finished(target, "failed", message=message)
             return TargetOutcome(target, None, message)
-        await task.set_target_result(target.id, target.name, "executing")
+        await record.executing(target)
 
         def on_event(event: dict[str, Any]) -> None:
             _log_event(task, ref, event)
@@ -86,14 +149,12 @@ class Dispatcher:
         try:
             result = await transport.run_runner(target, command, on_event)
         except asyncio.CancelledError:
-            await asyncio.shield(
-                task.set_target_result(target.id, target.name, "canceled", message="canceled")
-            )
+            await asyncio.shield(record.finished(target, "canceled", message="canceled"))
             raise
         except CommsError as exc:
             message = f"{target.name}: {exc.message}"
             task.error(message, ref)
-            await task.set_target_result(target.id, target.name, "failed", message=exc.message)
+            await record.finished(target, "failed", message=exc.message)
             return TargetOutcome(target, None, exc.message)
         variables = [
             OutputVariable(
@@ -101,14 +162,14 @@ class Dispatcher:
             )
             for v in result.output_variables
         ]
+        task.add_sensitive_values(v.value for v in variables if v.sensitive)
         state = "success" if result.success else ("canceled" if result.canceled else "failed")
-        await task.set_target_result(
-            target.id,
-            target.name,
+        await record.finished(
+            target,
             state,
             exit_code=result.exit_code,
             output_variables=variables,
-            message=result.message or None,
+            message=result.message,
         )
         if not result.success:
             task.error(

@@ -6,4 +6,7 @@ registers each (imports, not entry points, so a frozen build sees them).
 
 from __future__ import annotations
 
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = (
+    "octo_appliance.steps.run_script",
+    "octo_appliance.steps.manual_intervention",
+)

@@ -1,9 +1,24 @@
-"""The interface every step type implements, built-in or third-party."""
+"""The interface every step type implements, built-in or third-party, and what it is given.
+
+A step type validates its properties (:meth:`StepType.validate`) and, when a deployment
+reaches it, runs through :meth:`StepType.execute` with a :class:`StepContext`. The context is
+the only door a step has into the engine: the targets the step runs on, its properties with
+``#{...}`` already substituted per target, the runner on those targets or on the appliance,
+interruptions (a person's decision) and the task log. Steps never import the engine, the
+database or a transport; that keeps a third-party step working across engine changes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from octo_appliance.exceptions import OctoError
+
+#: states a target can end a step in (see docs/deployments.md, Execution)
+TARGET_RUN_STATES: tuple[str, ...] = ("success", "failed", "skipped", "excluded", "canceled")
 
 
 @dataclass(frozen=True)
@@ -12,6 +27,120 @@ class FieldProblem:
 
     field: str
     message: str
+
+
+@dataclass(frozen=True)
+class StepTarget:
+    """A deployment target as a step sees it (no database row, no transport)."""
+
+    id: str
+    name: str
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunnerRequest:
+    """One runner command for one target; the engine adds the target's variables."""
+
+    command: str
+    arguments: dict[str, Any]
+    #: hold the target's mutex while it runs (deployment work does; read-only checks need not)
+    exclusive: bool = True
+
+
+@dataclass(frozen=True)
+class OutputValue:
+    name: str
+    value: str
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """How one target ended a runner command, after retries and guided failure."""
+
+    target: StepTarget
+    #: one of :data:`TARGET_RUN_STATES`
+    state: str
+    exit_code: int | None = None
+    message: str = ""
+    output_variables: tuple[OutputValue, ...] = ()
+    attempts: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "success"
+
+
+@dataclass(frozen=True)
+class InterruptionAnswer:
+    """What a person answered: one of the options offered, with their notes."""
+
+    result: str
+    notes: str = ""
+    submitted_by: str = ""
+
+
+class StepFailed(OctoError):
+    """Raised by :meth:`StepType.execute`: the step fails with this message."""
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """The step being run, as the release snapshot defines it."""
+
+    name: str
+    type: str
+    roles: tuple[str, ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+    window: int | None = None
+    retries: int = 0
+    timeout: int | None = None
+
+
+MakeRequest = Callable[[StepTarget], RunnerRequest]
+
+
+class StepContext(ABC):
+    """What :meth:`StepType.execute` may use; implemented by the deployment engine."""
+
+    step: StepInfo
+    #: the targets this step runs on in this deployment (empty for appliance-only steps)
+    targets: Sequence[StepTarget]
+
+    @abstractmethod
+    def properties_for(self, target: StepTarget | None) -> dict[str, Any]:
+        """The step's properties with ``#{...}`` substituted for ``target`` (None: the
+        appliance). Unresolved names were reported before the deployment started."""
+
+    @abstractmethod
+    async def run_on_targets(
+        self, make_request: MakeRequest, window: int | None = None
+    ) -> list[TargetRun]:
+        """Run a runner command on every target of the step, at most ``window`` at a time
+        (default: the step's rolling window), with the step's retries, timeout and guided
+        failure applied per target. Never raises for a target's failure: read the states."""
+
+    @abstractmethod
+    async def run_on_appliance(self, request: RunnerRequest) -> TargetRun:
+        """Run a runner command once on the appliance's built-in worker."""
+
+    @abstractmethod
+    async def interrupt(
+        self,
+        kind: str,
+        title: str,
+        instructions: str,
+        teams: Sequence[str],
+        options: Sequence[str],
+        target: StepTarget | None = None,
+    ) -> InterruptionAnswer:
+        """Pause until a member of ``teams`` (ids or names; empty: anyone allowed to deploy)
+        answers with one of ``options``; the question and answer go to the task log."""
+
+    @abstractmethod
+    def log(self, level: str, message: str, target: StepTarget | None = None) -> None:
+        """A task log line (masked); levels: verbose, info, highlight, warning, error."""
 
 
 class StepType:
@@ -26,3 +155,15 @@ class StepType:
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         return []
+
+    def targets_machines(self, properties: dict[str, Any]) -> bool:
+        """True when the step runs on the deployment's targets (and so needs their roles);
+        False when it runs once, on the appliance or nowhere (a manual intervention)."""
+        return True
+
+    async def execute(self, ctx: StepContext) -> None:
+        """Do the step; return on success, raise :class:`StepFailed` to fail it."""
+        raise StepFailed(
+            f"step type '{self.name}' cannot be executed",
+            hint="the plugin that provides it implements validation only; update it",
+        )

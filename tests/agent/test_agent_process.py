@@ -115,17 +115,28 @@ def test_cancel_kills_the_runner_and_the_script(agent: Agent, runner_build: Runn
 
     body = 'echo "script pid $$"\nsleep 60\necho "not reached"'
     call = agent.target.submit("runner.run", script_params(runner_build, body), on_event=on_event)
-    assert started.wait(30), "the script did not start"
-    agent_process = psutil.Process(agent.process.pid)
-    tree = agent_process.children(recursive=True)
-    tree += psutil.Process(script_pid[0]).children(recursive=True)
-    assert any(p.pid == script_pid[0] for p in tree)
-    assert any("sleep" in p.name() for p in tree)
-
-    call.cancel()
+    try:
+        assert started.wait(30), "the script did not start"
+        agent_process = psutil.Process(agent.process.pid)
+        wait_for(lambda: _has_sleep(agent_process), 20, "the script to start sleep")
+        tree = agent_process.children(recursive=True)
+        assert any(p.pid == script_pid[0] for p in tree)
+    finally:  # also when an assertion failed: a sleeping task would hold the target mutex
+        call.cancel()
 
     wait_for(lambda: not agent_process.children(recursive=True), 20, "the runner to exit")
     wait_for(lambda: not any(_alive(p) for p in tree), 20, "the script's processes to go")
+
+
+def _has_sleep(process: psutil.Process) -> bool:
+    return any(_name(p) == "sleep" for p in process.children(recursive=True))
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return ""
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -131,8 +131,8 @@ def test_sigterm_stops_the_agent_and_kills_running_scripts(
         "runner.run", script_params(runner_build, "echo started\nsleep 60"), on_event=on_event
     )
     assert started.wait(30)
+    wait_for(lambda: _has_sleep(psutil.Process(process.pid)), 20, "the script to start sleep")
     tree = psutil.Process(process.pid).children(recursive=True)
-    assert any("sleep" in p.name() for p in tree)
 
     assert process.stop(signal.SIGTERM, timeout=20) == 0
 
@@ -140,6 +140,17 @@ def test_sigterm_stops_the_agent_and_kills_running_scripts(
         call.result(20)
     wait_for(lambda: not any(_alive(p) for p in tree), 20, "the script's processes to go")
     assert "stopped" in home.log_file.read_text()
+
+
+def _has_sleep(process: psutil.Process) -> bool:
+    return any(_name(p) == "sleep" for p in process.children(recursive=True))
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return ""
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -156,20 +167,19 @@ def test_one_process_hosts_several_identities(
     standin: StandIn,
     processes: list[AgentProcess],
 ) -> None:
-    polling_identity = Home(tmp_path / "c").create_identity()
-    port = standin.start_polling_listener([polling_identity])
+    # two polling identities behind one listener: its trust store holds both certificates
+    polling = [Home(tmp_path / d).create_identity() for d in ("b", "c")]
+    port = standin.start_polling_listener(polling)
+    modes = {"alpha": "listening", "beta": "polling", "gamma": "polling"}
     homes = [
         make_home(
-            tmp_path / "a", name="alpha", mode="listening", appliance=appliance_ids.appliance
-        ),
-        make_home(tmp_path / "b", name="beta", mode="listening", appliance=appliance_ids.appliance),
-        make_home(
-            tmp_path / "c",
-            name="gamma",
-            mode="polling",
+            tmp_path / directory,
+            name=name,
+            mode=modes[name],
             appliance=appliance_ids.appliance,
             polling_address=f"127.0.0.1:{port}",
-        ),
+        )
+        for directory, name in (("a", "alpha"), ("b", "beta"), ("c", "gamma"))
     ]
     process = AgentProcess(homes).start()
     processes.append(process)
@@ -177,11 +187,11 @@ def test_one_process_hosts_several_identities(
         Target(
             standin,
             home,
-            port=process.listen_port(name) if name != "gamma" else None,
+            port=process.listen_port(name) if modes[name] == "listening" else None,
             thumbprint=home.load_identity().thumbprint,
-            mode="polling" if name == "gamma" else "listening",
+            mode=modes[name],
         )
-        for home, name in zip(homes, ("alpha", "beta", "gamma"), strict=True)
+        for home, name in zip(homes, modes, strict=True)
     ]
 
     names = [t.call("agent.info", {}).result["name"] for t in targets]

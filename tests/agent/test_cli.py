@@ -1,13 +1,10 @@
-"""``octo-agent`` commands: certificates, register/deregister (against a scripted HTTPS API and a
-real appliance for the pin check), and the systemd unit."""
+"""``octo-agent`` commands: certificates, register/deregister against a scripted HTTPS API (every
+answer the appliance may give), and the systemd unit. test_register_real.py uses a real one."""
 
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -360,45 +357,6 @@ def test_service_install(
     assert main(args) == 1
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
-
-
-def test_register_against_a_real_appliance_with_the_wrong_thumbprint(tmp_path: Path) -> None:
-    from tests.serve_process import ServeProcess
-
-    home = tmp_path / "h"
-    wrong = "cd" * 32
-    with ServeProcess(tmp_path / "data") as server:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "octo_appliance.agent",
-                "register",
-                "--home",
-                str(home),
-                "--server",
-                server.url,
-                "--server-thumbprint",
-                wrong,
-                "--environment",
-                "Dev",
-                "--role",
-                "web",
-                "--poll",
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "OCTO_API_KEY": API_KEY},
-            timeout=60,
-        )
-
-    assert done.returncode == 1
-    assert (
-        f"the server presented certificate {server.banner.thumbprint}, expected {wrong}"
-        in done.stderr
-    )
-    assert "Traceback" not in done.stderr and API_KEY not in done.stderr + done.stdout
-    assert not (home / "agent.json").exists()
 
 
 def test_agent_json_is_plain_json(tmp_path: Path, api: FakeApi) -> None:

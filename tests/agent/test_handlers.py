@@ -151,3 +151,16 @@ async def test_cache_put_needs_an_upload(handlers: AgentHandlers) -> None:
     with pytest.raises(CallFailed) as refused:
         await handlers(request("cache.put", {"sha256": "00" * 32, "length": 1, "name": "x"}, []))
     assert refused.value.code == "bad_request"
+
+
+async def test_a_work_dir_that_cannot_be_created_is_a_clear_failure(
+    handlers: AgentHandlers, runner_build: RunnerBuild
+) -> None:
+    shutil.rmtree(handlers.home.work_dir)
+    handlers.home.work_dir.write_text("not a directory")
+
+    with pytest.raises(CallFailed) as failed:
+        await handlers(request("runner.run", run_params(runner_build, "t", "true"), []))
+
+    assert failed.value.code == "work_dir_failed"
+    assert failed.value.hint

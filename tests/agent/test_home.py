@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.home import AgentConfig, Home, format_address, parse_address
@@ -123,3 +124,12 @@ def test_identity_is_created_once(tmp_path: Path) -> None:
         home.create_identity()
     assert home.create_identity(force=True).thumbprint != first.thumbprint
     assert stat.S_IMODE(home.key_file.stat().st_mode) == 0o600
+
+
+def test_agent_certificates_have_distinct_subjects(tmp_path: Path) -> None:
+    """An appliance trusts many agents at once; OpenSSL picks trust anchors by subject name."""
+    subjects = {
+        x509.load_pem_x509_certificate(Home(tmp_path / str(i)).create_identity().cert_pem).subject
+        for i in range(3)
+    }
+    assert len(subjects) == 3

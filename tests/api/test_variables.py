@@ -71,7 +71,12 @@ def test_put_and_get(octo, api, world):
     assert [v["name"] for v in rows] == ["Url", "Url", "Password", "Port", "Unset"]
     assert all(v["id"].startswith("var_") for v in rows)
     assert rows[0]["value"] == "  http://dev  "  # values are kept byte for byte
-    assert rows[0]["scope"] == {"environments": [world["Dev"]], "roles": [], "targets": []}
+    assert rows[0]["scope"] == {
+        "environments": [world["Dev"]],
+        "roles": [],
+        "targets": [],
+        "steps": [],
+    }
     assert rows[1]["scope"]["environments"] == [world["Prod"]]
     assert rows[2] == {
         "id": rows[2]["id"],
@@ -79,9 +84,14 @@ def test_put_and_get(octo, api, world):
         "value": None,
         "sensitive": True,
         "has_value": True,
-        "scope": {"environments": [], "roles": [], "targets": []},
+        "scope": {"environments": [], "roles": [], "targets": [], "steps": []},
     }
-    assert rows[3]["scope"] == {"environments": [], "roles": ["web"], "targets": [world["web-01"]]}
+    assert rows[3]["scope"] == {
+        "environments": [],
+        "roles": ["web"],
+        "targets": [world["web-01"]],
+        "steps": [],
+    }
     assert rows[4]["has_value"] is False
     assert secret not in response.text
 
@@ -142,7 +152,7 @@ def test_making_a_sensitive_variable_plain_does_not_reveal_it(api, world):
         "value": None,
         "sensitive": False,
         "has_value": False,
-        "scope": {"environments": [], "roles": [], "targets": []},
+        "scope": {"environments": [], "roles": [], "targets": [], "steps": []},
     }
     row = stored(var["id"])
     assert row.sealed_value is None
@@ -218,6 +228,31 @@ def test_deleted_target_stays_in_scope_and_round_trips(api, world):
     assert put(api, [{"name": "B", "scope": {"targets": ["web-01"]}}]).status_code == 422
 
 
+def test_step_scopes_are_names(api, world):
+    """Steps are scoped by name (free, like roles): a step renamed later simply stops matching."""
+    response = put(
+        api,
+        [
+            {"name": "Port", "value": "1", "scope": {"steps": ["Deploy web", "Deploy web"]}},
+            {"name": "Port", "value": "2", "scope": {"steps": ["Migrate"], "roles": ["db"]}},
+            {"name": "Port", "value": "3"},
+        ],
+    )
+    assert response.status_code == 200, response.text
+    scopes = [v["scope"] for v in response.json()["variables"]]
+    assert scopes[0] == {"environments": [], "roles": [], "targets": [], "steps": ["Deploy web"]}
+    assert scopes[1]["steps"] == ["Migrate"]
+    same = put(
+        api,
+        [
+            {"name": "A", "value": "1", "scope": {"steps": ["x", "y"]}},
+            {"name": "A", "value": "2", "scope": {"steps": ["y", "x"]}},
+        ],
+    )
+    assert same.status_code == 422
+    assert same.json()["error"]["details"][0]["field"] == "variables.1.name"
+
+
 BAD_BODIES = [
     {"variables": [{"name": ""}]},
     {"variables": [{"name": "   "}]},
@@ -225,7 +260,8 @@ BAD_BODIES = [
     {"variables": [{"name": "A", "value": 5}]},
     {"variables": [{"name": "A", "sensitive": "yes"}]},
     {"variables": [{"name": "A", "colour": "red"}]},
-    {"variables": [{"name": "A", "scope": {"steps": ["x"]}}]},
+    {"variables": [{"name": "A", "scope": {"steps": [""]}}]},
+    {"variables": [{"name": "A", "scope": {"machines": ["x"]}}]},
     {"variables": [{"name": "A", "scope": {"roles": [""]}}]},
     {"variables": [{"name": "A", "value": "v" * 262_145}]},
     {"variables": [{"name": f"v{i}"} for i in range(1001)]},

@@ -2,9 +2,11 @@
 
 ``demo`` arguments: ``lines`` (log that many numbered lines), ``gate`` (then wait until the
 test opens that gate), ``after_gate_lines``, ``targets`` (``[{"id", "name", "exit_code",
-"state", "outputs", "sensitive_outputs"}]``), ``echo_secret`` (log the sensitive argument
+"state", "outputs", "sensitive_outputs": {name: key of a sensitive argument}}]``),
+``echo_secret`` (log the sensitive argument
 ``password``), ``late_secret`` (register it as sensitive, then log it), ``fail`` (raise
-TaskFailed with that message), ``crash`` (raise an unexpected error).
+TaskFailed with that message), ``fail_with_secret`` (a message holding ``password``),
+``crash`` (raise an unexpected error).
 """
 
 from __future__ import annotations
@@ -72,10 +74,11 @@ def demo_handler(tracker: Tracker) -> Callable[[RunningTask], Any]:
                 task.info(f"after {number}")
             for target in args.get("targets", []):
                 outputs = [OutputVariable(k, v) for k, v in target.get("outputs", {}).items()]
-                outputs += [
-                    OutputVariable(k, v, sensitive=True)
-                    for k, v in target.get("sensitive_outputs", {}).items()
-                ]
+                secrets = {
+                    name: task.sensitive_arguments[key]
+                    for name, key in target.get("sensitive_outputs", {}).items()
+                }
+                outputs += [OutputVariable(k, v, sensitive=True) for k, v in secrets.items()]
                 await task.set_target_result(
                     target["id"],
                     target["name"],
@@ -84,10 +87,12 @@ def demo_handler(tracker: Tracker) -> Callable[[RunningTask], Any]:
                     output_variables=outputs,
                     message=target.get("message"),
                 )
-                for value in target.get("sensitive_outputs", {}).values():
+                for value in secrets.values():
                     task.info(f"output was {value}", (target["id"], target["name"]))
             if args.get("fail"):
                 raise TaskFailed(args["fail"])
+            if args.get("fail_with_secret"):
+                raise TaskFailed(f"failed with {task.sensitive_arguments['password']}")
             if args.get("crash"):
                 raise RuntimeError(f"crashed {args.get('crash_text', '')}")
         except asyncio.CancelledError:
@@ -133,3 +138,26 @@ def wait_finished(task_id: str, timeout: float = 30.0) -> ServerTask:
 def wait_state(task_id: str, state: str, timeout: float = 30.0) -> ServerTask:
     wait_until(lambda: task_row(task_id).state == state, f"task {task_id} to be {state}", timeout)
     return task_row(task_id)
+
+
+def sse_events(lines: Any) -> Any:
+    """Parse server-sent events from an iterator of text lines.
+
+    Yields ``{"id", "event", "data"}`` dicts (missing fields absent) and ``{"comment": text}``
+    for comment lines.
+    """
+    event: dict[str, str] = {}
+    for line in lines:
+        if line == "":
+            if event:
+                yield event
+                event = {}
+            continue
+        if line.startswith(":"):
+            yield {"comment": line[1:].strip()}
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        event[name] = event[name] + "\n" + value if name in event else value
+    if event:
+        yield event

@@ -42,12 +42,12 @@ def test_lines_are_sealed_at_rest(octo, engine):
 
 
 def test_sensitive_values_never_reach_the_stored_log(octo, engine):
-    targets = [{"id": "tgt_a", "name": "web-1", "sensitive_outputs": {"Token": OUTPUT}}]
+    targets = [{"id": "tgt_a", "name": "web-1", "sensitive_outputs": {"Token": "token"}}]
     task_id = engine.enqueue(
         DEMO,
         "secrets",
         {"echo_secret": True, "late_secret": LATE, "targets": targets, "fail": f"bad {SECRET}"},
-        {"password": SECRET},
+        {"password": SECRET, "token": OUTPUT},
     )
     task = wait_finished(task_id)
     assert task.state == "failed"

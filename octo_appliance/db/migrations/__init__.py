@@ -15,7 +15,12 @@ import peewee
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
 
-MIGRATION_MODULES: tuple[str, ...] = ("m0001_initial", "m0002_tasks", "m0003_target_identity")
+MIGRATION_MODULES: tuple[str, ...] = (
+    "m0001_initial",
+    "m0002_tasks",
+    "m0003_target_identity",
+    "m0004_deployments",
+)
 
 
 def _migrations() -> list[ModuleType]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -61,6 +62,8 @@ class _Running:
     handler: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     canceled_by: str = ""
+    #: the latest target-result save; each save waits for the one before (see _save_result)
+    last_save: asyncio.Future[None] | None = None
 
 
 class TaskEngine:
@@ -130,7 +133,7 @@ class TaskEngine:
         if self._wake_event is not None:
             self._wake_event.set()
         if self._claim_task is not None:
-            self._claim_task.cancel()
+            # not cancelled: a claim in flight must finish so its tasks can be handed back
             await asyncio.gather(self._claim_task, return_exceptions=True)
         for task_id in list(self._running):
             self._interrupt(task_id, "shutdown")
@@ -254,6 +257,12 @@ class TaskEngine:
                     claimed = await self._run_db(
                         functools.partial(store.claim_tasks, self.db, self.vault, self.node, free)
                     )
+                    if self._stopping:  # stop() came while claiming: hand them back
+                        ids = [task.id for task in claimed]
+                        await self._run_db(
+                            functools.partial(store.release_tasks, self.db, self.node, ids)
+                        )
+                        break
                     for task in claimed:
                         self._launch(task)
                 if self._running and loop.time() >= next_flag_check:
@@ -262,12 +271,10 @@ class TaskEngine:
                     flags = await self._run_db(functools.partial(store.cancel_flags, ids))
                     for task_id, by in flags.items():
                         self._interrupt(task_id, "canceled", by)
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # a database hiccup must not end the loop
                 log.error("claiming server tasks failed (retrying): %s", exc)
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the event is set, and stop() would wait for this loop forever
+            if self._stopping:
+                break
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake_event.wait()
@@ -283,7 +290,25 @@ class TaskEngine:
             self._interrupt(claimed.id, "canceled", claimed.canceled_by)
 
     async def _save_result(self, task_id: str, result: TargetResult) -> None:
-        await self._run_db(lambda: store.save_target_result(self.db, self.vault, task_id, result))
+        """Store a target result, in call order, even if the awaiting handler is cancelled.
+
+        A cancelled handler stops waiting, but its save still runs in a worker thread; the
+        final result written by ``_finish`` must land after it, not race it.
+        """
+        entry = self._running[task_id]
+        snapshot = dataclasses.replace(result, output_variables=list(result.output_variables))
+        previous = entry.last_save
+
+        async def save() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await self._run_db(
+                functools.partial(store.save_target_result, self.db, self.vault, task_id, snapshot)
+            )
+
+        current = asyncio.ensure_future(save())
+        entry.last_save = current
+        await asyncio.shield(current)
 
     def _interrupt(self, task_id: str, reason: str, by: str = "") -> None:
         """Cancel a running handler for ``reason`` (first reason wins); in the loop."""
@@ -371,6 +396,8 @@ class TaskEngine:
                 ended = "timed out" if state == TIMED_OUT else "failed"
                 task.log("error", f"The task {ended}: {error}")
             summary = {"targets": len(task.targets), "states": dict(sorted(states.items()))}
+            if entry.last_save is not None:
+                await asyncio.gather(entry.last_save, return_exceptions=True)
             await self.log.flush()
             done = await self._run_db(
                 lambda: store.finish_task(self.db, task.id, self.node, state, error, summary)

@@ -218,6 +218,18 @@ def claim_tasks(db: peewee.Database, vault: Vault, node: str, limit: int) -> lis
     return claimed
 
 
+def release_tasks(db: peewee.Database, node: str, task_ids: Sequence[str]) -> None:
+    """Put tasks this node claimed but never started back in the queue."""
+    if not task_ids:
+        return
+    with write_transaction(db):
+        ServerTask.update(state=QUEUED, node="", started_at=None).where(
+            ServerTask.id.in_(list(task_ids))
+            & (ServerTask.state == EXECUTING)
+            & (ServerTask.node == node)
+        ).execute()
+
+
 def insert_lines(db: peewee.Database, vault: Vault, lines: Sequence[StoredLine]) -> None:
     """Seal and insert log lines (one transaction; re-inserting a batch fails as a whole)."""
     rows = [
