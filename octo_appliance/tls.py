@@ -13,22 +13,20 @@ password that is safer than the file itself.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from octo_appliance.comms.identity import generate_identity
 from octo_appliance.config import Config
 from octo_appliance.db.rekey import REKEY_HOOKS
+from octo_appliance.durable import write_atomic
 from octo_appliance.exceptions import ConfigError, VaultError
 from octo_appliance.vault.keys import KeyRing, MasterKey, derive_secret
 
@@ -123,10 +121,9 @@ def _generated_certificate(data_dir: Path, keyring: KeyRing) -> ServerCertificat
             "new certificate (agents then have to trust the new thumbprint)",
         )
     else:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _self_signed(key)
+        key, cert = _self_signed()
         _write_private(key_path, _encrypted_pem(key, keyring.current))
-        _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
         created = True
     return ServerCertificate(
         cert_file=cert_path,
@@ -161,55 +158,15 @@ def _operator_certificate(cert_path: Path, key_path: Path) -> ServerCertificate:
     )
 
 
-def _self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+def _self_signed() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A new pair for this host, made like every comms identity (usable as server and client,
+    so the same certificate serves HTTPS, the polling listener and dialling agents)."""
     hostname = socket.gethostname() or "localhost"
-    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    if hostname != "localhost":
-        names.append(x509.DNSName(hostname))
-    names += [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, hostname),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Octo Appliance"),
-        ]
-    )
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=VALIDITY_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        # clientAuth too: the same identity dials listening agents over mutual TLS
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    sans = ["localhost", "127.0.0.1", "::1"] + ([hostname] if hostname != "localhost" else [])
+    identity = generate_identity(hostname, sans, valid_days=VALIDITY_DAYS)
+    key = serialization.load_pem_private_key(identity.key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key, x509.load_pem_x509_certificate(identity.cert_pem)
 
 
 def _load_cert(path: Path) -> x509.Certificate:
@@ -281,20 +238,7 @@ def _encrypted_pem(key: PrivateKeyTypes, master_key: MasterKey) -> bytes:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o600)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Temp file, fsync, rename: a crash never leaves half a key or certificate."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=0o600)
 
 
 if reencrypt_key not in REKEY_HOOKS:

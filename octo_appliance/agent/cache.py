@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from octo_appliance.agent.home import write_atomic
 from octo_appliance.comms import CallFailed
+from octo_appliance.durable import write_atomic
 
 log = logging.getLogger("octo_appliance.agent.cache")
 

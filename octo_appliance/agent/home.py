@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from typing import Any, Literal
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.comms import Identity, generate_identity, load_identity, normalize_thumbprint
 from octo_appliance.comms.errors import IdentityError
+from octo_appliance.durable import write_atomic
 from octo_appliance.exceptions import ConfigError
 
 CONFIG_FORMAT = 1
@@ -244,26 +244,3 @@ class Home:
         self.ensure()
         text = json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n"
         write_atomic(self.config_file, text.encode("utf-8"), mode=0o600)
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write ``path`` so a reader sees the old or the new content, never a half file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

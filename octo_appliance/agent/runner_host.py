@@ -199,18 +199,7 @@ class RunnerHost:
         """Run one request through the runner; cancel this to kill the whole tree."""
         payload = json.dumps(document).encode("utf-8")
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                str(pyz),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=work_dir,
-                env=_child_environment(),
-                start_new_session=True,
-                limit=LINE_LIMIT,
-            )
+            process = await self.spawn(pyz, work_dir)
         except OSError as exc:
             log.error("task %s: cannot start the runner: %s", task_id, exc)
             raise CallFailed(
@@ -248,6 +237,22 @@ class RunnerHost:
             collected.events,
         )
         return collected.outcome(returncode, work_dir)
+
+    async def spawn(self, pyz: Path, work_dir: Path) -> asyncio.subprocess.Process:
+        """Start the runner with piped stdio in its own session (the appliance's built-in
+        worker overrides this to start it as another user, with its own environment)."""
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            str(pyz),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=work_dir,
+            env=_child_environment(),
+            start_new_session=True,
+            limit=LINE_LIMIT,
+        )
 
     async def terminate_all(self) -> None:
         """Stop every runner still alive (agent shutdown) and wait until they are gone."""

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from octo_appliance.agent.errors import AgentError
-from octo_appliance.agent.home import Home, write_atomic
+from octo_appliance.agent.home import Home
+from octo_appliance.durable import write_atomic
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_UNIT_NAME = "octo-agent.service"

@@ -42,7 +42,9 @@ PREFIXES = ("Octo", "Octopus")
 PROJECT_SOURCE = "project"
 
 #: ``Octo.Action[Step].Output.Name`` or ``...Output[Machine].Name`` (either prefix)
-_OUTPUT_REF = re.compile(r"^(?:octo|octopus)\.action\[(?P<step>[^\]]+)\]\.output(?:\[[^\]]*\])?\..+$")
+_OUTPUT_REF = re.compile(
+    r"^(?:octo|octopus)\.action\[(?P<step>[^\]]+)\]\.output(?:\[[^\]]*\])?\..+$"
+)
 
 
 class VariableProblem(OctoError):
@@ -171,7 +173,9 @@ class OutputVariables:
         machines[machine] = {v.name.lower(): v for v in values}
 
     def values(self) -> list[Resolved]:
-        return [v for _, machines in self._steps.values() for m in machines.values() for v in m.values()]
+        return [
+            v for _, machines in self._steps.values() for m in machines.values() for v in m.values()
+        ]
 
     def for_machine(self, machine: str | None) -> dict[str, Resolved]:
         """``Octo.Action[S].Output[M].N`` for every machine, and ``Octo.Action[S].Output.N``:

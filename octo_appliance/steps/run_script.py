@@ -84,8 +84,7 @@ class RunScript(StepType):
         failed = [run.target.name for run in runs if run.state in ("failed", "canceled")]
         if failed:
             raise StepFailed(
-                f"the script failed on {len(failed)} of {len(runs)} target(s): "
-                + ", ".join(failed)
+                f"the script failed on {len(failed)} of {len(runs)} target(s): " + ", ".join(failed)
             )
 
 

@@ -9,4 +9,5 @@ from __future__ import annotations
 BUILTIN_MODULES: tuple[str, ...] = (
     "octo_appliance.transports.listening",
     "octo_appliance.transports.polling",
+    "octo_appliance.transports.local",
 )

@@ -33,6 +33,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import VaultError
 from octo_appliance.vault.values import Vault
 
@@ -157,14 +158,6 @@ def _nonce(index: int) -> bytes:
     return index.to_bytes(12, "big")
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _temp_beside(path: Path, suffix: str) -> tuple[Path, BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
@@ -178,7 +171,7 @@ def _commit(tmp: Path, handle: BinaryIO, path: Path) -> None:
     os.fsync(handle.fileno())
     handle.close()
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class SealedWriter:

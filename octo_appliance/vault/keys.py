@@ -25,6 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from octo_appliance.durable import write_atomic
 from octo_appliance.exceptions import VaultError
 
 KEY_BYTES = 32
@@ -147,31 +148,9 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> bool:
     return bool(environ.get(ENV_VAR))
 
 
-def _fsync_dir(directory: Path) -> None:
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def write_keyring(path: Path, ring: KeyRing) -> None:
     """Write the key file atomically with mode 0600: readers see the old or the new ring."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.write(fd, ring.to_json().encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    write_atomic(path, ring.to_json().encode("ascii"), mode=0o600)
 
 
 def read_keyring_file(path: Path) -> KeyRing:

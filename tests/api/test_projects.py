@@ -10,7 +10,9 @@ def test_create_list_get_update_delete(api):
     created = api.post("/projects", json={"name": "Shop", "description": "the web shop"})
     assert created.status_code == 201, created.text
     project = created.json()
-    assert set(project) == {"id", "name", "description", "created_at"}
+    assert set(project) == {"id", "name", "description", "created_at", "lifecycle", "library_sets"}
+    assert project["lifecycle"] is None
+    assert project["library_sets"] == []
     assert project["id"].startswith("prj_")
     assert project["description"] == "the web shop"
 

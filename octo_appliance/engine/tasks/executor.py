@@ -395,7 +395,11 @@ class TaskEngine:
             else:
                 ended = "timed out" if state == TIMED_OUT else "failed"
                 task.log("error", f"The task {ended}: {error}")
-            summary = {"targets": len(task.targets), "states": dict(sorted(states.items()))}
+            summary = {
+                **task.summary,
+                "targets": len(task.targets),
+                "states": dict(sorted(states.items())),
+            }
             if entry.last_save is not None:
                 await asyncio.gather(entry.last_save, return_exceptions=True)
             await self.log.flush()

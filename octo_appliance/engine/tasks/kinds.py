@@ -97,6 +97,9 @@ class RunningTask:
         self._save_result = save_result
         #: why the engine is stopping the handler (``canceled``, ``timed_out``, ``shutdown``)
         self.stop_reason: str | None = None
+        #: extra keys a handler keeps in the task's ``summary`` (a deployment's per-step
+        #: states); the engine adds ``targets`` and ``states`` when the task ends
+        self.summary: dict[str, Any] = {}
 
     @property
     def cancel_requested(self) -> bool:
