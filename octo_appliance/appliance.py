@@ -29,6 +29,8 @@ from octo_appliance.vault.keys import load_keyring
 
 if TYPE_CHECKING:
     from octo_appliance.engine.tasks import TaskEngine
+    from octo_appliance.runner_bundle import RunnerBuild
+    from octo_appliance.tls import ServerCertificate
     from octo_appliance.transports.network import AgentNetwork
 
 ADMIN_USERNAME = "admin"
@@ -58,6 +60,25 @@ class Appliance:
     agent_network: AgentNetwork | None = None
     #: called (from any thread) after a commit that added, changed or removed targets
     target_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    _runner: RunnerBuild | None = None
+    _certificate: ServerCertificate | None = None
+
+    def runner_build(self) -> RunnerBuild:
+        """The runner zipapp this appliance serves (built once per process)."""
+        if self._runner is None:
+            from octo_appliance.runner_bundle import prepare_runner
+
+            self._runner = prepare_runner(self.data_dir)
+        return self._runner
+
+    def server_certificate(self) -> ServerCertificate:
+        """The certificate of HTTPS and agent comms (generated on first use)."""
+        if self._certificate is None:
+            from octo_appliance.tls import load_or_create_certificate
+
+            self._certificate = load_or_create_certificate(self.config, self.vault.ring)
+        return self._certificate
 
     def targets_changed(self) -> None:
         for listener in self.target_listeners:

@@ -132,6 +132,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
     Setting("http3", True, "Serve HTTP/3 over QUIC on the same port as HTTPS (UDP).", _boolean),
     Setting(
+        "builtin_worker",
+        True,
+        "Run steps marked run_on: appliance on the appliance itself (false: such steps fail).",
+        _boolean,
+    ),
+    Setting(
+        "worker_user",
+        None,
+        "OS user the built-in worker runs scripts as (empty: the appliance's own user).",
+    ),
+    Setting(
+        "worker_dir",
+        None,
+        "Directory of the built-in worker's work dirs (default: worker/ in the data dir, or "
+        "<data dir>-worker when worker_user is set).",
+    ),
+    Setting(
+        "step_parallelism",
+        50,
+        "Most targets one deployment step runs on at once (a step's window may lower it).",
+        _positive_int,
+    ),
+    Setting(
         "shutdown_grace_seconds",
         1,
         "Seconds the server waits for open requests on shutdown.",

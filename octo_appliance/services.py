@@ -2,7 +2,8 @@
 
 - the runner build the appliance serves to agents;
 - the agent network: the polling listener, listening-agent connections, agent trust;
-- the task engine with its task kinds (script console, health checks);
+- the task engine with its task kinds (script console, health checks, deployments) and the
+  built-in worker (the ``local`` transport);
 - the health-check schedule.
 """
 
@@ -11,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from octo_appliance.appliance import Appliance
 from octo_appliance.comms import CommsSettings, load_identity
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Target
-from octo_appliance.engine import console, health
+from octo_appliance.engine import console, deployments, health
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
-from octo_appliance.runner_bundle import prepare_runner
-from octo_appliance.tls import ServerCertificate
+from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 
 
@@ -46,9 +47,10 @@ def agent_target_ids() -> list[str]:
     return [t.id for t in rows]
 
 
-async def start_services(appliance: Appliance, cert: ServerCertificate) -> Services:
+async def start_services(appliance: Appliance) -> Services:
     config = appliance.config
-    runner = await asyncio.to_thread(prepare_runner, appliance.data_dir)
+    runner = await asyncio.to_thread(appliance.runner_build)
+    cert = await asyncio.to_thread(appliance.server_certificate)
     identity = load_identity(cert.cert_file, cert.key_file, cert.key_password)
     network = AgentNetwork(
         identity,
@@ -72,9 +74,22 @@ async def start_services(appliance: Appliance, cert: ServerCertificate) -> Servi
     dispatcher = Dispatcher(
         {entry.name: entry.cls(network) for entry in appliance.plugins.transports}
     )
+    local = dispatcher.transports.get(LocalTransport.name)
+    if isinstance(local, LocalTransport):
+        worker_dir = config.worker_dir or default_worker_dir(appliance.data_dir, config.worker_user)
+        local.configure(
+            enabled=bool(config.builtin_worker), root=Path(worker_dir), user=config.worker_user
+        )
     kinds = TaskKindRegistry()
     kinds.register(console.KIND, console.make_script_handler(dispatcher))
     kinds.register(health.KIND, health.make_health_handler(dispatcher))
+    deployment_services = deployments.DeploymentServices(
+        dispatcher,
+        appliance.plugins.step_types,
+        appliance.vault,
+        step_parallelism=int(config.step_parallelism),
+    )
+    kinds.register(deployments.KIND, deployments.make_deployment_handler(deployment_services))
     engine = TaskEngine(
         appliance.db,
         appliance.vault,
@@ -83,6 +98,10 @@ async def start_services(appliance: Appliance, cert: ServerCertificate) -> Servi
         kinds=kinds,
     )
     await engine.start()
+    deployment_services.enqueue = engine.enqueue
+    # deployments whose task failed at this start (the appliance died under it) or ended
+    # while queued take their task's state; their pending interruptions are closed
+    await asyncio.to_thread(deployments.reconcile)
     appliance.task_engine = engine
 
     def enqueue_all() -> str | None:

@@ -22,13 +22,16 @@ scripts they started), so a test module can assert that nothing outlived it.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +41,10 @@ import httpx
 import psutil
 
 from octo_appliance.agent.home import Home
+from octo_appliance.appliance import open_appliance
+from octo_appliance.comms import Identity, load_identity
+from octo_appliance.config import load_config
+from octo_appliance.tls import load_or_create_certificate
 from tests.agent.support import AgentProcess
 from tests.serve_process import ServeProcess
 
@@ -94,6 +101,8 @@ class Fleet:
 
     root: Path
     environments: Sequence[str] = ("Dev",)
+    #: extra environment of ``serve`` (e.g. ``{"OCTO_LOG_LEVEL": "debug"}``)
+    serve_env: dict[str, str] = field(default_factory=dict)
     appliance: ServeProcess | None = None
     api_key: str = ""
     agents: dict[str, FleetAgent] = field(default_factory=dict)
@@ -123,8 +132,17 @@ class Fleet:
         self.root.mkdir(parents=True, exist_ok=True)
         self.start_appliance()
         created = subprocess.run(
-            [*APPLIANCE_COMMAND, "api-key", "create", "--data-dir", str(self.data_dir)]
-            + ["--user", "admin", "--name", "fleet"],
+            [
+                *APPLIANCE_COMMAND,
+                "api-key",
+                "create",
+                "--data-dir",
+                str(self.data_dir),
+                "--user",
+                "admin",
+                "--name",
+                "fleet",
+            ],
             capture_output=True,
             text=True,
             env=clean_env(),
@@ -146,7 +164,9 @@ class Fleet:
             previous = self.appliances[-1].banner
             listen = f"127.0.0.1:{previous.port}"
             polling = f"127.0.0.1:{previous.polling_port}"
-        server = ServeProcess(self.data_dir, listen=listen, polling_listen=polling)
+        server = ServeProcess(
+            self.data_dir, listen=listen, polling_listen=polling, env=self.serve_env
+        )
         self.appliances.append(server)
         server.start()
         self.appliance = server
@@ -183,7 +203,11 @@ class Fleet:
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [*AGENT_COMMAND, *args], capture_output=True, text=True, env=clean_env(), timeout=timeout
+            [*AGENT_COMMAND, *args],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=timeout,
         )
         if check:
             assert done.returncode == 0, f"octo-agent {args[0]} failed:\n{done.stderr}"
@@ -219,6 +243,30 @@ class Fleet:
         self.agents[name] = agent
         return agent
 
+    def register_many(
+        self, specs: Sequence[tuple[str, str] | tuple[str, str, Sequence[str]]]
+    ) -> list[FleetAgent]:
+        """Register several agents at once: ``(name, mode)`` or ``(name, mode, roles)``
+        (each registration is two CLI processes, so they run side by side)."""
+
+        def one(spec: tuple[Any, ...]) -> FleetAgent:
+            roles = spec[2] if len(spec) > 2 else ("web",)
+            return self.register(spec[0], spec[1], roles=roles)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(one, specs))
+
+    def appliance_identity(self) -> Identity:
+        """The certificate and key the appliance presents to agents, read from its data dir
+        (for tests that play the appliance's side of the wire themselves)."""
+        config = load_config({"data_dir": str(self.data_dir)})
+        appliance, _ = open_appliance(config, initialise=False)
+        try:
+            cert = load_or_create_certificate(config, appliance.vault.ring)
+        finally:
+            appliance.close()
+        return load_identity(cert.cert_file, cert.key_file, cert.key_password)
+
     def start_agents(self, agents: Sequence[FleetAgent], *, together: bool = False) -> None:
         """One ``octo-agent run`` per agent, or one process for all (``together``)."""
         groups = [list(agents)] if together else [[a] for a in agents]
@@ -236,11 +284,13 @@ class Fleet:
         agent.process.stop(sig)
 
     def wait_connected(self, agents: Iterable[FleetAgent], timeout: float = 30.0) -> None:
-        """Until each polling agent's log says it is connected to the appliance."""
+        """Until each polling agent's log says it is connected to the appliance (the last
+        connect it logged came after the last connection it lost: right after an appliance
+        restart this waits for the new connection)."""
         for agent in agents:
             if agent.mode == "polling":
                 wait_until(
-                    lambda a=agent: "connected to" in _read(a.log_file),  # type: ignore[misc]
+                    functools.partial(_connected_now, agent),
                     timeout,
                     f"{agent.name} to connect",
                 )
@@ -344,11 +394,12 @@ class Fleet:
         self.close()
 
 
-def _read(path: Path) -> str:
+def _connected_now(agent: FleetAgent) -> bool:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        text = agent.log_file.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return ""
+        return False
+    return text.rfind("agent: connected to ") > text.rfind("lost the connection to appliance")
 
 
 def _under(proc: psutil.Process, root: str) -> bool:
@@ -391,9 +442,19 @@ def kill_strays(root: Path) -> list[str]:
     strays = stray_processes(root)
     shown = describe(strays).splitlines()
     for proc in strays:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.kill()
-        except psutil.Error:
-            pass
     psutil.wait_procs(strays, timeout=5)
     return shown
+
+
+@contextlib.contextmanager
+def running_fleet(root: Path, **kwargs: Any) -> Iterator[Fleet]:
+    """A started fleet, closed at the end, which then checks that nothing it ran lives on."""
+    fleet = Fleet(root, **kwargs)
+    try:
+        fleet.start()
+        yield fleet
+    finally:
+        fleet.close()
+    assert not fleet.strays, "processes outlived the fleet:\n" + "\n".join(fleet.strays)

@@ -32,16 +32,11 @@ from octo_appliance.comms import thumbprint_of_pem
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Environment, Target
 from octo_appliance.engine import health
-from octo_appliance.exceptions import ApiError, ValidationFailed
+from octo_appliance.exceptions import ValidationFailed
 from octo_appliance.security.permissions import Permission
 from octo_appliance.services import agent_target_ids
 
 router = Router("agents")
-
-
-class Unavailable(ApiError):
-    status_code = 503
-    code = "unavailable"
 
 
 class RegisterIn(Body):
@@ -79,17 +74,22 @@ class RunnerOut(Out):
 
 
 class TaskQueued(Out):
+    id: str
     task_id: str
 
 
-def _network(ctx: RequestContext) -> Any:
+def _polling_address(ctx: RequestContext, request: Request) -> str:
+    """Where polling agents dial: the configured host (or the one the agent used for the API)
+    and the bound polling port (the configured one before the listener runs)."""
+    polling_host, polling_port = parse_host_port(ctx.appliance.config.polling_listen)
     network = ctx.appliance.agent_network
-    if network is None:
-        raise Unavailable(
-            "agent comms are not running on this appliance node",
-            hint="wait until the appliance has finished starting, then try again",
-        )
-    return network
+    if network is not None and network.polling_port:
+        polling_port = network.polling_port
+    host = (request.url.hostname or "localhost").strip("[]")
+    if polling_host not in ("0.0.0.0", "::", ""):
+        host = polling_host
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{polling_port}"
 
 
 def _check_certificate(body: RegisterIn) -> str:
@@ -115,13 +115,12 @@ def _check_certificate(body: RegisterIn) -> str:
     body=RegisterIn,
     response=RegisteredOut,
     status_code=201,
-    errors=(409, 422, 503),
+    errors=(409, 422),
     raw_response=True,
 )
 def register_agent(ctx: RequestContext, body: RegisterIn, request: Request) -> Response:
     """Needs ``target.edit`` in every environment named."""
     ctx.require(Permission.TARGET_EDIT)
-    network = _network(ctx)
     envs = resolve_many(Environment, body.environments, "environment", "environments")
     _require_all(ctx, Permission.TARGET_EDIT, [e.id for e in envs])
     if body.communication_style == "listening" and not body.uri:
@@ -154,15 +153,11 @@ def register_agent(ctx: RequestContext, body: RegisterIn, request: Request) -> R
         },
     )
     ctx.targets_changed()
-    host = (request.url.hostname or "localhost").strip("[]")
-    polling_host, _ = parse_host_port(ctx.appliance.config.polling_listen)
-    if polling_host not in ("0.0.0.0", "::", ""):
-        host = polling_host
-    shown = f"[{host}]" if ":" in host else host
+    cert = ctx.appliance.server_certificate()
     payload = _one(target) | {
-        "server_thumbprint": network.identity.thumbprint,
-        "server_certificate": network.identity.cert_pem.decode(),
-        "polling_address": f"{shown}:{network.polling_port}",
+        "server_thumbprint": cert.thumbprint_sha256_hex,
+        "server_certificate": cert.cert_file.read_text(encoding="ascii"),
+        "polling_address": _polling_address(ctx, request),
     }
     return json_response(payload, 201)
 
@@ -186,7 +181,7 @@ def check_target_health(ctx: RequestContext, ref: str) -> dict[str, Any]:
         environment_id=env_ids[0] if len(env_ids) == 1 else None,
     )
     ctx.audit("health-check", "target", target.id, target.name, {"task_id": task_id})
-    return {"task_id": task_id}
+    return {"id": task_id, "task_id": task_id}
 
 
 @router.post(
@@ -201,14 +196,14 @@ def check_all_health(ctx: RequestContext) -> dict[str, Any]:
     task_id = enqueue_for_request(
         ctx, health.KIND, "Health check of every agent target", {"target_ids": agent_target_ids()}
     )
-    ctx.audit("health-check", "target", None, "all", {"task_id": task_id})
-    return {"task_id": task_id}
+    ctx.audit("health-check", "task", task_id, "all agent targets")
+    return {"id": task_id, "task_id": task_id}
 
 
 @router.get("/runner", summary="The runner build this appliance serves", response=RunnerOut)
 def runner_info(ctx: RequestContext) -> dict[str, Any]:
     ctx.require(Permission.SYSTEM_VIEW)
-    runner = _network(ctx).runner
+    runner = ctx.appliance.runner_build()
     return {
         "version": runner.version,
         "sha256": runner.sha256,
@@ -224,7 +219,7 @@ def runner_info(ctx: RequestContext) -> dict[str, Any]:
 )
 def runner_download(ctx: RequestContext, request: Request) -> Response:
     ctx.require(Permission.SYSTEM_VIEW)
-    runner = _network(ctx).runner
+    runner = ctx.appliance.runner_build()
     return FileResponse(
         runner.path,
         media_type="application/octet-stream",

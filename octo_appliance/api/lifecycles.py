@@ -21,7 +21,7 @@ from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
 from octo_appliance.db import Environment, Lifecycle, Project, ProjectSettings
 from octo_appliance.db.base import iso
-from octo_appliance.engine.lifecycles import existing_phases, filter_phases
+from octo_appliance.engine.lifecycles import existing_phases, filter_phases, tuples
 from octo_appliance.exceptions import Conflict, ValidationFailed
 from octo_appliance.security.permissions import Permission
 
@@ -141,13 +141,11 @@ def resolve_phases(phases: list[PhaseIn]) -> list[dict[str, Any]]:
     return result
 
 
-@router.get(
-    "/lifecycles", summary="List lifecycles", query=ListQuery, response=Page[LifecycleOut]
-)
+@router.get("/lifecycles", summary="List lifecycles", query=ListQuery, response=Page[LifecycleOut])
 def list_lifecycles(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     ctx.require(Permission.PROJECT_VIEW)
     rows = name_filter(Lifecycle.select(), Lifecycle.name, query.name)
-    present = {env_id for (env_id,) in Environment.select(Environment.id).tuples()}
+    present = {env_id for (env_id,) in tuples(Environment.select(Environment.id))}
     return paginate(rows, query, lambda row: to_json(row, present), Lifecycle.name)
 
 
@@ -205,9 +203,7 @@ def update_lifecycle(ctx: RequestContext, ref: str, body: LifecycleUpdate) -> di
     return to_json(lifecycle)
 
 
-@router.delete(
-    "/lifecycles/{ref}", summary="Delete a lifecycle", response=Deleted, errors=(409,)
-)
+@router.delete("/lifecycles/{ref}", summary="Delete a lifecycle", response=Deleted, errors=(409,))
 def delete_lifecycle(ctx: RequestContext, ref: str) -> dict[str, Any]:
     """Refused (409) while a project uses it."""
     lifecycle = get_or_404(Lifecycle, ref, "lifecycle")
@@ -218,7 +214,7 @@ def delete_lifecycle(ctx: RequestContext, ref: str) -> dict[str, Any]:
         .where(ProjectSettings.lifecycle == lifecycle.id)
         .order_by(Project.name)
     )
-    names = [name for (name,) in users.tuples()]
+    names = [name for (name,) in tuples(users)]
     if names:
         raise Conflict(
             f"lifecycle '{lifecycle.name}' is used by project(s): {', '.join(names[:20])}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import peewee
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
@@ -21,6 +22,7 @@ from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
 from octo_appliance.db import LibraryVariableSet, Lifecycle, Project, ProjectSettings, Variable
 from octo_appliance.db.base import iso
+from octo_appliance.engine.lifecycles import fk_id
 from octo_appliance.exceptions import Conflict
 from octo_appliance.security.permissions import Permission
 
@@ -80,7 +82,7 @@ def project_json(project: Project) -> dict[str, Any]:
     settings = ProjectSettings.get_or_none(ProjectSettings.project == project.id)
     if settings is None:
         return to_json(project)
-    return to_json(project, settings.lifecycle_id, settings.library_sets)
+    return to_json(project, fk_id(settings, "lifecycle"), settings.library_sets)
 
 
 def _settings_changes(body: ProjectCreate | ProjectUpdate) -> dict[str, Any]:
@@ -129,7 +131,7 @@ def list_projects(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
             Project,
             ProjectSettings.lifecycle.alias("lifecycle_ref"),
             ProjectSettings.library_sets.alias("library_set_ids"),
-        ).join(ProjectSettings, "LEFT OUTER", on=(ProjectSettings.project == Project.id)),
+        ).join(ProjectSettings, peewee.JOIN.LEFT_OUTER, on=(ProjectSettings.project == Project.id)),
         Project.name,
         query.name,
     )

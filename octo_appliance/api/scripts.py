@@ -47,6 +47,7 @@ class ScriptTarget(Out):
 
 
 class ScriptQueued(Out):
+    id: str
     task_id: str
     targets: list[ScriptTarget]
 
@@ -123,8 +124,8 @@ def run_script(ctx: RequestContext, body: ScriptIn) -> dict[str, Any]:
         timeout=body.timeout,
     )
     ctx.audit(
-        "run",
-        "script",
+        "run-script",
+        "task",
         task_id,
         f"{body.syntax} script",
         {
@@ -133,4 +134,8 @@ def run_script(ctx: RequestContext, body: ScriptIn) -> dict[str, Any]:
             "sensitive_variables": sorted(secret),
         },
     )
-    return {"task_id": task_id, "targets": [{"id": t.id, "name": t.name} for t in chosen]}
+    return {
+        "id": task_id,
+        "task_id": task_id,
+        "targets": [{"id": t.id, "name": t.name} for t in chosen],
+    }

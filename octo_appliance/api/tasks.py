@@ -50,8 +50,7 @@ class EngineUnavailable(ApiError):
 
 def find_engine(appliance: Appliance) -> TaskEngine | None:
     """The task engine the server attached as ``appliance.task_engine``, if any."""
-    engine: TaskEngine | None = getattr(appliance, "task_engine", None)
-    return engine
+    return appliance.task_engine
 
 
 def get_engine(appliance: Appliance) -> TaskEngine:

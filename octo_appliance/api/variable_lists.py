@@ -111,7 +111,7 @@ def to_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _lookup(model: type[DbModel], refs: set[str]) -> dict[str, str]:
+def lookup_ids(model: type[DbModel], refs: set[str]) -> dict[str, str]:
     """Id or name -> id for every reference that exists, a bounded number of queries."""
     found: dict[str, str] = {}
     refs_list = sorted(refs)
@@ -179,8 +179,8 @@ class _Planner:
             stale_targets.update((row.scope or {}).get("targets", []))
         env_refs = {ref for v in items for ref in v.scope.environments}
         target_refs = {ref for v in items for ref in v.scope.targets}
-        self.envs = {s: s for s in stale_envs} | _lookup(Environment, env_refs)
-        self.targets = {s: s for s in stale_targets} | _lookup(Target, target_refs)
+        self.envs = {s: s for s in stale_envs} | lookup_ids(Environment, env_refs)
+        self.targets = {s: s for s in stale_targets} | lookup_ids(Target, target_refs)
         self.errors: list[dict[str, str]] = []
 
     def error(self, field: str, message: str) -> None:

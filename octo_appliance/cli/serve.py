@@ -39,7 +39,7 @@ from octo_appliance.server import (
     serve,
 )
 from octo_appliance.services import start_services
-from octo_appliance.tls import ServerCertificate, load_or_create_certificate
+from octo_appliance.tls import ServerCertificate
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -114,7 +114,7 @@ def _run_bound(config: Config, listener: Listener) -> int:
         _say(f"data dir: {config.data_path}")
         _say(f"database: {describe_database(appliance.db, config.database)}")
         _say_first_start(report)
-        cert = load_or_create_certificate(config, appliance.vault.ring)
+        cert = appliance.server_certificate()
         app = create_app(appliance)
         try:
             run_server(_serve(app, appliance, listener, cert, config))
@@ -135,7 +135,7 @@ async def _serve(
     app: Any, appliance: Appliance, listener: Listener, cert: ServerCertificate, config: Config
 ) -> None:
     trigger = install_shutdown_trigger()
-    services = await start_services(appliance, cert)
+    services = await start_services(appliance)
     try:
         network = services.network
         _say(f"polling listener: {_shown_host(config.polling_listen)}:{network.polling_port}")

@@ -46,8 +46,13 @@ async def connect(
     hello: LocalHello,
     handler: Handler | None = None,
     settings: CommsSettings | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Connection:
-    """Open a connection to the peer whose certificate has ``pinned_thumbprint``."""
+    """Open a connection to the peer whose certificate has ``pinned_thumbprint``.
+
+    ``ssl_context``: one :func:`client_context` built for the same identity and pin, reused
+    by a caller that dials again and again (building one loads the key: milliseconds of CPU).
+    """
     settings = settings or CommsSettings()
     expected = normalize_thumbprint(pinned_thumbprint)
     if pinned_cert_pem is not None and thumbprint_of_pem(pinned_cert_pem) != expected:
@@ -55,7 +60,7 @@ async def connect(
             f"the pinned certificate does not have the pinned thumbprint {expected}",
             hint="give the peer's certificate and its own thumbprint",
         )
-    context = client_context(identity, pinned_cert_pem)
+    context = ssl_context or client_context(identity, pinned_cert_pem)
     address = f"{host}:{port}"
     try:
         async with asyncio.timeout(settings.handshake_timeout):
@@ -111,7 +116,9 @@ class Backoff:
     """Exponential backoff with full jitter; ``delay(n)`` is uniform in [0, min(cap, base·2ⁿ)]."""
 
     base: float = 0.5
-    cap: float = 30.0
+    #: bounds how long an agent may still be asleep once a restarted appliance is back
+    #: (bench/dispatch.py: with 30 s, reconnecting took up to twice the downtime)
+    cap: float = 10.0
     #: a connection that lived this long resets the attempt counter
     stable_after: float = 60.0
 
@@ -144,7 +151,9 @@ class ReconnectingClient:
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.host, self.port = host, port
-        self._dial = functools.partial(
+        self._identity, self._pinned_cert_pem = identity, pinned_cert_pem
+        self._context: ssl.SSLContext | None = None
+        self._connect = functools.partial(
             connect,
             host,
             port,
@@ -188,6 +197,13 @@ class ReconnectingClient:
             if self.connection is not None and not self.connection.is_closed:
                 return self.connection
             self._connected.clear()
+
+    async def _dial(self) -> Connection:
+        # one context for every redial: while the peer is down an agent dials every few
+        # seconds, and a fleet of them would otherwise spend its CPU loading keys
+        if self._context is None:
+            self._context = client_context(self._identity, self._pinned_cert_pem)
+        return await self._connect(ssl_context=self._context)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import peewee
+
 from octo_appliance.db import Deployment, Environment, Lifecycle, ProjectSettings, Release
 from octo_appliance.db.base import iso, new_id, utcnow
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS, ServerTask
@@ -36,6 +38,19 @@ DEPLOYMENT_TASK_KIND = "deployment"
 Enqueue = Callable[..., str]
 
 
+# ---------------------------------------------------------------- peewee helpers
+
+
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples (the peewee stubs type ``.tuples()`` as model instances)."""
+    return list(query.tuples())
+
+
+def fk_id(row: Any, field: str) -> Any:
+    """The raw id a foreign key column holds (``row.<field>_id``, untyped in the stubs)."""
+    return row.__data__.get(field)
+
+
 # ---------------------------------------------------------------- phases
 
 
@@ -46,7 +61,7 @@ def default_phases() -> list[dict[str, Any]]:
     )
     return [
         {"name": name, "environments": [env_id], "minimum_environments": 0, "automatic": False}
-        for env_id, name in rows.tuples()
+        for env_id, name in tuples(rows)
     ]
 
 
@@ -56,16 +71,24 @@ def present_environments(env_ids: Iterable[str]) -> set[str]:
     if not wanted:
         return set()
     query = Environment.select(Environment.id).where(Environment.id.in_(wanted))
-    return {row_id for (row_id,) in query.tuples()}
+    return {row_id for (row_id,) in tuples(query)}
 
 
 def filter_phases(phases: Iterable[dict[str, Any]], present: set[str]) -> list[dict[str, Any]]:
-    """``phases`` keeping only environments in ``present`` (and phases left non-empty)."""
+    """``phases`` keeping only environments in ``present`` (and phases left non-empty), each
+    with all four keys."""
     result = []
     for phase in phases:
         envs = [env for env in phase.get("environments", []) if env in present]
         if envs:
-            result.append({**phase, "environments": envs})
+            result.append(
+                {
+                    "name": str(phase.get("name", "")),
+                    "environments": envs,
+                    "minimum_environments": int(phase.get("minimum_environments") or 0),
+                    "automatic": bool(phase.get("automatic", False)),
+                }
+            )
     return result
 
 
@@ -79,7 +102,7 @@ def existing_phases(phases: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def project_phases(project_id: str) -> list[dict[str, Any]]:
     """The phases a new release of the project gets: its lifecycle's, or the default ones."""
     settings = ProjectSettings.get_or_none(ProjectSettings.project == project_id)
-    lifecycle_id = settings.lifecycle_id if settings is not None else None
+    lifecycle_id = fk_id(settings, "lifecycle") if settings is not None else None
     if lifecycle_id is None:
         return default_phases()
     lifecycle = Lifecycle.get_or_none(Lifecycle.id == lifecycle_id)
@@ -138,12 +161,14 @@ def deployment_states(*conditions: Any) -> list[DeploymentState]:
             ServerTask.state,
             ServerTask.finished_at,
         )
-        .join(ServerTask, join_type="LEFT OUTER", on=(ServerTask.id == Deployment.task_id))
+        .join(
+            ServerTask, join_type=peewee.JOIN.LEFT_OUTER, on=(ServerTask.id == Deployment.task_id)
+        )
         .where(*conditions)
         .order_by(Deployment.created_at.desc(), Deployment.id.desc())
     )
     states = []
-    for dep_id, rel, env, row_state, created, finished, task_state, task_finished in query.tuples():
+    for dep_id, rel, env, row_state, created, finished, task_state, task_finished in tuples(query):
         state = effective_state(row_state, task_state)
         if finished is None and state in FINAL_STATES:
             finished = task_finished
@@ -164,12 +189,15 @@ def _env_names(env_ids: Iterable[str]) -> dict[str, str]:
     if not ids:
         return {}
     query = Environment.select(Environment.id, Environment.name).where(Environment.id.in_(ids))
-    return dict(query.tuples())
+    return dict(tuples(query))
 
 
 def can_deploy(release: Release, environment_id: str) -> tuple[bool, str]:
-    """May ``release`` be deployed to the environment now? ``(False, reason)`` when not."""
-    phases = list(release.lifecycle_snapshot or [])
+    """May ``release`` be deployed to the environment now? ``(False, reason)`` when not.
+
+    Environments deleted since the release was created no longer count in its phases.
+    """
+    phases = existing_phases(release.lifecycle_snapshot or [])
     names = _env_names([environment_id, *(e for p in phases for e in p.get("environments", []))])
     env_name = names.get(environment_id, environment_id)
     index = phase_of(phases, environment_id)
@@ -205,7 +233,7 @@ def next_automatic_environments(release_id: str, environment_id: str) -> list[st
     release = Release.get_or_none(Release.id == release_id)
     if release is None:
         return []
-    phases = list(release.lifecycle_snapshot or [])
+    phases = existing_phases(release.lifecycle_snapshot or [])
     index = phase_of(phases, environment_id)
     if index is None or index + 1 >= len(phases) or not phases[index + 1].get("automatic"):
         return []
@@ -275,3 +303,47 @@ def queue_deployment(
         created_at=utcnow(),
     )
     return deployment
+
+
+# ---------------------------------------------------------------- progress
+
+
+def progress(release: Release) -> list[dict[str, Any]]:
+    """Per environment of the release's lifecycle, in phase order: its phase, whether the
+    release may be deployed there now (and why not) and the latest deployment there.
+
+    ``[{"environment_id", "environment_name", "phase", "can_deploy", "reason",
+    "deployment": {"id", "state", "created_at", "finished_at"} | None}]``; two queries.
+    """
+    phases = existing_phases(release.lifecycle_snapshot or [])
+    names = _env_names(env for phase in phases for env in phase["environments"])
+    states = deployment_states(Deployment.release == release.id)
+    succeeded = {d.environment_id for d in states if d.state == SUCCESS}
+    latest: dict[str, DeploymentState] = {}
+    for state in states:
+        latest.setdefault(state.environment_id, state)
+    rows: list[dict[str, Any]] = []
+    blocker = ""
+    for index, phase in enumerate(phases):
+        for env in phase["environments"]:
+            last = latest.get(env)
+            rows.append(
+                {
+                    "environment_id": env,
+                    "environment_name": names.get(env, env),
+                    "phase": phase.get("name", ""),
+                    "can_deploy": not blocker,
+                    "reason": (f"phase '{blocker}' is not complete" if blocker else None),
+                    "deployment": None
+                    if last is None
+                    else {
+                        "id": last.id,
+                        "state": last.state,
+                        "created_at": iso(last.created_at),
+                        "finished_at": iso(last.finished_at),
+                    },
+                }
+            )
+        if not blocker and not phase_complete(phase, succeeded) and index + 1 < len(phases):
+            blocker = phase.get("name", "")
+    return rows

@@ -77,7 +77,7 @@ class RunScript(StepType):
 
         if not self.targets_machines(ctx.step.properties):
             run = await ctx.run_on_appliance(request(None))
-            if not run.succeeded:
+            if run.state in ("failed", "canceled"):
                 raise StepFailed(f"the script failed on the appliance: {run.message}")
             return
         runs = await ctx.run_on_targets(request)

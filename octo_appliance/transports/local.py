@@ -50,9 +50,7 @@ if TYPE_CHECKING:
     from octo_appliance.transports.network import AgentNetwork
 
 #: the one address this transport serves
-WORKER = TargetAddress(
-    id="appliance", name="appliance (built-in worker)", communication_style="local"
-)
+WORKER = TargetAddress(id="appliance", name="appliance", communication_style="local")
 KILL_MARGIN = 5.0
 DEFAULT_SCRIPT_GRACE = 10.0
 #: where the runner of another user looks for python3 (the appliance's own interpreter may
@@ -167,7 +165,7 @@ class LocalTransport(Transport):
         )
 
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
-        return {"name": WORKER.name, "enabled": self.enabled, "user": self.user_name}
+        return {"name": "built-in worker", "enabled": self.enabled, "user": self.user_name}
 
     @property
     def user_name(self) -> str:

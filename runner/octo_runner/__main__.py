@@ -7,13 +7,19 @@ go to stderr; stdout carries protocol events only, so nothing else may print the
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import BinaryIO
 
 from . import PROTOCOL_VERSION, __version__
-from .cancellation import CancelToken, become_subreaper, install_signal_handlers
+from .cancellation import (
+    CancelToken,
+    become_subreaper,
+    install_signal_handlers,
+    stop_with_parent,
+)
 from .commands import COMMANDS, Outcome, load
 from .errors import BadInputError, RunnerError
 from .masking import Masker
@@ -28,6 +34,7 @@ described in docs/runner-protocol.md. Commands: {", ".join(sorted(COMMANDS))}.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parent = os.getppid()  # the agent: the runner stops its work when that process dies
     args = list(sys.argv[1:] if argv is None else argv)
     if args in (["--version"], ["-V"]):
         print(f"octo-runner {__version__} (protocol {PROTOCOL_VERSION})")
@@ -40,16 +47,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     out: BinaryIO = sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print() must never corrupt the event stream
-    return serve(sys.stdin.buffer, out)
+    return serve(sys.stdin.buffer, out, parent_pid=parent)
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
-    """Handle one request; return the process exit code."""
+def serve(stdin: BinaryIO, stdout: BinaryIO, *, parent_pid: int | None = None) -> int:
+    """Handle one request; return the process exit code. With ``parent_pid``, the death of
+    that parent process cancels the work (see ``cancellation.stop_with_parent``)."""
     masker = Masker()
     events = EventWriter(stdout, masker)
     cancel = CancelToken()
     install_signal_handlers(cancel)
     become_subreaper()
+    if parent_pid is not None:
+        stop_with_parent(parent_pid)
     try:
         if stdin.isatty():
             print("octo-runner: reading a JSON request from stdin (see --help)", file=sys.stderr)

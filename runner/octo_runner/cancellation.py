@@ -5,15 +5,19 @@ group, so no work happens inside a signal handler. On Linux the runner also beco
 "child subreaper", so processes a script leaves behind are re-parented to the runner instead
 of to PID 1: the runner can then reap them after a cancel, which matters in containers whose
 init never reaps orphans (their zombies would otherwise keep the process group alive).
+It also asks for SIGTERM when its parent (the agent) dies, so an agent that crashes or is
+SIGKILLed does not leave its scripts running unsupervised beside the tasks its restart runs.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 from types import FrameType
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -60,3 +64,24 @@ def become_subreaper() -> bool:
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError, ImportError):
         return False
+
+
+def stop_with_parent(parent_pid: int) -> bool:
+    """SIGTERM this process (a cancel) when the parent ``parent_pid`` dies (Linux only).
+
+    ``parent_pid`` is read at start: a parent that died before the request took effect shows
+    as a changed parent pid, and the runner cancels itself at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if int(libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)) != 0:
+            return False
+    except (OSError, AttributeError, ImportError):
+        return False
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

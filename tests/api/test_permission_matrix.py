@@ -27,10 +27,16 @@ import pytest
 
 from octo_appliance.api import all_endpoints
 from octo_appliance.api.routing import Endpoint
+from octo_appliance.comms import generate_identity, thumbprint_of_pem
 from octo_appliance.db import (
     AuditEvent,
+    Deployment,
     Environment,
+    Interruption,
+    LibraryVariableSet,
+    Lifecycle,
     Project,
+    Release,
     ServerTask,
     Target,
     TargetEnvironment,
@@ -41,6 +47,7 @@ from octo_appliance.db import (
 )
 from octo_appliance.db.api_keys import create_api_key
 from octo_appliance.security.permissions import ROLES, Permission
+from tests.api.deploy_support import held_engine
 from tests.api.helpers import make_user, session_client
 
 PUBLIC = "public"  # no authentication at all
@@ -71,6 +78,15 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/targets/{}/health-check": (None, P.TARGET_VIEW),
     "/runner": (P.SYSTEM_VIEW, None),
     "/scripts": (None, P.SCRIPT_RUN),
+    "/lifecycles": (P.PROJECT_VIEW, P.PROJECT_EDIT),
+    "/library-variable-sets": (P.VARIABLE_VIEW, P.VARIABLE_EDIT),
+    "/projects/{}/process": (P.PROJECT_VIEW, P.PROJECT_EDIT),
+    "/projects/{}/releases": (P.PROJECT_VIEW, P.DEPLOYMENT_CREATE),
+    "/releases": (P.PROJECT_VIEW, P.PROJECT_EDIT),
+    "/releases/{}/snapshot-variables": (None, P.DEPLOYMENT_CREATE),
+    "/deployments": (P.PROJECT_VIEW, P.DEPLOYMENT_CREATE),
+    "/interruptions": (P.PROJECT_VIEW, P.DEPLOYMENT_CREATE),
+    "/dashboard": (P.PROJECT_VIEW, None),
 }
 
 #: the collection a path parameter follows -> the kind of row it names
@@ -83,6 +99,11 @@ COLLECTIONS = {
     "teams": "team",
     "api-keys": "api-key",
     "tasks": "task",
+    "lifecycles": "lifecycle",
+    "library-variable-sets": "library-set",
+    "releases": "release",
+    "deployments": "deployment",
+    "interruptions": "interruption",
 }
 
 #: body fields that reference other resources get real ids of this kind
@@ -98,6 +119,9 @@ REFERENCE_FIELDS = {
     "members": "user",
     "team": "team",
     "teams": "team",
+    "release": "release",
+    "lifecycle": "lifecycle",
+    "library_sets": "library-set",
 }
 
 CALLER_ROLES = ("viewer", "project-deployer", "administrator")
@@ -207,6 +231,40 @@ class Fixtures:
             write = self.endpoint is not None and self.endpoint.method != "GET"
             state = "queued" if write else "success"
             return str(ServerTask.create_new(kind="script", description=name, state=state).id)
+        if kind == "lifecycle":
+            phase = {"name": "All", "environments": [self.id_of("environment")]}
+            return str(Lifecycle.create_new(name=name, phases=[phase]).id)
+        if kind == "library-set":
+            return str(LibraryVariableSet.create_new(name=name).id)
+        if kind == "release":
+            # deployable to the fixture environment: the first phase of its lifecycle
+            phase = {"name": "All", "environments": [self.id_of("environment")]}
+            release = Release.create_new(
+                project=self.id_of("project"),
+                version=f"1.0.{len(self.made)}",
+                lifecycle_snapshot=[phase],
+            )
+            return str(release.id)
+        if kind == "deployment":
+            task = ServerTask.create_new(kind="deployment", description=name, state="success")
+            deployment = Deployment.create_new(
+                release=self.id_of("release"),
+                project=self.id_of("project"),
+                environment=self.id_of("environment"),
+                task_id=task.id,
+                state="success",
+            )
+            return str(deployment.id)
+        if kind == "interruption":
+            interruption = Interruption.create_new(
+                task_id="tsk_000000000000",
+                kind="manual-intervention",
+                title=name,
+                options=["approve", "reject"],
+                project_id=self.id_of("project"),
+                environment_id=self.id_of("environment"),
+            )
+            return str(interruption.id)
         if kind == "api-key":
             # the caller's own spare key: self-service endpoints act on the caller's rows
             owner = User.get_by_id(self.caller.user_id or self.id_of("user"))
@@ -253,7 +311,25 @@ def example(schema: dict[str, Any], defs: dict[str, Any], name: str, fx: Fixture
 
 
 #: (method, path) -> body builder, for bodies a schema alone cannot make valid
+def _agent_registration(octo: Any, fx: Fixtures) -> dict[str, Any]:
+    identity = generate_identity(f"mx-agent-{secrets.token_hex(4)}")
+    return {
+        "name": f"mx{secrets.token_hex(5)}",
+        "environments": [fx.id_of("environment")],
+        "roles": ["web"],
+        "communication_style": "polling",
+        "thumbprint": thumbprint_of_pem(identity.cert_pem),
+        "certificate": identity.cert_pem.decode(),
+    }
+
+
 BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/targets/register"): _agent_registration,
+    ("POST", "/scripts"): lambda octo, fx: {
+        "targets": [fx.id_of("target")],
+        "syntax": "bash",
+        "body": "true",
+    },
     ("POST", "/auth/login"): lambda octo, fx: {
         "username": "admin",
         "password": octo.admin_password,
@@ -357,8 +433,16 @@ def audit_problems(
     return [f"{where}: no audit event names the caller and the resource {targets}: {summary}"]
 
 
+@pytest.fixture
+def task_engine(octo):  # type: ignore[no-untyped-def]
+    """A running engine for the endpoints that queue tasks (its handlers do nothing)."""
+    with held_engine(octo, kinds=("deployment", "script", "health-check")) as held:
+        held.release()
+        yield held
+
+
 @pytest.mark.parametrize("batch", ["read", "write"])
-def test_permission_matrix(octo, batch):
+def test_permission_matrix(octo, task_engine, batch):
     """Reads and writes run as two tests so a failure report stays readable."""
     client = session_client(octo)
     callers = make_callers(octo)

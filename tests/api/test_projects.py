@@ -165,3 +165,56 @@ def test_list_is_one_count_and_one_page_query(octo, api, monkeypatch):
     assert page["total"] == 120
     assert len(page["items"]) == 100
     assert len([s for s in statements if '"project"' in s]) == 2, statements
+
+
+def test_lifecycle_and_library_sets(api):
+    api.post("/environments", json={"name": "Dev"})
+    phases = [{"name": "A", "environments": ["Dev"]}]
+    main = api.post("/lifecycles", json={"name": "Main", "phases": phases}).json()
+    other = api.post("/lifecycles", json={"name": "Other", "phases": phases}).json()
+    common = api.post("/library-variable-sets", json={"name": "Common"}).json()
+    mail = api.post("/library-variable-sets", json={"name": "Mail"}).json()
+
+    created = api.post(
+        "/projects",
+        json={"name": "Shop", "lifecycle": "Main", "library_sets": ["Mail", common["id"], "Mail"]},
+    )
+    assert created.status_code == 201, created.text
+    project = created.json()
+    assert project["lifecycle"] == main["id"]
+    assert project["library_sets"] == [mail["id"], common["id"]]  # order kept, once each
+    assert api.get("/projects/Shop").json() == project
+    assert api.get("/projects").json()["items"] == [project]
+
+    kept = api.put("/projects/Shop", json={"description": "x"}).json()
+    assert (kept["lifecycle"], kept["library_sets"]) == (main["id"], [mail["id"], common["id"]])
+    moved = api.put("/projects/Shop", json={"lifecycle": other["id"], "library_sets": []}).json()
+    assert (moved["lifecycle"], moved["library_sets"]) == (other["id"], [])
+    reset = api.put("/projects/Shop", json={"lifecycle": None}).json()
+    assert reset["lifecycle"] is None  # null: back to the default lifecycle
+
+    plain = api.post("/projects", json={"name": "Blog"}).json()
+    assert (plain["lifecycle"], plain["library_sets"]) == (None, [])
+    listed = api.get("/projects").json()["items"]
+    assert [p["name"] for p in listed] == ["Blog", "Shop"]
+    assert listed[1]["lifecycle"] is None
+
+    event = AuditEvent.get(AuditEvent.resource_id == project["id"], AuditEvent.action == "create")
+    assert event.details["lifecycle"] == main["id"]
+    assert event.details["library_sets"] == [mail["id"], common["id"]]
+
+
+def test_unknown_lifecycle_or_library_set_is_422(api):
+    api.post("/projects", json={"name": "Shop"})
+    for body, field in (
+        ({"name": "New", "lifecycle": "Nope"}, "lifecycle"),
+        ({"name": "New", "library_sets": ["Nope"]}, "library_sets"),
+    ):
+        response = api.post("/projects", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"][0]["field"] == field
+        update = {k: v for k, v in body.items() if k != "name"}
+        assert api.put("/projects/Shop", json=update).status_code == 422
+    assert api.get("/projects/New").status_code == 404
+    assert api.post("/projects", json={"name": "X", "lifecycle": ""}).status_code == 422
+    assert api.post("/projects", json={"name": "X", "library_sets": "Common"}).status_code == 422

@@ -143,3 +143,22 @@ def test_unknown_kinds(octo, engine):
     task = wait_finished(task_id)
     assert task.state == "failed"
     assert task.error == "no handler for task kind 'from-the-future' on node node-1"
+
+
+def test_sensitive_arguments_that_do_not_open_fail_the_task(octo, make_engine, tracker):
+    task_id = create_task(
+        octo.appliance.vault, kind=DEMO, description="x", sensitive_arguments={"password": "p"}
+    )
+    other = create_task(octo.appliance.vault, kind=DEMO, description="y")
+    sealed = ServerTask.get_by_id(other).aad("sealed_arguments")
+    # a value sealed for another row does not open here
+    ServerTask.update(sealed_arguments=octo.appliance.vault.seal("{}", sealed)).where(
+        ServerTask.id == task_id
+    ).execute()
+    make_engine()
+    task = wait_finished(task_id)
+    assert task.state == "failed"
+    assert task.error.startswith("its sensitive arguments do not decrypt")
+    assert messages(octo, task_id) == [task.error]
+    assert task_id not in tracker.runs
+    assert wait_finished(other).state == "success"

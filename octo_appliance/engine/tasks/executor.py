@@ -146,7 +146,8 @@ class TaskEngine:
                     len(pending),
                     grace,
                 )
-        await self.log.flush()
+        if not await self.log.close():
+            log.error("%d task log line(s) could not be stored", self.log.unsaved)
         executor = self._executor
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True)

@@ -156,6 +156,14 @@ class RunningTask:
             else:
                 variables = list(output_variables)
             self.add_sensitive_values(v.value for v in variables if v.sensitive)
+            # A value built from a secret (``set_octovariable X "#{Secret}-suffix"``) is a
+            # secret too: sealed and shown as set, never stored or returned in clear.
+            variables = [
+                v
+                if v.sensitive or self.mask(v.value) == v.value
+                else OutputVariable(v.name, v.value, True)
+                for v in variables
+            ]
             result.output_variables = variables
         if message is not None:
             result.message = self.mask(message)

@@ -180,6 +180,7 @@ class TaskLogWriter:
         self._timer: asyncio.TimerHandle | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flushes: set[asyncio.Task[Any]] = set()
+        self._closed = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the engine's loop (call from inside it)."""
@@ -261,7 +262,7 @@ class TaskLogWriter:
 
     def _schedule(self, *, now: bool) -> None:
         loop = self._loop
-        if loop is None:
+        if loop is None or self._closed:
             return
         if threading.get_ident() == self._loop_thread:
             self._schedule_in_loop(now)
@@ -271,6 +272,8 @@ class TaskLogWriter:
 
     def _schedule_in_loop(self, now: bool) -> None:
         assert self._loop is not None
+        if self._closed:
+            return
         if now:
             self._start_flush()
         elif self._timer is None:
@@ -288,6 +291,9 @@ class TaskLogWriter:
         """Store every line appended so far (in the engine's loop); False if that failed."""
         assert self._flush_lock is not None, "bind() the writer first"
         async with self._flush_lock:
+            if self._timer is not None:  # this flush takes what the timer was waiting for
+                self._timer.cancel()
+                self._timer = None
             with self._lock:
                 batch, self._unsaved = self._unsaved, []
                 self._saving = batch
@@ -310,6 +316,17 @@ class TaskLogWriter:
                 with self._lock:
                     self._saving = []
             return True
+
+    async def close(self) -> bool:
+        """Store what is left and schedule nothing more (the engine is stopping)."""
+        self._closed = True
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+        stored = await self.flush()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return stored
 
     @property
     def unsaved(self) -> int:

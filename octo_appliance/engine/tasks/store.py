@@ -32,6 +32,7 @@ from octo_appliance.db.tasks import (
     log_line_aad,
     log_line_id,
 )
+from octo_appliance.exceptions import VaultError
 from octo_appliance.vault import Vault
 
 
@@ -199,13 +200,23 @@ def claim_tasks(db: peewee.Database, vault: Vault, node: str, limit: int) -> lis
         )
     claimed = []
     for row in rows:
+        try:
+            sensitive = open_arguments(vault, row)
+        except VaultError as exc:  # fail it now rather than leave it claimed and not running
+            message = f"its sensitive arguments do not decrypt: {exc.message}"
+            with write_transaction(db):
+                ServerTask.update(state=FAILED, error=message, finished_at=utcnow()).where(
+                    (ServerTask.id == row.id) & (ServerTask.state == EXECUTING)
+                ).execute()
+                append_line_now(db, vault, row.id, "error", message)
+            continue
         claimed.append(
             ClaimedTask(
                 id=row.id,
                 kind=row.kind,
                 description=row.description,
                 arguments=dict(row.arguments or {}),
-                sensitive_arguments=open_arguments(vault, row),
+                sensitive_arguments=sensitive,
                 environment_id=row.environment_id,
                 project_id=row.project_id,
                 created_by_name=row.created_by_name,

@@ -1,0 +1,274 @@
+"""Helpers of ``bench/dispatch.py``: agent homes, their registration, agent processes, and
+the appliance as seen from outside (API calls, task timings, RSS, open connections).
+
+Agent identities are real homes (``Home.create_identity`` + ``agent.json``) run by real
+``octo-agent run --home ...`` processes, several identities per process, as docs/agent.md
+allows. Registration goes through ``POST /api/v1/targets/register``, the same request
+``octo-agent register`` sends, issued from here so hundreds of targets do not each cost an
+interpreter start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import datetime
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from octo_appliance import __version__  # noqa: E402
+from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
+from tests.agent.support import AgentProcess  # noqa: E402
+from tests.serve_process import ServeProcess  # noqa: E402
+
+FINAL_STATES = ("success", "failed", "canceled", "timed_out")
+ENVIRONMENT = "Bench"
+ROLE = "bench"
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (the same rule as bench/api.py)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def reserve_ports(count: int) -> list[int]:
+    """Free 127.0.0.1 ports for listening agents, which must register a fixed address.
+
+    All are bound at once (so they differ) and released just before the agents bind them.
+    """
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def create_key(data_dir: Path) -> str:
+    args = [sys.executable, "-m", "octo_appliance", "api-key", "create"]
+    args += ["--data-dir", str(data_dir), "--user", "admin", "--name", "bench"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return out.strip().splitlines()[-1].strip()
+
+
+def start_appliance(data_dir: Path, polling_listen: str = "127.0.0.1:0") -> ServeProcess:
+    """``serve`` at log level info: its ``connection from`` lines time the polling hub."""
+    env = {"OCTO_ADMIN_PASSWORD": "bench-admin-password", "OCTO_LOG_LEVEL": "info"}
+    return ServeProcess(data_dir, polling_listen=polling_listen, env=env).start()
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    mode: str  # polling | listening
+    listen: str = ""
+
+
+def new_home(root: Path, spec: AgentSpec) -> Home:
+    home = Home(root / spec.name)
+    home.create_identity()
+    return home
+
+
+async def _register_all(
+    server: ServeProcess, key: str, items: list[tuple[AgentSpec, Home]], concurrency: int
+) -> None:
+    api_cert = server.cert_file.read_text()
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(
+        base_url=server.url.rstrip("/"),
+        http2=True,
+        verify=server.ssl_context(),
+        headers={"X-Api-Key": key},
+        timeout=60,
+    ) as client:
+
+        async def one(spec: AgentSpec, home: Home) -> None:
+            identity = home.load_identity()
+            body: dict[str, Any] = {
+                "name": spec.name,
+                "environments": [ENVIRONMENT],
+                "roles": [ROLE],
+                "communication_style": spec.mode,
+                "thumbprint": identity.thumbprint,
+                "certificate": identity.cert_pem.decode(),
+                "agent_version": __version__,
+            }
+            if spec.mode == "listening":
+                body["uri"] = f"https://{spec.listen}"
+            async with gate:
+                response = await client.post("/api/v1/targets/register", json=body)
+            if response.status_code != 201:
+                sys.exit(f"registering {spec.name} failed: {response.status_code} {response.text}")
+            answer = response.json()
+            home.save_config(
+                AgentConfig(
+                    name=spec.name,
+                    mode=spec.mode,  # type: ignore[arg-type]
+                    listen=spec.listen,
+                    polling_address=answer["polling_address"] if spec.mode == "polling" else "",
+                    server_url=server.url,
+                    api_thumbprint=server.banner.thumbprint,
+                    api_certificate=api_cert,
+                    comms_thumbprint=answer["server_thumbprint"],
+                    comms_certificate=answer["server_certificate"],
+                    target_id=answer["id"],
+                    environments=[ENVIRONMENT],
+                    roles=[ROLE],
+                    registered_at=datetime.datetime.now(datetime.UTC).isoformat(),
+                )
+            )
+
+        await asyncio.gather(*(one(spec, home) for spec, home in items))
+
+
+def register_agents(
+    server: ServeProcess, key: str, root: Path, specs: Sequence[AgentSpec], concurrency: int = 8
+) -> list[Home]:
+    """Create a home per spec and register it through the API (environment ``Bench``)."""
+    with server.http2_client(headers={"X-Api-Key": key}) as client:
+        response = client.post("/api/v1/environments", json={"name": ENVIRONMENT})
+        if response.status_code not in (201, 409):
+            sys.exit(f"creating the environment failed: {response.status_code} {response.text}")
+    items = [(spec, new_home(root, spec)) for spec in specs]
+    asyncio.run(_register_all(server, key, items, concurrency))
+    return [home for _, home in items]
+
+
+class AgentFleet:
+    """Agent processes, each running ``per_process`` homes; closing stops every one."""
+
+    def __init__(self) -> None:
+        self.processes: list[AgentProcess] = []
+
+    def start(self, homes: Sequence[Home], per_process: int) -> AgentFleet:
+        groups = [list(homes[i : i + per_process]) for i in range(0, len(homes), per_process)]
+        batch = [AgentProcess(group, log_level="WARNING") for group in groups]
+        self.processes += batch  # before starting: a failed start is still stopped
+        with concurrent.futures.ThreadPoolExecutor(len(batch)) as pool:
+            for future in [pool.submit(p.start, 60.0) for p in batch]:
+                future.result()
+        return self
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the agent processes have used so far (not their runners)."""
+        total = 0.0
+        for agent in self.processes:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(agent.pid).cpu_times()
+                total += times.user + times.system
+        return total
+
+    def close(self) -> None:
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(self.processes))) as pool:
+            list(pool.map(lambda p: p.close(), self.processes))
+        self.processes.clear()
+
+    def __enter__(self) -> AgentFleet:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+# -- the appliance from outside --------------------------------------------------------------
+
+
+def pid_of(server: ServeProcess) -> int:
+    assert server.process is not None, "the appliance was not started"
+    return server.process.pid
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and its children (serve is one process today)."""
+    proc = psutil.Process(pid)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            total += child.memory_info().rss
+    return int(total)
+
+
+def established_on(pid: int, port: int) -> int:
+    """TCP connections the process has accepted on ``port`` (the polling listener)."""
+    conns = psutil.Process(pid).net_connections(kind="tcp")
+    return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+
+
+def hub_connections(server: ServeProcess) -> list[float]:
+    """Epoch times of the polling listener's ``connection from`` log lines (hub attach)."""
+    times = []
+    for line in server.output().split("\nstderr:\n", 1)[-1].splitlines():
+        if "octo_appliance.comms: connection from" in line:
+            stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            times.append(stamp.timestamp())  # asctime is local time, like time.time()
+    return times
+
+
+def parse_iso(value: str) -> float:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    task_id: str
+    state: str
+    #: created_at -> finished_at, from the task's own timestamps
+    seconds: float
+    #: POST sent -> the poll that saw it finished (includes the poll interval)
+    observed: float
+    failed_targets: list[str]
+
+
+def run_script(
+    client: httpx.Client,
+    names: Sequence[str],
+    body: str = "echo ok",
+    poll: float = 0.05,
+    timeout: float = 300.0,
+) -> TaskRun:
+    """Run a bash script on the named targets through the console; wait for the task."""
+    sent = time.time()
+    response = client.post(
+        "/api/v1/scripts", json={"targets": list(names), "syntax": "bash", "body": body}
+    )
+    if response.status_code != 202:
+        sys.exit(f"POST /scripts failed: {response.status_code} {response.text}")
+    task_id = response.json()["task_id"]
+    deadline = time.monotonic() + timeout
+    while True:
+        task = client.get(f"/api/v1/tasks/{task_id}").json()
+        if task.get("state") in FINAL_STATES:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"task {task_id} did not finish within {timeout:g} s: {task.get('state')}")
+        time.sleep(poll)
+    observed = time.time() - sent
+    failed = [t["target_name"] for t in task["targets"] if t["state"] != "success"]
+    seconds = parse_iso(task["finished_at"]) - parse_iso(task["created_at"])
+    return TaskRun(task_id, task["state"], seconds, observed, failed)
+
+
+@contextlib.contextmanager
+def api_client(server: ServeProcess, key: str) -> Iterator[httpx.Client]:
+    with server.http2_client(headers={"X-Api-Key": key}, timeout=60) as client:
+        yield client

@@ -1,0 +1,578 @@
+"""Agent dispatch: no-op latency, script fan-out, and 500 polling connections (issue 3).
+
+1. **Dispatch latency** of ``agent.info`` (a no-op call) to a polling and to a listening
+   agent: this process plays the appliance with the appliance's own ``AgentNetwork`` and
+   transports, talking to one real ``octo-agent run`` process (two identities, homes written
+   as docs/agent.md describes, trusting this process's identity). Floor: the same round trip
+   as a 256-byte echo over a plain Python TLS socket to another process.
+2. **Fan-out**: ``echo ok`` through the script console of a real appliance on N = 1, 20, 100
+   targets (4 agent processes x 25 identities, 4 in 5 polling, the rest listening), timed by
+   the task's own ``created_at`` -> ``finished_at``. Floor: the runner started N times at once
+   (``python -I runner.pyz``, request on stdin), without an appliance or agent.
+3. **500 polling connections** (10 processes x 50 identities, registered through the API):
+   the appliance's RSS (peer: its RSS with the same 500 targets and no connection), then
+   SIGTERM and a restart on the same data dir and polling port: when the polling hub has all
+   500 again (its ``connection from`` log lines; cross-checked from outside by counting
+   established sockets), and when a console script on all 500, posted as soon as the new
+   process is ready, has succeeded.
+
+Everything runs on 127.0.0.1 and is stopped at the end. ``--quick``: N = 1, 20 and 50
+connections, fewer calls. Figures are from a shared 2-core machine: compare ratios.
+
+Usage: ``.venv/bin/python bench/dispatch.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _fleet import (  # noqa: E402
+    AgentFleet,
+    AgentSpec,
+    api_client,
+    create_key,
+    established_on,
+    hub_connections,
+    percentile,
+    pid_of,
+    register_agents,
+    reserve_ports,
+    run_script,
+    start_appliance,
+    tree_rss,
+)
+
+from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
+from octo_appliance.comms import CommsSettings, Identity, generate_identity  # noqa: E402
+from octo_appliance.runner_bundle import RunnerBuild, prepare_runner  # noqa: E402
+from octo_appliance.transports.base import TargetAddress, Transport  # noqa: E402
+from octo_appliance.transports.listening import ListeningTransport  # noqa: E402
+from octo_appliance.transports.network import AgentNetwork  # noqa: E402
+from octo_appliance.transports.polling import PollingTransport  # noqa: E402
+from tests.agent.support import AgentProcess  # noqa: E402
+from tests.serve_process import ServeProcess  # noqa: E402
+
+GOAL_DISPATCH_P99_MS = 20.0
+GOAL_FANOUT_20_S = 1.0
+GOAL_RSS_MB = 400.0
+GOAL_RECONNECT_S = 30.0
+ECHO_BYTES = 256
+MB = 1024 * 1024
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float
+    unit: str
+    goal: float | None = None
+    floor: float | None = None
+    floor_label: str = ""
+
+
+# -- 1. dispatch latency --------------------------------------------------------------------
+
+
+def _write_home(root: Path, name: str, mode: str, appliance: Identity, address: str) -> Home:
+    home = Home(root / name)
+    identity = home.create_identity()
+    home.save_config(
+        AgentConfig(
+            name=name,
+            mode=mode,  # type: ignore[arg-type]
+            listen=address if mode == "listening" else "",
+            polling_address=address if mode == "polling" else "",
+            server_url="https://127.0.0.1:1",  # only register/deregister use it
+            api_thumbprint=appliance.thumbprint,
+            api_certificate=appliance.cert_pem.decode(),
+            comms_thumbprint=appliance.thumbprint,
+            comms_certificate=appliance.cert_pem.decode(),
+            target_id=f"tgt_{name}_{identity.thumbprint[:8]}",
+            environments=["Bench"],
+            roles=["bench"],
+        )
+    )
+    return home
+
+
+class EchoClient:
+    """A TLS connection to the echo server process: the floor of one round trip."""
+
+    def __init__(self, cert_pem: bytes, port: int) -> None:
+        self.cert_pem, self.port = cert_pem, port
+        self.payload = os.urandom(ECHO_BYTES)
+
+    async def open(self) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.load_verify_locations(cadata=self.cert_pem.decode())
+        self.reader, self.writer = await asyncio.open_connection(
+            "127.0.0.1", self.port, ssl=context
+        )
+
+    async def round_trip(self) -> None:
+        self.writer.write(self.payload)
+        await self.writer.drain()
+        await self.reader.readexactly(ECHO_BYTES)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await self.writer.wait_closed()
+
+
+async def _echo_serve(cert: Path, key: Path) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=context)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
+    server.close()
+
+
+async def _time_calls(
+    transport: Transport | None, target: TargetAddress | None, echo: EchoClient, n: int
+) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        if transport is not None and target is not None:
+            await transport.info(target, timeout=30.0)
+        else:
+            await echo.round_trip()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+async def _dispatch(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[float]]:
+    appliance = generate_identity("octo-bench-appliance")
+    homes: list[Home] = []
+
+    def trusted() -> list[tuple[str, str]]:
+        return [(i.thumbprint, i.cert_pem.decode()) for i in (h.load_identity() for h in homes)]
+
+    (tmp / "spool").mkdir(parents=True)
+    network = AgentNetwork(
+        appliance, runner, trusted, settings=CommsSettings(spool_dir=tmp / "spool")
+    )
+    await network.start("127.0.0.1", 0)
+    [listen_port] = reserve_ports(1)
+    poller = _write_home(
+        tmp / "agents", "poll-1", "polling", appliance, f"127.0.0.1:{network.polling_port}"
+    )
+    listener = _write_home(
+        tmp / "agents", "listen-1", "listening", appliance, f"127.0.0.1:{listen_port}"
+    )
+    homes += [poller, listener]
+    await network.reload_trust()
+    echo_cert = generate_identity("octo-bench-echo")
+    echo_cert.save(tmp / "echo.pem", tmp / "echo.key")
+    echo_proc = subprocess.Popen(
+        [sys.executable, __file__, "--echo-server", str(tmp / "echo.pem"), str(tmp / "echo.key")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    agent = AgentProcess([poller, listener], log_level="WARNING")
+    try:
+        assert echo_proc.stdout is not None
+        echo = EchoClient(echo_cert.cert_pem, int(echo_proc.stdout.readline()))
+        await echo.open()
+        await asyncio.to_thread(agent.start)
+        p_id, l_id = poller.load_identity(), listener.load_identity()
+        targets = {
+            "polling": (
+                PollingTransport(network),
+                TargetAddress("tgt_p", "poll-1", "polling", thumbprint=p_id.thumbprint),
+            ),
+            "listening": (
+                ListeningTransport(network),
+                TargetAddress(
+                    "tgt_l",
+                    "listen-1",
+                    "listening",
+                    uri=f"https://127.0.0.1:{listen_port}",
+                    thumbprint=l_id.thumbprint,
+                    certificate=l_id.cert_pem.decode(),
+                ),
+            ),
+        }
+        samples: dict[str, list[float]] = {"polling": [], "listening": [], "echo": []}
+        for name in samples:  # warm-up: connections, caches, first-call paths
+            transport, target = targets.get(name, (None, None))
+            await _time_calls(transport, target, echo, 100)
+        chunk = 100  # interleaved, so noise from the shared machine hits all three alike
+        for _ in range(max(1, calls // chunk)):
+            for name in samples:
+                transport, target = targets.get(name, (None, None))
+                samples[name] += await _time_calls(transport, target, echo, chunk)
+        await echo.close()
+        return samples
+    finally:
+        await network.stop()
+        await asyncio.to_thread(agent.close)
+        if echo_proc.stdin is not None:
+            echo_proc.stdin.close()
+        echo_proc.wait(10)
+
+
+def bench_dispatch(tmp: Path, runner: RunnerBuild, calls: int) -> list[Row]:
+    print(f"[1/3] dispatch latency: agent.info x {calls} per mode ...", flush=True)
+    samples = asyncio.run(_dispatch(tmp, runner, calls))
+    echo = samples["echo"]
+    rows = []
+    for mode in ("polling", "listening"):
+        values = samples[mode]
+        rows.append(
+            Row(
+                f"dispatch p50, {mode}",
+                percentile(values, 50),
+                "ms",
+                floor=percentile(echo, 50),
+                floor_label="TLS echo p50",
+            )
+        )
+        rows.append(
+            Row(
+                f"dispatch p99, {mode}",
+                percentile(values, 99),
+                "ms",
+                goal=GOAL_DISPATCH_P99_MS,
+                floor=percentile(echo, 99),
+                floor_label="TLS echo p99",
+            )
+        )
+    return rows
+
+
+# -- 2. fan-out -----------------------------------------------------------------------------
+
+
+def runner_floor(tmp: Path, runner: RunnerBuild, n: int) -> tuple[float, float]:
+    """``n`` runners started at once on ``echo ok`` (no appliance, no agent): wall seconds
+    and CPU seconds per runner. Each gets its own session as the agent gives it, which also
+    puts it in its own scheduler autogroup (this matters on a busy machine)."""
+    procs = []
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    for i in range(n):
+        request = {
+            "protocol": 1,
+            "command": "run-script",
+            "arguments": {"syntax": "bash", "body": "echo ok"},
+            "variables": [],
+            "work_dir": str(tmp / f"floor-{n}-{i}-{time.monotonic_ns()}"),
+            "context": {},
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(runner.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(request).encode())
+        proc.stdin.close()
+        procs.append(proc)
+    codes = [proc.wait() for proc in procs]
+    elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if any(codes):
+        sys.exit(f"the runner floor failed: exit codes {sorted(set(codes))}")
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    return elapsed, cpu / n
+
+
+def bench_fanout(tmp: Path, runner: RunnerBuild, sizes: Sequence[int]) -> tuple[list[Row], float]:
+    """The rows, and the CPU seconds one runner start costs (median of every floor run)."""
+    total = max(sizes)
+    per_process = 25 if total > 25 else total
+    print(
+        f"[2/3] fan-out: {total} targets ({-(-total // per_process)} agent processes), "
+        f"N = {', '.join(map(str, sizes))} ...",
+        flush=True,
+    )
+    ports = iter(reserve_ports(total))
+    specs = [
+        AgentSpec(f"fan-{i:03d}", "listening", f"127.0.0.1:{next(ports)}")
+        if i % 5 == 4
+        else AgentSpec(f"fan-{i:03d}", "polling")
+        for i in range(total)
+    ]
+    names = [spec.name for spec in specs]
+    rows, all_cpus = [], []
+    server = start_appliance(tmp / "fan-data")
+    try:
+        key = create_key(tmp / "fan-data")
+        homes = register_agents(server, key, tmp / "fan-agents", specs)
+        with AgentFleet() as fleet, api_client(server, key) as client:
+            fleet.start(homes, per_process)
+            warm = run_script(client, names, timeout=180)  # waits for every agent; runner fetch
+            if warm.state != "success":
+                sys.exit(f"the warm-up task failed on {warm.failed_targets}")
+            for n in sizes:
+                runs, floors, cpus = [], [], []
+                for _ in range(3 if n >= 100 else 5):  # alternated: both see the same noise
+                    time.sleep(0.3)
+                    run = run_script(client, names[:n], poll=0.05 if n <= 20 else 0.1)
+                    if run.state != "success":
+                        sys.exit(f"the fan-out task {run.task_id} failed on {run.failed_targets}")
+                    runs.append(run.seconds)
+                    time.sleep(0.3)
+                    wall, cpu = runner_floor(tmp / "floor", runner, n)
+                    floors.append(wall)
+                    cpus.append(cpu)
+                cpu = statistics.median(cpus)
+                all_cpus += cpus
+                print(
+                    f"  N={n}: one runner costs {cpu * 1000:.0f} ms CPU, so {n} need at least "
+                    f"{n * cpu / (os.cpu_count() or 1):.2f} s on {os.cpu_count()} cores",
+                    flush=True,
+                )
+                rows.append(
+                    Row(
+                        f"fan-out N={n} (median of {len(runs)}; {min(runs):.2f}-{max(runs):.2f} s)",
+                        statistics.median(runs),
+                        "s",
+                        goal=GOAL_FANOUT_20_S if n == 20 else None,
+                        floor=statistics.median(floors),
+                        floor_label=f"{n} runners at once",
+                    )
+                )
+    finally:
+        server.stop()
+    return rows, statistics.median(all_cpus)
+
+
+# -- 3. many polling connections ------------------------------------------------------------
+
+
+def _wait_established(pid: int, port: int, count: int, timeout: float) -> float:
+    """Seconds until ``count`` polling sockets are established (from outside, psutil)."""
+    started = time.monotonic()
+    while established_on(pid, port) < count:
+        if time.monotonic() - started > timeout:
+            sys.exit(f"only {established_on(pid, port)} of {count} agents connected")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _restart(server: ServeProcess, data: Path, port: int) -> tuple[ServeProcess, float, float]:
+    """SIGTERM, then start again on the same data dir and polling port: the new process and
+    the times of the SIGTERM and of its ``ready``."""
+    sigterm = time.time()
+    server.stop()
+    exited = time.time()
+    server = start_appliance(data, polling_listen=f"127.0.0.1:{port}")
+    ready = time.time()
+    print(
+        f"  restart: the old process exited {exited - sigterm:.2f} s after SIGTERM, "
+        f"the new one was ready {ready - exited:.2f} s later",
+        flush=True,
+    )
+    return server, sigterm, ready
+
+
+def _wait_hub(server: ServeProcess, count: int, timeout: float) -> float:
+    """Epoch time of the polling hub's ``count``-th ``connection from`` log line."""
+    deadline = time.monotonic() + timeout
+    while len(attached := hub_connections(server)) < count:
+        if time.monotonic() > deadline:
+            sys.exit(f"the hub logged {len(attached)} connections, not {count}")
+        time.sleep(0.2)
+    return sorted(attached)[count - 1]
+
+
+def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float) -> list[Row]:
+    """RSS with ``count`` polling connections; reconnection after two restarts: the first
+    left alone (hub and sockets are watched), the second followed at once by a script on
+    every target (its runners compete for the CPU with the reconnecting, so it is separate)."""
+    print(
+        f"[3/3] {count} polling connections ({count // per_process} agent processes), "
+        "RSS, restart ...",
+        flush=True,
+    )
+    data = tmp / "conn-data"
+    specs = [AgentSpec(f"poll-{i:03d}", "polling") for i in range(count)]
+    names = [spec.name for spec in specs]
+    server = start_appliance(data)
+    try:
+        key = create_key(data)
+        homes = register_agents(server, key, tmp / "conn-agents", specs)
+        port = server.banner.polling_port
+        time.sleep(2.0)  # let the trust reloads of the registrations settle
+        rss_idle = tree_rss(pid_of(server))
+        with AgentFleet() as fleet:
+            started = time.monotonic()
+            fleet.start(homes, per_process)
+            _wait_established(pid_of(server), port, count, 180)
+            connect_s = time.monotonic() - started
+            time.sleep(5.0)
+            rss = tree_rss(pid_of(server))
+            with api_client(server, key) as client:
+                first = run_script(client, names, poll=0.25, timeout=900)
+            if first.state != "success":
+                sys.exit(f"the script on {count} targets failed on {first.failed_targets[:5]}")
+            print(
+                f"  {count} connected {connect_s:.1f} s after the agents started; first script "
+                f"on all {count} (each fetched the runner): {first.seconds:.1f} s",
+                flush=True,
+            )
+
+            cpu_before = fleet.cpu_seconds()
+            server, sigterm, ready = _restart(server, data, port)
+            watcher = _EstablishedWatcher(pid_of(server), port, count)
+            hub_all = _wait_hub(server, count, 180)
+            watcher.stop()
+            print(
+                f"  the agents used {fleet.cpu_seconds() - cpu_before:.1f} CPU s from SIGTERM "
+                "until all were back",
+                flush=True,
+            )
+
+            time.sleep(5.0)
+            server, _, _ = _restart(server, data, port)
+            with api_client(server, key) as client:
+                after = run_script(client, names, poll=0.25, timeout=900)
+            if after.state != "success":
+                sys.exit(f"the script after the restart failed on {after.failed_targets[:5]}")
+    finally:
+        server.stop()
+    cores = os.cpu_count() or 1
+    return [
+        Row(
+            f"appliance RSS, {count} polling connections",
+            rss / MB,
+            "MB",
+            goal=GOAL_RSS_MB,
+            floor=rss_idle / MB,
+            floor_label=f"RSS, {count} targets, 0 conns",
+        ),
+        Row(f"  per connection ({count} conns)", (rss - rss_idle) / count / 1024, "KB"),
+        Row("restart: SIGTERM -> new process ready", ready - sigterm, "s"),
+        Row(
+            f"reconnect: ready -> hub has all {count}",
+            hub_all - ready,
+            "s",
+            goal=GOAL_RECONNECT_S,
+            floor=watcher.seconds,
+            floor_label=f"{count} sockets est. (psutil)",
+        ),
+        Row(
+            f"reconnect: SIGTERM -> hub has all {count}",
+            hub_all - sigterm,
+            "s",
+            goal=GOAL_RECONNECT_S,
+        ),
+        Row(
+            f"script on all {count} posted at ready: -> done",
+            after.observed,
+            "s",
+            goal=GOAL_RECONNECT_S,
+            floor=count * runner_cpu / cores,
+            floor_label=f"{count} runners' CPU / {cores} cores",
+        ),
+    ]
+
+
+class _EstablishedWatcher:
+    """Samples the established polling sockets every 100 ms from another thread."""
+
+    def __init__(self, pid: int, port: int, count: int) -> None:
+        self.pid, self.port, self.count = pid, port, count
+        self.seconds = float("nan")
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if established_on(self.pid, self.port) >= self.count:
+                self.seconds = time.monotonic() - self._started
+                return
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+# -- the table ------------------------------------------------------------------------------
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    print()
+    print(
+        f"{'figure':<46} {'measured':>11} {'goal':>9} {'/goal':>7}   "
+        f"{'floor / peer':<30} {'value':>10} {'/floor':>7}"
+    )
+    for row in rows:
+        measured = f"{row.value:.2f} {row.unit}"
+        goal = f"{row.goal:g} {row.unit}" if row.goal is not None else "-"
+        ratio = f"{row.value / row.goal:.2f}x" if row.goal else "-"
+        floor = f"{row.floor:.2f} {row.unit}" if row.floor is not None else "-"
+        vs_floor = f"{row.value / row.floor:.2f}x" if row.floor else "-"
+        print(
+            f"{row.figure:<46} {measured:>11} {goal:>9} {ratio:>7}   "
+            f"{row.floor_label or '-':<30} {floor:>10} {vs_floor:>7}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--echo-server", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.echo_server:
+        asyncio.run(_echo_serve(Path(args.echo_server[0]), Path(args.echo_server[1])))
+        return
+    calls = 300 if args.quick else 2000
+    sizes = (1, 20) if args.quick else (1, 20, 100)
+    conns, per_process = (50, 25) if args.quick else (500, 50)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="octo-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        runner = prepare_runner(tmp / "runner")
+        rows = bench_dispatch(tmp / "dispatch", runner, calls)
+        fanout, runner_cpu = bench_fanout(tmp, runner, sizes)
+        rows += fanout
+        rows += bench_connections(tmp, conns, per_process, runner_cpu)
+    print_table(rows)
+    print(
+        f"\n{os.cpu_count()} cores, everything on 127.0.0.1, SQLite; "
+        f"load average {os.getloadavg()[0]:.2f}; bench took {time.monotonic() - started:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""``GET /api/v1/dashboard``: for each project and environment, the latest deployment.
+
+The portal draws a grid: projects down, environments across, each cell the release most
+recently deployed there and how that went. Everything is limited to what the caller may view
+(``project.view``: projects and environments of their grants, cells whose project and
+environment one grant covers). The latest deployment per cell comes from one windowed query,
+whatever the number of projects and environments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+from pydantic import Field
+
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.deployments import grant_condition
+from octo_appliance.api.routing import Router
+from octo_appliance.api.schemas import Out
+from octo_appliance.db import Deployment, Environment, Project, Release
+from octo_appliance.db.base import iso
+from octo_appliance.db.tasks import ServerTask
+from octo_appliance.engine.lifecycles import effective_state, tuples
+from octo_appliance.security.permissions import Permission
+
+router = Router("dashboard")
+
+
+class DashboardProjectOut(Out):
+    id: str
+    name: str
+
+
+class DashboardEnvironmentOut(Out):
+    id: str
+    name: str
+    sort_order: int
+
+
+class DashboardItemOut(Out):
+    project_id: str
+    environment_id: str
+    release_id: str
+    release_version: str
+    deployment_id: str
+    task_id: str
+    state: str
+    created_at: str | None
+    finished_at: str | None
+
+
+class DashboardOut(Out):
+    projects: list[DashboardProjectOut]
+    environments: list[DashboardEnvironmentOut]
+    items: list[DashboardItemOut] = Field(description="The latest deployment per cell.")
+
+
+def _latest(condition: Any) -> list[dict[str, Any]]:
+    """The newest deployment of every (project, environment) pair ``condition`` admits."""
+    rank = peewee.fn.ROW_NUMBER().over(
+        partition_by=[Deployment.project, Deployment.environment],
+        order_by=[Deployment.created_at.desc(), Deployment.id.desc()],
+    )
+    ranked = Deployment.select(Deployment.id, rank.alias("rank"))
+    if condition is not None:
+        ranked = ranked.where(condition)
+    newest = ranked.alias("newest")
+    query = (
+        Deployment.select(
+            Deployment.id,
+            Deployment.project,
+            Deployment.environment,
+            Deployment.release,
+            Deployment.task_id,
+            Deployment.state,
+            Deployment.created_at,
+            Deployment.finished_at,
+            Release.version,
+            ServerTask.state,
+            ServerTask.finished_at,
+        )
+        .join(newest, on=(newest.c.id == Deployment.id))
+        .switch(Deployment)
+        .join(Release, on=(Release.id == Deployment.release))
+        .switch(Deployment)
+        .join(ServerTask, peewee.JOIN.LEFT_OUTER, on=(ServerTask.id == Deployment.task_id))
+        .where(newest.c.rank == 1)
+    )
+    items = []
+    for row in tuples(query):
+        dep_id, project, env, release, task_id, row_state, created, finished = row[:8]
+        version, task_state, task_finished = row[8:]
+        state = effective_state(row_state, task_state)
+        items.append(
+            {
+                "project_id": project,
+                "environment_id": env,
+                "release_id": release,
+                "release_version": version,
+                "deployment_id": dep_id,
+                "task_id": task_id,
+                "state": state,
+                "created_at": iso(created),
+                "finished_at": iso(finished or (task_finished if state != row_state else None)),
+            }
+        )
+    return items
+
+
+@router.get(
+    "/dashboard",
+    summary="The latest deployment per project and environment",
+    response=DashboardOut,
+)
+def get_dashboard(ctx: RequestContext) -> dict[str, Any]:
+    """``projects`` (by name) and ``environments`` (in sort order) the caller may view, and
+    ``items``: one per project and environment that has a deployment."""
+    ctx.require(Permission.PROJECT_VIEW)
+    projects = Project.select(Project.id, Project.name).order_by(Project.name)
+    visible_projects = ctx.user.visible(Permission.PROJECT_VIEW, "projects")
+    if visible_projects is not None:
+        projects = projects.where(Project.id.in_(sorted(visible_projects)))
+    environments = Environment.select(
+        Environment.id, Environment.name, Environment.sort_order
+    ).order_by(Environment.sort_order, Environment.name)
+    visible_envs = ctx.user.visible(Permission.PROJECT_VIEW, "environments")
+    if visible_envs is not None:
+        environments = environments.where(Environment.id.in_(sorted(visible_envs)))
+    condition = grant_condition(
+        ctx.user, Permission.PROJECT_VIEW, Deployment.project, Deployment.environment
+    )
+    return {
+        "projects": list(projects.dicts()),
+        "environments": list(environments.dicts()),
+        "items": _latest(condition),
+    }

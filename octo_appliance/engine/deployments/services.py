@@ -1,0 +1,26 @@
+"""What the deployment task kind is built with (one per appliance)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.plugins import StepTypeRegistry
+from octo_appliance.vault import Vault
+
+#: targets one step runs on at once when its window does not say fewer (setting)
+DEFAULT_STEP_PARALLELISM = 50
+
+
+@dataclass
+class DeploymentServices:
+    dispatcher: Dispatcher
+    step_types: StepTypeRegistry
+    vault: Vault
+    #: the appliance-wide cap on targets one step runs on at once
+    step_parallelism: int = DEFAULT_STEP_PARALLELISM
+    #: returns the task engine's ``enqueue`` (for automatic deployments); None: none queued
+    enqueue: Callable[..., str] | None = None
+    #: seconds between looks at a pending interruption
+    poll_interval: float = 0.3

@@ -1,0 +1,456 @@
+"""The deployment task kind in-process, on the built-in worker: real runner processes, real
+database rows (created through the models), a real task engine in its own thread.
+
+Agents are covered end to end in tests/integration/test_deployments.py; here the steps run
+``on the appliance`` so the executor's rules (variables, validation before running, output
+variables, manual intervention, guided failure, conditions, the worker's settings) are
+checked quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from octo_appliance.db import (
+    Deployment,
+    Environment,
+    Interruption,
+    Project,
+    Release,
+    ServerTask,
+    TaskTargetResult,
+    new_id,
+    utcnow,
+)
+from octo_appliance.engine import lifecycles
+from octo_appliance.engine.deployments import (
+    KIND,
+    DeploymentServices,
+    make_deployment_handler,
+    reconcile,
+)
+from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
+from octo_appliance.engine.tasks.log import read_lines
+from octo_appliance.runner_bundle import prepare_runner
+from octo_appliance.testing import OctoTestAppliance
+from octo_appliance.transports.base import RunnerCommand
+from octo_appliance.transports.local import WORKER, LocalTransport
+from tests.engine.support import wait_finished, wait_until
+
+
+@dataclass
+class Rig:
+    octo: OctoTestAppliance
+    engine: TaskEngine
+    local: LocalTransport
+    environment: Environment
+    project: Project
+
+    def release(
+        self,
+        steps: list[dict[str, Any]],
+        variables: list[dict[str, Any]] | None = None,
+        phases: list[dict[str, Any]] | None = None,
+    ) -> Release:
+        """A release whose sensitive variables are sealed as the documented format says."""
+        variables = variables or []
+        release_id = new_id(Release.id_prefix)
+        plain = [{**v, "value": None} if v.get("sensitive") else v for v in variables]
+        secret = {str(i): v["value"] for i, v in enumerate(variables) if v.get("sensitive")}
+        sealed = None
+        if secret:
+            sealed = self.octo.appliance.vault.seal(
+                json.dumps(secret), Release(id=release_id).aad("sealed_variables")
+            )
+        release: Release = Release.create(
+            id=release_id,
+            project=self.project,
+            version=f"1.0.{secrets.randbelow(10**6)}",
+            process_snapshot=steps,
+            variables_snapshot=plain,
+            sealed_variables=sealed,
+            lifecycle_snapshot=phases
+            or [{"name": "All", "environments": [self.environment.id], "automatic": False}],
+        )
+        return release
+
+    def deploy(self, release: Release, **options: Any) -> Deployment:
+        settings: dict[str, Any] = {"skip_steps": [], "targets": [], "exclude_targets": []}
+        settings.update(guided_failure=False, force=False)
+        settings.update(options)
+        return lifecycles.queue_deployment(
+            self.engine.enqueue, release, self.environment, settings, created_by="test"
+        )
+
+    def log(self, task_id: str) -> list[str]:
+        return [line.message for line in read_lines(self.octo.appliance.vault, task_id, 0, 5000)]
+
+    def answer(self, task_id: str, result: str, *, kind: str | None = None) -> Interruption:
+        """Wait for the task's pending interruption and answer it as the API would."""
+
+        def pending() -> Interruption | None:
+            query = Interruption.select().where(
+                (Interruption.task_id == task_id) & (Interruption.state == "pending")
+            )
+            found: Interruption | None = query.first()
+            return found
+
+        wait_until(lambda: pending() is not None, f"an interruption of {task_id}")
+        row = pending()
+        assert row is not None
+        if kind is not None:
+            assert row.kind == kind
+        assert result in row.options
+        Interruption.update(
+            state="submitted", result=result, submitted_by="alice", submitted_at=utcnow()
+        ).where(Interruption.id == row.id).execute()
+        return row
+
+
+@pytest.fixture
+def rig(octo_appliance_factory: Callable[..., OctoTestAppliance], tmp_path: Path) -> Iterator[Rig]:
+    octo = octo_appliance_factory()
+    appliance = octo.appliance
+    network: Any = SimpleNamespace(runner=prepare_runner(appliance.data_dir))
+    local = LocalTransport(network)
+    local.configure(enabled=True, root=tmp_path / "worker", user=None)
+    services = DeploymentServices(
+        Dispatcher({"local": local}),
+        appliance.plugins.step_types,
+        appliance.vault,
+        poll_interval=0.05,
+    )
+    kinds = TaskKindRegistry()
+    kinds.register(KIND, make_deployment_handler(services))
+    engine = TaskEngine(appliance.db, appliance.vault, "node-1", kinds=kinds, poll_interval=0.2)
+    engine.start_in_thread()
+    services.enqueue = engine.enqueue
+    environment = Environment.create_new(name="Dev")
+    project = Project.create_new(name="Shop")
+    try:
+        yield Rig(octo, engine, local, environment, project)
+    finally:
+        engine.stop_in_thread()
+
+
+def script(name: str, body: str, **fields: Any) -> dict[str, Any]:
+    properties = {"syntax": "bash", "body": body, "run_on": "appliance"}
+    return {"name": name, "type": "run-script", "properties": properties, **fields}
+
+
+def steps_of(task: ServerTask) -> dict[str, dict[str, Any]]:
+    return {step["name"]: step for step in task.summary["steps"]}
+
+
+def test_variables_outputs_and_masking(rig: Rig) -> None:
+    secret = "pw-" + secrets.token_hex(8)
+    release = rig.release(
+        [
+            script(
+                "Build",
+                'echo "building #{Octo.Project.Name} #{Octopus.Release.Number} for #{Greeting}"\n'
+                'echo "the password is #{Password}"\n'
+                'set_octovariable Port "8#{Env.Suffix}"\n'
+                'set_octovariable Token "$(get_octovariable Password)" -sensitive\n',
+            ),
+            script(
+                "Use",
+                'echo "port=#{Octo.Action[Build].Output.Port} step=#{Octo.Step.Name}"\n'
+                'echo "token=#{Octopus.Action[Build].Output.Token}"',
+            ),
+        ],
+        [
+            {"name": "Greeting", "value": "#{Env.Name | ToUpper}", "scope": {}},
+            {"name": "Env.Name", "value": "dev", "scope": {"environments": [rig.environment.id]}},
+            {"name": "Env.Name", "value": "other", "scope": {}},
+            {"name": "Env.Suffix", "value": "080", "scope": {"steps": ["Build"]}},
+            {"name": "Password", "value": secret, "sensitive": True, "scope": {}},
+        ],
+    )
+
+    deployment = rig.deploy(release)
+    task = wait_finished(deployment.task_id, timeout=60)
+
+    log = "\n".join(rig.log(task.id))
+    assert task.state == "success", log
+    assert f"building Shop {release.version} for DEV" in log
+    assert "port=8080 step=Use" in log
+    assert "the password is ********" in log and "token=********" in log
+    assert secret not in log and secret not in task.error and secret not in json.dumps(task.summary)
+    steps = steps_of(task)
+    assert [s["state"] for s in steps.values()] == ["success", "success"]
+    build = steps["Build"]["targets"][0]
+    assert build["name"] == WORKER.name and build["state"] == "success"
+    assert build["attempts"] == 1 and build["duration_ms"] is not None
+    row = TaskTargetResult.get(TaskTargetResult.task == task.id)
+    outputs = {v["name"]: v["value"] for v in row.output_variables}
+    assert outputs == {
+        "Octo.Action[Build].Output.Port": "8080",
+        "Octo.Action[Build].Output.Token": None,
+    }
+    assert Deployment.get_by_id(deployment.id).state == "success"
+
+
+def test_problems_are_reported_before_anything_runs(rig: Rig, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    release = rig.release(
+        [
+            script("First", f"touch {marker}"),
+            script("Second", "echo #{Missing} #{Name}"),
+            script("Looping", "echo #{Loop1}"),
+            script("Third", "echo #{Octo.Action[Later].Output.X}"),
+            {"name": "Later", "type": "no-such-type", "properties": {}},
+            script("Bad", "echo", condition={"variable": "#{Undefined}"}),
+        ],
+        [
+            {"name": "Loop1", "value": "#{Loop2}", "scope": {}},
+            {"name": "Loop2", "value": "#{Loop1}", "scope": {}},
+        ],
+    )
+
+    task = wait_finished(rig.deploy(release).task_id)
+
+    assert task.state == "failed"
+    assert task.error.startswith("the deployment was not started, 5 problem(s)")
+    assert (
+        "step 'Second' on the appliance: in body: unresolved variable reference(s): Missing, Name"
+        in task.error
+    )
+    loop = "variable reference loop: Loop1 -> Loop2 -> Loop1"
+    assert f"step 'Looping' on the appliance: in body: {loop}" in task.error
+    assert (
+        "step 'Third' on the appliance: in body: unresolved variable reference(s): "
+        "Octo.Action[Later]" in (task.error)
+    )
+    assert "step type 'no-such-type' is not loaded" in task.error
+    assert "step 'Bad': run condition: unresolved variable reference(s): Undefined" in task.error
+    assert not marker.exists()
+    assert Deployment.get(Deployment.task_id == task.id).state == "failed"
+
+
+@pytest.mark.parametrize(("answer", "state"), [("approve", "success"), ("reject", "failed")])
+def test_manual_intervention(rig: Rig, tmp_path: Path, answer: str, state: str) -> None:
+    after = tmp_path / "after"
+    release = rig.release(
+        [
+            {
+                "name": "Approve",
+                "type": "manual-intervention",
+                "properties": {"instructions": "Check #{Octo.Environment.Name}"},
+            },
+            script("After", f"touch {after}"),
+        ]
+    )
+    deployment = rig.deploy(release)
+
+    row = rig.answer(deployment.task_id, answer, kind="manual-intervention")
+    task = wait_finished(deployment.task_id)
+
+    assert row.instructions == "Check Dev" and row.options == ["approve", "reject"]
+    assert (
+        row.deployment is not None
+        and row.deployment.id == deployment.id
+        and row.environment_id == rig.environment.id
+    )
+    assert task.state == state
+    assert after.exists() is (answer == "approve")
+    log = "\n".join(rig.log(task.id))
+    assert f"alice answered '{answer}'" in log
+    if answer == "reject":
+        assert "Approve was rejected by alice" in task.error
+        assert steps_of(task)["After"]["state"] == "skipped"
+
+
+GUIDED = [
+    pytest.param("retry", "success", "success", id="retry"),
+    pytest.param("skip", "success", "skipped", id="skip"),
+    pytest.param("abort", "failed", "failed", id="abort"),
+]
+
+
+@pytest.mark.parametrize(("answer", "task_state", "target_state"), GUIDED)
+def test_guided_failure(
+    rig: Rig, tmp_path: Path, answer: str, task_state: str, target_state: str
+) -> None:
+    marker = tmp_path / "fixed"
+    done = tmp_path / "done"
+    release = rig.release(
+        [
+            script("Flaky", f'[ -f {marker} ] || {{ echo "not fixed yet"; exit 3; }}'),
+            script("Next", f"touch {done}"),
+        ]
+    )
+    deployment = rig.deploy(release, guided_failure=True)
+
+    def failed_once() -> bool:
+        return "not fixed yet" in "\n".join(rig.log(deployment.task_id))
+
+    wait_until(failed_once, "the first failure")
+    marker.touch()
+    row = rig.answer(deployment.task_id, answer, kind="guided-failure")
+    task = wait_finished(deployment.task_id)
+
+    assert row.options == ["retry", "skip", "exclude-target", "abort"]
+    assert row.target_name == WORKER.name and row.step_name == "Flaky"
+    assert task.state == task_state, task.error
+    assert steps_of(task)["Flaky"]["targets"][0]["state"] == target_state
+    assert done.exists() is (answer != "abort")
+    if answer == "abort":
+        assert "aborted by alice after step 'Flaky' failed" in task.error
+    if answer == "retry":
+        assert steps_of(task)["Flaky"]["targets"][0]["attempts"] == 2
+
+
+def test_retries_timeout_and_conditions(rig: Rig, tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    release = rig.release(
+        [
+            script(
+                "ThirdTime",
+                f'echo x >> {counter}; [ "$(wc -l < {counter})" -ge 3 ] || exit 1',
+                retries=2,
+            ),
+            script("Slow", "sleep 30", timeout=1),
+            script("OnlyOnSuccess", "echo should-not-run"),
+            script("OnFailure", "echo cleanup-ran", condition="failure"),
+            script("Always", "echo always-ran", condition="always"),
+            script("Gated", "echo gated-ran", condition={"variable": "#{RunGated}"}),
+            script("GatedOff", "echo gated-off-ran", condition="variable:#{RunOff}"),
+        ],
+        [
+            {"name": "RunGated", "value": "True", "scope": {}},
+            {"name": "RunOff", "value": "false", "scope": {}},
+        ],
+    )
+
+    task = wait_finished(rig.deploy(release).task_id, timeout=60)
+
+    log = "\n".join(rig.log(task.id))
+    assert task.state == "failed"
+    steps = steps_of(task)
+    assert steps["ThirdTime"]["state"] == "success"
+    assert steps["ThirdTime"]["targets"][0]["attempts"] == 3
+    assert steps["Slow"]["state"] == "failed"
+    assert steps["Slow"]["targets"][0]["state"] == "timed_out"
+    assert "timed out after 1 s" in steps["Slow"]["targets"][0]["message"]
+    assert [steps[n]["state"] for n in ("OnlyOnSuccess", "OnFailure", "Always", "Gated")] == [
+        "skipped",
+        "success",
+        "success",
+        "success",
+    ]
+    assert steps["GatedOff"]["state"] == "skipped"
+    assert "cleanup-ran" in log and "always-ran" in log and "gated-ran" in log
+    assert "should-not-run" not in log and "gated-off-ran" not in log
+    assert "step 'Slow' failed" in task.error
+
+
+def test_disabled_worker_fails_with_a_clear_message(rig: Rig) -> None:
+    rig.local.enabled = False
+    task = wait_finished(rig.deploy(rig.release([script("Cloud", "echo hi")])).task_id)
+    assert task.state == "failed"
+    assert "the built-in worker is disabled on this appliance (setting builtin_worker" in (
+        task.error + "\n".join(rig.log(task.id))
+    )
+
+
+def test_restart_mirrors_the_task_onto_the_deployment(rig: Rig) -> None:
+    """A deployment whose task ended without its handler (canceled while queued, failed at a
+    restart) takes the task's state; its pending interruptions are closed."""
+    release = rig.release([script("A", "true")])
+    deployment = Deployment.create_new(
+        release=release, project=rig.project, environment=rig.environment, task_id="task_gone"
+    )
+    task = ServerTask.create(id="task_gone", kind=KIND, state="failed", error="restart")
+    Interruption.create_new(task_id=task.id, kind="guided-failure", title="t", options=["abort"])
+
+    assert reconcile() == [deployment.id]
+
+    assert Deployment.get_by_id(deployment.id).state == "failed"
+    assert Interruption.get(Interruption.task_id == task.id).state == "closed"
+    assert reconcile() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_worker_user_is_honoured(rig: Rig, tmp_path: Path) -> None:
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody here")
+    # pytest's tmp dirs are 0700: the worker dir must be somewhere nobody can traverse to
+    root = Path(tempfile.gettempdir()) / f"octo-worker-test-{secrets.token_hex(4)}"
+    rig.local.configure(enabled=True, root=root, user="nobody")
+    events: list[dict[str, Any]] = []
+    command = RunnerCommand(
+        task_id="task_whoami",
+        command="run-script",
+        arguments={"syntax": "sh", "body": "id -un; echo HOME=$HOME; env | grep -c ^OCTO_ || true"},
+    )
+    os.environ["OCTO_MASTER_KEY"] = "must-not-leak"
+    try:
+        result = asyncio.run(rig.local.run_runner(WORKER, command, events.append))
+    finally:
+        del os.environ["OCTO_MASTER_KEY"]
+        shutil.rmtree(root, ignore_errors=True)
+    lines = [e["message"] for e in events if e.get("type") == "log" and e.get("stream") == "stdout"]
+    assert result.success, result.message
+    assert lines[:3] == ["nobody", f"HOME={pwd.getpwnam('nobody').pw_dir}", "0"]
+
+
+def test_cancel_while_waiting_closes_the_interruption(rig: Rig) -> None:
+    approve = {"name": "Wait", "type": "manual-intervention", "properties": {"instructions": "x"}}
+    deployment = rig.deploy(rig.release([approve]))
+
+    def pending() -> bool:
+        return Interruption.select().where(Interruption.task_id == deployment.task_id).exists()
+
+    wait_until(pending, "the interruption")
+    assert rig.engine.cancel(deployment.task_id, "bob") == "requested"
+    task = wait_finished(deployment.task_id)
+
+    assert task.state == "canceled"
+    assert Deployment.get_by_id(deployment.id).state == "canceled"
+    row = Interruption.get(Interruption.task_id == task.id)
+    assert row.state == "closed"
+    assert steps_of(task)["Wait"]["state"] == "canceled"
+
+
+def test_lifecycle_promotes_automatically(rig: Rig) -> None:
+    prod = Environment.create_new(name="Prod")
+    phases = [
+        {"name": "Dev", "environments": [rig.environment.id], "automatic": False},
+        {"name": "Prod", "environments": [prod.id], "automatic": True},
+    ]
+    release = rig.release([script("Say", "echo in #{Octo.Environment.Name}")], phases=phases)
+
+    first = wait_finished(rig.deploy(release).task_id)
+
+    assert first.state == "success", first.error
+
+    def promoted() -> Deployment | None:
+        found: Deployment | None = Deployment.get_or_none(
+            (Deployment.release == release.id) & (Deployment.environment == prod.id)
+        )
+        return found
+
+    wait_until(lambda: promoted() is not None, "the automatic deployment to Prod")
+    automatic = promoted()
+    assert automatic is not None and automatic.created_by == "lifecycle (automatic)"
+    second = wait_finished(automatic.task_id)
+    assert second.state == "success", second.error
+    assert "in Prod" in "\n".join(rig.log(second.id))
+    assert "deploys this release onward automatically" in "\n".join(rig.log(first.id))

@@ -1,0 +1,119 @@
+"""Built-in step types: registered like plugins, and their validation per field (tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from octo_appliance.plugins import create_plugin_manager
+from octo_appliance.steps import BUILTIN_MODULES
+from octo_appliance.steps.base import StepType
+from octo_appliance.steps.manual_intervention import ManualIntervention
+from octo_appliance.steps.run_script import RunScript
+
+
+def test_builtins_are_registered_through_the_hook() -> None:
+    plugins = create_plugin_manager(load_entry_points=False)
+    names = {entry.name: entry.plugin for entry in plugins.step_types}
+    assert names == {
+        "run-script": "octo_appliance.steps.run_script",
+        "manual-intervention": "octo_appliance.steps.manual_intervention",
+    }
+    assert set(names.values()) <= set(BUILTIN_MODULES)
+
+
+SCRIPT = {"syntax": "bash", "body": "echo hi"}
+
+RUN_SCRIPT_CASES = [
+    pytest.param(SCRIPT, {}, id="valid"),
+    pytest.param({**SCRIPT, "run_on": "appliance"}, {}, id="valid-appliance"),
+    pytest.param({**SCRIPT, "run_on": "targets"}, {}, id="valid-targets"),
+    pytest.param({"body": "x"}, {"syntax": "is required"}, id="syntax-missing"),
+    pytest.param({**SCRIPT, "syntax": "cmd"}, {"syntax": "must be one of"}, id="syntax-unknown"),
+    pytest.param({**SCRIPT, "syntax": 3}, {"syntax": "must be one of"}, id="syntax-not-text"),
+    pytest.param({"syntax": "sh"}, {"body": "is required"}, id="body-missing"),
+    pytest.param({"syntax": "sh", "body": "  \n"}, {"body": "is required"}, id="body-blank"),
+    pytest.param({"syntax": "sh", "body": ["echo"]}, {"body": "is required"}, id="body-not-text"),
+    pytest.param({"syntax": "sh", "body": "x" * 1_048_577}, {"body": "longer"}, id="body-too-long"),
+    pytest.param(
+        {"syntax": "sh", "body": "#{if X}open"}, {"body": "#{if"}, id="body-unbalanced-block"
+    ),
+    pytest.param({**SCRIPT, "run_on": "cloud"}, {"run_on": "targets or appliance"}, id="run-on"),
+    pytest.param({**SCRIPT, "bodyy": "x"}, {"bodyy": "not a property"}, id="unknown-property"),
+    pytest.param(
+        {"syntax": "x", "run_on": "y"},
+        {"syntax": "must be", "body": "required", "run_on": "targets"},
+        id="every-bad-field-at-once",
+    ),
+]
+
+MANUAL_CASES = [
+    pytest.param({"instructions": "Check the site"}, {}, id="valid"),
+    pytest.param(
+        {"instructions": "Check #{Url}", "responsible_teams": ["team_1", "Ops"]}, {}, id="teams"
+    ),
+    pytest.param({}, {"instructions": "is required"}, id="instructions-missing"),
+    pytest.param({"instructions": " "}, {"instructions": "is required"}, id="instructions-blank"),
+    pytest.param(
+        {"instructions": "x" * 65_537}, {"instructions": "longer"}, id="instructions-too-long"
+    ),
+    pytest.param(
+        {"instructions": "#{each x in Y}"}, {"instructions": "#{each"}, id="instructions-unbalanced"
+    ),
+    pytest.param(
+        {"instructions": "x", "responsible_teams": "Ops"},
+        {"responsible_teams": "list of team"},
+        id="teams-not-list",
+    ),
+    pytest.param(
+        {"instructions": "x", "responsible_teams": ["", "Ops"]},
+        {"responsible_teams": "list of team"},
+        id="team-empty",
+    ),
+    pytest.param(
+        {"instructions": "x", "responsible_teams": [f"t{i}" for i in range(51)]},
+        {"responsible_teams": "more than 50"},
+        id="too-many-teams",
+    ),
+    pytest.param(
+        {"instructions": "x", "timeout": 3}, {"timeout": "not a property"}, id="unknown-property"
+    ),
+]
+
+
+def problems(step_type: StepType, properties: dict[str, Any]) -> dict[str, str]:
+    return {p.field: p.message for p in step_type.validate(properties)}
+
+
+@pytest.mark.parametrize(("properties", "expected"), RUN_SCRIPT_CASES)
+def test_run_script_validation(properties: dict[str, Any], expected: dict[str, str]) -> None:
+    found = problems(RunScript(), properties)
+    assert set(found) == set(expected)
+    for field, fragment in expected.items():
+        assert fragment in found[field]
+
+
+@pytest.mark.parametrize(("properties", "expected"), MANUAL_CASES)
+def test_manual_intervention_validation(
+    properties: dict[str, Any], expected: dict[str, str]
+) -> None:
+    found = problems(ManualIntervention(), properties)
+    assert set(found) == set(expected)
+    for field, fragment in expected.items():
+        assert fragment in found[field]
+
+
+@pytest.mark.parametrize(
+    ("step_type", "properties", "expected"),
+    [
+        (RunScript(), SCRIPT, True),
+        (RunScript(), {**SCRIPT, "run_on": "targets"}, True),
+        (RunScript(), {**SCRIPT, "run_on": "appliance"}, False),
+        (ManualIntervention(), {"instructions": "x"}, False),
+    ],
+)
+def test_which_steps_run_on_targets(
+    step_type: StepType, properties: dict[str, Any], expected: bool
+) -> None:
+    assert step_type.targets_machines(properties) is expected
