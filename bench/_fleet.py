@@ -14,6 +14,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime
+import os
 import socket
 import subprocess
 import sys
@@ -164,8 +165,11 @@ class AgentFleet:
         groups = [list(homes[i : i + per_process]) for i in range(0, len(homes), per_process)]
         batch = [AgentProcess(group, log_level="WARNING") for group in groups]
         self.processes += batch  # before starting: a failed start is still stopped
-        with concurrent.futures.ThreadPoolExecutor(len(batch)) as pool:
-            for future in [pool.submit(p.start, 60.0) for p in batch]:
+        # as many starting at once as there are cores: ten interpreters starting together
+        # on a small machine make the first handshakes time out
+        workers = max(1, min(len(batch), os.cpu_count() or 1))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(p.start, 180.0) for p in batch]:
                 future.result()
         return self
 

@@ -191,9 +191,9 @@ def _log_event(task: RunningTask, ref: TargetRef, event: dict[str, Any]) -> None
             ref,
         )
     elif kind == "output-variable":
+        # the runner logs the assignment itself; here only its value joins the masked set
         if event.get("sensitive"):
             task.add_sensitive_values([str(event.get("value", ""))])
-        task.log("verbose", f"output variable {event.get('name')} set", ref)
     elif kind == "artifact":
         task.log("info", f"artifact {event.get('name')} ({event.get('length')} bytes)", ref)
     elif kind == "progress":

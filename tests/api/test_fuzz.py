@@ -9,6 +9,7 @@ backend-specific paths run in the rest of the API suite twice).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from schemathesis.checks import (
 from octo_appliance.api import API_PREFIX, all_endpoints
 from octo_appliance.api.openapi import build_openapi
 from octo_appliance.testing import OctoTestAppliance
+from tests.api.deploy_support import held_engine
 
 EXAMPLES_PER_OPERATION = 30
 CHECKS = [
@@ -35,12 +37,16 @@ CHECKS = [
 
 
 @pytest.fixture
-def fuzz_target(octo_appliance_factory: Any) -> OctoTestAppliance:
+def fuzz_target(octo_appliance_factory: Any) -> Iterator[OctoTestAppliance]:
     octo: OctoTestAppliance = octo_appliance_factory()
     # Some data so GET/PUT/DELETE by name or id can hit real rows as well as missing ones.
     octo.api.post("/environments", json={"name": "Dev"})
     octo.api.post("/projects", json={"name": "Web"})
-    return octo
+    # A running task engine (handlers that wait), so endpoints that queue tasks answer
+    # as they do in the server rather than 503.
+    with held_engine(octo, kinds=("deployment", "script", "health-check")) as held:
+        held.release()
+        yield octo
 
 
 def _operation_labels() -> list[str]:

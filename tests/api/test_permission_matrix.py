@@ -435,9 +435,9 @@ def audit_problems(
 
 @pytest.fixture
 def task_engine(octo):  # type: ignore[no-untyped-def]
-    """A running engine for the endpoints that queue tasks (its handlers do nothing)."""
+    """A running engine for the endpoints that queue tasks. Its handlers hold every task it
+    claims until the test ends, so a queued task stays cancelable (queued or executing)."""
     with held_engine(octo, kinds=("deployment", "script", "health-check")) as held:
-        held.release()
         yield held
 
 

@@ -233,7 +233,7 @@ def test_deferred_output_references(name: str, earlier: list[str], expected: boo
 def test_validation_allows_only_outputs_of_earlier_steps() -> None:
     text = "#{Octo.Action[Build].Output.Port} #{Octopus.Action[Build].Output[web-01].Port}"
     assert substitute_text(text, {}, deferred_steps=["Build"]) == ""
-    with pytest.raises(VariableProblem, match="Octo.Action\\[Build\\].Output.Port"):
+    with pytest.raises(VariableProblem, match=r"Octo\.Action\[Build\]\.Output\.Port"):
         substitute_text(text, {}, deferred_steps=["Other"])
     with pytest.raises(VariableProblem, match="Missing"):
         substitute_text(text + " #{Missing}", {}, deferred_steps=["Build"])

@@ -102,6 +102,10 @@ class Progress:
     # -- targets of a step ---------------------------------------------------------------
 
     def target_pending(self, index: int, target_id: str, target_name: str) -> None:
+        if (index, target_id) in self._entries:  # the step runs on it again
+            self._entries[(index, target_id)]["state"] = "pending"
+            self.changed()
+            return
         entry = {
             "id": target_id,
             "name": target_name,
