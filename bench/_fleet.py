@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -151,7 +152,13 @@ def register_agents(
         if response.status_code not in (201, 409):
             sys.exit(f"creating the environment failed: {response.status_code} {response.text}")
     items = [(spec, new_home(root, spec)) for spec in specs]
+    started = time.monotonic()
     asyncio.run(_register_all(server, key, items, concurrency))
+    print(
+        f"  registered {len(items)} targets in {time.monotonic() - started:.1f} s "
+        f"({concurrency} requests at a time)",
+        flush=True,
+    )
     return [home for _, home in items]
 
 
@@ -216,6 +223,39 @@ def established_on(pid: int, port: int) -> int:
     """TCP connections the process has accepted on ``port`` (the polling listener)."""
     conns = psutil.Process(pid).net_connections(kind="tcp")
     return sum(1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+
+
+def wait_established(pid: int, port: int, count: int, timeout: float) -> float:
+    """Seconds until ``count`` polling sockets are established (from outside, psutil)."""
+    started = time.monotonic()
+    while established_on(pid, port) < count:
+        if time.monotonic() - started > timeout:
+            sys.exit(f"only {established_on(pid, port)} of {count} agents connected")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+class EstablishedWatcher:
+    """Samples the established polling sockets every 100 ms from another thread."""
+
+    def __init__(self, pid: int, port: int, count: int) -> None:
+        self.pid, self.port, self.count = pid, port, count
+        self.seconds = float("nan")
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if established_on(self.pid, self.port) >= self.count:
+                self.seconds = time.monotonic() - self._started
+                return
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def hub_connections(server: ServeProcess) -> list[float]:

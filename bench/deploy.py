@@ -15,7 +15,15 @@ Per N (median of the runs):
 - **overhead/target**: (wall - scripts) / N: the engine's own time per target (runner
   starts, agent calls, bookkeeping);
 - **floor**: the same two scripts run directly by a shell: N copies of step 1 in parallel,
-  ``wait``, N copies of step 2, ``wait`` (no orchestrator, no runner, no agent).
+  ``wait``, N copies of step 2, ``wait`` (no orchestrator, no runner, no agent);
+- **runner floor**: the same, but each script run the way an agent runs it, by the runner
+  (``python -I octo-runner.pyz``, the request on stdin, the agents' interpreter): N at
+  once, then N again. Here all N "targets" share this machine's 2 cores, so this is the
+  least any design that starts one runner process per target and step can take;
+  **engine** = wall - runner floor is what the appliance, the agents and the wire add;
+- **CPU/target**: CPU seconds the appliance process (the engine, API, comms) and the agent
+  processes (not their runners) used per target during the deployment, measured with psutil:
+  the engine's own cost, independent of how busy the machine is.
 
 Goals on this machine (issue 4): under 1.5 s for 20 targets and under 5 s for 100. The
 machine has 2 cores and is shared: compare ratios, not absolute figures.
@@ -26,6 +34,7 @@ Usage: ``.venv/bin/python bench/deploy.py [--quick] [--runs N]``
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -35,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,6 +62,8 @@ from _fleet import (  # noqa: E402
     reserve_ports,
     start_appliance,
 )
+
+from octo_appliance.runner_bundle import prepare_runner  # noqa: E402
 
 GOALS = {20: 1.5, 100: 5.0}
 STEP_ONE = 'date +%s.%N > "$D/one-$M.start"; echo "one on $M"; date +%s.%N > "$D/one-$M.end"'
@@ -139,6 +151,41 @@ def floor(n: int, stamps: Path) -> float:
     return time.perf_counter() - started
 
 
+def server_cpu(server: Any) -> float:
+    times = psutil.Process(server.process.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def runner_floor(n: int, pyz: Path, work: Path) -> float:
+    """Both scripts through the runner itself, N processes at once per step."""
+    started = time.perf_counter()
+    for step, template in (("one", STEP_ONE), ("two", STEP_TWO)):
+        processes = []
+        for i in range(n):
+            body = f'D="{work}"; M="r{i}"\n' + template
+            request = {
+                "protocol": 1,
+                "command": "run-script",
+                "arguments": {"syntax": "bash", "body": body, "substitute": False},
+                "variables": [],
+                "work_dir": str(work / f"{step}-{i}"),
+            }
+            process = subprocess.Popen(
+                [sys.executable, "-I", str(pyz)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+            )
+            processes.append((process, json.dumps(request).encode()))
+        for process, payload in processes:
+            assert process.stdin is not None
+            process.stdin.write(payload)
+            process.stdin.close()
+        for process, _ in processes:
+            if process.wait() != 0:
+                sys.exit("the runner floor failed")
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1 and 20 only, 2 runs")
@@ -158,6 +205,8 @@ def main() -> None:
         ]
         names = [spec.name for spec in specs]
         server = start_appliance(tmp / "data")
+        pyz = prepare_runner(tmp / "runner").path
+        (tmp / "floor").mkdir()
         rows = []
         try:
             key = create_key(tmp / "data")
@@ -170,28 +219,42 @@ def main() -> None:
                 deploy(client, release_id, names)  # warm-up: connections, runner fetch
                 for n in sizes:
                     chosen = names[:n]
-                    walls, tasks, scripts, floors = [], [], [], []
+                    walls, tasks, scripts, floors, runner_floors = [], [], [], [], []
+                    cpu_app, cpu_agents = [], []
                     for _ in range(runs):
+                        app_before, agents_before = server_cpu(server), fleet.cpu_seconds()
                         wall, task = deploy(client, release_id, chosen)
+                        cpu_app.append((server_cpu(server) - app_before) / n)
+                        cpu_agents.append((fleet.cpu_seconds() - agents_before) / n)
                         walls.append(wall)
                         tasks.append(task)
                         scripts.append(script_seconds(stamps, chosen))
                         floors.append(floor(n, tmp / "stamps"))
-                    rows.append((n, walls, tasks, scripts, floors))
+                        runner_floors.append(runner_floor(n, pyz, tmp / "floor"))
+                    rows.append(
+                        (n, walls, tasks, scripts, floors, runner_floors, cpu_app, cpu_agents)
+                    )
         finally:
             server.stop()
     print(f"\ntwo-step script deployment, median of {runs} run(s) per N (seconds)\n")
-    header = "   N    wall    task  scripts  overhead/target   floor  wall/floor  goal  wall/goal"
-    print(header)
-    for n, walls, tasks, scripts, floors in rows:
+    print(
+        "   N    wall    task  scripts  overhead/target   floor  runner-floor  engine"
+        "  engine/target  wall/floor  wall/runner-floor  goal  wall/goal"
+        "  CPU/target: appliance  agents"
+    )
+    for n, walls, tasks, scripts, floors, runner_floors, cpu_app, cpu_agents in rows:
         wall = statistics.median(walls)
         script = statistics.median(scripts)
         shell = statistics.median(floors)
+        runner = statistics.median(runner_floors)
         goal = GOALS.get(n)
-        goal_text = f"{goal:5.1f}  {wall / goal:9.2f}" if goal else "    -          -"
+        goal_text = f"{goal:4.1f}  {wall / goal:9.2f}" if goal else "   -          -"
         print(
             f"{n:4d}  {wall:6.3f}  {statistics.median(tasks):6.3f}  {script:7.3f}"
-            f"  {(wall - script) / n:15.4f}  {shell:6.3f}  {wall / shell:10.1f}  {goal_text}"
+            f"  {(wall - script) / n:15.4f}  {shell:6.3f}  {runner:12.3f}  {wall - runner:6.3f}"
+            f"  {(wall - runner) / n:13.4f}  {wall / shell:10.1f}  {wall / runner:17.2f}"
+            f"  {goal_text}  {statistics.median(cpu_app):19.4f}"
+            f"  {statistics.median(cpu_agents):6.4f}"
         )
 
 

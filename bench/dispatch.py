@@ -1,20 +1,21 @@
 """Agent dispatch: no-op latency, script fan-out, and 500 polling connections (issue 3).
 
 1. **Dispatch latency** of ``agent.info`` (a no-op call) to a polling and to a listening
-   agent: this process plays the appliance with the appliance's own ``AgentNetwork`` and
-   transports, talking to one real ``octo-agent run`` process (two identities, homes written
-   as docs/agent.md describes, trusting this process's identity). Floor: the same round trip
-   as a 256-byte echo over a plain Python TLS socket to another process.
+   agent, at the comms level (see ``bench/_latency.py``). Floor: a 256-byte echo over a plain
+   Python TLS socket to another process.
 2. **Fan-out**: ``echo ok`` through the script console of a real appliance on N = 1, 20, 100
    targets (4 agent processes x 25 identities, 4 in 5 polling, the rest listening), timed by
    the task's own ``created_at`` -> ``finished_at``. Floor: the runner started N times at once
-   (``python -I runner.pyz``, request on stdin), without an appliance or agent.
-3. **500 polling connections** (10 processes x 50 identities, registered through the API):
-   the appliance's RSS (peer: its RSS with the same 500 targets and no connection), then
-   SIGTERM and a restart on the same data dir and polling port: when the polling hub has all
-   500 again (its ``connection from`` log lines; cross-checked from outside by counting
-   established sockets), and when a console script on all 500, posted as soon as the new
-   process is ready, has succeeded.
+   (``python -I runner.pyz``, request on stdin, own session as the agent starts it), without
+   appliance or agent; it also gives the CPU one runner start costs.
+3. **500 polling connections** (10 processes x 50 identities, registered through
+   ``POST /targets/register``): the appliance's RSS (peer: its RSS with the same 500 targets
+   and no connection). Then SIGTERM and a restart on the same data dir and polling port, left
+   alone: when the polling hub has all 500 again (its ``connection from`` log lines; peer:
+   established sockets counted from outside with psutil). Then a second restart, with a
+   console script on all 500 posted as soon as the new process is ready: when it has
+   succeeded (floor: 500 runner starts' CPU over the cores). The two restarts are separate
+   because 500 runners starting compete with the reconnecting for the CPU.
 
 Everything runs on 127.0.0.1 and is stopped at the end. ``--quick``: N = 1, 20 and 50
 connections, fewer calls. Figures are from a shared 2-core machine: compare ratios.
@@ -26,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,12 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import _latency  # noqa: E402
 from _fleet import (  # noqa: E402
     AgentFleet,
     AgentSpec,
+    EstablishedWatcher,
     api_client,
     create_key,
-    established_on,
     hub_connections,
     percentile,
     pid_of,
@@ -59,23 +58,16 @@ from _fleet import (  # noqa: E402
     run_script,
     start_appliance,
     tree_rss,
+    wait_established,
 )
 
-from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
-from octo_appliance.comms import CommsSettings, Identity, generate_identity  # noqa: E402
 from octo_appliance.runner_bundle import RunnerBuild, prepare_runner  # noqa: E402
-from octo_appliance.transports.base import TargetAddress, Transport  # noqa: E402
-from octo_appliance.transports.listening import ListeningTransport  # noqa: E402
-from octo_appliance.transports.network import AgentNetwork  # noqa: E402
-from octo_appliance.transports.polling import PollingTransport  # noqa: E402
-from tests.agent.support import AgentProcess  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
 
 GOAL_DISPATCH_P99_MS = 20.0
 GOAL_FANOUT_20_S = 1.0
 GOAL_RSS_MB = 400.0
 GOAL_RECONNECT_S = 30.0
-ECHO_BYTES = 256
 MB = 1024 * 1024
 
 
@@ -89,164 +81,9 @@ class Row:
     floor_label: str = ""
 
 
-# -- 1. dispatch latency --------------------------------------------------------------------
-
-
-def _write_home(root: Path, name: str, mode: str, appliance: Identity, address: str) -> Home:
-    home = Home(root / name)
-    identity = home.create_identity()
-    home.save_config(
-        AgentConfig(
-            name=name,
-            mode=mode,  # type: ignore[arg-type]
-            listen=address if mode == "listening" else "",
-            polling_address=address if mode == "polling" else "",
-            server_url="https://127.0.0.1:1",  # only register/deregister use it
-            api_thumbprint=appliance.thumbprint,
-            api_certificate=appliance.cert_pem.decode(),
-            comms_thumbprint=appliance.thumbprint,
-            comms_certificate=appliance.cert_pem.decode(),
-            target_id=f"tgt_{name}_{identity.thumbprint[:8]}",
-            environments=["Bench"],
-            roles=["bench"],
-        )
-    )
-    return home
-
-
-class EchoClient:
-    """A TLS connection to the echo server process: the floor of one round trip."""
-
-    def __init__(self, cert_pem: bytes, port: int) -> None:
-        self.cert_pem, self.port = cert_pem, port
-        self.payload = os.urandom(ECHO_BYTES)
-
-    async def open(self) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.load_verify_locations(cadata=self.cert_pem.decode())
-        self.reader, self.writer = await asyncio.open_connection(
-            "127.0.0.1", self.port, ssl=context
-        )
-
-    async def round_trip(self) -> None:
-        self.writer.write(self.payload)
-        await self.writer.drain()
-        await self.reader.readexactly(ECHO_BYTES)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await self.writer.wait_closed()
-
-
-async def _echo_serve(cert: Path, key: Path) -> None:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, ssl.SSLError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=context)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)  # until the bench closes our stdin
-    server.close()
-
-
-async def _time_calls(
-    transport: Transport | None, target: TargetAddress | None, echo: EchoClient, n: int
-) -> list[float]:
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        if transport is not None and target is not None:
-            await transport.info(target, timeout=30.0)
-        else:
-            await echo.round_trip()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
-
-
-async def _dispatch(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[float]]:
-    appliance = generate_identity("octo-bench-appliance")
-    homes: list[Home] = []
-
-    def trusted() -> list[tuple[str, str]]:
-        return [(i.thumbprint, i.cert_pem.decode()) for i in (h.load_identity() for h in homes)]
-
-    (tmp / "spool").mkdir(parents=True)
-    network = AgentNetwork(
-        appliance, runner, trusted, settings=CommsSettings(spool_dir=tmp / "spool")
-    )
-    await network.start("127.0.0.1", 0)
-    [listen_port] = reserve_ports(1)
-    poller = _write_home(
-        tmp / "agents", "poll-1", "polling", appliance, f"127.0.0.1:{network.polling_port}"
-    )
-    listener = _write_home(
-        tmp / "agents", "listen-1", "listening", appliance, f"127.0.0.1:{listen_port}"
-    )
-    homes += [poller, listener]
-    await network.reload_trust()
-    echo_cert = generate_identity("octo-bench-echo")
-    echo_cert.save(tmp / "echo.pem", tmp / "echo.key")
-    echo_proc = subprocess.Popen(
-        [sys.executable, __file__, "--echo-server", str(tmp / "echo.pem"), str(tmp / "echo.key")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    agent = AgentProcess([poller, listener], log_level="WARNING")
-    try:
-        assert echo_proc.stdout is not None
-        echo = EchoClient(echo_cert.cert_pem, int(echo_proc.stdout.readline()))
-        await echo.open()
-        await asyncio.to_thread(agent.start)
-        p_id, l_id = poller.load_identity(), listener.load_identity()
-        targets = {
-            "polling": (
-                PollingTransport(network),
-                TargetAddress("tgt_p", "poll-1", "polling", thumbprint=p_id.thumbprint),
-            ),
-            "listening": (
-                ListeningTransport(network),
-                TargetAddress(
-                    "tgt_l",
-                    "listen-1",
-                    "listening",
-                    uri=f"https://127.0.0.1:{listen_port}",
-                    thumbprint=l_id.thumbprint,
-                    certificate=l_id.cert_pem.decode(),
-                ),
-            ),
-        }
-        samples: dict[str, list[float]] = {"polling": [], "listening": [], "echo": []}
-        for name in samples:  # warm-up: connections, caches, first-call paths
-            transport, target = targets.get(name, (None, None))
-            await _time_calls(transport, target, echo, 100)
-        chunk = 100  # interleaved, so noise from the shared machine hits all three alike
-        for _ in range(max(1, calls // chunk)):
-            for name in samples:
-                transport, target = targets.get(name, (None, None))
-                samples[name] += await _time_calls(transport, target, echo, chunk)
-        await echo.close()
-        return samples
-    finally:
-        await network.stop()
-        await asyncio.to_thread(agent.close)
-        if echo_proc.stdin is not None:
-            echo_proc.stdin.close()
-        echo_proc.wait(10)
-
-
 def bench_dispatch(tmp: Path, runner: RunnerBuild, calls: int) -> list[Row]:
     print(f"[1/3] dispatch latency: agent.info x {calls} per mode ...", flush=True)
-    samples = asyncio.run(_dispatch(tmp, runner, calls))
+    samples = asyncio.run(_latency.measure(tmp, runner, calls))
     echo = samples["echo"]
     rows = []
     for mode in ("polling", "listening"):
@@ -376,16 +213,6 @@ def bench_fanout(tmp: Path, runner: RunnerBuild, sizes: Sequence[int]) -> tuple[
 # -- 3. many polling connections ------------------------------------------------------------
 
 
-def _wait_established(pid: int, port: int, count: int, timeout: float) -> float:
-    """Seconds until ``count`` polling sockets are established (from outside, psutil)."""
-    started = time.monotonic()
-    while established_on(pid, port) < count:
-        if time.monotonic() - started > timeout:
-            sys.exit(f"only {established_on(pid, port)} of {count} agents connected")
-        time.sleep(0.1)
-    return time.monotonic() - started
-
-
 def _restart(server: ServeProcess, data: Path, port: int) -> tuple[ServeProcess, float, float]:
     """SIGTERM, then start again on the same data dir and polling port: the new process and
     the times of the SIGTERM and of its ``ready``."""
@@ -434,7 +261,7 @@ def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float
         with AgentFleet() as fleet:
             started = time.monotonic()
             fleet.start(homes, per_process)
-            _wait_established(pid_of(server), port, count, 180)
+            wait_established(pid_of(server), port, count, 180)
             connect_s = time.monotonic() - started
             time.sleep(5.0)
             rss = tree_rss(pid_of(server))
@@ -450,7 +277,7 @@ def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float
 
             cpu_before = fleet.cpu_seconds()
             server, sigterm, ready = _restart(server, data, port)
-            watcher = _EstablishedWatcher(pid_of(server), port, count)
+            watcher = EstablishedWatcher(pid_of(server), port, count)
             hub_all = _wait_hub(server, count, 180)
             watcher.stop()
             print(
@@ -504,29 +331,6 @@ def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float
     ]
 
 
-class _EstablishedWatcher:
-    """Samples the established polling sockets every 100 ms from another thread."""
-
-    def __init__(self, pid: int, port: int, count: int) -> None:
-        self.pid, self.port, self.count = pid, port, count
-        self.seconds = float("nan")
-        self._stop = threading.Event()
-        self._started = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if established_on(self.pid, self.port) >= self.count:
-                self.seconds = time.monotonic() - self._started
-                return
-            self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 # -- the table ------------------------------------------------------------------------------
 
 
@@ -551,16 +355,12 @@ def print_table(rows: Sequence[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--echo-server", nargs=2, metavar=("CERT", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.echo_server:
-        asyncio.run(_echo_serve(Path(args.echo_server[0]), Path(args.echo_server[1])))
-        return
     calls = 300 if args.quick else 2000
     sizes = (1, 20) if args.quick else (1, 20, 100)
     conns, per_process = (50, 25) if args.quick else (500, 50)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="octo-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="octo-bench-dispatch-") as tmp_name:
         tmp = Path(tmp_name)
         runner = prepare_runner(tmp / "runner")
         rows = bench_dispatch(tmp / "dispatch", runner, calls)

@@ -1,7 +1,8 @@
 """Smoke test of the single executable: build it (when stale), run it, talk HTTP/2 and HTTP/3.
 
 The build takes about a minute on two cores, so it only runs when ``dist/octo-appliance`` is
-older than a file it is made from (``octo_appliance/``, ``appliance.spec``, the build script).
+older than a file it is made from (``octo_appliance/``, ``runner/``, ``appliance.spec``, the
+build script).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ HEALTH = "/api/v1/health"
 def _sources() -> Iterator[Path]:
     yield ROOT / "appliance.spec"
     yield BUILD_SCRIPT
-    for path in (ROOT / "octo_appliance").rglob("*"):
-        if path.is_file() and "__pycache__" not in path.parts:
-            yield path
+    for package in (ROOT / "octo_appliance", ROOT / "runner" / "octo_runner"):
+        for path in package.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                yield path
 
 
 def _is_stale() -> bool:

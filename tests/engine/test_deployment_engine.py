@@ -122,8 +122,13 @@ class Rig:
 
 
 @pytest.fixture
-def rig(octo_appliance_factory: Callable[..., OctoTestAppliance], tmp_path: Path) -> Iterator[Rig]:
-    octo = octo_appliance_factory()
+def rig(
+    octo_appliance_factory: Callable[..., OctoTestAppliance],
+    database_url: str | None,
+    tmp_path: Path,
+) -> Iterator[Rig]:
+    """On SQLite and on PostgreSQL (the ``backend`` parameter of tests/conftest.py)."""
+    octo = octo_appliance_factory(database=database_url)
     appliance = octo.appliance
     network: Any = SimpleNamespace(runner=prepare_runner(appliance.data_dir))
     local = LocalTransport(network)

@@ -216,7 +216,7 @@ def test_rolling_window_of_two_on_five_targets(fleet: Fleet) -> None:
     body = (
         f'd="{stamps}"\n'
         'date +%s.%N > "$d/#{Octo.Machine.Name}.start"\n'
-        "sleep 0.6\n"
+        "sleep 1\n"
         'date +%s.%N > "$d/#{Octo.Machine.Name}.end"\n'
     )
     project_id = project(fleet, [script("Roll", body, ["roll"], window=2)])
