@@ -243,7 +243,8 @@ class RunnerHost:
         worker overrides this to start it as another user, with its own environment)."""
         return await asyncio.create_subprocess_exec(
             sys.executable,
-            "-I",
+            "-I",  # isolated: no user site, no PYTHON* variables, no cwd on sys.path
+            "-S",  # no site module: the runner is stdlib-only, and this starts it faster
             str(pyz),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

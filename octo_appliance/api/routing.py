@@ -149,6 +149,15 @@ def _parse_json(raw: bytes, model: type[BaseModel]) -> BaseModel:
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
     try:
+        # JSON escapes can smuggle in lone surrogates (\ud800), which no database, log or
+        # certificate parser accepts: refuse them here rather than fail deep inside.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(
+            "the request body holds invalid Unicode (an unpaired surrogate escape)",
+            hint="send text as valid UTF-8",
+        ) from None
+    try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(

@@ -98,7 +98,7 @@ class WorkerHost(RunnerHost):
         """The argv and the extra process options that start the runner."""
         user = self.user
         if user is None or user.uid == os.geteuid():
-            return [sys.executable, "-I", str(pyz)], {}
+            return [sys.executable, "-I", "-S", str(pyz)], {}
         python = shutil.which("python3", path=SYSTEM_PATH)
         if python is None:
             raise CallFailed(
@@ -108,8 +108,8 @@ class WorkerHost(RunnerHost):
             )
         if os.geteuid() == 0:
             options = {"user": user.uid, "group": user.gid, "extra_groups": []}
-            return [python, "-I", str(pyz)], options
-        return ["sudo", "-n", "-u", user.name, "--", python, "-I", str(pyz)], {}
+            return [python, "-I", "-S", str(pyz)], options
+        return ["sudo", "-n", "-u", user.name, "--", python, "-I", "-S", str(pyz)], {}
 
     async def spawn(self, pyz: Path, work_dir: Path) -> asyncio.subprocess.Process:
         argv, options = self.command(pyz)

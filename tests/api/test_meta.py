@@ -65,3 +65,11 @@ def test_plugins_endpoint_lists_loaded_plugins(octo_appliance_factory):
     rows = {row["name"]: row for row in listed["items"]}
     assert rows["announce_plugin"]["step_types"] == ["announce"]
     assert listed["total"] == len(listed["items"])
+
+
+def test_lone_surrogates_are_a_400_not_a_500(api):
+    body = b'{"name": "bad \\ud800 name"}'
+    response = api.post("/environments", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "Unicode" in response.json()["error"]["message"]
+    assert api.get("/environments").json()["total"] == 0

@@ -109,7 +109,7 @@ class Rig:
             found: Interruption | None = query.first()
             return found
 
-        wait_until(lambda: pending() is not None, f"an interruption of {task_id}")
+        wait_until(lambda: pending() is not None, f"an interruption of {task_id}", timeout=90)
         row = pending()
         assert row is not None
         if kind is not None:
@@ -301,13 +301,15 @@ def test_guided_failure(
     )
     deployment = rig.deploy(release, guided_failure=True)
 
-    def failed_once() -> bool:
-        return "not fixed yet" in "\n".join(rig.log(deployment.task_id))
+    def asking() -> bool:
+        query = Interruption.select().where(Interruption.task_id == deployment.task_id)
+        return bool(query.exists())
 
-    wait_until(failed_once, "the first failure")
-    marker.touch()
+    wait_until(asking, "the guided-failure question", timeout=90)
+    marker.touch()  # the cause is fixed after the first failure, before the answer
     row = rig.answer(deployment.task_id, answer, kind="guided-failure")
-    task = wait_finished(deployment.task_id)
+    task = wait_finished(deployment.task_id, timeout=90)
+    assert "not fixed yet" in "\n".join(rig.log(task.id))
 
     assert row.options == ["retry", "skip", "exclude-target", "abort"]
     assert row.target_name == WORKER.name and row.step_name == "Flaky"
