@@ -248,12 +248,15 @@ class EstablishedWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            sampled = time.monotonic()  # a sample of hundreds of sockets takes a while
             if established_on(self.pid, self.port) >= self.count:
-                self.seconds = time.monotonic() - self._started
+                self.seconds = sampled - self._started
                 return
             self._stop.wait(0.1)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 30.0) -> None:
+        """Give the watcher ``wait`` seconds to see them all, then stop it."""
+        self._thread.join(wait)
         self._stop.set()
         self._thread.join(5)
 

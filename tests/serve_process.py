@@ -166,9 +166,10 @@ class ServeProcess:
     def output(self) -> str:
         """Everything printed so far: the banner lines and stderr (for failure messages)."""
         if self._stderr is not None:
-            self._stderr.flush()
-            self._stderr.seek(0)
-            self.stderr = self._stderr.read()
+            # pread, not seek + read: the child writes at the offset of the same open file,
+            # so moving it while the child logs makes it overwrite lines (seen losing some)
+            fd = self._stderr.fileno()
+            self.stderr = os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
         return "stdout:\n" + "\n".join(self.banner.lines) + "\nstderr:\n" + self.stderr
 
     def __enter__(self) -> ServeProcess:

@@ -159,9 +159,9 @@ class AgentProcess:
     def stderr(self) -> str:
         if self._stderr is None:
             return ""
-        self._stderr.flush()
-        self._stderr.seek(0)
-        return self._stderr.read()
+        # pread: seeking the shared file offset while the agent logs loses its lines
+        fd = self._stderr.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
     def close(self) -> None:
         self.stop()
