@@ -202,7 +202,7 @@ def bench_fanout(tmp: Path, runner: RunnerBuild, sizes: Sequence[int]) -> tuple[
                         "s",
                         goal=GOAL_FANOUT_20_S if n == 20 else None,
                         floor=statistics.median(floors),
-                        floor_label=f"{n} runners at once",
+                        floor_label=f"{n} runner{'s' if n > 1 else ''} at once",
                     )
                 )
     finally:
@@ -359,7 +359,7 @@ def main() -> None:
     calls = 300 if args.quick else 2000
     sizes = (1, 20) if args.quick else (1, 20, 100)
     conns, per_process = (50, 25) if args.quick else (500, 50)
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="octo-bench-dispatch-") as tmp_name:
         tmp = Path(tmp_name)
         runner = prepare_runner(tmp / "runner")
@@ -370,7 +370,9 @@ def main() -> None:
     print_table(rows)
     print(
         f"\n{os.cpu_count()} cores, everything on 127.0.0.1, SQLite; "
-        f"load average {os.getloadavg()[0]:.2f}; bench took {time.monotonic() - started:.0f} s"
+        f"load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+        f"(other work on this machine makes figures noisy); bench took "
+        f"{time.monotonic() - started:.0f} s"
     )
 
 
