@@ -6,7 +6,7 @@
 2. **Fan-out**: ``echo ok`` through the script console of a real appliance on N = 1, 20, 100
    targets (4 agent processes x 25 identities, 4 in 5 polling, the rest listening), timed by
    the task's own ``created_at`` -> ``finished_at``. Floor: the runner started N times at once
-   (``python -I runner.pyz``, request on stdin, own session as the agent starts it), without
+   (``python -I -S runner.pyz``, request on stdin, own session: as the agent starts it), without
    appliance or agent; it also gives the CPU one runner start costs.
 3. **500 polling connections** (10 processes x 50 identities, registered through
    ``POST /targets/register``): the appliance's RSS (peer: its RSS with the same 500 targets
@@ -130,7 +130,7 @@ def runner_floor(tmp: Path, runner: RunnerBuild, n: int) -> tuple[float, float]:
             "context": {},
         }
         proc = subprocess.Popen(
-            [sys.executable, "-I", str(runner.path)],
+            [sys.executable, "-I", "-S", str(runner.path)],  # as agent/runner_host.py does
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
