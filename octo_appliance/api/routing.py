@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import peewee
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from octo_appliance.api.context import RequestContext
+from octo_appliance.db.connection import write_transaction
 from octo_appliance.exceptions import BadRequest, PayloadTooLarge, ValidationFailed
 
 if TYPE_CHECKING:
@@ -185,15 +185,6 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type=JSON_MEDIA_TYPE)
 
 
-def _write_transaction(db: peewee.Database) -> Any:
-    """``BEGIN IMMEDIATE`` on SQLite: a handler reads before it writes, and a deferred
-    transaction that does so fails at once with "database is locked" (no busy wait) when
-    another request wrote in between, e.g. agents registering concurrently."""
-    if isinstance(db, peewee.SqliteDatabase) and db.transaction_depth() == 0:
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
-
-
 def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
     """Wrap one endpoint into a Starlette route."""
     from octo_appliance.api.auth import authenticate
@@ -220,7 +211,7 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
                 kwargs["request"] = request
             if endpoint.method == "GET":
                 return endpoint.handler(ctx, **kwargs)
-            with _write_transaction(appliance.db):  # the change and its audit land together
+            with write_transaction(appliance.db):  # the change and its audit land together
                 result = endpoint.handler(ctx, **kwargs)
             ctx.run_after_commit()
             return result

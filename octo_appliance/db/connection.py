@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -63,3 +65,19 @@ def _redact(url: str) -> str:
         netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
         return parsed._replace(netloc=netloc).geturl()
     return url
+
+
+@contextmanager
+def write_transaction(db: peewee.Database) -> Iterator[None]:
+    """A transaction that may read before it writes, safe under concurrent writers.
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads first fails
+    at once with "database is locked" (no busy wait) when another connection wrote in between.
+    Nested uses are savepoints of the outer transaction.
+    """
+    if isinstance(db, peewee.SqliteDatabase) and db.transaction_depth() == 0:
+        with db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield

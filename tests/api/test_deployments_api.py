@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from octo_appliance.db import AuditEvent, Deployment, Release, ServerTask
+from octo_appliance.db.connection import write_transaction
 from octo_appliance.engine import lifecycles
 from octo_appliance.engine.tasks import TaskEngine
 from tests.api.deploy_support import HeldEngine, held_engine
@@ -293,7 +294,7 @@ def test_queue_deployment_for_the_executor(octo, world, held):
 
     dev = Environment.get_by_id(world["Dev"])
     options = {"skip_steps": [], "targets": [], "exclude_targets": [], "guided_failure": False}
-    with octo.appliance.db.atomic():
+    with write_transaction(octo.appliance.db):
         deployment = lifecycles.queue_deployment(
             engine.enqueue, release, dev, {**options, "force": False}, created_by="lifecycle"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from octo_appliance.db import Environment, Release, database_proxy
+from octo_appliance.db.connection import write_transaction
 from octo_appliance.engine import lifecycles
 
 AUTOMATIC_BY = "lifecycle (automatic)"
@@ -29,7 +30,7 @@ def promote(
     ``[(deployment id, task id)]``."""
     queued = []
     for next_id in lifecycles.next_automatic_environments(release_id, environment_id):
-        with database_proxy.atomic():
+        with write_transaction(database_proxy.obj):
             release = Release.get_by_id(release_id)
             environment = Environment.get_by_id(next_id)
             deployment = lifecycles.queue_deployment(

@@ -11,8 +11,7 @@ when another connection wrote in between.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import peewee
 
 from octo_appliance.db.base import new_id, utcnow
+from octo_appliance.db.connection import write_transaction
 from octo_appliance.db.tasks import (
     CANCELED,
     EXECUTING,
@@ -98,17 +98,6 @@ def sensitive_strings(value: Any) -> list[str]:
     if value is None or isinstance(value, bool):
         return []
     return [str(value)]
-
-
-@contextmanager
-def write_transaction(db: peewee.Database) -> Iterator[None]:
-    """A transaction that may read before it writes, on both backends (see the module doc)."""
-    if isinstance(db, peewee.SqliteDatabase) and db.transaction_depth() == 0:
-        with db.atomic("IMMEDIATE"):
-            yield
-    else:
-        with db.atomic():
-            yield
 
 
 def create_task(
