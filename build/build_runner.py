@@ -4,8 +4,10 @@
 The archive is what ``python -m zipapp runner -m octo_runner.__main__:main -p "/usr/bin/env
 python3"`` makes (a shebang line followed by a zip with a top-level ``__main__.py``), written
 with ``zipfile`` directly so the build is reproducible: entries are sorted, timestamps and
-permissions fixed, and caches (``__pycache__``, ``*.pyc``) left out, so the same source gives
-the same SHA-256 on any machine. Nothing is compiled: the runner is source only.
+permissions fixed, ``__pycache__`` left out, and each imported module's bytecode added beside
+it as an unchecked hash-based ``name.pyc`` compiled by a fresh interpreter (see
+``octo_appliance/runner_bundle.py``), so the same source and Python give the same SHA-256 on
+any machine. A target on another Python minor version ignores the bytecode for the source.
 
 Usage: ``python build/build_runner.py [--out DIR] [--json]``; prints path, size and SHA-256.
 """

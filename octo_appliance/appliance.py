@@ -17,6 +17,7 @@ import anyio
 import peewee
 
 from octo_appliance.api.auth import PrincipalCache
+from octo_appliance.api.response_cache import SHARED_DATABASE_TTL, ResponseCache
 from octo_appliance.config import Config
 from octo_appliance.db import Team, TeamMember, TeamRole, User
 from octo_appliance.db.connection import open_database
@@ -29,6 +30,7 @@ from octo_appliance.vault.keys import load_keyring
 
 if TYPE_CHECKING:
     from octo_appliance.engine.tasks import TaskEngine
+    from octo_appliance.feed.store import PackageFeed
     from octo_appliance.runner_bundle import RunnerBuild
     from octo_appliance.tls import ServerCertificate
     from octo_appliance.transports.network import AgentNetwork
@@ -54,6 +56,8 @@ class Appliance:
     vault: Vault
     plugins: Plugins
     principal_cache: PrincipalCache = field(default_factory=PrincipalCache)
+    #: answers of ``cache=True`` endpoints, emptied by every API write (see response_cache)
+    responses: ResponseCache = field(default_factory=ResponseCache)
     _limiter: anyio.CapacityLimiter | None = None
     #: set by :mod:`octo_appliance.services` while the server runs
     task_engine: TaskEngine | None = None
@@ -63,6 +67,16 @@ class Appliance:
 
     _runner: RunnerBuild | None = None
     _certificate: ServerCertificate | None = None
+    _feed: PackageFeed | None = None
+
+    @property
+    def feed(self) -> PackageFeed:
+        """The built-in package feed (synchronous: use it from worker threads)."""
+        if self._feed is None:
+            from octo_appliance.feed.store import PackageFeed
+
+            self._feed = PackageFeed(self.vault, self.data_dir)
+        return self._feed
 
     def runner_build(self) -> RunnerBuild:
         """The runner zipapp this appliance serves (built once per process)."""
@@ -100,8 +114,10 @@ class Appliance:
         return self.config.data_path
 
     def security_changed(self) -> None:
-        """Users, teams, grants or keys changed: forget cached principals."""
+        """Users, teams, grants or keys changed: forget cached principals (and the answers
+        cached for them)."""
         self.principal_cache.clear()
+        self.responses.invalidate()
 
     def close(self) -> None:
         if not self.db.is_closed():
@@ -155,4 +171,6 @@ def open_appliance(
     if initialise:
         with db.atomic():
             _ensure_admin(env, report)
-    return Appliance(config, db, Vault(ring), plugins), report
+    shared = isinstance(db, peewee.PostgresqlDatabase)
+    responses = ResponseCache(ttl=SHARED_DATABASE_TTL if shared else None)
+    return Appliance(config, db, Vault(ring), plugins, responses=responses), report

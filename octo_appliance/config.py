@@ -155,6 +155,25 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "max_package_mb",
+        10240,
+        "Largest package the feed accepts, in MiB (413 above; nothing is stored).",
+        _positive_int,
+    ),
+    Setting(
+        "package_parallelism",
+        20,
+        "Most targets a package is transferred to at once before a deploy-package step.",
+        _positive_int,
+    ),
+    Setting(
+        "delta_max_mb",
+        512,
+        "Largest package (MiB) for which a binary delta against a target's older version is "
+        "computed; larger ones are sent whole.",
+        _positive_int,
+    ),
+    Setting(
         "shutdown_grace_seconds",
         1,
         "Seconds the server waits for open requests on shutdown.",

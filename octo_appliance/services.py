@@ -2,8 +2,8 @@
 
 - the runner build the appliance serves to agents;
 - the agent network: the polling listener, listening-agent connections, agent trust;
-- the task engine with its task kinds (script console, health checks, deployments) and the
-  built-in worker (the ``local`` transport);
+- the task engine with its task kinds (script console, health checks, deployments), the
+  built-in worker (the ``local`` transport) and package acquisition from the feed;
 - the health-check schedule.
 """
 
@@ -19,12 +19,15 @@ from octo_appliance.comms import CommsSettings, load_identity
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Target
 from octo_appliance.engine import console, deployments, health
+from octo_appliance.engine.acquisition import Acquirer
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
+
+MIB = 1024 * 1024
 
 
 @dataclass
@@ -88,6 +91,13 @@ async def start_services(appliance: Appliance) -> Services:
         appliance.plugins.step_types,
         appliance.vault,
         step_parallelism=int(config.step_parallelism),
+        acquirer=Acquirer(
+            dispatcher.transport_for,
+            appliance.feed,
+            parallelism=int(config.package_parallelism),
+            delta_max_bytes=int(config.delta_max_mb) * MIB,
+            spool_dir=spool_dir(appliance.data_dir),
+        ),
     )
     kinds.register(deployments.KIND, deployments.make_deployment_handler(deployment_services))
     engine = TaskEngine(

@@ -19,6 +19,9 @@ Appliance -> agent (the agent handles them):
     EVENT unchanged (the final ``result`` event included). Result: ``{"exit_code", "success",
     "canceled", "message", "status"? (health-check), "output_variables": [{"name", "value",
     "sensitive"}], "artifacts": [{"path", "name", "length"}], "details": {...}, "work_dir"}``.
+    The agent adds absolute paths to ``context``: ``cache_dir`` (packages by SHA-256),
+    ``applications_dir`` (where packages are extracted) and ``journal_file`` (the runner's
+    deployment journal); they override the same keys sent by the appliance.
     Cancelling the call kills the runner's whole process tree. Errors (CallFailed codes):
     ``bad_request``, ``runner_unavailable`` (cannot fetch), ``runner_mismatch`` (the fetched
     build does not have the announced SHA-256: nothing ran, nothing was cached),
@@ -26,9 +29,23 @@ Appliance -> agent (the agent handles them):
 
 ``cache.has`` ``{"sha256"}`` -> ``{"present": bool, "length": int | null}``
 
-``cache.put`` ``{"sha256", "length", "name"}`` + uploaded file -> ``{"stored": true, "path"}``
+``cache.put`` ``{"sha256", "length", "name", "package_id"?, "version"?}`` + uploaded file
+-> ``{"stored": true, "path"}``
     The comms layer verifies the transfer; the agent then checks the file is the content
-    named by ``sha256`` (``hash_mismatch``, ``length_mismatch``). Idempotent.
+    named by ``sha256`` (``hash_mismatch``, ``length_mismatch``). Idempotent. ``package_id``
+    and ``version`` (optional) are recorded in the cache index for ``cache.list``.
+
+``cache.list`` ``{"package_id"}`` -> ``{"packages": [{"sha256", "version", "length", "name"}]}``
+    The cached versions of one package whose file is still there (retention may delete
+    files without touching the index). The appliance picks the base of a delta from them.
+
+``cache.patch`` ``{"base_sha256", "sha256", "length", "name", "package_id"?, "version"?}`` +
+uploaded delta -> ``{"stored": true, "path"}``
+    Applies the delta (:mod:`octo_appliance.feed.delta`) to the cached ``base_sha256`` and
+    stores the result like ``cache.put``, after checking its length and SHA-256; nothing is
+    stored otherwise. Errors: ``base_missing`` (the base is not cached), ``delta_failed``
+    (corrupt, or made from other content), ``length_mismatch``, ``hash_mismatch``. Any of
+    them means: send the whole package with ``cache.put``.
 
 ``files.fetch`` ``{"task_id", "path"}`` -> ``{"path", "length"}`` + file download
     ``path`` is absolute (as artifact events report it) or relative to the task's latest work
@@ -48,10 +65,20 @@ AGENT_INFO = "agent.info"
 RUNNER_RUN = "runner.run"
 CACHE_HAS = "cache.has"
 CACHE_PUT = "cache.put"
+CACHE_LIST = "cache.list"
+CACHE_PATCH = "cache.patch"
 FILES_FETCH = "files.fetch"
 RUNNER_FETCH = "runner.fetch"
 
-AGENT_METHODS = (AGENT_INFO, RUNNER_RUN, CACHE_HAS, CACHE_PUT, FILES_FETCH)
+AGENT_METHODS = (
+    AGENT_INFO,
+    RUNNER_RUN,
+    CACHE_HAS,
+    CACHE_PUT,
+    CACHE_LIST,
+    CACHE_PATCH,
+    FILES_FETCH,
+)
 APPLIANCE_METHODS = (RUNNER_FETCH,)
 
 #: the ``stream`` of log events the agent itself adds to a runner's event stream

@@ -62,6 +62,8 @@ class AgentHandlers:
             contract.RUNNER_RUN: self.runner_run,
             contract.CACHE_HAS: self.cache_has,
             contract.CACHE_PUT: self.cache_put,
+            contract.CACHE_LIST: self.cache_list,
+            contract.CACHE_PATCH: self.cache_patch,
             contract.FILES_FETCH: self.files_fetch,
         }
 
@@ -161,7 +163,13 @@ class AgentHandlers:
             "arguments": arguments,
             "variables": variables,
             "work_dir": str(work_dir),
-            "context": {**context, "task_id": task_id},
+            "context": {
+                **context,
+                "task_id": task_id,
+                "cache_dir": str(self.home.cache_dir),
+                "applications_dir": str(self.home.applications_dir),
+                "journal_file": str(self.home.journal_file),
+            },
         }
         return await self.host.run(
             pyz, document, work_dir=work_dir, task_id=task_id, emit=emit, kill_grace=kill_grace
@@ -177,14 +185,43 @@ class AgentHandlers:
     async def cache_put(self, request: IncomingRequest) -> dict[str, Any]:
         params = request.params
         sha256 = check_sha256(params.get("sha256"))
-        length, name = params.get("length"), params.get("name", "")
-        if not isinstance(length, int) or isinstance(length, bool) or length < 0:
-            raise _bad("length must be the file's size in bytes")
-        if not isinstance(name, str):
-            raise _bad("name must be text")
+        length, name = _length(params), _text(params, "name")
         if request.upload_path is None:
             raise _bad("cache.put needs the file as an upload")
-        path = await self.cache.store(request.upload_path, sha256, length, name)
+        path = await self.cache.store(
+            request.upload_path,
+            sha256,
+            length,
+            name,
+            package_id=_text(params, "package_id") or None,
+            version=_text(params, "version") or None,
+            verified_sha256=request.upload_sha256,
+        )
+        return {"stored": True, "path": str(path)}
+
+    async def cache_list(self, request: IncomingRequest) -> dict[str, Any]:
+        package_id = request.params.get("package_id")
+        if not isinstance(package_id, str) or not package_id:
+            raise _bad("package_id must be the id of a package, e.g. MyApp")
+        return {"packages": await asyncio.to_thread(self.cache.versions_of, package_id)}
+
+    async def cache_patch(self, request: IncomingRequest) -> dict[str, Any]:
+        params = request.params
+        base_sha256 = check_sha256(params.get("base_sha256"), "base_sha256")
+        sha256 = check_sha256(params.get("sha256"))
+        length, name = _length(params), _text(params, "name")
+        if request.upload_path is None:
+            raise _bad("cache.patch needs the delta as an upload")
+        path = await self.cache.patch(
+            request.upload_path,
+            base_sha256,
+            sha256,
+            length,
+            name,
+            scratch=self.home.tmp_dir,
+            package_id=_text(params, "package_id") or None,
+            version=_text(params, "version") or None,
+        )
         return {"stored": True, "path": str(path)}
 
     # -- files.fetch ---------------------------------------------------------------------
@@ -214,5 +251,24 @@ def _forwarder(request: IncomingRequest, task_id: str) -> Emit:
     return emit
 
 
+def _length(params: dict[str, Any]) -> int:
+    length = params.get("length")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+        raise _bad("length must be the file's size in bytes")
+    return length
+
+
+def _text(params: dict[str, Any], key: str) -> str:
+    """An optional text parameter ("" when absent)."""
+    value = params.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(f"{key} must be text")
+    return value
+
+
 def _bad(message: str) -> CallFailed:
-    return CallFailed("bad_request", message, hint="see docs/agent.md for runner.run's parameters")
+    return CallFailed(
+        "bad_request", message, hint="see docs/agent.md (the call contract) for the parameters"
+    )

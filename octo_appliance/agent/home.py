@@ -6,7 +6,11 @@
     H/identity/cert.pem           the agent's self-signed certificate (public)
     H/identity/key.pem            its private key (mode 0600, directory 0700)
     H/work/<task id>-<n>/         a fresh work dir per runner.run
-    H/cache/<sha256>              packages by content hash, H/cache/index.json names/lengths
+    H/cache/<sha256>              packages by content hash; H/cache/index.json: name, length,
+                                  package id and version of each
+    H/applications/               where the runner extracts deployed packages
+    H/journal.json                the runner's deployment journal (written by the runner, which
+                                  also applies retention to applications/ and cache/)
     H/runners/octo-runner-<v>.pyz runner builds fetched from the appliance (SHA-256 checked)
     H/logs/agent.log              rotating log
     H/tmp/                        comms spool: uploads and downloads land here first, so a
@@ -154,6 +158,8 @@ class Home:
         self.key_file = self.identity_dir / "key.pem"
         self.work_dir = self.root / "work"
         self.cache_dir = self.root / "cache"
+        self.applications_dir = self.root / "applications"
+        self.journal_file = self.root / "journal.json"
         self.runners_dir = self.root / "runners"
         self.logs_dir = self.root / "logs"
         self.log_file = self.logs_dir / "agent.log"
@@ -163,12 +169,14 @@ class Home:
         return f"Home({str(self.root)!r})"
 
     def ensure(self) -> None:
-        """Create the layout (0700 directories); harmless when it exists."""
+        """Create the layout (0700 directories); harmless when it exists. The journal file is
+        the runner's to create (its format is the runner's)."""
         for path in (
             self.root,
             self.identity_dir,
             self.work_dir,
             self.cache_dir,
+            self.applications_dir,
             self.runners_dir,
             self.logs_dir,
             self.tmp_dir,

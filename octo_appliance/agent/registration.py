@@ -5,6 +5,8 @@ off, nothing sent) fetches the certificate the server presents, and its SHA-256 
 compared with ``--server-thumbprint``; then the request goes over an httpx client whose SSL
 context trusts exactly that certificate (hostname not checked: the pin is the identity), so a
 server swapped between the two connections fails the handshake instead of receiving the key.
+The pinning itself lives in :mod:`octo_appliance.pinned_http` (the ``octo-appliance`` client
+commands use it too).
 
 Nothing is written to the home before the appliance answered with success, so a failure
 leaves no half registration behind.
@@ -14,15 +16,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import socket
-import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from octo_appliance import __version__
+from octo_appliance import __version__, pinned_http
 from octo_appliance.agent.errors import RegistrationError
 from octo_appliance.agent.home import (
     DEFAULT_POLLING_PORT,
@@ -33,100 +32,32 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
-from octo_appliance.comms import (
-    Identity,
-    normalize_thumbprint,
-    thumbprint_of_der,
-    thumbprint_of_pem,
-)
+from octo_appliance.comms import Identity, normalize_thumbprint, thumbprint_of_pem
 from octo_appliance.comms.errors import IdentityError
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.pinned_http import PinnedServer, pinned_ssl_context
 
 REGISTER_PATH = "/api/v1/targets/register"
 TARGET_PATH = "/api/v1/targets/{id}"
 TIMEOUT = 30.0
 
 
-@dataclass(frozen=True)
-class Server:
-    """The appliance's HTTPS API: its base URL and the certificate it proved to have."""
-
-    url: str
-    host: str
-    port: int
-    thumbprint: str
-    certificate_pem: str
-
-
-def parse_server_url(url: str) -> tuple[str, str, int]:
-    """``https://HOST[:PORT]`` as (normalised url, host, port)."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port or 443
-    except ValueError:
-        parts, port = None, 0
-    if (
-        parts is None
-        or parts.scheme != "https"
-        or not parts.hostname
-        or parts.path not in ("", "/")
-    ):
-        raise ConfigError(
-            f"--server {url!r} is not an https://HOST:PORT address",
-            hint="give the appliance's address as its banner prints it, e.g. "
-            "https://octo.example.com:8443",
-        )
-    host = parts.hostname
-    return f"https://{format_address(host, port)}", host, port
+#: the appliance's HTTPS API as pinned (see :mod:`octo_appliance.pinned_http`)
+Server = PinnedServer
 
 
 def pin_server(url: str, expected_thumbprint: str, *, timeout: float = TIMEOUT) -> Server:
     """Fetch the certificate the server presents and check it against the pin."""
-    base, host, port = parse_server_url(url)
-    try:
-        expected = normalize_thumbprint(expected_thumbprint)
-    except IdentityError as exc:
-        raise ConfigError(
-            f"--server-thumbprint: {exc.message}",
-            hint="copy the thumbprint the appliance prints at start (64 hex digits)",
-        ) from None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # only to *read* the certificate; nothing is sent
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
-        raise RegistrationError(
-            f"cannot reach the appliance at {base}: {reason}",
-            hint="check the --server address, that the appliance runs, and the firewall",
-        ) from None
-    if not der:
-        raise RegistrationError(f"{base} presented no certificate", hint="check the address")
-    actual = thumbprint_of_der(der)
-    if actual != expected:
-        raise RegistrationError(
-            f"the server presented certificate {actual}, expected {expected}; "
-            "the API key was not sent",
-            hint="check --server-thumbprint against the appliance's banner; if they match, "
-            "something else answers at that address",
-        )
-    return Server(base, host, port, actual, ssl.DER_cert_to_PEM_cert(der))
+    return pinned_http.pin_server(
+        url, expected_thumbprint, timeout=timeout, error=RegistrationError
+    )
 
 
 def pinned_client(server: Server, api_key: str, *, timeout: float = TIMEOUT) -> httpx.Client:
     """An httpx client that trusts only the pinned certificate and sends the API key."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=server.certificate_pem)
     return httpx.Client(
         base_url=server.url,
-        verify=context,
+        verify=pinned_ssl_context(server),
         timeout=timeout,
         headers={"X-Api-Key": api_key, "User-Agent": f"octo-agent/{__version__}"},
     )

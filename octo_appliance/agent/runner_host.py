@@ -2,9 +2,12 @@
 
 The runner gets everything on stdin (variables, sensitive ones included: never argv, never
 environment, never a file) and answers with JSON lines on stdout, which are re-emitted to the
-appliance one by one as they arrive. It runs as ``sys.executable -I <runner.pyz>`` in a new
+appliance one by one as they arrive. It runs as ``sys.executable -I -S <runner.pyz>`` in a new
 session; once the agent is frozen by PyInstaller, ``sys.executable`` is the agent binary and
-this must become the bundled interpreter (noted in docs/agent.md).
+this must become the bundled interpreter (noted in docs/agent.md). The host keeps one runner
+per build started ahead of its task (:mod:`octo_appliance.agent.spares`), so a task usually
+only writes its request; a subclass that overrides :meth:`RunnerHost.spawn` opts in with
+``prespawn = True``.
 
 Cancelling: SIGTERM to the runner (it kills the script's process group itself, after its own
 grace), then, if the runner is still there after ``kill_grace``, SIGKILL to the runner's group
@@ -25,11 +28,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
 from octo_appliance.agent.contract import AGENT_STREAM
+from octo_appliance.agent.spares import SparePool
 from octo_appliance.comms import CallFailed
 
 log = logging.getLogger("octo_appliance.agent.runner")
@@ -183,8 +187,21 @@ class RunnerProcess:
 class RunnerHost:
     """Runs runner processes for one agent identity and knows which are still alive."""
 
+    #: keep a runner started ahead of the next task (see :mod:`octo_appliance.agent.spares`);
+    #: a subclass that overrides :meth:`spawn` gets ``False`` unless it sets this itself,
+    #: since its ``spawn`` must then start the runner with the ``work_dir`` it is given
+    #: being ``/`` (the runner moves into its request's work dir)
+    prespawn: ClassVar[bool] = True
+    refill_at: ClassVar[str] = "take"  # EXPERIMENT
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spawn" in cls.__dict__ and "prespawn" not in cls.__dict__:
+            cls.prespawn = False
+
     def __init__(self) -> None:
         self.live: set[RunnerProcess] = set()
+        self.spares = SparePool(self.spawn)
 
     async def run(
         self,
@@ -199,7 +216,7 @@ class RunnerHost:
         """Run one request through the runner; cancel this to kill the whole tree."""
         payload = json.dumps(document).encode("utf-8")
         try:
-            process = await self.spawn(pyz, work_dir)
+            process, ahead = await self._start(pyz, work_dir)
         except OSError as exc:
             log.error("task %s: cannot start the runner: %s", task_id, exc)
             raise CallFailed(
@@ -209,7 +226,13 @@ class RunnerHost:
             ) from None
         handle = RunnerProcess(process, task_id, kill_grace, self.live.discard)
         self.live.add(handle)
-        log.info("task %s: runner started (pid %d) in %s", task_id, process.pid, work_dir.name)
+        log.info(
+            "task %s: runner %s (pid %d) in %s",
+            task_id,
+            "started ahead" if ahead else "started",
+            process.pid,
+            work_dir.name,
+        )
         stderr = asyncio.create_task(_log_stderr(process.stderr, task_id))
         feed = asyncio.create_task(_feed(process.stdin, payload))
         collected = Collected()
@@ -229,6 +252,9 @@ class RunnerHost:
             await asyncio.shield(handle.terminate())
             stderr.cancel()
             raise
+        finally:
+            if self.prespawn and self.refill_at == "exit":
+                self.spares.refill(pyz)
         handle.gone()
         log.info(
             "task %s: runner exited with code %d after %d events",
@@ -237,6 +263,22 @@ class RunnerHost:
             collected.events,
         )
         return collected.outcome(returncode, work_dir)
+
+    async def _start(self, pyz: Path, work_dir: Path) -> tuple[asyncio.subprocess.Process, bool]:
+        """A runner for this task: the spare if there is one (then another is started for
+        the next task), else a new one; and whether it was the spare."""
+        if not self.prespawn:
+            return await self.spawn(pyz, work_dir), False
+        process = await self.spares.take(pyz)
+        if process is not None:
+            if self.refill_at == "take":
+                self.spares.refill(pyz)
+            return process, True
+        self.spares.forgive()
+        process = await self.spawn(pyz, work_dir)
+        if self.refill_at == "take":
+            self.spares.refill(pyz)
+        return process, False
 
     async def spawn(self, pyz: Path, work_dir: Path) -> asyncio.subprocess.Process:
         """Start the runner with piped stdio in its own session (the appliance's built-in
@@ -256,9 +298,10 @@ class RunnerHost:
         )
 
     async def terminate_all(self) -> None:
-        """Stop every runner still alive (agent shutdown) and wait until they are gone."""
+        """Stop every runner still alive and kill the idle spares (agent shutdown: no more
+        are started afterwards), and wait until they are gone."""
         tasks = [handle.terminate() for handle in list(self.live)]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(self.spares.close(), *tasks, return_exceptions=True)
 
 
 def _child_environment() -> dict[str, str]:

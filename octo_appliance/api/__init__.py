@@ -35,6 +35,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "tasks",
     "agents",
     "scripts",
+    "packages",
     "meta",
 )
 

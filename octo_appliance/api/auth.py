@@ -71,6 +71,22 @@ def _unauthenticated() -> Unauthenticated:
     )
 
 
+def credential_key(request: Request) -> str | None:
+    """The principal-cache key of the request's credential (None: it carries none)."""
+    api_key = request.headers.get(API_KEY_HEADER)
+    if api_key:
+        return "k:" + token_hash(api_key)
+    session_token = request.cookies.get(SESSION_COOKIE)
+    return "s:" + token_hash(session_token) if session_token else None
+
+
+def cached_principal(appliance: Appliance, credential: str) -> Principal | None:
+    """The principal of a credential seen in the last few seconds, without the database (only
+    for safe methods: a cookie-authenticated write still needs its CSRF check)."""
+    hit = appliance.principal_cache.get(credential)
+    return None if hit is None else hit[0]
+
+
 def authenticate(appliance: Appliance, request: Request) -> Principal:
     """Return the principal or raise 401 (no/bad credentials) or 403 (CSRF)."""
     cache: PrincipalCache = appliance.principal_cache

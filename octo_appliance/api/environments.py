@@ -57,7 +57,11 @@ def _check_unique(name: str, exclude: str | None = None) -> None:
 
 
 @router.get(
-    "/environments", summary="List environments", query=ListQuery, response=Page[EnvironmentOut]
+    "/environments",
+    summary="List environments",
+    query=ListQuery,
+    response=Page[EnvironmentOut],
+    cache=True,
 )
 def list_environments(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     ctx.require(Permission.ENVIRONMENT_VIEW)
@@ -84,7 +88,9 @@ def create_environment(ctx: RequestContext, body: EnvironmentIn) -> dict[str, An
     return to_json(env)
 
 
-@router.get("/environments/{ref}", summary="Get an environment", response=EnvironmentOut)
+@router.get(
+    "/environments/{ref}", summary="Get an environment", response=EnvironmentOut, cache=True
+)
 def get_environment(ctx: RequestContext, ref: str) -> dict[str, Any]:
     env = get_or_404(Environment, ref, "environment")
     ctx.require(Permission.ENVIRONMENT_VIEW, environment=env.id)

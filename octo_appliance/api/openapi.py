@@ -79,16 +79,20 @@ def build_openapi(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
                 "required": True,
                 "content": {"application/json": {"schema": _schema_ref(endpoint.body, components)}},
             }
+        if endpoint.request_content is not None:
+            operation["requestBody"] = {"required": True, "content": endpoint.request_content}
         success: dict[str, Any] = {"description": "Success"}
         if endpoint.response is not None:
             success["content"] = {
                 "application/json": {"schema": _schema_ref(endpoint.response, components)}
             }
+        if endpoint.response_content is not None:
+            success["content"] = endpoint.response_content
         operation["responses"][str(endpoint.status_code)] = success
         codes = set(endpoint.errors)
         if endpoint.auth:
             codes |= {401, 403}
-        if endpoint.body is not None:
+        if endpoint.body is not None or endpoint.request_content is not None:
             codes |= {400, 413, 422}
         if endpoint.query is not None or endpoint.path != _PATH_PARAM.sub("", endpoint.path):
             codes |= {400, 404}

@@ -122,7 +122,9 @@ def _check_unique(name: str, exclude: str | None = None) -> None:
         raise Conflict(f"a project named '{name}' already exists", hint="choose another name")
 
 
-@router.get("/projects", summary="List projects", query=ListQuery, response=Page[ProjectOut])
+@router.get(
+    "/projects", summary="List projects", query=ListQuery, response=Page[ProjectOut], cache=True
+)
 def list_projects(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     """Only the projects the caller may view."""
     ctx.require(Permission.PROJECT_VIEW)
@@ -166,7 +168,7 @@ def create_project(ctx: RequestContext, body: ProjectCreate) -> dict[str, Any]:
     return project_json(project)
 
 
-@router.get("/projects/{ref}", summary="Get a project", response=ProjectOut)
+@router.get("/projects/{ref}", summary="Get a project", response=ProjectOut, cache=True)
 def get_project(ctx: RequestContext, ref: str) -> dict[str, Any]:
     project = get_or_404(Project, ref, "project")
     ctx.require(Permission.PROJECT_VIEW, project=project.id)

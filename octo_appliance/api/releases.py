@@ -28,6 +28,7 @@ from octo_appliance.api.variable_lists import VariableScopeOut, scope_json
 from octo_appliance.db import Deployment, Environment, Project, Release
 from octo_appliance.db.base import iso
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS
+from octo_appliance.engine import release_packages
 from octo_appliance.engine import releases as engine
 from octo_appliance.engine.lifecycles import (
     deployment_states,
@@ -42,6 +43,21 @@ from octo_appliance.security.permissions import Permission
 router = Router("releases")
 
 
+class PackageChoiceIn(Body):
+    package: str = Field(min_length=1, max_length=200, description="A feed package id.")
+    version: str = Field(min_length=1, max_length=100)
+    step: str | None = Field(
+        None, max_length=200, description="Only for this step (when several deploy it)."
+    )
+
+
+class ReleasePackageOut(Out):
+    step: str
+    package_id: str
+    version: str
+    sha256: str
+
+
 class ReleaseIn(Body):
     version: str | None = Field(
         None,
@@ -50,6 +66,11 @@ class ReleaseIn(Body):
         description="A semantic version; left out: the highest version's patch plus one.",
     )
     notes: str = Field("", max_length=100_000)
+    packages: list[PackageChoiceIn] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Package versions to pin; a package left out gets its latest version.",
+    )
 
 
 class SnapshotVariableOut(Out):
@@ -93,6 +114,9 @@ class ReleaseOut(ReleaseSummaryOut):
         description="null without variable.view on the project."
     )
     environments: list[EnvironmentProgressOut]
+    packages: list[ReleasePackageOut] = Field(
+        description="The exact package versions the release deploys, per step."
+    )
 
 
 def summary_json(release: Any) -> dict[str, Any]:
@@ -128,6 +152,7 @@ def release_json(ctx: RequestContext, release: Release) -> dict[str, Any]:
         "lifecycle": existing_phases(release.lifecycle_snapshot or []),
         "variables": variables,
         "environments": progress(release),
+        "packages": release_packages.pins_json(release.id),
     }
 
 
@@ -175,8 +200,22 @@ def create_release(ctx: RequestContext, ref: str, body: ReleaseIn) -> dict[str, 
             release = engine.create_release(
                 ctx.appliance.vault, project, version, body.notes, ctx.user.username
             )
+            needed = release_packages.packages_needed(
+                release.process_snapshot or [], ctx.appliance.plugins.step_types
+            )
+            choices = [
+                release_packages.PackageChoice(c.package, c.version, c.step) for c in body.packages
+            ]
+            pinned = release_packages.choose(needed, choices)
+            release_packages.pin(release.id, pinned)
     except peewee.IntegrityError:
         raise duplicate from None
+    except release_packages.PinProblem as exc:
+        raise ValidationFailed(
+            exc.message,
+            details=[{"field": "packages", "message": exc.message}],
+            hint=exc.hint,
+        ) from None
     ctx.audit(
         "create",
         "release",
@@ -187,6 +226,7 @@ def create_release(ctx: RequestContext, ref: str, body: ReleaseIn) -> dict[str, 
             "version": release.version,
             "process_version": release.process_version,
             "variables": len(release.variables_snapshot),
+            "packages": {f"{step}/{row.package_id}": row.version for step, row in pinned},
         },
     )
     return release_json(ctx, release)

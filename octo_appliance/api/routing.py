@@ -4,6 +4,13 @@ The same declarations build the Starlette routes and the OpenAPI document, so th
 cannot drift from the code. A handler is a plain (synchronous) function: the wrapper reads the
 body on the event loop, then authenticates, validates and runs the handler in one worker-thread
 hop, because peewee is synchronous and must stay off the loop.
+
+A ``streaming`` endpoint (an upload of any size) is the exception: the wrapper authenticates
+and parses the query in a worker thread without touching the body, then awaits the handler, an
+``async`` function given the ``request``, on the event loop. It reads the body as it arrives and
+moves disk, crypto and database work to threads itself (:func:`in_worker`,
+:func:`write_in_worker`), so nothing is buffered whole and an unauthorised caller is refused
+before a byte of the body is read.
 """
 
 from __future__ import annotations
@@ -50,6 +57,14 @@ class Endpoint:
     #: False for handlers that touch neither the database nor the disk: they run on the event
     #: loop, skipping the worker-thread hop (health, the OpenAPI document)
     blocking: bool = True
+    #: True for ``async`` handlers that read the request body themselves (see the module doc)
+    streaming: bool = False
+    #: keep answers per caller until the next API write (``response_cache``): only for reads
+    #: of data that nothing but API writes changes
+    cache: bool = False
+    #: OpenAPI ``content`` of a body the handler reads itself, and of a non-JSON response
+    request_content: dict[str, Any] | None = None
+    response_content: dict[str, Any] | None = None
     description: str = ""
 
     @property
@@ -78,6 +93,10 @@ class Router:
         errors: tuple[int, ...] = (),
         raw_response: bool = False,
         blocking: bool = True,
+        streaming: bool = False,
+        cache: bool = False,
+        request_content: dict[str, Any] | None = None,
+        response_content: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -95,6 +114,10 @@ class Router:
                     errors=errors,
                     raw_response=raw_response,
                     blocking=blocking,
+                    streaming=streaming,
+                    cache=cache and method == "GET",
+                    request_content=request_content,
+                    response_content=response_content,
                     description=(handler.__doc__ or "").strip(),
                 )
             )
@@ -187,14 +210,38 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
 
 def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
     """Wrap one endpoint into a Starlette route."""
-    from octo_appliance.api.auth import authenticate
+    from octo_appliance.api.auth import authenticate, cached_principal, credential_key
 
     limit = appliance.config.max_body_bytes
+    responses = appliance.responses
 
     async def in_worker(fn: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(fn, limiter=appliance.worker_limiter())
 
+    async def streaming_endpoint(request: Request) -> Response:
+        path_params = {k: str(v) for k, v in request.path_params.items()}
+
+        def prepare() -> tuple[RequestContext, dict[str, Any]]:
+            principal = authenticate(appliance, request) if endpoint.auth else None
+            kwargs: dict[str, Any] = dict(path_params)
+            if endpoint.query is not None:
+                kwargs["query"] = _parse_query(request, endpoint.query)
+            return RequestContext(appliance, principal, path_params), kwargs
+
+        ctx, kwargs = await in_worker(prepare)
+        response: Response = await endpoint.handler(ctx, request=request, **kwargs)
+        return response
+
     async def asgi_endpoint(request: Request) -> Response:
+        cache_key = None
+        if endpoint.cache and (credential := credential_key(request)) is not None:
+            cache_key = (credential, request.url.path, request.url.query)
+            # a credential still in the principal cache is still valid: answer on the loop
+            if cached_principal(appliance, credential) is not None:
+                body = responses.get(cache_key)
+                if body is not None:
+                    return Response(body, endpoint.status_code, media_type=JSON_MEDIA_TYPE)
+        version = responses.version
         raw_body = await _read_body(request, limit) if endpoint.body else b""
         path_params = {k: str(v) for k, v in request.path_params.items()}
 
@@ -213,6 +260,7 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
                 return endpoint.handler(ctx, **kwargs)
             with write_transaction(appliance.db):  # the change and its audit land together
                 result = endpoint.handler(ctx, **kwargs)
+            responses.invalidate()
             ctx.run_after_commit()
             return result
 
@@ -221,7 +269,30 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
             return result
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
-        return json_response(result, endpoint.status_code)
+        response = json_response(result, endpoint.status_code)
+        if cache_key is not None:
+            responses.put(cache_key, version, bytes(response.body))
+        return response
 
-    asgi_endpoint.__name__ = endpoint.operation_id
-    return Route(prefix + endpoint.path, asgi_endpoint, methods=[endpoint.method])
+    handler = streaming_endpoint if endpoint.streaming else asgi_endpoint
+    handler.__name__ = endpoint.operation_id
+    return Route(prefix + endpoint.path, handler, methods=[endpoint.method])
+
+
+async def in_worker(appliance: Appliance, fn: Callable[[], Any]) -> Any:
+    """Run database work for a streaming handler in a worker thread (the shared cap)."""
+    return await anyio.to_thread.run_sync(fn, limiter=appliance.worker_limiter())
+
+
+async def write_in_worker(ctx: RequestContext, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` in one write transaction in a worker thread, as a non-streaming write is:
+    the change and its audit land together; after-commit callbacks run once it committed."""
+
+    def run() -> Any:
+        with write_transaction(ctx.appliance.db):
+            result = fn()
+        ctx.appliance.responses.invalidate()
+        ctx.run_after_commit()
+        return result
+
+    return await in_worker(ctx.appliance, run)

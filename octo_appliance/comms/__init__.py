@@ -51,6 +51,7 @@ from octo_appliance.comms.queue import (
 from octo_appliance.comms.server import CommsServer, serve
 from octo_appliance.comms.settings import CommsSettings
 from octo_appliance.comms.tls import TrustStore
+from octo_appliance.comms.transfer import UploadSource
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -84,6 +85,7 @@ __all__ = [
     "Response",
     "TransferError",
     "TrustStore",
+    "UploadSource",
     "VersionMismatch",
     "connect",
     "generate_identity",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from octo_appliance.comms.calls import EventCallback, Response
 from octo_appliance.comms.errors import CallFailed, CallTimeout, ProtocolError, TransferError
 from octo_appliance.comms.framing import Frame, FrameType, json_frame
-from octo_appliance.comms.transfer import FileReceiver, open_for_sending, send_file
+from octo_appliance.comms.transfer import FileReceiver, UploadSource, open_upload, send_file
 
 if TYPE_CHECKING:
     from octo_appliance.comms.connection import Connection
@@ -45,17 +45,24 @@ async def call(
     params: dict[str, Any] | None,
     *,
     on_event: EventCallback | None,
-    upload: str | Path | None,
+    upload: UploadSource | None,
     download_dir: str | Path | None,
     timeout: float | None,
 ) -> Response:
-    conn._check_open()
-    body: dict[str, Any] = {"method": method, "params": params or {}}
-    if upload is not None:
-        body["upload"] = True
-    stream = conn._new_stream()
-    request = json_frame(FrameType.REQUEST, stream, body, max_payload=conn.settings.max_payload)
-    upload_file = open_for_sending(Path(upload), "the upload") if upload is not None else None
+    # opened first: an opener may await a worker thread, and nothing below may await until
+    # the request is written (the connection is checked open just before)
+    upload_file = await open_upload(upload, "the upload") if upload is not None else None
+    try:
+        conn._check_open()
+        body: dict[str, Any] = {"method": method, "params": params or {}}
+        if upload is not None:
+            body["upload"] = True
+        stream = conn._new_stream()
+        request = json_frame(FrameType.REQUEST, stream, body, max_payload=conn.settings.max_payload)
+    except BaseException:
+        if upload_file is not None:
+            upload_file.close()
+        raise
     state = Call(method, Path(download_dir) if download_dir else conn.settings.spool_dir)
     conn._calls[stream] = state
     deadline = asyncio.timeout(timeout)

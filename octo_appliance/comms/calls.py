@@ -40,6 +40,9 @@ class IncomingRequest:
         self.peer_thumbprint = peer_thumbprint
         self.peer_hello = peer_hello
         self.upload_path: Path | None = None
+        #: the SHA-256 of the upload, computed as it arrived and checked against the sender's
+        #: (so a handler that needs the hash does not read the file again)
+        self.upload_sha256: str | None = None
         self.response_file: Path | None = None
         self.delete_response_file = False
         self._send_event = send_event

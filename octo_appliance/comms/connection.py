@@ -29,6 +29,7 @@ from octo_appliance.comms.framing import (
     read_frame,
 )
 from octo_appliance.comms.settings import CommsSettings
+from octo_appliance.comms.transfer import UploadSource
 
 log = logging.getLogger("octo_appliance.comms")
 _MAX_STREAM = 2**32 - 1
@@ -126,17 +127,19 @@ class Connection:
         params: dict[str, Any] | None = None,
         *,
         on_event: EventCallback | None = None,
-        upload: str | Path | None = None,
+        upload: UploadSource | None = None,
         download_dir: str | Path | None = None,
         timeout: float | None = None,
     ) -> Response:
         """Call ``method`` on the peer; cancelling this coroutine cancels the handler there.
 
         ``on_event`` gets the handler's events in order, before this returns. ``upload``
-        streams a file with the request; a file the handler responds with is spooled into
-        ``download_dir`` (default: the settings' spool_dir), verified, and owned by the
-        caller. Raises CallFailed (the handler failed), CallTimeout, TransferError, PeerLost
-        (connection died: whether the handler ran is unknown) or ConnectionClosed (not sent).
+        streams a file with the request (a path, bytes, or an opener: see
+        :data:`~octo_appliance.comms.transfer.UploadSource`); a file the handler responds
+        with is spooled into ``download_dir`` (default: the settings' spool_dir), verified,
+        and owned by the caller. Raises CallFailed (the handler failed), CallTimeout,
+        TransferError, PeerLost (connection died: whether the handler ran is unknown) or
+        ConnectionClosed (not sent).
         """
         return await calling.call(
             self,

@@ -69,6 +69,7 @@ async def on_request_frame(conn: Connection, frame: Frame) -> None:
             if conn._incoming.pop(stream, None) is not None:
                 _reject(conn, stream, "transfer_failed", exc.message, exc.hint)
             return
+        incoming.request.upload_sha256 = incoming.receiver.sha256
         incoming.receiver, incoming.request.upload_path = None, path
         incoming.task = conn._spawn(_run(conn, stream, incoming))
     else:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from octo_appliance.comms.calls import EventCallback, Response
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import ConnectionClosed, PickupTimeout
+from octo_appliance.comms.transfer import UploadSource
 
 log = logging.getLogger("octo_appliance.comms")
 
@@ -140,7 +141,7 @@ class PollingHub:
         *,
         pickup_timeout: float = 120.0,
         on_event: EventCallback | None = None,
-        upload: str | Path | None = None,
+        upload: UploadSource | None = None,
         download_dir: str | Path | None = None,
         timeout: float | None = None,
     ) -> Response:

@@ -4,24 +4,34 @@ The receiver spools to ``<dir>/octo-comms-*.part`` and renames the file (droppin
 only when DATA_END's length and hash match what arrived; on any failure the partial file is
 deleted, so a path handed to a caller is always a whole, verified file. Disk I/O and hashing
 run in a worker thread: a large transfer never stalls the event loop that serves other agents.
+
+What a sender streams (:data:`UploadSource`) is a file path, bytes already in memory, or an
+*opener*: a function returning a fresh readable binary stream. The opener lets content that
+must not sit on disk in the clear (a package decrypted on the fly) stream straight from its
+source; it is called in a worker thread, once per attempt (a polling agent's request that is
+re-queued opens it again), and the stream is closed when the transfer ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import re
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeAlias
 
 from octo_appliance.comms.errors import TransferError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PART_SUFFIX = ".part"
+
+#: a path, bytes in memory, or a function that opens a fresh binary stream (see above)
+UploadSource: TypeAlias = str | os.PathLike[str] | bytes | Callable[[], BinaryIO]
 
 
 class FileReceiver:
@@ -40,6 +50,8 @@ class FileReceiver:
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self._aborted = False
+        #: the SHA-256 of what arrived, once :meth:`finish` verified it
+        self.sha256: str | None = None
         # abort() runs on the event loop while a chunk may be in a worker thread
         self._lock = threading.Lock()
         self.received = 0
@@ -85,6 +97,7 @@ class FileReceiver:
         final = self.path.with_name(self.path.name[: -len(PART_SUFFIX)])
         os.replace(self.path, final)
         self.path = final
+        self.sha256 = digest
         return final
 
     def abort(self) -> None:
@@ -108,6 +121,21 @@ def open_for_sending(path: Path, what: str) -> BinaryIO:
         raise TransferError(
             f"cannot read {what} {path}: {exc.strerror}",
             hint="check that the file exists and this process may read it",
+        ) from None
+
+
+async def open_upload(source: UploadSource, what: str) -> BinaryIO:
+    """Open what is to be streamed (an opener runs in a worker thread: it may be slow)."""
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    if isinstance(source, str | os.PathLike):
+        return open_for_sending(Path(source), what)
+    try:
+        return await asyncio.to_thread(source)
+    except OSError as exc:
+        raise TransferError(
+            f"cannot open {what}: {exc.strerror or exc}",
+            hint="check that the content still exists and this process may read it",
         ) from None
 
 

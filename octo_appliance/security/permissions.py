@@ -6,6 +6,10 @@ A team holds role grants; each grant may be limited to some environments and som
 Permissions named ``*.view`` / ``*.edit`` for a project-scoped resource are checked against the
 project; environment-scoped ones against the environment. Creating a resource that has no
 project or environment yet (a new project, a new environment) needs an unscoped grant.
+
+The package feed belongs to no project: any grant holding ``package.view`` may read it, and
+pushing or deleting a package needs ``package.push`` / ``package.delete`` through an unscoped
+grant (only administrators hold them; a deployer deploys packages, a build server pushes them).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ class Permission(StrEnum):
     TEAM_EDIT = "team.edit"
     AUDIT_VIEW = "audit.view"
     SYSTEM_VIEW = "system.view"
+    #: the built-in package feed: list, read and download packages
+    PACKAGE_VIEW = "package.view"
+    #: upload (and replace) packages; Octopus's BuiltInFeedPush
+    PACKAGE_PUSH = "package.push"
+    #: delete packages (a version a release uses only with force)
+    PACKAGE_DELETE = "package.delete"
 
 
 _VIEW = {
@@ -45,6 +55,7 @@ _VIEW = {
     Permission.TASK_VIEW,
     Permission.TEAM_VIEW,
     Permission.SYSTEM_VIEW,
+    Permission.PACKAGE_VIEW,
 }
 
 #: role name -> (title, permissions)

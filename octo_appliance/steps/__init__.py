@@ -9,4 +9,5 @@ from __future__ import annotations
 BUILTIN_MODULES: tuple[str, ...] = (
     "octo_appliance.steps.run_script",
     "octo_appliance.steps.manual_intervention",
+    "octo_appliance.steps.deploy_package",
 )

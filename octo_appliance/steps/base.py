@@ -39,6 +39,51 @@ class StepTarget:
 
 
 @dataclass(frozen=True)
+class PackageInfo:
+    """One exact package version from the feed, as a release pinned it for a step."""
+
+    package_id: str
+    version: str
+    sha256: str
+    size: int
+    format: str
+    #: ``ID.VERSION.ext``, the name it was pushed under
+    file_name: str
+    #: the feed's id of this version (``pkg_...``), for reading its content
+    id: str = ""
+
+    def as_argument(self) -> dict[str, Any]:
+        """What the runner's ``deploy-package`` command receives as ``package``."""
+        return {
+            "id": self.package_id,
+            "version": self.version,
+            "sha256": self.sha256,
+            "format": self.format,
+            "file_name": self.file_name,
+            "size": self.size,
+        }
+
+
+#: how a package reached a target: already there, whole, as a delta, or not at all
+TRANSFER_MODES: tuple[str, ...] = ("cached", "full", "delta", "failed")
+
+
+@dataclass(frozen=True)
+class PackageTransfer:
+    """What placing a package in one target's cache did."""
+
+    target: StepTarget
+    #: one of :data:`TRANSFER_MODES`
+    mode: str
+    bytes_sent: int = 0
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.mode != "failed"
+
+
+@dataclass(frozen=True)
 class RunnerRequest:
     """One runner command for one target; the engine adds the target's variables."""
 
@@ -46,6 +91,9 @@ class RunnerRequest:
     arguments: dict[str, Any]
     #: hold the target's mutex while it runs (deployment work does; read-only checks need not)
     exclusive: bool = True
+    #: the package the command needs in the target's cache: the engine places it first when
+    #: :meth:`StepContext.acquire_package` did not (a retry after a failed transfer)
+    package: PackageInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +155,8 @@ class StepContext(ABC):
     step: StepInfo
     #: the targets this step runs on in this deployment (empty for appliance-only steps)
     targets: Sequence[StepTarget]
+    #: the deployment asked to redo work that targets record as done (``"force": true``)
+    force: bool = False
 
     @abstractmethod
     def properties_for(self, target: StepTarget | None) -> dict[str, Any]:
@@ -124,6 +174,22 @@ class StepContext(ABC):
     @abstractmethod
     async def run_on_appliance(self, request: RunnerRequest) -> TargetRun:
         """Run a runner command once on the appliance's built-in worker."""
+
+    @abstractmethod
+    def package(self, package_id: str) -> PackageInfo:
+        """The version of ``package_id`` the release pinned for this step (see
+        :meth:`StepType.package_ids`); :class:`StepFailed` when it pinned none or the feed no
+        longer holds it."""
+
+    @abstractmethod
+    async def acquire_package(
+        self, package: PackageInfo, *, appliance: bool = False
+    ) -> list[PackageTransfer]:
+        """Place ``package`` in the cache of every target of the step (``appliance``: the
+        built-in worker's) at once, within the appliance's package parallelism, sending
+        nothing where the content is already cached and a binary delta where that is smaller.
+        Never raises for one target's failure: read the transfers; a later
+        :meth:`run_on_targets` retries the transfer for a target whose transfer failed."""
 
     @abstractmethod
     async def interrupt(
@@ -154,6 +220,11 @@ class StepType:
     summary: ClassVar[str] = ""
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
+        return []
+
+    def package_ids(self, properties: dict[str, Any]) -> list[str]:
+        """Ids of the feed packages the step deploys: a release pins one version of each
+        (the latest unless the release names one), and the feed keeps those versions."""
         return []
 
     def targets_machines(self, properties: dict[str, Any]) -> bool:

@@ -1,21 +1,30 @@
 """The interface the engine uses to reach a target, whatever carries the bytes.
 
-A transport turns four operations into calls on an agent: run a runner command with its
-input and stream its events back, place a file in the agent's package cache, fetch a file
-from a task's work dir, and check health. The listening and polling transports differ only
-in how they get a connection (:meth:`Transport.call`), so everything else lives here once.
+A transport turns these operations into calls on an agent: run a runner command with its
+input and stream its events back, place a package in the agent's cache (whole, or as a delta
+against a version it holds), list the versions of a package it holds, fetch a file from a
+task's work dir, and check health. The listening and polling transports differ only in how
+they get a connection (:meth:`Transport.call`), so everything else lives here once.
 Third-party transports (SSH, WinRM, ...) subclass this and register with
-``register_transports``.
+``register_transports``; one that is no agent at all (the built-in worker) overrides the
+operations themselves.
+
+Content to upload is an :data:`~octo_appliance.comms.UploadSource`: a path, bytes, or an
+opener returning a fresh stream, so a package decrypted on the fly never has to be written
+to disk in the clear to reach a target.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from octo_appliance.agent import contract
+from octo_appliance.comms import CallFailed, UploadSource
 
 if TYPE_CHECKING:
     from octo_appliance.comms import Response
@@ -75,6 +84,9 @@ class Transport:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    #: False for a transport that can only upload files from a path: package acquisition
+    #: then spools the content to a private temporary file for it instead of streaming
+    accepts_streams: ClassVar[bool] = True
 
     def __init__(self, network: AgentNetwork) -> None:
         self.network = network
@@ -86,7 +98,7 @@ class Transport:
         params: dict[str, Any],
         *,
         on_event: EventSink | None = None,
-        upload: Path | None = None,
+        upload: UploadSource | None = None,
         download_dir: Path | None = None,
         timeout: float | None = None,
     ) -> Response:
@@ -110,12 +122,70 @@ class Transport:
         return RunnerResult.from_json(response.result or {})
 
     async def has_file(self, target: TargetAddress, sha256: str) -> bool:
+        """Whether the target's cache holds this content (whole)."""
         response = await self.call(target, contract.CACHE_HAS, {"sha256": sha256})
         return bool((response.result or {}).get("present"))
 
-    async def upload(self, target: TargetAddress, path: Path, sha256: str, name: str) -> None:
-        params = {"sha256": sha256, "length": path.stat().st_size, "name": name}
-        await self.call(target, contract.CACHE_PUT, params, upload=path)
+    async def upload(
+        self,
+        target: TargetAddress,
+        content: UploadSource,
+        sha256: str,
+        name: str,
+        *,
+        length: int | None = None,
+        package_id: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Place ``content`` in the target's cache under ``sha256`` (the agent checks it).
+
+        ``length`` is required for an opener; for a path or bytes it is taken from them.
+        ``package_id`` and ``version`` let :meth:`cached_versions` find it later.
+        """
+        params: dict[str, Any] = {
+            "sha256": sha256,
+            "length": await _length_of(content, length),
+            "name": name,
+        }
+        params.update(_described(package_id, version))
+        await self.call(target, contract.CACHE_PUT, params, upload=content)
+
+    async def cached_versions(self, target: TargetAddress, package_id: str) -> list[dict[str, Any]]:
+        """``[{sha256, version, length, name}]`` of the package's versions the target holds.
+
+        An agent too old to know ``cache.list`` holds none, as far as deltas are concerned.
+        """
+        try:
+            response = await self.call(target, contract.CACHE_LIST, {"package_id": package_id})
+        except CallFailed as exc:
+            if exc.code == "unknown_method":
+                return []
+            raise
+        packages = (response.result or {}).get("packages")
+        return [p for p in packages if isinstance(p, dict)] if isinstance(packages, list) else []
+
+    async def upload_delta(
+        self,
+        target: TargetAddress,
+        base_sha256: str,
+        delta: UploadSource,
+        sha256: str,
+        length: int,
+        name: str,
+        package_id: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Send a delta the target applies to its cached ``base_sha256``, giving the content
+        ``sha256`` of ``length`` bytes. Raises CallFailed (``base_missing``, ``delta_failed``,
+        ``length_mismatch``, ``hash_mismatch``): the caller then sends the whole package."""
+        params: dict[str, Any] = {
+            "base_sha256": base_sha256,
+            "sha256": sha256,
+            "length": length,
+            "name": name,
+        }
+        params.update(_described(package_id, version))
+        await self.call(target, contract.CACHE_PATCH, params, upload=delta)
 
     async def fetch(
         self, target: TargetAddress, task_id: str, remote_path: str, download_dir: Path
@@ -132,3 +202,22 @@ class Transport:
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
         response = await self.call(target, contract.AGENT_INFO, {}, timeout=timeout)
         return dict(response.result or {})
+
+
+def _described(package_id: str | None, version: str | None) -> dict[str, str]:
+    described = {}
+    if package_id:
+        described["package_id"] = package_id
+    if version:
+        described["version"] = version
+    return described
+
+
+async def _length_of(content: UploadSource, length: int | None) -> int:
+    if length is not None:
+        return length
+    if isinstance(content, bytes):
+        return len(content)
+    if isinstance(content, str | os.PathLike):
+        return (await asyncio.to_thread(os.stat, content)).st_size
+    raise ValueError("upload() needs length= when the content is an opener")

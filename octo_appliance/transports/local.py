@@ -11,6 +11,13 @@ Settings (docs/configuration.md): ``builtin_worker`` (false: every appliance ste
 a message saying so), ``worker_user`` (run the runner as this OS user: ``user=``/``group=`` of
 the child when the appliance runs as root, else ``sudo -n -u USER``), ``worker_dir``.
 
+The worker is a deployment target like any agent, so it has an agent's package layout beside
+its work dirs: ``cache/`` (a :class:`~octo_appliance.agent.cache.PackageCache`: packages by
+SHA-256, deltas applied locally), ``applications/`` and ``journal.json``, named to the runner
+in its document's context exactly as an agent names its own. The package operations
+(``has_file``, ``upload``, ``cached_versions``, ``upload_delta``) work on that cache
+in-process; ``call`` still refuses everything else (there is no agent to call).
+
 The runner's environment never carries the appliance's ``OCTO_*`` variables (a master key or
 database password given by environment must not reach a script). Only the worker's own
 address is served: a target registered with communication style ``local`` is refused, so
@@ -22,19 +29,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import io
 import os
 import pwd
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
+from octo_appliance.agent.cache import PackageCache, finish_in_thread
 from octo_appliance.agent.runner_host import LINE_LIMIT, RunnerHost
 from octo_appliance.agent.workdirs import WorkDirs
-from octo_appliance.comms import CallFailed, Response
+from octo_appliance.comms import CallFailed, Response, UploadSource
 from octo_appliance.exceptions import ConfigError
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
@@ -136,6 +146,7 @@ class LocalTransport(Transport):
         self.user: WorkerUser | None = None
         self.root: Path | None = None
         self.host = WorkerHost(None)
+        self.cache: PackageCache | None = None
         self._runner_lock = asyncio.Lock()
 
     def configure(self, *, enabled: bool, root: Path, user: str | None) -> None:
@@ -144,6 +155,18 @@ class LocalTransport(Transport):
         self.root = root
         self.user = WorkerUser.lookup(user) if user else None
         self.host = WorkerHost(self.user)
+        self.cache = PackageCache(root / "cache")
+
+    @property
+    def package_paths(self) -> dict[str, str]:
+        """The paths the runner's context names (absolute, like an agent's)."""
+        assert self.root is not None
+        root = self.root.absolute()
+        return {
+            "cache_dir": str(root / "cache"),
+            "applications_dir": str(root / "applications"),
+            "journal_file": str(root / "journal.json"),
+        }
 
     # -- the interface -------------------------------------------------------------------
 
@@ -154,14 +177,15 @@ class LocalTransport(Transport):
         params: dict[str, Any],
         *,
         on_event: EventSink | None = None,
-        upload: Path | None = None,
+        upload: UploadSource | None = None,
         download_dir: Path | None = None,
         timeout: float | None = None,
     ) -> Response:
         raise CallFailed(
             "unknown_method",
-            f"the built-in worker does not handle {method!r}: it only runs runner commands",
-            hint="use an agent target for package transfers and file fetches",
+            f"the built-in worker does not handle {method!r}: it runs runner commands and "
+            "keeps a package cache, nothing else",
+            hint="use an agent target for file fetches",
         )
 
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
@@ -198,7 +222,7 @@ class LocalTransport(Transport):
             "arguments": command.arguments,
             "variables": command.variables,
             "work_dir": str(work_dir),
-            "context": {**command.context, "task_id": command.task_id},
+            "context": {**command.context, "task_id": command.task_id, **self.package_paths},
         }
 
         async def emit(event: dict[str, Any]) -> None:
@@ -220,11 +244,106 @@ class LocalTransport(Transport):
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, work_dir, True))
         return RunnerResult.from_json(raw)
 
+    # -- the package cache ---------------------------------------------------------------
+
+    async def has_file(self, target: TargetAddress, sha256: str) -> bool:
+        cache = await self._cache(target)
+        return await asyncio.to_thread(cache.lookup, sha256) is not None
+
+    async def cached_versions(self, target: TargetAddress, package_id: str) -> list[dict[str, Any]]:
+        cache = await self._cache(target)
+        return await asyncio.to_thread(cache.versions_of, package_id)
+
+    async def upload(
+        self,
+        target: TargetAddress,
+        content: UploadSource,
+        sha256: str,
+        name: str,
+        *,
+        length: int | None = None,
+        package_id: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Copy the content into the worker's cache (checked by length and SHA-256)."""
+        cache = await self._cache(target)
+        scratch = await finish_in_thread(_spool, content, self._scratch_dir())
+        try:
+            if length is None:
+                length = scratch.stat().st_size
+            stored = await cache.store(
+                scratch, sha256, length, name, package_id=package_id, version=version
+            )
+            await asyncio.to_thread(self._hand_over, stored)
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    async def upload_delta(
+        self,
+        target: TargetAddress,
+        base_sha256: str,
+        delta: UploadSource,
+        sha256: str,
+        length: int,
+        name: str,
+        package_id: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Apply the delta to the worker's cached base, as an agent does (same errors)."""
+        cache = await self._cache(target)
+        scratch = self._scratch_dir()
+        spooled = await finish_in_thread(_spool, delta, scratch)
+        try:
+            stored = await cache.patch(
+                spooled,
+                base_sha256,
+                sha256,
+                length,
+                name,
+                scratch=scratch,
+                package_id=package_id,
+                version=version,
+            )
+            await asyncio.to_thread(self._hand_over, stored)
+        finally:
+            spooled.unlink(missing_ok=True)
+
+    async def _cache(self, target: TargetAddress) -> PackageCache:
+        """The worker's cache, after checking this target may use it."""
+        if target.id != WORKER.id:
+            raise CallFailed(
+                "unknown_target",
+                f"target {target.name} uses communication style 'local', which only serves "
+                "the appliance's built-in worker",
+                hint="give the target an agent (listening or polling)",
+            )
+        if not self.enabled:
+            raise CallFailed(
+                "worker_disabled",
+                "the built-in worker is disabled on this appliance (setting builtin_worker "
+                "is false): it takes no packages",
+                hint="enable builtin_worker, or run the step on agent targets",
+            )
+        if self.root is None or self.cache is None:
+            raise RuntimeError("the local transport was not configured")
+        await asyncio.to_thread(_prepare_package_dirs, self.root, self.user)
+        return self.cache
+
+    def _scratch_dir(self) -> Path:
+        assert self.root is not None
+        return self.root / "tmp"
+
+    def _hand_over(self, path: Path) -> None:
+        """A cached file belongs to the worker user, who runs the runner that reads it."""
+        if self.user is not None and os.geteuid() == 0:
+            os.chown(path, self.user.uid, self.user.gid)
+
     # -- files ---------------------------------------------------------------------------
 
     def _work_dir(self, task_id: str) -> Path:
         assert self.root is not None
         _prepare_root(self.root, shared=self.user is not None)
+        _prepare_package_dirs(self.root, self.user)
         path = WorkDirs(self.root / "work").create(task_id)
         if self.user is not None and os.geteuid() == 0:
             os.chown(path, self.user.uid, self.user.gid)
@@ -251,6 +370,41 @@ def _prepare_root(root: Path, *, shared: bool) -> None:
     work = root / "work"
     work.mkdir(exist_ok=True)
     os.chmod(work, 0o711 if shared else 0o700)
+
+
+def _prepare_package_dirs(root: Path, user: WorkerUser | None) -> None:
+    """``cache/``, ``applications/`` and ``tmp/`` (scratch for uploads and deltas) under the
+    worker dir, 0700. With a worker user and an appliance running as root, ``cache/`` and
+    ``applications/`` belong to that user (the runner reads the one and extracts into the
+    other); ``tmp/`` stays the appliance's."""
+    _prepare_root(root, shared=user is not None)
+    for name in ("cache", "applications", "tmp"):
+        path = root / name
+        path.mkdir(mode=0o700, exist_ok=True)
+        if user is not None and name != "tmp" and os.geteuid() == 0:
+            os.chown(path, user.uid, user.gid)
+
+
+def _spool(content: UploadSource, directory: Path) -> Path:
+    """Copy upload content into a private scratch file in ``directory`` (same file system as
+    the cache, so storing it is a rename); the caller deletes it."""
+    fd, name = tempfile.mkstemp(prefix="octo-local-", suffix=".part", dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, _open_source(content) as source:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _open_source(content: UploadSource) -> BinaryIO:
+    if isinstance(content, bytes):
+        return io.BytesIO(content)
+    if isinstance(content, str | os.PathLike):
+        return Path(content).open("rb")
+    return content()
 
 
 def _same_file(path: Path, sha256: str) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from octo_appliance.comms import Response
+from octo_appliance.comms import Response, UploadSource
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
 from octo_appliance.transports.base import EventSink, TargetAddress, Transport
@@ -24,7 +24,7 @@ class PollingTransport(Transport):
         params: dict[str, Any],
         *,
         on_event: EventSink | None = None,
-        upload: Path | None = None,
+        upload: UploadSource | None = None,
         download_dir: Path | None = None,
         timeout: float | None = None,
     ) -> Response:

@@ -3,13 +3,18 @@
 Exit code: the script's exit code (0 on success), 1 when the runner itself could not do the
 work, 2 for a malformed request, 143 after a cancel (SIGTERM/SIGINT). Diagnostics for humans
 go to stderr; stdout carries protocol events only, so nothing else may print there.
+
+The agent may start a runner before it has a task for it (docs/runner-protocol.md, "Process
+start"): such a runner waits on stdin, so it imports its commands meanwhile, and takes its
+working directory from the request's ``work_dir`` rather than from where it was started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -63,7 +68,9 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, *, parent_pid: int | None = None) -
     try:
         if stdin.isatty():
             print("octo-runner: reading a JSON request from stdin (see --help)", file=sys.stderr)
+        _prepare_while_idle(stdin)
         request = parse_request(stdin.read())
+        _enter_work_dir(request.work_dir)
         masker.add_all(request.sensitive_values())
         for name in request.ignored_fields:
             events.log("verbose", f"ignoring unknown request field {name!r}")
@@ -77,12 +84,40 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, *, parent_pid: int | None = None) -
     except RunnerError as exc:
         outcome = _failure(events, exc.exit_code, str(exc))
     except Exception as exc:  # a bug: report it without a raw traceback on stdout
+        import traceback  # only here: it costs a few ms of every start otherwise
+
         events.log(
             "verbose", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         )
         outcome = _failure(events, 1, f"the runner failed: {type(exc).__name__}: {exc}")
     events.result(outcome.exit_code, outcome.success, outcome.message, **outcome.extra)
     return outcome.exit_code
+
+
+def _prepare_while_idle(stdin: BinaryIO) -> None:
+    """Import every command while no request has arrived yet (a runner started ahead of its
+    task), so the task does not wait for it; with the request already there, as when the
+    runner is started for it, only the command asked for is imported, later."""
+    try:
+        ready, _, _ = select.select([stdin], [], [], 0)
+    except (OSError, ValueError, TypeError):  # not a pipe or file (a test's BytesIO)
+        return
+    if ready:
+        return
+    for name in COMMANDS:
+        # a warm-up only: a command that fails to import fails when it is asked for
+        with contextlib.suppress(Exception):
+            load(name)
+
+
+def _enter_work_dir(work_dir: str | None) -> None:
+    """Make an absolute ``work_dir`` the runner's working directory: the agent may have
+    started it elsewhere, before the task was known. A dir that is not there yet is left to
+    the command, which creates it (and runs its scripts in it) or reports why it cannot."""
+    if work_dir is None or not os.path.isabs(work_dir):
+        return
+    with contextlib.suppress(OSError):
+        os.chdir(work_dir)
 
 
 def _failure(events: EventWriter, exit_code: int, message: str) -> Outcome:

@@ -119,13 +119,18 @@ def test_cancel_kills_the_runner_and_the_script(agent: Agent, runner_build: Runn
         assert started.wait(30), "the script did not start"
         agent_process = psutil.Process(agent.process.pid)
         wait_for(lambda: _has_sleep(agent_process), 20, "the script to start sleep")
-        tree = agent_process.children(recursive=True)
-        assert any(p.pid == script_pid[0] for p in tree)
+        # the task's runner is the script's parent (the agent also keeps an idle runner
+        # started ahead of the next task, which a cancel leaves alone)
+        runner = psutil.Process(script_pid[0]).parent()
+        assert runner is not None and runner.ppid() == agent_process.pid
+        tree = [runner, *runner.children(recursive=True)]
+        assert any(p.pid == script_pid[0] for p in tree) and any(_name(p) == "sleep" for p in tree)
     finally:  # also when an assertion failed: a sleeping task would hold the target mutex
         call.cancel()
 
-    wait_for(lambda: not agent_process.children(recursive=True), 20, "the runner to exit")
+    wait_for(lambda: not _alive(runner), 20, "the runner to exit")
     wait_for(lambda: not any(_alive(p) for p in tree), 20, "the script's processes to go")
+    assert not [p for p in agent_process.children(recursive=True) if _name(p) == "sleep"]
 
 
 def _has_sleep(process: psutil.Process) -> bool:

@@ -86,3 +86,17 @@ def test_hashes_are_checked_before_they_become_paths(value: object) -> None:
 
 def test_upper_case_hashes_are_accepted() -> None:
     assert check_sha256("AB" * 32) == "ab" * 32
+
+
+async def test_a_hash_the_transfer_computed_is_trusted_only_when_it_matches(
+    cache: PackageCache, tmp_path: Path
+) -> None:
+    path, sha = upload(tmp_path, b"verified on arrival")
+    other = hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(CallFailed) as refused:
+        await cache.store(path, sha, 19, "a.zip", verified_sha256=other)
+    assert refused.value.code == "hash_mismatch"
+    assert cache.lookup(sha) is None and path.exists()
+
+    stored = await cache.store(path, sha, 19, "a.zip", verified_sha256=sha)
+    assert stored.read_bytes() == b"verified on arrival"

@@ -46,9 +46,14 @@ from octo_appliance.db import (
     Variable,
 )
 from octo_appliance.db.api_keys import create_api_key
+from octo_appliance.db.packages import Package
+from octo_appliance.feed.catalog import save_package
+from octo_appliance.feed.names import PackageName
+from octo_appliance.feed.storage import store_bytes
 from octo_appliance.security.permissions import ROLES, Permission
 from tests.api.deploy_support import held_engine
 from tests.api.helpers import make_user, session_client
+from tests.packages_support import zip_bytes
 
 PUBLIC = "public"  # no authentication at all
 SIGNED_IN = "signed-in"  # any authenticated user (self-service)
@@ -87,6 +92,8 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/deployments": (P.PROJECT_VIEW, P.DEPLOYMENT_CREATE),
     "/interruptions": (P.PROJECT_VIEW, P.DEPLOYMENT_CREATE),
     "/dashboard": (P.PROJECT_VIEW, None),
+    "/packages": (P.PACKAGE_VIEW, P.PACKAGE_PUSH),
+    "/packages/{}/{}": (P.PACKAGE_VIEW, P.PACKAGE_DELETE),
 }
 
 #: the collection a path parameter follows -> the kind of row it names
@@ -104,6 +111,13 @@ COLLECTIONS = {
     "releases": "release",
     "deployments": "deployment",
     "interruptions": "interruption",
+}
+
+#: path parameters named for a field of a row rather than following a collection:
+#: (first path segment, parameter) -> (kind of row, the row's attribute that fills it)
+NAMED_PARAMS = {
+    ("packages", "package_id"): ("package", "package_id"),
+    ("packages", "version"): ("package", "version"),
 }
 
 #: body fields that reference other resources get real ids of this kind
@@ -201,6 +215,7 @@ class Fixtures:
     caller: Caller
     made: dict[str, str] = field(default_factory=dict)
     endpoint: Endpoint | None = None
+    octo: Any = None
 
     def id_of(self, kind: str) -> str:
         if kind not in self.made:
@@ -265,6 +280,15 @@ class Fixtures:
                 environment_id=self.id_of("environment"),
             )
             return str(interruption.id)
+        if kind == "package":
+            appliance = self.octo.appliance
+            name = PackageName("mx-pkg", f"1.0.{secrets.randbelow(10**9)}", "zip")
+            received = store_bytes(appliance.vault, appliance.data_dir, name, MATRIX_ZIP)
+            return str(
+                save_package(
+                    appliance.data_dir, received, replace=False, uploaded_by="x"
+                ).package.id
+            )
         if kind == "api-key":
             # the caller's own spare key: self-service endpoints act on the caller's rows
             owner = User.get_by_id(self.caller.user_id or self.id_of("user"))
@@ -323,6 +347,15 @@ def _agent_registration(octo: Any, fx: Fixtures) -> dict[str, Any]:
     }
 
 
+MATRIX_ZIP = zip_bytes({"index.html": b"<html/>"})
+
+#: (method, path) -> request arguments, for bodies that are not JSON
+REQUESTS: dict[tuple[str, str], Any] = {
+    ("POST", "/packages"): lambda octo, fx: {
+        "files": {"file": (f"mx-pkg.2.0.{secrets.randbelow(10**9)}.zip", MATRIX_ZIP)}
+    },
+}
+
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/targets/register"): _agent_registration,
     ("POST", "/scripts"): lambda octo, fx: {
@@ -356,7 +389,13 @@ def build_path(endpoint: Endpoint, fx: Fixtures) -> tuple[str, set[str]]:
     segments = endpoint.path.strip("/").split("/")
     ids: set[str] = set()
     for index, segment in enumerate(segments):
-        if _PARAM.fullmatch(segment):
+        match = _PARAM.fullmatch(segment)
+        if match and (segments[0], match[1]) in NAMED_PARAMS:
+            kind, attribute = NAMED_PARAMS[(segments[0], match[1])]
+            row_id = fx.id_of(kind)
+            segments[index] = str(getattr(Package.get_by_id(row_id), attribute))
+            ids.add(row_id)
+        elif match:
             collection = segments[index - 1] if index else ""
             if collection not in COLLECTIONS:
                 raise AssertionError(
@@ -382,7 +421,7 @@ def check_endpoint(octo: Any, client: Any, endpoint: Endpoint, callers: list[Cal
     access = rule_for(endpoint)
     problems: list[str] = []
     for caller in callers:
-        fx = Fixtures(caller, endpoint=endpoint)
+        fx = Fixtures(caller, endpoint=endpoint, octo=octo)
         try:
             path, ids = build_path(endpoint, fx)
             body = build_body(octo, endpoint, fx)
@@ -390,12 +429,13 @@ def check_endpoint(octo: Any, client: Any, endpoint: Endpoint, callers: list[Cal
             return [f"{label(endpoint)}: {exc}; add a body to BODIES"]
         headers = {"X-Api-Key": caller.key} if caller.key else {}
         before = {event.id for event in AuditEvent.select(AuditEvent.id)}
-        response = client.request(
-            endpoint.method,
-            "/api/v1" + path,
-            headers=headers,
-            json=body if endpoint.body is not None else None,
+        custom = REQUESTS.get((endpoint.method, endpoint.path))
+        arguments = (
+            custom(octo, fx)
+            if custom is not None
+            else {"json": body if endpoint.body is not None else None}
         )
+        response = client.request(endpoint.method, "/api/v1" + path, headers=headers, **arguments)
         client.cookies.clear()  # a login must not turn later anonymous calls into sessions
         status = response.status_code
         allowed = caller.allowed(access)
@@ -422,7 +462,9 @@ def audit_problems(
     new = [event for event in AuditEvent.select() if event.id not in before]
     if not new:
         return [f"{where}: the write left no audit event"]
-    created = response.json().get("id") if "json" in response.headers.get("content-type") else None
+    created = (
+        response.json().get("id") if "json" in response.headers.get("content-type", "") else None
+    )
     targets = ids | {created, caller.user_id} - {None}
     for event in new:
         named = event.resource_id in targets or (access == PUBLIC and event.resource_id)

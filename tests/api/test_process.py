@@ -140,10 +140,11 @@ def test_step_names_are_unique(api, world):
 
 
 def test_unknown_type_lists_the_registered_ones(api, world):
-    response = put(api, [{"name": "X", "type": "deploy-package", "roles": ["web"]}])
+    response = put(api, [{"name": "X", "type": "deploy-nuget", "roles": ["web"]}])
     assert fields(response) == ["steps.0.type"]
     message = response.json()["error"]["details"][0]["message"]
     assert "manual-intervention" in message and "run-script" in message
+    assert "deploy-package" in message
 
 
 def test_properties_are_checked_per_field(api, world):

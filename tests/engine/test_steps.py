@@ -9,6 +9,7 @@ import pytest
 from octo_appliance.plugins import create_plugin_manager
 from octo_appliance.steps import BUILTIN_MODULES
 from octo_appliance.steps.base import StepType
+from octo_appliance.steps.deploy_package import DeployPackage, script_of
 from octo_appliance.steps.manual_intervention import ManualIntervention
 from octo_appliance.steps.run_script import RunScript
 
@@ -19,6 +20,7 @@ def test_builtins_are_registered_through_the_hook() -> None:
     assert names == {
         "run-script": "octo_appliance.steps.run_script",
         "manual-intervention": "octo_appliance.steps.manual_intervention",
+        "deploy-package": "octo_appliance.steps.deploy_package",
     }
     assert set(names.values()) <= set(BUILTIN_MODULES)
 
@@ -111,9 +113,101 @@ def test_manual_intervention_validation(
         (RunScript(), {**SCRIPT, "run_on": "targets"}, True),
         (RunScript(), {**SCRIPT, "run_on": "appliance"}, False),
         (ManualIntervention(), {"instructions": "x"}, False),
+        (DeployPackage(), {"package": "A"}, True),
+        (DeployPackage(), {"package": "A", "run_on": "appliance"}, False),
     ],
 )
 def test_which_steps_run_on_targets(
     step_type: StepType, properties: dict[str, Any], expected: bool
 ) -> None:
     assert step_type.targets_machines(properties) is expected
+
+
+PACKAGE = {"package": "Acme.Web"}
+
+DEPLOY_PACKAGE_CASES = [
+    pytest.param(PACKAGE, {}, id="valid-minimal"),
+    pytest.param(
+        {
+            **PACKAGE,
+            "substitute_files": ["config/*.conf", "**/*.txt"],
+            "structured_variables": ["appsettings.json"],
+            "install_dir": "/opt/#{Octo.Project.Name}",
+            "purge": True,
+            "pre_deploy": "echo pre",
+            "deploy": {"syntax": "python", "body": "print('#{Octo.Machine.Name}')"},
+            "post_deploy": {"body": "echo post"},
+            "run_on": "appliance",
+            "keep_releases": 3,
+        },
+        {},
+        id="valid-everything",
+    ),
+    pytest.param({}, {"package": "is required"}, id="package-missing"),
+    pytest.param({"package": "a b"}, {"package": "must be a package id"}, id="package-space"),
+    pytest.param({"package": "#{Pkg}"}, {"package": "must be a package id"}, id="package-var"),
+    pytest.param({"package": 5}, {"package": "is required"}, id="package-not-text"),
+    pytest.param(
+        {**PACKAGE, "substitute_files": "*.conf"}, {"substitute_files": "list"}, id="globs-text"
+    ),
+    pytest.param(
+        {**PACKAGE, "structured_variables": ["../x.json"]},
+        {"structured_variables": "inside"},
+        id="glob-escapes",
+    ),
+    pytest.param(
+        {**PACKAGE, "substitute_files": ["/etc/*"]}, {"substitute_files": "inside"}, id="abs-glob"
+    ),
+    pytest.param({**PACKAGE, "deploy": 3}, {"deploy": "bash script"}, id="script-not-text"),
+    pytest.param({**PACKAGE, "deploy": " "}, {"deploy": "is empty"}, id="script-blank"),
+    pytest.param(
+        {**PACKAGE, "deploy": {"syntax": "cobol", "body": "x"}},
+        {"deploy.syntax": "must be one of"},
+        id="script-syntax",
+    ),
+    pytest.param(
+        {**PACKAGE, "post_deploy": {"body": "x", "shell": "zsh"}},
+        {"post_deploy.shell": "not a script field"},
+        id="script-unknown-field",
+    ),
+    pytest.param(
+        {**PACKAGE, "pre_deploy": "#{if X}open"}, {"pre_deploy": "#{if"}, id="script-template"
+    ),
+    pytest.param({**PACKAGE, "install_dir": ""}, {"install_dir": "directory"}, id="dir-empty"),
+    pytest.param({**PACKAGE, "purge": True}, {"purge": "needs install_dir"}, id="purge-no-dir"),
+    pytest.param(
+        {**PACKAGE, "install_dir": "/x", "purge": "yes"}, {"purge": "true or false"}, id="purge"
+    ),
+    pytest.param({**PACKAGE, "run_on": "moon"}, {"run_on": "targets or appliance"}, id="run-on"),
+    pytest.param({**PACKAGE, "keep_releases": 0}, {"keep_releases": "from 1"}, id="keep-zero"),
+    pytest.param({**PACKAGE, "keep_releases": True}, {"keep_releases": "from 1"}, id="keep-bool"),
+    pytest.param({**PACKAGE, "feed": "x"}, {"feed": "not a property"}, id="unknown-property"),
+]
+
+
+@pytest.mark.parametrize(("properties", "expected"), DEPLOY_PACKAGE_CASES)
+def test_deploy_package_validation(properties: dict[str, Any], expected: dict[str, str]) -> None:
+    found = problems(DeployPackage(), properties)
+    assert set(found) == set(expected)
+    for field, fragment in expected.items():
+        assert fragment in found[field]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("echo hi", {"syntax": "bash", "body": "echo hi"}),
+        ({"body": "echo hi"}, {"syntax": "bash", "body": "echo hi"}),
+        ({"syntax": "python", "body": "print(1)"}, {"syntax": "python", "body": "print(1)"}),
+    ],
+)
+def test_deploy_package_scripts_normalise(value: Any, expected: Any) -> None:
+    assert script_of(value) == expected
+
+
+def test_deploy_package_names_its_package() -> None:
+    assert DeployPackage().package_ids({"package": "Acme.Web"}) == ["Acme.Web"]
+    assert DeployPackage().package_ids({}) == []
+    assert RunScript().package_ids(SCRIPT) == []

@@ -20,6 +20,7 @@ MIGRATION_MODULES: tuple[str, ...] = (
     "m0002_tasks",
     "m0003_target_identity",
     "m0004_deployments",
+    "m0005_packages",
 )
 
 

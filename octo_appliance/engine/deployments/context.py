@@ -21,6 +21,8 @@ from octo_appliance.steps.base import (
     InterruptionAnswer,
     MakeRequest,
     OutputValue,
+    PackageInfo,
+    PackageTransfer,
     RunnerRequest,
     StepContext,
     StepFailed,
@@ -67,6 +69,9 @@ class EngineStepContext(StepContext):
         ]
         #: targets that ended failed (after retries and guided failure), for the engine
         self.failed_targets: list[str] = []
+        self.force = run.options.force
+        #: (target id, package sha256) whose transfer succeeded in this step
+        self._placed: set[tuple[str, str]] = set()
 
     # -- StepContext ---------------------------------------------------------------------
 
@@ -93,6 +98,68 @@ class EngineStepContext(StepContext):
         info = TargetInfo(WORKER.id, WORKER.name, address=WORKER)
         self.run.progress.target_pending(self.planned.index, info.id, info.name)
         return await self._target_flow(info, lambda _t: request, appliance=True)
+
+    def package(self, package_id: str) -> PackageInfo:
+        found = self.run.loaded.packages.get((self.step.name, package_id))
+        if found is None:
+            raise StepFailed(self.run.loaded.package_problem(self.step.name, package_id))
+        return found
+
+    async def acquire_package(
+        self, package: PackageInfo, *, appliance: bool = False
+    ) -> list[PackageTransfer]:
+        if appliance:
+            infos = [TargetInfo(WORKER.id, WORKER.name, address=WORKER)]
+        else:
+            infos = [
+                t
+                for t in self._infos.values()
+                if t.id not in self.run.excluded and t.address is not None and not t.unavailable
+            ]
+        return await self._acquire(package, infos)
+
+    async def _acquire(
+        self, package: PackageInfo, infos: Sequence[TargetInfo]
+    ) -> list[PackageTransfer]:
+        acquirer = self.run.services.acquirer
+        if acquirer is None:
+            raise StepFailed(
+                "this appliance has no package feed to send packages from",
+                hint="the step needs the built-in feed; check the appliance's start-up log",
+            )
+        by_id = {info.id: info for info in infos}
+        addresses = [info.address for info in infos if info.address is not None]
+        task = self.run.task
+
+        def log(level: str, message: str, address: TargetAddress | None) -> None:
+            ref = None if address is None else TargetRef(address.id, address.name)
+            task.log(level, message, ref)
+
+        transfers = await acquirer.acquire(package, addresses, log)
+        results = []
+        for target_id, transfer in transfers.items():
+            info = by_id[target_id]
+            step_target = StepTarget(info.id, info.name, tuple(sorted(info.roles)))
+            result = PackageTransfer(
+                step_target, transfer.mode, transfer.bytes_sent, transfer.message
+            )
+            if result.ok:
+                self._placed.add((info.id, package.sha256))
+            self.run.progress.target_package(
+                self.planned.index,
+                info.id,
+                info.name,
+                {
+                    "package_id": package.package_id,
+                    "version": package.version,
+                    "mode": transfer.mode,
+                    "bytes_sent": transfer.bytes_sent,
+                    "base_version": transfer.base_version,
+                    "message": transfer.message,
+                },
+            )
+            results.append(result)
+        return results
 
     async def interrupt(
         self,
@@ -251,6 +318,13 @@ class EngineStepContext(StepContext):
         except StepFailed as exc:
             task.error(exc.message, ref)
             return "failed", None, exc.message, []
+        package = request.package
+        if package is not None and (info.id, package.sha256) not in self._placed:
+            transfers = await self._acquire(package, [info])
+            if not transfers or not transfers[0].ok:
+                why = transfers[0].message if transfers else "no transfer was made"
+                message = f"package {package.package_id} {package.version} was not sent: {why}"
+                return "failed", None, message, []
         variables = self.run.variables(self.planned, None if appliance else info)
         command = RunnerCommand(
             task_id=task.id,

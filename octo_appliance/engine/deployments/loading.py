@@ -3,7 +3,7 @@ handler calls :func:`load` in a worker thread)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from octo_appliance.db import (
@@ -15,11 +15,14 @@ from octo_appliance.db import (
     TargetEnvironment,
     TargetRole,
 )
+from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.engine.deployments.plan import TargetInfo
 from octo_appliance.engine.deployments.spec import DeploymentOptions, SpecError, StepSpec
 from octo_appliance.engine.releases import open_release_variables
 from octo_appliance.engine.targets import address_of
 from octo_appliance.engine.variables import ScopedValue, load_snapshot
+from octo_appliance.feed.names import display_name
+from octo_appliance.steps.base import PackageInfo
 from octo_appliance.vault import Vault
 
 
@@ -32,6 +35,52 @@ class Loaded:
     steps: list[StepSpec]
     variables: list[ScopedValue]
     targets: list[TargetInfo]
+    #: ``(step name, package id)`` -> the version the release pinned, still in the feed
+    packages: dict[tuple[str, str], PackageInfo] = field(default_factory=dict)
+    #: ``(step name, package id)`` -> the version pinned whose package the feed lost since
+    lost_packages: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def package_problem(self, step: str, package_id: str) -> str:
+        lost = self.lost_packages.get((step, package_id))
+        if lost is not None:
+            return (
+                f"package {package_id} {lost}, pinned by release {self.release[1]}, is no "
+                "longer in the feed; push it again, or create a new release"
+            )
+        return (
+            f"release {self.release[1]} pinned no version of package {package_id} (the "
+            "process changed after the release was created?); create a new release"
+        )
+
+
+def release_packages(
+    release_id: str,
+) -> tuple[dict[tuple[str, str], PackageInfo], dict[tuple[str, str], str]]:
+    """The release's pinned package versions, joined with the feed (which may have lost some:
+    a forced delete)."""
+
+    found: dict[tuple[str, str], PackageInfo] = {}
+    lost: dict[tuple[str, str], str] = {}
+    for pin in ReleasePackage.select().where(ReleasePackage.release == release_id):
+        row = Package.get_or_none(
+            (Package.package_id == pin.package_id)
+            & (Package.version == pin.version)
+            & (Package.sha256 == pin.sha256)
+        )
+        key = (pin.step, pin.package_id)
+        if row is None:
+            lost[key] = pin.version
+            continue
+        found[key] = PackageInfo(
+            package_id=row.package_id,
+            version=row.version,
+            sha256=row.sha256,
+            size=int(row.size),
+            format=row.format,
+            file_name=display_name(row.package_id, row.version, row.format),
+            id=row.id,
+        )
+    return found, lost
 
 
 def open_sensitive(vault: Vault, release: Release) -> dict[str, str]:
@@ -88,6 +137,7 @@ def load(vault: Vault, options: DeploymentOptions) -> Loaded:
         raise SpecError(f"deployment {options.deployment_id} no longer exists")
     steps = [StepSpec.from_snapshot(i, raw) for i, raw in enumerate(release.process_snapshot)]
     variables = load_snapshot(release.variables_snapshot or [], open_sensitive(vault, release))
+    packages, lost = release_packages(release.id)
     return Loaded(
         deployment_id=options.deployment_id,
         project=(project.id, project.name),
@@ -96,4 +146,6 @@ def load(vault: Vault, options: DeploymentOptions) -> Loaded:
         steps=steps,
         variables=variables,
         targets=environment_targets(environment.id),
+        packages=packages,
+        lost_packages=lost,
     )

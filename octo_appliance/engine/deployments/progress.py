@@ -154,6 +154,17 @@ class Progress:
         self._targets[target_id].states[self.steps[index]["name"]] = (state, message)
         self.changed()
 
+    def target_package(
+        self, index: int, target_id: str, target_name: str, transfer: dict[str, Any]
+    ) -> None:
+        """How the step's package reached the target (``package`` on its entry: mode
+        cached/full/delta/failed and ``bytes_sent``), for people and for the bench."""
+        if (index, target_id) not in self._entries:
+            self.target_pending(index, target_id, target_name)
+        entry = self._entries[(index, target_id)]
+        entry["package"] = {**transfer, "message": self.task.mask(str(transfer["message"]))}
+        self.changed()
+
     def target_outputs(self, target_id: str, step: str, values: list[OutputVariable]) -> None:
         aggregate = self._targets[target_id]
         prefix = f"Octo.Action[{step}].Output."

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.plugins import StepTypeRegistry
 from octo_appliance.vault import Vault
+
+if TYPE_CHECKING:
+    from octo_appliance.engine.acquisition import Acquirer
 
 #: targets one step runs on at once when its window does not say fewer (setting)
 DEFAULT_STEP_PARALLELISM = 50
@@ -24,3 +28,5 @@ class DeploymentServices:
     enqueue: Callable[..., str] | None = None
     #: seconds between looks at a pending interruption
     poll_interval: float = 0.3
+    #: places feed packages in target caches; None: no feed (deploy-package steps fail)
+    acquirer: Acquirer | None = None

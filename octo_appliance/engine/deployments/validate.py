@@ -2,7 +2,8 @@
 
 Every running step, for every one of its targets (or the appliance): its step type is
 loaded, its properties pass the step type's validation, its run condition reads, and every
-``#{...}`` in its properties and condition resolves (references to output variables of steps
+``#{...}`` in its properties and condition resolves, every package it deploys was pinned by
+the release and is still in the feed (references to output variables of steps
 in earlier groups are allowed: their values come later). All problems are reported at once,
 each naming the step, the target and the variable.
 """
@@ -37,6 +38,11 @@ def problems(run: DeploymentRun) -> list[str]:
                 continue
             for problem in step_type.validate(dict(spec.properties)):
                 found.append(f"step '{spec.name}': {problem.field}: {problem.message}")
+            for package_id in step_type.package_ids(dict(spec.properties)):
+                if (spec.name, package_id) not in run.loaded.packages:
+                    found.append(
+                        f"step '{spec.name}': {run.loaded.package_problem(spec.name, package_id)}"
+                    )
             try:
                 condition = parse_condition(spec.condition, spec.name)
             except SpecError as exc:

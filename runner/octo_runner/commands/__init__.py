@@ -42,7 +42,12 @@ def script_outcome(outcome: ScriptOutcome, **extra: Any) -> Outcome:
 
 #: Command name -> module (imported only when asked for: the zipapp compiles every module it
 #: imports from source on each start, so importing less starts faster).
-COMMANDS = {"run-script": "run_script", "health-check": "health_check"}
+COMMANDS = {
+    "run-script": "run_script",
+    "health-check": "health_check",
+    "deploy-package": "deploy_package",
+    "retention": "retention",
+}
 
 
 def load(name: str) -> Command | None:

@@ -1,0 +1,156 @@
+"""Copy the release folder to a custom installation directory (``install_dir``).
+
+With ``purge`` the directory is emptied first (its own entry stays, so its owner and
+permissions do too). Each file is copied to a temporary name beside its destination and
+renamed over it, so a running application never reads a half-written file and an existing
+link at that name is replaced rather than written through. Links in the package are copied
+as links. Folders that already exist are kept (a folder link the operator put there is
+followed). The directory may not be ``/``, contain the applications folder, or lie inside
+the release folder: purging or copying there would destroy the source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+
+from ..cancellation import CancelToken
+from ..errors import RunnerError
+from ..protocol import EventWriter
+from . import Canceled
+from .files import describe_os_error, is_within
+
+
+@dataclass
+class Copied:
+    files: int = 0
+    links: int = 0
+    purged: int = 0
+
+
+def check_target(target: str, source: str, applications_dir: str) -> str:
+    """The absolute, normalised ``target``; ``RunnerError`` where it is unsafe."""
+    full = os.path.normpath(target)
+    real = os.path.realpath(full)
+    problem = None
+    if real == os.path.realpath(os.sep):
+        problem = "it is the root folder"
+    elif is_within(os.path.realpath(applications_dir), real):
+        problem = "it contains the applications folder, where releases are extracted"
+    elif is_within(real, os.path.realpath(source)):
+        problem = "it lies inside the release folder"
+    if problem:
+        raise RunnerError(
+            f"install_dir {full} cannot be used: {problem}",
+            hint="choose a directory of its own, e.g. /opt/<application>",
+        )
+    return full
+
+
+def install(
+    source: str,
+    target: str,
+    purge: bool,
+    applications_dir: str,
+    events: EventWriter,
+    cancel: CancelToken,
+) -> Copied:
+    """Copy ``source`` into ``target`` (emptied first when ``purge``)."""
+    target = check_target(target, source, applications_dir)
+    copied = Copied()
+    try:
+        os.makedirs(target, exist_ok=True)
+        if purge:
+            copied.purged = _purge(target)
+            events.log("info", f"Purged {target}: removed {copied.purged} entries")
+        _copy_tree(source, target, copied, cancel)
+    except OSError as exc:
+        raise RunnerError(
+            f"cannot install to {target}: {describe_os_error(exc)}",
+            hint="check that the agent's user may write there",
+        ) from exc
+    events.log("info", f"Copied {copied.files} files and {copied.links} links to {target}")
+    return copied
+
+
+def _purge(target: str) -> int:
+    removed = 0
+    with os.scandir(target) as entries:
+        for entry in list(entries):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _copy_tree(source: str, target: str, copied: Copied, cancel: CancelToken) -> None:
+    for folder, dirs, files in os.walk(source, followlinks=False):
+        if cancel.cancelled:
+            raise Canceled(f"{cancel.reason}: installation stopped")
+        relative = os.path.relpath(folder, source)
+        destination = target if relative == "." else os.path.join(target, relative)
+        for name in list(dirs):
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                dirs.remove(name)  # a link to a folder is copied as a link
+                files.append(name)
+            else:
+                _folder(os.path.join(destination, name))
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                _link(os.readlink(path), os.path.join(destination, name))
+                copied.links += 1
+            else:
+                _file(path, os.path.join(destination, name))
+                copied.files += 1
+
+
+def _folder(path: str) -> None:
+    if os.path.isdir(path):
+        return
+    if os.path.lexists(path):
+        os.unlink(path)
+    os.mkdir(path, 0o755)
+
+
+def _clear(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise RunnerError(
+            f"cannot install {path}: a folder of that name is in the way",
+            hint="remove it, or use purge to empty the installation directory first",
+        )
+
+
+def _file(source: str, destination: str) -> None:
+    _clear(destination)
+    fd, temp = tempfile.mkstemp(prefix=".octo-", dir=os.path.dirname(destination))
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out, 1024 * 1024)
+        shutil.copystat(source, temp)
+        os.replace(temp, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _link(target: str, destination: str) -> None:
+    _clear(destination)
+    folder, name = os.path.split(destination)
+    temp = os.path.join(folder, f".octo-{os.getpid()}-{name}")
+    if os.path.lexists(temp):
+        os.unlink(temp)
+    os.symlink(target, temp)
+    os.replace(temp, destination)

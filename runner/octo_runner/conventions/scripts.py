@@ -1,0 +1,189 @@
+"""Deployment scripts: ``PreDeploy``, ``Deploy``, ``PostDeploy`` and ``DeployFailed``.
+
+For each stage the package's own scripts run first (``<Stage>.sh`` with bash, else sh;
+``<Stage>.py`` with the runner's Python; ``<Stage>.ps1`` only when ``pwsh`` is on PATH; file
+names matched case-insensitively at the root of the release folder, in that order), then the
+step's configured script for the stage. Every script runs with the release folder as its
+working directory, gets the deployment's variables (plus the ``Octo.Action.Package.*`` paths
+and the output variables that earlier scripts of this deployment set) and is not
+``#{...}``-substituted: configured scripts were substituted by the engine, package scripts
+read variables through the helpers (``get_octovariable``...).
+
+A script that sets the output variable ``Octo.Action.SkipRemainingConventions`` (or
+``Octopus.``...) to ``True`` ends the deployment successfully after it: no later script or
+convention runs. ``DeployFailed`` package scripts run after a failure, with the error in
+``Octo.Deployment.Error``; their own failure is logged and does not change the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..cancellation import CancelToken
+from ..errors import BadInputError, RunnerError
+from ..protocol import Arguments, EventWriter
+from ..scripts import host
+from ..scripts.launch import SYNTAXES
+from ..substitution import evaluate_variables
+
+STAGES = ("PreDeploy", "Deploy", "PostDeploy", "DeployFailed")
+SKIP_VARIABLE = "Octo.Action.SkipRemainingConventions"
+_SKIP_NAMES = ("octo.action.skipremainingconventions", "octopus.action.skipremainingconventions")
+_EXTENSIONS = ((".sh", "shell"), (".py", "python"), (".ps1", "pwsh"))
+
+
+@dataclass(frozen=True)
+class ConfiguredScript:
+    """A step's script for one stage, as the engine sends it (already substituted)."""
+
+    syntax: str
+    body: str
+    interpreter: str | None = None
+
+
+def configured(value: Any, key: str, command: str) -> ConfiguredScript | None:
+    """Validate the ``key`` argument: ``null`` or ``{"syntax", "body"[, "interpreter"]}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInputError(f"{command}: argument {key!r} must be null or {{syntax, body}}")
+    args = Arguments(value, f"{command} {key}")
+    return ConfiguredScript(
+        syntax=args.string("syntax", choices=SYNTAXES),
+        body=args.string("body"),
+        interpreter=args.optional_string("interpreter"),
+    )
+
+
+def package_scripts(root: str, stage: str) -> list[tuple[str, str]]:
+    """``(file name, syntax)`` of the package's scripts for ``stage``, in running order."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    found: list[tuple[str, str]] = []
+    for extension, kind in _EXTENSIONS:
+        wanted = (stage + extension).lower()
+        for name in names:
+            if name.lower() == wanted and os.path.isfile(os.path.join(root, name)):
+                syntax = kind
+                if kind == "shell":
+                    syntax = "bash" if shutil.which("bash") else "sh"
+                found.append((name, syntax))
+    return found
+
+
+class _Recording(EventWriter):
+    """Passes every event to the real writer and remembers the output variables scripts
+    set, so later scripts see them and a skip request is noticed."""
+
+    def __init__(self, inner: EventWriter) -> None:
+        super().__init__(inner.out, inner.masker)  # the same masker: marks apply to both
+        self.inner = inner
+        self.counts = inner.counts
+        self.set_variables: dict[str, str] = {}
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self.inner.emit(event)
+
+    def output_variable(self, name: str, value: str, sensitive: bool) -> None:
+        self.set_variables[name] = value
+        super().output_variable(name, value, sensitive)
+
+
+class StageRunner:
+    """Runs the scripts of one deployment, carrying variables from one script to the next."""
+
+    def __init__(
+        self,
+        events: EventWriter,
+        cancel: CancelToken,
+        variables: Mapping[str, str],
+        work_dir: str,
+        cancel_grace_seconds: float,
+    ) -> None:
+        self.events = _Recording(events)
+        self.cancel = cancel
+        self.variables = evaluate_variables(variables)
+        self.work_dir = work_dir
+        self.grace = cancel_grace_seconds
+        self.skip_requested = False
+
+    def add_variables(self, values: Mapping[str, str]) -> None:
+        self.variables.update(values)
+
+    def run_stage(
+        self, stage: str, script: ConfiguredScript | None
+    ) -> tuple[str, host.ScriptOutcome] | None:
+        """Run ``stage``'s package scripts, then ``script``; the label and outcome of the
+        first one that fails (or was canceled), else ``None``. Stops after a skip request."""
+        jobs: list[tuple[str, str, str, str | None]] = []
+        for name, syntax in package_scripts(self.work_dir, stage):
+            if syntax == "pwsh" and shutil.which("pwsh") is None:
+                self._pwsh_missing(stage, name)
+                continue
+            jobs.append((f"package script {name}", syntax, self._read(name), None))
+        if script is not None:
+            jobs.append((f"{stage} script", script.syntax, script.body, script.interpreter))
+        for label, syntax, body, interpreter in jobs:
+            if self.skip_requested:
+                break
+            self.events.log("info", f"Running the {label}")
+            outcome = self._run(syntax, body, interpreter)
+            if not outcome.success:
+                return f"the {label}", outcome
+        return None
+
+    def run_failed(self, error: str) -> None:
+        """Run the ``DeployFailed`` package scripts (errors are logged, never raised)."""
+        if self.cancel.cancelled:
+            return
+        self.add_variables({"Octo.Deployment.Error": error, "Octopus.Deployment.Error": error})
+        for name, syntax in package_scripts(self.work_dir, "DeployFailed"):
+            if syntax == "pwsh" and shutil.which("pwsh") is None:
+                self._pwsh_missing("DeployFailed", name)
+                continue
+            self.events.log("info", f"Running the package script {name}")
+            try:
+                outcome = self._run(syntax, self._read(name), None)
+            except RunnerError as exc:
+                self.events.log("error", f"{name} could not run: {exc}")
+                continue
+            if not outcome.success:
+                self.events.log("error", f"{name} failed with exit code {outcome.exit_code}")
+
+    def _run(self, syntax: str, body: str, interpreter: str | None) -> host.ScriptOutcome:
+        job = host.ScriptJob(
+            syntax=syntax,
+            body=body,
+            variables=dict(self.variables),
+            work_dir=self.work_dir,
+            interpreter=interpreter,
+            cancel_grace_seconds=self.grace,
+        )
+        self.events.set_variables.clear()
+        outcome = host.run(job, self.events, self.cancel)
+        self.variables.update(self.events.set_variables)
+        if any(
+            name.lower() in _SKIP_NAMES and value.strip().lower() == "true"
+            for name, value in self.events.set_variables.items()
+        ):
+            self.skip_requested = True
+        return outcome
+
+    def _read(self, name: str) -> str:
+        path = os.path.join(self.work_dir, name)
+        try:
+            with open(path, encoding="utf-8-sig", errors="replace") as f:
+                return f.read()
+        except OSError as exc:
+            raise RunnerError(f"cannot read the package script {name}: {exc.strerror}") from exc
+
+    def _pwsh_missing(self, stage: str, name: str) -> None:
+        others = [n for n, s in package_scripts(self.work_dir, stage) if s != "pwsh"]
+        level = "verbose" if others else "warning"
+        self.events.log(level, f"{name} was not run: PowerShell (pwsh) is not on PATH here")

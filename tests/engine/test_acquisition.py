@@ -1,0 +1,496 @@
+"""Package acquisition against real agent processes (listening and polling, dialled through the
+appliance's own transports and agent network) and the built-in worker.
+
+The feed is an in-memory stand-in (the acquirer only needs :class:`PackageSource`); the wire,
+the agents, their caches and the deltas are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import io
+import random
+import threading
+import zipfile
+from collections import Counter
+from collections.abc import Coroutine, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import pytest
+
+from octo_appliance.agent.home import Home
+from octo_appliance.comms import CommsSettings, generate_identity
+from octo_appliance.engine.acquisition import Acquirer, Transfer, format_size
+from octo_appliance.runner_bundle import RunnerBuild
+from octo_appliance.transports.base import TargetAddress, Transport
+from octo_appliance.transports.listening import ListeningTransport
+from octo_appliance.transports.local import WORKER, LocalTransport
+from octo_appliance.transports.network import AgentNetwork
+from octo_appliance.transports.polling import PollingTransport
+from tests.agent.support import AgentProcess, make_home
+
+T = TypeVar("T")
+MEMBER = 100_000
+BIG = 200  # members: a ~20 MB package
+
+
+# -- the feed stand-in -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    package_id: str
+    version: str
+    sha256: str
+    size: int
+    file_name: str
+
+
+class MemoryFeed:
+    """Versions in memory, ascending as they are added; counts what the acquirer reads."""
+
+    def __init__(self) -> None:
+        self.content: dict[tuple[str, str], bytes] = {}
+        self.records: dict[str, list[Record]] = {}
+        self.reads: Counter[str] = Counter()
+        self.opens: Counter[str] = Counter()
+
+    def add(self, package_id: str, version: str, data: bytes) -> Record:
+        record = Record(
+            package_id,
+            version,
+            hashlib.sha256(data).hexdigest(),
+            len(data),
+            f"{package_id}.{version}.zip",
+        )
+        self.content[(package_id, version)] = data
+        self.records.setdefault(package_id, []).append(record)
+        return record
+
+    def versions(self, package_id: str) -> list[Record]:
+        return list(self.records.get(package_id, []))
+
+    def open_plaintext(self, record: Record) -> BinaryIO:
+        self.opens[record.version] += 1
+        return io.BytesIO(self.content[(record.package_id, record.version)])
+
+    def read_plaintext(self, record: Record) -> bytes:
+        self.reads[record.version] += 1
+        return self.content[(record.package_id, record.version)]
+
+
+def zip_package(members: Sequence[bytes]) -> bytes:
+    """A zip of stored random members: incompressible, like a package of compressed files."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for index, member in enumerate(members):
+            archive.writestr(f"lib/part-{index:03}.bin", member)
+    return buffer.getvalue()
+
+
+def random_members(count: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(MEMBER) for _ in range(count)]
+
+
+# -- the appliance side: its agent network on a loop in a thread ----------------------------
+
+
+class Rig:
+    """Real agents (two listening, two polling, in one agent process) behind the appliance's
+    agent network, plus the built-in worker; coroutines run on the rig's own loop."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.identity = generate_identity("appliance", ["127.0.0.1"])
+        self.spool = root / "appliance-spool"
+        self.spool.mkdir(parents=True)
+        self.homes: dict[str, Home] = {}
+        for name in ("listen-1", "listen-2", "poll-1", "poll-2"):
+            home = Home(root / name)
+            home.create_identity()
+            self.homes[name] = home
+        runner = RunnerBuild("0.0.0", "0" * 64, root / "no-runner.pyz", 0)  # none is run
+        self.network = AgentNetwork(
+            self.identity,
+            runner,
+            self._trust,
+            settings=CommsSettings(spool_dir=self.spool),
+            pickup_timeout=60,
+        )
+        self.local = LocalTransport(self.network)
+        self.local.configure(enabled=True, root=root / "worker", user=None)
+        self.transports: dict[str, Transport] = {
+            "listening": ListeningTransport(self.network),
+            "polling": PollingTransport(self.network),
+            "local": self.local,
+        }
+        self.process: AgentProcess | None = None
+        self.targets: dict[str, TargetAddress] = {WORKER.name: WORKER}
+
+    def _trust(self) -> list[tuple[str, str]]:
+        pairs = []
+        for home in self.homes.values():
+            identity = home.load_identity()
+            pairs.append((identity.thumbprint, identity.cert_pem.decode()))
+        return pairs
+
+    def start(self) -> Rig:
+        self.run(self.network.start("127.0.0.1", 0))
+        for name, home in self.homes.items():
+            mode = "listening" if name.startswith("listen") else "polling"
+            make_home(
+                home.root,
+                name=name,
+                mode=mode,
+                appliance=self.identity,
+                polling_address=f"127.0.0.1:{self.network.polling_port}",
+            )
+        self.process = AgentProcess(list(self.homes.values())).start()
+        for name, home in self.homes.items():
+            identity = home.load_identity()
+            listening = name.startswith("listen")
+            self.targets[name] = TargetAddress(
+                id=f"tgt_{name}",
+                name=name,
+                communication_style="listening" if listening else "polling",
+                uri=f"https://127.0.0.1:{self.process.listen_port(name)}" if listening else "",
+                thumbprint=identity.thumbprint,
+                certificate=identity.cert_pem.decode(),
+            )
+        return self
+
+    def close(self) -> None:
+        try:
+            self.run(self.network.stop(), timeout=15)
+        finally:
+            if self.process is not None:
+                self.process.close()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout)
+
+    def transport_for(self, target: TargetAddress) -> Transport | None:
+        return self.transports.get(target.communication_style)
+
+    def cached(self, target: str, sha256: str) -> bytes | None:
+        """What the target's cache holds under ``sha256`` (None: nothing)."""
+        directory = self.root / "worker" / "cache" if target == WORKER.name else None
+        if directory is None:
+            directory = self.homes[target].cache_dir
+        path = directory / sha256
+        return path.read_bytes() if path.exists() else None
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    rig = Rig(tmp_path_factory.mktemp("acquisition"))
+    try:
+        yield rig.start()
+    finally:
+        rig.close()
+
+
+Line = tuple[str, str, str | None]
+
+
+def acquire(
+    rig: Rig,
+    feed: MemoryFeed,
+    record: Record,
+    names: Sequence[str],
+    *,
+    parallelism: int = 10,
+    delta_max_bytes: int = 512 * 1024 * 1024,
+    transports: Any = None,
+) -> tuple[dict[str, Transfer], list[Line]]:
+    lines: list[Line] = []
+
+    def log(level: str, message: str, target: TargetAddress | None) -> None:
+        lines.append((level, message, target.name if target else None))
+
+    acquirer = Acquirer(
+        transports or rig.transport_for,
+        feed,
+        parallelism=parallelism,
+        delta_max_bytes=delta_max_bytes,
+        spool_dir=rig.spool,
+    )
+    targets = [rig.targets[name] for name in names]
+    transfers = rig.run(acquirer.acquire(record, targets, log))
+    return {t.target_name: t for t in transfers.values()}, lines
+
+
+ALL = ("listen-1", "poll-1", "appliance")
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+
+def test_a_second_acquire_moves_no_bytes(rig: Rig) -> None:
+    feed = MemoryFeed()
+    package = zip_package(random_members(20, seed=1))
+    record = feed.add("Again", "1.0.0", package)
+
+    first, first_lines = acquire(rig, feed, record, ALL)
+    second, second_lines = acquire(rig, feed, record, ALL)
+
+    assert {name: t.mode for name, t in first.items()} == dict.fromkeys(ALL, "full")
+    assert all(t.bytes_sent == len(package) for t in first.values())
+    assert {name: t.mode for name, t in second.items()} == dict.fromkeys(ALL, "cached")
+    assert all(t.bytes_sent == 0 for t in second.values())
+    for name in ALL:
+        assert rig.cached(name, record.sha256) == package
+    assert sorted(target for _, _, target in first_lines) == sorted(ALL)  # one line each
+    assert (
+        "info",
+        f"Again 1.0.0: sent the full package, {format_size(len(package))}",
+        "poll-1",
+    ) in first_lines
+    assert ("info", "Again 1.0.0: already in the target's cache, 0 bytes sent", "appliance") in (
+        second_lines
+    )
+    assert list(rig.spool.iterdir()) == []  # nothing decrypted was spooled on the appliance
+
+
+def test_a_one_percent_change_travels_as_a_small_delta(rig: Rig) -> None:
+    feed = MemoryFeed()
+    members = random_members(BIG, seed=2)
+    old = zip_package(members)
+    members[13] = random.Random(99).randbytes(MEMBER)
+    members[150] = random.Random(98).randbytes(MEMBER)  # 2 of 200 members: 1% of the content
+    new = zip_package(members)
+    first = feed.add("Big", "1.4.0", old)
+    second = feed.add("Big", "1.4.1", new)
+    acquire(rig, feed, first, ALL)
+
+    transfers, lines = acquire(rig, feed, second, ALL)
+
+    for name in ALL:
+        transfer = transfers[name]
+        assert transfer.mode == "delta", transfer.message
+        assert transfer.base_version == "1.4.0"
+        assert transfer.bytes_sent < len(new) // 10
+        assert rig.cached(name, second.sha256) == new
+    assert feed.reads == {"1.4.0": 1, "1.4.1": 1}  # one delta, shared by every target
+    assert feed.opens["1.4.1"] == 0  # the whole package was never read for sending
+    message = next(m for _, m, target in lines if target == "listen-1")
+    assert message.startswith("Big 1.4.1: sent a delta from 1.4.0, ")
+    assert f"% of {format_size(len(new))})" in message
+
+
+def test_a_delta_the_target_cannot_use_falls_back_to_the_whole_package(rig: Rig) -> None:
+    """poll-1's cached base is damaged on disk (same name and length, other bytes): the delta
+    does not apply there, so it gets the full package; the others take the delta."""
+    feed = MemoryFeed()
+    members = random_members(40, seed=3)
+    old = zip_package(members)
+    members[5] = random.Random(97).randbytes(MEMBER)
+    new = zip_package(members)
+    first = feed.add("Fallback", "2.0.0", old)
+    second = feed.add("Fallback", "2.0.1", new)
+    acquire(rig, feed, first, ("listen-1", "poll-1"))
+    damaged = bytearray(old)
+    damaged[len(old) // 3] ^= 0xFF
+    (rig.homes["poll-1"].cache_dir / first.sha256).write_bytes(bytes(damaged))
+
+    transfers, lines = acquire(rig, feed, second, ("listen-1", "poll-1"))
+
+    assert transfers["listen-1"].mode == "delta"
+    fallback = transfers["poll-1"]
+    assert fallback.mode == "full"
+    assert "the delta from 2.0.0 was refused" in fallback.message
+    assert fallback.bytes_sent > len(new)  # the refused delta counts too
+    assert rig.cached("poll-1", second.sha256) == new
+    assert rig.cached("listen-1", second.sha256) == new
+    assert any(level == "warning" and target == "poll-1" for level, _, target in lines)
+
+
+def test_a_base_gone_from_the_cache_falls_back_too(rig: Rig) -> None:
+    """The base was listed, then deleted (retention) before the delta arrived."""
+    feed = MemoryFeed()
+    members = random_members(30, seed=4)
+    first = feed.add("Gone", "1.0.0", zip_package(members))
+    members[0] = b"changed" * 1000
+    new = zip_package(members)
+    second = feed.add("Gone", "1.1.0", new)
+    acquire(rig, feed, first, ("appliance",))
+
+    class DeletesTheBase:
+        """The worker's transport, with retention striking between list and patch."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(rig.local, name)
+
+        async def upload_delta(self, target: TargetAddress, base_sha256: str, *a: Any) -> None:
+            (rig.root / "worker" / "cache" / base_sha256).unlink()
+            await rig.local.upload_delta(target, base_sha256, *a)
+
+    transfers, _ = acquire(rig, feed, second, ("appliance",), transports=lambda t: DeletesTheBase())
+
+    assert transfers["appliance"].mode == "full"
+    assert "is not in this target's cache" in transfers["appliance"].message
+    assert rig.cached("appliance", second.sha256) == new
+
+
+def test_no_delta_when_it_would_not_pay_or_the_package_is_too_large(rig: Rig) -> None:
+    feed = MemoryFeed()
+    first = feed.add("Unrelated", "1.0.0", zip_package(random_members(10, seed=5)))
+    second = feed.add("Unrelated", "2.0.0", zip_package(random_members(10, seed=6)))
+    acquire(rig, feed, first, ("appliance", "listen-2"))
+
+    transfers, _ = acquire(rig, feed, second, ("appliance",))
+    assert transfers["appliance"].mode == "full"
+    assert "no delta from 1.0.0 (it would be" in transfers["appliance"].message
+
+    close_to_first = [*random_members(9, seed=5), b"one member changed" * 100]
+    third = feed.add("Unrelated", "2.0.1", zip_package(close_to_first))
+    transfers, _ = acquire(rig, feed, third, ("listen-2",), delta_max_bytes=1024)
+    assert transfers["listen-2"].mode == "full"
+    assert "larger than the delta limit of 1.0 KB" in transfers["listen-2"].message
+    assert feed.reads["2.0.1"] == 0
+
+
+def test_one_unreachable_target_fails_alone(rig: Rig) -> None:
+    feed = MemoryFeed()
+    package = b"small package " * 1000
+    record = feed.add("Partial", "1.0.0", package)
+    identity = rig.homes["listen-1"].load_identity()
+    rig.targets["dead"] = TargetAddress(
+        id="tgt_dead",
+        name="dead",
+        communication_style="listening",
+        uri="https://127.0.0.1:1",
+        thumbprint="ab" * 32,
+        certificate=identity.cert_pem.decode(),
+    )
+    rig.targets["alien"] = TargetAddress(id="tgt_alien", name="alien", communication_style="ssh")
+
+    transfers, lines = acquire(rig, feed, record, ("dead", "alien", "listen-2"))
+
+    assert transfers["dead"].mode == "failed"
+    assert transfers["alien"].mode == "failed"
+    assert "no transport 'ssh'" in transfers["alien"].message
+    assert transfers["listen-2"].mode == "full"
+    assert rig.cached("listen-2", record.sha256) == package
+    assert {target for level, _, target in lines if level == "error"} == {"dead", "alien"}
+
+
+class Gauge:
+    """Wraps a transport; counts calls in flight across all wrapped transports. The first
+    calls wait until ``limit`` are in flight at once, so reaching the bound is certain."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.peak = 0
+        self.full = asyncio.Event()
+
+    def wrap(self, transport: Transport) -> Any:
+        gauge = self
+
+        class Wrapped:
+            accepts_streams = transport.accepts_streams
+
+            def __getattr__(self, name: str) -> Any:
+                method = getattr(transport, name)
+
+                async def counted(*args: Any, **kwargs: Any) -> Any:
+                    gauge.in_flight += 1
+                    gauge.peak = max(gauge.peak, gauge.in_flight)
+                    try:
+                        if gauge.in_flight >= gauge.limit:
+                            gauge.full.set()
+                        async with asyncio.timeout(60):
+                            await gauge.full.wait()
+                        return await method(*args, **kwargs)
+                    finally:
+                        gauge.in_flight -= 1
+
+                return counted
+
+        return Wrapped()
+
+
+def test_parallelism_bounds_the_targets_served_at_once(rig: Rig) -> None:
+    feed = MemoryFeed()
+    package = zip_package(random_members(30, seed=7))
+    record = feed.add("Bounded", "1.0.0", package)
+    names = ("listen-1", "listen-2", "poll-1", "poll-2", "appliance")
+    gauge = Gauge(limit=2)
+
+    def transports(target: TargetAddress) -> Any:
+        transport = rig.transport_for(target)
+        return gauge.wrap(transport) if transport is not None else None
+
+    transfers, _ = acquire(rig, feed, record, names, parallelism=2, transports=transports)
+
+    assert gauge.peak == 2
+    assert {name: t.mode for name, t in transfers.items()} == dict.fromkeys(names, "full")
+    for name in names:
+        assert rig.cached(name, record.sha256) == package
+
+
+def test_a_transport_that_needs_files_gets_a_private_spool_file_removed_after(
+    rig: Rig, tmp_path: Path
+) -> None:
+    feed = MemoryFeed()
+    package = b"spooled package " * 5000
+    record = feed.add("Spooled", "1.0.0", package)
+    seen: list[tuple[Path, int, bytes]] = []
+
+    class FilesOnly:
+        accepts_streams = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(rig.local, name)
+
+        async def upload(self, target: TargetAddress, content: Any, *a: Any, **kw: Any) -> None:
+            assert isinstance(content, Path)
+            seen.append((content, content.stat().st_mode & 0o777, content.read_bytes()))
+            await rig.local.upload(target, content, *a, **kw)
+
+    transfers, _ = acquire(rig, feed, record, ("appliance",), transports=lambda t: FilesOnly())
+
+    assert transfers["appliance"].mode == "full"
+    path, mode, content = seen[0]
+    assert path.parent == rig.spool and mode == 0o600 and content == package
+    assert not path.exists()
+    assert rig.cached("appliance", record.sha256) == package
+
+
+def test_the_worker_cache_lists_versions_like_an_agent(rig: Rig) -> None:
+    feed = MemoryFeed()
+    record = feed.add("Listed", "3.1.4", b"listed package content" * 100)
+    acquire(rig, feed, record, ("appliance", "poll-2"))
+
+    local = rig.run(rig.local.cached_versions(WORKER, "Listed"))
+    agent = rig.run(rig.transports["polling"].cached_versions(rig.targets["poll-2"], "Listed"))
+
+    expected = [
+        {
+            "sha256": record.sha256,
+            "version": "3.1.4",
+            "length": record.size,
+            "name": "Listed.3.1.4.zip",
+        }
+    ]
+    assert local == expected
+    assert agent == expected
+
+
+def test_format_size() -> None:
+    assert format_size(0) == "0 bytes"
+    assert format_size(1023) == "1023 bytes"
+    assert format_size(524_595) == "512.3 KB"
+    assert format_size(45 * 1024 * 1024) == "45.0 MB"
