@@ -39,13 +39,24 @@ from _fleet import (
     run_script,
     start_appliance,
 )
-from _job import PACKAGE_FILE, PACKAGE_ID, SCRIPT, Package, check_sha_file, empty_dir
+from _job import (
+    PACKAGE_FILE,
+    PACKAGE_ID,
+    PACKAGE_VERSION,
+    SCRIPT,
+    Package,
+    check_sha_file,
+    empty_dir,
+)
 from _peers import ToolFailed
 
 from tests.fleet import kill_strays
 from tests.serve_process import ServeProcess
 
-PER_PROCESS = 25
+#: one agent process per target, as on real machines (and as the floor and the peers run
+#: each target's work in processes of its own): one process holding many homes would receive
+#: every target's package through one interpreter
+PER_PROCESS = 1
 #: the runner's own temporary folder, which it creates in the Deploy script's working
 #: directory (the extraction folder) while the script runs, so ``find .`` lists it
 RUNNER_DIR_PREFIX = "./.octo-"
@@ -73,6 +84,11 @@ class Octo:
         self.upload_seconds = float("nan")
         #: created_at -> finished_at of the last run's task (the appliance's own clock)
         self.last_task_seconds = float("nan")
+        #: for the progress line: how long placing the package took in the last run
+        self.last_detail = ""
+        #: (n, "cold" | "warm") -> those seconds, one per run
+        self.package_seconds: dict[tuple[int, str], list[float]] = {}
+        self.phase = "cold"
         #: whether a script listed the runner's folder (reported as a note)
         self.saw_runner_dir = False
         self._stack = contextlib.ExitStack()
@@ -176,6 +192,7 @@ class Octo:
 
     def reset(self, n: int, cold: bool) -> None:
         """Untimed. Cold: empty the targets but for the agent's own files."""
+        self.phase = "cold" if cold else "warm"
         if not cold:
             return
         for home in self.homes[:n]:
@@ -224,22 +241,44 @@ class Octo:
             )
         self.last_task_seconds = parse_iso(task["finished_at"]) - parse_iso(task["created_at"])
         self._check(n, sent_at)
+        placed = self._package_seconds(client, task_id)
+        self.last_detail = (
+            "" if placed is None else f"(package on all targets after {placed:.2f} s)"
+        )
+        if placed is not None:
+            self.package_seconds.setdefault((n, self.phase), []).append(placed)
         return elapsed
 
-    def _log_tail(self, client: httpx.Client, task_id: str, lines: int = 15) -> str:
+    def _log(self, client: httpx.Client, task_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         since = 0
         while True:
             page = client.get(f"/api/v1/tasks/{task_id}/log", params={"since": since}).json()
             if not page.get("items"):
-                break
+                return items
             items += page["items"]
             since = page["next_since"]
+
+    def _log_tail(self, client: httpx.Client, task_id: str, lines: int = 15) -> str:
         shown = [
             f"    {(item.get('target') or {}).get('name', '-')}: {item.get('message')}"
-            for item in items[-lines:]
+            for item in self._log(client, task_id)[-lines:]
         ]
         return "\n".join(shown)
+
+    def _package_seconds(self, client: httpx.Client, task_id: str) -> float | None:
+        """From the task's first log line to the last target's transfer line
+        (``MyApp 1.0.0: sent ...`` or ``...: already in the target's cache``): how long
+        placing the package took, by the appliance's clock. None if the log has no such
+        line (the wording belongs to the engine)."""
+        items = self._log(client, task_id)
+        prefix = f"{PACKAGE_ID} {PACKAGE_VERSION}: "
+        placed = [
+            parse_iso(item["time"]) for item in items if str(item["message"]).startswith(prefix)
+        ]
+        if not items or not placed:
+            return None
+        return max(placed) - parse_iso(items[0]["time"])
 
     def _check(self, n: int, since: float) -> None:
         """Each target has the package cached and a ``sha.txt`` written by this run."""

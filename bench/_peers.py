@@ -14,15 +14,18 @@ names N local hosts (``@localtarget/t001``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 from _job import EXTRACT_DIR, PACKAGE_FILE, Package, check_target, empty_dir, install_command
 
 BENCH = Path(__file__).resolve().parent
@@ -32,6 +35,8 @@ PINS = {"ansible-core": "2.19.14", "pyinfra": "3.10.0"}
 CONNECTOR_MODULE = BENCH / "_pyinfra_local_targets.py"
 CONNECTOR_DIST = "octo-bench-pyinfra-local-targets"
 RUN_TIMEOUT = 1800.0
+#: the interpreter the floor and the peers extract with: the one Octo's agents and runners use
+PYTHON = shlex.quote(sys.executable)
 
 
 class ToolFailed(Exception):
@@ -119,6 +124,19 @@ def ensure_venv(build_root: Path) -> dict[str, str]:
 # -- the tools ------------------------------------------------------------------------------
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a tool's process and everything it started (its workers, their scripts)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
+
+
 class LocalTool:
     """N target directories under ``root/<name>`` and the timing of one run on the first n."""
 
@@ -151,17 +169,18 @@ class LocalTool:
         log = self.root / f"run-{self.runs:03d}-n{n}.log"
         started = time.perf_counter()
         with log.open("wb") as out:
+            process = subprocess.Popen(
+                args,
+                cwd=self.root,
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
             try:
-                code = subprocess.run(
-                    args,
-                    cwd=self.root,
-                    env={**os.environ, **env},
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    timeout=RUN_TIMEOUT,
-                ).returncode
+                code = process.wait(timeout=RUN_TIMEOUT)
             except subprocess.TimeoutExpired:
+                kill_tree(process.pid)
                 raise ToolFailed(f"{self.name} did not finish in {RUN_TIMEOUT:g} s") from None
         elapsed = time.perf_counter() - started
         if code != 0:
@@ -175,24 +194,23 @@ class LocalTool:
 
 
 class Floor(LocalTool):
-    """No orchestrator: bash starts every target's copy + install at once and waits."""
+    """No orchestrator: bash starts every target's copy + install at once and waits. Each
+    target's job gets its own session (``setsid``), as Octo's runners and Ansible's workers
+    do, so all tools get the same share of a busy machine (the scheduler's autogroups)."""
 
     name = "floor"
+    JOB = 'd=$1; if [ ! -e "$d/@PACKAGE@" ]; then cp "$2" "$d/@PACKAGE@" || exit 1; fi; @INSTALL@'
     LOOP = (
-        "src=$1; shift; pids=()\n"
-        'for d in "$@"; do\n'
-        '  ( if [ ! -e "$d/@PACKAGE@" ]; then cp "$src" "$d/@PACKAGE@" || exit 1; fi\n'
-        "    @INSTALL@ ) &\n"
-        "  pids+=($!)\n"
-        "done\n"
+        "job=$1; src=$2; shift 2; pids=()\n"
+        'for d in "$@"; do setsid -w bash -c "$job" job "$d" "$src" & pids+=($!); done\n'
         'rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc\n'
     )
 
     def command(self, n: int) -> tuple[list[str], dict[str, str]]:
-        loop = self.LOOP.replace("@PACKAGE@", PACKAGE_FILE)
-        loop = loop.replace("@INSTALL@", install_command('"$d"'))
+        job = self.JOB.replace("@PACKAGE@", PACKAGE_FILE)
+        job = job.replace("@INSTALL@", install_command('"$d"', PYTHON))
         dirs = [str(t) for t in self.targets[:n]]
-        return ["bash", "-c", loop, "floor", str(self.package.path), *dirs], {}
+        return ["bash", "-c", self.LOOP, "floor", job, str(self.package.path), *dirs], {}
 
 
 class Ansible(LocalTool):
@@ -234,7 +252,7 @@ class Ansible(LocalTool):
                     {
                         "name": "Install",
                         "ansible.builtin.shell": {
-                            "cmd": install_command("{{ target_dir | quote }}")
+                            "cmd": install_command("{{ target_dir | quote }}", PYTHON)
                         },
                     },
                 ],
@@ -254,7 +272,10 @@ class Ansible(LocalTool):
 
 class Pyinfra(LocalTool):
     """``pyinfra -y --parallel N``: N ``@localtarget`` hosts; ``files.put`` then
-    ``server.shell`` (with ``-y`` pyinfra skips its separate change-detection pass)."""
+    ``server.shell`` (with ``-y`` pyinfra skips its separate change-detection pass). The
+    shell command runs under ``setsid -w``, in a session of its own as with the other tools
+    (otherwise all of pyinfra's local commands stay in its one session, and N targets share
+    one scheduler autogroup)."""
 
     name = "pyinfra"
 
@@ -268,9 +289,9 @@ class Pyinfra(LocalTool):
             "target = host.data.target_dir\n"
             f"files.put(name='Copy the package', src={str(package.path)!r},"
             f" dest=target + '/' + {PACKAGE_FILE!r})\n"
-            f"install = {install_command('@TARGET@')!r}\n"
-            "server.shell(name='Install',"
-            " commands=[install.replace('@TARGET@', shlex.quote(target))])\n",
+            f"install = {install_command('@TARGET@', PYTHON)!r}\n"
+            "install = install.replace('@TARGET@', shlex.quote(target))\n"
+            "server.shell(name='Install', commands=['setsid -w sh -c ' + shlex.quote(install)])\n",
             encoding="utf-8",
         )
 
@@ -285,7 +306,8 @@ class Pyinfra(LocalTool):
 def describe_commands() -> dict[str, str]:
     """One line per tool for the bench's header: what exactly runs."""
     return {
-        "floor": f"bash: N x ( [ -e pkg ] || cp; {install_command('$d')} ) &, wait",
+        "floor": f"bash: N x setsid ( [ -e pkg ] || cp; {install_command('$d', 'python')} ) &,"
+        " wait",
         "ansible": "ansible-playbook -f N (copy + shell, local connection, pipelining)",
-        "pyinfra": "pyinfra -y --parallel N (files.put + server.shell, @localtarget)",
+        "pyinfra": "pyinfra -y --parallel N (files.put + server.shell under setsid, @localtarget)",
     }

@@ -14,8 +14,8 @@ against the package's digests.
 
 Tools (``bench/_peers.py``, ``bench/_fanout_octo.py``):
 
-- **floor**: bash starts N background jobs (``cp`` unless present, ``unzip``, the script) and
-  ``wait``s: no orchestrator;
+- **floor**: bash starts N background jobs, each in its own session (``cp`` unless present,
+  ``python -m zipfile -e``, the script) and ``wait``s: no orchestrator;
 - **octo**: a real appliance and N agents; ``POST /api/v1/deployments`` (``force``) of a
   release whose one step is ``deploy-package`` with the script as its Deploy script, timed
   until ``GET /api/v1/tasks/{id}`` is final;
@@ -24,16 +24,17 @@ Tools (``bench/_peers.py``, ``bench/_fanout_octo.py``):
   into ``bench/.peers-venv`` by this script; each run is one ``ansible-playbook``/``pyinfra``
   process, timed from start to exit.
 
-Each (tool, N) does cold then warm, ``--repeat`` times; the tools take turns (the order
-rotates per repeat) so they see the same machine noise; the medians go in the table with
-each tool's ratio to the floor and Octo's speed-up over the faster peer. Goals (N = 20 and
-50, cold and warm): Octo within 1.5x of the floor and at least 2x faster than the faster
-peer. The machine has 2 cores and is shared: read ratios, not absolute seconds.
+The targets live on tmpfs when it has room (see :func:`pick_root`); bench/README.md lists
+the other fairness choices. Each (tool, N) does cold then warm, ``--repeat`` times; the tools
+take turns (the order rotates per repeat) so they see the same machine noise; the medians go
+in the table with each tool's ratio to the floor and Octo's speed-up over the faster peer.
+Goals (N = 20 and 50, cold and warm): Octo within 1.5x of the floor and at least 2x faster
+than the faster peer. The machine has 2 cores and is shared: read ratios, not seconds.
 
 Usage::
 
     .venv/bin/python bench/fanout.py [--sizes 1,20,50] [--repeat 3] [--package-mb 50]
-                                     [--only peers|octo]
+                                     [--only peers|octo] [--root DIR]
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def measure(
                         getattr(result, phase).append(seconds)
                         print(
                             f"  N={n:<3} run {turn + 1}/{repeat}  {tool.name:<8} {phase}"
-                            f"  {seconds:7.2f} s",
+                            f"  {seconds:7.2f} s  {getattr(tool, 'last_detail', '')}".rstrip(),
                             flush=True,
                         )
                 except ToolFailed as exc:
@@ -201,8 +202,9 @@ def print_table(
             )
             print(line.rstrip())
         print()
-    for name, note in notes.items():
-        if any((name, n) in results for n in sizes):
+    for key, note in notes.items():
+        name = key.split("-")[0]  # several notes per tool: "octo", "octo-runner"
+        if key != name or any((name, n) in results for n in sizes):
             print(f"{name}: {note}")
     print_goals(results, sizes)
 
@@ -304,8 +306,14 @@ def main() -> None:
                 if any(tool.name == name for tool in tools):
                     print(f"  {name}: {line}")
             results, failed = measure(tools, sizes, args.repeat)
+            placed = getattr(octo, "package_seconds", {})
+            if placed:
+                notes["octo"] = "package on all targets after (median s): " + ", ".join(
+                    f"N={n} {phase} {statistics.median(values):.2f}"
+                    for (n, phase), values in sorted(placed.items())
+                )
             if getattr(octo, "saw_runner_dir", False):
-                notes["octo"] = (
+                notes["octo-runner"] = (
                     "the Deploy script's working directory also held the runner's own .octo-*"
                     " folder while it ran (find listed it; the check leaves it out)"
                 )

@@ -31,11 +31,11 @@ from octo_appliance.runner_compile import compile_modules
 SHEBANG = b"#!/usr/bin/env python3\n"
 INCLUDED_SUFFIXES = (".py", ".sh", ".ps1")
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+#: the entry point: ``main()``, then ``exit_now`` (flush, and no interpreter teardown)
 MAIN = (
     "# -*- coding: utf-8 -*-\n"
-    "import sys\n"
     "import octo_runner.__main__\n"
-    "sys.exit(octo_runner.__main__.main())\n"
+    "octo_runner.__main__.exit_now(octo_runner.__main__.main())\n"
 )
 BUNDLED_NAME = "octo-runner.pyz"
 #: package folders whose ``.py`` files are data (written beside a script), not imported

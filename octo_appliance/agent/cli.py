@@ -20,11 +20,11 @@ from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 from octo_appliance import __version__
 from octo_appliance.agent import registration, service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
+from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
 from octo_appliance.comms import PROTOCOL_VERSION
 from octo_appliance.exceptions import ConfigError, OctoError
 
 PROG = "octo-agent"
-API_KEY_ENV = "OCTO_API_KEY"
 HOME_ENV = "OCTO_AGENT_HOME"
 
 
@@ -147,13 +147,7 @@ def _home_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_key_options(parser: argparse.ArgumentParser) -> None:
-    keys = parser.add_mutually_exclusive_group()
-    keys.add_argument(
-        "--api-key",
-        metavar="KEY",
-        help=f"API key (visible to other users in ps: prefer --api-key-file or ${API_KEY_ENV})",
-    )
-    keys.add_argument("--api-key-file", metavar="F", type=Path, help="read the API key from F")
+    add_api_key_options(parser.add_mutually_exclusive_group())
 
 
 def _home(args: argparse.Namespace) -> Home:
@@ -161,31 +155,10 @@ def _home(args: argparse.Namespace) -> Home:
 
 
 def api_key(args: argparse.Namespace) -> str:
-    """From --api-key, --api-key-file or $OCTO_API_KEY, in that order."""
-    if args.api_key:
-        key = str(args.api_key)
-    elif args.api_key_file is not None:
-        try:
-            key = args.api_key_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the API key file {args.api_key_file}: {exc.strerror}",
-                hint="check the path and its permissions",
-            ) from None
-    else:
-        key = os.environ.get(API_KEY_ENV, "")
-    key = key.strip()
-    if not key:
-        raise ConfigError(
-            "no API key given",
-            hint=f"pass --api-key-file F (or set ${API_KEY_ENV}); create a key in the portal",
-        )
-    if any(ch.isspace() or not ch.isprintable() for ch in key):
-        raise ConfigError(
-            "the API key contains spaces or control characters",
-            hint="the file must hold the key alone (a trailing newline is fine)",
-        )
-    return key
+    return read_api_key(
+        args,
+        missing_hint=f"pass --api-key-file F (or set ${API_KEY_ENV}); create a key in the portal",
+    )
 
 
 # -- commands --------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ environment, never a file) and answers with JSON lines on stdout, which are re-e
 appliance one by one as they arrive. It runs as ``sys.executable -I -S <runner.pyz>`` in a new
 session; once the agent is frozen by PyInstaller, ``sys.executable`` is the agent binary and
 this must become the bundled interpreter (noted in docs/agent.md). The host keeps one runner
-per build started ahead of its task (:mod:`octo_appliance.agent.spares`), so a task usually
-only writes its request; a subclass that overrides :meth:`RunnerHost.spawn` opts in with
-``prespawn = True``.
+per build started ahead of its task (:mod:`octo_appliance.agent.spares`), started when the
+process is quiet, so a task that finds it only writes its request; a subclass that
+overrides :meth:`RunnerHost.spawn` opts in with ``prespawn = True``.
 
 Cancelling: SIGTERM to the runner (it kills the script's process group itself, after its own
 grace), then, if the runner is still there after ``kill_grace``, SIGKILL to the runner's group
@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import psutil
 
 from octo_appliance.agent.contract import AGENT_STREAM
+from octo_appliance.agent.quiet import activity
 from octo_appliance.agent.spares import SparePool
 from octo_appliance.comms import CallFailed
 
@@ -192,7 +193,9 @@ class RunnerHost:
     #: since its ``spawn`` must then start the runner with the ``work_dir`` it is given
     #: being ``/`` (the runner moves into its request's work dir)
     prespawn: ClassVar[bool] = True
-    refill_at: ClassVar[str] = "take"  # EXPERIMENT
+    #: runners kept started per build; 2 serves two tasks in a row (two steps of a
+    #: deployment) for a second idle process
+    spares_per_build: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -201,7 +204,7 @@ class RunnerHost:
 
     def __init__(self) -> None:
         self.live: set[RunnerProcess] = set()
-        self.spares = SparePool(self.spawn)
+        self.spares = SparePool(self.spawn, self.spares_per_build)
 
     async def run(
         self,
@@ -215,15 +218,21 @@ class RunnerHost:
     ) -> dict[str, Any]:
         """Run one request through the runner; cancel this to kill the whole tree."""
         payload = json.dumps(document).encode("utf-8")
+        busy = activity()
+        busy.task_started()
         try:
             process, ahead = await self._start(pyz, work_dir)
         except OSError as exc:
+            busy.task_ended()
             log.error("task %s: cannot start the runner: %s", task_id, exc)
             raise CallFailed(
                 "runner_failed",
                 f"the agent cannot start the runner: {exc.strerror or exc}",
                 hint="see the agent's log; check free memory and process limits on the target",
             ) from None
+        except BaseException:
+            busy.task_ended()
+            raise
         handle = RunnerProcess(process, task_id, kill_grace, self.live.discard)
         self.live.add(handle)
         log.info(
@@ -253,8 +262,9 @@ class RunnerHost:
             stderr.cancel()
             raise
         finally:
-            if self.prespawn and self.refill_at == "exit":
-                self.spares.refill(pyz)
+            busy.task_ended()
+            if self.prespawn:
+                self.spares.refill_when_quiet(pyz)
         handle.gone()
         log.info(
             "task %s: runner exited with code %d after %d events",
@@ -265,20 +275,15 @@ class RunnerHost:
         return collected.outcome(returncode, work_dir)
 
     async def _start(self, pyz: Path, work_dir: Path) -> tuple[asyncio.subprocess.Process, bool]:
-        """A runner for this task: the spare if there is one (then another is started for
-        the next task), else a new one; and whether it was the spare."""
+        """A runner for this task: the spare if there is one, else a new one; and whether
+        it was the spare."""
         if not self.prespawn:
             return await self.spawn(pyz, work_dir), False
         process = await self.spares.take(pyz)
         if process is not None:
-            if self.refill_at == "take":
-                self.spares.refill(pyz)
             return process, True
         self.spares.forgive()
-        process = await self.spawn(pyz, work_dir)
-        if self.refill_at == "take":
-            self.spares.refill(pyz)
-        return process, False
+        return await self.spawn(pyz, work_dir), False
 
     async def spawn(self, pyz: Path, work_dir: Path) -> asyncio.subprocess.Process:
         """Start the runner with piped stdio in its own session (the appliance's built-in

@@ -152,7 +152,7 @@ def release_json(ctx: RequestContext, release: Release) -> dict[str, Any]:
         "lifecycle": existing_phases(release.lifecycle_snapshot or []),
         "variables": variables,
         "environments": progress(release),
-        "packages": release_packages.pins_json(release.id),
+        "packages": release_packages.pins_json(release.id, release.process_snapshot or []),
     }
 
 

@@ -12,9 +12,8 @@ import argparse
 from typing import Any
 
 from octo_appliance.cli.client import ApiClient, ApiRefused, ClientError
-from octo_appliance.cli.options import add_client_options, open_client
-from octo_appliance.cli.output import Output, stamp, table
-from octo_appliance.exceptions import ConfigError
+from octo_appliance.cli.options import add_client_options, check_take, open_client
+from octo_appliance.cli.output import Output, page_lines, stamp
 
 RESULTS = ("approve", "reject", "retry", "skip", "exclude-target", "abort")
 
@@ -104,8 +103,7 @@ def _answers(item: dict[str, Any]) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    if not 1 <= args.take <= 1000:
-        raise ConfigError("--take must be between 1 and 1000", hint="e.g. --take 50")
+    check_take(args.take)
     query: dict[str, Any] = {"take": args.take}
     if not args.all:
         query["pending"] = "true"
@@ -118,9 +116,7 @@ def run_list(args: argparse.Namespace) -> int:
         [
             item["id"],
             item["state"],
-            "|".join(item.get("options") or [])
-            if item["state"] == "pending"
-            else (item.get("result") or "-"),
+            _answers(item),
             stamp(item.get("created_at")),
             item["task_id"],
             item["title"],
@@ -128,8 +124,6 @@ def run_list(args: argparse.Namespace) -> int:
         for item in page["items"]
     ]
     header = ["ID", "STATE", "ANSWERS", "CREATED", "TASK", "TITLE"]
-    lines = table(rows, header) if rows else ["Nothing waits for an answer."]
-    if page["total"] > len(rows):
-        lines.append(f"({len(rows)} of {page['total']}; raise --take to see more)")
+    lines = page_lines(page, rows, header, "Nothing waits for an answer.")
     out.result(page, lines)
     return 0

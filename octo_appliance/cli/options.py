@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from pathlib import Path
 
+from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
 from octo_appliance.cli.client import DEFAULT_TIMEOUT, ApiClient, Connection
 from octo_appliance.exceptions import ConfigError
 from octo_appliance.pinned_http import parse_server_url, parse_thumbprint
 
 SERVER_ENV = "OCTO_SERVER"
-API_KEY_ENV = "OCTO_API_KEY"
 THUMBPRINT_ENV = "OCTO_SERVER_THUMBPRINT"
 
 
@@ -30,12 +29,7 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help=f"the appliance, https://HOST:PORT as its banner prints it (default: ${SERVER_ENV})",
     )
-    group.add_argument(
-        "--api-key",
-        metavar="KEY",
-        help=f"API key (visible to other users in ps: prefer --api-key-file or ${API_KEY_ENV})",
-    )
-    group.add_argument("--api-key-file", metavar="F", type=Path, help="read the API key from F")
+    add_api_key_options(group)
     group.add_argument(
         "--server-thumbprint",
         metavar="SHA256",
@@ -59,33 +53,11 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_key(args: argparse.Namespace) -> str:
-    """From --api-key, --api-key-file or $OCTO_API_KEY, in that order."""
-    if args.api_key:
-        key = str(args.api_key)
-    elif args.api_key_file is not None:
-        try:
-            key = args.api_key_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not readable text"
-            raise ConfigError(
-                f"cannot read the API key file {args.api_key_file}: {reason}",
-                hint="check the path and its permissions",
-            ) from None
-    else:
-        key = os.environ.get(API_KEY_ENV, "")
-    key = key.strip()
-    if not key:
-        raise ConfigError(
-            "no API key given",
-            hint=f"set ${API_KEY_ENV} or pass --api-key-file F; create a key in the portal or "
-            "with 'octo-appliance api-key create --user NAME' on the appliance host",
-        )
-    if any(ch.isspace() or not ch.isprintable() for ch in key):
-        raise ConfigError(
-            "the API key contains spaces or control characters",
-            hint="give the key alone (a file may end with a newline)",
-        )
-    return key
+    return read_api_key(
+        args,
+        missing_hint=f"set ${API_KEY_ENV} or pass --api-key-file F; create a key in the portal or "
+        "with 'octo-appliance api-key create --user NAME' on the appliance host",
+    )
 
 
 def connection(args: argparse.Namespace) -> Connection:
@@ -103,6 +75,12 @@ def connection(args: argparse.Namespace) -> Connection:
     if not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise ConfigError("--timeout must be more than 0 seconds", hint="e.g. --timeout 30")
     return Connection(server, _api_key(args), thumbprint, float(args.timeout))
+
+
+def check_take(take: int) -> None:
+    """``--take`` of a listing command: the API pages at most 1000 rows, so say so before asking."""
+    if not 1 <= take <= 1000:
+        raise ConfigError("--take must be between 1 and 1000", hint="e.g. --take 50")
 
 
 def open_client(args: argparse.Namespace) -> ApiClient:

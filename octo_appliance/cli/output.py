@@ -94,6 +94,17 @@ def table(rows: list[list[str]], headers: list[str]) -> list[str]:
     return lines
 
 
+def page_lines(
+    page: dict[str, Any], rows: list[list[str]], headers: list[str], empty: str
+) -> list[str]:
+    """One page of a listing as a table (``empty`` when it has no rows), noting when ``--take``
+    left rows out, since a listing that looks complete but is not misleads."""
+    lines = table(rows, headers) if rows else [empty]
+    if page["total"] > len(rows):
+        lines.append(f"({len(rows)} of {page['total']}; raise --take to see more)")
+    return lines
+
+
 class Progress:
     """A progress line on stderr: rewritten in place on a terminal, else a line per quarter."""
 

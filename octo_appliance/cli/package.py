@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from octo_appliance.cli.client import ApiClient, ApiRefused, ClientError
-from octo_appliance.cli.options import add_client_options, open_client
-from octo_appliance.cli.output import Output, Progress, size, stamp, table
+from octo_appliance.cli.options import add_client_options, check_take, open_client
+from octo_appliance.cli.output import Output, Progress, page_lines, size, stamp
 from octo_appliance.cli.release import segment
 from octo_appliance.exceptions import ConfigError, ValidationFailed
 
@@ -129,8 +129,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    if not 1 <= args.take <= 1000:
-        raise ConfigError("--take must be between 1 and 1000", hint="e.g. --take 50")
+    check_take(args.take)
     query: dict[str, Any] = {"take": args.take}
     if args.id:
         query["id"] = args.id
@@ -149,8 +148,6 @@ def run_list(args: argparse.Namespace) -> int:
         for item in page["items"]
     ]
     header = ["PACKAGE", "VERSION", "FORMAT", "SIZE", "UPLOADED", "BY"]
-    lines = table(rows, header) if rows else ["No packages."]
-    if page["total"] > len(rows):
-        lines.append(f"({len(rows)} of {page['total']}; raise --take to see more)")
+    lines = page_lines(page, rows, header, "No packages.")
     out.result(page, lines)
     return 0

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from octo_appliance.cli.client import ApiClient, ClientError
-from octo_appliance.cli.options import add_client_options, open_client
-from octo_appliance.cli.output import Output, stamp, table
+from octo_appliance.cli.options import add_client_options, check_take, open_client
+from octo_appliance.cli.output import Output, page_lines, stamp
 from octo_appliance.exceptions import ConfigError
 
 LATEST = "latest"
@@ -109,8 +109,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    if not 1 <= args.take <= 1000:
-        raise ConfigError("--take must be between 1 and 1000", hint="e.g. --take 50")
+    check_take(args.take)
     out = Output(args.json)
     with open_client(args) as client:
         page = client.get(f"/projects/{segment(args.project)}/releases", {"take": args.take})
@@ -118,8 +117,6 @@ def run_list(args: argparse.Namespace) -> int:
         [item["version"], stamp(item.get("created_at")), item.get("created_by", ""), item["id"]]
         for item in page["items"]
     ]
-    lines = table(rows, ["VERSION", "CREATED", "BY", "ID"]) if rows else ["No releases yet."]
-    if page["total"] > len(rows):
-        lines.append(f"({len(rows)} of {page['total']}; raise --take to see more)")
+    lines = page_lines(page, rows, ["VERSION", "CREATED", "BY", "ID"], "No releases yet.")
     out.result(page, lines)
     return 0

@@ -51,7 +51,7 @@ from octo_appliance.comms.queue import (
 from octo_appliance.comms.server import CommsServer, serve
 from octo_appliance.comms.settings import CommsSettings
 from octo_appliance.comms.tls import TrustStore
-from octo_appliance.comms.transfer import UploadSource
+from octo_appliance.comms.transfer import KnownContent, UploadSource
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -71,6 +71,7 @@ __all__ = [
     "IdentityError",
     "InMemoryRequestQueue",
     "IncomingRequest",
+    "KnownContent",
     "LocalHello",
     "MessageTooLarge",
     "PeerLost",

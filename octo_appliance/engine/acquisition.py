@@ -11,10 +11,13 @@ Per target, the cheapest way that works:
    computed once per base and version per acquisition, in a worker thread, and shared by every
    target with that base. If the target refuses it (``base_missing``, ``delta_failed``,
    ``hash_mismatch``, ...), the full package follows;
-3. **full**: the package, streamed from the feed's plaintext reader straight into the
-   connection (:data:`~octo_appliance.comms.UploadSource` opener), so decrypted content is
-   never written to the appliance's disk. Only a transport that declares
-   ``accepts_streams = False`` gets a spool file (``spool_dir``, 0600, deleted right after).
+3. **full**: the package, decrypted once per acquisition into memory (up to
+   :data:`SHARED_MAX_BYTES` and the delta limit) and sent to every target from there, its
+   SHA-256 known (:class:`~octo_appliance.comms.KnownContent`: no hashing per target); a
+   larger package is streamed from the feed's plaintext reader straight into each connection
+   (an :data:`~octo_appliance.comms.UploadSource` opener). Decrypted content is never
+   written to the appliance's disk; only a transport that declares ``accepts_streams =
+   False`` gets a spool file for a large package (``spool_dir``, 0600, deleted right after).
 
 Targets are served concurrently, at most ``parallelism`` at a time. Each ends with one
 :class:`Transfer` and one log line saying what was sent and how many bytes; one that fails is
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
+from octo_appliance.comms import KnownContent, UploadSource
 from octo_appliance.feed.delta import make_delta
 from octo_appliance.transports.base import TargetAddress, Transport
 
@@ -42,6 +46,9 @@ logger = logging.getLogger("octo_appliance.engine.acquisition")
 
 #: a delta is only sent when it is smaller than this share of the package
 DELTA_WORTH = 0.8
+#: a package up to this size (and the delta limit) is decrypted once per acquisition and sent
+#: to every target from memory; a larger one is streamed from the vault per target
+SHARED_MAX_BYTES = 256 * 1024 * 1024
 Mode = Literal["cached", "full", "delta", "failed"]
 #: ``log(level, message, target)``: a task log line tagged with the target
 LogSink = Callable[[str, str, TargetAddress | None], None]
@@ -169,6 +176,8 @@ class _Acquisition:
         self.label = f"{record.package_id} {record.version}"
         self.deltas: dict[str, _Delta] = {}
         self.delta_lock = asyncio.Lock()
+        self.whole_lock = asyncio.Lock()
+        self.whole: KnownContent | None = None
 
     async def place(self, target: TargetAddress) -> Transfer:
         """One target, start to end; never raises but for cancellation."""
@@ -282,19 +291,25 @@ class _Acquisition:
 
     # -- the whole package ----------------------------------------------------------------
 
+    async def _shared_whole(self) -> KnownContent | None:
+        """The package in memory, read once and shared by every target of this acquisition
+        (decrypting it once instead of once per target); None when it is too large."""
+        if self.record.size > min(SHARED_MAX_BYTES, self.owner.delta_max_bytes):
+            return None
+        async with self.whole_lock:
+            if self.whole is None:
+                data = await asyncio.to_thread(self.owner.source.read_plaintext, self.record)
+                self.whole = KnownContent(data, self.record.sha256)
+            return self.whole
+
     async def _send_whole(self, transport: Transport, target: TargetAddress) -> None:
-        record = self.record
-        opener = functools.partial(self.owner.source.open_plaintext, record)
+        opener = functools.partial(self.owner.source.open_plaintext, self.record)
         if transport.accepts_streams:
-            await transport.upload(
-                target,
-                opener,
-                record.sha256,
-                record.file_name,
-                length=record.size,
-                package_id=record.package_id,
-                version=record.version,
-            )
+            shared = await self._shared_whole()
+            if shared is not None:
+                await self._upload(transport, target, shared)
+                return
+            await self._upload(transport, target, opener)
             return
         spooling = asyncio.ensure_future(asyncio.to_thread(_spool, opener, self.owner.spool_dir))
         try:
@@ -303,17 +318,24 @@ class _Acquisition:
             spooling.add_done_callback(_remove_spooled)  # the thread still finishes the file
             raise
         try:
-            await transport.upload(
-                target,
-                spooled,
-                record.sha256,
-                record.file_name,
-                length=record.size,
-                package_id=record.package_id,
-                version=record.version,
-            )
+            await self._upload(transport, target, spooled)
         finally:
             await asyncio.shield(asyncio.to_thread(spooled.unlink, True))
+
+    async def _upload(
+        self, transport: Transport, target: TargetAddress, content: UploadSource
+    ) -> None:
+        """The whole package from ``content`` (a stream opener or a spooled file)."""
+        record = self.record
+        await transport.upload(
+            target,
+            content,
+            record.sha256,
+            record.file_name,
+            length=record.size,
+            package_id=record.package_id,
+            version=record.version,
+        )
 
     # -- outcomes -------------------------------------------------------------------------
 

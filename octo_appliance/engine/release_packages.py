@@ -110,9 +110,12 @@ def pin(release_id: str, pinned: list[tuple[str, Package]]) -> None:
         )
 
 
-def pins_json(release_id: str) -> list[dict[str, str]]:
+def pins_json(release_id: str, steps: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The release's pins in the order of its process steps."""
+    order = {str(step.get("name")): index for index, step in enumerate(steps)}
     rows = ReleasePackage.select().where(ReleasePackage.release == release_id)
+    pins = sorted(rows, key=lambda r: (order.get(r.step, len(order)), r.step, r.package_id))
     return [
         {"step": r.step, "package_id": r.package_id, "version": r.version, "sha256": r.sha256}
-        for r in rows.order_by(ReleasePackage.id)
+        for r in pins
     ]

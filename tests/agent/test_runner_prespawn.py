@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
+from octo_appliance.agent import quiet
 from octo_appliance.agent.runner_host import RunnerHost
 from octo_appliance.agent.spares import SPARE_CWD
 
@@ -98,6 +99,13 @@ async def wait_gone(pid: int, what: str) -> None:
     raise AssertionError(f"{what} (pid {pid}) is still running")
 
 
+@pytest.fixture(autouse=True)
+def busy_machine_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spares start when this process is quiet even if the machine is busy (other tests
+    running beside these); the machine's share is tested on its own below."""
+    monkeypatch.setattr(quiet, "IDLE_SHARE", 0.0)
+
+
 @pytest.fixture
 def pyz(tmp_path: Path, runner_build: RunnerBuild) -> Path:
     """A copy of the runner build that a test may replace."""
@@ -115,6 +123,7 @@ async def host() -> Any:
 
 
 RUNNER_PID = 'echo "runner $PPID"'
+REAL_IDLE_SHARE = quiet.IDLE_SHARE
 
 
 async def test_a_task_takes_the_runner_started_ahead(
@@ -196,6 +205,72 @@ async def test_a_cancelled_task_on_a_runner_started_ahead_loses_its_whole_tree(
     assert not gone(next_one)
 
 
+async def test_runners_are_started_ahead_only_when_no_task_runs(
+    host: RunnerHost, pyz: Path, tmp_path: Path
+) -> None:
+    """One identity's task ends while another's runs in the same process: its next runner
+    waits until that one has ended too, so its start never competes with a task."""
+    other = RunnerHost()
+    release = tmp_path / "release"
+    try:
+        body = f'{RUNNER_PID}\nwhile [ ! -e "{release}" ]; do sleep 0.05; done'
+        long = Task(other, pyz, tmp_path / "work" / "long-1", body)
+        for _ in range(600):
+            if long.events:
+                break
+            await asyncio.sleep(0.05)
+        await run(host, pyz, tmp_path / "work" / "short-1", "true")
+
+        assert not long.running.done()
+        assert len(host.spares) == 0 and len(other.spares) == 0
+
+        release.touch()
+        assert (await long.running)["success"]
+        await spare_pid(host)
+        await spare_pid(other)
+    finally:
+        release.touch()
+        await other.terminate_all()
+
+
+async def test_runners_are_started_ahead_only_when_the_machine_is_mostly_idle(
+    host: RunnerHost, pyz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quiet, "IDLE_SHARE", REAL_IDLE_SHARE)
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        await run(host, pyz, tmp_path / "work" / "t1-1", "true")
+        await asyncio.sleep(4 * quiet.QUIET_SECONDS)  # four quiet moments, all CPUs busy
+
+        assert len(host.spares) == 0
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    await spare_pid(host)
+
+
+async def test_two_runners_per_build_serve_two_steps_in_a_row(pyz: Path, tmp_path: Path) -> None:
+    class TwoAhead(RunnerHost):
+        spares_per_build = 2
+
+    host = TwoAhead()
+    try:
+        await run(host, pyz, tmp_path / "work" / "t1-1", "true")
+        first = await spare_pid(host)
+        second = await spare_pid(host, other_than=first)
+
+        one = await run(host, pyz, tmp_path / "work" / "t2-1", RUNNER_PID)
+        two = await run(host, pyz, tmp_path / "work" / "t2-2", RUNNER_PID)
+
+        assert {int(one.said("runner ")), int(two.said("runner "))} == {first, second}
+    finally:
+        await host.terminate_all()
+
+
 async def test_terminate_all_kills_the_idle_runner_and_starts_no_more(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
@@ -264,6 +339,7 @@ async def test_a_subclass_with_its_own_spawn_starts_runners_only_for_tasks(
 AGENT_STAND_IN = """
 import asyncio, sys
 from pathlib import Path
+from octo_appliance.agent import quiet
 from octo_appliance.agent.runner_host import RunnerHost
 
 async def main():

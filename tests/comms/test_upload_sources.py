@@ -11,7 +11,12 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from octo_appliance.comms import ConnectionClosed, IncomingRequest, TransferError
+from octo_appliance.comms import (
+    ConnectionClosed,
+    IncomingRequest,
+    KnownContent,
+    TransferError,
+)
 
 from .conftest import StartAgent
 
@@ -95,3 +100,19 @@ async def test_a_stream_opened_for_a_closed_connection_is_closed(start_agent: St
     with pytest.raises(ConnectionClosed):
         await conn.call("put", upload=lambda: TrackedStream(b"data"))
     assert TrackedStream.closed_by_sender
+
+
+async def test_known_content_is_sent_with_its_digest_and_a_wrong_one_fails(
+    start_agent: StartAgent,
+) -> None:
+    agent = await start_agent(echo_hash)
+    conn = await agent.dial()
+    data = os.urandom(SIZE)
+    right = KnownContent(data, hashlib.sha256(data).hexdigest())
+
+    response = await conn.call("put", upload=right)
+    assert response.result == {"sha256": right.sha256, "length": SIZE}
+
+    wrong = KnownContent(data, hashlib.sha256(b"other").hexdigest())
+    with pytest.raises(TransferError, match="does not match the sender's"):
+        await conn.call("put", upload=wrong)

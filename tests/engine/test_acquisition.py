@@ -273,6 +273,8 @@ def test_a_one_percent_change_travels_as_a_small_delta(rig: Rig) -> None:
     first = feed.add("Big", "1.4.0", old)
     second = feed.add("Big", "1.4.1", new)
     acquire(rig, feed, first, ALL)
+    assert feed.reads == {"1.4.0": 1}  # decrypted once, sent to every target from memory
+    feed.reads.clear()
 
     transfers, lines = acquire(rig, feed, second, ALL)
 

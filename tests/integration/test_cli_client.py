@@ -115,6 +115,16 @@ class Appliance:
         assert self.key not in done.stdout + done.stderr
         return done
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start one command that runs on while the test acts; the caller kills it."""
+        return subprocess.Popen(
+            [*CLI, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+        )
+
     def api(self) -> httpx.Client:
         return self.server.http2_client(headers={"X-Api-Key": self.key}, timeout=30)
 
@@ -155,6 +165,13 @@ def pump(stream: Any, lines: queue.Queue[str | None]) -> None:
     for line in stream:
         lines.put(line.rstrip("\n"))
     lines.put(None)
+
+
+def follow(stream: Any) -> queue.Queue[str | None]:
+    """The stream's lines as a thread reads them (``None`` at its end)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=pump, args=(stream, lines), daemon=True).start()
+    return lines
 
 
 def wait_for_line(lines: queue.Queue[str | None], pattern: str) -> re.Match[str]:
@@ -274,17 +291,9 @@ def test_task_cancel_stops_a_long_sleep(appliance: Appliance) -> None:
     assert started.returncode == 0, started.stderr
     deployment = json.loads(started.stdout)
     task_id = deployment["task_id"]
-    follower = subprocess.Popen(
-        [*CLI, "task", "log", deployment["id"], "--follow"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=appliance.env(),
-    )
+    follower = appliance.start("task", "log", deployment["id"], "--follow")
     try:
-        lines: queue.Queue[str | None] = queue.Queue()
-        assert follower.stdout is not None
-        threading.Thread(target=pump, args=(follower.stdout, lines), daemon=True).start()
+        lines = follow(follower.stdout)
         wait_for_line(lines, r"\[appliance\] sleeping")
 
         canceled = appliance.cli("task", "cancel", task_id, "--wait")
@@ -307,17 +316,10 @@ def test_task_cancel_stops_a_long_sleep(appliance: Appliance) -> None:
 def test_ctrl_c_stops_following_but_not_the_deployment(appliance: Appliance) -> None:
     version = new_release(appliance, "slow")
     command = ["deploy", "--project", "slow", "--release", version, "--environment", "Dev"]
-    deploying = subprocess.Popen(
-        [*CLI, *command, "--wait"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=appliance.env(),
-    )
+    deploying = appliance.start(*command, "--wait")
     try:
-        lines: queue.Queue[str | None] = queue.Queue()
-        assert deploying.stdout is not None and deploying.stderr is not None
-        threading.Thread(target=pump, args=(deploying.stdout, lines), daemon=True).start()
+        lines = follow(deploying.stdout)
+        assert deploying.stderr is not None
         task_id = wait_for_line(lines, r"task (task_\w+)\.$")[1]
         wait_for_line(lines, r"\[appliance\] sleeping")
 
@@ -337,17 +339,9 @@ def test_ctrl_c_stops_following_but_not_the_deployment(appliance: Appliance) -> 
 def test_a_manual_intervention_is_announced_and_answered(appliance: Appliance) -> None:
     version = new_release(appliance, "ask")
     command = ["deploy", "--project", "ask", "--release", version, "--environment", "Dev", "--wait"]
-    deploying = subprocess.Popen(
-        [*CLI, *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=appliance.env(),
-    )
+    deploying = appliance.start(*command)
     try:
-        errors: queue.Queue[str | None] = queue.Queue()
-        assert deploying.stderr is not None
-        threading.Thread(target=pump, args=(deploying.stderr, errors), daemon=True).start()
+        errors = follow(deploying.stderr)
         match = wait_for_line(
             errors, r"answer: octo-appliance interruption submit (int_\w+) approve\|reject"
         )

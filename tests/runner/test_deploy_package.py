@@ -488,3 +488,20 @@ def test_folder_entries_in_the_package(target: Target, monkeypatch: pytest.Monke
     done = serve(target.request(package, substitute_files=["**/*.txt"]), monkeypatch)
     assert done.result["success"], done.result
     assert tree(Path(done.result["extracted_to"])) == {"a": "/", "a/b.txt": "B", "empty": "/"}
+
+
+def test_scripts_see_no_helper_folder_in_the_release(
+    target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    listing = tmp_path / "listing.txt"
+    request = target.request(
+        target.package(APP), deploy={"syntax": "bash", "body": f"ls -A > '{listing}'"}
+    )
+    request["work_dir"] = str(work_dir)
+    done = serve(request, monkeypatch)
+    assert done.exit_code == 0, done.result
+    names = listing.read_text().split()
+    assert "config" in names
+    assert not [name for name in names if name.startswith(".octo-")], names

@@ -229,6 +229,8 @@ class _Deploy:
             {**self.request.variable_map(), **self._package_variables()},
             self.extracted_to,
             plan.cancel_grace_seconds,
+            # the helpers go to the run's work dir, never into the release folder
+            helper_root=self.request.work_dir,
         )
         self.stage_runner = runner
         steps: list[tuple[str, Callable[[], tuple[str, ScriptOutcome] | None]]] = [

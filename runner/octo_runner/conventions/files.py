@@ -5,30 +5,40 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 
 
-def write_atomic(path: str, data: bytes, *, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` through a temp file beside it and ``os.replace``, so a
-    reader (or a crash) sees the old content or the new one, never half of it. ``mode``
-    defaults to the current file's permission bits (0o600 for a new file)."""
+@contextlib.contextmanager
+def replacing(path: str, *, suffix: str = "") -> Iterator[tuple[int, str]]:
+    """A temp file beside ``path`` (its descriptor and name) that replaces ``path`` through
+    ``os.replace`` when the block ends, or is removed when the block raises: a reader (or a
+    crash) sees the old content or the new one, never half of it. The block closes the
+    descriptor."""
     directory = os.path.dirname(os.path.abspath(path))
-    if mode is None:
-        try:
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o600
-    fd, temp = tempfile.mkstemp(prefix=".octo-", suffix=".tmp", dir=directory)
+    fd, temp = tempfile.mkstemp(prefix=".octo-", suffix=suffix, dir=directory)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
+        yield fd, temp
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+
+
+def write_atomic(path: str, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` (see :func:`replacing`), synced to disk. ``mode``
+    defaults to the current file's permission bits (0o600 for a new file)."""
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o600
+    with replacing(path, suffix=".tmp") as (fd, temp):
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, mode)
 
 
 def is_within(path: str, root: str) -> bool:

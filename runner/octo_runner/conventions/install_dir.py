@@ -11,18 +11,16 @@ the release folder: purging or copying there would destroy the source.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 
 from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
 from . import Canceled
-from .files import describe_os_error, is_within
+from .files import describe_os_error, is_within, replacing
 
 
 @dataclass
@@ -134,16 +132,10 @@ def _clear(path: str) -> None:
 
 def _file(source: str, destination: str) -> None:
     _clear(destination)
-    fd, temp = tempfile.mkstemp(prefix=".octo-", dir=os.path.dirname(destination))
-    try:
+    with replacing(destination) as (fd, temp):
         with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
             shutil.copyfileobj(data, out, 1024 * 1024)
         shutil.copystat(source, temp)
-        os.replace(temp, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 def _link(target: str, destination: str) -> None:

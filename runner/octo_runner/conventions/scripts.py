@@ -105,11 +105,13 @@ class StageRunner:
         variables: Mapping[str, str],
         work_dir: str,
         cancel_grace_seconds: float,
+        helper_root: str | None = None,
     ) -> None:
         self.events = _Recording(events)
         self.cancel = cancel
         self.variables = evaluate_variables(variables)
         self.work_dir = work_dir
+        self.helper_root = helper_root
         self.grace = cancel_grace_seconds
         self.skip_requested = False
 
@@ -164,6 +166,7 @@ class StageRunner:
             work_dir=self.work_dir,
             interpreter=interpreter,
             cancel_grace_seconds=self.grace,
+            helper_root=self.helper_root,
         )
         self.events.set_variables.clear()
         outcome = host.run(job, self.events, self.cancel)

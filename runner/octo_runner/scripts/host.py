@@ -49,6 +49,9 @@ class ScriptJob:
     work_dir: str
     interpreter: str | None = None
     cancel_grace_seconds: float = 10.0
+    #: where the helper folder goes (default ``work_dir``): outside a release folder, so a
+    #: Deploy script that copies or archives ``.`` does not pick the helpers up
+    helper_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,9 @@ def run(job: ScriptJob, events: EventWriter, cancel: CancelToken) -> ScriptOutco
     """Run ``job`` to completion (or cancellation) and return how it ended."""
     if cancel.cancelled:
         return ScriptOutcome(CANCELED_EXIT_CODE, True, cancel.reason, None, False)
-    launch = prepare(job.syntax, job.body, job.variables, job.work_dir, job.interpreter)
+    launch = prepare(
+        job.syntax, job.body, job.variables, job.helper_root or job.work_dir, job.interpreter
+    )
     for name in launch.skipped_names:
         reason = "its name holds a tab or a line break"
         events.log("warning", f"variable {name!r} is not available to shell scripts: {reason}")

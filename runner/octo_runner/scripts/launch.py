@@ -56,7 +56,8 @@ def resolve_interpreter(syntax: str, interpreter: str | None) -> str:
 def prepare(
     syntax: str, body: str, variables: Mapping[str, str], work_dir: str, interpreter: str | None
 ) -> Launch:
-    """Write the helpers into a fresh directory under ``work_dir`` and describe the launch."""
+    """Write the helpers into a fresh directory under ``work_dir`` (the run's work dir, or
+    the folder given for them) and describe the launch."""
     program = resolve_interpreter(syntax, interpreter)
     helper_dir = tempfile.mkdtemp(prefix=".octo-", dir=work_dir)
     files = helpers.bootstrap_files(syntax)
