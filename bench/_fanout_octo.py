@@ -57,8 +57,8 @@ from tests.serve_process import ServeProcess
 #: each target's work in processes of its own): one process holding many homes would receive
 #: every target's package through one interpreter
 PER_PROCESS = 1
-#: the runner's own temporary folder, which it creates in the Deploy script's working
-#: directory (the extraction folder) while the script runs, so ``find .`` lists it
+#: the runner's helper folder: runners before this session created it in the Deploy
+#: script's working directory (the release folder); the check still ignores it there
 RUNNER_DIR_PREFIX = "./.octo-"
 #: the agent's own files in a home, kept by a cold reset (docs/agent.md, "The home")
 KEEP = frozenset({"agent.json", "identity", "runners", "logs", "tmp"})
