@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from octo_appliance.agent.contract import package_fields
 from octo_appliance.comms import CallFailed
 from octo_appliance.durable import write_atomic
 from octo_appliance.feed.delta import DeltaError, apply_delta
@@ -151,7 +152,7 @@ class PackageCache:
                 "it was not stored",
                 hint="upload the file again; if it keeps failing, check the package in the feed",
             )
-        described = _described(package_id, version)
+        described = package_fields(package_id, version)
         async with self._lock:
             if self.lookup(sha256) == length:
                 await self._describe(sha256, length, name, described)
@@ -193,7 +194,7 @@ class PackageCache:
         base_sha256, sha256 = check_sha256(base_sha256, "base_sha256"), check_sha256(sha256)
         if self.lookup(sha256) == length:
             async with self._lock:
-                await self._describe(sha256, length, name, _described(package_id, version))
+                await self._describe(sha256, length, name, package_fields(package_id, version))
             return self.directory / sha256
         if self.lookup(base_sha256) is None:
             raise _base_missing(base_sha256)
@@ -250,14 +251,6 @@ def _size(path: Path) -> int | None:
         return path.stat().st_size
     except FileNotFoundError:
         return None
-
-
-def _described(package_id: str | None, version: str | None) -> dict[str, str]:
-    return {
-        key: value[:255]
-        for key, value in (("package_id", package_id), ("version", version))
-        if value
-    }
 
 
 def _base_missing(base_sha256: str) -> CallFailed:

@@ -85,3 +85,13 @@ APPLIANCE_METHODS = (RUNNER_FETCH,)
 AGENT_STREAM = "agent"
 #: the log event a runner.run emits while it waits for the target mutex
 WAITING_MESSAGE = "waiting for another task on this target to finish"
+
+
+def package_fields(package_id: str | None, version: str | None) -> dict[str, str]:
+    """The optional ``package_id``/``version`` of ``cache.put`` and ``cache.patch`` (what
+    ``cache.list`` reports later), those given, each at most 255 characters."""
+    return {
+        key: value[:255]
+        for key, value in (("package_id", package_id), ("version", version))
+        if value
+    }

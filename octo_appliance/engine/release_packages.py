@@ -71,8 +71,11 @@ def choose(
         if choice.step is not None and choice.step not in known_steps:
             raise PinProblem(f"step '{choice.step}' deploys no package")
     pinned = []
+    feed: dict[str, dict[str, Package]] = {}
     for step, package_id in needed:
-        versions = _versions(package_id)
+        versions = feed.get(package_id)
+        if versions is None:
+            versions = feed[package_id] = _versions(package_id)
         wanted = next(
             (c.version for c in choices if c.package == package_id and c.step == step),
             next((c.version for c in choices if c.package == package_id and c.step is None), None),

@@ -147,7 +147,7 @@ class Transport:
             "length": await _length_of(content, length),
             "name": name,
         }
-        params.update(_described(package_id, version))
+        params.update(contract.package_fields(package_id, version))
         await self.call(target, contract.CACHE_PUT, params, upload=content)
 
     async def cached_versions(self, target: TargetAddress, package_id: str) -> list[dict[str, Any]]:
@@ -184,7 +184,7 @@ class Transport:
             "length": length,
             "name": name,
         }
-        params.update(_described(package_id, version))
+        params.update(contract.package_fields(package_id, version))
         await self.call(target, contract.CACHE_PATCH, params, upload=delta)
 
     async def fetch(
@@ -202,15 +202,6 @@ class Transport:
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
         response = await self.call(target, contract.AGENT_INFO, {}, timeout=timeout)
         return dict(response.result or {})
-
-
-def _described(package_id: str | None, version: str | None) -> dict[str, str]:
-    described = {}
-    if package_id:
-        described["package_id"] = package_id
-    if version:
-        described["version"] = version
-    return described
 
 
 async def _length_of(content: UploadSource, length: int | None) -> int:
