@@ -189,6 +189,15 @@ class AgentFleet:
                 total += times.user + times.system
         return total
 
+    def settle(self, timeout: float = 120.0) -> float:
+        """Wait until the machine is mostly idle (the agents' fork servers, started when
+        quiet after the warm-up, are up): two 0.5 s readings under 15% CPU. The seconds."""
+        started = time.monotonic()
+        calm = 0
+        while calm < 2 and time.monotonic() - started < timeout:
+            calm = calm + 1 if psutil.cpu_percent(interval=0.5) < 15 else 0
+        return time.monotonic() - started
+
     def close(self) -> None:
         with concurrent.futures.ThreadPoolExecutor(max(1, len(self.processes))) as pool:
             list(pool.map(lambda p: p.close(), self.processes))

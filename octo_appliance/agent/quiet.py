@@ -1,13 +1,13 @@
 """When it is quiet: no task running in this agent process, and the machine mostly idle.
 
-Runners started ahead of their tasks (:mod:`octo_appliance.agent.spares`) cost the CPU of
-an interpreter start each. Started the moment a task ends, many of them at once (one per
-identity after a fan-out) competed with what came right after: the next step's tasks, the
-appliance finishing the deployment on a small shared machine, the other agent processes
-still running their part of a large fan-out. So they are started only once this process
-has had no task for :data:`QUIET_SECONDS` *and* the machine's CPUs were at least
+Runner fork servers (:mod:`octo_appliance.agent.forkpool`) cost the CPU of an interpreter
+start and every command's imports each. Started the moment a task ends, many of them at once
+(one per identity after a fan-out) competed with what came right after: the next step's
+tasks, the appliance finishing the deployment on a small shared machine, the other agent
+processes still running their part of a large fan-out. So they are started only once this
+process has had no task for :data:`QUIET_SECONDS` *and* the machine's CPUs were at least
 :data:`IDLE_SHARE` idle over that time: in the gaps between the work, never beside it. Where
-it is never quiet, tasks start their runners themselves, as without spares.
+it is never quiet, tasks start their runners themselves, as without fork servers.
 """
 
 from __future__ import annotations

@@ -4,10 +4,12 @@ The runner gets everything on stdin (variables, sensitive ones included: never a
 environment, never a file) and answers with JSON lines on stdout, which are re-emitted to the
 appliance one by one as they arrive. It runs as ``sys.executable -I -S <runner.pyz>`` in a new
 session; once the agent is frozen by PyInstaller, ``sys.executable`` is the agent binary and
-this must become the bundled interpreter (noted in docs/agent.md). The host keeps one runner
-per build started ahead of its task (:mod:`octo_appliance.agent.spares`), started when the
-process is quiet, so a task that finds it only writes its request; a subclass that
-overrides :meth:`RunnerHost.spawn` opts in with ``prespawn = True``.
+this must become the bundled interpreter (noted in docs/agent.md). Once a build has been
+used, the host keeps a fork server of it (:mod:`octo_appliance.agent.forkpool`), started
+when the process is quiet, and later tasks get a runner forked from it: the same process a
+direct start makes, without the interpreter start. A subclass that overrides
+:meth:`RunnerHost.spawn` opts in with ``forks = True``; one that only changes
+:meth:`RunnerHost.runner_command` keeps them.
 
 Cancelling: SIGTERM to the runner (it kills the script's process group itself, after its own
 grace), then, if the runner is still there after ``kill_grace``, SIGKILL to the runner's group
@@ -28,13 +30,14 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import psutil
 
 from octo_appliance.agent.contract import AGENT_STREAM
+from octo_appliance.agent.forkpool import ForkPool
+from octo_appliance.agent.forkserver import ForkServer
 from octo_appliance.agent.quiet import activity
-from octo_appliance.agent.spares import SparePool
 from octo_appliance.comms import CallFailed
 
 log = logging.getLogger("octo_appliance.agent.runner")
@@ -48,6 +51,26 @@ STDERR_LINE_CHARS = 1000
 SCRUBBED_ENV = ("OCTO_API_KEY",)
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+#: how a runner is started: argv, environment, extra ``create_subprocess_exec`` options
+Command = tuple[list[str], dict[str, str], dict[str, Any]]
+
+
+class Child(Protocol):
+    """A runner process: started directly (``asyncio.subprocess.Process``) or forked
+    (:class:`~octo_appliance.agent.forkserver.ForkedRunner`)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdin(self) -> asyncio.StreamWriter | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+    async def wait(self) -> int: ...
+    def send_signal(self, signum: int) -> None: ...
 
 
 def now_iso() -> str:
@@ -126,7 +149,7 @@ class RunnerProcess:
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        process: Child,
         task_id: str,
         kill_grace: float,
         on_gone: Callable[[RunnerProcess], None],
@@ -188,23 +211,20 @@ class RunnerProcess:
 class RunnerHost:
     """Runs runner processes for one agent identity and knows which are still alive."""
 
-    #: keep a runner started ahead of the next task (see :mod:`octo_appliance.agent.spares`);
-    #: a subclass that overrides :meth:`spawn` gets ``False`` unless it sets this itself,
-    #: since its ``spawn`` must then start the runner with the ``work_dir`` it is given
-    #: being ``/`` (the runner moves into its request's work dir)
-    prespawn: ClassVar[bool] = True
-    #: runners kept started per build; 2 serves two tasks in a row (two steps of a
-    #: deployment) for a second idle process
-    spares_per_build: ClassVar[int] = 1
+    #: fork later tasks' runners from a fork server of their build (see
+    #: :mod:`octo_appliance.agent.forkpool`); a subclass that overrides :meth:`spawn` gets
+    #: ``False`` unless it sets this itself: the fork server is started with
+    #: :meth:`runner_command`, not with its ``spawn``
+    forks: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "spawn" in cls.__dict__ and "prespawn" not in cls.__dict__:
-            cls.prespawn = False
+        if "spawn" in cls.__dict__ and "forks" not in cls.__dict__:
+            cls.forks = False
 
     def __init__(self) -> None:
         self.live: set[RunnerProcess] = set()
-        self.spares = SparePool(self.spawn, self.spares_per_build)
+        self.fork_pool = ForkPool(self.start_fork_server)
 
     async def run(
         self,
@@ -221,7 +241,7 @@ class RunnerHost:
         busy = activity()
         busy.task_started()
         try:
-            process, ahead = await self._start(pyz, work_dir)
+            process, forked = await self._start(pyz, work_dir)
         except OSError as exc:
             busy.task_ended()
             log.error("task %s: cannot start the runner: %s", task_id, exc)
@@ -238,7 +258,7 @@ class RunnerHost:
         log.info(
             "task %s: runner %s (pid %d) in %s",
             task_id,
-            "started ahead" if ahead else "started",
+            "forked" if forked else "started",
             process.pid,
             work_dir.name,
         )
@@ -263,8 +283,8 @@ class RunnerHost:
             raise
         finally:
             busy.task_ended()
-            if self.prespawn:
-                self.spares.refill_when_quiet(pyz)
+            if self.can_fork():
+                self.fork_pool.refill_when_quiet(pyz)
         handle.gone()
         log.info(
             "task %s: runner exited with code %d after %d events",
@@ -274,39 +294,57 @@ class RunnerHost:
         )
         return collected.outcome(returncode, work_dir)
 
-    async def _start(self, pyz: Path, work_dir: Path) -> tuple[asyncio.subprocess.Process, bool]:
-        """A runner for this task: the spare if there is one, else a new one; and whether
-        it was the spare."""
-        if not self.prespawn:
-            return await self.spawn(pyz, work_dir), False
-        process = await self.spares.take(pyz)
-        if process is not None:
-            return process, True
-        self.spares.forgive()
+    async def _start(self, pyz: Path, work_dir: Path) -> tuple[Child, bool]:
+        """A runner for this task: forked if the build has a fork server, else started;
+        and whether it was forked."""
+        if self.can_fork():
+            process = await self.fork_pool.fork(pyz, LINE_LIMIT)
+            if process is not None:
+                return process, True
+            self.fork_pool.forgive()
         return await self.spawn(pyz, work_dir), False
 
-    async def spawn(self, pyz: Path, work_dir: Path) -> asyncio.subprocess.Process:
-        """Start the runner with piped stdio in its own session (the appliance's built-in
-        worker overrides this to start it as another user, with its own environment)."""
-        return await asyncio.create_subprocess_exec(
+    def can_fork(self) -> bool:
+        """Whether this host's runners may come from a fork server."""
+        return self.forks
+
+    def runner_command(self, pyz: Path) -> Command:
+        """How the runner is started: the appliance's built-in worker overrides this to
+        start it as another user, with that user's environment."""
+        argv = [
             sys.executable,
             "-I",  # isolated: no user site, no PYTHON* variables, no cwd on sys.path
             "-S",  # no site module: the runner is stdlib-only, and this starts it faster
             str(pyz),
+        ]
+        return argv, _child_environment(), {}
+
+    async def start_fork_server(self, pyz: Path) -> ForkServer:
+        """A fork server of ``pyz``, started as :meth:`runner_command` says."""
+        argv, env, options = self.runner_command(pyz)
+        return await ForkServer.start(argv, env, options)
+
+    async def spawn(self, pyz: Path, work_dir: Path) -> Child:
+        """Start the runner with piped stdio in its own session."""
+        argv, env, options = self.runner_command(pyz)
+        return await asyncio.create_subprocess_exec(
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=work_dir,
-            env=_child_environment(),
+            env=env,
             start_new_session=True,
             limit=LINE_LIMIT,
+            **options,
         )
 
     async def terminate_all(self) -> None:
-        """Stop every runner still alive and kill the idle spares (agent shutdown: no more
+        """Stop every runner still alive and end the fork server (agent shutdown: no more
         are started afterwards), and wait until they are gone."""
         tasks = [handle.terminate() for handle in list(self.live)]
-        await asyncio.gather(self.spares.close(), *tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.fork_pool.close()
 
 
 def _child_environment() -> dict[str, str]:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
 from octo_appliance.agent.cache import PackageCache, finish_in_thread
-from octo_appliance.agent.runner_host import LINE_LIMIT, RunnerHost
+from octo_appliance.agent.runner_host import Command, RunnerHost
 from octo_appliance.agent.workdirs import WorkDirs
 from octo_appliance.comms import CallFailed, Response, UploadSource
 from octo_appliance.exceptions import ConfigError
@@ -104,11 +104,19 @@ class WorkerHost(RunnerHost):
         super().__init__()
         self.user = user
 
-    def command(self, pyz: Path) -> tuple[list[str], dict[str, Any]]:
-        """The argv and the extra process options that start the runner."""
+    def can_fork(self) -> bool:
+        """A fork server is started as the worker user like a runner, except through sudo,
+        which closes the control socket it would be handed (and whose runners the
+        appliance could not signal)."""
         user = self.user
+        return user is None or user.uid == os.geteuid() or os.geteuid() == 0
+
+    def runner_command(self, pyz: Path) -> Command:
+        """The argv, environment and extra process options that start the runner."""
+        user = self.user
+        env = worker_environment(user)
         if user is None or user.uid == os.geteuid():
-            return [sys.executable, "-I", "-S", str(pyz)], {}
+            return [sys.executable, "-I", "-S", str(pyz)], env, {}
         python = shutil.which("python3", path=SYSTEM_PATH)
         if python is None:
             raise CallFailed(
@@ -118,22 +126,8 @@ class WorkerHost(RunnerHost):
             )
         if os.geteuid() == 0:
             options = {"user": user.uid, "group": user.gid, "extra_groups": []}
-            return [python, "-I", "-S", str(pyz)], options
-        return ["sudo", "-n", "-u", user.name, "--", python, "-I", "-S", str(pyz)], {}
-
-    async def spawn(self, pyz: Path, work_dir: Path) -> asyncio.subprocess.Process:
-        argv, options = self.command(pyz)
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=work_dir,
-            env=worker_environment(self.user),
-            start_new_session=True,
-            limit=LINE_LIMIT,
-            **options,
-        )
+            return [python, "-I", "-S", str(pyz)], env, options
+        return ["sudo", "-n", "-u", user.name, "--", python, "-I", "-S", str(pyz)], env, {}
 
 
 class LocalTransport(Transport):

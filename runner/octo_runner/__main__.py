@@ -33,11 +33,13 @@ from .protocol import EventWriter, parse_request
 #: how long a runner waits for its request before it imports its commands in the meantime
 IDLE_BEFORE_WARMUP = 0.05
 
-USAGE = f"""usage: octo-runner [--version | --help]
+USAGE = f"""usage: octo-runner [--version | --help | --fork-server]
 
 The Octo runner (version {__version__}, protocol {PROTOCOL_VERSION}) reads one JSON request on
 stdin and writes JSON-lines events on stdout. It is started by the Octo agent; the protocol is
 described in docs/runner-protocol.md. Commands: {", ".join(sorted(COMMANDS))}.
+With --fork-server, stdin is the agent's control socket and the runner forks one child per
+request instead (docs/runner-protocol.md, "Fork server").
 """
 
 
@@ -50,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in (["--help"], ["-h"]):
         print(USAGE, end="")
         return 0
+    if args == ["--fork-server"]:
+        from .forkserver import serve_forks
+
+        return serve_forks()
     if args:
         print(USAGE, end="", file=sys.stderr)
         return 2
