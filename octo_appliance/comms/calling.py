@@ -74,8 +74,8 @@ async def call(
             if upload_file is not None:
                 file, upload_file = upload_file, None
 
-                async def send_chunk(chunk: bytes) -> None:
-                    await conn._send(Frame(FrameType.DATA, stream, chunk))
+                async def send_chunk(chunk: bytes | memoryview) -> None:
+                    await conn._send_data(stream, chunk)
 
                 end = await send_file(file, conn.settings.chunk_size, send_chunk)
                 await conn._send(json_frame(FrameType.DATA_END, stream, end))

@@ -24,6 +24,7 @@ from octo_appliance.comms.framing import (
     CONTROL_STREAM,
     Frame,
     FrameType,
+    data_header,
     encode_frame,
     json_frame,
     read_frame,
@@ -180,6 +181,16 @@ class Connection:
             raise self._fresh_reason()
         self._writer.write(encode_frame(frame))
         self._last_tx = self._loop.time()
+
+    async def _send_data(self, stream: int, chunk: bytes | memoryview) -> None:
+        """A DATA frame: header and payload written one after the other, so the payload is
+        never copied into a frame buffer."""
+        if self._reason is not None:
+            raise self._fresh_reason()
+        self._writer.write(data_header(stream, len(chunk)))
+        self._writer.write(chunk)
+        self._last_tx = self._loop.time()
+        await self._drain()
 
     def _write_nowait(self, frame: Frame) -> None:
         """Best effort, never blocks (PING, PONG, CANCEL, GOAWAY)."""

@@ -92,6 +92,12 @@ def encode_frame(frame: Frame) -> bytes:
     return HEADER.pack(frame.type, 0, frame.stream, len(frame.payload)) + frame.payload
 
 
+def data_header(stream: int, length: int) -> bytes:
+    """The header of a DATA frame whose payload is written after it, uncopied (a slice of a
+    package held in memory goes to the TLS layer as it is)."""
+    return HEADER.pack(FrameType.DATA, 0, stream, length)
+
+
 def decode_header(header: bytes, max_payload: int = MAX_PAYLOAD) -> tuple[FrameType, int, int]:
     """``(type, stream, length)`` from a header; unknown types, bad streams, oversize: error."""
     raw_type, _flags, stream, length = HEADER.unpack(header)

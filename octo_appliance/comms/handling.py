@@ -177,8 +177,8 @@ async def _run(conn: Connection, stream: int, incoming: Incoming) -> None:
 
 
 async def _send_file(conn: Connection, stream: int, path: Path) -> None:
-    async def send_chunk(chunk: bytes) -> None:
-        await conn._send(Frame(FrameType.DATA, stream, chunk))
+    async def send_chunk(chunk: bytes | memoryview) -> None:
+        await conn._send_data(stream, chunk)
 
     file = open_for_sending(path, "the response file")
     end = await send_file(file, conn.settings.chunk_size, send_chunk)

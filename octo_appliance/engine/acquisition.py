@@ -121,9 +121,15 @@ class Acquirer:
         self.spool_dir = spool_dir
 
     async def acquire(
-        self, record: PackageRecordLike, targets: Sequence[TargetAddress], log: LogSink
+        self,
+        record: PackageRecordLike,
+        targets: Sequence[TargetAddress],
+        log: LogSink,
+        on_placed: Callable[[Transfer], None] | None = None,
     ) -> dict[str, Transfer]:
-        """Make every target hold ``record``; each target's :class:`Transfer` by target id."""
+        """Make every target hold ``record``; each target's :class:`Transfer` by target id.
+        ``on_placed`` hears of each target's transfer as soon as it ends (so that target can
+        go on while others still receive)."""
         try:
             versions = await asyncio.to_thread(self.source.versions, record.package_id)
         except Exception as exc:  # without the list there is no delta, nothing worse
@@ -134,7 +140,10 @@ class Acquirer:
 
         async def one(target: TargetAddress) -> Transfer:
             async with gate:
-                return await run.place(target)
+                transfer = await run.place(target)
+            if on_placed is not None:
+                on_placed(transfer)
+            return transfer
 
         transfers = await asyncio.gather(*(one(target) for target in targets))
         return {transfer.target_id: transfer for transfer in transfers}

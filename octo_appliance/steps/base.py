@@ -183,13 +183,18 @@ class StepContext(ABC):
 
     @abstractmethod
     async def acquire_package(
-        self, package: PackageInfo, *, appliance: bool = False
+        self, package: PackageInfo, *, appliance: bool = False, wait: bool = True
     ) -> list[PackageTransfer]:
         """Place ``package`` in the cache of every target of the step (``appliance``: the
         built-in worker's) at once, within the appliance's package parallelism, sending
         nothing where the content is already cached and a binary delta where that is smaller.
         Never raises for one target's failure: read the transfers; a later
-        :meth:`run_on_targets` retries the transfer for a target whose transfer failed."""
+        :meth:`run_on_targets` retries the transfer for a target whose transfer failed.
+
+        With ``wait=False`` the transfers start and this returns ``[]`` at once: a later
+        :meth:`run_on_targets` whose requests name the package waits, per target, for that
+        target's transfer only, so a target installs while others still receive (the task
+        log and progress still record each transfer)."""
 
     @abstractmethod
     async def interrupt(

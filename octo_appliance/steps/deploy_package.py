@@ -8,9 +8,10 @@ package), ``install_dir`` (copy there after the conventions; ``purge`` empties i
 ``{"syntax", "body"}``), ``run_on`` (``targets``, the default, or ``appliance``) and
 ``keep_releases`` (after a success, keep this many releases of the project on the target).
 
-Order of work: the package is acquired on all targets at once (cached by SHA-256, a delta
-when the target has an older version), then the runner's ``deploy-package`` command runs on
-each target within the step's rolling window. docs/conventions.md describes what the runner
+Order of work: the package is sent to all targets at once (cached by SHA-256, a delta when
+the target has an older version), and the runner's ``deploy-package`` command runs on each
+target, within the step's rolling window, as soon as that target holds the package: targets
+that received it install while others still receive. docs/conventions.md describes what the runner
 does; docs/package-transfer.md how the bytes travel.
 """
 
@@ -154,7 +155,8 @@ class DeployPackage(StepType):
             f"Package {package.package_id} {package.version} "
             f"({package.size} bytes, SHA-256 {package.sha256[:12]}…).",
         )
-        await ctx.acquire_package(package, appliance=on_appliance)
+        # every target's transfer starts now; each target installs once its own has ended
+        await ctx.acquire_package(package, appliance=on_appliance, wait=on_appliance)
 
         def request(target: StepTarget | None) -> RunnerRequest:
             return RunnerRequest(

@@ -471,6 +471,58 @@ def test_a_transport_that_needs_files_gets_a_private_spool_file_removed_after(
     assert rig.cached("appliance", record.sha256) == package
 
 
+def test_each_target_is_reported_as_soon_as_its_own_transfer_ends(rig: Rig) -> None:
+    """``on_placed`` hears of a target while another's upload is still held: the engine
+    lets that target install meanwhile (deploy-package pipelines transfer and install)."""
+    feed = MemoryFeed()
+    package = zip_package(random_members(5, seed=11))
+    record = feed.add("Piped", "1.0.0", package)
+    held = rig.targets["poll-1"]
+
+    async def scenario() -> tuple[list[str], dict[str, Transfer]]:
+        release = asyncio.Event()
+        heard: list[str] = []
+
+        class Held:
+            def __init__(self, transport: Transport) -> None:
+                self.transport = transport
+                self.accepts_streams = transport.accepts_streams
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.transport, name)
+
+            async def upload(self, target: TargetAddress, *a: Any, **kw: Any) -> Any:
+                if target.id == held.id:
+                    async with asyncio.timeout(60):
+                        await release.wait()
+                return await self.transport.upload(target, *a, **kw)
+
+        def transports(target: TargetAddress) -> Any:
+            transport = rig.transport_for(target)
+            return Held(transport) if transport is not None else None
+
+        def placed(transfer: Transfer) -> None:
+            heard.append(transfer.target_name)
+            if transfer.target_name == "listen-1":  # the other is still held here
+                release.set()
+
+        acquirer = Acquirer(
+            transports, feed, parallelism=10, delta_max_bytes=0, spool_dir=rig.spool
+        )
+        targets = [rig.targets["listen-1"], held]
+        transfers = await acquirer.acquire(record, targets, lambda *_: None, placed)
+        return heard, transfers
+
+    heard, transfers = rig.run(scenario())
+
+    assert heard == ["listen-1", "poll-1"]
+    assert {t.target_name: t.mode for t in transfers.values()} == {
+        "listen-1": "full",
+        "poll-1": "full",
+    }
+    assert rig.cached("poll-1", record.sha256) == package
+
+
 def test_the_worker_cache_lists_versions_like_an_agent(rig: Rig) -> None:
     feed = MemoryFeed()
     record = feed.add("Listed", "3.1.4", b"listed package content" * 100)

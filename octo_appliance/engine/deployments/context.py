@@ -7,9 +7,10 @@ step's timeout, automatic retries, then (when the deployment asked for it) guide
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from octo_appliance.engine.acquisition import Acquirer, Transfer
 from octo_appliance.engine.deployments import guided_failure, interruptions
 from octo_appliance.engine.deployments.interruptions import Question
 from octo_appliance.engine.deployments.plan import PlannedStep, TargetInfo
@@ -72,6 +73,10 @@ class EngineStepContext(StepContext):
         self.force = run.options.force
         #: (target id, package sha256) whose transfer succeeded in this step
         self._placed: set[tuple[str, str]] = set()
+        #: transfers started by ``acquire_package(wait=False)``, until a run of that target
+        #: takes its own
+        self._inflight: dict[tuple[str, str], asyncio.Future[PackageTransfer]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- StepContext ---------------------------------------------------------------------
 
@@ -106,7 +111,7 @@ class EngineStepContext(StepContext):
         return found
 
     async def acquire_package(
-        self, package: PackageInfo, *, appliance: bool = False
+        self, package: PackageInfo, *, appliance: bool = False, wait: bool = True
     ) -> list[PackageTransfer]:
         if appliance:
             infos = [TargetInfo(WORKER.id, WORKER.name, address=WORKER)]
@@ -116,17 +121,57 @@ class EngineStepContext(StepContext):
                 for t in self._infos.values()
                 if t.id not in self.run.excluded and t.address is not None and not t.unavailable
             ]
-        return await self._acquire(package, infos)
+        if wait:
+            return await self._acquire(package, infos)
+        self._acquirer()  # no feed: the step fails now, not once per target
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[PackageTransfer]] = {}
+        for info in infos:
+            futures[info.id] = self._inflight[(info.id, package.sha256)] = loop.create_future()
 
-    async def _acquire(
-        self, package: PackageInfo, infos: Sequence[TargetInfo]
-    ) -> list[PackageTransfer]:
+        def placed(result: PackageTransfer) -> None:
+            future = futures.get(result.target.id)
+            if future is not None and not future.done():
+                future.set_result(result)
+
+        async def in_background() -> None:
+            try:
+                await self._acquire(package, infos, placed)
+            except Exception as exc:  # the runs of those targets try again on their own
+                for info in infos:
+                    placed(PackageTransfer(_step_target(info), "failed", 0, str(exc)))
+            finally:
+                for future in futures.values():
+                    future.cancel()  # only those never answered (a cancelled step)
+
+        work = loop.create_task(in_background())
+        self._background.add(work)
+        work.add_done_callback(self._background.discard)
+        return []
+
+    async def close(self) -> None:
+        """Stop transfers nobody will wait for any more (the step ended or was cancelled)."""
+        for work in list(self._background):
+            work.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._inflight.clear()
+
+    def _acquirer(self) -> Acquirer:
         acquirer = self.run.services.acquirer
         if acquirer is None:
             raise StepFailed(
                 "this appliance has no package feed to send packages from",
                 hint="the step needs the built-in feed; check the appliance's start-up log",
             )
+        return acquirer
+
+    async def _acquire(
+        self,
+        package: PackageInfo,
+        infos: Sequence[TargetInfo],
+        on_placed: Callable[[PackageTransfer], None] | None = None,
+    ) -> list[PackageTransfer]:
+        acquirer = self._acquirer()
         by_id = {info.id: info for info in infos}
         addresses = [info.address for info in infos if info.address is not None]
         task = self.run.task
@@ -135,13 +180,10 @@ class EngineStepContext(StepContext):
             ref = None if address is None else TargetRef(address.id, address.name)
             task.log(level, message, ref)
 
-        transfers = await acquirer.acquire(package, addresses, log)
-        results = []
-        for target_id, transfer in transfers.items():
-            info = by_id[target_id]
-            step_target = StepTarget(info.id, info.name, tuple(sorted(info.roles)))
+        def record(transfer: Transfer) -> PackageTransfer:
+            info = by_id[transfer.target_id]
             result = PackageTransfer(
-                step_target, transfer.mode, transfer.bytes_sent, transfer.message
+                _step_target(info), transfer.mode, transfer.bytes_sent, transfer.message
             )
             if result.ok:
                 self._placed.add((info.id, package.sha256))
@@ -158,8 +200,17 @@ class EngineStepContext(StepContext):
                     "message": transfer.message,
                 },
             )
-            results.append(result)
-        return results
+            if on_placed is not None:
+                on_placed(result)
+            return result
+
+        recorded: dict[str, PackageTransfer] = {}
+
+        def each(transfer: Transfer) -> None:
+            recorded[transfer.target_id] = record(transfer)
+
+        transfers = await acquirer.acquire(package, addresses, log, each)
+        return [recorded.get(target_id) or record(t) for target_id, t in transfers.items()]
 
     async def interrupt(
         self,
@@ -320,6 +371,10 @@ class EngineStepContext(StepContext):
             return "failed", None, exc.message, []
         package = request.package
         if package is not None and (info.id, package.sha256) not in self._placed:
+            pending = self._inflight.pop((info.id, package.sha256), None)
+            if pending is not None:  # sent with the others: wait for this target's only
+                await asyncio.wait([pending])
+        if package is not None and (info.id, package.sha256) not in self._placed:
             transfers = await self._acquire(package, [info])
             if not transfers or not transfers[0].ok:
                 why = transfers[0].message if transfers else "no transfer was made"
@@ -370,3 +425,7 @@ class EngineStepContext(StepContext):
         self.run.progress.target_outputs(
             info.id, self.step.name, [OutputVariable(v.name, v.value, v.sensitive) for v in outputs]
         )
+
+
+def _step_target(info: TargetInfo) -> StepTarget:
+    return StepTarget(info.id, info.name, tuple(sorted(info.roles)))

@@ -190,7 +190,10 @@ async def _run_step(run: DeploymentRun, planned: PlannedStep, failed_before: boo
     task.log("highlight", f"Step '{spec.name}' ({spec.type}) started.")
     message = ""
     try:
-        await step_type.execute(ctx)
+        try:
+            await step_type.execute(ctx)
+        finally:
+            await ctx.close()
         if ctx.failed_targets:
             message = "failed on " + ", ".join(ctx.failed_targets)
     except StepFailed as exc:
