@@ -6,7 +6,8 @@ build is started once the agent process is quiet (:mod:`octo_appliance.agent.qui
 own start (an interpreter and every command's imports) never competes with the work. A task
 that arrives while the server is starting waits for it: that is sooner than a start of its
 own. A server whose build file changed since it started (a new build at the same path) is
-not used and is replaced; one that dies is replaced, but not after :data:`IDLE_DEATHS`
+not used again and is replaced; it ends once the runners it forked have ended (they would
+be cancelled with it); one that dies is replaced, but not after :data:`IDLE_DEATHS`
 deaths in a row (something kills them: starting more would only loop).
 """
 
@@ -119,10 +120,10 @@ class ForkPool:
         self._deaths = 0
 
     async def close(self) -> None:
-        """End the server (the host stops) and start no more."""
+        """End the server (the host stops, its runners were stopped) and start no more."""
         self.closed = True
         activity().cancel(self)
-        self._drop()
+        self._drop(now=True)
         await asyncio.gather(*self._background, return_exceptions=True)
 
     # -- internals -----------------------------------------------------------------------
@@ -145,21 +146,23 @@ class ForkPool:
         if entry is not None:
             self.refill_when_quiet(entry.pyz)
 
-    def _drop(self) -> None:
-        """Forget the current server and end it in the background."""
+    def _drop(self, now: bool = False) -> None:
+        """Forget the current server and end it in the background: once the runners it
+        forked have ended (they would be cancelled with it), or ``now``."""
         entry, self._entry = self._entry, None
         if entry is None:
             return
-        task = asyncio.get_running_loop().create_task(_end(entry))
+        task = asyncio.get_running_loop().create_task(_end(entry, now))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
 
-async def _end(entry: Entry) -> None:
+async def _end(entry: Entry, now: bool) -> None:
     with contextlib.suppress(BaseException):
         await asyncio.wait([entry.starting])
     if _started_ok(entry.starting):
-        await entry.starting.result().close()
+        server = entry.starting.result()
+        await (server.close() if now else server.retire())
 
 
 def _started_ok(starting: asyncio.Task[ForkServer]) -> bool:

@@ -79,8 +79,12 @@ class ForkServer:
         self.process = process
         self._control = control
         self._ids = itertools.count(1)
-        self._answers: dict[int, asyncio.Future[int]] = {}
+        #: per fork request: the child's pid and the future of its exit code
+        self._answers: dict[int, asyncio.Future[tuple[int, asyncio.Future[int]]]] = {}
         self._exits: dict[int, asyncio.Future[int]] = {}
+        #: set while no forked runner is alive (a retiring server waits for it)
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._stderr = asyncio.get_running_loop().create_task(self._log_stderr())
@@ -132,7 +136,7 @@ class ForkServer:
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
         ident = next(self._ids)
-        answer: asyncio.Future[int] = loop.create_future()
+        answer: asyncio.Future[tuple[int, asyncio.Future[int]]] = loop.create_future()
         self._answers[ident] = answer
         try:
             await self._send({"id": ident}, [stdin_r, stdout_w, stderr_w])
@@ -145,7 +149,7 @@ class ForkServer:
             for fd in (stdin_r, stdout_w, stderr_w):
                 os.close(fd)
         try:
-            pid = await answer
+            pid, exit_code = await answer
         except BaseException:
             for fd in (stdin_w, stdout_r, stderr_r):
                 os.close(fd)
@@ -153,20 +157,28 @@ class ForkServer:
         stdout = await _reader(loop, stdout_r, limit)
         stderr = await _reader(loop, stderr_r, limit)
         stdin = await _writer(loop, stdin_w)
-        return ForkedRunner(pid, self._exits[pid], stdin, stdout, stderr)
+        return ForkedRunner(pid, exit_code, stdin, stdout, stderr)
+
+    async def retire(self) -> None:
+        """Fork no more, and end once every runner it forked has ended: ending it sooner
+        would cancel them (they stop with their parent). A replaced build's server."""
+        self.gone = True
+        await self._idle.wait()
+        await self.close()
 
     async def close(self) -> None:
-        """End the server (its idle state holds nothing) and wait for it."""
+        """End the server now and wait for it; runners it forked that still run get SIGTERM
+        (agent shutdown, after its runners were stopped)."""
         self.gone = True
+        for task in (self._reader, self._stderr):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         self._control.close()
         with contextlib.suppress(ProcessLookupError):
             if self.process.returncode is None:
                 self.process.kill()
         await self.process.wait()
-        for task in (self._reader, self._stderr):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
 
     # -- internals -----------------------------------------------------------------------
 
@@ -204,6 +216,8 @@ class ForkServer:
                 self._ready.set_result(None)
         elif "exit" in message:
             future = self._exits.pop(int(message["exit"]), None)
+            if not self._exits:
+                self._idle.set()
             if future is not None and not future.done():
                 future.set_result(int(message["code"]))
         elif "id" in message:
@@ -211,13 +225,14 @@ class ForkServer:
             if "pid" in message:
                 pid = int(message["pid"])
                 # registered before the next message is read, so its exit cannot be missed
-                self._exits[pid] = loop.create_future()
+                exit_code: asyncio.Future[int] = loop.create_future()
+                self._exits[pid] = exit_code
+                self._idle.clear()
                 if answer is None or answer.done():  # the asker gave up: nobody reads it
-                    self._exits.pop(pid, None)
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(pid, signal.SIGKILL)
                 else:
-                    answer.set_result(pid)
+                    answer.set_result((pid, exit_code))
             elif answer is not None and not answer.done():
                 answer.set_exception(ForkServerGone(str(message.get("error", "fork failed"))))
 
@@ -238,6 +253,7 @@ class ForkServer:
             self._watches.add(watch)
             watch.add_done_callback(self._watches.discard)
         self._exits = {}
+        self._idle.set()
 
     async def _log_stderr(self) -> None:
         stream = self.process.stderr

@@ -339,6 +339,30 @@ async def test_a_fork_server_of_a_replaced_build_is_not_used(
     assert await parent_of_runner(host, pyz, tmp_path / "work" / "t3-1") == new
 
 
+async def test_a_replaced_build_does_not_cancel_a_runner_forked_from_the_old_one(
+    host: RunnerHost, pyz: Path, tmp_path: Path
+) -> None:
+    """The old build's server is retired, not killed, while a runner it forked still works:
+    its runners stop with it (parent-death signal), so it ends only after the last one."""
+    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
+    old = await fork_server(host)
+    held = Task(host, pyz, tmp_path / "work" / "t2-1", HELD)
+    runner = int(await held.saying("runner "))
+    assert psutil.Process(runner).ppid() == old
+
+    replacement = pyz.with_name("new.partial")
+    shutil.copy(pyz, replacement)
+    os.replace(replacement, pyz)
+    # another task of the same host meanwhile (a health check does not take the mutex)
+    assert await parent_of_runner(host, pyz, tmp_path / "work" / "t3-1") == os.getpid()
+
+    assert not gone(old) and not gone(runner)
+    held.release()
+    outcome = await held.outcome()
+    assert outcome["success"] is True and outcome["exit_code"] == 0, outcome
+    await wait_gone(old, "the retired fork server, after its last runner")
+
+
 async def test_a_subclass_with_its_own_spawn_starts_runners_only_for_tasks(
     pyz: Path, tmp_path: Path
 ) -> None:
