@@ -236,7 +236,10 @@ class _Exchange:
         status, content = 0, bytearray()
         headers: list[tuple[str, str]] = []
         while True:
-            event = self.connection.next_event()
+            try:
+                event = self.connection.next_event()
+            except h11.RemoteProtocolError:  # end-of-file where h11 wanted a response
+                raise NoAnswer("the appliance closed the connection without an answer") from None
             if event is h11.NEED_DATA:
                 self.connection.receive_data(await reader.read(READ_SIZE))
             elif isinstance(event, h11.Response):
