@@ -177,19 +177,19 @@ class Connection:
     # -- writing -----------------------------------------------------------------------
 
     def _write(self, frame: Frame) -> None:
+        self._write_parts(encode_frame(frame))
+
+    def _write_parts(self, *parts: bytes | memoryview) -> None:
         if self._reason is not None:
             raise self._fresh_reason()
-        self._writer.write(encode_frame(frame))
+        for part in parts:
+            self._writer.write(part)
         self._last_tx = self._loop.time()
 
     async def _send_data(self, stream: int, chunk: bytes | memoryview) -> None:
         """A DATA frame: header and payload written one after the other, so the payload is
         never copied into a frame buffer."""
-        if self._reason is not None:
-            raise self._fresh_reason()
-        self._writer.write(data_header(stream, len(chunk)))
-        self._writer.write(chunk)
-        self._last_tx = self._loop.time()
+        self._write_parts(data_header(stream, len(chunk)), chunk)
         await self._drain()
 
     def _write_nowait(self, frame: Frame) -> None:

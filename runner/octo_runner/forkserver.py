@@ -27,6 +27,7 @@ import select
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .commands import COMMANDS, load
@@ -81,19 +82,16 @@ def _fork_request(control: socket.socket, live: set[int], wake: tuple[int, int])
     except InterruptedError:
         return True
     if not data:  # end-of-file (on SOCK_SEQPACKET an empty message reads the same)
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         return False
     try:
         request = json.loads(data)
         ident = request["id"]
     except (ValueError, KeyError, TypeError):
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         return True  # not from our agent's code: nothing to answer to
     if len(fds) != STDIO_FDS or flags & socket.MSG_CTRUNC:  # CTRUNC: more were sent
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         _send(control, {"id": ident, "error": f"expected {STDIO_FDS} descriptors"})
         return True
     for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
@@ -102,14 +100,12 @@ def _fork_request(control: socket.socket, live: set[int], wake: tuple[int, int])
     try:
         pid = os.fork()
     except OSError as exc:
-        for fd in fds:
-            os.close(fd)
+        _close(fds)
         _send(control, {"id": ident, "error": f"cannot fork: {exc.strerror or exc}"})
         return True
     if pid == 0:
         _child(control, fds, wake)
-    for fd in fds:
-        os.close(fd)
+    _close(fds)
     live.add(pid)
     _send(control, {"id": ident, "pid": pid})
     return True
@@ -122,14 +118,11 @@ def _child(control: socket.socket, fds: list[int], wake: tuple[int, int]) -> NoR
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         control.close()
-        for fd in wake:
-            os.close(fd)
+        _close(wake)
         os.setsid()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)  # the copies at 0, 1, 2 are inheritable, as a process's are
-        for fd in fds:
-            if fd > 2:
-                os.close(fd)
+        _close([fd for fd in fds if fd > 2])
         from .__main__ import serve
 
         out = os.fdopen(1, "wb", closefd=False)
@@ -160,3 +153,8 @@ def _reap(control: socket.socket, live: set[int]) -> None:
 
 def _send(control: socket.socket, message: dict[str, Any]) -> None:
     control.sendall(json.dumps(message).encode("utf-8"))
+
+
+def _close(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)

@@ -206,11 +206,11 @@ class EngineStepContext(StepContext):
 
         recorded: dict[str, PackageTransfer] = {}
 
-        def each(transfer: Transfer) -> None:
+        def each(transfer: Transfer) -> None:  # the acquirer calls it for every target
             recorded[transfer.target_id] = record(transfer)
 
         transfers = await acquirer.acquire(package, addresses, log, each)
-        return [recorded.get(target_id) or record(t) for target_id, t in transfers.items()]
+        return [recorded[target_id] for target_id in transfers]
 
     async def interrupt(
         self,
