@@ -26,8 +26,16 @@ from typing import Any
 
 import peewee
 
-from octo_appliance.db import Deployment, Environment, Lifecycle, ProjectSettings, Release
+from octo_appliance.db import (
+    Deployment,
+    Environment,
+    Lifecycle,
+    ProjectSettings,
+    Release,
+    database_proxy,
+)
 from octo_appliance.db.base import iso, new_id, utcnow
+from octo_appliance.db.connection import write_transaction
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS, ServerTask
 
 #: the task kind the deployment executor registers
@@ -269,6 +277,9 @@ def queue_deployment(
     and ``force``; the task's arguments carry them with ``deployment_id``, ``release_id``,
     ``environment_id``, ``project_id`` and, when given, ``not_before`` (ISO 8601 UTC): the
     executor must not start the deployment before then. Rules are the caller's to check.
+
+    Both rows are written in one transaction (a savepoint inside the caller's): a task the
+    engine can claim always finds its deployment row.
     """
     deployment_id = new_id(Deployment.id_prefix)
     project = release.project
@@ -281,27 +292,28 @@ def queue_deployment(
     }
     if not_before is not None:
         arguments["not_before"] = iso(not_before)
-    task_id = enqueue(
-        DEPLOYMENT_TASK_KIND,
-        f"Deploy {project.name} {release.version} to {environment.name}",
-        arguments,
-        None,
-        environment_id=environment.id,
-        project_id=project.id,
-    )
     stored_options = dict(options)
     if not_before is not None:
         stored_options["queue_time"] = iso(not_before)
-    deployment: Deployment = Deployment.create(
-        id=deployment_id,
-        release=release.id,
-        project=project.id,
-        environment=environment.id,
-        task_id=task_id,
-        options=stored_options,
-        created_by=created_by,
-        created_at=utcnow(),
-    )
+    with write_transaction(database_proxy.obj):
+        task_id = enqueue(
+            DEPLOYMENT_TASK_KIND,
+            f"Deploy {project.name} {release.version} to {environment.name}",
+            arguments,
+            None,
+            environment_id=environment.id,
+            project_id=project.id,
+        )
+        deployment: Deployment = Deployment.create(
+            id=deployment_id,
+            release=release.id,
+            project=project.id,
+            environment=environment.id,
+            task_id=task_id,
+            options=stored_options,
+            created_by=created_by,
+            created_at=utcnow(),
+        )
     return deployment
 
 

@@ -5,6 +5,7 @@ test needs one: running them is the executor's part, tested in ``tests/engine``.
 
 from __future__ import annotations
 
+import concurrent.futures
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -284,6 +285,32 @@ def test_automatic_promotion(api, world):
     manual = _release_with(ids["Shop"], "9.0.1", [dict(p, automatic=False) for p in phases])
     assert lifecycles.next_automatic_environments(manual.id, ids["Dev"]) == []
     assert lifecycles.next_automatic_environments("rel_000000000000", ids["Dev"]) == []
+
+
+def test_queue_deployment_writes_task_and_deployment_together(world, held):
+    """Without a caller's transaction too: an engine claiming the task in between found no
+    deployment row and failed it ("no longer exists")."""
+    engine: TaskEngine = held.engine
+    release = Release.get_by_id(world["release"])
+    from octo_appliance.db import Environment
+
+    seen_by_others: list[bool] = []
+
+    def enqueue(*args, **kwargs):  # type: ignore[no-untyped-def]
+        task_id = engine.enqueue(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(1) as other:  # another connection
+            seen = other.submit(lambda: ServerTask.get_or_none(ServerTask.id == task_id))
+            seen_by_others.append(seen.result() is not None)
+        return task_id
+
+    options = {"skip_steps": [], "targets": [], "exclude_targets": []}
+    options.update(guided_failure=False, force=False)
+    deployment = lifecycles.queue_deployment(
+        enqueue, release, Environment.get_by_id(world["Dev"]), options
+    )
+
+    assert seen_by_others == [False]
+    assert ServerTask.get_by_id(deployment.task_id).arguments["deployment_id"] == deployment.id
 
 
 def test_queue_deployment_for_the_executor(octo, world, held):

@@ -35,6 +35,7 @@ from octo_appliance.db import (
     new_id,
     utcnow,
 )
+from octo_appliance.db.tasks import FINAL_STATES
 from octo_appliance.engine import lifecycles
 from octo_appliance.engine.deployments import (
     KIND,
@@ -109,9 +110,21 @@ class Rig:
             found: Interruption | None = query.first()
             return found
 
-        wait_until(lambda: pending() is not None, f"an interruption of {task_id}", timeout=90)
-        row = pending()
-        assert row is not None
+        def asked_or_ended() -> bool:
+            return pending() is not None or ServerTask.get_by_id(task_id).state in FINAL_STATES
+
+        try:
+            wait_until(asked_or_ended, f"an interruption of {task_id}", timeout=90)
+            row = pending()
+        except AssertionError:
+            row = None
+        if row is None:  # say what the task was doing, not only that nobody was asked
+            task = ServerTask.get_by_id(task_id)
+            lines = "\n".join(self.log(task_id)[-40:])
+            raise AssertionError(
+                f"task {task_id} asked nothing: state {task.state}, error {task.error!r}, "
+                f"interruptions {[(i.kind, i.state) for i in Interruption.select()]}\n{lines}"
+            )
         if kind is not None:
             assert row.kind == kind
         assert result in row.options
