@@ -35,10 +35,14 @@ class Services:
     network: AgentNetwork
     tasks: TaskEngine
     health: health.HealthScheduler
+    dispatcher: Dispatcher
 
     async def stop(self) -> None:
+        """In order: no new tasks, running ones stopped, then what the transports hold (the
+        built-in worker's fork server), then the agent connections."""
         await self.health.stop()
         await self.tasks.stop()
+        await self.dispatcher.close()
         await self.network.stop()
 
 
@@ -122,4 +126,4 @@ async def start_services(appliance: Appliance) -> Services:
 
     scheduler = health.HealthScheduler(float(config.health_check_minutes) * 60, enqueue_all)
     scheduler.start()
-    return Services(network, engine, scheduler)
+    return Services(network, engine, scheduler, dispatcher)

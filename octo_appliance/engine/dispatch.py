@@ -97,6 +97,15 @@ class Dispatcher:
     def transport_for(self, target: TargetAddress) -> Transport | None:
         return self.transports.get(target.communication_style)
 
+    async def close(self) -> None:
+        """Close every transport (the appliance stops); one that fails does not keep the
+        others open."""
+        transports = list(self.transports.values())
+        results = await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
+        for transport, result in zip(transports, results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("closing the %s transport failed: %s", transport.name, result)
+
     async def run_on_targets(
         self,
         task: RunningTask,

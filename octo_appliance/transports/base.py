@@ -91,6 +91,10 @@ class Transport:
     def __init__(self, network: AgentNetwork) -> None:
         self.network = network
 
+    async def close(self) -> None:
+        """The appliance is stopping (its tasks were stopped first): end what this transport
+        started on its own (processes, pooled connections). Default: nothing to end."""
+
     async def call(
         self,
         target: TargetAddress,

@@ -151,6 +151,10 @@ class LocalTransport(Transport):
         self.host = WorkerHost(self.user)
         self.cache = PackageCache(root / "cache")
 
+    async def close(self) -> None:
+        """Stop the worker's runners still alive and end its fork server."""
+        await self.host.terminate_all()
+
     @property
     def package_paths(self) -> dict[str, str]:
         """The paths the runner's context names (absolute, like an agent's)."""

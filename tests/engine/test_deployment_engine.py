@@ -10,20 +10,22 @@ checked quickly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from octo_appliance.agent import quiet
 from octo_appliance.db import (
     Deployment,
     Environment,
@@ -51,6 +53,8 @@ from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.transports.base import RunnerCommand
 from octo_appliance.transports.local import WORKER, LocalTransport
 from tests.engine.support import wait_finished, wait_until
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -96,6 +100,12 @@ class Rig:
         return lifecycles.queue_deployment(
             self.engine.enqueue, release, self.environment, settings, created_by="test"
         )
+
+    def in_engine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in the engine's event loop, where the transports' processes live."""
+        loop = self.engine._loop
+        assert loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
 
     def log(self, task_id: str) -> list[str]:
         return [line.message for line in read_lines(self.octo.appliance.vault, task_id, 0, 5000)]
@@ -159,9 +169,12 @@ def rig(
     services.enqueue = engine.enqueue
     environment = Environment.create_new(name="Dev")
     project = Project.create_new(name="Shop")
+    rig = Rig(octo, engine, local, environment, project)
     try:
-        yield Rig(octo, engine, local, environment, project)
+        yield rig
     finally:
+        with contextlib.suppress(Exception):  # as the appliance's stop does, after its tasks
+            rig.in_engine(local.close())
         engine.stop_in_thread()
 
 
@@ -386,6 +399,23 @@ def test_disabled_worker_fails_with_a_clear_message(rig: Rig) -> None:
     assert "the built-in worker is disabled on this appliance (setting builtin_worker" in (
         task.error + "\n".join(rig.log(task.id))
     )
+
+
+def test_closing_the_worker_ends_its_fork_server(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the appliance's stop does (``Services.stop`` closes every transport)."""
+    monkeypatch.setattr(quiet, "IDLE_SHARE", 0.0)  # the machine is shared: any idle will do
+    task = wait_finished(rig.deploy(rig.release([script("Say", "echo hi")])).task_id)
+    assert task.state == "success", task.error
+    wait_until(lambda: rig.local.host.fork_pool.server is not None, "the worker's fork server")
+    server = rig.local.host.fork_pool.server
+    assert server is not None
+
+    rig.in_engine(rig.local.close())
+
+    assert server.gone and server.process.returncode is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(server.pid, 0)  # ended and reaped
+    assert rig.local.host.fork_pool.closed
 
 
 def test_restart_mirrors_the_task_onto_the_deployment(rig: Rig) -> None:
