@@ -162,6 +162,17 @@ def test_deploy_conventions_journal_cache_and_delta(fleet: Fleet) -> None:
                     "substitute_files": ["config/*.conf"],
                 },
             },
+            {  # a later step reads the install step's output as a port from Octopus would
+                "name": "Report",
+                "type": "run-script",
+                "roles": ["web"],
+                "properties": {
+                    "syntax": "bash",
+                    "run_on": "targets",
+                    "body": 'echo "#{Octo.Machine.Name} installed at '
+                    '#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}"',
+                },
+            },
         ],
         [
             {"name": "Greeting", "value": "hello from #{Octo.Environment.Name}"},
@@ -190,6 +201,11 @@ def test_deploy_conventions_journal_cache_and_delta(fleet: Fleet) -> None:
         if name != "appliance":  # structured replacement is configured on the agents' step
             settings = json.loads((folder / "appsettings.json").read_text())
             assert settings == {"Logging": {"Level": "Debug"}, "Port": 80}
+    log = log_text(fleet, task["id"])
+    for name, home in homes(fleet).items():
+        if name != "appliance":
+            [entry] = [e for e in journal(home) if e.get("package_id") == package_id]
+            assert f"{name} installed at {entry['extracted_to']}" in log
     sent = step_targets(task, "Install")
     assert {n: t["package"]["mode"] for n, t in sent.items()} == dict.fromkeys(WEB, "full")
     assert all(t["package"]["bytes_sent"] == first["size"] for t in sent.values())

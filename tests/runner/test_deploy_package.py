@@ -214,8 +214,8 @@ def test_the_conventions_in_order(
     assert os.access(install_dir / "bin/start.sh", os.X_OK)
     assert outputs(done) == {
         "FromPre": "yes",
-        "Octo.Action.Package.InstallationDirectoryPath": str(install_dir),
-        "Octo.Action.Package.ExtractedPath": str(release),
+        "Package.InstallationDirectoryPath": str(install_dir),
+        "Package.ExtractedPath": str(release),
     }
     [entry] = target.entries()
     assert entry == {
@@ -254,7 +254,7 @@ def test_journal_skip_force_and_release_folders(
     assert again.result["success"] and again.result["skipped"] is True
     assert "already installed by release 1.0 in Dev" in again.result["message"]
     assert again.result["extracted_to"] == again.result["installed_to"] == str(folder)
-    assert outputs(again)["Octo.Action.Package.ExtractedPath"] == str(folder)
+    assert outputs(again)["Package.ExtractedPath"] == str(folder)
     assert target.order_lines() == []  # no script ran
     assert len(target.entries()) == 1
 
@@ -306,7 +306,7 @@ def test_a_failure_runs_deploy_failed_and_is_journaled(
     assert lines[-1] == "failed: the Deploy script failed with exit code 3"
     assert "pkg-post" not in lines  # PostDeploy never ran
     assert [e["success"] for e in target.entries()] == [False]
-    assert "Octo.Action.Package.ExtractedPath" in outputs(done)
+    assert "Package.ExtractedPath" in outputs(done)
 
 
 def test_a_convention_error_runs_deploy_failed(

@@ -27,6 +27,9 @@ from . import Outcome
 COMMAND = "deploy-package"
 INSTALLATION_PATH = "Action.Package.InstallationDirectoryPath"
 EXTRACTED_PATH = "Action.Package.ExtractedPath"
+#: the same two, as output variables of the step
+OUTPUT_INSTALLATION_PATH = "Package.InstallationDirectoryPath"
+OUTPUT_EXTRACTED_PATH = "Package.ExtractedPath"
 STAGE_ARGUMENTS = {"PreDeploy": "pre_deploy", "Deploy": "deploy", "PostDeploy": "post_deploy"}
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -362,9 +365,11 @@ class _Deploy:
             self.events.log("warning", f"retention was not applied: {exc}")
 
     def _output_variables(self) -> None:
+        """Named as Octopus names them: a later step reads
+        ``Octopus.Action[Step].Output.Package.InstallationDirectoryPath`` (or ``Octo.``)."""
         if self.extracted_to:
-            self.events.output_variable("Octo." + INSTALLATION_PATH, self.installed_to, False)
-            self.events.output_variable("Octo." + EXTRACTED_PATH, self.extracted_to, False)
+            self.events.output_variable(OUTPUT_INSTALLATION_PATH, self.installed_to, False)
+            self.events.output_variable(OUTPUT_EXTRACTED_PATH, self.extracted_to, False)
 
     def _outcome(
         self,
