@@ -102,6 +102,11 @@ class UploadQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     replace: bool = Field(False, description="Overwrite the version if it exists (else 409).")
+    force: bool = Field(
+        False,
+        description="With replace: overwrite even content that releases pinned (else 409; "
+        "those releases then cannot be deployed).",
+    )
 
 
 class DeleteQuery(BaseModel):
@@ -147,10 +152,14 @@ def _refuse_declared_size(request: Request, limit: int) -> None:
         raise limit_message(limit)
 
 
-def _record(ctx: RequestContext, received: ReceivedPackage, replace: bool) -> Saved:
+def _record(ctx: RequestContext, received: ReceivedPackage, query: UploadQuery) -> Saved:
     appliance = ctx.appliance
     saved = save_package(
-        appliance.data_dir, received, replace=replace, uploaded_by=ctx.user.username
+        appliance.data_dir,
+        received,
+        replace=query.replace,
+        force=query.force,
+        uploaded_by=ctx.user.username,
     )
     row = saved.package
     details: dict[str, Any] = {
@@ -164,6 +173,9 @@ def _record(ctx: RequestContext, received: ReceivedPackage, replace: bool) -> Sa
         ctx.audit("create", "package", row.id, _label(row), details)
     else:
         details["replaced_sha256"] = saved.old_sha256
+        if saved.broken_releases:
+            details["forced"] = True
+            details["releases"] = list(saved.broken_releases)
         ctx.audit("update", "package", row.id, _label(row), details)
         old_file = saved.old_file
         if old_file and old_file != row.file_name:
@@ -186,7 +198,9 @@ async def upload_package(ctx: RequestContext, query: UploadQuery, request: Reque
     file is deleted once the new row is committed). Refused with nothing stored: no ``file``
     field (422), a bad name, extension or non-semantic version (422), an empty or damaged
     archive (422), over ``max_package_mb`` (413, as soon as the limit is crossed), an existing
-    version without ``replace=true`` (409, checked as soon as the file name arrives)."""
+    version without ``replace=true`` (409, checked as soon as the file name arrives); a
+    replace that changes content releases pinned, without ``force=true`` (409 naming them,
+    checked once the content's hash is known)."""
     ctx.require_unscoped(Permission.PACKAGE_PUSH)
     appliance = ctx.appliance
     data_dir = appliance.data_dir
@@ -216,7 +230,7 @@ async def upload_package(ctx: RequestContext, query: UploadQuery, request: Reque
         if pending:
             await anyio.to_thread.run_sync(upload.feed, bytes(pending))
         received = await anyio.to_thread.run_sync(upload.finish)
-        saved: Saved = await write_in_worker(ctx, partial(_record, ctx, received, query.replace))
+        saved: Saved = await write_in_worker(ctx, partial(_record, ctx, received, query))
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(upload.abort)

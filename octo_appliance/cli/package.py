@@ -4,7 +4,8 @@
 stderr. The file name is the package's identity, ``ID.VERSION.ext`` (``--file-name`` sends a
 differently named file under that name); it is checked before anything is sent. A version the
 feed already holds is refused unless ``--replace`` is given; the appliance says so as soon as
-it has read the name, and that answer stops the upload (cli/upload.py).
+it has read the name, and that answer stops the upload (cli/upload.py). Replacing content that
+releases pinned also needs ``--force``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def register(subparsers: Any) -> None:
     )
     push.add_argument(
         "--replace", action="store_true", help="overwrite a version the feed already holds"
+    )
+    push.add_argument(
+        "--force",
+        action="store_true",
+        help="with --replace: overwrite even content that releases pinned (they can then not "
+        "be deployed)",
     )
     add_client_options(push)
     push.set_defaults(handler=run_push)
@@ -104,7 +111,11 @@ def _check_before_sending(client: ApiClient, package_id: str, version: str, repl
 def run_push(args: argparse.Namespace) -> int:
     file, name, parsed = _checked_file(args)
     out = Output(args.json)
+    if args.force and not args.replace:
+        raise ConfigError("--force only applies with --replace", hint="add --replace")
     params = {"replace": "true"} if args.replace else None
+    if params is not None and args.force:
+        params["force"] = "true"
     with open_client(args) as client:
         _check_before_sending(client, parsed.package_id, parsed.version, args.replace)
         progress = Progress(f"pushing {name}")

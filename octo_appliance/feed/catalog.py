@@ -29,6 +29,8 @@ class Saved:
     #: the replaced version's sealed file (remove it after the commit), or None
     old_file: str | None = None
     old_sha256: str | None = None
+    #: the releases that pinned the replaced content (a forced replace), for the audit
+    broken_releases: tuple[str, ...] = ()
 
 
 def find_package(package_id: str, version: str) -> Package | None:
@@ -62,13 +64,25 @@ def refuse_existing(package_id: str, version: str, replace: bool) -> None:
 
 
 def save_package(
-    data_dir: Path, received: ReceivedPackage, *, replace: bool, uploaded_by: str
+    data_dir: Path,
+    received: ReceivedPackage,
+    *,
+    replace: bool,
+    uploaded_by: str,
+    force: bool = False,
 ) -> Saved:
-    """Promote the received file and write its row (409 if it exists and ``replace`` is off)."""
+    """Promote the received file and write its row. 409 if the version exists and ``replace``
+    is off; 409 too if replacing it changes content that releases pinned (they could not be
+    deployed any more) and ``force`` is off. Identical content replaces freely."""
     name = received.name
     existing = _locked(name.package_id, name.version)
     if existing is not None and not replace:
         raise exists_conflict(name.package_id, name.version)
+    broken: list[dict[str, str]] = []
+    if existing is not None and existing.sha256 != received.sha256:
+        broken = releases_using(name.package_id, name.version)
+        if broken and not force:
+            raise in_use_conflict(existing, broken, replacing=True)
     promote(data_dir, received)
     fields: dict[str, Any] = {
         "format": name.format,
@@ -85,7 +99,8 @@ def save_package(
     for key, value in fields.items():
         setattr(existing, key, value)
     existing.save()
-    return Saved(existing, created=False, old_file=old_file, old_sha256=old_sha)
+    labels = tuple(f"{item['project']} {item['release']}" for item in broken)
+    return Saved(existing, False, old_file, old_sha, labels)
 
 
 def releases_using(package_id: str, version: str) -> list[dict[str, str]]:
@@ -111,13 +126,26 @@ def releases_using(package_id: str, version: str) -> list[dict[str, str]]:
     return list(seen.values())
 
 
-def in_use_conflict(package: Package, users: list[dict[str, str]]) -> Conflict:
+def in_use_conflict(
+    package: Package, users: list[dict[str, str]], *, replacing: bool = False
+) -> Conflict:
+    """409 for deleting (or replacing with other content) a version these releases pinned."""
     named = ", ".join(f"{item['project']} {item['release']}" for item in users[:20])
     more = f" and {len(users) - 20} more" if len(users) > 20 else ""
+    if replacing:
+        hint = (
+            "push the new content as a new version, or pass force=true with replace=true to "
+            "overwrite it anyway (those releases then cannot be deployed: the content they "
+            "pinned is gone)"
+        )
+    else:
+        hint = (
+            "delete those releases first, or pass force=true to delete it anyway (those "
+            "releases then cannot be deployed)"
+        )
     return Conflict(
         f"package {package.package_id} version {package.version} is used by releases: "
         f"{named}{more}",
         details=users,
-        hint="delete those releases first, or pass force=true to delete it anyway (those "
-        "releases then cannot be deployed)",
+        hint=hint,
     )

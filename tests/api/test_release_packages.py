@@ -107,3 +107,37 @@ def test_the_feed_keeps_a_pinned_version(api, world):
     assert "Shop" in refused.json()["error"]["message"]
     assert api.delete("/packages/Acme.Web/1.0.0").status_code == 204  # not pinned
     assert api.delete("/packages/Acme.Db/2.0.0", params={"force": "true"}).status_code == 204
+
+
+def test_replacing_pinned_content_needs_force(octo, api, world):
+    """A release pins a version's content (SHA-256): replacing it with other bytes would
+    leave the release undeployable, so that takes force; the same bytes replace freely."""
+    from octo_appliance.db import AuditEvent
+    from tests.packages_support import stored_files
+
+    created = api.post("/projects/Shop/releases", json={})
+    assert created.status_code == 201
+    original = zip_bytes({"f.txt": b"Acme.Db.2.0.0.zip"})
+    files = stored_files(octo.appliance.data_dir)
+
+    refused = upload(api, "Acme.Db.2.0.0.zip", zip_bytes({"f.txt": b"other"}), replace="true")
+
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert "used by releases: Shop" in error["message"] and "force=true" in error["hint"]
+    assert api.get("/packages/Acme.Db/2.0.0/download").content == original
+    assert stored_files(octo.appliance.data_dir) == files
+    replaced = (AuditEvent.action == "update") & (AuditEvent.resource_type == "package")
+    assert not AuditEvent.select().where(replaced).exists()
+
+    same = upload(api, "Acme.Db.2.0.0.zip", original, replace="true")
+    assert same.status_code == 200, same.text
+    assert same.json()["sha256"] == world["Acme.Db.2.0.0.zip"]
+
+    other = zip_bytes({"f.txt": b"other"})
+    forced = upload(api, "Acme.Db.2.0.0.zip", other, replace="true", force="true")
+    assert forced.status_code == 200, forced.text
+    assert api.get("/packages/Acme.Db/2.0.0/download").content == other
+    event = AuditEvent.select().where(replaced).order_by(AuditEvent.id.desc()).first()
+    assert event.details["forced"] is True
+    assert event.details["releases"] == [f"Shop {created.json()['version']}"]

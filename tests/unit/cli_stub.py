@@ -117,7 +117,13 @@ class StubAppliance:
                 hasher.update(chunk)
                 size += len(chunk)
         self.recorded.uploads.append(
-            {"headers": headers, "file_name": name, "size": size, "sha256": hasher.hexdigest()}
+            {
+                "headers": headers,
+                "query": dict(request.query_params),
+                "file_name": name,
+                "size": size,
+                "sha256": hasher.hexdigest(),
+            }
         )
         stem = name.removesuffix(".zip")
         package_id, _, version = stem.partition(".")

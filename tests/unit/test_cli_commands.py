@@ -85,6 +85,19 @@ def test_push_shows_progress_then_refuses_a_duplicate_until_replace(
     assert len(stub.packages) == 1
 
 
+def test_force_goes_with_replace(
+    stub: StubAppliance, package_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "package", "push", str(package_file), "--force")
+    assert code == 2
+    assert "--force only applies with --replace" in err and "hint: add --replace" in err
+    assert stub.recorded.uploads == []
+
+    code, _, err = run(capsys, "package", "push", str(package_file), "--replace", "--force")
+    assert code == 0, err
+    assert stub.recorded.uploads[-1]["query"] == {"replace": "true", "force": "true"}
+
+
 def test_push_under_another_name(
     stub: StubAppliance, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
