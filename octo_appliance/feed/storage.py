@@ -26,9 +26,9 @@ from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import PayloadTooLarge
 from octo_appliance.feed.archive import check_archive
 from octo_appliance.feed.names import PackageName
-from octo_appliance.feed.sealed import open_reader
 from octo_appliance.vault import Vault
 from octo_appliance.vault.files import FILES_DIR_NAME, SealedWriter
+from octo_appliance.vault.seekable import open_reader
 
 PACKAGES_DIR_NAME = "packages"
 INCOMING_DIR_NAME = ".incoming"

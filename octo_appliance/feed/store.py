@@ -14,9 +14,9 @@ from octo_appliance.db.packages import Package
 from octo_appliance.engine.releases import version_key
 from octo_appliance.exceptions import NotFound
 from octo_appliance.feed.names import display_name
-from octo_appliance.feed.sealed import open_reader
 from octo_appliance.feed.storage import file_aad, sealed_path, token_of
 from octo_appliance.vault import Vault
+from octo_appliance.vault.seekable import open_reader
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from octo_appliance.exceptions import VaultError
-from octo_appliance.feed.sealed import SealedReader, open_reader
 from octo_appliance.vault import KeyRing, MasterKey, Vault
 from octo_appliance.vault.files import HEADER_BYTES, TAG_BYTES, SealedWriter
+from octo_appliance.vault.seekable import SealedReader, open_reader
 
 AAD = b"packages/App/1.0.0/token"
 CHUNK = 64

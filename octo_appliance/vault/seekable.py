@@ -6,7 +6,9 @@ sealed file's chunks have a fixed size, so chunk ``i`` starts at a known offset 
 chunk (the only one sealed with ``last = 1``) is known from the file size. Every chunk read is
 authenticated exactly as ``open_sealed`` does it: a cut, extended, reordered or altered file
 raises :class:`VaultError` when the affected chunk is read, never returns wrong bytes.
-Memory: one chunk (64 KiB by default) whatever the file size.
+Memory: one chunk (64 KiB by default) whatever the file size. It lives beside
+:mod:`octo_appliance.vault.files` because it reads that format's internals; the package feed
+is its user.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from octo_appliance.exceptions import VaultError
 from octo_appliance.vault import Vault
-from octo_appliance.vault.files import (
+from octo_appliance.vault.files import (  # the file format's own helpers, kept in one place
     HEADER_BYTES,
     TAG_BYTES,
-    _chunk_aad,  # the chunk binding of the file format, kept in one place
+    _chunk_aad,
     _nonce,
     read_header,
 )
