@@ -23,6 +23,10 @@ from octo_appliance.exceptions import ConfigError, ValidationFailed
 PACKAGES = "/packages"
 PUSH_PERMISSION = "package.push"
 REPLACE_HINT = "pass --replace to overwrite it, or push a new version"
+FORCE_HINT = (
+    "push the new content as a new version, or add --force to overwrite it anyway (those "
+    "releases then cannot be deployed)"
+)
 
 
 def register(subparsers: Any) -> None:
@@ -126,6 +130,8 @@ def run_push(args: argparse.Namespace) -> int:
         except ApiRefused as exc:
             if exc.status == 409 and not args.replace:
                 exc.hint = REPLACE_HINT
+            elif exc.status == 409 and not args.force:  # releases pinned the content
+                exc.hint = FORCE_HINT
             raise
         finally:
             progress.end()

@@ -173,7 +173,7 @@ def rig(
     try:
         yield rig
     finally:
-        with contextlib.suppress(Exception):  # as the appliance's stop does, after its tasks
+        with contextlib.suppress(Exception):  # its runners and fork server live in that loop
             rig.in_engine(local.close())
         engine.stop_in_thread()
 

@@ -49,6 +49,8 @@ class StubAppliance:
         identity.save(self.cert_file, self.key_file)
         self.thumbprint = identity.thumbprint
         self.packages: list[dict[str, Any]] = []
+        #: (package id, version) that releases pinned: replacing their content needs force
+        self.pinned: set[tuple[str, str]] = set()
         #: what GET /api/v1/users/me says the key's user may do
         self.permissions = ["package.push", "package.view"]
         self.recorded = Recorded()
@@ -133,6 +135,11 @@ class StubAppliance:
         ]
         if existing and not replace:
             return self._error(409, "conflict", f"package {package_id} {version} already exists")
+        forced = request.query_params.get("force") == "true"
+        changed = any(old["sha256"] != hasher.hexdigest() for old in existing)
+        if changed and (package_id, version) in self.pinned and not forced:
+            message = f"package {package_id} version {version} is used by releases: Shop 1.0.0"
+            return self._error(409, "conflict", message)
         for old in existing:
             self.packages.remove(old)
         package = {

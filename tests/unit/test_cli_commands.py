@@ -93,6 +93,16 @@ def test_force_goes_with_replace(
     assert "--force only applies with --replace" in err and "hint: add --replace" in err
     assert stub.recorded.uploads == []
 
+    code, _, err = run(capsys, "package", "push", str(package_file))
+    assert code == 0, err
+    stub.pinned.add(("Demo", "1.0.0"))
+    package_file.write_bytes(b"PK other content")
+
+    code, _, err = run(capsys, "package", "push", str(package_file), "--replace")
+    assert code == 1
+    assert "is used by releases: Shop 1.0.0" in err
+    assert "hint: push the new content as a new version, or add --force" in err
+
     code, _, err = run(capsys, "package", "push", str(package_file), "--replace", "--force")
     assert code == 0, err
     assert stub.recorded.uploads[-1]["query"] == {"replace": "true", "force": "true"}
