@@ -169,7 +169,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "delta_max_mb",
         512,
-        "Largest package (MiB) for which a binary delta against a target's older version is "
+        "Largest package (MiB) for which a binary delta against another version a target holds is "
         "computed; larger ones are sent whole.",
         _positive_int,
     ),

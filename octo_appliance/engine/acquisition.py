@@ -5,8 +5,9 @@ Per target, the cheapest way that works:
 
 1. **cached**: the target already holds that content (``has_file``): nothing is sent, so a
    redeploy moves no bytes;
-2. **delta**: the target holds an older version the feed still has (``cached_versions``,
-   matched by SHA-256, the newest such one is the base): a zstd delta from it
+2. **delta**: the target holds another version the feed still has (``cached_versions``,
+   matched by SHA-256; the newest older one is the base, else, for a rollback, the oldest
+   newer one): a zstd delta from it
    (:mod:`octo_appliance.feed.delta`) is sent if it is under 80% of the package. A delta is
    computed once per base and version per acquisition, in a worker thread, and shared by every
    target with that base. If the target refuses it (``base_missing``, ``delta_failed``,
@@ -135,7 +136,7 @@ class Acquirer:
         except Exception as exc:  # without the list there is no delta, nothing worse
             logger.warning("cannot list the versions of %s: %s", record.package_id, exc)
             versions = []
-        run = _Acquisition(self, record, _older(versions, record), log)
+        run = _Acquisition(self, record, _bases(versions, record), log)
         gate = asyncio.Semaphore(self.parallelism)
 
         async def one(target: TargetAddress) -> Transfer:
@@ -149,14 +150,17 @@ class Acquirer:
         return {transfer.target_id: transfer for transfer in transfers}
 
 
-def _older(
+def _bases(
     versions: Sequence[PackageRecordLike], record: PackageRecordLike
 ) -> list[PackageRecordLike]:
-    """The versions listed before ``record`` (the list is ascending), oldest first; none when
-    the feed does not list ``record`` (then nothing is known to be older)."""
+    """The other versions, best delta base first: the older ones newest first (an upgrade's
+    usual case), then the newer ones oldest first (a rollback); none when the feed does not
+    list ``record`` (the list is ascending: then nothing is known of its neighbours)."""
     for index, candidate in enumerate(versions):
         if candidate.version == record.version:
-            return [v for v in versions[:index] if v.sha256 != record.sha256]
+            older = list(reversed(versions[:index]))
+            newer = list(versions[index + 1 :])
+            return [v for v in older + newer if v.sha256 != record.sha256]
     return []
 
 
@@ -175,12 +179,13 @@ class _Acquisition:
         self,
         owner: Acquirer,
         record: PackageRecordLike,
-        older: list[PackageRecordLike],
+        bases: list[PackageRecordLike],
         log: LogSink,
     ) -> None:
         self.owner = owner
         self.record = record
-        self.older = older
+        #: candidate delta bases, best first (:func:`_bases`)
+        self.bases = bases
         self.log = log
         self.label = f"{record.package_id} {record.version}"
         self.deltas: dict[str, _Delta] = {}
@@ -252,8 +257,9 @@ class _Acquisition:
     async def _base_on(
         self, transport: Transport, target: TargetAddress
     ) -> PackageRecordLike | None:
-        """The newest older version the target holds and the feed still has (by SHA-256)."""
-        if not self.older:
+        """The best base (:func:`_bases`) the target holds and the feed still has (by
+        SHA-256)."""
+        if not self.bases:
             return None
         try:
             held = await transport.cached_versions(target, self.record.package_id)
@@ -261,7 +267,7 @@ class _Acquisition:
             logger.info("%s: cannot list cached versions on %s: %s", self.label, target.name, exc)
             return None
         hashes = {str(entry.get("sha256", "")).lower() for entry in held}
-        for candidate in reversed(self.older):
+        for candidate in self.bases:
             if candidate.sha256 in hashes:
                 return candidate
         return None

@@ -24,7 +24,7 @@ import pytest
 
 from octo_appliance.agent.home import Home
 from octo_appliance.comms import CommsSettings, generate_identity
-from octo_appliance.engine.acquisition import Acquirer, Transfer, format_size
+from octo_appliance.engine.acquisition import Acquirer, Transfer, _bases, format_size
 from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.transports.base import TargetAddress, Transport
 from octo_appliance.transports.listening import ListeningTransport
@@ -289,6 +289,52 @@ def test_a_one_percent_change_travels_as_a_small_delta(rig: Rig) -> None:
     message = next(m for _, m, target in lines if target == "listen-1")
     assert message.startswith("Big 1.4.1: sent a delta from 1.4.0, ")
     assert f"% of {format_size(len(new))})" in message
+
+
+def test_a_rollback_travels_as_a_delta_from_the_newer_version(rig: Rig) -> None:
+    """The targets hold only 3.0.1; going back to 3.0.0 needs no whole package."""
+    feed = MemoryFeed()
+    members = random_members(BIG, seed=5)
+    old = zip_package(members)
+    members[40] = random.Random(97).randbytes(MEMBER)
+    new = zip_package(members)
+    first = feed.add("Back", "3.0.0", old)
+    second = feed.add("Back", "3.0.1", new)
+    acquire(rig, feed, second, ALL)
+
+    transfers, _ = acquire(rig, feed, first, ALL)
+
+    for name in ALL:
+        transfer = transfers[name]
+        assert transfer.mode == "delta", transfer.message
+        assert transfer.base_version == "3.0.1"
+        assert transfer.bytes_sent < len(old) // 10
+        assert rig.cached(name, first.sha256) == old
+
+
+@pytest.mark.parametrize(
+    ("wanted", "expected"),
+    [
+        pytest.param("1.2.0", ["1.1.0", "1.0.0", "1.3.0", "2.0.0"], id="older newest first"),
+        pytest.param("1.0.0", ["1.1.0", "1.2.0", "1.3.0", "2.0.0"], id="oldest: only newer"),
+        pytest.param("2.0.0", ["1.3.0", "1.2.0", "1.1.0", "1.0.0"], id="newest: only older"),
+        pytest.param("9.9.9", [], id="not in the feed: nothing known"),
+    ],
+)
+def test_delta_bases_in_order_of_preference(wanted: str, expected: list[str]) -> None:
+    feed = MemoryFeed()
+    for version in ("1.0.0", "1.1.0", "1.2.0", "1.3.0", "2.0.0"):
+        feed.add("Order", version, version.encode())
+    record = Record("Order", wanted, hashlib.sha256(wanted.encode()).hexdigest(), 5, "x.zip")
+
+    assert [b.version for b in _bases(feed.versions("Order"), record)] == expected
+
+
+def test_a_version_with_the_same_content_is_no_base() -> None:
+    feed = MemoryFeed()
+    first = feed.add("Twin", "1.0.0", b"same")
+    second = feed.add("Twin", "1.0.1", b"same")
+    assert _bases(feed.versions("Twin"), second) == [] == _bases(feed.versions("Twin"), first)
 
 
 def test_a_delta_the_target_cannot_use_falls_back_to_the_whole_package(rig: Rig) -> None:
