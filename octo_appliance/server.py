@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 BIND_ATTEMPTS = 20
 BACKLOG = 1024
 KEEP_ALIVE_MAX_REQUESTS = 1_000_000
+#: Seconds an idle keep-alive connection stays open. Hypercorn's 5 s closes a client's pooled
+#: connection between two of its calls, and a request sent as the server closes it fails with
+#: "server disconnected" (seen in CI); nginx keeps 75 s, Kestrel (Octopus Server) 130 s.
+#: Stopping closes idle connections at once, whatever this is.
+KEEP_ALIVE_TIMEOUT = 75.0
 #: How long closing a TLS connection waits for the client's close_notify. asyncio's default
 #: of 30 s lets one idle keep-alive client that never answers hold up shutdown that long.
 SSL_SHUTDOWN_TIMEOUT = 0.25
@@ -175,6 +180,7 @@ def hypercorn_config(
     # Hypercorn closes a connection after 1,000 requests by default; API scripts and the CLI
     # keep one HTTP/2 connection for many more, and a GOAWAY mid-run fails them.
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
+    config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
     config.errorlog = logging.getLogger("hypercorn.error")
     config.accesslog = logging.getLogger("hypercorn.access") if log_level == "debug" else None
     return config

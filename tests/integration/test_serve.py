@@ -124,6 +124,43 @@ async def test_http3_refuses_a_certificate_it_does_not_trust(
         )
 
 
+def _http1_response(tls: ssl.SSLSocket) -> bytes:
+    """One HTTP/1.1 response (headers and a Content-Length body); b"" if the server closed."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = tls.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += tls.recv(65536)
+    return head
+
+
+def test_an_idle_keep_alive_connection_is_kept_between_calls(server: ServeProcess) -> None:
+    """A client's pooled connection idle for a few seconds is still there (Hypercorn's default
+    5 s cut it, and a call sent as the server closed it failed)."""
+    context = server.ssl_context()
+    context.set_alpn_protocols(["http/1.1"])
+    request = f"GET {HEALTH} HTTP/1.1\r\nHost: {server.host}\r\n\r\n".encode()
+    with (
+        socket.create_connection((server.host, server.port)) as raw,
+        context.wrap_socket(raw, server_hostname=server.host) as tls,
+    ):
+        tls.settimeout(H3_TIMEOUT)
+        tls.sendall(request)
+        assert _http1_response(tls).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # longer than Hypercorn's default idle timeout
+        tls.sendall(request)
+        assert _http1_response(tls).startswith(b"HTTP/1.1 200")
+
+
 def test_api_key_created_beside_the_running_server_works(server: ServeProcess) -> None:
     result = run_cli("api-key", "create", "--data-dir", str(server.data_dir), "--user", "admin")
     assert result.returncode == 0, result.stderr
