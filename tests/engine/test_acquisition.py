@@ -234,6 +234,19 @@ def acquire(
 ALL = ("listen-1", "poll-1", "appliance")
 
 
+def assert_small_deltas(
+    rig: Rig, transfers: dict[str, Transfer], record: Record, content: bytes, *, base_version: str
+) -> None:
+    """Every target of ALL got ``record`` as a delta from ``base_version`` (under a tenth of
+    the package) and now holds exactly ``content``."""
+    for name in ALL:
+        transfer = transfers[name]
+        assert transfer.mode == "delta", transfer.message
+        assert transfer.base_version == base_version
+        assert transfer.bytes_sent < len(content) // 10
+        assert rig.cached(name, record.sha256) == content
+
+
 # -- the tests ---------------------------------------------------------------------------
 
 
@@ -278,12 +291,7 @@ def test_a_one_percent_change_travels_as_a_small_delta(rig: Rig) -> None:
 
     transfers, lines = acquire(rig, feed, second, ALL)
 
-    for name in ALL:
-        transfer = transfers[name]
-        assert transfer.mode == "delta", transfer.message
-        assert transfer.base_version == "1.4.0"
-        assert transfer.bytes_sent < len(new) // 10
-        assert rig.cached(name, second.sha256) == new
+    assert_small_deltas(rig, transfers, second, new, base_version="1.4.0")
     assert feed.reads == {"1.4.0": 1, "1.4.1": 1}  # one delta, shared by every target
     assert feed.opens["1.4.1"] == 0  # the whole package was never read for sending
     message = next(m for _, m, target in lines if target == "listen-1")
@@ -304,12 +312,7 @@ def test_a_rollback_travels_as_a_delta_from_the_newer_version(rig: Rig) -> None:
 
     transfers, _ = acquire(rig, feed, first, ALL)
 
-    for name in ALL:
-        transfer = transfers[name]
-        assert transfer.mode == "delta", transfer.message
-        assert transfer.base_version == "3.0.1"
-        assert transfer.bytes_sent < len(old) // 10
-        assert rig.cached(name, first.sha256) == old
+    assert_small_deltas(rig, transfers, first, old, base_version="3.0.1")
 
 
 @pytest.mark.parametrize(
