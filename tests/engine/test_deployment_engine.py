@@ -155,7 +155,9 @@ def rig(
     appliance = octo.appliance
     network: Any = SimpleNamespace(runner=prepare_runner(appliance.data_dir))
     local = LocalTransport(network)
-    local.configure(enabled=True, root=tmp_path / "worker", user=None)
+    local.configure(
+        enabled=True, root=tmp_path / "worker", user=None, appliance_user_for_tests=True
+    )
     services = DeploymentServices(
         Dispatcher({"local": local}),
         appliance.plugins.step_types,
@@ -458,7 +460,7 @@ def test_worker_user_is_honoured(rig: Rig, tmp_path: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
     lines = [e["message"] for e in events if e.get("type") == "log" and e.get("stream") == "stdout"]
     assert result.success, result.message
-    assert lines[:3] == ["nobody", f"HOME={pwd.getpwnam('nobody').pw_dir}", "0"]
+    assert lines[:3] == ["nobody", f"HOME={root / 'home'}", "0"]
 
 
 def test_cancel_while_waiting_closes_the_interruption(rig: Rig) -> None:
