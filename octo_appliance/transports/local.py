@@ -21,27 +21,23 @@ in its document's context exactly as an agent names its own. The package operati
 in-process; ``call`` still refuses everything else (there is no agent to call).
 
 The runner's environment is an allow-list (PATH, HOME, LANG, TZ, USER, LOGNAME), never the
-appliance's own. Only the worker's own
-address is served: a target registered with communication style ``local`` is refused, so
-creating a target can never be a way to run code on the appliance.
+appliance's own. Only the worker's own address is served: a target registered with
+communication style ``local`` is refused, so creating a target can never be a way to run
+code on the appliance. The directory layout: :mod:`octo_appliance.transports.worker_files`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
-import io
 import logging
 import os
 import pwd
 import shutil
-import stat
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
@@ -65,6 +61,15 @@ from octo_appliance.transports.worker_account import (
     check_account,
     resolve_account,
     worker_environment,
+)
+from octo_appliance.transports.worker_files import (
+    default_worker_dir,
+    hand_over,
+    install,
+    prepare_package_dirs,
+    prepare_root,
+    same_file,
+    spool,
 )
 
 if TYPE_CHECKING:
@@ -285,7 +290,7 @@ class LocalTransport(Transport):
     ) -> None:
         """Copy the content into the worker's cache (checked by length and SHA-256)."""
         cache = await self._cache(target)
-        scratch = await finish_in_thread(_spool, content, self._scratch_dir())
+        scratch = await finish_in_thread(spool, content, self._scratch_dir())
         try:
             if length is None:
                 length = scratch.stat().st_size
@@ -310,7 +315,7 @@ class LocalTransport(Transport):
         """Apply the delta to the worker's cached base, as an agent does (same errors)."""
         cache = await self._cache(target)
         scratch = self._scratch_dir()
-        spooled = await finish_in_thread(_spool, delta, scratch)
+        spooled = await finish_in_thread(spool, delta, scratch)
         try:
             stored = await cache.patch(
                 spooled,
@@ -344,7 +349,7 @@ class LocalTransport(Transport):
             )
         if self.root is None or self.cache is None:
             raise RuntimeError("the local transport was not configured")
-        await asyncio.to_thread(_prepare_package_dirs, self.root, self.user)
+        await asyncio.to_thread(prepare_package_dirs, self.root, self.user)
         return self.cache
 
     def _scratch_dir(self) -> Path:
@@ -352,32 +357,16 @@ class LocalTransport(Transport):
         return self.root / "tmp"
 
     def _hand_over(self, path: Path) -> None:
-        """A cached file belongs to the worker user, who runs the runner that reads it.
-
-        The cache dir is the worker's: it could swap the file for a link to a file of
-        root's between the store and this chown, so the file is opened without following
-        links, checked to be a plain file with one link, and changed through its fd."""
-        if self.user is None or os.geteuid() != 0:
-            return
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                raise CallFailed(
-                    "cache_tampered",
-                    f"the worker's cached file {path.name} was replaced while being stored",
-                    hint="see docs/security.md, 'The built-in worker'",
-                )
-            os.fchown(fd, self.user.uid, self.user.gid)
-        finally:
-            os.close(fd)
+        """A cached file belongs to the worker user, who runs the runner that reads it."""
+        if self.user is not None and os.geteuid() == 0:
+            hand_over(path, self.user)
 
     # -- files ---------------------------------------------------------------------------
 
     def _work_dir(self, task_id: str) -> Path:
         assert self.root is not None
-        _prepare_root(self.root, shared=self.user is not None)
-        _prepare_package_dirs(self.root, self.user)
+        prepare_root(self.root, shared=self.user is not None)
+        prepare_package_dirs(self.root, self.user)
         path = WorkDirs(self.root / "work").create(task_id)
         if self.user is not None and os.geteuid() == 0:
             os.chown(path, self.user.uid, self.user.gid)
@@ -391,88 +380,15 @@ class LocalTransport(Transport):
             return Path(build.path)
         target = self.root / "runners" / f"octo-runner-{build.version}.pyz"
         async with self._runner_lock:
-            if not await asyncio.to_thread(_same_file, target, build.sha256):
-                await asyncio.to_thread(_install, Path(build.path), target, self.root)
+            if not await asyncio.to_thread(same_file, target, build.sha256):
+                await asyncio.to_thread(install, Path(build.path), target, self.root)
         return target
-
-
-def _prepare_root(root: Path, *, shared: bool) -> None:
-    """The worker dir: 0700, or 0711 when another user must reach its work dirs (they are
-    0700 and owned by that user, so one user's runs are not readable by another)."""
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o711 if shared else 0o700)
-    work = root / "work"
-    work.mkdir(exist_ok=True)
-    os.chmod(work, 0o711 if shared else 0o700)
-
-
-#: the worker dir's parts the worker account owns (the runner reads, writes, extracts there)
-WORKER_OWNED = ("cache", "applications", "state", "home")
-
-
-def _prepare_package_dirs(root: Path, user: WorkerUser | None) -> None:
-    """The worker dir's parts, 0700: ``cache/``, ``applications/``, ``state/`` (the
-    deployment journal and its lock), ``home/`` (the scripts' HOME) and ``tmp/`` (scratch
-    for uploads and deltas). With a worker user and an appliance running as root, all but
-    ``tmp/`` belong to that user; ``tmp/`` stays the appliance's."""
-    _prepare_root(root, shared=user is not None)
-    for name in (*WORKER_OWNED, "tmp"):
-        path = root / name
-        path.mkdir(mode=0o700, exist_ok=True)
-        if user is not None and name != "tmp" and os.geteuid() == 0:
-            # root's own directory entry: the worker cannot swap it for a link
-            os.chown(path, user.uid, user.gid, follow_symlinks=False)
-
-
-def _spool(content: UploadSource, directory: Path) -> Path:
-    """Copy upload content into a private scratch file in ``directory`` (same file system as
-    the cache, so storing it is a rename); the caller deletes it."""
-    fd, name = tempfile.mkstemp(prefix="octo-local-", suffix=".part", dir=directory)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out, _open_source(content) as source:
-            shutil.copyfileobj(source, out, 1024 * 1024)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _open_source(content: UploadSource) -> BinaryIO:
-    if isinstance(content, bytes):
-        return io.BytesIO(content)
-    if isinstance(content, str | os.PathLike):
-        return Path(content).open("rb")
-    return content()
-
-
-def _same_file(path: Path, sha256: str) -> bool:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
-    except FileNotFoundError:
-        return False
-
-
-def _install(source: Path, target: Path, root: Path) -> None:
-    _prepare_root(root, shared=True)
-    target.parent.mkdir(exist_ok=True)
-    os.chmod(target.parent, 0o755)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(source, partial)
-    os.chmod(partial, 0o644)
-    os.replace(partial, target)
 
 
 def _failed(message: str) -> RunnerResult:
     return RunnerResult(
         exit_code=1, success=False, canceled=False, message=message, output_variables=[], details={}
     )
-
-
-def default_worker_dir(data_dir: Path) -> Path:
-    """``<data dir>-worker``: beside the data dir, never in it (the data dir is 0700 and
-    the worker account must reach its work dirs but nothing of the appliance's)."""
-    return data_dir.parent / f"{data_dir.name}-worker"
 
 
 @hookimpl
