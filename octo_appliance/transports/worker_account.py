@@ -213,8 +213,21 @@ def exposure(secrets: Iterable[Path], user: WorkerUser) -> list[Path]:
 
 
 def check_account(user: WorkerUser, worker_dir: Path, secrets: Mapping[str, Path]) -> None:
-    """:class:`WorkerUnavailable` when ``user`` cannot reach its worker dir, or can read one
-    of the appliance's secrets (names -> paths)."""
+    """:class:`WorkerUnavailable` when the worker dir is not the appliance user's own, when
+    ``user`` cannot reach it, or when it can read one of the appliance's secrets (names ->
+    paths)."""
+    try:
+        own = worker_dir.lstat()
+    except FileNotFoundError:
+        own = None
+    if own is not None and (own.st_uid != os.geteuid() or not stat.S_ISDIR(own.st_mode)):
+        # the appliance writes its scratch files there as its own user: a worker dir the
+        # worker account owns (or a link) would let it redirect those writes
+        raise WorkerUnavailable(
+            f"the built-in worker is disabled: the worker dir {worker_dir} is not a directory "
+            "of the appliance's own user; give it to that user (the worker account gets its "
+            "parts inside), or set worker_dir to a new path"
+        )
     blocked = blocking_dir(worker_dir, user)
     if blocked is not None:
         raise WorkerUnavailable(

@@ -152,6 +152,15 @@ def test_reachability_and_exposure(open_dir: Path, nobody: WorkerUser) -> None:
         check_account(nobody, open_dir / "worker", {"master key": leaky})
     with pytest.raises(WorkerUnavailable, match="cannot reach the worker dir"):
         check_account(nobody, private / "worker", {"data dir": private})
+    taken = open_dir / "taken"
+    taken.mkdir()
+    os.chown(taken, nobody.uid, nobody.gid)
+    with pytest.raises(WorkerUnavailable, match="not a directory of the appliance's own user"):
+        check_account(nobody, taken, {})
+    (open_dir / "link").symlink_to(open_dir)
+    with pytest.raises(WorkerUnavailable, match="not a directory of the appliance's own user"):
+        check_account(nobody, open_dir / "link", {})
+    check_account(nobody, open_dir / "worker", {"data dir": private, "master key": key})
 
 
 @ROOT_ONLY
