@@ -230,7 +230,7 @@ class LocalTransport(Transport):
                 "steps on the appliance itself (run_on: appliance); give it an agent"
             )
         if not self.enabled:
-            return _failed(f"{self.disabled_message}: steps that run on the appliance cannot run")
+            return _failed(f"steps that run on the appliance cannot run: {self.disabled_message}")
         if self.root is None:
             raise RuntimeError("the local transport was not configured")
         pyz = await self._runner()
@@ -343,7 +343,7 @@ class LocalTransport(Transport):
         if not self.enabled:
             raise CallFailed(
                 "worker_disabled",
-                f"{self.disabled_message}: it takes no packages",
+                f"the built-in worker takes no packages: {self.disabled_message}",
                 hint="see the appliance's log and docs/security.md, or run the step on "
                 "agent targets",
             )
