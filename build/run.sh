@@ -9,4 +9,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
+# As root the built-in worker runs scripts as the unprivileged account octo-worker, never as
+# root (docs/security.md); serve creates it too when missing, this makes it visible up front.
+if [ "$(id -u)" = 0 ] && ! id octo-worker >/dev/null 2>&1 && command -v useradd >/dev/null; then
+    nologin=$(command -v nologin || echo /bin/false)
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell "$nologin" octo-worker
+fi
 exec .venv/bin/octo-appliance serve "$@"

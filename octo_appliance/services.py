@@ -26,6 +26,7 @@ from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
+from octo_appliance.vault.keys import key_file_path, key_from_env
 
 MIB = 1024 * 1024
 
@@ -52,6 +53,15 @@ def agent_target_ids() -> list[str]:
         Target.communication_style.in_(["listening", "polling"]),
     )
     return [t.id for t in rows]
+
+
+def appliance_secrets(appliance: Appliance, tls_key: Path) -> dict[str, Path]:
+    """What the built-in worker's account must not be able to read (checked at start)."""
+    secrets = {"data dir": appliance.data_dir.absolute(), "TLS key": tls_key.absolute()}
+    if not key_from_env():
+        key = key_file_path(appliance.data_dir, appliance.config.master_key_file)
+        secrets["master key"] = key.absolute()
+    return secrets
 
 
 async def start_services(appliance: Appliance) -> Services:
@@ -83,9 +93,13 @@ async def start_services(appliance: Appliance) -> Services:
     )
     local = dispatcher.transports.get(LocalTransport.name)
     if isinstance(local, LocalTransport):
-        worker_dir = config.worker_dir or default_worker_dir(appliance.data_dir, config.worker_user)
-        local.configure(
-            enabled=bool(config.builtin_worker), root=Path(worker_dir), user=config.worker_user
+        worker_dir = config.worker_dir or default_worker_dir(appliance.data_dir)
+        await asyncio.to_thread(
+            local.configure,
+            enabled=bool(config.builtin_worker),
+            root=Path(worker_dir).absolute(),
+            user=config.worker_user,
+            secrets=appliance_secrets(appliance, cert.key_file),
         )
     kinds = TaskKindRegistry()
     kinds.register(console.KIND, console.make_script_handler(dispatcher))

@@ -16,9 +16,12 @@ cannot change what the test starts.
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import queue
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -82,6 +85,21 @@ class Banner:
             self.first_start = True
 
 
+_WORKER_DIRS: set[Path] = set()
+
+
+def reachable_worker_dir(data_dir: Path) -> Path:
+    """A worker dir the ``octo-worker`` account can reach (as root the appliance runs the
+    worker as that account, and pytest's tmp dirs are 0700), the same for every start on
+    ``data_dir``; removed when the test run ends."""
+    digest = hashlib.sha256(str(Path(data_dir).absolute()).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"octo-test-worker-{digest}"
+    if path not in _WORKER_DIRS:
+        _WORKER_DIRS.add(path)
+        atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 class ServeProcess:
     """One ``serve`` subprocess; a context manager that SIGTERMs it on exit."""
 
@@ -105,6 +123,12 @@ class ServeProcess:
         self.args += list(extra_args)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
         self.env.update(env or {})
+        if os.geteuid() == 0 and "OCTO_WORKER_DIR" not in self.env:
+            self.env["OCTO_WORKER_DIR"] = str(reachable_worker_dir(self.data_dir))
+        #: the built-in worker's dir (its journal, cache and work dirs)
+        self.worker_dir = Path(
+            self.env.get("OCTO_WORKER_DIR") or f"{self.data_dir.absolute()}-worker"
+        )
         self.banner = Banner()
         self.process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None

@@ -27,6 +27,7 @@ from octo_appliance.api.refs import get_or_404, paginate, resolve_many
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, ListQuery, Out, Page
 from octo_appliance.api.tasks import enqueue_for_request
+from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release, Target, TargetEnvironment
 from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import ServerTask
@@ -191,6 +192,20 @@ def _skip_steps(release: Release, names: list[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
+def _appliance_steps_run(
+    ctx: RequestContext, release: Release, environment_id: str, skipped: list[str]
+) -> list[str]:
+    """The release's steps that would run on the appliance in this deployment (not skipped,
+    not limited to other environments): the deployer needs ``worker.use`` for them."""
+    steps = [
+        step
+        for step in release.process_snapshot or []
+        if step.get("name") not in skipped
+        and (not step.get("environments") or environment_id in step["environments"])
+    ]
+    return appliance_steps(steps, ctx.appliance.plugins.step_types)
+
+
 def _targets(refs: list[str], environment: Environment, field: str) -> list[str]:
     targets = resolve_many(Target, refs, "target", field)
     if not targets:
@@ -257,8 +272,16 @@ def create_deployment(ctx: RequestContext, body: DeploymentIn) -> dict[str, Any]
     allowed, reason = can_deploy(release, environment.id)
     if not allowed:
         raise Conflict(reason, hint="deploy it to the earlier phases of its lifecycle first")
+    skip_steps = _skip_steps(release, body.skip_steps)
+    require_worker_use(
+        ctx,
+        _appliance_steps_run(ctx, release, environment.id, skip_steps),
+        "deploy this release",
+        project=fk_id(release, "project"),
+        environment=environment.id,
+    )
     options = {
-        "skip_steps": _skip_steps(release, body.skip_steps),
+        "skip_steps": skip_steps,
         "targets": _targets(body.targets, environment, "targets"),
         "exclude_targets": _targets(body.exclude_targets, environment, "exclude_targets"),
         "guided_failure": body.guided_failure,

@@ -11,7 +11,8 @@ required false, retries 0, timeout null (seconds; none).
 reported per field as ``steps.N.properties.FIELD``) and says whether the step runs on targets
 chosen by role (then ``roles`` is required). Every PUT bumps ``version``; sending the
 ``version`` read by GET makes the PUT a 409 if someone else saved in between.
-Reading needs ``project.view`` on the project, replacing ``project.edit``.
+Reading needs ``project.view`` on the project, replacing ``project.edit`` (and ``worker.use``
+when any step runs on the appliance: :mod:`octo_appliance.api.worker_access`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from octo_appliance.api.refs import get_or_404
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Out, name_field
 from octo_appliance.api.variable_lists import lookup_ids
+from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Environment, Project, ProjectProcess
 from octo_appliance.exceptions import Conflict, ValidationFailed
 from octo_appliance.security.permissions import Permission
@@ -243,6 +245,8 @@ def put_process(ctx: RequestContext, ref: str, body: ProcessIn) -> dict[str, Any
         )
     stored = ProjectProcess.get_or_none(ProjectProcess.project == project.id)
     steps = _Checker(ctx, stored).steps(body.steps)
+    on_appliance = appliance_steps(steps, ctx.appliance.plugins.step_types)
+    require_worker_use(ctx, on_appliance, "save this process", project=project.id)
     row = _process_row(ctx, project)
     update = ProjectProcess.update(version=ProjectProcess.version + 1, steps=steps).where(
         ProjectProcess.id == row.id

@@ -25,6 +25,7 @@ from octo_appliance.api.refs import get_or_404, paginate
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page
 from octo_appliance.api.variable_lists import VariableScopeOut, scope_json
+from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release
 from octo_appliance.db.base import iso
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS
@@ -200,9 +201,12 @@ def create_release(ctx: RequestContext, ref: str, body: ReleaseIn) -> dict[str, 
             release = engine.create_release(
                 ctx.appliance.vault, project, version, body.notes, ctx.user.username
             )
-            needed = release_packages.packages_needed(
-                release.process_snapshot or [], ctx.appliance.plugins.step_types
+            registry = ctx.appliance.plugins.step_types
+            on_appliance = appliance_steps(release.process_snapshot or [], registry)
+            require_worker_use(
+                ctx, on_appliance, "create a release of this process", project=project.id
             )
+            needed = release_packages.packages_needed(release.process_snapshot or [], registry)
             choices = [
                 release_packages.PackageChoice(c.package, c.version, c.step) for c in body.packages
             ]

@@ -17,6 +17,7 @@ from octo_appliance.api.refs import resolve_many
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Out
 from octo_appliance.api.tasks import enqueue_for_request
+from octo_appliance.api.worker_access import require_worker_use_for_console
 from octo_appliance.db import Environment, Target
 from octo_appliance.engine import console
 from octo_appliance.engine.targets import select_targets
@@ -76,7 +77,8 @@ def _check_references(body: ScriptIn, names: set[str]) -> None:
     errors=(422, 503),
 )
 def run_script(ctx: RequestContext, body: ScriptIn) -> dict[str, Any]:
-    """Needs ``script.run`` in the environment (or unscoped, for targets named directly)."""
+    """Needs ``script.run`` in the environment (or unscoped, for targets named directly), and
+    ``worker.use`` unscoped when a chosen target is the built-in worker (style ``local``)."""
     if body.environment is None and not body.targets:
         raise ValidationFailed(
             "say where to run the script",
@@ -95,6 +97,7 @@ def run_script(ctx: RequestContext, body: ScriptIn) -> dict[str, Any]:
             "no enabled target matches the environment, roles and targets given",
             details=[{"field": "roles", "message": "no target has these roles there"}],
         )
+    require_worker_use_for_console(ctx, (t.communication_style for t in chosen))
     plain = {k: v for k, v in body.variables.items() if isinstance(v, str)}
     secret = {k: v.value for k, v in body.variables.items() if isinstance(v, SensitiveValue)}
     plain.update(

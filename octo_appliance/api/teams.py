@@ -33,7 +33,9 @@ Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 
 
 class GrantIn(Body):
-    role: str = Field(description="viewer, project-deployer or administrator (see GET /roles)")
+    role: str = Field(
+        description="viewer, project-deployer, worker-user or administrator (see GET /roles)"
+    )
     environments: list[Ref] = Field(
         default_factory=list, max_length=1000, description="Environment ids or names; [] = all."
     )

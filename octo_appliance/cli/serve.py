@@ -30,6 +30,7 @@ from octo_appliance.appliance import (
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.config import Config, load_config, parse_host_port
 from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.security.process import make_undumpable
 from octo_appliance.server import (
     Listener,
     bind_listener,
@@ -87,6 +88,8 @@ def configure_logging(level_name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # before anything reads a secret: a same-user process cannot read our environ or memory
+    make_undumpable()
     config = load_config(
         {
             "data_dir": args.data_dir,

@@ -10,6 +10,11 @@ project or environment yet (a new project, a new environment) needs an unscoped 
 The package feed belongs to no project: any grant holding ``package.view`` may read it, and
 pushing or deleting a package needs ``package.push`` / ``package.delete`` through an unscoped
 grant (only administrators hold them; a deployer deploys packages, a build server pushes them).
+
+Code that runs on the appliance machine itself (steps with ``run_on: appliance``, the script
+console on the built-in worker) needs ``worker.use`` beside the usual permission: only the
+``administrator`` role holds it, or a team granted the ``worker-user`` role explicitly
+(docs/security.md, "The built-in worker").
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class Permission(StrEnum):
     PACKAGE_PUSH = "package.push"
     #: delete packages (a version a release uses only with force)
     PACKAGE_DELETE = "package.delete"
+    #: run code on the appliance machine (the built-in worker): save, release and deploy a
+    #: process with a ``run_on: appliance`` step, or aim the script console at the worker
+    WORKER_USE = "worker.use"
 
 
 _VIEW = {
@@ -74,6 +82,11 @@ ROLES: dict[str, tuple[str, frozenset[Permission]]] = {
         ),
     ),
     "viewer": ("Viewer: read-only", frozenset(_VIEW)),
+    "worker-user": (
+        "Built-in worker user: may run steps on the appliance machine (grant it beside "
+        "project-deployer, limited to the projects and environments that need it)",
+        frozenset({Permission.WORKER_USE}),
+    ),
 }
 
 ADMINISTRATORS_TEAM = "Administrators"

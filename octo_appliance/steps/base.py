@@ -237,6 +237,12 @@ class StepType:
         False when it runs once, on the appliance or nowhere (a manual intervention)."""
         return True
 
+    def runs_on_appliance(self, properties: dict[str, Any]) -> bool:
+        """True when the step runs code on the appliance machine (the built-in worker):
+        saving, releasing and deploying such a step needs ``worker.use``, and the engine
+        refuses :meth:`StepContext.run_on_appliance` to a step type that does not say so."""
+        return False
+
     async def execute(self, ctx: StepContext) -> None:
         """Do the step; return on success, raise :class:`StepFailed` to fail it."""
         raise StepFailed(

@@ -147,6 +147,9 @@ class DeployPackage(StepType):
     def targets_machines(self, properties: dict[str, Any]) -> bool:
         return run_on(properties) != "appliance"
 
+    def runs_on_appliance(self, properties: dict[str, Any]) -> bool:
+        return run_on(properties) == "appliance"
+
     async def execute(self, ctx: StepContext) -> None:
         package = ctx.package(str(ctx.step.properties["package"]))
         on_appliance = not self.targets_machines(ctx.step.properties)

@@ -67,6 +67,9 @@ class RunScript(StepType):
     def targets_machines(self, properties: dict[str, Any]) -> bool:
         return run_on(properties) != "appliance"
 
+    def runs_on_appliance(self, properties: dict[str, Any]) -> bool:
+        return run_on(properties) == "appliance"
+
     async def execute(self, ctx: StepContext) -> None:
         def request(target: StepTarget | None) -> RunnerRequest:
             values = ctx.properties_for(target)

@@ -8,8 +8,10 @@ cancellation; each run gets a fresh work dir ``<worker dir>/work/<task id>-<n>``
 removed afterwards.
 
 Settings (docs/configuration.md): ``builtin_worker`` (false: every appliance step fails with
-a message saying so), ``worker_user`` (run the runner as this OS user: ``user=``/``group=`` of
-the child when the appliance runs as root, else ``sudo -n -u USER``), ``worker_dir``.
+a message saying so), ``worker_user`` (the account the runner runs as; as root it defaults to
+``octo-worker``, see :mod:`octo_appliance.transports.worker_account`: the worker never runs
+as the appliance's own user, and is disabled with the reason when it cannot switch),
+``worker_dir``.
 
 The worker is a deployment target like any agent, so it has an agent's package layout beside
 its work dirs: ``cache/`` (a :class:`~octo_appliance.agent.cache.PackageCache`: packages by
@@ -18,26 +20,24 @@ in its document's context exactly as an agent names its own. The package operati
 (``has_file``, ``upload``, ``cached_versions``, ``upload_delta``) work on that cache
 in-process; ``call`` still refuses everything else (there is no agent to call).
 
-The runner's environment never carries the appliance's ``OCTO_*`` variables (a master key or
-database password given by environment must not reach a script). Only the worker's own
-address is served: a target registered with communication style ``local`` is refused, so
-creating a target can never be a way to run code on the appliance.
+The runner's environment is an allow-list (PATH, HOME, LANG, TZ, USER, LOGNAME), never the
+appliance's own. Only the worker's own address is served: a target registered with
+communication style ``local`` is refused, so creating a target can never be a way to run
+code on the appliance. The directory layout: :mod:`octo_appliance.transports.worker_files`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
-import io
+import logging
 import os
 import pwd
 import shutil
 import sys
-import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
@@ -45,7 +45,6 @@ from octo_appliance.agent.cache import PackageCache, finish_in_thread
 from octo_appliance.agent.runner_host import Command, RunnerHost
 from octo_appliance.agent.workdirs import WorkDirs
 from octo_appliance.comms import CallFailed, Response, UploadSource
-from octo_appliance.exceptions import ConfigError
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
 from octo_appliance.transports.base import (
@@ -55,54 +54,42 @@ from octo_appliance.transports.base import (
     TargetAddress,
     Transport,
 )
+from octo_appliance.transports.worker_account import (
+    SYSTEM_PATH,
+    WorkerUnavailable,
+    WorkerUser,
+    check_account,
+    resolve_account,
+    worker_environment,
+)
+from octo_appliance.transports.worker_files import (
+    default_worker_dir,
+    hand_over,
+    install,
+    prepare_package_dirs,
+    prepare_root,
+    same_file,
+    spool,
+)
 
 if TYPE_CHECKING:
     from octo_appliance.transports.network import AgentNetwork
 
 #: the one address this transport serves
 WORKER = TargetAddress(id="appliance", name="appliance", communication_style="local")
+log = logging.getLogger("octo_appliance.worker")
 KILL_MARGIN = 5.0
 DEFAULT_SCRIPT_GRACE = 10.0
-#: where the runner of another user looks for python3 (the appliance's own interpreter may
-#: live in a directory that user cannot read)
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-@dataclass(frozen=True)
-class WorkerUser:
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-    @classmethod
-    def lookup(cls, name: str) -> WorkerUser:
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise ConfigError(
-                f"worker_user '{name}' is not a user on this machine",
-                hint="create the user, or leave worker_user empty to run as the appliance",
-            ) from None
-        return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
-
-
-def worker_environment(user: WorkerUser | None) -> dict[str, str]:
-    """The appliance's environment minus every ``OCTO_*`` variable (and, for another user,
-    with that user's HOME/USER/LOGNAME)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
-    if user is not None:
-        env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
-        env["PATH"] = env.get("PATH") or SYSTEM_PATH
-    return env
+BUILTIN_OFF = "the built-in worker is disabled on this appliance (setting builtin_worker is false)"
 
 
 class WorkerHost(RunnerHost):
     """The agent's runner host, starting the runner as the worker user."""
 
-    def __init__(self, user: WorkerUser | None) -> None:
+    def __init__(self, user: WorkerUser | None, home: Path | None = None) -> None:
         super().__init__()
         self.user = user
+        self.home = home
 
     def can_fork(self) -> bool:
         """A fork server is started as the worker user like a runner, except through sudo,
@@ -114,7 +101,7 @@ class WorkerHost(RunnerHost):
     def runner_command(self, pyz: Path) -> Command:
         """The argv, environment and extra process options that start the runner."""
         user = self.user
-        env = worker_environment(user)
+        env = worker_environment(user, self.home)
         if user is None or user.uid == os.geteuid():
             return [sys.executable, "-I", "-S", str(pyz)], env, {}
         python = shutil.which("python3", path=SYSTEM_PATH)
@@ -125,6 +112,8 @@ class WorkerHost(RunnerHost):
                 hint="install python3 (3.9 or newer) on the appliance",
             )
         if os.geteuid() == 0:
+            # uid, gid and no supplementary groups: set in the child before exec, for the
+            # fork server too (its runners are forked from it, so they inherit all three)
             options = {"user": user.uid, "group": user.gid, "extra_groups": []}
             return [python, "-I", "-S", str(pyz)], env, options
         return ["sudo", "-n", "-u", user.name, "--", python, "-I", "-S", str(pyz)], env, {}
@@ -137,19 +126,51 @@ class LocalTransport(Transport):
     def __init__(self, network: AgentNetwork) -> None:
         super().__init__(network)
         self.enabled = True
+        #: why the worker is disabled when it is (None: the setting builtin_worker)
+        self.disabled_reason: str | None = None
         self.user: WorkerUser | None = None
         self.root: Path | None = None
         self.host = WorkerHost(None)
         self.cache: PackageCache | None = None
         self._runner_lock = asyncio.Lock()
 
-    def configure(self, *, enabled: bool, root: Path, user: str | None) -> None:
-        """Apply the settings (called once at start; a bad user stops the start)."""
+    def configure(
+        self,
+        *,
+        enabled: bool,
+        root: Path,
+        user: str | None,
+        secrets: Mapping[str, Path] | None = None,
+        appliance_user_for_tests: bool = False,
+    ) -> None:
+        """Apply the settings (called once at start). A ``worker_user`` that names no user
+        stops the start; no usable account, a worker dir it cannot reach or a secret it
+        could read (``secrets``: name -> path) disables the worker, logged with the reason.
+
+        ``appliance_user_for_tests`` runs the runner as the appliance's own user: for the
+        engine's in-process tests only; no setting reaches it."""
         self.enabled = enabled
+        self.disabled_reason = None
         self.root = root
-        self.user = WorkerUser.lookup(user) if user else None
-        self.host = WorkerHost(self.user)
+        self.user = None
         self.cache = PackageCache(root / "cache")
+        if enabled and not appliance_user_for_tests:
+            try:
+                self.user = resolve_account(user)
+                check_account(self.user, root, secrets or {})
+            except WorkerUnavailable as exc:
+                self.enabled = False
+                self.disabled_reason = str(exc)
+                self.user = None
+                log.warning("%s", exc)
+            else:
+                log.info("the built-in worker runs scripts as %s in %s", self.user.name, root)
+        home = root / "home" if self.user is not None else None
+        self.host = WorkerHost(self.user, home)
+
+    @property
+    def disabled_message(self) -> str:
+        return self.disabled_reason or BUILTIN_OFF
 
     async def close(self) -> None:
         """Stop the worker's runners still alive and end its fork server."""
@@ -163,7 +184,7 @@ class LocalTransport(Transport):
         return {
             "cache_dir": str(root / "cache"),
             "applications_dir": str(root / "applications"),
-            "journal_file": str(root / "journal.json"),
+            "journal_file": str(root / "state" / "journal.json"),
         }
 
     # -- the interface -------------------------------------------------------------------
@@ -187,7 +208,14 @@ class LocalTransport(Transport):
         )
 
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
-        return {"name": "built-in worker", "enabled": self.enabled, "user": self.user_name}
+        info: dict[str, Any] = {
+            "name": "built-in worker",
+            "enabled": self.enabled,
+            "user": self.user_name,
+        }
+        if not self.enabled:
+            info["disabled"] = self.disabled_message
+        return info
 
     @property
     def user_name(self) -> str:
@@ -202,10 +230,7 @@ class LocalTransport(Transport):
                 "steps on the appliance itself (run_on: appliance); give it an agent"
             )
         if not self.enabled:
-            return _failed(
-                "the built-in worker is disabled on this appliance (setting builtin_worker "
-                "is false): steps that run on the appliance cannot run"
-            )
+            return _failed(f"steps that run on the appliance cannot run: {self.disabled_message}")
         if self.root is None:
             raise RuntimeError("the local transport was not configured")
         pyz = await self._runner()
@@ -265,7 +290,7 @@ class LocalTransport(Transport):
     ) -> None:
         """Copy the content into the worker's cache (checked by length and SHA-256)."""
         cache = await self._cache(target)
-        scratch = await finish_in_thread(_spool, content, self._scratch_dir())
+        scratch = await finish_in_thread(spool, content, self._scratch_dir())
         try:
             if length is None:
                 length = scratch.stat().st_size
@@ -290,7 +315,7 @@ class LocalTransport(Transport):
         """Apply the delta to the worker's cached base, as an agent does (same errors)."""
         cache = await self._cache(target)
         scratch = self._scratch_dir()
-        spooled = await finish_in_thread(_spool, delta, scratch)
+        spooled = await finish_in_thread(spool, delta, scratch)
         try:
             stored = await cache.patch(
                 spooled,
@@ -318,13 +343,13 @@ class LocalTransport(Transport):
         if not self.enabled:
             raise CallFailed(
                 "worker_disabled",
-                "the built-in worker is disabled on this appliance (setting builtin_worker "
-                "is false): it takes no packages",
-                hint="enable builtin_worker, or run the step on agent targets",
+                f"the built-in worker takes no packages: {self.disabled_message}",
+                hint="see the appliance's log and docs/security.md, or run the step on "
+                "agent targets",
             )
         if self.root is None or self.cache is None:
             raise RuntimeError("the local transport was not configured")
-        await asyncio.to_thread(_prepare_package_dirs, self.root, self.user)
+        await asyncio.to_thread(prepare_package_dirs, self.root, self.user)
         return self.cache
 
     def _scratch_dir(self) -> Path:
@@ -334,14 +359,14 @@ class LocalTransport(Transport):
     def _hand_over(self, path: Path) -> None:
         """A cached file belongs to the worker user, who runs the runner that reads it."""
         if self.user is not None and os.geteuid() == 0:
-            os.chown(path, self.user.uid, self.user.gid)
+            hand_over(path, self.user)
 
     # -- files ---------------------------------------------------------------------------
 
     def _work_dir(self, task_id: str) -> Path:
         assert self.root is not None
-        _prepare_root(self.root, shared=self.user is not None)
-        _prepare_package_dirs(self.root, self.user)
+        prepare_root(self.root, shared=self.user is not None)
+        prepare_package_dirs(self.root, self.user)
         path = WorkDirs(self.root / "work").create(task_id)
         if self.user is not None and os.geteuid() == 0:
             os.chown(path, self.user.uid, self.user.gid)
@@ -355,71 +380,9 @@ class LocalTransport(Transport):
             return Path(build.path)
         target = self.root / "runners" / f"octo-runner-{build.version}.pyz"
         async with self._runner_lock:
-            if not await asyncio.to_thread(_same_file, target, build.sha256):
-                await asyncio.to_thread(_install, Path(build.path), target, self.root)
+            if not await asyncio.to_thread(same_file, target, build.sha256):
+                await asyncio.to_thread(install, Path(build.path), target, self.root)
         return target
-
-
-def _prepare_root(root: Path, *, shared: bool) -> None:
-    """The worker dir: 0700, or 0711 when another user must reach its work dirs (they are
-    0700 and owned by that user, so one user's runs are not readable by another)."""
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o711 if shared else 0o700)
-    work = root / "work"
-    work.mkdir(exist_ok=True)
-    os.chmod(work, 0o711 if shared else 0o700)
-
-
-def _prepare_package_dirs(root: Path, user: WorkerUser | None) -> None:
-    """``cache/``, ``applications/`` and ``tmp/`` (scratch for uploads and deltas) under the
-    worker dir, 0700. With a worker user and an appliance running as root, ``cache/`` and
-    ``applications/`` belong to that user (the runner reads the one and extracts into the
-    other); ``tmp/`` stays the appliance's."""
-    _prepare_root(root, shared=user is not None)
-    for name in ("cache", "applications", "tmp"):
-        path = root / name
-        path.mkdir(mode=0o700, exist_ok=True)
-        if user is not None and name != "tmp" and os.geteuid() == 0:
-            os.chown(path, user.uid, user.gid)
-
-
-def _spool(content: UploadSource, directory: Path) -> Path:
-    """Copy upload content into a private scratch file in ``directory`` (same file system as
-    the cache, so storing it is a rename); the caller deletes it."""
-    fd, name = tempfile.mkstemp(prefix="octo-local-", suffix=".part", dir=directory)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out, _open_source(content) as source:
-            shutil.copyfileobj(source, out, 1024 * 1024)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _open_source(content: UploadSource) -> BinaryIO:
-    if isinstance(content, bytes):
-        return io.BytesIO(content)
-    if isinstance(content, str | os.PathLike):
-        return Path(content).open("rb")
-    return content()
-
-
-def _same_file(path: Path, sha256: str) -> bool:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
-    except FileNotFoundError:
-        return False
-
-
-def _install(source: Path, target: Path, root: Path) -> None:
-    _prepare_root(root, shared=True)
-    target.parent.mkdir(exist_ok=True)
-    os.chmod(target.parent, 0o755)
-    partial = target.with_suffix(".partial")
-    shutil.copyfile(source, partial)
-    os.chmod(partial, 0o644)
-    os.replace(partial, target)
 
 
 def _failed(message: str) -> RunnerResult:
@@ -428,15 +391,16 @@ def _failed(message: str) -> RunnerResult:
     )
 
 
-def default_worker_dir(data_dir: Path, user: str | None) -> Path:
-    """``<data dir>/worker``; beside the data dir (``<data dir>-worker``) when another user
-    runs the runner, because the data dir itself is 0700."""
-    return data_dir.parent / f"{data_dir.name}-worker" if user else data_dir / "worker"
-
-
 @hookimpl
 def register_transports(registry: TransportRegistry) -> None:
     registry.add(LocalTransport)
 
 
-__all__ = ["WORKER", "LocalTransport", "WorkerHost", "WorkerUser", "default_worker_dir"]
+__all__ = [
+    "WORKER",
+    "LocalTransport",
+    "WorkerHost",
+    "WorkerUser",
+    "default_worker_dir",
+    "worker_environment",
+]

@@ -227,7 +227,11 @@ def test_roles_lists_builtin_roles(octo, api):
     response = viewer.get("/roles")
     assert response.status_code == 200
     roles = {r["name"]: r for r in response.json()["items"]}
-    assert set(roles) == set(ROLES) == {"administrator", "project-deployer", "viewer"}
+    assert (
+        set(roles) == set(ROLES) == {"administrator", "project-deployer", "viewer", "worker-user"}
+    )
+    assert roles["worker-user"]["permissions"] == ["worker.use"]
+    assert "worker.use" not in roles["project-deployer"]["permissions"]
     assert "user.edit" in roles["administrator"]["permissions"]
     assert "project.edit" in roles["project-deployer"]["permissions"]
     assert "target.edit" not in roles["project-deployer"]["permissions"]

@@ -126,7 +126,9 @@ class Rig:
             pickup_timeout=60,
         )
         self.local = LocalTransport(self.network)
-        self.local.configure(enabled=True, root=root / "worker", user=None)
+        self.local.configure(
+            enabled=True, root=root / "worker", user=None, appliance_user_for_tests=True
+        )
         self.transports: dict[str, Transport] = {
             "listening": ListeningTransport(self.network),
             "polling": PollingTransport(self.network),

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 
 from octo_appliance.agent import quiet
@@ -155,7 +156,9 @@ def rig(
     appliance = octo.appliance
     network: Any = SimpleNamespace(runner=prepare_runner(appliance.data_dir))
     local = LocalTransport(network)
-    local.configure(enabled=True, root=tmp_path / "worker", user=None)
+    local.configure(
+        enabled=True, root=tmp_path / "worker", user=None, appliance_user_for_tests=True
+    )
     services = DeploymentServices(
         Dispatcher({"local": local}),
         appliance.plugins.step_types,
@@ -436,29 +439,57 @@ def test_restart_mirrors_the_task_onto_the_deployment(rig: Rig) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
-def test_worker_user_is_honoured(rig: Rig, tmp_path: Path) -> None:
+def test_worker_user_is_honoured(rig: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started directly and forked from the worker's fork server alike, the runner runs as
+    the worker account (uid, gid, no supplementary groups), with the allow-listed
+    environment only."""
     try:
-        pwd.getpwnam("nobody")
+        nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user nobody here")
+    monkeypatch.setattr(quiet, "IDLE_SHARE", 0.0)  # the machine is shared: any idle will do
     # pytest's tmp dirs are 0700: the worker dir must be somewhere nobody can traverse to
     root = Path(tempfile.gettempdir()) / f"octo-worker-test-{secrets.token_hex(4)}"
     rig.local.configure(enabled=True, root=root, user="nobody")
-    events: list[dict[str, Any]] = []
-    command = RunnerCommand(
-        task_id="task_whoami",
-        command="run-script",
-        arguments={"syntax": "sh", "body": "id -un; echo HOME=$HOME; env | grep -c ^OCTO_ || true"},
+    body = (
+        "id -un; id -G; echo HOME=$HOME; env | grep -c ^OCTO_ || true; "
+        "grep ^PPid: /proc/$PPID/status | tr -dc 0-9; echo"
     )
+    command = RunnerCommand(
+        task_id="task_whoami", command="run-script", arguments={"syntax": "sh", "body": body}
+    )
+
+    async def run() -> list[str]:
+        events: list[dict[str, Any]] = []
+        result = await rig.local.run_runner(WORKER, command, events.append)
+        assert result.success, result.message
+        return [e["message"] for e in events if e.get("stream") == "stdout"]
+
+    async def scenario() -> tuple[list[str], list[str], int, int]:
+        try:
+            direct = await run()
+            for _ in range(600):  # bounded wait for the fork server (started when quiet)
+                if rig.local.host.fork_pool.server is not None:
+                    break
+                await asyncio.sleep(0.05)
+            server = rig.local.host.fork_pool.server
+            assert server is not None, "the worker's fork server did not start"
+            forked = await run()
+            return direct, forked, server.pid, psutil.Process(server.pid).uids().real
+        finally:
+            await rig.local.close()
+
     os.environ["OCTO_MASTER_KEY"] = "must-not-leak"
     try:
-        result = asyncio.run(rig.local.run_runner(WORKER, command, events.append))
+        direct, forked, server_pid, server_uid = asyncio.run(scenario())
     finally:
         del os.environ["OCTO_MASTER_KEY"]
         shutil.rmtree(root, ignore_errors=True)
-    lines = [e["message"] for e in events if e.get("type") == "log" and e.get("stream") == "stdout"]
-    assert result.success, result.message
-    assert lines[:3] == ["nobody", f"HOME={pwd.getpwnam('nobody').pw_dir}", "0"]
+    expected = ["nobody", str(nobody.pw_gid), f"HOME={root / 'home'}", "0"]
+    assert direct[:4] == expected
+    assert forked[:4] == expected
+    assert forked[4] == str(server_pid)  # the runner was forked by the fork server...
+    assert server_uid == nobody.pw_uid  # ...which runs as the worker account too
 
 
 def test_cancel_while_waiting_closes_the_interruption(rig: Rig) -> None:

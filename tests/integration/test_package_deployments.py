@@ -117,6 +117,8 @@ def step_targets(task: dict[str, Any], step: str) -> dict[str, dict[str, Any]]:
 
 def journal(home: Path) -> list[dict[str, Any]]:
     path = home / "journal.json"
+    if not path.exists():  # the built-in worker keeps it in state/, a dir of its account
+        path = home / "state" / "journal.json"
     if not path.exists():
         return []
     data = json.loads(path.read_text())
@@ -125,7 +127,7 @@ def journal(home: Path) -> list[dict[str, Any]]:
 
 
 def worker_home(fleet: Fleet) -> Path:
-    return fleet.data_dir / "worker"
+    return fleet.server.worker_dir
 
 
 def homes(fleet: Fleet) -> dict[str, Path]:

@@ -100,6 +100,15 @@ class EngineStepContext(StepContext):
         return await rolling(infos, limit, lambda info: self._target_flow(info, make_request))
 
     async def run_on_appliance(self, request: RunnerRequest) -> TargetRun:
+        step_type = self.run.step_types.get(self.step.type)
+        if step_type is None or not step_type.runs_on_appliance(dict(self.step.properties)):
+            # worker.use was checked for the steps that say they run on the appliance; a step
+            # type that does not say so must not reach the built-in worker unchecked
+            raise StepFailed(
+                f"step type '{self.step.type}' ran on the appliance without declaring it "
+                "(runs_on_appliance): refused",
+                hint="update the plugin that provides this step type",
+            )
         info = TargetInfo(WORKER.id, WORKER.name, address=WORKER)
         self.run.progress.target_pending(self.planned.index, info.id, info.name)
         return await self._target_flow(info, lambda _t: request, appliance=True)
