@@ -19,13 +19,7 @@ from octo_appliance.db.connection import SQLITE_FILE_NAME, open_database
 from octo_appliance.db.migrations import current_version, migrate
 from octo_appliance.db.rekey import DEFAULT_BATCH_SIZE, refuse_key_from_env, rotate_master_key
 from octo_appliance.exceptions import ConfigError, DatabaseError
-from octo_appliance.vault.keys import (
-    ENV_VAR,
-    key_file_path,
-    key_from_env,
-    load_keyring,
-    read_keyring_file,
-)
+from octo_appliance.vault.keys import ENV_VAR, find_key_file, open_keyring, read_keyring_file
 
 
 def register(subparsers: Any) -> None:
@@ -66,10 +60,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 def run_show(args: argparse.Namespace) -> int:
     config = _config(args)
-    ring, _ = load_keyring(config.data_path, config.master_key_file)
-    source = (
-        ENV_VAR if key_from_env() else str(key_file_path(config.data_path, config.master_key_file))
-    )
+    loaded = open_keyring(config.data_path, config.master_key_file)
+    ring = loaded.ring
+    source = ENV_VAR if loaded.path is None else str(loaded.path)
     print(f"Master key (id {ring.current.key_id}, from {source}):")
     print(ring.current.to_text())
     for key in ring.previous:
@@ -115,7 +108,7 @@ def run_rotate(args: argparse.Namespace) -> int:
         raise ConfigError("--batch-size must be at least 1")
     config = _config(args)
     refuse_key_from_env()
-    key_path = key_file_path(config.data_path, config.master_key_file)
+    key_path = find_key_file(config.data_path, config.master_key_file)
     before = read_keyring_file(key_path)  # fail before touching the database without a key
     db = _open_db(config)
     try:

@@ -1,9 +1,9 @@
 """``octo-appliance serve``: run the appliance (HTTPS + HTTP/3 on one port) until stopped.
 
-The first start on an empty data dir initialises it (master key, schema, ``admin`` user,
-certificate) and prints the generated admin password once. Every start prints a banner on
-stdout, one ``name: value`` fact per line, ending with ``ready``: scripts and tests parse it
-(``tests/serve_process.py``). Logs go to stderr.
+The first start on an empty data dir initialises it (master key outside the data dir, schema,
+``admin`` user, certificate) and prints the generated admin password once. Every start prints a
+banner on stdout, one ``name: value`` fact per line, ending with ``ready``: scripts and tests
+parse it (``tests/serve_process.py``). Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from octo_appliance.server import (
 )
 from octo_appliance.services import start_services
 from octo_appliance.tls import ServerCertificate
+from octo_appliance.vault.keys import ENV_VAR
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -113,6 +114,7 @@ def _run_bound(config: Config, listener: Listener) -> int:
         _say(f"Octo Appliance {__version__}")
         _say(f"data dir: {config.data_path}")
         _say(f"database: {describe_database(appliance.db, config.database)}")
+        _say_master_key(report)
         _say_first_start(report)
         cert = appliance.server_certificate()
         app = create_app(appliance)
@@ -173,6 +175,21 @@ def describe_database(db: peewee.Database, url: str | None) -> str:
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+def _say_master_key(report: InitReport) -> None:
+    if report.key_file is None:
+        _say(f"master key: from {ENV_VAR}")
+        return
+    if report.key_moved_from is not None:
+        _say(f"master key: moved from {report.key_moved_from} to {report.key_file}")
+    _say(f"master key: {report.key_file}" + (" (new)" if report.created_key else ""))
+    if report.created_key or report.key_moved_from is not None:
+        _say(
+            "  back it up now, apart from the data dir and the database "
+            "('octo-appliance master-key show' prints it): without it no backup can be "
+            "restored, and 'octo-appliance backup' never includes it"
+        )
 
 
 def _say_first_start(report: InitReport) -> None:

@@ -45,7 +45,7 @@ from octo_appliance.vault.files import (
 from octo_appliance.vault.keys import (
     KeyRing,
     MasterKey,
-    key_file_path,
+    find_key_file,
     key_from_env,
     read_keyring_file,
     write_keyring,
@@ -274,7 +274,7 @@ def rotate_master_key(
         raise ValueError("batch_size must be at least 1")
     report: Progress = progress or (lambda kind, done, total: None)
     hooks = rekey_hooks()  # resolved first: a broken name fails before the key file changes
-    key_path = key_file_path(data_dir, key_file)
+    key_path = find_key_file(data_dir, key_file)
     with rotation_lock(key_path):
         ring, resumed = begin_rotation(key_path)
         vault = Vault(ring)
