@@ -25,10 +25,13 @@ from octo_appliance.appliance import (
     ADMIN_USERNAME,
     Appliance,
     InitReport,
+    ensure_data_dir,
     open_appliance,
 )
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.config import Config, load_config, parse_host_port
+from octo_appliance.db.in_use import hold_for_server
+from octo_appliance.db.rekey import remove_rotation_leftovers
 from octo_appliance.exceptions import ConfigError, OctoError
 from octo_appliance.server import (
     Listener,
@@ -109,6 +112,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_bound(config: Config, listener: Listener) -> int:
+    ensure_data_dir(config.data_path)
+    # Held until the process ends: 'master-key rotate' and 'restore' refuse meanwhile.
+    in_use = hold_for_server(config.data_path, config.database)
+    leftovers = remove_rotation_leftovers(config.data_path)
+    if leftovers:
+        log.warning(
+            "removed %d temporary file(s) of an interrupted master-key rotation; run "
+            "'master-key rotate' to finish it if 'master-key show' says it is unfinished",
+            len(leftovers),
+        )
+    try:
+        return _run_locked(config, listener)
+    finally:
+        in_use.release()
+
+
+def _run_locked(config: Config, listener: Listener) -> int:
     appliance, report = open_appliance(config, initialise=True)
     try:
         _say(f"Octo Appliance {__version__}")
