@@ -4,8 +4,9 @@ A running server keeps sealing with the key ring it loaded at start, so a master
 (or a restore) beside it would leave values and log lines under a retired key. One scheme,
 two places, because a data dir is per machine and a PostgreSQL database is shared by nodes:
 
-- ``<data dir>/appliance.lock``, an ``flock``: ``serve`` holds it *shared* for its lifetime,
-  ``master-key rotate`` and ``restore`` take it *exclusive* without waiting.
+- ``<data dir>/appliance.lock``, an ``flock``: ``serve`` holds it *shared* for its lifetime
+  (``backup`` too, while it runs), ``master-key rotate`` and ``restore`` take it *exclusive*
+  without waiting.
 - On PostgreSQL also a session-level advisory lock (:data:`ADVISORY_KEY`) on a connection of
   its own: every node holds it shared; a rotation takes it exclusive, so a node on another
   machine is seen too. A keeper thread re-takes it if the connection is lost (a database
@@ -144,11 +145,16 @@ class InUseLock:
 
 def hold_for_server(data_dir: Path, database: str | None) -> InUseLock:
     """``serve``: hold the shared lock for the process lifetime (released by the kernel)."""
+    return hold_shared(data_dir, database, then="start the server")
+
+
+def hold_shared(data_dir: Path, database: str | None, *, then: str) -> InUseLock:
+    """``serve`` (for its lifetime) and ``backup``: side by side, never beside a rotation."""
     refused = InUseError(
         f"a master-key rotation or a restore is working on {data_dir}"
         + (" or its database" if _is_postgres(database) else ""),
         hint="wait for it to finish (or run 'master-key rotate' again to finish an interrupted "
-        "one), then start the server again",
+        f"one), then {then} again",
     )
     return InUseLock(data_dir, database, exclusive=False).acquire(refused)
 
