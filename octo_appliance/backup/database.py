@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from octo_appliance.db import SEALED_COLUMNS
-from octo_appliance.db.connection import SQLITE_FILE_NAME
+from octo_appliance.db.connection import SQLITE_FILE_NAME, _redact
+from octo_appliance.db.in_use import connect_session
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import ConfigError, DatabaseError
 from octo_appliance.vault.values import FORMAT
@@ -127,15 +128,6 @@ def _facts(execute: Execute) -> tuple[set[str], int]:
 # -- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return parsed._replace(
-            netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")
-        ).geturl()
-    return url
-
-
 def _client_args(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its password (for argv) and an environment carrying the password."""
     url = url.replace("postgres://", "postgresql://", 1)
@@ -181,28 +173,13 @@ def _run_tool(name: str, args: list[str], url: str) -> None:
         raise DatabaseError(f"{name} failed: {first}", hint=hint)
 
 
-def _connect(url: str) -> Any:
-    import psycopg
-
-    try:
-        return psycopg.connect(
-            url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=10
-        )
-    except psycopg.OperationalError as exc:
-        text = str(exc).strip().splitlines()
-        raise DatabaseError(
-            f"cannot open the database {_redact(url)}: {text[0] if text else exc!r}",
-            hint="check the URL, that the server runs, and that the user may connect",
-        ) from None
-
-
 def dump_postgres(url: str, dest: Path) -> tuple[set[str], int]:
     """``pg_dump`` the database to ``dest``; returns its key ids and schema version.
 
     The ids are read from the live database after the dump: no rotation can run meanwhile
     (the backup holds the in-use lock), so they are the ones the dump holds.
     """
-    with _connect(url) as conn:
+    with connect_session(url) as conn:
         if schema_version_or_zero(conn) == 0:
             raise DatabaseError(
                 "the database holds no appliance schema",
@@ -225,7 +202,7 @@ def schema_version_or_zero(conn: Any) -> int:
 
 
 def check_postgres_empty(url: str) -> None:
-    with _connect(url) as conn:
+    with connect_session(url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
         ).fetchone()

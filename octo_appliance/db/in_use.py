@@ -27,7 +27,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from octo_appliance.exceptions import InUseError
+from octo_appliance.db.connection import _redact
+from octo_appliance.exceptions import DatabaseError, InUseError
 
 LOCK_FILE_NAME = "appliance.lock"
 #: A fixed 64-bit key in PostgreSQL's advisory-lock space (per database).
@@ -43,12 +44,21 @@ def _is_postgres(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
 
 
-def _connect(url: str) -> Any:
+def connect_session(url: str) -> Any:
+    """A psycopg connection of its own (autocommit), outside peewee: a session-level lock
+    lives exactly as long as it. Errors say what to check, with any password redacted."""
     import psycopg
 
-    return psycopg.connect(
-        url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=10
-    )
+    try:
+        return psycopg.connect(
+            url.replace("postgres://", "postgresql://", 1), autocommit=True, connect_timeout=10
+        )
+    except psycopg.OperationalError as exc:
+        lines = str(exc).strip().splitlines()
+        raise DatabaseError(
+            f"cannot open the database {_redact(url)}: {lines[0] if lines else exc!r}",
+            hint="check the URL, that the server runs, and that the user may connect",
+        ) from None
 
 
 class InUseLock:
@@ -70,7 +80,7 @@ class InUseLock:
         try:
             self._lock_file(refused)
             if self.database is not None:
-                self._conn = _connect(self.database)
+                self._conn = connect_session(self.database)
                 if not self._try_advisory(self._conn):
                     raise refused
         except BaseException:
@@ -103,7 +113,7 @@ class InUseLock:
             with contextlib.suppress(Exception):
                 self._conn.close()
             try:
-                self._conn = _connect(str(self.database))
+                self._conn = connect_session(str(self.database))
                 held = self._try_advisory(self._conn)
             except Exception as exc:  # the database is still down: try again later
                 log.debug("in-use lock: the database is unreachable (%s)", type(exc).__name__)
