@@ -292,6 +292,12 @@ def open_keyring(
         write_keyring(path, loaded.ring)
     if key_file is None:  # our own directory (never tighten one the operator named)
         os.chmod(path.parent, 0o700)
+    elif data_dir.resolve() in path.resolve().parents:
+        log.warning(
+            "master_key_file %s is inside the data dir: a copy of the data dir holds the key "
+            "('octo-appliance backup' leaves it out); move it outside the data dir",
+            path,
+        )
     return loaded
 
 

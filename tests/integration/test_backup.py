@@ -234,8 +234,9 @@ def test_a_key_kept_inside_the_data_dir_is_never_backed_up(tmp_path: Path) -> No
     data_dir.mkdir()
     key_file = data_dir / "files" / "master.key"  # an operator's unwise setting
     (data_dir / "config.toml").write_text(f'master_key_file = "{key_file}"\n')
-    with ServeProcess(data_dir):
+    with ServeProcess(data_dir) as server:
         done = _cli("backup", "--output", str(backup), "--data-dir", str(data_dir))
+    assert f"master_key_file {key_file} is inside the data dir" in server.stderr
     assert done.returncode == 0, done.stderr
     assert "left out: files/master.key (the master key)" in done.stdout
     ring = read_keyring_file(key_file)
