@@ -2,8 +2,8 @@
 
 :func:`open_appliance` is where a first start initialises an empty data dir (master key, kept
 outside the data dir; schema, the ``admin`` user and the Administrators team); later starts
-reuse all of it. The CLI
-commands that work beside a running server (``api-key create``) open it the same way.
+reuse all of it. The CLI commands that work beside a running server (``api-key create``) open
+it the same way.
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ ENV_VAR = "OCTO_MASTER_KEY"
 #: Where root's key lives by default (other users: ``$XDG_CONFIG_HOME/octo-appliance``).
 SYSTEM_KEY_DIR = Path("/etc/octo-appliance")
 KEY_DIR_NAME = "octo-appliance"
-
-log = logging.getLogger("octo_appliance.vault")
 #: HKDF salt: fixed, so the same key and purpose always give the same secret.
 DERIVE_SALT = b"octo-appliance/derive/v1"
+
+log = logging.getLogger("octo_appliance.vault")
 
 
 @dataclass(frozen=True)
@@ -299,15 +299,3 @@ def open_keyring(
             path,
         )
     return loaded
-
-
-def load_keyring(
-    data_dir: Path,
-    key_file: str | None = None,
-    *,
-    create: bool = False,
-    environ: Mapping[str, str] | None = None,
-) -> tuple[KeyRing, bool]:
-    """``(ring, created)``: :func:`open_keyring` for callers that need no more."""
-    loaded = open_keyring(data_dir, key_file, create=create, environ=environ)
-    return loaded.ring, loaded.created

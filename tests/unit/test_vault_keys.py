@@ -17,7 +17,6 @@ from octo_appliance.vault.keys import (
     default_key_file,
     derive_secret,
     key_from_env,
-    load_keyring,
     open_keyring,
     read_keyring_file,
     write_keyring,
@@ -50,15 +49,15 @@ def test_key_file_is_written_atomically_with_mode_0600(tmp_path: Path) -> None:
 
 
 def test_load_creates_once_then_reuses(tmp_path: Path) -> None:
-    ring, created = load_keyring(tmp_path, create=True, environ={})
-    assert created
-    again, created_again = load_keyring(tmp_path, create=True, environ={})
-    assert (again, created_again) == (ring, False)
+    first = open_keyring(tmp_path, create=True, environ={})
+    assert first.created
+    again = open_keyring(tmp_path, create=True, environ={})
+    assert (again.ring, again.created) == (first.ring, False)
 
 
 def test_missing_key_file_raises_with_hint(tmp_path: Path) -> None:
     with pytest.raises(VaultError, match="no master key") as caught:
-        load_keyring(tmp_path, environ={})
+        open_keyring(tmp_path, environ={})
     assert caught.value.hint
 
 
@@ -69,16 +68,16 @@ def test_damaged_key_file_raises_with_hint(tmp_path: Path, content: str) -> None
     path = tmp_path / KEY_FILE_NAME
     path.write_text(content.replace("%s", MasterKey.generate().to_text()))
     with pytest.raises(VaultError, match="not a valid master key file") as caught:
-        load_keyring(tmp_path, environ={})
+        open_keyring(tmp_path, environ={})
     assert caught.value.hint
 
 
 def test_environment_key_wins_over_the_file(tmp_path: Path) -> None:
-    load_keyring(tmp_path, create=True, environ={})
+    open_keyring(tmp_path, create=True, environ={})
     env_key = MasterKey.generate()
     environ = {"OCTO_MASTER_KEY": env_key.to_text()}
-    ring, created = load_keyring(tmp_path, environ=environ)
-    assert ring == KeyRing(env_key) and not created
+    loaded = open_keyring(tmp_path, environ=environ)
+    assert loaded.ring == KeyRing(env_key) and not loaded.created and loaded.path is None
     assert key_from_env(environ) and not key_from_env({})
 
 
