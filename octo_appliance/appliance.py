@@ -1,8 +1,9 @@
 """The appliance's state: settings, database, vault and plugins, opened once per process.
 
-:func:`open_appliance` is where a first start initialises an empty data dir (master key,
-schema, the ``admin`` user and the Administrators team); later starts reuse all of it. The CLI
-commands that work beside a running server (``api-key create``) open it the same way.
+:func:`open_appliance` is where a first start initialises an empty data dir (master key, kept
+outside the data dir; schema, the ``admin`` user and the Administrators team); later starts
+reuse all of it. The CLI commands that work beside a running server (``api-key create``) open
+it the same way.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from octo_appliance.plugins import Plugins, create_plugin_manager
 from octo_appliance.security.passwords import generate_password, hash_password
 from octo_appliance.security.permissions import ADMINISTRATORS_TEAM
 from octo_appliance.vault import Vault
-from octo_appliance.vault.keys import load_keyring
+from octo_appliance.vault.keys import open_keyring
 
 if TYPE_CHECKING:
     from octo_appliance.engine.tasks import TaskEngine
@@ -44,6 +45,10 @@ class InitReport:
     """What a start created, so the CLI can say it (the password only once)."""
 
     created_key: bool = False
+    #: the key file (None: OCTO_MASTER_KEY gave the key)
+    key_file: Path | None = None
+    #: where this start moved the key from (a data dir of an older version)
+    key_moved_from: Path | None = None
     migrations: list[int] = field(default_factory=list)
     admin_password: str | None = None
     admin_password_generated: bool = False
@@ -162,9 +167,9 @@ def open_appliance(
     data_dir = config.data_path
     if initialise:
         ensure_data_dir(data_dir)
-    ring, report.created_key = load_keyring(
-        data_dir, config.master_key_file, create=initialise, environ=env
-    )
+    key = open_keyring(data_dir, config.master_key_file, create=initialise, environ=env)
+    ring, report.created_key = key.ring, key.created
+    report.key_file, report.key_moved_from = key.path, key.moved_from
     plugins = create_plugin_manager(extra_plugins=extra_plugins, plugin_dir=data_dir / "plugins")
     db = open_database(config.database, data_dir)
     report.migrations = migrate(db)

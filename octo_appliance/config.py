@@ -81,7 +81,9 @@ def _boolean(value: str) -> bool:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data_dir", None, "Directory holding the master key, certificate, database and files."),
+    Setting(
+        "data_dir", None, "Directory holding the certificate, SQLite database and sealed files."
+    ),
     Setting("listen", "0.0.0.0:8443", "HOST:PORT for HTTPS (TCP) and HTTP/3 (UDP).", _listen),
     Setting(
         "polling_listen",
@@ -99,8 +101,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "master_key_file",
         None,
-        "Path of the master key file (default: master.key in the data dir); "
-        "share it between nodes.",
+        "Path of the master key file, outside the data dir (default: "
+        "/etc/octo-appliance/master.key as root, else "
+        "$XDG_CONFIG_HOME/octo-appliance/master.key); share it between nodes.",
     ),
     Setting(
         "max_body_bytes",

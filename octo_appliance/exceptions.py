@@ -7,6 +7,7 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
     ├── VaultError                  the master key is missing, wrong, or a value does not decrypt
     ├── PluginError                 a plugin is malformed, misspelt a hook, or reused a name
     ├── DatabaseError               the database cannot be opened or migrated
+    ├── InUseError                  a server (or a rotation, a restore) already uses the data
     └── ApiError                    turned into ``{"error": {code, message, details}}``
         ├── BadRequest          400 malformed JSON, bad query parameters
         ├── Unauthenticated     401 no or bad credentials
@@ -51,6 +52,10 @@ class PluginError(OctoError):
 
 class DatabaseError(OctoError):
     """The database cannot be reached, opened or migrated."""
+
+
+class InUseError(OctoError):
+    """Another process holds the data dir or database (``octo_appliance.db.in_use``)."""
 
 
 class ApiError(OctoError):

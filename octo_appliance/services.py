@@ -59,7 +59,7 @@ def appliance_secrets(appliance: Appliance, tls_key: Path) -> dict[str, Path]:
     """What the built-in worker's account must not be able to read (checked at start)."""
     secrets = {"data dir": appliance.data_dir.absolute(), "TLS key": tls_key.absolute()}
     if not key_from_env():
-        key = key_file_path(appliance.data_dir, appliance.config.master_key_file)
+        key = key_file_path(appliance.config.master_key_file)
         secrets["master key"] = key.absolute()
     return secrets
 

@@ -14,7 +14,9 @@ Fixtures: ``octo_appliance_factory(extra_plugins=..., database=...)`` -> ``OctoT
 
 from __future__ import annotations
 
+import json
 import secrets
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +27,10 @@ from starlette.testclient import TestClient
 
 from octo_appliance.app import create_app
 from octo_appliance.appliance import ADMIN_USERNAME, Appliance, open_appliance
-from octo_appliance.config import load_config
+from octo_appliance.config import CONFIG_FILE_NAME, load_config
 from octo_appliance.db import User
 from octo_appliance.db.api_keys import create_api_key
+from octo_appliance.vault.keys import KEY_FILE_NAME
 
 
 @dataclass
@@ -80,10 +83,31 @@ class OctoTestAppliance:
         return key
 
 
+def keep_key_beside(data_dir: Path) -> Path:
+    """Give ``data_dir`` a master key file of its own, ``<data dir>-key/master.key``.
+
+    Written as ``master_key_file`` in the data dir's ``config.toml``, so every process opened on
+    this data dir (``serve``, ``master-key``, ``backup``) finds it, and no test writes the
+    machine's key (``/etc/octo-appliance`` as root, ``~/.config`` otherwise). Returns the path.
+    """
+    config = data_dir / CONFIG_FILE_NAME
+    existing = config.read_text(encoding="utf-8") if config.is_file() else ""
+    named = tomllib.loads(existing).get("master_key_file")
+    if named:
+        return Path(named)
+    key_file = data_dir.parent / f"{data_dir.name}-key" / KEY_FILE_NAME
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    config.write_text(existing + f"master_key_file = {json.dumps(str(key_file))}\n", "utf-8")
+    return key_file
+
+
 def start_test_appliance(
     data_dir: Path, *, database: str | None = None, extra_plugins: tuple[object, ...] = ()
 ) -> OctoTestAppliance:
     password = "admin-" + secrets.token_hex(8)
+    keep_key_beside(data_dir)
     config = load_config({"data_dir": str(data_dir), "database": database}, environ={})
     appliance, _ = open_appliance(
         config, extra_plugins=extra_plugins, environ={"OCTO_ADMIN_PASSWORD": password}

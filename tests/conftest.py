@@ -10,13 +10,39 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from octo_appliance.testing import OctoTestAppliance
+from octo_appliance.vault import keys
 
 PG_SERVER = os.environ.get("OCTO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_key_written_to_the_machine() -> Iterator[None]:
+    """Fail the run if anything (a child process too) wrote the machine's key location."""
+    watched = [keys.SYSTEM_KEY_DIR, Path.home() / ".config" / keys.KEY_DIR_NAME]
+    before = {path for path in watched if path.exists()}
+    yield
+    written = [str(path) for path in watched if path.exists() and path not in before]
+    assert not written, f"a test wrote the machine's master key location: {written}"
+
+
+@pytest.fixture(autouse=True)
+def _machine_key_dirs_are_temporary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No test writes the machine's master key (/etc/octo-appliance, ~/.config/octo-appliance).
+
+    The fixtures give each data dir its own key (``keep_key_beside``); this is the net for code
+    that opens an appliance without them: in this process, and in children run as non-root.
+    """
+    home = tmp_path_factory.getbasetemp() / "key-homes" / os.urandom(6).hex()
+    monkeypatch.setattr(keys, "SYSTEM_KEY_DIR", home / "etc")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
 
 
 @pytest.fixture(scope="session")

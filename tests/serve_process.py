@@ -11,7 +11,8 @@ Used by the integration tests, the binary smoke test and the bench::
 The banner is the ``name: value`` lines ``serve`` prints on stdout up to ``ready``. The
 default command is this interpreter's ``-m octo_appliance``; pass ``command=[path]`` for the
 single executable. Inherited ``OCTO_*`` variables are dropped so the caller's environment
-cannot change what the test starts.
+cannot change what the test starts. Unless ``env`` names a key, the data dir keeps its master
+key in a directory of its own beside it (``keep_key_beside``), never in the machine's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from types import TracebackType
 from typing import IO
 
 import httpx
+
+from octo_appliance.testing import keep_key_beside
 
 READY_PREFIX = "ready"
 START_TIMEOUT = 60.0
@@ -129,6 +132,10 @@ class ServeProcess:
         self.worker_dir = Path(
             self.env.get("OCTO_WORKER_DIR") or f"{self.data_dir.absolute()}-worker"
         )
+        #: the data dir's key file (None when ``env`` gives the key or its file)
+        self.key_file: Path | None = None
+        if not {"OCTO_MASTER_KEY", "OCTO_MASTER_KEY_FILE"} & set(self.env):
+            self.key_file = keep_key_beside(self.data_dir)
         self.banner = Banner()
         self.process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None

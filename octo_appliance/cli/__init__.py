@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve",
     "api_key",
     "master_key",
+    "backup",
+    "restore",
     "release",
     "deploy",
     "task",

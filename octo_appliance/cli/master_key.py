@@ -1,7 +1,8 @@
 """``octo-appliance master-key show|rotate``: back up and rotate the vault's master key.
 
-Rotation is an offline operation: stop the server (every node sharing the key) first, because
-a running server keeps sealing with the key it loaded at start. A rotation that is interrupted
+Rotation is an offline operation: a running server keeps sealing with the key it loaded at
+start, so ``rotate`` refuses while a server (on any node) holds the data dir or database
+(``octo_appliance.db.in_use``). A rotation that is interrupted
 (crash, kill, lost database) leaves everything readable; running it again finishes it.
 """
 
@@ -16,16 +17,11 @@ import peewee
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.config import Config, load_config
 from octo_appliance.db.connection import SQLITE_FILE_NAME, open_database
+from octo_appliance.db.in_use import hold_exclusive
 from octo_appliance.db.migrations import current_version, migrate
 from octo_appliance.db.rekey import DEFAULT_BATCH_SIZE, refuse_key_from_env, rotate_master_key
 from octo_appliance.exceptions import ConfigError, DatabaseError
-from octo_appliance.vault.keys import (
-    ENV_VAR,
-    key_file_path,
-    key_from_env,
-    load_keyring,
-    read_keyring_file,
-)
+from octo_appliance.vault.keys import ENV_VAR, find_key_file, open_keyring, read_keyring_file
 
 
 def register(subparsers: Any) -> None:
@@ -66,10 +62,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 def run_show(args: argparse.Namespace) -> int:
     config = _config(args)
-    ring, _ = load_keyring(config.data_path, config.master_key_file)
-    source = (
-        ENV_VAR if key_from_env() else str(key_file_path(config.data_path, config.master_key_file))
-    )
+    loaded = open_keyring(config.data_path, config.master_key_file)
+    ring = loaded.ring
+    source = ENV_VAR if loaded.path is None else str(loaded.path)
     print(f"Master key (id {ring.current.key_id}, from {source}):")
     print(ring.current.to_text())
     for key in ring.previous:
@@ -115,18 +110,23 @@ def run_rotate(args: argparse.Namespace) -> int:
         raise ConfigError("--batch-size must be at least 1")
     config = _config(args)
     refuse_key_from_env()
-    key_path = key_file_path(config.data_path, config.master_key_file)
+    key_path = find_key_file(config.data_path, config.master_key_file)
     before = read_keyring_file(key_path)  # fail before touching the database without a key
+    with hold_exclusive(config.data_path, config.database, command="master-key rotate"):
+        return _rotate(config, before.rotating, args.batch_size)
+
+
+def _rotate(config: Config, resuming: bool, batch_size: int) -> int:
     db = _open_db(config)
     try:
-        if before.rotating:
+        if resuming:
             print("resuming an unfinished rotation", flush=True)
         result = rotate_master_key(
             db,
             config.data_path,
             key_file=config.master_key_file,
             progress=_print_progress,
-            batch_size=args.batch_size,
+            batch_size=batch_size,
         )
     except peewee.PeeweeException as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

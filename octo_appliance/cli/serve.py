@@ -1,9 +1,9 @@
 """``octo-appliance serve``: run the appliance (HTTPS + HTTP/3 on one port) until stopped.
 
-The first start on an empty data dir initialises it (master key, schema, ``admin`` user,
-certificate) and prints the generated admin password once. Every start prints a banner on
-stdout, one ``name: value`` fact per line, ending with ``ready``: scripts and tests parse it
-(``tests/serve_process.py``). Logs go to stderr.
+The first start on an empty data dir initialises it (master key outside the data dir, schema,
+``admin`` user, certificate) and prints the generated admin password once. Every start prints a
+banner on stdout, one ``name: value`` fact per line, ending with ``ready``: scripts and tests
+parse it (``tests/serve_process.py``). Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from octo_appliance.appliance import (
     ADMIN_USERNAME,
     Appliance,
     InitReport,
+    ensure_data_dir,
     open_appliance,
 )
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.config import Config, load_config, parse_host_port
+from octo_appliance.db.in_use import hold_for_server
+from octo_appliance.db.rekey import remove_rotation_leftovers
 from octo_appliance.exceptions import ConfigError, OctoError
 from octo_appliance.security.process import make_undumpable
 from octo_appliance.server import (
@@ -41,6 +44,7 @@ from octo_appliance.server import (
 )
 from octo_appliance.services import start_services
 from octo_appliance.tls import ServerCertificate
+from octo_appliance.vault.keys import ENV_VAR
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -111,11 +115,29 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_bound(config: Config, listener: Listener) -> int:
+    ensure_data_dir(config.data_path)
+    # Held until the process ends: 'master-key rotate' and 'restore' refuse meanwhile.
+    in_use = hold_for_server(config.data_path, config.database)
+    leftovers = remove_rotation_leftovers(config.data_path)
+    if leftovers:
+        log.warning(
+            "removed %d temporary file(s) of an interrupted master-key rotation; run "
+            "'master-key rotate' to finish it if 'master-key show' says it is unfinished",
+            len(leftovers),
+        )
+    try:
+        return _run_locked(config, listener)
+    finally:
+        in_use.release()
+
+
+def _run_locked(config: Config, listener: Listener) -> int:
     appliance, report = open_appliance(config, initialise=True)
     try:
         _say(f"Octo Appliance {__version__}")
         _say(f"data dir: {config.data_path}")
         _say(f"database: {describe_database(appliance.db, config.database)}")
+        _say_master_key(report)
         _say_first_start(report)
         cert = appliance.server_certificate()
         app = create_app(appliance)
@@ -176,6 +198,21 @@ def describe_database(db: peewee.Database, url: str | None) -> str:
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+def _say_master_key(report: InitReport) -> None:
+    if report.key_file is None:
+        _say(f"master key: from {ENV_VAR}")
+        return
+    if report.key_moved_from is not None:
+        _say(f"master key: moved from {report.key_moved_from} to {report.key_file}")
+    _say(f"master key: {report.key_file}" + (" (new)" if report.created_key else ""))
+    if report.created_key or report.key_moved_from is not None:
+        _say(
+            "  back it up now, apart from the data dir and the database "
+            "('octo-appliance master-key show' prints it): without it no backup can be "
+            "restored, and 'octo-appliance backup' never includes it"
+        )
 
 
 def _say_first_start(report: InitReport) -> None:

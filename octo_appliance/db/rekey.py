@@ -15,8 +15,9 @@ opens with one of the keys in the key file on disk.
 5. Write the ring ``{current: new}``: the old key is gone.
 
 A crash anywhere leaves a ring that opens everything; running the rotation again finishes it.
-It is an offline operation: stop the server (every node) first, since a running server keeps
-sealing with the key it loaded at start.
+It is an offline operation: a running server keeps sealing with the key it loaded at start, so
+``master-key rotate`` refuses while a server holds the data dir or database
+(:mod:`octo_appliance.db.in_use`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from octo_appliance.vault.files import (
 from octo_appliance.vault.keys import (
     KeyRing,
     MasterKey,
-    key_file_path,
+    find_key_file,
     key_from_env,
     read_keyring_file,
     write_keyring,
@@ -217,10 +218,6 @@ def _sealed_files(files_dir: Path) -> Iterator[Path]:
 def rewrap_files(data_dir: Path, vault: Vault, *, progress: Progress) -> tuple[int, list[Path]]:
     """Rewrap every sealed file under ``files/`` not under the current key."""
     files_dir = data_dir / FILES_DIR_NAME
-    # A crashed rotation may have left its temporary files; nothing else writes these.
-    if files_dir.is_dir():
-        for stale in files_dir.rglob(f"*{REKEY_SUFFIX}"):
-            stale.unlink(missing_ok=True)
     pending: list[Path] = []
     skipped: list[Path] = []
     for path in _sealed_files(files_dir):
@@ -249,6 +246,22 @@ def rewrap_files(data_dir: Path, vault: Vault, *, progress: Progress) -> tuple[i
     return len(pending), skipped
 
 
+def remove_rotation_leftovers(data_dir: Path) -> list[Path]:
+    """Delete the ``.rekeying`` copies an interrupted rotation left under ``files/``.
+
+    Only a rotation writes them, and it runs alone (its locks, and ``db.in_use`` against a
+    server), so whoever holds the data dir next may delete them: a resumed rotation at its
+    start, or a server starting without finishing the rotation (abandoned). Returns them.
+    """
+    files_dir = data_dir / FILES_DIR_NAME
+    if not files_dir.is_dir():
+        return []
+    removed = sorted(files_dir.rglob(f"*{REKEY_SUFFIX}"))
+    for stale in removed:
+        stale.unlink(missing_ok=True)
+    return removed
+
+
 def refuse_key_from_env(environ: Mapping[str, str] | None = None) -> None:
     """A key given by ``OCTO_MASTER_KEY`` lives outside the appliance: it cannot rotate it."""
     if key_from_env(environ):
@@ -274,8 +287,9 @@ def rotate_master_key(
         raise ValueError("batch_size must be at least 1")
     report: Progress = progress or (lambda kind, done, total: None)
     hooks = rekey_hooks()  # resolved first: a broken name fails before the key file changes
-    key_path = key_file_path(data_dir, key_file)
+    key_path = find_key_file(data_dir, key_file)
     with rotation_lock(key_path):
+        remove_rotation_leftovers(data_dir)
         ring, resumed = begin_rotation(key_path)
         vault = Vault(ring)
         result = RotationResult(

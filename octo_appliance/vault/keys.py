@@ -1,9 +1,11 @@
 """The master key and the key ring that holds it (plus, mid-rotation, the previous keys).
 
-The key file is JSON ``{"current": "<b64>", "previous": ["<b64>", ...]}``, mode 0600, written
+The key file is JSON ``{"current": "<b64>", "previous": ["<b64>", ...]}`` (a file holding only
+the base64 key, as a secrets manager would mount it, is read too), mode 0600, written
 atomically (temp file, fsync, rename, fsync of the directory) so a crash never leaves a
-half-written key. A key's id is the first 16 hex digits of SHA-256 of the key: it names the key
-in every sealed value and file header without revealing it.
+half-written key. It lives outside the data dir (:func:`default_key_file`; docs/vault.md) so a
+copy or backup of the data dir holds no key. A key's id is the first 16 hex digits of SHA-256
+of the key: it names the key in every sealed value and file header without revealing it.
 
 Other parts of the appliance that need a secret of their own (the password protecting the TLS
 private key, for instance) derive it with :func:`derive_secret` instead of storing another
@@ -16,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 import secrets
 from collections.abc import Mapping
@@ -25,14 +28,19 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from octo_appliance.durable import write_atomic
+from octo_appliance.durable import fsync_dir, write_atomic
 from octo_appliance.exceptions import VaultError
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "master.key"
 ENV_VAR = "OCTO_MASTER_KEY"
+#: Where root's key lives by default (other users: ``$XDG_CONFIG_HOME/octo-appliance``).
+SYSTEM_KEY_DIR = Path("/etc/octo-appliance")
+KEY_DIR_NAME = "octo-appliance"
 #: HKDF salt: fixed, so the same key and purpose always give the same secret.
 DERIVE_SALT = b"octo-appliance/derive/v1"
+
+log = logging.getLogger("octo_appliance.vault")
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,11 @@ class KeyRing:
 
     @classmethod
     def from_json(cls, text: str, source: str) -> KeyRing:
+        if text.strip() and not text.lstrip().startswith("{"):
+            try:  # just the base64 key, as 'master-key show' prints it
+                return cls(MasterKey.from_text(text))
+            except VaultError:
+                pass  # reported below, without echoing any of the file
         try:
             raw = json.loads(text)
             current = MasterKey.from_text(raw["current"])
@@ -138,8 +151,35 @@ class KeyRing:
         return cls(current, previous)
 
 
-def key_file_path(data_dir: Path, key_file: str | None = None) -> Path:
-    return Path(key_file) if key_file else data_dir / KEY_FILE_NAME
+def default_key_file() -> Path:
+    """``/etc/octo-appliance/master.key`` as root, else ``$XDG_CONFIG_HOME/octo-appliance/...``."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return SYSTEM_KEY_DIR / KEY_FILE_NAME
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home).expanduser() / KEY_DIR_NAME / KEY_FILE_NAME
+
+
+def key_file_path(key_file: str | None = None) -> Path:
+    """Where the key belongs: the ``master_key_file`` setting, else :func:`default_key_file`."""
+    return Path(key_file).expanduser() if key_file else default_key_file()
+
+
+def legacy_key_file(data_dir: Path) -> Path:
+    """Where versions before 2026-12 kept the key (inside the data dir): moved out at start."""
+    return data_dir / KEY_FILE_NAME
+
+
+def find_key_file(data_dir: Path, key_file: str | None = None) -> Path:
+    """The file that holds the key now: its place, else a key not yet moved out of the data dir.
+
+    Commands run beside a server (``master-key``, ``api-key``) use this, so they keep working
+    between an upgrade and the first start that moves the key.
+    """
+    path = key_file_path(key_file)
+    legacy = legacy_key_file(data_dir)
+    if not path.exists() and legacy.is_file():
+        return legacy
+    return path
 
 
 def key_from_env(environ: Mapping[str, str] | None = None) -> bool:
@@ -149,7 +189,9 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def write_keyring(path: Path, ring: KeyRing) -> None:
-    """Write the key file atomically with mode 0600: readers see the old or the new ring."""
+    """Write the key file atomically with mode 0600 (its directory 0700 when created here)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
     write_atomic(path, ring.to_json().encode("ascii"), mode=0o600)
 
 
@@ -158,8 +200,8 @@ def read_keyring_file(path: Path) -> KeyRing:
     if not path.is_file():
         raise VaultError(
             f"no master key at {path}",
-            hint="start 'octo-appliance serve' once to initialise the data dir, "
-            "or set OCTO_MASTER_KEY",
+            hint="start 'octo-appliance serve' once to initialise the data dir; to restore, put "
+            "the key there (the text 'master-key show' printed) or set OCTO_MASTER_KEY",
         )
     try:
         text = path.read_text(encoding="ascii", errors="replace")
@@ -171,24 +213,89 @@ def read_keyring_file(path: Path) -> KeyRing:
     return KeyRing.from_json(text, str(path))
 
 
-def load_keyring(
+@dataclass(frozen=True)
+class LoadedKey:
+    """The ring and where it came from, for the start banner."""
+
+    ring: KeyRing
+    #: the key file, or None when ``OCTO_MASTER_KEY`` gave the key
+    path: Path | None
+    created: bool = False
+    #: the data dir's ``master.key`` this start moved to ``path``
+    moved_from: Path | None = None
+
+
+def _move_out_of_data_dir(legacy: Path, path: Path) -> None:
+    """Copy the key to ``path`` durably, then remove it from the data dir.
+
+    Works across file systems (``/var/lib`` and ``/etc`` often differ, so no rename); a crash
+    in between leaves two equal copies, which the next start resolves.
+    """
+    ring = read_keyring_file(legacy)
+    write_keyring(path, ring)
+    legacy.unlink()
+    fsync_dir(legacy.parent)
+    log.warning(
+        "moved the master key out of the data dir: from %s to %s (back it up apart from the "
+        "data dir and the database)",
+        legacy,
+        path,
+    )
+
+
+def _resolve_two_copies(legacy: Path, path: Path) -> None:
+    """A key in its place and another in the data dir: equal copies are the trace of a move."""
+    if read_keyring_file(legacy) != read_keyring_file(path):
+        raise VaultError(
+            f"two different master keys: {path} and {legacy}",
+            hint="keep the one this data was sealed with (the other start fails with 'no master "
+            "key with id ...'), delete the other, and start again",
+        )
+    legacy.unlink()
+    fsync_dir(legacy.parent)
+    log.warning("removed %s: the same key is at %s", legacy, path)
+
+
+def open_keyring(
     data_dir: Path,
     key_file: str | None = None,
     *,
     create: bool = False,
     environ: Mapping[str, str] | None = None,
-) -> tuple[KeyRing, bool]:
-    """Load the key ring; with ``create`` make a new key when none exists.
+) -> LoadedKey:
+    """Load the key ring; with ``create`` (a server start) also put the key in its place.
 
-    Returns ``(ring, created)``. ``OCTO_MASTER_KEY`` (base64) wins over the file, for nodes
-    that share one key.
+    ``OCTO_MASTER_KEY`` (base64) wins over any file, for nodes that share one key. With
+    ``create``, a key still in the data dir is moved to its place and, when there is no key
+    at all, a new one is made there; without it the key is only read (see
+    :func:`find_key_file`).
     """
     environ = os.environ if environ is None else environ
     if key_from_env(environ):
-        return KeyRing(MasterKey.from_text(environ[ENV_VAR])), False
-    path = key_file_path(data_dir, key_file)
-    if path.exists() or not create:
-        return read_keyring_file(path), False
-    ring = KeyRing(MasterKey.generate())
-    write_keyring(path, ring)
-    return ring, True
+        return LoadedKey(KeyRing(MasterKey.from_text(environ[ENV_VAR])), None)
+    path = key_file_path(key_file)
+    legacy = legacy_key_file(data_dir)
+    if not create:
+        found = find_key_file(data_dir, key_file)
+        return LoadedKey(read_keyring_file(found), found)
+    moved_from = None
+    if legacy.is_file() and legacy.resolve() != path.resolve():
+        if path.exists():
+            _resolve_two_copies(legacy, path)
+        else:
+            _move_out_of_data_dir(legacy, path)
+            moved_from = legacy
+    if path.exists():
+        loaded = LoadedKey(read_keyring_file(path), path, moved_from=moved_from)
+    else:
+        loaded = LoadedKey(KeyRing(MasterKey.generate()), path, created=True)
+        write_keyring(path, loaded.ring)
+    if key_file is None:  # our own directory (never tighten one the operator named)
+        os.chmod(path.parent, 0o700)
+    elif data_dir.resolve() in path.resolve().parents:
+        log.warning(
+            "master_key_file %s is inside the data dir: a copy of the data dir holds the key "
+            "('octo-appliance backup' leaves it out); move it outside the data dir",
+            path,
+        )
+    return loaded

@@ -27,9 +27,7 @@ import httpx
 import pytest
 
 import octo_appliance
-from octo_appliance.config import load_config
 from octo_appliance.db.connection import SQLITE_FILE_NAME
-from octo_appliance.vault.keys import key_file_path
 from tests.fleet import wait_until
 from tests.serve_process import ServeProcess
 
@@ -117,9 +115,8 @@ def test_scoped_deployer_is_refused_and_the_worker_cannot_reach_secrets(
 
         # an administrator's appliance step runs as the worker account, and fails to read
         # every secret of the appliance
-        config = load_config({"data_dir": str(data_dir)}, environ={})
-        key = key_file_path(config.data_path, config.master_key_file)
-        assert key.is_file()
+        key = server.key_file
+        assert key is not None and key.is_file()
         database = data_dir / SQLITE_FILE_NAME
         probe = "\n".join(
             [

@@ -1,9 +1,10 @@
 """A copy of the data dir or the database, without the master key, reveals no sensitive value.
 
 A sensitive variable carrying a unique canary is set through the API on SQLite and on
-PostgreSQL. Then every byte of every file in the data dir except ``master.key`` (the SQLite
-database with its ``-wal``/``-shm`` files included), a ``pg_dump`` of the PostgreSQL database,
-every API response and the audit log are searched for the canary, raw and in base64 and hex.
+PostgreSQL. Then every byte of every file in the data dir (the SQLite database with its
+``-wal``/``-shm`` files included; the master key is not there: it lives apart), a ``pg_dump`` of
+the PostgreSQL database, an ``octo-appliance backup`` file, every API response and the audit
+log are searched for the canary, raw and in base64 and hex.
 A plain (non-sensitive) marker set beside it must be found by the same search, which proves the
 search reads the stored data; and the sealed value must still open with the key.
 """
@@ -16,10 +17,12 @@ import logging
 import secrets
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from octo_appliance.backup.create import make_backup
 from octo_appliance.db import AuditEvent, Variable
 
 MASTER_KEY_FILE = "master.key"
@@ -46,10 +49,10 @@ def leaks(blob: bytes, secret: str) -> list[bytes]:
 
 
 def data_dir_bytes(data_dir: Path) -> dict[str, bytes]:
-    """Every file of the data dir except the master key, as it would be copied."""
+    """Every file of the data dir, as a copy of it would hold them."""
     files = {}
     for path in sorted(data_dir.rglob("*")):
-        if path.is_file() and path.name != MASTER_KEY_FILE:
+        if path.is_file():
             files[str(path.relative_to(data_dir))] = path.read_bytes()
     return files
 
@@ -68,7 +71,15 @@ def pg_dump(database_url: str) -> bytes:
     return done.stdout
 
 
-def test_no_sensitive_value_in_data_dir_database_api_or_audit(octo, database_url, caplog):
+def pg_restore_sql(dump: Path) -> bytes:
+    binary = shutil.which("pg_restore")
+    assert binary is not None, "pg_restore is not installed (apt-get install postgresql-client)"
+    done = subprocess.run([binary, "-f", "-", str(dump)], capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout
+
+
+def test_no_sensitive_value_in_data_dir_database_api_or_audit(octo, database_url, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     api = octo.api
     canary = "canary-" + secrets.token_hex(16)
@@ -110,9 +121,11 @@ def test_no_sensitive_value_in_data_dir_database_api_or_audit(octo, database_url
     assert not leaks(json.dumps(events, default=str).encode(), canary)
     assert not leaks(caplog.text.encode(), canary)
 
-    # (a) every file of the data dir but the key
+    # (a) every file of the data dir: the key is not among them
     files = data_dir_bytes(octo.appliance.data_dir)
-    assert MASTER_KEY_FILE not in files
+    assert not [name for name in files if MASTER_KEY_FILE in name]
+    key_text = octo.appliance.vault.ring.current.to_text().encode()
+    assert not [name for name, blob in files.items() if key_text in blob]
     for name, blob in files.items():
         assert not leaks(blob, canary), f"the canary is readable in {name}"
     if database_url is None:
@@ -125,3 +138,14 @@ def test_no_sensitive_value_in_data_dir_database_api_or_audit(octo, database_url
         dump = pg_dump(database_url)
         assert marker.encode() in dump
         assert not leaks(dump, canary), "the canary is readable in pg_dump output"
+
+    # (d) a backup file (its PostgreSQL dump is compressed: read it as SQL too)
+    path = make_backup(octo.appliance.config, tmp_path / "backup.tar").output
+    backup = path.read_bytes()
+    if database_url is not None:
+        with tarfile.open(path) as archive:
+            archive.extract("database/postgresql.dump", tmp_path, filter="data")
+        backup += pg_restore_sql(tmp_path / "database" / "postgresql.dump")
+    assert marker.encode() in backup
+    assert not leaks(backup, canary), "the canary is readable in a backup"
+    assert key_text not in backup

@@ -27,9 +27,10 @@ from octo_appliance.db import Project, Variable, new_id
 from octo_appliance.db import rekey as rekey_module
 from octo_appliance.db.rekey import rotate_master_key, rotation_lock
 from octo_appliance.exceptions import VaultError
+from octo_appliance.testing import keep_key_beside
 from octo_appliance.vault import KeyRing, MasterKey, Vault
 from octo_appliance.vault.files import SealedWriter, key_id_of_file, read_sealed_file
-from octo_appliance.vault.keys import KEY_FILE_NAME, read_keyring_file, write_keyring
+from octo_appliance.vault.keys import read_keyring_file, write_keyring
 from octo_appliance.vault.values import token_key_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +48,11 @@ class Populated:
 
     @property
     def key_path(self) -> Path:
-        return self.data_dir / KEY_FILE_NAME
+        return keep_key_beside(self.data_dir)
+
+    @property
+    def key_file(self) -> str:
+        return str(self.key_path)
 
     def cli_args(self) -> list[str]:
         args = ["--data-dir", str(self.data_dir)]
@@ -86,6 +91,7 @@ class Populated:
 
 
 def _populate(data_dir: Path, database: str | None, count: int) -> Populated:
+    keep_key_beside(data_dir)
     config = load_config({"data_dir": str(data_dir), "database": database}, environ={})
     appliance, _ = open_appliance(config, environ={"OCTO_ADMIN_PASSWORD": secrets.token_hex(8)})
     vault = appliance.vault
@@ -309,7 +315,7 @@ def test_hooks_run_once_values_moved_and_a_failing_hook_leaves_a_resumable_ring(
     original = read_keyring_file(populated.key_path)
     populated.db.connect(reuse_if_open=True)
     with pytest.raises(OSError):
-        rotate_master_key(populated.db, populated.data_dir, environ={})
+        rotate_master_key(populated.db, populated.data_dir, key_file=populated.key_file, environ={})
     ring = read_keyring_file(populated.key_path)
     assert ring.rotating and populated.assert_all_open(ring) == {ring.current.key_id: 1200}
 
@@ -318,6 +324,7 @@ def test_hooks_run_once_values_moved_and_a_failing_hook_leaves_a_resumable_ring(
     result = rotate_master_key(
         populated.db,
         populated.data_dir,
+        key_file=populated.key_file,
         environ={},
         progress=lambda kind, done, total: events.append((kind, done, total)),
     )
@@ -338,7 +345,7 @@ def test_a_second_rotation_at_the_same_time_is_refused(tmp_path: Path) -> None:
         rotation_lock(populated.key_path),
         pytest.raises(VaultError, match="another master-key rotation"),
     ):
-        rotate_master_key(populated.db, populated.data_dir, environ={})
+        rotate_master_key(populated.db, populated.data_dir, key_file=populated.key_file, environ={})
     populated.db.close()
     assert populated.key_path.read_bytes() == before
 
@@ -358,7 +365,7 @@ def test_a_damaged_value_or_file_stops_the_rotation_with_its_name_and_it_resumes
     ).execute()
 
     with pytest.raises(VaultError, match=f"variable/{victim.id}/sealed_value") as caught:
-        rotate_master_key(populated.db, populated.data_dir, environ={})
+        rotate_master_key(populated.db, populated.data_dir, key_file=populated.key_file, environ={})
     assert caught.value.hint and "resume" in caught.value.hint
     Variable.update(sealed_value=good_token).where(Variable.id == victim.id).execute()
 
@@ -367,7 +374,7 @@ def test_a_damaged_value_or_file_stops_the_rotation_with_its_name_and_it_resumes
     raw[29] = ord("z")  # the key id no longer names a key
     damaged.write_bytes(bytes(raw))
     with pytest.raises(VaultError, match=r"files/logs/task_1\.log"):
-        rotate_master_key(populated.db, populated.data_dir, environ={})
+        rotate_master_key(populated.db, populated.data_dir, key_file=populated.key_file, environ={})
     assert not stale.exists()
     ring = read_keyring_file(populated.key_path)
     assert ring.rotating
@@ -376,7 +383,9 @@ def test_a_damaged_value_or_file_stops_the_rotation_with_its_name_and_it_resumes
     assert populated.assert_all_open(ring)
 
     populated.db.connect(reuse_if_open=True)
-    result = rotate_master_key(populated.db, populated.data_dir, environ={})
+    result = rotate_master_key(
+        populated.db, populated.data_dir, key_file=populated.key_file, environ={}
+    )
     populated.db.close()
     assert result.resumed and result.new_key_id == ring.current.key_id
     assert populated.assert_all_open(KeyRing(ring.current)) == {ring.current.key_id: 20}

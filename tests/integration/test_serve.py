@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from octo_appliance.config import load_config
+from octo_appliance.testing import keep_key_beside
 from octo_appliance.tls import load_or_create_certificate
 from octo_appliance.vault.keys import KeyRing, MasterKey
 from tests.conftest import reset_pg_schema
@@ -343,7 +344,7 @@ def test_tcp_port_in_use_is_a_clear_error_and_initialises_nothing(tmp_path: Path
     assert "hint:" in result.stderr
     assert "Traceback" not in result.stderr
     assert "password" not in result.stdout
-    assert not (tmp_path / "d" / "master.key").exists()
+    assert not (tmp_path / "d").exists()  # no data dir, no key
 
 
 def test_udp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
@@ -359,6 +360,7 @@ def test_udp_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    keep_key_beside(tmp_path / "d")  # the key is made before the database is tried
     with socket.create_server(("127.0.0.1", 0)) as probe:
         closed_port = probe.getsockname()[1]
     result = run_cli(
