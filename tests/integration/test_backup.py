@@ -171,6 +171,7 @@ def test_backup_while_serving_wipe_restore_with_the_key_and_deploy_the_old_relea
 
     # the machine is lost: data dir and database gone, the key kept apart
     shutil.rmtree(data_dir)
+    shutil.rmtree(server.worker_dir, ignore_errors=True)  # the worker's journal and cache too
     if database:
         drop_pg_schema(database)
     keep_key_beside(data_dir)  # the operator's settings: where the key is to be

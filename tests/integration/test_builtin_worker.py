@@ -162,6 +162,9 @@ def plain_dirs() -> Iterator[Path]:
         pytest.skip("no setpriv here")
     root = Path(tempfile.mkdtemp(prefix="octo-plain-"))
     os.chown(root, nobody.pw_uid, nobody.pw_gid)
+    # the data dir is nobody's before the test writes its config.toml (the key file's place)
+    (root / "data").mkdir()
+    os.chown(root / "data", nobody.pw_uid, nobody.pw_gid)
     try:
         yield root
     finally:
