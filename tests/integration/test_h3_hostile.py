@@ -82,6 +82,25 @@ async def test_a_plain_connect_is_refused_and_http3_keeps_serving(server: ServeP
     assert (await h3_health(server)).status == 200
 
 
+async def test_a_request_hypercorn_fails_on_resets_only_its_stream(server: ServeProcess) -> None:
+    """Hypercorn decodes the method as ASCII; aioquic lets other bytes through. The error that
+    follows resets that one stream, is logged, and the connection and listener carry on."""
+    async with client(server) as h3:
+        _, answer = h3.send(
+            [
+                (b":method", "GÉT".encode()),
+                (b":scheme", b"https"),
+                (b":authority", h3.authority.encode()),
+                (b":path", HEALTH.encode()),
+            ]
+        )
+        with pytest.raises(ConnectionError, match="reset the stream"):
+            await asyncio.wait_for(answer, H3_TIMEOUT)
+        again = await asyncio.wait_for(h3.get(HEALTH), H3_TIMEOUT)
+    assert again.status == 200
+    assert "HTTP/3: resetting stream" in server.output()
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
