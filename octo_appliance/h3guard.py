@@ -30,6 +30,7 @@ tests/integration/test_h3_hostile.py shows each guard on a real QUIC connection.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 from collections import Counter
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 
 #: QUIC handshakes in progress (address validated by Retry, handshake not complete) at once.
 MAX_PENDING_HANDSHAKES = 256
-#: ... and from one IP address.
+#: ... and from one IPv4 address or IPv6 /64.
 MAX_PENDING_PER_ADDRESS = 16
 #: QUIC's smallest datagram a client's first Initial must fill (RFC 9000 section 14.1).
 MIN_INITIAL_SIZE = 1200
@@ -314,7 +315,7 @@ class GuardedQuicProtocol(hypercorn_quic.QuicProtocol):
             )
         except ValueError:
             return None  # forged, expired or for another address
-        if not self._room_for(address[0]):
+        if not self._room_for(_address_key(address[0])):
             return None
         quic = QuicConnection(
             configuration=self.quic_config,
@@ -328,7 +329,7 @@ class GuardedQuicProtocol(hypercorn_quic.QuicProtocol):
         )
         for cid in connection.cids:
             self.connections[cid] = connection
-        self._handshaking[id(connection)] = (connection, address[0])
+        self._handshaking[id(connection)] = (connection, _address_key(address[0]))
         return connection
 
     async def _send_retry(self, header: QuicHeader, address: NetworkAddress) -> None:
@@ -383,6 +384,20 @@ class GuardedQuicProtocol(hypercorn_quic.QuicProtocol):
             self.connections.pop(cid, None)
         connection.cids = set()
         self._handshaking.pop(id(connection), None)
+
+
+def _address_key(host: str) -> str:
+    """What one client is, for the per-address cap: its IPv4 address, or its IPv6 /64 (one
+    machine or one site usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # a dual-stack socket's view of an IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{host}/64", strict=False))
+    return str(ip)
 
 
 def install() -> None:

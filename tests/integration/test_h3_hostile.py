@@ -20,7 +20,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from aioquic.h3.connection import H3_ALPN
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 
+from octo_appliance.h3guard import MAX_PENDING_PER_ADDRESS
 from octo_appliance.header_limit import HEADER_SECTION_LIMIT
 from tests.h3client import H3Client, H3Response
 from tests.serve_process import ServeProcess
@@ -238,3 +242,41 @@ async def test_garbage_initial_packets_keep_memory_bounded(server: ServeProcess)
     assert (await h3_health(server)).status == 200  # served after the flood was handled
     grown = process.memory_info().rss - before
     assert grown < RSS_HEADROOM, f"RSS grew by {grown // 2**20} MB"
+
+
+def start_handshake(source: str, server: ServeProcess) -> bool:
+    """Pass the Retry and send a real ClientHello from ``source``, then stall; True when the
+    server answered the ClientHello (it started a handshake for us)."""
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+    config.verify_mode = ssl.CERT_NONE
+    quic = QuicConnection(configuration=config)
+    target = (server.host, server.port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind((source, 0))
+        udp.settimeout(ANSWER_WAIT)
+        quic.connect(target, now=time.monotonic())
+        for data, _ in quic.datagrams_to_send(now=time.monotonic()):
+            udp.sendto(data, target)
+        retry = udp.recv(2048)  # the Retry carrying our token
+        quic.receive_datagram(retry, target, now=time.monotonic())
+        for data, _ in quic.datagrams_to_send(now=time.monotonic()):
+            udp.sendto(data, target)
+        try:
+            udp.recv(2048)
+        except TimeoutError:
+            return False
+        return True
+
+
+#: how long a stalled client waits for the server's answer to its ClientHello (bounded wait)
+ANSWER_WAIT = 3.0
+
+
+@pytest.mark.slow
+def test_handshakes_in_progress_are_capped_per_address(tmp_path: Path) -> None:
+    with ServeProcess(tmp_path / "data") as fresh:
+        started = [start_handshake("127.0.0.1", fresh) for _ in range(MAX_PENDING_PER_ADDRESS)]
+        assert all(started)
+        assert not start_handshake("127.0.0.1", fresh)  # over the cap: dropped
+        assert start_handshake("127.0.0.2", fresh)  # another address is still served
+        assert "QUIC handshakes in progress" in fresh.output()
