@@ -18,7 +18,8 @@ and docs/upstream/hypercorn-h3-connect.md.
   connection, not the listener;
 - :class:`GuardedH3Protocol` (for ``hypercorn.protocol.quic.H3Protocol``): answers a request it
   cannot serve (no ``:path``, header section too large) itself, resets one stream on an error,
-  and passes a client's stream reset to the application as ``http.disconnect``;
+  and passes a client's stream reset or lost connection to the application as
+  ``http.disconnect``;
 - :class:`LimitedH3Connection` (for ``hypercorn.protocol.h3.H3Connection``): enforces
   :data:`HEADER_SECTION_LIMIT` and keeps the QPACK dynamic table off, so a small header block
   cannot decompress into a large one.
@@ -43,7 +44,7 @@ from aioquic._buffer import Buffer  # what aioquic.buffer re-exports
 from aioquic.h3.connection import ErrorCode, FrameType, H3Connection, H3Stream, Setting
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.connection import NetworkAddress, QuicConnection
-from aioquic.quic.events import QuicEvent, StreamReset
+from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 from aioquic.quic.packet import (
     QuicErrorCode,
     QuicHeader,
@@ -56,7 +57,7 @@ from aioquic.quic.retry import QuicRetryTokenHandler
 from hypercorn.events import Event, RawData
 from hypercorn.protocol.events import Body, EndBody, StreamClosed
 
-from octo_appliance.exceptions import ApiError
+from octo_appliance.exceptions import ApiError, BadRequest
 from octo_appliance.header_limit import (
     HEADER_SECTION_LIMIT,
     error_body,
@@ -75,11 +76,6 @@ MIN_INITIAL_SIZE = 1200
 #: A frame type HTTP/3 reserves for greasing (0x1f * N + 0x21): aioquic discards its payload as
 #: it arrives, which is what an oversized HEADERS frame is turned into.
 _DISCARDED_FRAME_TYPE = 0x21
-
-
-class NoRequestTarget(ApiError):
-    status_code = 405
-    code = "method_not_allowed"
 
 
 # ---------------------------------------------------------------- HTTP/3 framing
@@ -147,7 +143,10 @@ class GuardedH3Protocol(hypercorn_h3.H3Protocol):
 
     async def handle(self, quic_event: QuicEvent) -> None:
         if isinstance(quic_event, StreamReset):
-            await self._peer_reset(quic_event.stream_id)
+            await self._peer_gone(quic_event.stream_id)
+        elif isinstance(quic_event, ConnectionTerminated):  # closed, or silent past the timeout
+            for open_id in list(self.streams):
+                await self._peer_gone(open_id)
         for event in self.connection.handle_event(quic_event):
             stream_id = getattr(event, "stream_id", None)
             try:
@@ -155,7 +154,7 @@ class GuardedH3Protocol(hypercorn_h3.H3Protocol):
             except Exception:
                 log.warning("HTTP/3: resetting stream %s after an error", stream_id, exc_info=True)
                 if stream_id is not None:
-                    self._abort_stream(stream_id)
+                    await self._abort_stream(stream_id)
         for stream_id in sorted(self.connection.refused):
             if stream_id not in self.streams:
                 await self._refuse(stream_id, too_large())
@@ -179,7 +178,7 @@ class GuardedH3Protocol(hypercorn_h3.H3Protocol):
                 await self.streams[stream_id].handle(EndBody(stream_id=stream_id))
             return
         if self.context.terminated.is_set():
-            self._abort_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
+            await self._abort_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
             return
         if stream_id in self.connection.refused:
             self.connection.refused.discard(stream_id)
@@ -189,8 +188,8 @@ class GuardedH3Protocol(hypercorn_h3.H3Protocol):
             # A plain CONNECT (only :method and :authority): a proxy tunnel, which we are not.
             await self._refuse(
                 stream_id,
-                NoRequestTarget(
-                    "this server is not a proxy: a request needs a :path",
+                BadRequest(
+                    "a request needs a :path: this server is not a proxy (no CONNECT tunnels)",
                     hint="send the request to the URL of an API resource",
                 ),
             )
@@ -199,8 +198,9 @@ class GuardedH3Protocol(hypercorn_h3.H3Protocol):
         if event.stream_ended:
             await self.streams[stream_id].handle(EndBody(stream_id=stream_id))
 
-    async def _peer_reset(self, stream_id: int) -> None:
-        """A client that resets its request stream has gone: tell the application."""
+    async def _peer_gone(self, stream_id: int) -> None:
+        """A client that reset its request stream or lost its connection has gone: tell the
+        application (``http.disconnect``), as Hypercorn does over HTTP/2."""
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             await stream.handle(StreamClosed(stream_id=stream_id))
@@ -223,8 +223,13 @@ class GuardedH3Protocol(hypercorn_h3.H3Protocol):
             self._quic.stop_stream(stream_id, ErrorCode.H3_NO_ERROR)
         log.debug("HTTP/3: refused stream %s with %d", stream_id, error.status_code)
 
-    def _abort_stream(self, stream_id: int, code: int = ErrorCode.H3_INTERNAL_ERROR) -> None:
-        self.streams.pop(stream_id, None)
+    async def _abort_stream(self, stream_id: int, code: int = ErrorCode.H3_INTERNAL_ERROR) -> None:
+        """Reset both directions of a stream; an application already running on it is told
+        the client went away, so it does not wait for more of the request forever."""
+        stream = self.streams.pop(stream_id, None)
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await stream.handle(StreamClosed(stream_id=stream_id))
         for action in (self._quic.reset_stream, self._quic.stop_stream):
             with contextlib.suppress(Exception):
                 action(stream_id, code)
