@@ -69,7 +69,6 @@ class HeaderSectionLimit:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", b"%d" % len(body)),
-                    (b"connection", b"close"),
                 ],
             }
         )

@@ -255,6 +255,7 @@ async def serve(
     quic_address = listener.udp.getsockname() if listener.udp is not None else None
     if quic_address is not None:
         h3guard.install()  # one bad request or a datagram flood must not stop HTTP/3
+    app = HeaderSectionLimit(app)
     cleanup: list[asyncio.TimerHandle | asyncio.Task[None]] = []
 
     async def trigger() -> None:
@@ -268,11 +269,7 @@ async def serve(
     try:
         with plain_key_file(cert) as key_file:
             config = hypercorn_config(listener, cert.cert_file, key_file, grace_seconds, log_level)
-            await hypercorn_serve(
-                HeaderSectionLimit(app),  # type: ignore[arg-type]
-                config,
-                shutdown_trigger=trigger,
-            )
+            await hypercorn_serve(app, config, shutdown_trigger=trigger)  # type: ignore[arg-type]
     finally:
         for item in cleanup:
             item.cancel()
