@@ -24,8 +24,11 @@ and docs/upstream/hypercorn-h3-connect.md.
   :data:`HEADER_SECTION_LIMIT` and keeps the QPACK dynamic table off, so a small header block
   cannot decompress into a large one.
 
-Relies on Hypercorn 0.18 and aioquic 1.7 internals; pyproject.toml pins both minor versions and
-tests/integration/test_h3_hostile.py shows each guard on a real QUIC connection.
+No session tickets are issued (as before): docs/operations.md says why.
+
+Relies on Hypercorn 0.18 and aioquic 1.7 internals; pyproject.toml pins both minor versions,
+tests/unit/test_h3guard.py fails when a hook moves, and tests/integration/test_h3_hostile.py
+shows each guard on a real QUIC connection.
 """
 
 from __future__ import annotations
@@ -245,7 +248,7 @@ class GuardedQuicProtocol(hypercorn_quic.QuicProtocol):
       the client has shown it receives at its address; without a token the answer is a Retry
       (smaller than the packet that asked for it, and stateless).
     - At most :data:`MAX_PENDING_HANDSHAKES` handshakes (and :data:`MAX_PENDING_PER_ADDRESS`
-      per IP address) are in progress; past that, new Initial packets are dropped and the
+      per IPv4 address or IPv6 /64) are in progress; past that, new Initial packets are dropped and the
       client falls back to HTTP/2 or tries later.
     - An error while handling one connection's datagram or timer closes that connection.
     - A Version Negotiation packet is never answered with another (a reflection loop).
