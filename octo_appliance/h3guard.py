@@ -248,8 +248,8 @@ class GuardedQuicProtocol(hypercorn_quic.QuicProtocol):
       the client has shown it receives at its address; without a token the answer is a Retry
       (smaller than the packet that asked for it, and stateless).
     - At most :data:`MAX_PENDING_HANDSHAKES` handshakes (and :data:`MAX_PENDING_PER_ADDRESS`
-      per IPv4 address or IPv6 /64) are in progress; past that, new Initial packets are dropped and the
-      client falls back to HTTP/2 or tries later.
+      per IPv4 address or IPv6 /64) are in progress; past that, new Initial packets are
+      dropped and the client falls back to HTTP/2 or tries later.
     - An error while handling one connection's datagram or timer closes that connection.
     - A Version Negotiation packet is never answered with another (a reflection loop).
     """
