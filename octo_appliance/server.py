@@ -31,7 +31,9 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.types import ASGIApp
 
+from octo_appliance import h3guard
 from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.header_limit import HEADER_SECTION_LIMIT, HeaderSectionLimit
 from octo_appliance.tls import ServerCertificate
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,9 @@ def hypercorn_config(
     # keep one HTTP/2 connection for many more, and a GOAWAY mid-run fails them.
     config.keep_alive_max_requests = KEEP_ALIVE_MAX_REQUESTS
     config.keep_alive_timeout = KEEP_ALIVE_TIMEOUT
+    # One header-section limit for HTTP/1.1, HTTP/2 and HTTP/3 (header_limit.py says why).
+    config.h11_max_incomplete_size = HEADER_SECTION_LIMIT
+    config.h2_max_header_list_size = HEADER_SECTION_LIMIT
     config.errorlog = logging.getLogger("hypercorn.error")
     config.accesslog = logging.getLogger("hypercorn.access") if log_level == "debug" else None
     return config
@@ -248,6 +253,9 @@ async def serve(
     should anything still hang :data:`HARD_STOP_MARGIN` later, the process exits anyway.
     """
     quic_address = listener.udp.getsockname() if listener.udp is not None else None
+    if quic_address is not None:
+        h3guard.install()  # one bad request or a datagram flood must not stop HTTP/3
+    app = HeaderSectionLimit(app)
     cleanup: list[asyncio.TimerHandle | asyncio.Task[None]] = []
 
     async def trigger() -> None:

@@ -23,10 +23,13 @@ from typing import Any, cast
 
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+
+#: RFC 9114 H3_REQUEST_CANCELLED
+H3_REQUEST_CANCELLED = int(ErrorCode.H3_REQUEST_CANCELLED)
 
 
 @dataclass
@@ -153,10 +156,6 @@ class H3Client:
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
     ) -> H3Response:
-        protocol = self._protocol
-        if protocol is None:
-            raise RuntimeError("use H3Client as 'async with H3Client(...) as client'")
-        stream_id = protocol._quic.get_next_available_stream_id()
         request_headers = [
             (b":method", method.encode()),
             (b":scheme", b"https"),
@@ -167,13 +166,35 @@ class H3Client:
         request_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         if body:
             request_headers.append((b"content-length", str(len(body)).encode()))
+        _, future = self.send(request_headers, body)
+        return await future
+
+    def send(
+        self, headers: list[tuple[bytes, bytes]], body: bytes = b"", *, end_stream: bool = True
+    ) -> tuple[int, asyncio.Future[H3Response]]:
+        """Open a request stream with exactly ``headers`` (pseudo-headers included) and
+        ``body``; with ``end_stream=False`` the request stays open (see :meth:`reset`).
+        Returns the stream id and the future response."""
+        protocol = self._require_protocol()
+        stream_id = protocol._quic.get_next_available_stream_id()
         future: asyncio.Future[H3Response] = asyncio.get_running_loop().create_future()
         protocol.pending[stream_id] = _Pending(future)
-        protocol.http.send_headers(stream_id, request_headers, end_stream=not body)
+        protocol.http.send_headers(stream_id, headers, end_stream=end_stream and not body)
         if body:
-            protocol.http.send_data(stream_id, body, end_stream=True)
+            protocol.http.send_data(stream_id, body, end_stream=end_stream)
         protocol.transmit()
-        return await future
+        return stream_id, future
+
+    def reset(self, stream_id: int, error_code: int = H3_REQUEST_CANCELLED) -> None:
+        """Abort sending a request, as a client that gives up mid-upload does."""
+        protocol = self._require_protocol()
+        protocol._quic.reset_stream(stream_id, error_code)
+        protocol.transmit()
+
+    def _require_protocol(self) -> _H3Protocol:
+        if self._protocol is None:
+            raise RuntimeError("use H3Client as 'async with H3Client(...) as client'")
+        return self._protocol
 
     async def get(self, path: str, headers: Mapping[str, str] | None = None) -> H3Response:
         return await self.request("GET", path, headers)
