@@ -22,16 +22,16 @@ _HINT = "free space on that disk (or move the data dir to a larger one), then tr
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc``, what it wraps (peewee puts the driver's error in ``args[0]``) and its causes."""
+    """``exc`` and what it wraps: causes, contexts and peewee's ``orig`` (the driver's error,
+    which peewee also re-raises from inside an ``except``)."""
     seen: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
+    todo: list[object] = [exc]
     while todo:
         item = todo.pop()
-        if item is None or any(item is other for other in seen) or len(seen) > 8:
+        if not isinstance(item, BaseException) or any(item is x for x in seen) or len(seen) > 8:
             continue
         seen.append(item)
-        wrapped = item.args[0] if item.args and isinstance(item.args[0], BaseException) else None
-        todo += [wrapped, item.__cause__, item.__context__]
+        todo += [getattr(item, "orig", None), item.__cause__, item.__context__]
     return seen
 
 

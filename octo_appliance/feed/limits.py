@@ -15,9 +15,8 @@ read (tar.gz), so reading stops as soon as the cap is passed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from octo_appliance.config import SETTINGS_BY_NAME
+from octo_appliance.config import SETTINGS_BY_NAME, Config
 from octo_appliance.disk_space import format_bytes
 from octo_appliance.exceptions import ValidationFailed
 
@@ -36,7 +35,7 @@ class ArchiveLimits:
     max_ratio: int
 
     @classmethod
-    def from_settings(cls, config: Any = None) -> ArchiveLimits:
+    def from_settings(cls, config: Config | None = None) -> ArchiveLimits:
         """From a :class:`~octo_appliance.config.Config` (the defaults without one)."""
         mb = SETTINGS_BY_NAME["max_expanded_mb"].default
         ratio = SETTINGS_BY_NAME["max_expansion_ratio"].default
