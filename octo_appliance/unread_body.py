@@ -1,10 +1,10 @@
 """Let a client that is still sending its body receive an early answer (413, 401, 507...).
 
 When the app answers before it has read the whole request body, Hypercorn (0.18) closes the
-HTTP/2 stream as soon as the response ends; the client's DATA frames that follow then hit a
-stream Hypercorn no longer knows, and it drops the whole connection. An HTTP/2 client such as
-httpx, which sends the entire body before it reads the response, so never sees the answer: it
-gets "server disconnected", or waits for flow-control credit until its timeout.
+HTTP/2 (or HTTP/3) stream as soon as the response ends; the client's DATA frames that follow
+then hit a stream Hypercorn no longer knows, and it drops the whole connection. An HTTP/2
+client such as httpx, which sends the entire body before it reads the response, so never sees
+the answer: it gets "server disconnected", or waits for flow-control credit until its timeout.
 
 :class:`DrainUnreadBody` sends the answer at once, but holds back the end of the response
 until the rest of the request body has been received (and thrown away, nothing is parsed or
@@ -21,6 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: the most body bytes read and discarded after an early answer
 DRAIN_LIMIT = 1024 * 1024 * 1024
 _NO_BODY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: HTTP/1.1 is left alone: there Hypercorn closes the connection after an early answer, and
+#: clients read the answer when their write fails
+_MULTIPLEXED = frozenset({"2", "3"})
 
 
 class _Body:
@@ -54,7 +57,11 @@ class DrainUnreadBody:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") in _NO_BODY_METHODS:
+        if (
+            scope["type"] != "http"
+            or scope.get("http_version") not in _MULTIPLEXED
+            or scope.get("method") in _NO_BODY_METHODS
+        ):
             await self.app(scope, receive, send)
             return
         body = _Body(scope)
