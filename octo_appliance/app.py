@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from octo_appliance.api import API_PREFIX, all_endpoints, build_routes
 from octo_appliance.api.errors import EXCEPTION_HANDLERS
 from octo_appliance.appliance import Appliance
+from octo_appliance.unread_body import DrainUnreadBody
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
@@ -50,4 +51,4 @@ def create_app(appliance: Appliance) -> ASGIApp:
     app.state.appliance = appliance
     app.state.endpoints = all_endpoints()
     app.state.api_prefix = API_PREFIX
-    return SecurityHeaders(app)
+    return SecurityHeaders(DrainUnreadBody(app))

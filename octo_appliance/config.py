@@ -164,6 +164,20 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "max_expanded_mb",
+        16384,
+        "Most a package may expand to, in MiB (422 at upload above; checked without expanding "
+        "a zip, and while reading a tar.gz).",
+        _positive_int,
+    ),
+    Setting(
+        "max_expansion_ratio",
+        200,
+        "Most a package may expand to as a multiple of its size (422 at upload above, once it "
+        "expands past 64 MiB): refuses archive bombs.",
+        _positive_int,
+    ),
+    Setting(
         "package_parallelism",
         20,
         "Most targets a package is transferred to at once before a deploy-package step.",

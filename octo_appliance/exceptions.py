@@ -16,7 +16,8 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
         ├── MethodNotAllowed    405
         ├── Conflict            409 duplicate names, resources still in use
         ├── PayloadTooLarge     413 body over the configured limit
-        └── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
+        ├── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
+        └── InsufficientStorage 507 the disk of the data dir (or the database's) is full
 
 Every error carries a ``hint``: what the person who sees it should do next.
 """
@@ -120,3 +121,11 @@ class PayloadTooLarge(ApiError):
 class ValidationFailed(ApiError):
     status_code = 422
     code = "validation_failed"
+
+
+class InsufficientStorage(ApiError):
+    """The write needs disk space the appliance does not have; freeing space is the cure, so
+    it is a 507 (the request itself was fine), not a 500."""
+
+    status_code = 507
+    code = "insufficient_storage"

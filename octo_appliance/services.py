@@ -1,5 +1,6 @@
 """The appliance's background services, started with the server and stopped with it.
 
+- the removal of partial package uploads a crash left behind;
 - the runner build the appliance serves to agents;
 - the agent network: the polling listener, listening-agent connections, agent trust;
 - the task engine with its task kinds (script console, health checks, deployments), the
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +26,13 @@ from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
+from octo_appliance.feed.storage import incoming_dir, sweep_incoming
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
 MIB = 1024 * 1024
+log = logging.getLogger("octo_appliance.services")
 
 
 @dataclass
@@ -66,6 +70,10 @@ def appliance_secrets(appliance: Appliance, tls_key: Path) -> dict[str, Path]:
 
 async def start_services(appliance: Appliance) -> Services:
     config = appliance.config
+    # no upload runs yet: whatever is in the feed's .incoming was left by a crash
+    removed = await asyncio.to_thread(sweep_incoming, appliance.data_dir, 0)
+    if removed:
+        log.info("removed %d partial upload(s) from %s", removed, incoming_dir(appliance.data_dir))
     runner = await asyncio.to_thread(appliance.runner_build)
     cert = await asyncio.to_thread(appliance.server_certificate)
     identity = load_identity(cert.cert_file, cert.key_file, cert.key_password)

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from octo_appliance.api.routing import json_response
+from octo_appliance.disk_space import storage_error
 from octo_appliance.exceptions import ApiError, Conflict, MethodNotAllowed, NotFound, OctoError
 
 log = logging.getLogger("octo_appliance.api")
@@ -62,10 +63,23 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return json_response(body, 500)
 
 
+async def storage_or_unexpected(request: Request, exc: Exception) -> Response:
+    """A full disk (a file write's ENOSPC, SQLite's or PostgreSQL's "disk full") is a 507
+    naming the data dir and its free space, logged as one line; anything else a 500."""
+    data_dir = request.app.state.appliance.data_dir
+    full = storage_error(exc, data_dir, f"handling {request.method} {request.url.path}")
+    if full is None:
+        return await unexpected_error(request, exc)
+    log.error("%s %s refused: %s", request.method, request.url.path, full.message)
+    return json_response(full.to_json(), full.status_code)
+
+
 EXCEPTION_HANDLERS = {
     ApiError: api_error,
     HTTPException: http_error,
     peewee.IntegrityError: integrity_error,
     OctoError: octo_error,
+    OSError: storage_or_unexpected,
+    peewee.OperationalError: storage_or_unexpected,
     Exception: unexpected_error,
 }

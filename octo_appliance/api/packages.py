@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import anyio
@@ -28,6 +29,7 @@ from octo_appliance.api.routing import Router, in_worker, json_response, write_i
 from octo_appliance.api.schemas import ListQuery, Out, Page
 from octo_appliance.db.base import iso
 from octo_appliance.db.packages import Package
+from octo_appliance.disk_space import data_dir_full, format_bytes, free_bytes
 from octo_appliance.engine.lifecycles import tuples
 from octo_appliance.engine.releases import version_key
 from octo_appliance.exceptions import NotFound, VaultError
@@ -39,11 +41,13 @@ from octo_appliance.feed.catalog import (
     releases_using,
     save_package,
 )
+from octo_appliance.feed.limits import ArchiveLimits
 from octo_appliance.feed.names import display_name
 from octo_appliance.feed.storage import (
     MIB,
     ReceivedPackage,
     discard,
+    incoming_dir,
     limit_message,
     remove_kept,
     sweep_incoming,
@@ -146,10 +150,17 @@ def _get_or_404(package_id: str, version: str) -> Package:
 # ---------------------------------------------------------------- upload
 
 
-def _refuse_declared_size(request: Request, limit: int) -> None:
+def _refuse_declared_size(request: Request, limit: int, data_dir: Path) -> None:
+    """A declared ``Content-Length`` over the limit (413), or over the data dir's free space
+    (507): refused before a byte of the body is read."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+    if not declared.isdigit():
+        return
+    if int(declared) > limit + MULTIPART_SLACK:
         raise limit_message(limit)
+    free = free_bytes(incoming_dir(data_dir))
+    if free is not None and int(declared) > free:
+        raise data_dir_full(data_dir, f"receiving a {format_bytes(int(declared))} upload")
 
 
 def _record(ctx: RequestContext, received: ReceivedPackage, query: UploadQuery) -> Saved:
@@ -189,7 +200,7 @@ def _record(ctx: RequestContext, received: ReceivedPackage, query: UploadQuery) 
     query=UploadQuery,
     response=PackageOut,
     status_code=201,
-    errors=(400, 409, 413, 422),
+    errors=(400, 409, 413, 422, 507),
     streaming=True,
     request_content=UPLOAD_CONTENT,
 )
@@ -197,17 +208,23 @@ async def upload_package(ctx: RequestContext, query: UploadQuery, request: Reque
     """201 with the package; 200 when ``replace=true`` overwrote an existing version (its old
     file is deleted once the new row is committed). Refused with nothing stored: no ``file``
     field (422), a bad name, extension or non-semantic version (422), an empty or damaged
-    archive (422), over ``max_package_mb`` (413, as soon as the limit is crossed), an existing
-    version without ``replace=true`` (409, checked as soon as the file name arrives); a
-    replace that changes content releases pinned, without ``force=true`` (409 naming them,
-    checked once the content's hash is known)."""
+    archive (422), one that expands past ``max_expanded_mb`` or ``max_expansion_ratio`` times
+    its size (422), a zip holding one path twice (422), over ``max_package_mb`` (413, as soon
+    as the limit is crossed), a full disk (507 naming the data dir and its free space), an
+    existing version without ``replace=true`` (409, checked as soon as the file name
+    arrives); a replace that changes content releases pinned, without ``force=true`` (409
+    naming them, checked once the content's hash is known)."""
     ctx.require_unscoped(Permission.PACKAGE_PUSH)
     appliance = ctx.appliance
     data_dir = appliance.data_dir
     limit = int(appliance.config.max_package_mb) * MIB
-    _refuse_declared_size(request, limit)
+    _refuse_declared_size(request, limit, data_dir)
     upload = MultipartUpload(
-        appliance.vault, data_dir, request.headers.get("content-type", ""), limit
+        appliance.vault,
+        data_dir,
+        request.headers.get("content-type", ""),
+        limit,
+        ArchiveLimits.from_settings(appliance.config),
     )
     received: ReceivedPackage | None = None
     try:

@@ -10,7 +10,11 @@ associated data ``packages/<id>/<version>/<token>``, so a file moved to another 
 another package's row does not open. A received file is written under ``.incoming`` by a
 :class:`~octo_appliance.vault.files.SealedWriter` (which itself writes a ``.sealing``
 temporary first), checked there, and moved up by :func:`promote` only in the transaction that
-records it. Anything left in ``.incoming`` by a crash is removed by :func:`sweep_incoming`.
+records it. Anything left in ``.incoming`` by a crash is removed by :func:`sweep_incoming`, at
+every start (``serve``) and, for files hours old, before each upload.
+
+A full disk while receiving is a 507 naming the data dir and the space left, measured the
+moment the write failed; the partial file is removed.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from octo_appliance.disk_space import storage_error
 from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import PayloadTooLarge
 from octo_appliance.feed.archive import check_archive
+from octo_appliance.feed.limits import ArchiveLimits
 from octo_appliance.feed.names import PackageName
 from octo_appliance.vault import Vault
 from octo_appliance.vault.files import FILES_DIR_NAME, SealedWriter
@@ -93,6 +101,18 @@ class ReceivedPackage:
         return file_name_of(self.token)
 
 
+@contextmanager
+def disk_full_as_507(data_dir: Path) -> Iterator[None]:
+    """A full disk is a 507, measured now: before the partial file is removed."""
+    try:
+        yield
+    except OSError as exc:
+        full = storage_error(exc, data_dir, "storing the package")
+        if full is None:
+            raise
+        raise full from exc
+
+
 class IncomingPackage:
     """Seals a package's bytes as they arrive, hashing and counting them on the way.
 
@@ -101,30 +121,40 @@ class IncomingPackage:
     """
 
     def __init__(
-        self, vault: Vault, data_dir: Path, name: PackageName, limit_bytes: int | None = None
+        self,
+        vault: Vault,
+        data_dir: Path,
+        name: PackageName,
+        limit_bytes: int | None = None,
+        limits: ArchiveLimits | None = None,
     ) -> None:
         self.name = name
         self.token = secrets.token_hex(16)
         self.size = 0
         self._vault = vault
+        self._data_dir = data_dir
         self._limit = limit_bytes
+        self._limits = limits
         self._sha = hashlib.sha256()
         self._aad = file_aad(name.package_id, name.version, self.token)
         self.path = incoming_dir(data_dir) / f"{self.token}{SUFFIX}"
-        self._writer = SealedWriter(vault, self.path, self._aad)
+        with disk_full_as_507(data_dir):
+            self._writer = SealedWriter(vault, self.path, self._aad)
 
     def write(self, data: bytes | memoryview) -> None:
         if self._limit is not None and self.size + len(data) > self._limit:
             raise limit_message(self._limit)
-        self._writer.write(data)
+        with disk_full_as_507(self._data_dir):
+            self._writer.write(data)
         self._sha.update(data)
         self.size += len(data)
 
     def finish(self) -> ReceivedPackage:
         try:
-            self._writer.close()
+            with disk_full_as_507(self._data_dir):
+                self._writer.close()
             with open_reader(self._vault, self.path, self._aad, expect_size=self.size) as reader:
-                summary = check_archive(reader, self.name.format, self.size)
+                summary = check_archive(reader, self.name.format, self.size, self._limits)
         except BaseException:
             self.abort()
             raise
@@ -156,7 +186,8 @@ def remove_kept(data_dir: Path, file_name: str) -> None:
 
 
 def sweep_incoming(data_dir: Path, older_than: float = STALE_INCOMING_SECONDS) -> int:
-    """Remove files a crashed upload left in ``.incoming``; returns how many."""
+    """Remove files a crashed upload left in ``.incoming``; returns how many. At start no
+    upload is running, so ``older_than=0`` removes every leftover."""
     directory = incoming_dir(data_dir)
     if not directory.is_dir():
         return 0
@@ -164,7 +195,7 @@ def sweep_incoming(data_dir: Path, older_than: float = STALE_INCOMING_SECONDS) -
     removed = 0
     for entry in os.scandir(directory):
         try:
-            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime <= cutoff:
                 os.unlink(entry.path)
                 removed += 1
         except FileNotFoundError:

@@ -17,6 +17,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from octo_appliance.exceptions import BadRequest, ValidationFailed
+from octo_appliance.feed.limits import ArchiveLimits
 from octo_appliance.feed.names import PackageName, parse_file_name
 from octo_appliance.feed.storage import IncomingPackage, ReceivedPackage
 from octo_appliance.vault import Vault
@@ -48,11 +49,17 @@ class MultipartUpload:
     """One upload in progress: :meth:`feed` pieces, then :meth:`finish` (or :meth:`abort`)."""
 
     def __init__(
-        self, vault: Vault, data_dir: Path, content_type: str, limit_bytes: int | None
+        self,
+        vault: Vault,
+        data_dir: Path,
+        content_type: str,
+        limit_bytes: int | None,
+        limits: ArchiveLimits | None = None,
     ) -> None:
         self._vault = vault
         self._data_dir = data_dir
         self._limit = limit_bytes
+        self._limits = limits
         self._parser = MultipartParser(
             boundary_of(content_type),
             {
@@ -143,7 +150,9 @@ class MultipartUpload:
         except UnicodeDecodeError:
             raise _field_error("the file name is not valid UTF-8") from None
         name = parse_file_name(file_name)
-        self.incoming = IncomingPackage(self._vault, self._data_dir, name, self._limit)
+        self.incoming = IncomingPackage(
+            self._vault, self._data_dir, name, self._limit, self._limits
+        )
         self._in_file = True
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:

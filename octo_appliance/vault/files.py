@@ -234,8 +234,12 @@ class SealedWriter:
     def abort(self) -> None:
         """Discard everything written; ``path`` is left as it was."""
         self._done = True
-        self._handle.close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self._handle.close()  # flushes: fails again when the disk is full
+        except OSError:
+            pass  # the descriptor is closed all the same
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> SealedWriter:
         return self

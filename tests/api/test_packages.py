@@ -14,7 +14,15 @@ from octo_appliance.db import AuditEvent, Project, Release
 from octo_appliance.db.packages import Package, ReleasePackage
 from tests.api.helpers import make_user
 from tests.integration.test_canary import data_dir_bytes, leaks, pg_dump
-from tests.packages_support import archive_for, stored_files, tar_bytes, upload, zip_bytes
+from tests.packages_support import (
+    archive_for,
+    stored_files,
+    tar_bytes,
+    tar_gz_bomb,
+    upload,
+    zip_bomb,
+    zip_bytes,
+)
 
 FIELDS = {
     "id",
@@ -240,6 +248,33 @@ def test_bad_uploads_are_refused_and_leave_nothing(octo, api, request_kwargs, st
     assert Package.select().count() == 0
     assert stored_files(octo.appliance.data_dir) == []
     assert not AuditEvent.select().where(AuditEvent.resource_type == "package").exists()
+
+
+@pytest.mark.parametrize(
+    ("file_name", "make", "fragment"),
+    [
+        ("Bomb.1.0.0.zip", lambda: zip_bomb(1024), "expands to 1.0 GiB"),
+        ("Bomb.1.0.0.tar.gz", lambda: tar_gz_bomb(2048), "expands to more than"),
+    ],
+    ids=["1mb-zip-of-1gib", "2mb-tar-gz-of-2gib"],
+)
+def test_archive_bombs_are_refused_at_upload_naming_the_limit(octo, api, file_name, make, fragment):
+    response = upload(api, file_name, make())
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert fragment in error["message"]
+    assert "max_expansion_ratio" in error["message"]
+    assert "max_expansion_ratio" in error["hint"]
+    assert Package.select().count() == 0
+    assert stored_files(octo.appliance.data_dir) == []
+
+
+def test_a_zip_holding_a_path_twice_is_refused_at_upload(octo, api):
+    twice = zip_bytes({"app/run.sh": b"echo one\n", "./app/run.sh": b"echo two\n"})
+    response = upload(api, "Twice.1.0.0.zip", twice)
+    assert response.status_code == 422, response.text
+    assert "'app/run.sh' more than once" in response.json()["error"]["message"]
+    assert stored_files(octo.appliance.data_dir) == []
 
 
 def test_a_cut_multipart_body_is_refused(octo, api):

@@ -1,4 +1,6 @@
-"""Extraction: real zip, tar and tar.gz archives in, the files on disk (or a refusal) out."""
+"""Extraction: real zip, tar and tar.gz archives in, the files on disk (or a refusal) out;
+on small tmpfs disks the test mounts, a package that cannot fit is refused before anything is
+written and a disk that fills anyway says "no space left on <folder>"."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import io
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,9 @@ from octo_runner.cancellation import CancelToken
 from octo_runner.conventions import Canceled
 from octo_runner.conventions.extract import UnsafeEntry, extract
 from octo_runner.errors import RunnerError
+
+from tests.packages_support import raw_zip, tar_gz_bomb, zip_bomb
+from tests.tmpfs import mounted_tmpfs
 
 from .conventions_support import Captured, Entry, build, file, folder, hardlink, special, symlink
 from .conventions_support import tree as read_tree
@@ -192,10 +198,10 @@ CORRUPT = [
     ("tar.gz", b"\x1f\x8b\x08\x00garbage", "tar"),
     ("zip", _stored_zip(b"payload-" * 100)[:150], "not a readable zip archive"),
     ("zip", _flip(_stored_zip(b"payload-" * 100), b"payload-"), "'data.bin'"),
-    (
+    (  # a cut tar.gz is caught by the pass that sums the sizes, before anything is written
         "tar.gz",
         build([file("a.txt", "A" * 5000), file("b.txt", os.urandom(50000))], "tgz")[:-900],
-        "cannot extract the package entry",
+        "not a readable tar archive: Compressed file ended",
     ),
 ]
 
@@ -222,3 +228,48 @@ def test_cancel_stops_extraction_and_cleans_up(tmp_path: Path) -> None:
     with pytest.raises(Canceled):
         extract(str(archive), "zip", str(destination), Captured().writer, cancel)
     assert os.listdir(tmp_path / "apps") == []
+
+
+# ---------------------------------------------------------------- disk space
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_a_package_larger_than_the_free_space_is_refused_before_extracting(
+    tmp_path: Path, fmt: str
+) -> None:
+    archive = tmp_path / "package"
+    archive.write_bytes(zip_bomb(4) if fmt == "zip" else tar_gz_bomb(4))  # 4 MiB of zeros
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk:
+        destination = disk / "apps" / "App" / "1.0.0"
+        with pytest.raises(RunnerError) as caught:
+            extract(str(archive), fmt, str(destination), Captured().writer, CancelToken())
+        message = str(caught.value)
+        assert f"no space left on {destination.parent} for the package" in message
+        assert "it expands to 4.0 MiB and " in message and " is free" in message
+        assert os.listdir(destination.parent) == []  # nothing was written
+
+
+def test_a_disk_that_fills_while_extracting_says_no_space_left(tmp_path: Path) -> None:
+    archive = tmp_path / "package"
+    archive.write_bytes(build([file(f"f{n:02}.txt", "x") for n in range(60)], "zip"))
+    # bytes to spare, but too few inodes: the disk fills after the free-space check passed
+    with mounted_tmpfs(tmp_path / "disk", "4m", "nr_inodes=24") as disk:
+        destination = disk / "apps" / "App" / "1.0.0"
+        with pytest.raises(RunnerError) as caught:
+            extract(str(archive), "zip", str(destination), Captured().writer, CancelToken())
+        message = str(caught.value)
+        assert message.startswith(f"no space left on {destination.parent} while extracting 'f")
+        assert "truncated" not in message
+        assert os.listdir(destination.parent) == []
+
+
+def test_extraction_stops_at_the_declared_size(tmp_path: Path) -> None:
+    # the entry's deflated data holds 1 MiB, its directory record says 1,000 bytes
+    data = b"x" * (1024 * 1024)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = compressor.compress(data) + compressor.flush()
+    archive = tmp_path / "package"
+    archive.write_bytes(raw_zip([("big.txt", deflated, zlib.crc32(data[:1000]), 1000)]))
+    destination = tmp_path / "apps" / "1.0.0"
+    extract(str(archive), "zip", str(destination), Captured().writer, CancelToken())
+    assert (destination / "big.txt").stat().st_size == 1000

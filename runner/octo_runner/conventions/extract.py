@@ -7,6 +7,9 @@ through other links), hard links to anything but a file extracted before, and en
 lie under a link. The work happens in a temporary folder beside the destination, renamed to
 it at the end and removed on any failure, so a failed extraction leaves nothing behind.
 
+A package that does not fit the free space is refused before anything is written, and a
+disk that fills anyway says "no space left on <folder>" (``space``).
+
 Files keep their permission bits (without setuid, setgid and sticky; the owner can always
 read and write), hard links become copies, and links are created after every file and
 folder, so no file is ever written through a link. Timestamps are not restored.
@@ -28,7 +31,7 @@ from typing import IO
 from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
-from . import Canceled
+from . import Canceled, space
 from .files import describe_os_error, is_within
 
 FORMATS = ("zip", "tar", "tar.gz", "tgz")
@@ -77,15 +80,20 @@ def extract(
     parent = os.path.dirname(destination)
     try:
         os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise _cannot_create(parent, exc) from exc
+    try:
+        needed = space.declared_size(archive, fmt, cancel)
+    except _ARCHIVE_ERRORS as exc:
+        raise _corrupt("zip" if fmt == "zip" else "tar", exc) from exc
+    space.require(parent, needed)
+    try:
         temp = tempfile.mkdtemp(prefix=f".{os.path.basename(destination)}.partial-", dir=parent)
     except OSError as exc:
-        raise RunnerError(
-            f"cannot create the release folder: {describe_os_error(exc)}",
-            hint="check that the agent's user may write to the applications folder",
-        ) from exc
+        raise _cannot_create(parent, exc) from exc
     try:
         os.chmod(temp, 0o755)
-        extractor = _Extractor(temp, cancel)
+        extractor = _Extractor(temp, parent, cancel)
         if fmt == "zip":
             extractor.zip(archive)
         else:
@@ -94,6 +102,12 @@ def extract(
         if os.path.lexists(destination):
             raise RunnerError(f"the release folder {destination} appeared meanwhile")
         os.rename(temp, destination)
+    except OSError as exc:
+        error = space.no_space(parent) if space.is_disk_full(exc) else None
+        shutil.rmtree(temp, ignore_errors=True)
+        if error is None:
+            raise
+        raise error from exc
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -121,8 +135,9 @@ def clean_name(raw: str, *, windows_separators: bool = False) -> str | None:
 
 
 class _Extractor:
-    def __init__(self, root: str, cancel: CancelToken) -> None:
+    def __init__(self, root: str, parent: str, cancel: CancelToken) -> None:
         self.root = root
+        self.parent = parent
         self.cancel = cancel
         self.counts = Counts()
         self.links: list[tuple[str, str, str]] = []  # (entry, cleaned name, target)
@@ -154,7 +169,7 @@ class _Extractor:
                 except (UnsafeEntry, Canceled):
                     raise
                 except _ARCHIVE_ERRORS as exc:
-                    raise _entry_failed(info.filename, exc) from exc
+                    raise self._failed(info.filename, exc) from exc
 
     def tar(self, archive: str) -> None:
         try:
@@ -171,7 +186,7 @@ class _Extractor:
         except (UnsafeEntry, Canceled):
             raise
         except _ARCHIVE_ERRORS as exc:
-            raise _entry_failed(current, exc) from exc
+            raise self._failed(current, exc) from exc
 
     def _tar_member(self, package: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         name = clean_name(member.name)
@@ -193,6 +208,12 @@ class _Extractor:
             raise UnsafeEntry(member.name, f"it has an unsupported entry type {member.type!r}")
 
     # ---- entries -------------------------------------------------------------------------
+
+    def _failed(self, entry: str, exc: BaseException) -> RunnerError:
+        """A full disk says so (naming the folder), anything else is a damaged entry."""
+        if space.is_disk_full(exc):
+            return space.no_space(self.parent, entry)
+        return _entry_failed(entry, exc)
 
     def _check_cancel(self) -> None:
         if self.cancel.cancelled:
@@ -288,6 +309,15 @@ class _Extractor:
         for entry, name, target in self.links:
             if not is_within(os.path.realpath(self._path(name)), root):
                 raise UnsafeEntry(entry, f"it links to {target!r}, which leads outside the package")
+
+
+def _cannot_create(parent: str, exc: OSError) -> RunnerError:
+    if space.is_disk_full(exc):
+        return space.no_space(parent)
+    return RunnerError(
+        f"cannot create the release folder: {describe_os_error(exc)}",
+        hint="check that the agent's user may write to the applications folder",
+    )
 
 
 def _corrupt(kind: str, exc: BaseException) -> RunnerError:
