@@ -8,9 +8,12 @@ worker threads of its own, so neither the loop nor the API's thread pool waits o
 Life of a task: ``enqueue`` inserts it ``queued`` and wakes the claim loop (after the
 enqueuing transaction commits). The loop claims the oldest queued tasks while fewer than
 ``task_cap`` run here (and re-checks every ``poll_interval`` seconds for tasks queued by other
-processes), runs each kind's handler, and records the final state. A task still ``executing``
-under this node's name when the engine starts was running when the process died: it is failed
-with a log line saying so, never run again by itself; enqueue a new task to re-run it.
+processes), runs each kind's handler, and records the final state. A task queued with
+``not_before`` (a deployment scheduled ahead) stays ``queued``, holding no slot, until then:
+the loop sleeps only until the earliest such time, so it starts on time, also after a
+restart. A task still ``executing`` under this node's name when the engine starts was running
+when the process died: it is failed with a log line saying so, never run again by itself;
+enqueue a new task to re-run it.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import peewee
 from octo_runner.masking import Masker
 
+from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import (
     CANCELED,
     FAILED,
@@ -194,8 +199,10 @@ class TaskEngine:
         environment_id: str | None = None,
         project_id: str | None = None,
         timeout: int | None = None,
+        not_before: datetime | None = None,
     ) -> str:
         """Queue a task and return its id. Blocking (database): call it from a worker thread.
+        With ``not_before`` (naive UTC) it is not claimed before that time.
 
         Inside a transaction the engine is woken when it commits, so it never looks before
         the row is visible.
@@ -213,6 +220,7 @@ class TaskEngine:
             environment_id=environment_id,
             project_id=project_id,
             timeout_seconds=timeout,
+            not_before=not_before,
         )
         self.db.after_commit(self.wake)
         return task_id
@@ -252,6 +260,7 @@ class TaskEngine:
         next_flag_check = 0.0
         while not self._stopping:
             self._wake_event.clear()
+            wait = self.poll_interval
             try:
                 free = self.task_cap - len(self._running)
                 if free > 0:
@@ -272,13 +281,24 @@ class TaskEngine:
                     flags = await self._run_db(functools.partial(store.cancel_flags, ids))
                     for task_id, by in flags.items():
                         self._interrupt(task_id, "canceled", by)
+                wait = await self._until_next_due(wait)
             except Exception as exc:  # a database hiccup must not end the loop
                 log.error("claiming server tasks failed (retrying): %s", exc)
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
+                async with asyncio.timeout(wait):
                     await self._wake_event.wait()
+
+    async def _until_next_due(self, wait: float) -> float:
+        """``wait``, or less when a scheduled task becomes due sooner (so it starts on time)."""
+        if len(self._running) >= self.task_cap:
+            return wait  # a finishing task wakes the loop
+        now = utcnow()
+        due = await self._run_db(functools.partial(store.next_due, now))
+        if due is None:
+            return wait
+        return min(wait, max((due - now).total_seconds(), 0.0) + 0.001)
 
     def _launch(self, claimed: ClaimedTask) -> None:
         masker = Masker(store.sensitive_strings(claimed.sensitive_arguments))
