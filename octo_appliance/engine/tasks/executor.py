@@ -46,6 +46,7 @@ from octo_appliance.db.tasks import (
 from octo_appliance.engine.tasks import store
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
+from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
 from octo_appliance.engine.tasks.store import ClaimedTask, TargetResult
 from octo_appliance.vault import Vault
 
@@ -84,6 +85,7 @@ class TaskEngine:
         kinds: TaskKindRegistry | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         db_threads: int = 4,
+        task_log_max_lines: int = DEFAULT_MAX_LINES,
     ) -> None:
         if task_cap < 1:
             raise ValueError("the task cap must be at least 1")
@@ -93,6 +95,8 @@ class TaskEngine:
         self.task_cap = task_cap
         self.kinds = kinds or TaskKindRegistry()
         self.poll_interval = poll_interval
+        #: lines of script output one task logs before the rest is summarised
+        self.task_log_max_lines = task_log_max_lines
         self._db_threads = db_threads
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -303,7 +307,9 @@ class TaskEngine:
     def _launch(self, claimed: ClaimedTask) -> None:
         masker = Masker(store.sensitive_strings(claimed.sensitive_arguments))
         self.log.open_task(claimed.id, claimed.last_seq, masker)
-        running = RunningTask(claimed, self.node, self.log, masker, self._save_result)
+        running = RunningTask(
+            claimed, self.node, self.log, masker, self._save_result, self.task_log_max_lines
+        )
         entry = _Running(running)
         self._running[claimed.id] = entry
         entry.runner = asyncio.create_task(self._run(entry), name=f"octo-task-{claimed.id}")
