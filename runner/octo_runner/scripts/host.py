@@ -159,7 +159,7 @@ class _Run:
                     del open_pumps[stream]
                 else:
                     self._handle(stream, lines)
-            if drain is not None and open_pumps and not self.cancel.cancelled:
+            if drain is not None and open_pumps:
                 idle = item is None and self.lines.empty()
                 why = drain.verdict(list(open_pumps.values()), idle)
                 if why is not None:
