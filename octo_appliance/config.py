@@ -120,6 +120,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("task_cap", 5, "Server tasks this node runs at once.", _positive_int),
     Setting(
+        "task_log_max_lines",
+        1_000_000,
+        "Script output lines one task keeps in its log; past it a count and the last lines.",
+        _positive_int,
+    ),
+    Setting(
         "health_check_minutes",
         60,
         "Minutes between scheduled health checks of every agent target.",

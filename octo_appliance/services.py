@@ -132,6 +132,7 @@ async def start_services(appliance: Appliance) -> Services:
         socket.gethostname() or "appliance",
         task_cap=int(config.task_cap),
         kinds=kinds,
+        task_log_max_lines=int(config.task_log_max_lines),
     )
     await engine.start()
     deployment_services.enqueue = engine.enqueue

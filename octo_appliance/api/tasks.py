@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio.to_thread
@@ -73,6 +74,7 @@ def enqueue_for_request(
     environment_id: str | None = None,
     project_id: str | None = None,
     timeout: int | None = None,
+    not_before: datetime | None = None,
 ) -> str:
     """Queue a task on behalf of the caller; the engine is woken when the request commits."""
     return get_engine(ctx.appliance).enqueue(
@@ -85,6 +87,7 @@ def enqueue_for_request(
         environment_id=environment_id,
         project_id=project_id,
         timeout=timeout,
+        not_before=not_before,
     )
 
 
@@ -178,6 +181,7 @@ class TaskOut(Out):
     cancel_requested: bool
     canceled_by: str | None
     timeout_seconds: int | None
+    queue_time: str | None
     environment_id: str | None
     project_id: str | None
     summary: dict[str, Any]
@@ -249,6 +253,7 @@ def task_json(task: ServerTask) -> dict[str, Any]:
         "cancel_requested": task.cancel_requested,
         "canceled_by": task.canceled_by or None,
         "timeout_seconds": task.timeout_seconds,
+        "queue_time": iso(task.not_before),
         "environment_id": task.environment_id,
         "project_id": task.project_id,
         "summary": task.summary or {},

@@ -2,8 +2,11 @@
 
 The reader task feeds each call's ``inbox`` (events, the response, or a failure); the calling
 task drains it, so event callbacks run in the caller's task and a slow consumer never stalls
-the reader. A downloaded file stays reachable from its call until it has verified, so a call
-that ends first (cancelled, timed out, connection lost) always deletes it.
+the reader. From protocol version 2 the caller acknowledges the events it has handled
+(EVENT_ACK) and the handler stays within ``EVENT_WINDOW`` of that, so a slow consumer holds the
+handler back and the inbox never grows past the window. A downloaded file stays reachable from
+its call until it has verified, so a call that ends first (cancelled, timed out, connection
+lost) always deletes it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from octo_appliance.comms.calls import EventCallback, Response
 from octo_appliance.comms.errors import CallFailed, CallTimeout, ProtocolError, TransferError
-from octo_appliance.comms.framing import Frame, FrameType, json_frame
+from octo_appliance.comms.framing import (
+    EVENT_ACK_EVERY,
+    FLOW_CONTROL_VERSION,
+    Frame,
+    FrameType,
+    json_frame,
+)
 from octo_appliance.comms.transfer import FileReceiver, UploadSource, open_upload, send_file
 
 if TYPE_CHECKING:
@@ -79,7 +88,7 @@ async def call(
 
                 end = await send_file(file, conn.settings.chunk_size, send_chunk)
                 await conn._send(json_frame(FrameType.DATA_END, stream, end))
-            response = await _await_response(conn, state, on_event)
+            response = await _await_response(conn, stream, state, on_event)
             delivered = True
             return response
     except BaseException as exc:
@@ -110,7 +119,7 @@ def cancel(conn: Connection, stream: int, state: Call) -> None:
 async def on_call_frame(conn: Connection, frame: Frame) -> None:
     """Dispatch a frame on a stream this side opened."""
     kind = frame.type
-    if kind in (FrameType.REQUEST, FrameType.CANCEL):
+    if kind in (FrameType.REQUEST, FrameType.CANCEL, FrameType.EVENT_ACK):
         raise ProtocolError(f"{kind.name} frame on a stream this side opened")
     state = conn._calls.get(frame.stream)
     if state is None or state.done:
@@ -142,8 +151,10 @@ async def _receive_download(conn: Connection, state: Call, frame: Frame) -> None
 
 
 async def _await_response(
-    conn: Connection, state: Call, on_event: EventCallback | None
+    conn: Connection, stream: int, state: Call, on_event: EventCallback | None
 ) -> Response:
+    acks = conn.protocol_version >= FLOW_CONTROL_VERSION
+    handled = 0
     while True:
         kind, value = await state.inbox.get()
         if kind == "event":
@@ -151,6 +162,10 @@ async def _await_response(
                 outcome = on_event(value)
                 if inspect.isawaitable(outcome):
                     await outcome
+            handled += 1
+            if acks and handled >= EVENT_ACK_EVERY and not state.done:
+                conn._write_nowait(json_frame(FrameType.EVENT_ACK, stream, {"events": handled}))
+                handled = 0
         elif kind == "error":
             raise value
         else:

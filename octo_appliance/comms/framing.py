@@ -20,8 +20,8 @@ from typing import Any
 from octo_appliance.comms.errors import MessageTooLarge, ProtocolError
 
 PROTOCOL_NAME = "octo-comms"
-#: The highest protocol version this code speaks.
-PROTOCOL_VERSION = 1
+#: The highest protocol version this code speaks (2: EVENT_ACK, per-call event flow control).
+PROTOCOL_VERSION = 2
 #: The lowest protocol version this code still accepts.
 MIN_PROTOCOL_VERSION = 1
 HEADER = struct.Struct(">BBII")
@@ -43,6 +43,17 @@ class FrameType(enum.IntEnum):
     PONG = 9
     GOAWAY = 10
     ERROR = 11
+    EVENT_ACK = 12
+
+
+#: From version 2 a handler has at most this many EVENTs of one call unacknowledged: the
+#: requester acknowledges them as it has handled them (EVENT_ACK), so a slow consumer holds
+#: the handler back instead of queueing its events without limit.
+EVENT_WINDOW = 64
+#: The requester acknowledges once this many events are handled (and at the end).
+EVENT_ACK_EVERY = EVENT_WINDOW // 2
+#: The first protocol version with EVENT_ACK.
+FLOW_CONTROL_VERSION = 2
 
 
 CONTROL_TYPES = frozenset(

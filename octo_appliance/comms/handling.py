@@ -3,8 +3,10 @@
 A request with ``"upload": true`` is followed by the file's DATA frames and DATA_END; the
 handler starts only once the file has verified, so ``request.upload_path`` is always whole.
 CANCEL cancels the handler's task: the handler sees ``CancelledError`` (the agent kills the
-process tree there). Errors become an error RESPONSE; nothing the handler did not choose to
-say (a traceback, an exception's text) crosses the wire.
+process tree there). From protocol version 2 ``emit`` waits while ``EVENT_WINDOW`` events are
+unacknowledged (EVENT_ACK from the requester): a slow requester slows the handler down. Errors
+become an error RESPONSE; nothing the handler did not choose to say (a traceback, an
+exception's text) crosses the wire.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from octo_appliance.comms.errors import (
     ProtocolError,
     TransferError,
 )
-from octo_appliance.comms.framing import Frame, FrameType, json_frame
+from octo_appliance.comms.framing import (
+    EVENT_WINDOW,
+    FLOW_CONTROL_VERSION,
+    Frame,
+    FrameType,
+    json_frame,
+)
 from octo_appliance.comms.transfer import FileReceiver, open_for_sending, send_file
 from octo_appliance.exceptions import OctoError
 
@@ -40,6 +48,17 @@ class Incoming:
         self.request = request
         self.receiver: FileReceiver | None = None
         self.task: asyncio.Task[None] | None = None
+        #: events sent and not acknowledged yet (protocol version 2), and the wake-up for
+        #: an ``emit`` waiting for the requester to catch up
+        self.unacked = 0
+        self.acked = asyncio.Event()
+
+    def ack(self, body: dict[str, Any]) -> None:
+        count = body.get("events")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ProtocolError("EVENT_ACK needs a whole number of events")
+        self.unacked = max(self.unacked - count, 0)
+        self.acked.set()
 
 
 async def on_request_frame(conn: Connection, frame: Frame) -> None:
@@ -53,6 +72,9 @@ async def on_request_frame(conn: Connection, frame: Frame) -> None:
     elif kind is FrameType.CANCEL:
         if incoming is not None:
             _cancel(conn, stream, incoming)
+    elif kind is FrameType.EVENT_ACK:
+        if incoming is not None:
+            incoming.ack(frame.json())
     elif kind in (FrameType.DATA, FrameType.DATA_END):
         if incoming is None:
             return  # the request was already refused or cancelled
@@ -95,8 +117,16 @@ def _start(conn: Connection, stream: int, body: dict[str, Any]) -> None:
         )
         return
 
+    flow_control = conn.protocol_version >= FLOW_CONTROL_VERSION
+
     async def send_event(event: dict[str, Any]) -> None:
-        await conn._send(json_frame(FrameType.EVENT, stream, event))
+        frame = json_frame(FrameType.EVENT, stream, event)
+        if flow_control:
+            while incoming.unacked >= EVENT_WINDOW:  # the requester is behind: wait for it
+                incoming.acked.clear()
+                await incoming.acked.wait()
+            incoming.unacked += 1
+        await conn._send(frame)
 
     request = IncomingRequest(
         method=method,

@@ -66,6 +66,9 @@ class ServerTask(BaseModel):
     #: why it failed (masked), empty otherwise
     error = peewee.TextField(default="")
     timeout_seconds = peewee.IntegerField(null=True)
+    #: not claimed before this time (UTC): a deployment scheduled ahead waits ``queued``,
+    #: holding no slot of the task cap
+    not_before = peewee.DateTimeField(null=True)
     #: permission scope (not foreign keys: tasks stay when an environment or project goes)
     environment_id = peewee.CharField(max_length=40, null=True, index=True)
     project_id = peewee.CharField(max_length=40, null=True, index=True)

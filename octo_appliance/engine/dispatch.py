@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from octo_appliance.comms import CommsError
 from octo_appliance.engine.tasks import OutputVariable, RunningTask, TargetRef
+from octo_appliance.engine.tasks.output import TargetOutput
 from octo_appliance.transports.base import RunnerCommand, RunnerResult, TargetAddress, Transport
 
 log = logging.getLogger("octo_appliance.engine")
@@ -152,11 +153,17 @@ class Dispatcher:
             return TargetOutcome(target, None, message)
         await record.executing(target)
 
-        def on_event(event: dict[str, Any]) -> None:
-            _log_event(task, ref, event)
+        output = TargetOutput(task, ref)
+
+        async def on_event(event: dict[str, Any]) -> None:
+            _log_event(task, output, event)
+            await task.log_room()  # back-pressure: the agent, and its script, wait meanwhile
 
         try:
-            result = await transport.run_runner(target, command, on_event)
+            try:
+                result = await transport.run_runner(target, command, on_event)
+            finally:
+                output.finish()
         except asyncio.CancelledError:
             await asyncio.shield(record.finished(target, "canceled", message="canceled"))
             raise
@@ -189,21 +196,20 @@ class Dispatcher:
         return TargetOutcome(target, result, None if result.success else result.message)
 
 
-def _log_event(task: RunningTask, ref: TargetRef, event: dict[str, Any]) -> None:
+def _log_event(task: RunningTask, output: TargetOutput, event: dict[str, Any]) -> None:
     """A runner event as a task log line (already masked by the runner; masked again here)."""
     kind = event.get("type")
     if kind == "log":
         level = str(event.get("level", "info"))
-        task.log(
+        output.line(
             _LEVELS.get(level, level if level in ("warning", "error") else "info"),
             str(event.get("message", "")),
-            ref,
         )
     elif kind == "output-variable":
         # the runner logs the assignment itself; here only its value joins the masked set
         if event.get("sensitive"):
             task.add_sensitive_values([str(event.get("value", ""))])
     elif kind == "artifact":
-        task.log("info", f"artifact {event.get('name')} ({event.get('length')} bytes)", ref)
+        output.line("info", f"artifact {event.get('name')} ({event.get('length')} bytes)")
     elif kind == "progress":
-        task.log("verbose", f"progress {event.get('percentage')}%: {event.get('message', '')}", ref)
+        output.line("verbose", f"progress {event.get('percentage')}%: {event.get('message', '')}")

@@ -303,6 +303,7 @@ def queue_deployment(
             None,
             environment_id=environment.id,
             project_id=project.id,
+            not_before=not_before,
         )
         deployment: Deployment = Deployment.create(
             id=deployment_id,

@@ -20,6 +20,7 @@ from octo_appliance.comms import (
     connect,
     serve,
 )
+from octo_appliance.comms.framing import PROTOCOL_VERSION
 
 from .conftest import AGENT_HELLO, APPLIANCE_HELLO, Identities, StartAgent
 
@@ -39,7 +40,7 @@ async def test_listening_round_trip(start_agent: StartAgent, ids: Identities) ->
     assert conn.peer_thumbprint == ids.agent.thumbprint
     assert conn.peer_hello["role"] == "agent"
     assert conn.peer_hello["agent_version"] == "0.1.0"
-    assert conn.protocol_version == 1
+    assert conn.protocol_version == PROTOCOL_VERSION
     (server_side,) = agent.server.connections
     assert server_side.peer_thumbprint == ids.appliance.thumbprint
 

@@ -19,7 +19,7 @@ from octo_appliance.comms import (
     connect,
     serve,
 )
-from octo_appliance.comms.framing import FrameType
+from octo_appliance.comms.framing import PROTOCOL_VERSION, FrameType
 
 from .conftest import AGENT_HELLO, APPLIANCE_HELLO, Identities, StartAgent
 from .rawpeer import RawPeer, raw_connect, raw_server
@@ -199,14 +199,15 @@ async def test_version_mismatch_is_refused_with_both_versions_named(
     start_agent: StartAgent,
 ) -> None:
     agent = await start_agent(Recorder())
-    future = LocalHello(role="appliance", version=3, min_version=2)
+    newest = PROTOCOL_VERSION
+    future = LocalHello(role="appliance", version=newest + 2, min_version=newest + 1)
 
     with pytest.raises(VersionMismatch) as refused:
         await agent.dial(hello=future)
 
-    assert "version 2-3" in refused.value.message
-    assert "version 1" in refused.value.message
-    assert (refused.value.local_version, refused.value.peer_version) == (3, 1)
+    assert f"version {newest + 1}-{newest + 2}" in refused.value.message
+    assert f"version 1-{newest}" in refused.value.message
+    assert (refused.value.local_version, refused.value.peer_version) == (newest + 2, newest)
 
 
 async def test_the_older_side_reports_the_mismatch_too(
@@ -214,7 +215,8 @@ async def test_the_older_side_reports_the_mismatch_too(
 ) -> None:
     agent = await start_agent(Recorder())
     peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance", version=2, min_version=2)
+    newer = PROTOCOL_VERSION + 1
+    peer.send_hello(role="appliance", version=newer, min_version=newer)
 
     hello = await peer.read()
     error = await peer.read()
@@ -222,19 +224,20 @@ async def test_the_older_side_reports_the_mismatch_too(
     assert hello.type is FrameType.HELLO
     assert error.type is FrameType.ERROR
     assert error.json()["code"] == "version_mismatch"
-    assert "version 2" in error.json()["message"]
-    assert "version 1" in error.json()["message"]
+    assert f"version {PROTOCOL_VERSION + 1}" in error.json()["message"]
+    assert f"version 1-{PROTOCOL_VERSION}" in error.json()["message"]
     assert await asyncio.wait_for(peer.read_until_eof(), 5) == b""
 
 
-async def test_a_newer_peer_that_still_accepts_version_1_gets_version_1(
+async def test_a_newer_peer_gets_the_highest_version_both_speak(
     start_agent: StartAgent,
 ) -> None:
     agent = await start_agent(Recorder())
 
-    conn = await agent.dial(hello=LocalHello(role="appliance", version=2, min_version=1))
+    newer = LocalHello(role="appliance", version=PROTOCOL_VERSION + 1, min_version=1)
+    conn = await agent.dial(hello=newer)
 
-    assert conn.protocol_version == 1
+    assert conn.protocol_version == PROTOCOL_VERSION
     assert (await conn.call("x")).result == "ok"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from octo_appliance.engine.tasks import TaskEngine
 from octo_appliance.testing import OctoTestAppliance
+from tests.engine.deploy_rig import rig  # noqa: F401  (the deployment rig, for every module)
 from tests.engine.support import Tracker, demo_kinds
 
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+from octo_runner.masking import Masker
+
 from octo_appliance.db.tasks import TaskLogLine, TaskTargetResult
-from octo_appliance.engine.tasks.log import UNREADABLE, read_lines
+from octo_appliance.engine.tasks.log import UNREADABLE, TaskLogWriter, read_lines
 from octo_appliance.engine.tasks.store import open_output_variables
 from octo_appliance.vault import KeyRing, MasterKey, Vault
 from tests.engine.support import DEMO, wait_finished
@@ -94,3 +100,28 @@ def test_a_line_moved_to_another_place_does_not_open(octo, engine):
     assert lines[1].message == "line 1"
     assert lines[2].message == UNREADABLE
     assert lines[2].level == "error"
+
+
+async def test_the_log_holds_producers_back_while_the_database_is_behind() -> None:
+    """Runner events wait in ``room()`` while too many lines are not stored yet, so a slow
+    (or unreachable) database slows the script down instead of filling the appliance."""
+    gate = asyncio.Event()
+
+    async def slow_db(call: Callable[[], Any]) -> Any:
+        await gate.wait()  # the database is behind: nothing is stored until the gate opens
+
+    writer = TaskLogWriter(cast(Any, None), cast(Any, None), slow_db, batch_lines=10)
+    writer.bind(asyncio.get_running_loop())
+    writer.max_unsaved = 50
+    writer.open_task("task_x", 0, Masker())
+    for number in range(60):
+        writer.append("task_x", "info", f"line {number}")
+
+    producer = asyncio.ensure_future(writer.room())
+    await asyncio.sleep(0.2)  # a chance to run ahead, which it must not take
+    assert not producer.done()
+
+    gate.set()
+    await asyncio.wait_for(producer, 10)
+    assert writer.unsaved < writer.max_unsaved
+    await writer.close()

@@ -99,3 +99,27 @@ while true; do echo tick; sleep 0.05; done
     assert not _group_exists(pgid)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_a_cancel_ends_even_when_a_process_outside_the_group_holds_the_output(
+    start_runner: StartRunner, work_dir: Path
+) -> None:
+    """A process that left the group (``setsid``) is out of the cancel's reach and keeps the
+    pipes open: the runner still reports the cancel once the pipes went quiet."""
+    body = """
+setsid sleep 60 &
+echo $! > escaped.txt
+echo $$ > pid.txt
+sleep 60
+"""
+    proc = start_runner(make_request("run-script", script("bash", body), work_dir=work_dir))
+    escaped = int(wait_for_file(work_dir / "escaped.txt"))
+    wait_for_file(work_dir / "pid.txt")
+    try:
+        proc.send_signal(signal.SIGTERM)
+        done = finish(proc)
+        assert done.exit_code == 143
+        assert done.result["canceled"] is True
+        assert any("still holds its output open" in w for w in done.logs("warning", "runner"))
+    finally:
+        os.kill(escaped, signal.SIGKILL)

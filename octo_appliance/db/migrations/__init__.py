@@ -21,6 +21,7 @@ MIGRATION_MODULES: tuple[str, ...] = (
     "m0003_target_identity",
     "m0004_deployments",
     "m0005_packages",
+    "m0006_task_not_before",
 )
 
 

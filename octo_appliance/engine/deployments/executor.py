@@ -1,6 +1,7 @@
 """The ``deployment`` task kind: run a release's process in one environment.
 
-Order of work: wait for ``not_before``; load the release snapshot (sensitive values opened
+Order of work (a deployment scheduled ahead is only claimed once its ``not_before`` time has
+come: it waits ``queued``, see the task store): load the release snapshot (sensitive values opened
 and masked from then on) and the environment's targets; plan; validate every step for every
 target (nothing runs if anything is wrong); run the step groups one after another, each step
 on its targets within its rolling window; record states; mirror the outcome onto the
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import CANCELED, FAILED, SUCCESS, TIMED_OUT
 from octo_appliance.engine.deployments import interruptions, queueing, records, validate
 from octo_appliance.engine.deployments.conditions import VARIABLE, parse_condition, should_run
@@ -67,10 +67,7 @@ async def _close(task: RunningTask, deployment_id: str, state: str) -> None:
 
 async def _run(task: RunningTask, services: DeploymentServices, options: DeploymentOptions) -> None:
     if options.not_before is not None:
-        delay = (options.not_before - utcnow()).total_seconds()
-        if delay > 0:
-            task.info(f"Waiting until {options.not_before.isoformat()}Z to start.")
-            await asyncio.sleep(delay)
+        task.info(f"Scheduled for {options.not_before.isoformat()}Z; starting.")
     await asyncio.to_thread(records.mark_executing, options.deployment_id)
     try:
         loaded = await asyncio.to_thread(load, services.vault, options)

@@ -8,9 +8,12 @@ worker threads of its own, so neither the loop nor the API's thread pool waits o
 Life of a task: ``enqueue`` inserts it ``queued`` and wakes the claim loop (after the
 enqueuing transaction commits). The loop claims the oldest queued tasks while fewer than
 ``task_cap`` run here (and re-checks every ``poll_interval`` seconds for tasks queued by other
-processes), runs each kind's handler, and records the final state. A task still ``executing``
-under this node's name when the engine starts was running when the process died: it is failed
-with a log line saying so, never run again by itself; enqueue a new task to re-run it.
+processes), runs each kind's handler, and records the final state. A task queued with
+``not_before`` (a deployment scheduled ahead) stays ``queued``, holding no slot, until then:
+the loop sleeps only until the earliest such time, so it starts on time, also after a
+restart. A task still ``executing`` under this node's name when the engine starts was running
+when the process died: it is failed with a log line saying so, never run again by itself;
+enqueue a new task to re-run it.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import peewee
 from octo_runner.masking import Masker
 
+from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import (
     CANCELED,
     FAILED,
@@ -41,6 +46,7 @@ from octo_appliance.db.tasks import (
 from octo_appliance.engine.tasks import store
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
+from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
 from octo_appliance.engine.tasks.store import ClaimedTask, TargetResult
 from octo_appliance.vault import Vault
 
@@ -79,6 +85,7 @@ class TaskEngine:
         kinds: TaskKindRegistry | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         db_threads: int = 4,
+        task_log_max_lines: int = DEFAULT_MAX_LINES,
     ) -> None:
         if task_cap < 1:
             raise ValueError("the task cap must be at least 1")
@@ -88,6 +95,8 @@ class TaskEngine:
         self.task_cap = task_cap
         self.kinds = kinds or TaskKindRegistry()
         self.poll_interval = poll_interval
+        #: lines of script output one task logs before the rest is summarised
+        self.task_log_max_lines = task_log_max_lines
         self._db_threads = db_threads
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -194,8 +203,10 @@ class TaskEngine:
         environment_id: str | None = None,
         project_id: str | None = None,
         timeout: int | None = None,
+        not_before: datetime | None = None,
     ) -> str:
         """Queue a task and return its id. Blocking (database): call it from a worker thread.
+        With ``not_before`` (naive UTC) it is not claimed before that time.
 
         Inside a transaction the engine is woken when it commits, so it never looks before
         the row is visible.
@@ -213,6 +224,7 @@ class TaskEngine:
             environment_id=environment_id,
             project_id=project_id,
             timeout_seconds=timeout,
+            not_before=not_before,
         )
         self.db.after_commit(self.wake)
         return task_id
@@ -252,6 +264,7 @@ class TaskEngine:
         next_flag_check = 0.0
         while not self._stopping:
             self._wake_event.clear()
+            wait = self.poll_interval
             try:
                 free = self.task_cap - len(self._running)
                 if free > 0:
@@ -272,18 +285,31 @@ class TaskEngine:
                     flags = await self._run_db(functools.partial(store.cancel_flags, ids))
                     for task_id, by in flags.items():
                         self._interrupt(task_id, "canceled", by)
+                wait = await self._until_next_due(wait)
             except Exception as exc:  # a database hiccup must not end the loop
                 log.error("claiming server tasks failed (retrying): %s", exc)
             if self._stopping:
                 break
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
+                async with asyncio.timeout(wait):
                     await self._wake_event.wait()
+
+    async def _until_next_due(self, wait: float) -> float:
+        """``wait``, or less when a scheduled task becomes due sooner (so it starts on time)."""
+        if len(self._running) >= self.task_cap:
+            return wait  # a finishing task wakes the loop
+        now = utcnow()
+        due = await self._run_db(functools.partial(store.next_due, now))
+        if due is None:
+            return wait
+        return min(wait, max((due - now).total_seconds(), 0.0) + 0.001)
 
     def _launch(self, claimed: ClaimedTask) -> None:
         masker = Masker(store.sensitive_strings(claimed.sensitive_arguments))
         self.log.open_task(claimed.id, claimed.last_seq, masker)
-        running = RunningTask(claimed, self.node, self.log, masker, self._save_result)
+        running = RunningTask(
+            claimed, self.node, self.log, masker, self._save_result, self.task_log_max_lines
+        )
         entry = _Running(running)
         self._running[claimed.id] = entry
         entry.runner = asyncio.create_task(self._run(entry), name=f"octo-task-{claimed.id}")

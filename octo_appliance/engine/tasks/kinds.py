@@ -18,6 +18,7 @@ from octo_runner.masking import Masker
 from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import FINAL_TARGET_STATES, TARGET_STATES
 from octo_appliance.engine.tasks.log import TargetRef, TaskLogWriter
+from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES, OutputBudget
 from octo_appliance.engine.tasks.store import ClaimedTask, OutputVariable, TargetResult
 from octo_appliance.exceptions import OctoError, PluginError
 
@@ -80,6 +81,7 @@ class RunningTask:
         writer: TaskLogWriter,
         masker: Masker,
         save_result: SaveResult,
+        output_line_limit: int = DEFAULT_MAX_LINES,
     ) -> None:
         self.id = claimed.id
         self.kind = claimed.kind
@@ -100,6 +102,8 @@ class RunningTask:
         #: extra keys a handler keeps in the task's ``summary`` (a deployment's per-step
         #: states); the engine adds ``targets`` and ``states`` when the task ends
         self.summary: dict[str, Any] = {}
+        #: lines of script output this task may still log (see engine/tasks/output.py)
+        self.output_budget = OutputBudget(output_line_limit)
 
     @property
     def cancel_requested(self) -> bool:
@@ -117,6 +121,11 @@ class RunningTask:
     ) -> StoredLine:
         """Append a line (masked) to the task log; never blocks. Levels: see LOG_LEVELS."""
         return self._writer.append(self.id, level, message, _target_ref(target))
+
+    async def log_room(self) -> None:
+        """Wait while the task log has too many lines not stored yet (a producer that can
+        wait, such as a target's runner events, calls this so memory stays bounded)."""
+        await self._writer.room()
 
     def info(self, message: str, target: TargetRef | tuple[str, str] | None = None) -> None:
         self.log("info", message, target)

@@ -5,7 +5,9 @@ task's :class:`~octo_runner.masking.Masker` (so a secret never reaches memory bu
 database or a follower), and hands it at once to the task's followers. Lines reach the
 database in batches (every ``flush_delay`` seconds or ``batch_lines`` lines) through the
 engine's worker threads, so a chatty script costs one insert per batch and the event loop
-never waits on the database.
+never waits on the database. Lines waiting for the database are bounded: a producer that can
+wait (runner events from a target) awaits :meth:`TaskLogWriter.room`, which holds it back
+while ``max_unsaved`` lines are not stored yet (the agent, and so the script, wait with it).
 
 A follower (:meth:`TaskLogWriter.subscribe`) gets the lines not stored yet along with its
 subscription, then every new line as it is appended, from any thread and into any event loop;
@@ -43,6 +45,8 @@ MAX_MESSAGE_CHARS = 65536
 #: A follower that falls this far behind stops getting lines pushed and re-reads the database.
 FOLLOWER_BACKLOG = 10_000
 RETRY_AFTER_ERROR_SECONDS = 1.0
+#: Lines not stored yet above which :meth:`TaskLogWriter.room` holds producers back.
+MAX_UNSAVED_LINES = 20_000
 UNREADABLE = (
     "(this log line does not decrypt: it was altered, or the appliance runs with another "
     "master key than the one it was written with)"
@@ -181,12 +185,15 @@ class TaskLogWriter:
         self._flush_lock: asyncio.Lock | None = None
         self._flushes: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self.max_unsaved = MAX_UNSAVED_LINES
+        self._stored: asyncio.Event | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the engine's loop (call from inside it)."""
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._flush_lock = asyncio.Lock()
+        self._stored = asyncio.Event()
 
     # ------------------------------------------------------------------ tasks
 
@@ -241,6 +248,16 @@ class TaskLogWriter:
             follower.push(line)
         self._schedule(now=pending >= self.batch_lines)
         return line
+
+    async def room(self) -> None:
+        """Wait (in the engine's loop) while ``max_unsaved`` lines wait for the database."""
+        stored = self._stored
+        if stored is None or self.unsaved < self.max_unsaved:
+            return
+        self._schedule(now=True)  # later flushes (and retries after an error) come by themselves
+        while self.unsaved >= self.max_unsaved and not self._closed:
+            stored.clear()
+            await stored.wait()
 
     def subscribe(self, task_id: str) -> tuple[Subscription, list[StoredLine]]:
         """Follow a task from the calling event loop: ``(subscription, lines not stored yet)``."""
@@ -315,11 +332,15 @@ class TaskLogWriter:
             finally:
                 with self._lock:
                     self._saving = []
+                if self._stored is not None:
+                    self._stored.set()
             return True
 
     async def close(self) -> bool:
         """Store what is left and schedule nothing more (the engine is stopping)."""
         self._closed = True
+        if self._stored is not None:
+            self._stored.set()
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         stored = await self.flush()

@@ -1,5 +1,8 @@
 """Synchronous database work for server tasks. Callers keep it off the event loop.
 
+A task with ``not_before`` in the future is not a candidate (it stays ``queued`` and holds no
+slot); :func:`next_due` tells the claim loop when to look again.
+
 Claiming is safe between nodes sharing one database: a task moves ``queued -> executing`` only
 through ``UPDATE ... WHERE state = 'queued'``, so of two claimers exactly one changes the row.
 On PostgreSQL the candidates are also read ``FOR UPDATE SKIP LOCKED`` so claimers do not queue
@@ -112,8 +115,10 @@ def create_task(
     environment_id: str | None = None,
     project_id: str | None = None,
     timeout_seconds: int | None = None,
+    not_before: datetime | None = None,
 ) -> str:
-    """Insert a queued task; sensitive arguments are sealed to the new row."""
+    """Insert a queued task (not claimed before ``not_before``, naive UTC, if given);
+    sensitive arguments are sealed to the new row."""
     if not kind:
         raise ValueError("a task needs a kind")
     if timeout_seconds is not None and timeout_seconds <= 0:
@@ -135,6 +140,7 @@ def create_task(
         environment_id=environment_id,
         project_id=project_id,
         timeout_seconds=timeout_seconds,
+        not_before=not_before,
     )
     return task_id
 
@@ -157,16 +163,35 @@ def last_seq(task_id: str) -> int:
     return int(value or 0)
 
 
+def _due(now: datetime) -> Any:
+    return (ServerTask.state == QUEUED) & (
+        ServerTask.not_before.is_null() | (ServerTask.not_before <= now)
+    )
+
+
+def next_due(now: datetime) -> datetime | None:
+    """When the earliest queued task that is not due yet becomes due (None: there is none)."""
+    moment: datetime | None = (
+        ServerTask.select(peewee.fn.MIN(ServerTask.not_before))
+        .where((ServerTask.state == QUEUED) & (ServerTask.not_before > now))
+        .scalar()
+    )
+    return moment
+
+
 def claim_tasks(db: peewee.Database, vault: Vault, node: str, limit: int) -> list[ClaimedTask]:
-    """Claim up to ``limit`` queued tasks for ``node``, oldest first."""
+    """Claim up to ``limit`` due queued tasks for ``node``, oldest first (a scheduled task
+    counts from its time)."""
     if limit <= 0:
         return []
     now = utcnow()
     with write_transaction(db):
         candidates: Any = (
             ServerTask.select(ServerTask.id)
-            .where(ServerTask.state == QUEUED)
-            .order_by(ServerTask.created_at, ServerTask.id)
+            .where(_due(now))
+            .order_by(
+                peewee.fn.COALESCE(ServerTask.not_before, ServerTask.created_at), ServerTask.id
+            )
             .limit(limit)
         )
         if isinstance(db, peewee.PostgresqlDatabase):
@@ -175,7 +200,7 @@ def claim_tasks(db: peewee.Database, vault: Vault, node: str, limit: int) -> lis
         for (task_id,) in candidates.tuples():
             changed = (
                 ServerTask.update(state=EXECUTING, node=node, started_at=now)
-                .where((ServerTask.id == task_id) & (ServerTask.state == QUEUED))
+                .where((ServerTask.id == task_id) & _due(now))
                 .execute()
             )
             if changed == 1:

@@ -3,9 +3,11 @@
 The script starts in a new session (its own process group), so a cancel reaches every
 process it started: SIGTERM to the group, SIGKILL after the grace period, and on Linux the
 runner (a child subreaper) reaps what is left before it reports the cancel. One reader
-thread per output pipe puts lines on a queue; only the calling thread writes events, so
-service messages and masking apply in the order each pipe produced its lines (the relative
-order of a stdout and a stderr line written at the same moment is not guaranteed).
+thread per output pipe puts lines on a bounded queue (:mod:`.pipes`: back-pressure down to
+the script's pipe); only the calling thread writes events, so service messages and masking
+apply in the order each pipe produced its lines (the relative order of a stdout and a stderr
+line written at the same moment is not guaranteed). Every line the script wrote before it
+exited is logged, also when a process it left running holds its pipes open.
 """
 
 from __future__ import annotations
@@ -19,26 +21,30 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO
 
 from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
 from .launch import prepare
 from .output import OutputHandler
+from .pipes import DRAIN_IDLE_SECONDS, DRAIN_MAX_SECONDS, Drain, Pump, line_queue
 
-#: Longest line handed on as one log event; longer output is split at this many bytes.
-MAX_LINE_BYTES = 64 * 1024
-#: After the script exits, how long output from processes it left running is still read.
-DRAIN_SECONDS = 3.0
 #: After SIGKILL, how long to wait for the process group to disappear before giving up.
 KILL_WAIT_SECONDS = 5.0
 CANCELED_EXIT_CODE = 143  # 128 + SIGTERM, whatever the script's own status was
 _POSIX = os.name == "posix"
-_HELD_OPEN = (
-    "the script exited but a process it started still holds its output open; that output is "
-    "not logged (redirect the output of background processes)"
-)
+_HELD_OPEN = {
+    Drain.IDLE: (
+        "the script exited, but a process it started still holds its output open (nothing "
+        f"written for {DRAIN_IDLE_SECONDS:g} s): the step goes on; what that process writes "
+        "from now on is not logged (redirect the output of background processes)"
+    ),
+    Drain.STILL_WRITING: (
+        "the script exited, but a process it started keeps writing to its output "
+        f"({DRAIN_MAX_SECONDS:g} s after the exit): the step goes on; what that process "
+        "writes from now on is not logged (redirect the output of background processes)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class _Run:
         self.events = events
         self.cancel = cancel
         self.output = OutputHandler(events, job.work_dir)
-        self.lines: queue.Queue[tuple[str, bytes | None]] = queue.Queue()
+        self.lines = line_queue()
         self.proc: subprocess.Popen[bytes] | None = None
         self.term_sent_at: float | None = None
         self.killed = False
@@ -119,10 +125,10 @@ class _Run:
         _thread(_feed, table_w, table)
         _thread(_feed, script_w, script)
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        _thread(_pump, self.proc.stdout, "stdout", self.lines)
-        _thread(_pump, self.proc.stderr, "stderr", self.lines)
+        pumps = [Pump("stdout", self.proc.stdout, self.lines)]
+        pumps.append(Pump("stderr", self.proc.stderr, self.lines))
         try:
-            self._stream()
+            self._stream(pumps)
             returncode = self.proc.wait()
             if self.cancel.cancelled:
                 self._finish_group()
@@ -134,29 +140,53 @@ class _Run:
             _reap_orphans()
         return self._outcome(returncode)
 
-    def _stream(self) -> None:
-        open_pipes = 2
-        exited_at: float | None = None
-        while open_pipes:
+    def _stream(self, pumps: list[Pump]) -> None:
+        """Log every line until both pipes end (or a background process holds them open)."""
+        open_pumps = {pump.name: pump for pump in pumps}
+        drain: Drain | None = None
+        while open_pumps:
             if self.cancel.cancelled:
                 self._stop_step()
-            if exited_at is None and self.proc is not None and self.proc.poll() is not None:
-                exited_at = time.monotonic()
-            if exited_at is not None and time.monotonic() - exited_at > DRAIN_SECONDS:
-                self.events.log("warning", _HELD_OPEN)
-                return
+            if drain is None and self.proc is not None and self.proc.poll() is not None:
+                drain = Drain()
             try:
-                stream, raw = self.lines.get(timeout=0.1)
+                item: tuple[str, list[bytes] | None] | None = self.lines.get(timeout=0.1)
             except queue.Empty:
-                continue
-            if raw is None:
-                open_pipes -= 1
-                continue
-            line = raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", "replace")
+                item = None
+            if item is not None:
+                stream, lines = item
+                if lines is None:
+                    del open_pumps[stream]
+                else:
+                    self._handle(stream, lines)
+            if drain is not None and open_pumps:
+                idle = item is None and self.lines.empty()
+                why = drain.verdict(list(open_pumps.values()), idle)
+                if why is not None:
+                    self._finish_held(list(open_pumps.values()), why)
+                    return
+
+    def _handle(self, stream: str, lines: list[bytes]) -> None:
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
             if stream == "stdout":
                 self.output.stdout_line(line)
             else:
                 self.output.stderr_line(line)
+
+    def _finish_held(self, pumps: list[Pump], why: str) -> None:
+        """Stop reading pipes a background process holds: log what was read (the script's
+        own output is all in by now), then the unfinished last lines, and say why."""
+        partials = [(pump.name, pump.take_partial()) for pump in pumps]  # no more lines after
+        while True:
+            try:
+                stream, lines = self.lines.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(stream, lines or [])
+        for stream, lines in partials:
+            self._handle(stream, lines)
+        self.events.log("warning", _HELD_OPEN[why])
 
     def _stop_step(self) -> None:
         """One step of the cancel sequence: SIGTERM first, SIGKILL once the grace is over."""
@@ -232,16 +262,6 @@ def _feed(fd: int, data: bytes) -> None:
             pipe.write(data)
     except (BrokenPipeError, OSError):
         pass
-
-
-def _pump(stream: IO[bytes], name: str, lines: queue.Queue[tuple[str, bytes | None]]) -> None:
-    try:
-        for raw in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
-            lines.put((name, raw))
-    except (OSError, ValueError):
-        pass
-    finally:
-        lines.put((name, None))
 
 
 def _group_alive(proc: subprocess.Popen[bytes] | None) -> bool:
