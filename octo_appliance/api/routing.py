@@ -163,7 +163,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 async def _read_body(request: Request, limit: int) -> bytes:
     """Read the body on the event loop, refusing more than ``limit`` bytes as they arrive."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0

@@ -11,9 +11,13 @@ import re
 from typing import Any
 
 import pytest
+from starlette.requests import Request
 
 from octo_appliance.api import API_PREFIX, all_endpoints
 from octo_appliance.api.openapi import build_openapi
+from octo_appliance.api.routing import _read_body
+from octo_appliance.api.task_stream import resume_point
+from octo_appliance.exceptions import BadRequest
 from tests.api.helpers import login, session_client
 
 CONTROL = ["\x00", "\x01", "\x1b", "\x7f", "\x85", "\x9b"]
@@ -197,3 +201,16 @@ def test_the_document_says_which_text_may_hold_control_characters():
         if not MULTI_LINE.search(where):
             for char in ("\x1b", "\n", "\x7f", "\x9b"):
                 assert not pattern.search(f"a{char}b"), (where, char)
+
+
+async def test_digits_that_are_not_ascii_in_headers_are_not_a_500():
+    """``"²".isdigit()`` is true but ``int("²")`` fails: a header read as a number is a 400
+    (Last-Event-ID) or ignored (Content-Length, which the server checks as it reads)."""
+    with pytest.raises(BadRequest):
+        resume_point("\u00b2", None)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"\xb2")]}
+    assert await _read_body(Request(scope, receive), 100) == b"{}"
