@@ -26,6 +26,7 @@ from octo_appliance.db.migrations import migrate
 from octo_appliance.plugins import Plugins, create_plugin_manager
 from octo_appliance.security.passwords import generate_password, hash_password
 from octo_appliance.security.permissions import ADMINISTRATORS_TEAM
+from octo_appliance.security.throttle import LoginThrottle, ThrottlePolicy
 from octo_appliance.vault import Vault
 from octo_appliance.vault.keys import open_keyring
 
@@ -73,6 +74,7 @@ class Appliance:
     _runner: RunnerBuild | None = None
     _certificate: ServerCertificate | None = None
     _feed: PackageFeed | None = None
+    _login_throttle: LoginThrottle | None = None
 
     @property
     def feed(self) -> PackageFeed:
@@ -82,6 +84,20 @@ class Appliance:
 
             self._feed = PackageFeed(self.vault, self.data_dir)
         return self._feed
+
+    @property
+    def login_throttle(self) -> LoginThrottle:
+        """Failed sign-in counters of this node (see :mod:`octo_appliance.security.throttle`)."""
+        if self._login_throttle is None:
+            self._login_throttle = LoginThrottle(
+                ThrottlePolicy(
+                    free_failures=self.config.login_free_failures,
+                    delay_seconds=self.config.login_delay_seconds,
+                    lockout_failures=self.config.login_lockout_failures,
+                    lockout_seconds=self.config.login_lockout_seconds,
+                )
+            )
+        return self._login_throttle
 
     def runner_build(self) -> RunnerBuild:
         """The runner zipapp this appliance serves (built once per process)."""

@@ -138,6 +138,31 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting("session_hours", 12, "Lifetime of a portal/API login session in hours.", _positive_int),
+    Setting(
+        "login_free_failures",
+        3,
+        "Failed sign-ins a username or client address may make before each further one blocks "
+        "it for a delay (429 with Retry-After).",
+        _positive_int,
+    ),
+    Setting(
+        "login_delay_seconds",
+        1,
+        "The first sign-in delay, in seconds; it doubles with every further failure.",
+        _positive_int,
+    ),
+    Setting(
+        "login_lockout_failures",
+        10,
+        "Failed sign-ins after which a username or client address is locked out.",
+        _positive_int,
+    ),
+    Setting(
+        "login_lockout_seconds",
+        900,
+        "How long a sign-in lockout lasts (and how long failures are remembered), in seconds.",
+        _positive_int,
+    ),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
     Setting("http3", True, "Serve HTTP/3 over QUIC on the same port as HTTPS (UDP).", _boolean),
     Setting(

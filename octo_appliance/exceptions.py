@@ -17,6 +17,7 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
         ├── Conflict            409 duplicate names, resources still in use
         ├── PayloadTooLarge     413 body over the configured limit
         ├── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
+        ├── TooManyRequests     429 throttled (sign-in failures); carries Retry-After
         └── InsufficientStorage 507 the disk of the data dir (or the database's) is full
 
 Every error carries a ``hint``: what the person who sees it should do next.
@@ -121,6 +122,20 @@ class PayloadTooLarge(ApiError):
 class ValidationFailed(ApiError):
     status_code = 422
     code = "validation_failed"
+
+
+class TooManyRequests(ApiError):
+    """Throttled: the answer carries ``Retry-After`` (whole seconds)."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class InsufficientStorage(ApiError):

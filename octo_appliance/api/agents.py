@@ -17,9 +17,8 @@ from starlette.responses import FileResponse, Response
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, resolve_many
 from octo_appliance.api.routing import Router, json_response
-from octo_appliance.api.schemas import Body, Out, name_field
+from octo_appliance.api.schemas import ROLE_PATTERN, Body, Line, Out, Ref, Role, Text, name_field
 from octo_appliance.api.targets import (
-    ROLE_PATTERN,
     TargetOut,
     _check_unique,
     _environment_ids,
@@ -41,13 +40,13 @@ router = Router("agents")
 
 class RegisterIn(Body):
     name: str = name_field()
-    environments: list[str] = Field(min_length=1, max_length=200)
-    roles: list[str] = Field(min_length=1, max_length=200)
+    environments: list[Ref] = Field(min_length=1, max_length=200)
+    roles: list[Role] = Field(min_length=1, max_length=200)
     communication_style: Literal["listening", "polling"]
-    uri: str = Field("", max_length=500, pattern=r"^$|^https://\S+:\d+/?$")
+    uri: str = Field("", max_length=500, pattern=r"^$|^https://[^\s\x00-\x1f\x7f-\x9f]+:\d+/?$")
     thumbprint: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
-    certificate: str = Field(min_length=1, max_length=20_000)
-    agent_version: str = Field("", max_length=40)
+    certificate: Text = Field(min_length=1, max_length=20_000)
+    agent_version: Line = Field("", max_length=40)
 
     @field_validator("roles")
     @classmethod

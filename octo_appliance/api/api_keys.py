@@ -15,7 +15,7 @@ from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, name_field
 from octo_appliance.db import ApiKey, User
 from octo_appliance.db.api_keys import create_api_key
 from octo_appliance.db.base import iso
@@ -26,7 +26,7 @@ router = Router("api-keys")
 
 
 class ApiKeyQuery(ListQuery):
-    user: str | None = Field(
+    user: Line | None = Field(
         None,
         max_length=100,
         description="Whose keys (id or username); default: yours. Others' need user.view.",
@@ -35,7 +35,7 @@ class ApiKeyQuery(ListQuery):
 
 class ApiKeyIn(Body):
     name: str = name_field()
-    user: str | None = Field(
+    user: Line | None = Field(
         None,
         min_length=1,
         max_length=100,

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import ListQuery, Out, Page
+from octo_appliance.api.schemas import Line, ListQuery, Out, Page
 from octo_appliance.api.teams import require_global
 from octo_appliance.db import AuditEvent
 from octo_appliance.db.base import iso
@@ -33,19 +33,32 @@ def _parse_moment(value: str | None) -> datetime | None:
     except ValueError:
         raise ValueError("not an ISO 8601 date or datetime (e.g. 2024-05-01T12:00:00Z)") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ValueError("the moment is out of range") from None
     return moment
 
 
 class AuditQuery(ListQuery):
     """``?name=`` matches the resource name; the other filters are exact."""
 
-    user: str | None = Field(None, max_length=100, description="User id or username.")
-    resource_type: str | None = Field(None, max_length=60, description="e.g. environment, user.")
-    resource_id: str | None = Field(None, max_length=40)
-    action: str | None = Field(None, max_length=40, description="e.g. create, update, delete.")
-    since: str | None = Field(None, max_length=40, description="ISO 8601; events at or after.")
-    until: str | None = Field(None, max_length=40, description="ISO 8601; events before.")
+    user: Line | None = Field(None, max_length=100, description="User id or username.")
+    resource_type: Line | None = Field(None, max_length=60, description="e.g. environment, user.")
+    resource_id: Line | None = Field(None, max_length=40)
+    action: Line | None = Field(None, max_length=40, description="e.g. create, update, delete.")
+    since: Line | None = Field(
+        None,
+        max_length=40,
+        description="ISO 8601; events at or after.",
+        json_schema_extra={"format": "date-time"},
+    )
+    until: Line | None = Field(
+        None,
+        max_length=40,
+        description="ISO 8601; events before.",
+        json_schema_extra={"format": "date-time"},
+    )
 
     @field_validator("since", "until")
     @classmethod

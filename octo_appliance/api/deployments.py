@@ -25,7 +25,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, paginate, resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, ListQuery, Out, Page
+from octo_appliance.api.schemas import NAME_PATTERN, Body, Line, ListQuery, Out, Page
 from octo_appliance.api.tasks import enqueue_for_request
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release, Target, TargetEnvironment
@@ -73,26 +73,32 @@ def grant_condition(principal: Principal, permission: Permission, project: Any, 
 
 
 class DeploymentIn(Body):
-    release: str = Field(min_length=1, max_length=40, description="The release id.")
-    environment: str = Field(min_length=1, max_length=200, description="Id or name.")
-    skip_steps: list[str] = Field(default_factory=list, max_length=200, description="Step names.")
-    targets: list[str] = Field(
+    release: str = Field(
+        min_length=1, pattern=NAME_PATTERN, max_length=40, description="The release id."
+    )
+    environment: str = Field(
+        min_length=1, pattern=NAME_PATTERN, max_length=200, description="Id or name."
+    )
+    skip_steps: list[Line] = Field(default_factory=list, max_length=200, description="Step names.")
+    targets: list[Line] = Field(
         default_factory=list, max_length=1000, description="Only these targets (ids or names)."
     )
-    exclude_targets: list[str] = Field(
+    exclude_targets: list[Line] = Field(
         default_factory=list, max_length=1000, description="Not these targets (ids or names)."
     )
     guided_failure: bool = Field(False, description="Pause for a decision when a step fails.")
     queue_time: datetime | None = Field(
-        None, description="Start no earlier than this (ISO 8601; without offset: UTC)."
+        None,
+        description="Start no earlier than this (ISO 8601; without offset: UTC).",
+        strict=False,  # JSON has no datetime type: an ISO 8601 string
     )
     force: bool = Field(False, description="Redeploy everything even where nothing changed.")
 
 
 class DeploymentListQuery(ListQuery):
-    project: str | None = Field(None, max_length=200, description="Project id or name.")
-    environment: str | None = Field(None, max_length=200, description="Environment id or name.")
-    release: str | None = Field(None, max_length=40, description="Release id.")
+    project: Line | None = Field(None, max_length=200, description="Project id or name.")
+    environment: Line | None = Field(None, max_length=200, description="Environment id or name.")
+    release: Line | None = Field(None, max_length=40, description="Release id.")
 
 
 class DeploymentOptionsOut(Out):

@@ -9,7 +9,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, name_filter, paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, Text, name_field
 from octo_appliance.db import Environment, TargetEnvironment
 from octo_appliance.db.base import iso
 from octo_appliance.exceptions import Conflict
@@ -20,13 +20,13 @@ router = Router("environments")
 
 class EnvironmentIn(Body):
     name: str = name_field()
-    description: str = Field("", max_length=10_000)
+    description: Text = Field("", max_length=10_000)
     sort_order: int = Field(0, ge=-1_000_000, le=1_000_000)
 
 
 class EnvironmentUpdate(Body):
     name: str | None = name_field(None)
-    description: str | None = Field(None, max_length=10_000)
+    description: Text | None = Field(None, max_length=10_000)
     sort_order: int | None = Field(None, ge=-1_000_000, le=1_000_000)
 
 

@@ -8,10 +8,18 @@ import peewee
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from octo_appliance.api.routing import json_response
 from octo_appliance.disk_space import storage_error
-from octo_appliance.exceptions import ApiError, Conflict, MethodNotAllowed, NotFound, OctoError
+from octo_appliance.exceptions import (
+    ApiError,
+    Conflict,
+    MethodNotAllowed,
+    NotFound,
+    OctoError,
+    TooManyRequests,
+)
 
 log = logging.getLogger("octo_appliance.api")
 
@@ -20,7 +28,21 @@ _HTTP_CLASSES: dict[int, type[ApiError]] = {404: NotFound, 405: MethodNotAllowed
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return json_response(exc.to_json(), exc.status_code)
+    response = json_response(exc.to_json(), exc.status_code)
+    if isinstance(exc, TooManyRequests):
+        response.headers.update(exc.headers())
+    return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (each method is its own route, so the one
+    route that raised the 405 knows only its own)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -31,7 +53,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
         405: f"{request.method} is not allowed on {request.url.path}",
     }.get(exc.status_code, str(exc.detail))
     error = cls(message, hint="see GET /api/v1/openapi.json for the endpoints")
-    return json_response(error.to_json(), exc.status_code)
+    response = json_response(error.to_json(), exc.status_code)
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request)
+    return response
 
 
 async def integrity_error(request: Request, exc: Exception) -> Response:

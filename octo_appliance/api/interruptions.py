@@ -24,7 +24,7 @@ from octo_appliance.api.context import RequestContext
 from octo_appliance.api.deployments import grant_condition
 from octo_appliance.api.refs import paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, ListQuery, Out, Page
+from octo_appliance.api.schemas import Body, Line, ListQuery, Out, Page, Text
 from octo_appliance.api.tasks import find_engine
 from octo_appliance.db import Interruption, Team, TeamMember
 from octo_appliance.db.base import iso, utcnow
@@ -43,13 +43,13 @@ class InterruptionQuery(ListQuery):
     pending: bool | None = Field(
         None, description="true: waiting only; false: answered or closed only."
     )
-    task: str | None = Field(None, max_length=40, description="Only this task's.")
-    deployment: str | None = Field(None, max_length=40, description="Only this deployment's.")
+    task: Line | None = Field(None, max_length=40, description="Only this task's.")
+    deployment: Line | None = Field(None, max_length=40, description="Only this deployment's.")
 
 
 class SubmitIn(Body):
     result: Result
-    notes: str = Field("", max_length=10_000)
+    notes: Text = Field("", max_length=10_000)
 
 
 class InterruptionOut(Out):

@@ -19,7 +19,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, name_filter, paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Text, name_field
 from octo_appliance.api.variable_lists import (
     MAX_VARIABLES,
     VariableIn,
@@ -40,12 +40,12 @@ KIND = "library variable set"
 
 class LibrarySetIn(Body):
     name: str = name_field()
-    description: str = Field("", max_length=10_000)
+    description: Text = Field("", max_length=10_000)
 
 
 class LibrarySetUpdate(Body):
     name: str | None = name_field(None)
-    description: str | None = Field(None, max_length=10_000)
+    description: Text | None = Field(None, max_length=10_000)
 
 
 class LibrarySetOut(Out):
@@ -56,7 +56,7 @@ class LibrarySetOut(Out):
 
 
 class LibraryVariablesIn(Body):
-    library_set_id: str | None = Field(
+    library_set_id: Line | None = Field(
         None, max_length=40, description="Optional; if given it must be this set's id."
     )
     variables: list[VariableIn] = Field(max_length=MAX_VARIABLES)

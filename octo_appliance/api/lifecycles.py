@@ -18,7 +18,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, name_filter, paginate, resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, Ref, Text, name_field
 from octo_appliance.db import Environment, Lifecycle, Project, ProjectSettings
 from octo_appliance.db.base import iso
 from octo_appliance.engine.lifecycles import existing_phases, filter_phases, tuples
@@ -33,7 +33,7 @@ MAX_PHASE_ENVIRONMENTS = 500
 
 class PhaseIn(Body):
     name: str = name_field()
-    environments: list[str] = Field(
+    environments: list[Ref] = Field(
         min_length=1, max_length=MAX_PHASE_ENVIRONMENTS, description="Ids or names."
     )
     minimum_environments: int = Field(
@@ -46,13 +46,13 @@ class PhaseIn(Body):
 
 class LifecycleIn(Body):
     name: str = name_field()
-    description: str = Field("", max_length=10_000)
+    description: Text = Field("", max_length=10_000)
     phases: list[PhaseIn] = Field(min_length=1, max_length=MAX_PHASES)
 
 
 class LifecycleUpdate(Body):
     name: str | None = name_field(None)
-    description: str | None = Field(None, max_length=10_000)
+    description: Text | None = Field(None, max_length=10_000)
     phases: list[PhaseIn] | None = Field(None, min_length=1, max_length=MAX_PHASES)
 
 

@@ -9,7 +9,12 @@ from pydantic import BaseModel, TypeAdapter
 
 from octo_appliance import __version__
 from octo_appliance.api.routing import Endpoint
-from octo_appliance.api.schemas import ErrorResponse
+from octo_appliance.api.schemas import (
+    JSON_VALUE_MARK,
+    JSON_VALUE_SCHEMA,
+    LINE_PATTERN,
+    ErrorResponse,
+)
 
 _ERROR_TEXT = {
     400: "Malformed request",
@@ -19,12 +24,25 @@ _ERROR_TEXT = {
     409: "Conflict",
     413: "Body too large",
     422: "Schema or rule violation",
+    429: "Too many attempts: wait the Retry-After seconds",
 }
 _PATH_PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 
 
+def _link_json_values(schema: Any) -> Any:
+    """Replace each ``FreeJson`` mark with a reference to the ``JsonValue`` component."""
+    if isinstance(schema, dict):
+        if schema.get(JSON_VALUE_MARK):
+            return {"$ref": "#/components/schemas/JsonValue"}
+        return {key: _link_json_values(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_link_json_values(item) for item in schema]
+    return schema
+
+
 def _schema_ref(schema_source: Any, components: dict[str, Any]) -> dict[str, Any]:
     schema = TypeAdapter(schema_source).json_schema(ref_template="#/components/schemas/{model}")
+    schema = dict(_link_json_values(schema))
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
     if isinstance(schema_source, type) and issubclass(schema_source, BaseModel):
@@ -55,6 +73,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 def build_openapi(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
     components: dict[str, Any] = {}
     _schema_ref(ErrorResponse, components)
+    components["JsonValue"] = JSON_VALUE_SCHEMA
     paths: dict[str, Any] = {}
     for endpoint in endpoints:
         path = _PATH_PARAM.sub(r"{\1}", prefix + endpoint.path)
@@ -67,7 +86,13 @@ def build_openapi(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
         if endpoint.description:
             operation["description"] = endpoint.description
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                # checked in routing (_check_path) for every path parameter
+                "schema": {"type": "string", "pattern": LINE_PATTERN},
+            }
             for name in _PATH_PARAM.findall(endpoint.path)
         ]
         if endpoint.query is not None:
@@ -103,6 +128,14 @@ def build_openapi(endpoints: list[Endpoint], prefix: str) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}
                 },
             }
+            if code == 429:
+                operation["responses"]["429"]["headers"] = {
+                    "Retry-After": {
+                        "description": "Seconds to wait before trying again.",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                }
         if endpoint.auth:
             operation["security"] = [{"apiKey": []}, {"session": []}]
         paths.setdefault(path, {})[endpoint.method.lower()] = operation

@@ -26,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router, in_worker, json_response, write_in_worker
-from octo_appliance.api.schemas import ListQuery, Out, Page
+from octo_appliance.api.schemas import Line, ListQuery, Out, Page
 from octo_appliance.db.base import iso
 from octo_appliance.db.packages import Package
 from octo_appliance.disk_space import data_dir_full, format_bytes, free_bytes
@@ -99,7 +99,7 @@ class PackageOut(Out):
 
 
 class PackageListQuery(ListQuery):
-    id: str | None = Field(None, max_length=200, description="Only this package id (exact).")
+    id: Line | None = Field(None, max_length=200, description="Only this package id (exact).")
 
 
 class UploadQuery(BaseModel):

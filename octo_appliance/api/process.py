@@ -28,7 +28,16 @@ from pydantic import Field, field_validator
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Out, name_field
+from octo_appliance.api.schemas import (
+    NAME_PATTERN,
+    Body,
+    FreeJson,
+    Line,
+    Out,
+    Ref,
+    line_keys,
+    name_field,
+)
 from octo_appliance.api.variable_lists import lookup_ids
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Environment, Project, ProjectProcess
@@ -45,17 +54,22 @@ CONDITIONS = ("success", "always", "failure")
 
 class VariableCondition(Body):
     variable: str = Field(
-        min_length=1, max_length=2000, description="Run when this substitutes to a truthy value."
+        min_length=1,
+        max_length=2000,
+        pattern=NAME_PATTERN,
+        description="Run when this substitutes to a truthy value.",
     )
 
 
 class StepIn(Body):
     name: str = name_field()
-    type: str = Field(min_length=1, max_length=100, description="A registered step type.")
-    roles: list[str] = Field(default_factory=list, max_length=100)
-    properties: dict[str, Any] = Field(default_factory=dict)
+    type: str = Field(
+        min_length=1, pattern=NAME_PATTERN, max_length=100, description="A registered step type."
+    )
+    roles: list[Ref] = Field(default_factory=list, max_length=100)
+    properties: dict[Line, FreeJson] = Field(default_factory=dict, json_schema_extra=line_keys)
     condition: Literal["success", "always", "failure"] | VariableCondition = "success"
-    environments: list[str] = Field(
+    environments: list[Ref] = Field(
         default_factory=list, max_length=500, description="Ids or names; empty: all."
     )
     start_with_previous: bool = False
@@ -73,7 +87,7 @@ class StepIn(Body):
 
 
 class ProcessIn(Body):
-    project_id: str | None = Field(
+    project_id: Line | None = Field(
         None, max_length=40, description="Optional; if given it must be this project's id."
     )
     version: int | None = Field(

@@ -19,7 +19,17 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, name_filter, paginate, resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import (
+    NAME_PATTERN,
+    Body,
+    Deleted,
+    Line,
+    ListQuery,
+    Out,
+    Page,
+    Text,
+    name_field,
+)
 from octo_appliance.db import LibraryVariableSet, Lifecycle, Project, ProjectSettings, Variable
 from octo_appliance.db.base import iso
 from octo_appliance.engine.lifecycles import fk_id
@@ -36,18 +46,22 @@ _SETS_HELP = "Library variable sets to include (ids or names), in precedence ord
 
 class ProjectCreate(Body):
     name: str = name_field()
-    description: str = Field("", max_length=10_000)
-    lifecycle: str | None = Field(None, min_length=1, max_length=200, description=_LIFECYCLE_HELP)
-    library_sets: list[str] = Field(
+    description: Text = Field("", max_length=10_000)
+    lifecycle: str | None = Field(
+        None, min_length=1, pattern=NAME_PATTERN, max_length=200, description=_LIFECYCLE_HELP
+    )
+    library_sets: list[Line] = Field(
         default_factory=list, max_length=MAX_LIBRARY_SETS, description=_SETS_HELP
     )
 
 
 class ProjectUpdate(Body):
     name: str | None = name_field(None)
-    description: str | None = Field(None, max_length=10_000)
-    lifecycle: str | None = Field(None, min_length=1, max_length=200, description=_LIFECYCLE_HELP)
-    library_sets: list[str] | None = Field(
+    description: Text | None = Field(None, max_length=10_000)
+    lifecycle: str | None = Field(
+        None, min_length=1, pattern=NAME_PATTERN, max_length=200, description=_LIFECYCLE_HELP
+    )
+    library_sets: list[Line] | None = Field(
         None, max_length=MAX_LIBRARY_SETS, description=_SETS_HELP
     )
 

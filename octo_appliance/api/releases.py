@@ -23,7 +23,7 @@ from octo_appliance.api.lifecycles import PhaseOut
 from octo_appliance.api.process import StepOut
 from octo_appliance.api.refs import get_or_404, paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page
+from octo_appliance.api.schemas import NAME_PATTERN, Body, Deleted, Line, ListQuery, Out, Page, Text
 from octo_appliance.api.variable_lists import VariableScopeOut, scope_json
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release
@@ -45,9 +45,11 @@ router = Router("releases")
 
 
 class PackageChoiceIn(Body):
-    package: str = Field(min_length=1, max_length=200, description="A feed package id.")
-    version: str = Field(min_length=1, max_length=100)
-    step: str | None = Field(
+    package: str = Field(
+        min_length=1, pattern=NAME_PATTERN, max_length=200, description="A feed package id."
+    )
+    version: str = Field(min_length=1, pattern=NAME_PATTERN, max_length=100)
+    step: Line | None = Field(
         None, max_length=200, description="Only for this step (when several deploy it)."
     )
 
@@ -60,13 +62,13 @@ class ReleasePackageOut(Out):
 
 
 class ReleaseIn(Body):
-    version: str | None = Field(
+    version: Line | None = Field(
         None,
         min_length=1,
         max_length=100,
         description="A semantic version; left out: the highest version's patch plus one.",
     )
-    notes: str = Field("", max_length=100_000)
+    notes: Text = Field("", max_length=100_000)
     packages: list[PackageChoiceIn] = Field(
         default_factory=list,
         max_length=200,

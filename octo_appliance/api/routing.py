@@ -16,6 +16,7 @@ before a byte of the body is read.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,18 @@ if TYPE_CHECKING:
 Handler = Callable[..., Any]
 
 JSON_MEDIA_TYPE = "application/json"
+#: deeper bodies are refused (400) before the schema: no model is that deep, and a parser or
+#: serialiser further on must never run out of stack
+MAX_JSON_DEPTH = 32
+MAX_REPORTED_PROBLEMS = 50
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+BODY_MISMATCH = "the request body does not match the schema"
+QUERY_MISMATCH = "the query parameters are not valid"
+PATH_MISMATCH = "the path parameters are not valid"
+#: the messages of the API's own schema checks: a request the OpenAPI document calls valid
+#: must never get one (``tests/api/test_schemathesis.py`` holds the API to that)
+SCHEMA_REJECTIONS = frozenset({BODY_MISMATCH, QUERY_MISMATCH, PATH_MISMATCH})
 
 
 @dataclass
@@ -150,7 +163,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 async def _read_body(request: Request, limit: int) -> bytes:
     """Read the body on the event loop, refusing more than ``limit`` bytes as they arrive."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
@@ -162,30 +175,79 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _text_problem(text: str) -> str | None:
+    """Why a string of a request cannot be taken whatever the field (None: it can)."""
+    if "\x00" in text:
+        return "must not contain the NUL character (\\u0000)"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "holds an unpaired surrogate escape (invalid Unicode)"
+    return None
+
+
+def _check_json(data: Any) -> None:
+    """Refuse NUL and unpaired surrogates anywhere in a parsed body, keys of free-form objects
+    included, and nesting deeper than :data:`MAX_JSON_DEPTH`, naming the field; turn numbers
+    without a fraction (``5.0``) into integers, as JSON Schema counts them.
+
+    No database, log or certificate parser takes such text (PostgreSQL refuses NUL outright),
+    so it is refused here, before any field's own schema runs. Iterative on purpose: a deeply
+    nested body must not exhaust the interpreter's stack.
+    """
+    problems: list[dict[str, Any]] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack and len(problems) < MAX_REPORTED_PROBLEMS:
+        value, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise BadRequest(
+                f"the request body is nested more than {MAX_JSON_DEPTH} levels deep",
+                hint="flatten the data: no field of the API needs that depth",
+            )
+        if isinstance(value, str):
+            if (problem := _text_problem(value)) is not None:
+                problems.append({"field": ".".join(map(str, path)) or None, "message": problem})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if (problem := _text_problem(key)) is not None:
+                    location = ".".join(map(str, path)) or None
+                    problems.append({"field": location, "message": f"a key {problem}"})
+                if isinstance(item, float) and item.is_integer():
+                    value[key] = int(item)
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, float) and item.is_integer():
+                    value[index] = int(item)
+                stack.append((item, (*path, index)))
+    if problems:
+        raise ValidationFailed(BODY_MISMATCH, details=problems)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _parse_json(raw: bytes, model: type[BaseModel]) -> BaseModel:
     if not raw.strip():
         raise BadRequest(
             "the request needs a JSON body", hint="send Content-Type: application/json"
         )
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    try:
-        # JSON escapes can smuggle in lone surrogates (\ud800), which no database, log or
-        # certificate parser accepts: refuse them here rather than fail deep inside.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
+    except RecursionError:
         raise BadRequest(
-            "the request body holds invalid Unicode (an unpaired surrogate escape)",
-            hint="send text as valid UTF-8",
+            "the request body is nested too deeply to read",
+            hint=f"no field of the API needs more than {MAX_JSON_DEPTH} levels",
         ) from None
+    _check_json(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ValidationFailed(
-            "the request body does not match the schema", details=validation_details(exc)
-        ) from None
+        raise ValidationFailed(BODY_MISMATCH, details=validation_details(exc)) from None
 
 
 def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
@@ -198,9 +260,18 @@ def _parse_query(request: Request, model: type[BaseModel]) -> BaseModel:
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        raise BadRequest(
-            "the query parameters are not valid", details=validation_details(exc)
-        ) from None
+        raise BadRequest(QUERY_MISMATCH, details=validation_details(exc)) from None
+
+
+def _check_path(path_params: dict[str, str]) -> None:
+    """Path parameters are single-line text (the document says so with ``LINE_PATTERN``)."""
+    problems = [
+        {"field": name, "message": "must not contain control characters"}
+        for name, value in path_params.items()
+        if CONTROL_CHARACTER.search(value)
+    ]
+    if problems:
+        raise BadRequest(PATH_MISMATCH, details=problems)
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
@@ -223,6 +294,7 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
 
         def prepare() -> tuple[RequestContext, dict[str, Any]]:
             principal = authenticate(appliance, request) if endpoint.auth else None
+            _check_path(path_params)
             kwargs: dict[str, Any] = dict(path_params)
             if endpoint.query is not None:
                 kwargs["query"] = _parse_query(request, endpoint.query)
@@ -248,6 +320,7 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
         def run() -> Any:
             # Who is asking comes first: an anonymous caller learns nothing from validation.
             principal = authenticate(appliance, request) if endpoint.auth else None
+            _check_path(path_params)
             ctx = RequestContext(appliance, principal, path_params)
             kwargs: dict[str, Any] = dict(path_params)
             if endpoint.body is not None:

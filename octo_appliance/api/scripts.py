@@ -15,7 +15,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Out
+from octo_appliance.api.schemas import NAME_PATTERN, Body, Line, Out, Text, line_keys
 from octo_appliance.api.tasks import enqueue_for_request
 from octo_appliance.api.worker_access import require_worker_use_for_console
 from octo_appliance.db import Environment, Target
@@ -28,17 +28,19 @@ router = Router("scripts")
 
 
 class SensitiveValue(Body):
-    value: str = Field(max_length=65_536)
+    value: Text = Field(max_length=65_536)
     sensitive: bool = True
 
 
 class ScriptIn(Body):
-    environment: str | None = Field(None, min_length=1, max_length=200)
-    roles: list[str] = Field(default_factory=list, max_length=100)
-    targets: list[str] = Field(default_factory=list, max_length=1000)
+    environment: str | None = Field(None, min_length=1, pattern=NAME_PATTERN, max_length=200)
+    roles: list[Line] = Field(default_factory=list, max_length=100)
+    targets: list[Line] = Field(default_factory=list, max_length=1000)
     syntax: Literal["bash", "sh", "python", "pwsh"]
-    body: str = Field(min_length=1, max_length=1_000_000)
-    variables: dict[str, str | SensitiveValue] = Field(default_factory=dict, max_length=1000)
+    body: Text = Field(min_length=1, max_length=1_000_000)
+    variables: dict[Line, Text | SensitiveValue] = Field(
+        default_factory=dict, max_length=1000, json_schema_extra=line_keys
+    )
     timeout: int | None = Field(None, ge=1, le=86_400, description="Seconds before it is stopped.")
 
 

@@ -11,9 +11,9 @@ from starlette.responses import Response
 from octo_appliance.api.auth import CSRF_COOKIE, SESSION_COOKIE, authenticate
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router, json_response
-from octo_appliance.api.schemas import Body, Out
+from octo_appliance.api.schemas import LINE_PATTERN, TEXT_PATTERN, Body, Out
 from octo_appliance.db import LoginSession, User, utcnow
-from octo_appliance.exceptions import Unauthenticated
+from octo_appliance.exceptions import TooManyRequests, Unauthenticated
 from octo_appliance.security.passwords import generate_token, token_hash, verify_password
 from octo_appliance.security.permissions import Principal
 
@@ -25,8 +25,8 @@ _DUMMY_HASH: str | None = None
 
 
 class LoginIn(Body):
-    username: str = Field(min_length=1, max_length=100)
-    password: str = Field(min_length=1, max_length=1000)
+    username: str = Field(min_length=1, max_length=100, pattern=LINE_PATTERN)
+    password: str = Field(min_length=1, max_length=1000, pattern=TEXT_PATTERN)
 
 
 class LoginOut(Out):
@@ -55,19 +55,40 @@ def _dummy_hash() -> str:
     auth=False,
     body=LoginIn,
     response=LoginOut,
-    errors=(401,),
+    errors=(401, 429),
     raw_response=True,
 )
 def login(ctx: RequestContext, body: LoginIn, request: Request) -> Response:
-    """Returns a ``csrf_token``: send it as ``X-CSRF-Token`` on every cookie-authenticated write."""
+    """Returns a ``csrf_token``: send it as ``X-CSRF-Token`` on every cookie-authenticated write.
+
+    Repeated failures for a username or from a client address are answered 429 with
+    ``Retry-After`` for a while (see docs/security.md), whether or not the username exists."""
+    throttle = ctx.appliance.login_throttle
+    address = request.client.host if request.client else ""
+    wait = throttle.retry_after(body.username, address)
+    if wait:
+        raise TooManyRequests(
+            "too many failed sign-ins for this user or from this address",
+            retry_after=wait,
+            hint=f"wait {wait} s (the Retry-After header) before trying again",
+        )
     user = User.get_or_none(User.username == body.username)
     stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
     valid = verify_password(body.password, stored)
     if user is None or not valid or not user.is_active or not user.password_hash:
         ctx.audit("login-failed", "user", user.id if user else None, body.username)
+        for penalty in throttle.failed(body.username, address):
+            ctx.audit(
+                "login-locked-out" if penalty.locked_out else "login-throttled",
+                penalty.scope,
+                None,
+                penalty.subject,
+                {"failures": penalty.failures, "seconds": penalty.seconds},
+            )
         # returned, not raised: raising would roll the audit record back with the transaction
         failed = Unauthenticated("wrong username or password")
         return json_response(failed.to_json(), failed.status_code)
+    throttle.succeeded(body.username, address)
     token, csrf = generate_token(), generate_token()
     expires = utcnow() + timedelta(hours=ctx.appliance.config.session_hours)
     LoginSession.create_new(

@@ -16,7 +16,18 @@ from pydantic import Field, field_validator
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import find, get_or_404, name_filter, resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import (
+    ROLE_PATTERN,
+    Body,
+    Deleted,
+    Line,
+    ListQuery,
+    Out,
+    Page,
+    Ref,
+    Role,
+    name_field,
+)
 from octo_appliance.db import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.base import iso, new_id
 from octo_appliance.exceptions import BadRequest, Conflict, ValidationFailed
@@ -27,8 +38,7 @@ router = Router("targets")
 #: styles every appliance understands, whatever transports the plugins add
 BUILTIN_STYLES = ("none", "listening", "polling", "ssh")
 #: no commas: role lists are written comma-separated in step settings and the CLI
-ROLE_PATTERN = r"^[^\x00-\x1f,]*[^\s,][^\x00-\x1f,]*$"
-URI_PATTERN = r"^$|^[A-Za-z][A-Za-z0-9+.-]*://\S+$"
+URI_PATTERN = r"^$|^[A-Za-z][A-Za-z0-9+.-]*://[^\s\x00-\x1f\x7f-\x9f]+$"
 THUMBPRINT_PATTERN = r"^$|^[0-9a-fA-F]{64}$"
 
 _ROLE_RE = re.compile(ROLE_PATTERN)
@@ -39,11 +49,13 @@ EnvPair = tuple[str, str]
 
 class TargetCreate(Body):
     name: str = name_field()
-    environments: list[str] = Field(
+    environments: list[Ref] = Field(
         min_length=1, max_length=200, description="Environment ids or names (at least one)."
     )
-    roles: list[str] = Field(min_length=1, max_length=200, description="Role names (at least one).")
-    communication_style: str = Field(
+    roles: list[Role] = Field(
+        min_length=1, max_length=200, description="Role names (at least one)."
+    )
+    communication_style: Line = Field(
         "none",
         max_length=40,
         description="none, listening, polling, ssh, or a transport a plugin registered.",
@@ -67,9 +79,9 @@ class TargetCreate(Body):
 
 class TargetUpdate(Body):
     name: str | None = name_field(None)
-    environments: list[str] | None = Field(None, min_length=1, max_length=200)
-    roles: list[str] | None = Field(None, min_length=1, max_length=200)
-    communication_style: str | None = Field(None, max_length=40)
+    environments: list[Ref] | None = Field(None, min_length=1, max_length=200)
+    roles: list[Role] | None = Field(None, min_length=1, max_length=200)
+    communication_style: Line | None = Field(None, max_length=40)
     uri: str | None = Field(None, max_length=500, pattern=URI_PATTERN)
     thumbprint: str | None = Field(None, pattern=THUMBPRINT_PATTERN)
     disabled: bool | None = None
@@ -86,10 +98,10 @@ class TargetUpdate(Body):
 
 
 class TargetListQuery(ListQuery):
-    environment: str | None = Field(
+    environment: Line | None = Field(
         None, max_length=200, description="Only targets in this environment (id or name)."
     )
-    role: str | None = Field(None, max_length=100, description="Only targets with this role.")
+    role: Line | None = Field(None, max_length=100, description="Only targets with this role.")
 
 
 class TargetEnvironmentRef(Out):

@@ -39,7 +39,7 @@ def resume_point(last_event_id: str | None, since: int | None) -> int:
     """Where a stream starts: ``Last-Event-ID`` (a reconnect) wins over ``?since=``."""
     if last_event_id is not None and last_event_id.strip():
         text = last_event_id.strip()
-        if not text.isdigit() or int(text) > MAX_SEQ:
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_SEQ:
             raise BadRequest(
                 "the Last-Event-ID header must be a log sequence number",
                 hint="send the id of the last event received, or leave the header out",

@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import ListQuery, Out, Page
+from octo_appliance.api.schemas import Line, ListQuery, Out, Page
 from octo_appliance.api.task_stream import log_events, resume_point
 from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import FINAL_STATES, TASK_STATES, ServerTask, TaskTargetResult
@@ -143,7 +143,7 @@ def _task_for(ctx: RequestContext, task_id: str, permission: Permission) -> Serv
 
 class TaskListQuery(ListQuery):
     state: TaskState | None = Field(None, description="Only tasks in this state.")
-    kind: str | None = Field(None, max_length=60, description="Only tasks of this kind.")
+    kind: Line | None = Field(None, max_length=60, description="Only tasks of this kind.")
 
 
 class LogQuery(BaseModel):

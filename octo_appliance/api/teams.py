@@ -14,14 +14,24 @@ user is still an unscoped administrator.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, JsonValue, field_validator
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, name_filter, resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import (
+    Body,
+    Deleted,
+    Line,
+    ListQuery,
+    Out,
+    Page,
+    Ref,
+    Text,
+    name_field,
+)
 from octo_appliance.db import Environment, Project, Team, TeamMember, TeamRole, User
 from octo_appliance.db.base import iso
 from octo_appliance.exceptions import Conflict, Forbidden
@@ -29,12 +39,16 @@ from octo_appliance.security.permissions import ADMINISTRATORS_TEAM, ROLES, Perm
 
 router = Router("teams")
 
-Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _role_enum(schema: dict[str, JsonValue]) -> None:
+    roles: list[JsonValue] = [*sorted(ROLES)]
+    schema["enum"] = roles
 
 
 class GrantIn(Body):
-    role: str = Field(
-        description="viewer, project-deployer, worker-user or administrator (see GET /roles)"
+    role: Line = Field(
+        description="viewer, project-deployer, worker-user or administrator (see GET /roles)",
+        json_schema_extra=_role_enum,
     )
     environments: list[Ref] = Field(
         default_factory=list, max_length=1000, description="Environment ids or names; [] = all."
@@ -53,7 +67,7 @@ class GrantIn(Body):
 
 class TeamIn(Body):
     name: str = name_field()
-    description: str = Field("", max_length=10_000)
+    description: Text = Field("", max_length=10_000)
     members: list[Ref] = Field(
         default_factory=list, max_length=10_000, description="User ids or usernames."
     )
@@ -64,7 +78,7 @@ class TeamUpdate(Body):
     """Fields left out keep their value; ``members`` and ``roles`` replace the whole list."""
 
     name: str | None = name_field(None)
-    description: str | None = Field(None, max_length=10_000)
+    description: Text | None = Field(None, max_length=10_000)
     members: list[Ref] | None = Field(None, max_length=10_000)
     roles: list[GrantIn] | None = Field(None, max_length=100)
 

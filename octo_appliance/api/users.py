@@ -20,7 +20,7 @@ from octo_appliance.api.auth import SESSION_COOKIE
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404
 from octo_appliance.api.routing import Router, json_response
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Text
 from octo_appliance.api.teams import (
     GrantOut,
     check_security_invariants,
@@ -38,7 +38,7 @@ router = Router("users")
 USERNAME_PATTERN = r"^[A-Za-z0-9._@-]+$"
 #: ``/users/me`` is the caller, so no user may be called that
 RESERVED_USERNAMES = frozenset({"me"})
-EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+$"
+EMAIL_PATTERN = r"^$|^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+$"
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1000
 
@@ -70,9 +70,9 @@ def _not_reserved(value: str | None) -> str | None:
 
 class UserIn(Body):
     username: str = _username_field()
-    display_name: str = Field("", max_length=200)
+    display_name: Line = Field("", max_length=200)
     email: str = Field("", max_length=300, pattern=EMAIL_PATTERN)
-    password: str | None = _password_field(
+    password: Text | None = _password_field(
         f"At least {MIN_PASSWORD_LENGTH} characters; leave out for an API-key-only account."
     )
     is_active: bool = True
@@ -87,9 +87,9 @@ class UserUpdate(Body):
     """Fields left out keep their value; a new ``password`` ends the user's sessions."""
 
     username: str | None = _username_field(None)
-    display_name: str | None = Field(None, max_length=200)
+    display_name: Line | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=300, pattern=EMAIL_PATTERN)
-    password: str | None = _password_field(f"A new password (at least {MIN_PASSWORD_LENGTH}).")
+    password: Text | None = _password_field(f"A new password (at least {MIN_PASSWORD_LENGTH}).")
     is_active: bool | None = None
 
     @field_validator("username")
@@ -99,8 +99,8 @@ class UserUpdate(Body):
 
 
 class PasswordChange(Body):
-    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
-    new_password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+    current_password: Text = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+    new_password: Text = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
 
 
 class TeamRef(Out):

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.schemas import NAME_PATTERN, Body, Out
+from octo_appliance.api.schemas import NAME_PATTERN, Body, Line, Out, Ref, Text
 from octo_appliance.db import Environment, Target
 from octo_appliance.db.base import BaseModel as DbModel
 from octo_appliance.db.base import new_id
@@ -40,10 +40,10 @@ _INSERT_CHUNK = 100
 
 
 class VariableScope(Body):
-    environments: list[str] = Field(default_factory=list, max_length=MAX_SCOPE_ITEMS)
-    roles: list[str] = Field(default_factory=list, max_length=MAX_SCOPE_ITEMS)
-    targets: list[str] = Field(default_factory=list, max_length=MAX_SCOPE_ITEMS)
-    steps: list[str] = Field(
+    environments: list[Ref] = Field(default_factory=list, max_length=MAX_SCOPE_ITEMS)
+    roles: list[Ref] = Field(default_factory=list, max_length=MAX_SCOPE_ITEMS)
+    targets: list[Ref] = Field(default_factory=list, max_length=MAX_SCOPE_ITEMS)
+    steps: list[Ref] = Field(
         default_factory=list, max_length=MAX_SCOPE_ITEMS, description="Step names."
     )
 
@@ -58,11 +58,11 @@ class VariableScope(Body):
 class VariableIn(BaseModel):
     """One variable; ``value`` is kept byte for byte (not stripped, unlike other strings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | None = Field(None, max_length=40, description="Keep this stored variable's id.")
+    id: Line | None = Field(None, max_length=40, description="Keep this stored variable's id.")
     name: str = Field(min_length=1, max_length=300, pattern=NAME_PATTERN)
-    value: str | None = Field(
+    value: Text | None = Field(
         None,
         max_length=MAX_VALUE_CHARS,
         description="null on a sensitive variable with an id keeps the stored value.",

@@ -18,7 +18,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Out
+from octo_appliance.api.schemas import Body, Line, Out
 from octo_appliance.api.variable_lists import (
     MAX_VARIABLES,
     VariableIn,
@@ -33,7 +33,7 @@ router = Router("variables")
 
 
 class VariableSetIn(Body):
-    project_id: str | None = Field(
+    project_id: Line | None = Field(
         None, max_length=40, description="Optional; if given it must be this project's id."
     )
     variables: list[VariableIn] = Field(max_length=MAX_VARIABLES)

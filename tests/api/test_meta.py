@@ -67,9 +67,10 @@ def test_plugins_endpoint_lists_loaded_plugins(octo_appliance_factory):
     assert listed["total"] == len(listed["items"])
 
 
-def test_lone_surrogates_are_a_400_not_a_500(api):
+def test_lone_surrogates_are_a_422_naming_the_field_not_a_500(api):
     body = b'{"name": "bad \\ud800 name"}'
     response = api.post("/environments", content=body, headers={"content-type": "application/json"})
-    assert response.status_code == 400
-    assert "Unicode" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "name"
+    assert "Unicode" in response.json()["error"]["details"][0]["message"]
     assert api.get("/environments").json()["total"] == 0
