@@ -166,7 +166,9 @@ def open_appliance(
         data_dir, config.master_key_file, create=initialise, environ=env
     )
     plugins = create_plugin_manager(extra_plugins=extra_plugins, plugin_dir=data_dir / "plugins")
-    db = open_database(config.database, data_dir)
+    db = open_database(
+        config.database, data_dir, connect_timeout=int(config.database_connect_timeout)
+    )
     report.migrations = migrate(db)
     if initialise:
         with db.atomic():

@@ -7,6 +7,8 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
     ├── VaultError                  the master key is missing, wrong, or a value does not decrypt
     ├── PluginError                 a plugin is malformed, misspelt a hook, or reused a name
     ├── DatabaseError               the database cannot be opened or migrated
+    │   └── DatabaseUnavailable     the connection was lost or the server does not answer (for
+    │                               now: the appliance reconnects by itself)
     └── ApiError                    turned into ``{"error": {code, message, details}}``
         ├── BadRequest          400 malformed JSON, bad query parameters
         ├── Unauthenticated     401 no or bad credentials
@@ -15,7 +17,8 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
         ├── MethodNotAllowed    405
         ├── Conflict            409 duplicate names, resources still in use
         ├── PayloadTooLarge     413 body over the configured limit
-        └── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
+        ├── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
+        └── ServiceUnavailable  503 the database is unavailable; ``Retry-After`` says when to retry
 
 Every error carries a ``hint``: what the person who sees it should do next.
 """
@@ -51,6 +54,19 @@ class PluginError(OctoError):
 
 class DatabaseError(OctoError):
     """The database cannot be reached, opened or migrated."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The connection to the database was lost, or the server does not answer.
+
+    Transient by nature: the next unit of work opens a new connection. ``outcome_unknown`` is
+    True when a write was under way (a commit, or a statement outside a transaction) as the
+    connection went, so it may or may not have been stored: check before doing it again.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, outcome_unknown: bool = False):
+        super().__init__(message, hint=hint)
+        self.outcome_unknown = outcome_unknown
 
 
 class ApiError(OctoError):
@@ -115,3 +131,22 @@ class PayloadTooLarge(ApiError):
 class ValidationFailed(ApiError):
     status_code = 422
     code = "validation_failed"
+
+
+class ServiceUnavailable(ApiError):
+    """503: a part the request needs (the database) is unavailable for now."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        details: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, details=details, hint=hint)
+        #: seconds, sent as the ``Retry-After`` header
+        self.retry_after = retry_after
