@@ -143,7 +143,7 @@ def test_while_the_database_is_down_the_api_answers_503_and_recovers(behind_prox
     proxy, server, key = behind_proxy
     with client(server, key) as api:
         assert api.post("/api/v1/environments", json={"name": "Before"}).status_code == 201
-        assert api.get(HEALTH).json()["database"] == "up"
+        assert api.get(HEALTH).status_code == 200
         proxy.stop()  # PostgreSQL "restarts": connections cut, new ones refused
         for method, path, body in (
             ("GET", "/api/v1/environments", None),

@@ -92,7 +92,6 @@ def test_a_deployment_finishing_during_the_outage_records_its_real_end(
     proxy.stop()  # PostgreSQL "restarts" while the script runs
     go.touch()
     wait_until(lambda: count("done-") == 2, 60, "the script to end on both targets")
-    assert fleet.api().get("/api/v1/health").status_code == 503
     proxy.start()
     api = fleet.api()
     wait_until(lambda: api.get("/api/v1/health").status_code == 200, 30, "the database")
