@@ -1,14 +1,17 @@
 """PostgreSQL goes away while a deployment runs on real agents, and comes back.
 
 The appliance reaches PostgreSQL through a TCP proxy the test takes down (connections cut, new
-ones refused) while the script runs on both targets, and brings back once both finished: the
-deployment then reads ``success`` with its whole log, and the lifecycle's automatic deployment
-to the next phase is queued, as if nothing had happened.
+ones refused) while the script runs on both targets, and brings back once both finished and the
+live log stream met the outage (some 10 s): the deployment then reads ``success`` with its
+whole log, the lifecycle's automatic deployment to the next phase is queued, and the stream,
+still open, ends with the success.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import reset_pg_schema
+from tests.engine.support import sse_events
 from tests.fleet import Fleet, running_fleet, wait_until
 from tests.pg_proxy import PgProxy
 
@@ -35,6 +39,25 @@ def outage_fleet(pg_url: str, tmp_path: Path) -> Iterator[tuple[Fleet, PgProxy]]
             fleet.start_agents(agents, together=True)
             fleet.wait_connected(agents)
             yield fleet, proxy
+
+
+def follow(fleet: Fleet, task_id: str, events: list[dict[str, str]]) -> threading.Thread:
+    """Read the task's live log stream in a thread until its ``end`` event."""
+
+    def run() -> None:
+        headers = {"X-Api-Key": fleet.api_key}
+        with (
+            fleet.server.http2_client(headers=headers, timeout=120.0) as api,
+            api.stream("GET", f"/api/v1/tasks/{task_id}/log/stream") as response,
+        ):
+            for event in sse_events(response.iter_lines()):
+                events.append(event)
+                if event.get("event") == "end":
+                    return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def call(fleet: Fleet, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
@@ -89,9 +112,20 @@ def test_a_deployment_finishing_during_the_outage_records_its_real_end(
         return len([p for p in markers.iterdir() if p.name.startswith(prefix)])
 
     wait_until(lambda: count("started-") == 2, 60, "the script to start on both targets")
+    events: list[dict[str, str]] = []
+    follower = follow(fleet, task_id, events)
+    wait_until(lambda: events, 30, "the live log to start")
     proxy.stop()  # PostgreSQL "restarts" while the script runs
     go.touch()
     wait_until(lambda: count("done-") == 2, 60, "the script to end on both targets")
+    # a "restart" of some 10 s: long enough for the live log to read the database meanwhile
+    mark = len(events)
+    wait_until(
+        lambda: not follower.is_alive() or any("comment" in e for e in events[mark:]),
+        60,
+        "the live log to meet the outage",
+    )
+    assert follower.is_alive(), events[-3:]
     proxy.start()
     api = fleet.api()
     wait_until(lambda: api.get("/api/v1/health").status_code == 200, 30, "the database")
@@ -109,3 +143,8 @@ def test_a_deployment_finishing_during_the_outage_records_its_real_end(
     assert len(prod) == 1, prod
     assert prod[0]["created_by"] == "lifecycle (automatic)"
     assert "deploys this release onward automatically" in log
+    # a follower of the live log stayed connected through the outage and saw it all
+    follower.join(60)
+    streamed = [json.loads(e["data"])["message"] for e in events if e.get("event") == "log"]
+    assert streamed.count("ran to the end") == 2
+    assert json.loads(events[-1]["data"])["state"] == "success"
