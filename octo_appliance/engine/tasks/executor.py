@@ -101,6 +101,8 @@ class TaskEngine:
         self._claim_task: asyncio.Task[None] | None = None
         self._running: dict[str, _Running] = {}
         self._stopping = False
+        #: a claim's commit was lost with the connection: it may have claimed tasks we never got
+        self._claim_unsure = False
         self._thread: threading.Thread | None = None
         self.log = TaskLogWriter(db, vault, self._run_db)
         #: ids of the tasks failed at start because the process had died under them
@@ -263,6 +265,12 @@ class TaskEngine:
         while not self._stopping:
             self._wake_event.clear()
             try:
+                if self._claim_unsure:  # tasks such a claim took never started: re-queue them
+                    running = list(self._running)
+                    await self._run_db(
+                        functools.partial(store.release_unstarted, self.db, self.node, running)
+                    )
+                    self._claim_unsure = False
                 free = self.task_cap - len(self._running)
                 if free > 0:
                     claimed = await self._run_db(
@@ -283,6 +291,7 @@ class TaskEngine:
                     for task_id, by in flags.items():
                         self._interrupt(task_id, "canceled", by)
             except DatabaseUnavailable as exc:  # logged once by the database
+                self._claim_unsure = self._claim_unsure or exc.outcome_unknown
                 log.debug("claiming server tasks waits for the database: %s", exc)
             except Exception as exc:  # a database hiccup must not end the loop
                 log.error("claiming server tasks failed (retrying): %s", exc)

@@ -230,6 +230,23 @@ def release_tasks(db: peewee.Database, node: str, task_ids: Sequence[str]) -> No
         ).execute()
 
 
+def release_unstarted(db: peewee.Database, node: str, running: Sequence[str]) -> list[str]:
+    """Put back in the queue every task ``executing`` under ``node`` that is not in
+    ``running``: a claim whose commit was lost with the connection took them, and the
+    engine never started them. Returns their ids."""
+    with write_transaction(db):
+        condition = (ServerTask.state == EXECUTING) & (ServerTask.node == node)
+        if running:
+            condition &= ServerTask.id.not_in(list(running))
+        query: Any = ServerTask.select(ServerTask.id).where(condition).tuples()
+        ids: list[str] = [task_id for (task_id,) in query]
+        if ids:
+            ServerTask.update(state=QUEUED, node="", started_at=None).where(
+                condition & ServerTask.id.in_(ids)
+            ).execute()
+    return ids
+
+
 def insert_lines(
     db: peewee.Database,
     vault: Vault,
