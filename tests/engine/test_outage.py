@@ -44,11 +44,14 @@ def test_a_task_ending_during_an_outage_is_stored_when_the_database_returns(
     task_id = engine.enqueue(
         DEMO, "ends during the outage", {"gate": "g", "targets": [target], "after_gate_lines": 3}
     )
-    wait_until(lambda: task_id in tracker.runs, "the handler to start")
+    wait_until(
+        lambda: TaskTargetResult.select().where(TaskTargetResult.task == task_id).exists(),
+        "the handler to reach its gate",
+    )
     proxy.stop()
     tracker.gate("g").set()  # the handler finishes while the database is away
     # its target result waits for the database (the handler with it), its lines are kept
-    wait_until(lambda: not octo.appliance.db.status.up, "the engine to meet the outage")
+    wait_until(lambda: engine.log.unsaved >= 3, "the engine to meet the outage")
     proxy.start()
     task = wait_finished(task_id)
     assert task.state == "success", task.error
