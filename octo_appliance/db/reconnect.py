@@ -32,13 +32,16 @@ import logging
 import select
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import peewee
 
 from octo_appliance.exceptions import DatabaseUnavailable
 
 log = logging.getLogger("octo_appliance.db")
+
+T = TypeVar("T")
 
 DEFAULT_CONNECT_TIMEOUT = 5
 #: TCP keepalives: a server that vanished without closing is noticed after about 15 s idle
@@ -187,47 +190,42 @@ class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
         self.status.ok()
         return opened
 
-    def _execute(self, sql: str, params: Any) -> Any:
-        base: Any = super()
-        return base.execute_sql(sql, params)
+    def _once_more(self, run: Callable[[], T]) -> T:
+        """After a connection was lost where nothing was written: ``run`` again on a new one."""
+        self._discard()
+        self.connect()
+        try:
+            return run()
+        except (peewee.OperationalError, peewee.InterfaceError) as again:
+            if not self._connection_failed():
+                raise
+            raise self._unavailable(again, outcome_unknown=False) from again
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
+        base: Any = super()
         outside = not self.in_transaction()
         if outside:
             self._fresh()
         try:
-            cursor = self._execute(sql, params)
+            cursor = base.execute_sql(sql, params)
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if not self._connection_failed():
                 raise
             if not (outside and _is_read(sql)):
                 raise self._unavailable(exc, outcome_unknown=outside) from exc
-            self._discard()  # a read changes nothing: once more on a new connection
-            self.connect()
-            try:
-                cursor = self._execute(sql, params)
-            except (peewee.OperationalError, peewee.InterfaceError) as again:
-                if not self._connection_failed():
-                    raise
-                raise self._unavailable(again, outcome_unknown=False) from again
+            cursor = self._once_more(lambda: base.execute_sql(sql, params))  # a read
         self.status.ok()
         return cursor
 
     def begin(self, *args: Any, **kwargs: Any) -> None:
+        base: Any = super()
         self._fresh()
         try:
-            super().begin(*args, **kwargs)
+            base.begin(*args, **kwargs)
         except (peewee.OperationalError, peewee.InterfaceError):
             if not self._connection_failed():
                 raise
-            self._discard()  # nothing happened yet: begin on a new connection
-            self.connect()
-            try:
-                super().begin(*args, **kwargs)
-            except (peewee.OperationalError, peewee.InterfaceError) as again:
-                if not self._connection_failed():
-                    raise
-                raise self._unavailable(again, outcome_unknown=False) from again
+            self._once_more(lambda: base.begin(*args, **kwargs))  # nothing happened yet
 
     def commit(self) -> None:
         try:
