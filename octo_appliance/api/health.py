@@ -3,8 +3,9 @@
 It says whether the database answers, because nearly every request needs it: 200 with
 ``"database": "up"``, or 503 with ``"database": "down"`` and ``Retry-After`` while the
 database is unavailable, so a load balancer sends no traffic to a node that can only answer
-503. The check is a ``SELECT 1``, skipped when another statement succeeded within the last
-second (load balancers poll often); it never waits longer than one connection attempt.
+503. On PostgreSQL the check is a ``SELECT 1``, skipped when another statement succeeded
+within the last second (load balancers poll often); it never waits longer than one connection
+attempt. On SQLite there is no connection to lose and no check.
 """
 
 from __future__ import annotations
@@ -41,11 +42,9 @@ class Health(Out):
 def _database_down(ctx: RequestContext) -> DatabaseUnavailable | None:
     db = ctx.appliance.db
     status = getattr(db, "status", None)
-    if (
-        isinstance(status, DatabaseStatus)
-        and status.up
-        and status.seconds_since_ok() < RECENT_SECONDS
-    ):
+    if not isinstance(status, DatabaseStatus):
+        return None  # SQLite: a file of the appliance's own, nothing to lose a connection to
+    if status.up and status.seconds_since_ok() < RECENT_SECONDS:
         return None
     try:
         db.execute_sql("SELECT 1")  # type: ignore[no-untyped-call]
