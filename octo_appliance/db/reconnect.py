@@ -64,15 +64,15 @@ def _first_line(exc: BaseException) -> str:
 class DatabaseStatus:
     """Whether the database answered last time, and since when it does not (thread-safe).
 
-    Logs one warning when an outage starts and one line when it ends, however many statements
-    fail in between: the engine's passes and every request would otherwise log each failure.
+    Logs an error once when an outage starts and a warning once when it ends, however many
+    statements fail in between: the engine's passes and every request would otherwise log each
+    failure.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         #: ``time.time()`` of the first failure of the current outage; None while up
         self.down_since: float | None = None
-        self.last_error = ""
         self._last_ok = 0.0
 
     @property
@@ -95,7 +95,6 @@ class DatabaseStatus:
 
     def failed(self, reason: str) -> None:
         with self._lock:
-            self.last_error = reason
             if self.down_since is not None:
                 return
             if not self._last_ok:  # never up: opening the database fails, and says so
