@@ -8,7 +8,8 @@ creates 1,000 projects, then loads it from a separate process:
 - HTTP/3: an aioquic client process with 10 concurrent streams on one QUIC connection.
 
 The floor, measured in the same run with the same clients: ``GET /api/v1/health`` (same
-server, TLS and middleware; no authentication, no database). Ratios compare the projects
+server, TLS, middleware and worker-thread hop; no authentication, no database on SQLite, at
+most one ``SELECT 1`` a second on PostgreSQL). Ratios compare the projects
 endpoint with the floor and with the goals of issue 2 (1,500 req/s, p99 < 20 ms over HTTP/2).
 
 Usage: ``.venv/bin/python bench/api.py [--requests 20000] [--clients 10] [--database URL]``

@@ -96,6 +96,13 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Database URL: empty for SQLite in the data dir, or postgresql://USER@HOST:PORT/DB.",
     ),
+    Setting(
+        "database_connect_timeout",
+        5,
+        "Seconds a PostgreSQL connection attempt may take; also the Retry-After of the 503 the "
+        "API answers while the database is unavailable.",
+        _positive_int,
+    ),
     Setting("tls_cert", None, "PEM certificate to serve instead of the generated self-signed one."),
     Setting("tls_key", None, "PEM private key for tls_cert."),
     Setting(

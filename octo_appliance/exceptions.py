@@ -7,6 +7,8 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
     ├── VaultError                  the master key is missing, wrong, or a value does not decrypt
     ├── PluginError                 a plugin is malformed, misspelt a hook, or reused a name
     ├── DatabaseError               the database cannot be opened or migrated
+    │   └── DatabaseUnavailable     the connection was lost or the server does not answer (for
+    │                               now: the appliance reconnects by itself)
     ├── InUseError                  a server (or a rotation, a restore) already uses the data
     └── ApiError                    turned into ``{"error": {code, message, details}}``
         ├── BadRequest          400 malformed JSON, bad query parameters
@@ -18,6 +20,7 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
         ├── PayloadTooLarge     413 body over the configured limit
         ├── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
         ├── TooManyRequests     429 throttled (sign-in failures); carries Retry-After
+        ├── ServiceUnavailable  503 the database is unavailable; ``Retry-After`` says when to retry
         └── InsufficientStorage 507 the disk of the data dir (or the database's) is full
 
 Every error carries a ``hint``: what the person who sees it should do next.
@@ -56,6 +59,19 @@ class DatabaseError(OctoError):
     """The database cannot be reached, opened or migrated."""
 
 
+class DatabaseUnavailable(DatabaseError):
+    """The connection to the database was lost, or the server does not answer.
+
+    Transient by nature: the next unit of work opens a new connection. ``outcome_unknown`` is
+    True when a write was under way (a commit, or a statement outside a transaction) as the
+    connection went, so it may or may not have been stored: check before doing it again.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, outcome_unknown: bool = False):
+        super().__init__(message, hint=hint)
+        self.outcome_unknown = outcome_unknown
+
+
 class InUseError(OctoError):
     """Another process holds the data dir or database (``octo_appliance.db.in_use``)."""
 
@@ -82,6 +98,10 @@ class ApiError(OctoError):
         if self.hint:
             body["hint"] = self.hint
         return {"error": body}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After`` on 429 and 503)."""
+        return {}
 
 
 class BadRequest(ApiError):
@@ -133,6 +153,28 @@ class TooManyRequests(ApiError):
     def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ServiceUnavailable(ApiError):
+    """503: a part the request needs (the database) is unavailable for now."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        details: Any = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, details=details, hint=hint)
+        #: seconds, sent as the ``Retry-After`` header
+        self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}

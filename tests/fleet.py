@@ -145,7 +145,7 @@ class Fleet:
             ],
             capture_output=True,
             text=True,
-            env=clean_env(),
+            env=clean_env(**self.serve_env),  # the same database (OCTO_DATABASE) as serve
             timeout=60,
         )
         assert created.returncode == 0, created.stderr

@@ -11,14 +11,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from octo_appliance.api.routing import json_response
+from octo_appliance.db.reconnect import DEFAULT_CONNECT_TIMEOUT, RETRY_HINT
 from octo_appliance.disk_space import storage_error
 from octo_appliance.exceptions import (
     ApiError,
     Conflict,
+    DatabaseUnavailable,
     MethodNotAllowed,
     NotFound,
     OctoError,
-    TooManyRequests,
+    ServiceUnavailable,
 )
 
 log = logging.getLogger("octo_appliance.api")
@@ -29,8 +31,7 @@ _HTTP_CLASSES: dict[int, type[ApiError]] = {404: NotFound, 405: MethodNotAllowed
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     response = json_response(exc.to_json(), exc.status_code)
-    if isinstance(exc, TooManyRequests):
-        response.headers.update(exc.headers())
+    response.headers.update(exc.headers())
     return response
 
 
@@ -43,6 +44,27 @@ def _allowed_methods(request: Request) -> str:
         if isinstance(route, Route) and route.methods and route.path_regex.match(path):
             methods |= route.methods
     return ", ".join(sorted(methods))
+
+
+def retry_after(request: Request) -> int:
+    """Seconds a client should wait: one connection attempt of the appliance."""
+    appliance = getattr(request.app.state, "appliance", None)
+    if appliance is None:
+        return DEFAULT_CONNECT_TIMEOUT
+    return int(appliance.config.database_connect_timeout)
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database went away: 503 and Retry-After, not a 500. Not logged per request: the
+    database status logs the outage once (``db/reconnect.py``)."""
+    assert isinstance(exc, DatabaseUnavailable)
+    message = exc.message
+    if exc.outcome_unknown:
+        hint = "check whether the change was made before making it again; " + RETRY_HINT
+    else:
+        hint = "the request was not carried out; " + RETRY_HINT
+    error = ServiceUnavailable(message, retry_after=retry_after(request), hint=hint)
+    return await api_error(request, error)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -69,7 +91,8 @@ async def integrity_error(request: Request, exc: Exception) -> Response:
 
 
 async def octo_error(request: Request, exc: Exception) -> Response:
-    """Deliberate non-API failures (vault, database): a 503/500 with the message, no trace."""
+    """Deliberate non-API failures (vault, a database that cannot be migrated): a 500 with the
+    message, no trace (an unavailable database is a 503: :func:`database_unavailable`)."""
     assert isinstance(exc, OctoError)
     log.error("request failed: %s", exc)
     body = {"error": {"code": "server_error", "message": exc.message, "details": []}}
@@ -103,6 +126,7 @@ EXCEPTION_HANDLERS = {
     ApiError: api_error,
     HTTPException: http_error,
     peewee.IntegrityError: integrity_error,
+    DatabaseUnavailable: database_unavailable,
     OctoError: octo_error,
     OSError: storage_or_unexpected,
     peewee.OperationalError: storage_or_unexpected,

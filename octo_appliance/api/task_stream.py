@@ -6,7 +6,8 @@ Subscription` the moment they are appended, and the database is read only to sta
 gap and as a slow safety net. Otherwise (the task is queued, or another node runs it) the
 stream reads the database every second. Either way the stream ends with an ``end`` event once
 the stored state is final: the engine stores every line before the final state, so nothing can
-follow it.
+follow it. While the database is unavailable the stream stays open (keepalives) and reads
+again every second; lines appended meanwhile wait in the subscription.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from octo_appliance.db.base import iso
 from octo_appliance.db.tasks import FINAL_STATES, ServerTask
 from octo_appliance.engine.tasks.log import Subscription, TaskLogWriter, line_json, read_lines
 from octo_appliance.engine.tasks.store import StoredLine
-from octo_appliance.exceptions import BadRequest
+from octo_appliance.exceptions import BadRequest, DatabaseUnavailable
 from octo_appliance.vault import Vault
 
 KEEPALIVE_SECONDS = 15.0
@@ -94,7 +95,12 @@ async def log_events(
         sent_at = loop.time()
         while True:
             read = functools.partial(_read, vault, task_id, last)
-            state, stored = await in_worker(read)
+            try:
+                state, stored = await in_worker(read)
+            except DatabaseUnavailable:  # the stream outlives an outage
+                yield ": keepalive\n\n"
+                await asyncio.sleep(POLL_SECONDS)
+                continue
             if subscription is not None:
                 memory += subscription.drain()
             for line in _newer(last, stored, memory):

@@ -1,4 +1,8 @@
-"""Open the database named by the settings: SQLite (WAL) in the data dir, or PostgreSQL."""
+"""Open the database named by the settings: SQLite (WAL) in the data dir, or PostgreSQL.
+
+PostgreSQL connections re-open themselves after the server went away
+(:mod:`octo_appliance.db.reconnect`).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ from urllib.parse import urlparse
 import peewee
 
 from octo_appliance.db.base import database_proxy
-from octo_appliance.exceptions import ConfigError, DatabaseError
+from octo_appliance.db.reconnect import DEFAULT_CONNECT_TIMEOUT, ReconnectingPostgresqlDatabase
+from octo_appliance.exceptions import ConfigError, DatabaseError, DatabaseUnavailable
 
 SQLITE_FILE_NAME = "octo.db"
 
 
-def open_database(url: str | None, data_dir: Path) -> peewee.Database:
+def open_database(
+    url: str | None, data_dir: Path, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+) -> peewee.Database:
     """Build, connect and bind the database; the caller runs migrations."""
     if not url or url.startswith("sqlite"):
         path = data_dir / SQLITE_FILE_NAME
@@ -40,7 +47,9 @@ def open_database(url: str | None, data_dir: Path) -> peewee.Database:
                 f"database URL '{_redact(url)}' names no database",
                 hint="write it like postgresql://USER@127.0.0.1:5432/DB",
             )
-        db = peewee.PostgresqlDatabase(url.replace("postgres://", "postgresql://", 1))
+        db = ReconnectingPostgresqlDatabase(
+            url.replace("postgres://", "postgresql://", 1), connect_timeout=connect_timeout
+        )
     else:
         raise ConfigError(
             f"unsupported database URL '{_redact(url)}'",
@@ -48,10 +57,12 @@ def open_database(url: str | None, data_dir: Path) -> peewee.Database:
         )
     try:
         db.connect(reuse_if_open=True)
-    except peewee.OperationalError as exc:
+    except (peewee.OperationalError, DatabaseUnavailable) as exc:
+        # the driver's words say what is wrong
+        cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) and exc.__cause__ else exc
         raise DatabaseError(
             f"cannot open the database {_redact(url or str(data_dir / SQLITE_FILE_NAME))}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+            f"{str(cause).strip().splitlines()[0] if str(cause).strip() else cause!r}",
             hint="check the URL, that the server runs, and that the user may connect",
         ) from None
     database_proxy.initialize(db)

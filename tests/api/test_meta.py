@@ -11,7 +11,7 @@ from octo_appliance.steps.base import StepType
 def test_health_needs_no_auth(api):
     response = api.as_key(None).get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "version": __version__}
+    assert response.json() == {"status": "ok", "version": __version__, "database": "up"}
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert "max-age=" in response.headers["strict-transport-security"]

@@ -8,7 +8,12 @@ from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import ServerTask, TaskTargetResult
 from octo_appliance.engine.tasks import RESTART_MESSAGE
 from octo_appliance.engine.tasks.log import read_lines
-from octo_appliance.engine.tasks.store import append_line_now, claim_tasks, create_task
+from octo_appliance.engine.tasks.store import (
+    append_line_now,
+    claim_tasks,
+    create_task,
+    release_unstarted,
+)
 from tests.engine.support import DEMO, task_row, wait_finished, wait_until
 
 
@@ -95,3 +100,19 @@ def test_concurrent_claims_never_share_a_task(octo):
     assert sorted(everything) == sorted(ids)
     for node, got in claimed.items():
         assert all(task_row(task_id).node == node for task_id in got)
+
+
+def test_tasks_a_claim_lost_with_its_connection_took_go_back_to_the_queue(octo):
+    """A claim whose commit was lost may have taken tasks the engine never got: the engine
+    then hands back every task executing under its name that it does not run."""
+    running = _orphan(octo, "node-1")  # one the engine does run
+    lost = create_task(octo.appliance.vault, kind=DEMO, description="claimed, never started")
+    ServerTask.update(state="executing", node="node-1", started_at=utcnow()).where(
+        ServerTask.id == lost
+    ).execute()
+    elsewhere = _orphan(octo, "node-2")
+    assert release_unstarted(octo.appliance.db, "node-1", [running]) == [lost]
+    row = task_row(lost)
+    assert (row.state, row.node, row.started_at) == ("queued", "", None)
+    assert task_row(running).state == "executing"
+    assert task_row(elsewhere).state == "executing"

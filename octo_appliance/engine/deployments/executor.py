@@ -11,6 +11,7 @@ deployment row; after a success, queue the lifecycle's automatic deployments.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from octo_appliance.db.tasks import CANCELED, FAILED, SUCCESS, TIMED_OUT
@@ -25,6 +26,7 @@ from octo_appliance.engine.deployments.services import DeploymentServices
 from octo_appliance.engine.deployments.spec import DeploymentOptions, SpecError, StepSpec
 from octo_appliance.engine.deployments.window import run_all
 from octo_appliance.engine.tasks import RunningTask, TaskFailed, TaskHandler
+from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.variables import VariableProblem, substitute_text
 from octo_appliance.steps.base import StepFailed, StepType
 
@@ -54,13 +56,30 @@ def make_deployment_handler(services: DeploymentServices) -> TaskHandler:
     return handle
 
 
+def _not_stopping(task: RunningTask) -> bool:
+    return task.stop_reason != "shutdown"
+
+
 async def _close(task: RunningTask, deployment_id: str, state: str) -> None:
+    """Mirror the end onto the deployment row (each write is safe to repeat)."""
+    keep_trying = functools.partial(_not_stopping, task)
+    what = f"the end of deployment {deployment_id}"
     try:
-        await asyncio.to_thread(records.mark_finished, deployment_id, state)
-        await asyncio.to_thread(
-            interruptions.close_pending, [task.id], "the deployment ended before anyone answered"
+        await until_stored(
+            functools.partial(records.mark_finished, deployment_id, state),
+            keep_trying=keep_trying,
+            what=what,
         )
-        await asyncio.to_thread(records.reconcile)
+        await until_stored(
+            functools.partial(
+                interruptions.close_pending,
+                [task.id],
+                "the deployment ended before anyone answered",
+            ),
+            keep_trying=keep_trying,
+            what=what,
+        )
+        await until_stored(records.reconcile, keep_trying=keep_trying, what=what)
     except Exception as exc:  # the next start reconciles
         log.error("deployment %s: recording its end failed: %s", deployment_id, exc)
 
@@ -212,13 +231,19 @@ async def _run_step(run: DeploymentRun, planned: PlannedStep, failed_before: boo
 async def _promote(
     task: RunningTask, services: DeploymentServices, options: DeploymentOptions
 ) -> None:
-    """After a success: the lifecycle's automatic deployments (a failure here is logged)."""
+    """After a success: the lifecycle's automatic deployments (a failure here is logged).
+    Repeating it after a lost connection is safe: environments that already have a deployment
+    of the release are left out."""
     if services.enqueue is None:
         return
     enqueue = services.enqueue
     try:
-        queued = await asyncio.to_thread(
-            queueing.promote, enqueue, options.release_id, options.environment_id
+        queued = await until_stored(
+            functools.partial(
+                queueing.promote, enqueue, options.release_id, options.environment_id
+            ),
+            keep_trying=functools.partial(_not_stopping, task),
+            what=f"the automatic deployments after {options.deployment_id}",
         )
         for deployment_id, task_id in queued:
             task.info(

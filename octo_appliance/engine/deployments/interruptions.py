@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from octo_appliance.db import Interruption, Team, utcnow
+from octo_appliance.exceptions import DatabaseUnavailable
 from octo_appliance.steps.base import InterruptionAnswer, StepFailed
 
 POLL_SECONDS = 0.3
@@ -80,10 +81,14 @@ def _answer(interruption_id: str) -> InterruptionAnswer | None:
 
 
 async def wait_for_answer(interruption_id: str, poll: float = POLL_SECONDS) -> InterruptionAnswer:
-    """Until the row is answered; cancelling this closes the row."""
+    """Until the row is answered (through a database outage too); cancelling this closes the
+    row."""
     try:
         while True:
-            answer = await asyncio.to_thread(_answer, interruption_id)
+            try:
+                answer = await asyncio.to_thread(_answer, interruption_id)
+            except DatabaseUnavailable:  # nobody can answer meanwhile: keep waiting
+                answer = None
             if answer is not None:
                 return answer
             await asyncio.sleep(poll)

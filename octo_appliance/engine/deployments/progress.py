@@ -28,6 +28,7 @@ from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import EXECUTING, ServerTask
 from octo_appliance.engine.deployments.plan import Plan
 from octo_appliance.engine.tasks import OutputVariable, RunningTask
+from octo_appliance.exceptions import DatabaseUnavailable
 
 log = logging.getLogger("octo_appliance.engine")
 
@@ -209,6 +210,8 @@ class Progress:
 
         try:
             await asyncio.to_thread(write)
+        except DatabaseUnavailable:  # logged once by the database; the next change retries
+            log.debug("task %s: deployment progress waits for the database", task_id)
         except Exception as exc:  # progress is advisory; the final summary is stored anyway
             log.warning("task %s: storing deployment progress failed: %s", task_id, exc)
 

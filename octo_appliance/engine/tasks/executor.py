@@ -14,6 +14,10 @@ the loop sleeps only until the earliest such time, so it starts on time, also af
 restart. A task still ``executing`` under this node's name when the engine starts was running
 when the process died: it is failed with a log line saying so, never run again by itself;
 enqueue a new task to re-run it.
+
+While the database is unavailable the claim loop keeps trying quietly (the database logs the
+outage once), and a task that ends meanwhile keeps its slot until its target results, log and
+final state are stored (:mod:`.outage`): it reads its real outcome once the database is back.
 """
 
 from __future__ import annotations
@@ -46,8 +50,10 @@ from octo_appliance.db.tasks import (
 from octo_appliance.engine.tasks import store
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
+from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
 from octo_appliance.engine.tasks.store import ClaimedTask, TargetResult
+from octo_appliance.exceptions import DatabaseUnavailable
 from octo_appliance.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -104,6 +110,8 @@ class TaskEngine:
         self._claim_task: asyncio.Task[None] | None = None
         self._running: dict[str, _Running] = {}
         self._stopping = False
+        #: a claim's commit was lost with the connection: it may have claimed tasks we never got
+        self._claim_unsure = False
         self._thread: threading.Thread | None = None
         self.log = TaskLogWriter(db, vault, self._run_db)
         #: ids of the tasks failed at start because the process had died under them
@@ -258,6 +266,10 @@ class TaskEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, call)
 
+    def _keep_trying(self) -> bool:
+        """Wait out a database outage unless stopping (the next start recovers the task)."""
+        return not self._stopping
+
     async def _claim_loop(self) -> None:
         assert self._wake_event is not None
         loop = asyncio.get_running_loop()
@@ -266,6 +278,12 @@ class TaskEngine:
             self._wake_event.clear()
             wait = self.poll_interval
             try:
+                if self._claim_unsure:  # tasks such a claim took never started: re-queue them
+                    running = list(self._running)
+                    await self._run_db(
+                        functools.partial(store.release_unstarted, self.db, self.node, running)
+                    )
+                    self._claim_unsure = False
                 free = self.task_cap - len(self._running)
                 if free > 0:
                     claimed = await self._run_db(
@@ -286,6 +304,9 @@ class TaskEngine:
                     for task_id, by in flags.items():
                         self._interrupt(task_id, "canceled", by)
                 wait = await self._until_next_due(wait)
+            except DatabaseUnavailable as exc:  # logged once by the database
+                self._claim_unsure = self._claim_unsure or exc.outcome_unknown
+                log.debug("claiming server tasks waits for the database: %s", exc)
             except Exception as exc:  # a database hiccup must not end the loop
                 log.error("claiming server tasks failed (retrying): %s", exc)
             if self._stopping:
@@ -329,8 +350,11 @@ class TaskEngine:
         async def save() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
-            await self._run_db(
-                functools.partial(store.save_target_result, self.db, self.vault, task_id, snapshot)
+            await until_stored(
+                functools.partial(store.save_target_result, self.db, self.vault, task_id, snapshot),
+                run=self._run_db,
+                keep_trying=self._keep_trying,
+                what=f"the result of task {task_id} on {snapshot.target_name}",
             )
 
         current = asyncio.ensure_future(save())
@@ -429,9 +453,12 @@ class TaskEngine:
             }
             if entry.last_save is not None:
                 await asyncio.gather(entry.last_save, return_exceptions=True)
-            await self.log.flush()
-            done = await self._run_db(
-                lambda: store.finish_task(self.db, task.id, self.node, state, error, summary)
+            await self.log.flush_until_stored(self._keep_trying)
+            done = await until_stored(
+                lambda: store.finish_task(self.db, task.id, self.node, state, error, summary),
+                run=self._run_db,
+                keep_trying=self._keep_trying,
+                what=f"the end of task {task.id}",
             )
             if not done:
                 log.warning("task %s was no longer executing on %s at its end", task.id, self.node)

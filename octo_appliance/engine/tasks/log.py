@@ -31,8 +31,9 @@ from octo_runner.masking import Masker
 
 from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import LOG_LEVELS, TaskLogLine, check_line_id, log_line_aad
+from octo_appliance.engine.tasks.outage import retry_delays
 from octo_appliance.engine.tasks.store import StoredLine, insert_lines
-from octo_appliance.exceptions import VaultError
+from octo_appliance.exceptions import DatabaseUnavailable, VaultError
 from octo_appliance.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ class TaskLogWriter:
         self._closed = False
         self.max_unsaved = MAX_UNSAVED_LINES
         self._stored: asyncio.Event | None = None
+        #: why the last flush failed (None: it did not)
+        self.failure: Exception | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Attach to the engine's loop (call from inside it)."""
@@ -317,11 +320,20 @@ class TaskLogWriter:
             if not batch:
                 return True
             try:
+                # the writer alone numbers these lines, so a line already stored is one of
+                # these, from an attempt whose commit was lost with the connection
                 await asyncio.shield(
-                    self._run_db(lambda: insert_lines(self._db, self._vault, batch))
+                    self._run_db(
+                        lambda: insert_lines(self._db, self._vault, batch, ignore_stored=True)
+                    )
                 )
+                self.failure = None
             except Exception as exc:  # keep the lines and try again
-                log.error("storing %d task log line(s) failed, retrying: %s", len(batch), exc)
+                self.failure = exc
+                if isinstance(exc, DatabaseUnavailable):  # logged once by the database
+                    log.debug("%d task log line(s) wait for the database", len(batch))
+                else:
+                    log.error("storing %d task log line(s) failed, retrying: %s", len(batch), exc)
                 with self._lock:
                     self._unsaved = batch + self._unsaved
                 if self._loop is not None and self._timer is None:
@@ -335,6 +347,16 @@ class TaskLogWriter:
                 if self._stored is not None:
                     self._stored.set()
             return True
+
+    async def flush_until_stored(self, keep_trying: Callable[[], bool]) -> bool:
+        """:meth:`flush`, repeated while the database is unavailable and ``keep_trying()``."""
+        for delay in retry_delays():
+            if await self.flush():
+                return True
+            if not (isinstance(self.failure, DatabaseUnavailable) and keep_trying()):
+                return False
+            await asyncio.sleep(delay)
+        return False
 
     async def close(self) -> bool:
         """Store what is left and schedule nothing more (the engine is stopping)."""

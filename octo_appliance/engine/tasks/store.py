@@ -255,8 +255,33 @@ def release_tasks(db: peewee.Database, node: str, task_ids: Sequence[str]) -> No
         ).execute()
 
 
-def insert_lines(db: peewee.Database, vault: Vault, lines: Sequence[StoredLine]) -> None:
-    """Seal and insert log lines (one transaction; re-inserting a batch fails as a whole)."""
+def release_unstarted(db: peewee.Database, node: str, running: Sequence[str]) -> list[str]:
+    """Put back in the queue every task ``executing`` under ``node`` that is not in
+    ``running``: a claim whose commit was lost with the connection took them, and the
+    engine never started them. Returns their ids."""
+    with write_transaction(db):
+        condition = (ServerTask.state == EXECUTING) & (ServerTask.node == node)
+        if running:
+            condition &= ServerTask.id.not_in(list(running))
+        query: Any = ServerTask.select(ServerTask.id).where(condition).tuples()
+        ids: list[str] = [task_id for (task_id,) in query]
+        if ids:
+            ServerTask.update(state=QUEUED, node="", started_at=None).where(
+                condition & ServerTask.id.in_(ids)
+            ).execute()
+    return ids
+
+
+def insert_lines(
+    db: peewee.Database,
+    vault: Vault,
+    lines: Sequence[StoredLine],
+    *,
+    ignore_stored: bool = False,
+) -> None:
+    """Seal and insert log lines (one transaction; re-inserting a batch fails as a whole,
+    unless ``ignore_stored``: then lines already stored are kept as they are, so a batch whose
+    commit was lost with the connection can be written again)."""
     rows = [
         {
             "id": log_line_id(line.task_id, line.seq),
@@ -272,7 +297,10 @@ def insert_lines(db: peewee.Database, vault: Vault, lines: Sequence[StoredLine])
     ]
     with write_transaction(db):
         for start in range(0, len(rows), 500):
-            TaskLogLine.insert_many(rows[start : start + 500]).execute()
+            insert = TaskLogLine.insert_many(rows[start : start + 500])
+            if ignore_stored:
+                insert = insert.on_conflict_ignore()
+            insert.execute()
 
 
 def append_line_now(
@@ -334,7 +362,10 @@ def open_output_variables(vault: Vault, row: TaskTargetResult) -> dict[str, str]
 def finish_task(
     db: peewee.Database, task_id: str, node: str, state: str, error: str, summary: dict[str, Any]
 ) -> bool:
-    """Record the final state of a task this node runs; False if it was not ours any more."""
+    """Record the final state of a task this node runs; False if it was not ours any more.
+
+    Safe to repeat: when an earlier attempt was stored although its connection was lost at
+    the commit, the row already holds this end and that counts as done."""
     with write_transaction(db):
         changed = (
             ServerTask.update(state=state, error=error, summary=summary, finished_at=utcnow())
@@ -345,7 +376,19 @@ def finish_task(
             )
             .execute()
         )
-    return bool(changed == 1)
+        if changed == 1:
+            return True
+        return bool(
+            ServerTask.select()
+            .where(
+                (ServerTask.id == task_id)
+                & (ServerTask.state == state)
+                & (ServerTask.node == node)
+                & (ServerTask.error == error)
+                & ServerTask.finished_at.is_null(False)
+            )
+            .exists()
+        )
 
 
 def recover_orphans(db: peewee.Database, vault: Vault, node: str, message: str) -> list[str]:
