@@ -28,6 +28,7 @@ from octo_appliance.appliance import (
     open_appliance,
 )
 from octo_appliance.cli.common import add_data_options
+from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
 from octo_appliance.config import Config, load_config, parse_host_port
 from octo_appliance.exceptions import ConfigError, OctoError
 from octo_appliance.server import (
@@ -98,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     configure_logging(config.log_level)
+    before, now = raise_open_file_limit()
+    if now != before:
+        log.info("raised the open-file limit from %d to %d (the hard limit)", before, now)
     host, port = parse_host_port(config.listen)
     # Bind before initialising: a busy port must not swallow the once-only admin password.
     listener = bind_listener(host, port, http3=bool(config.http3))
@@ -117,7 +121,7 @@ def _run_bound(config: Config, listener: Listener) -> int:
         cert = appliance.server_certificate()
         app = create_app(appliance)
         try:
-            run_server(_serve(app, appliance, listener, cert, config))
+            run_server(_serve(app, appliance, listener, cert, config), handshake_limits(config))
         except ssl.SSLError as exc:
             raise OctoError(
                 f"the TLS certificate or key cannot be used: {exc.reason or exc}",
@@ -151,6 +155,14 @@ async def _serve(
         )
     finally:
         await services.stop()
+
+
+def handshake_limits(config: Config) -> HandshakeLimits:
+    return HandshakeLimits(
+        timeout=float(config.handshake_timeout_seconds),
+        max_pending=int(config.max_pending_handshakes),
+        max_pending_per_address=int(config.max_pending_handshakes_per_address),
+    )
 
 
 def _shown_host(address: str) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import resource
 import socket
 import ssl
 from asyncio import sslproto
@@ -36,6 +35,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from octo_appliance.comms.ratelog import RateLimitedLog
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows: no descriptor limit to read or raise
+    resource = None  # type: ignore[assignment]
 
 log = logging.getLogger("octo_appliance.comms.admission")
 
@@ -67,8 +71,8 @@ class HandshakeLimits:
     def within_descriptors(self) -> HandshakeLimits:
         """No more than a quarter of the descriptor limit, so pending handshakes alone
         cannot exhaust the descriptors every other connection and file needs."""
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        budget = self.max_pending if soft == resource.RLIM_INFINITY else max(8, soft // 4)
+        soft = descriptor_limit()
+        budget = self.max_pending if soft is None else max(8, soft // 4)
         pending = max(1, min(self.max_pending, budget))
         return replace(
             self,
@@ -77,9 +81,19 @@ class HandshakeLimits:
         )
 
 
+def descriptor_limit() -> int | None:
+    """This process's soft limit on open descriptors (None: unlimited or unknown)."""
+    if resource is None:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
 def raise_open_file_limit() -> tuple[int, int]:
     """Raise this process's soft descriptor limit to its hard limit (the usual soft 1,024
     is far below what a listener serving a fleet needs); returns (old soft, new soft)."""
+    if resource is None:
+        return 0, 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == hard or (hard != resource.RLIM_INFINITY and soft > hard):
         return soft, soft
@@ -258,8 +272,9 @@ class AdmissionServer(asyncio.AbstractServer):
         if exc.errno in _RESOURCE_ERRNOS:
             # the pending connection stays in the kernel's queue; Linux keeps reporting the
             # socket readable, so stop watching it for a moment instead of spinning
-            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-            message += f" (descriptor limit {soft}); accepting pauses for {ACCEPT_RETRY:g} s"
+            message += (
+                f" (descriptor limit {descriptor_limit()}); accepting pauses for {ACCEPT_RETRY:g} s"
+            )
             self._loop.remove_reader(sock.fileno())
             self._loop.call_later(ACCEPT_RETRY, self._resume, sock)
         self._notes.note(f"{self.name} accept errors", message, level=logging.ERROR)
