@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from octo_appliance.api import API_PREFIX, all_endpoints, build_routes
 from octo_appliance.api.errors import EXCEPTION_HANDLERS
 from octo_appliance.appliance import Appliance
+
+log = logging.getLogger("octo_appliance.api")
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
@@ -24,7 +28,13 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request)."""
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request).
+
+    It also absorbs the error a server raises when a response is sent on a connection that is
+    already gone (ASGI: an ``OSError``; Hypercorn raises the TLS close's own error, e.g. after
+    a 413 sent while the client was still uploading): there is no one left to answer, so it is
+    one debug line, not an "unexpected error" traceback.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,10 +44,19 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        gone = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal gone
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
-            await send(message)
+            if gone:
+                return
+            try:
+                await send(message)
+            except OSError as exc:
+                gone = True
+                log.debug("%s %s: the connection closed: %r", scope["method"], scope["path"], exc)
 
         await self.app(scope, receive, send_with_headers)
 

@@ -1,4 +1,8 @@
-"""Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``."""
+"""Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``.
+
+A client that goes away before its request was read (``ClientDisconnect``) and a body over
+the limit (413) are routine: one log line each, never an "unexpected error" traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,18 @@ import logging
 
 import peewee
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from octo_appliance.api.routing import json_response
-from octo_appliance.exceptions import ApiError, Conflict, MethodNotAllowed, NotFound, OctoError
+from octo_appliance.exceptions import (
+    ApiError,
+    Conflict,
+    MethodNotAllowed,
+    NotFound,
+    OctoError,
+    PayloadTooLarge,
+)
 
 log = logging.getLogger("octo_appliance.api")
 
@@ -19,7 +30,19 @@ _HTTP_CLASSES: dict[int, type[ApiError]] = {404: NotFound, 405: MethodNotAllowed
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if isinstance(exc, PayloadTooLarge):
+        log.info("413 for %s %s: %s", request.method, request.url.path, exc.message)
     return json_response(exc.to_json(), exc.status_code)
+
+
+async def client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client left before its request body was read: nobody is there to answer."""
+    log.info(
+        "%s %s: the client disconnected before its request was read",
+        request.method,
+        request.url.path,
+    )
+    return Response(status_code=499)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -64,6 +87,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: api_error,
+    ClientDisconnect: client_disconnect,
     HTTPException: http_error,
     peewee.IntegrityError: integrity_error,
     OctoError: octo_error,
