@@ -23,7 +23,7 @@ from octo_appliance.comms.calls import Handler
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import CommsError
 from octo_appliance.comms.handshake import Allowed, LocalHello, allowed_check, establish
-from octo_appliance.comms.identity import Identity
+from octo_appliance.comms.identity import Identity, thumbprint_of_der
 from octo_appliance.comms.ratelog import RateLimitedLog
 from octo_appliance.comms.settings import CommsSettings
 from octo_appliance.comms.tls import ServerTLS, TrustSource, set_tcp_keepalive
@@ -124,15 +124,16 @@ class CommsServer:
                     address=address,
                 )
         except CommsError as exc:
-            self._refused(address, f"refused a connection: {exc.message}")
+            self._refused(address, _thumbprint(writer), f"refused a connection: {exc.message}")
             return
         except TimeoutError:
             timeout = self._settings.handshake_timeout
             message = f"{address} did not finish the handshake within {timeout:g} s"
-            self._refused(address, message, logging.INFO)
+            self._refused(address, _thumbprint(writer), message, logging.INFO)
             return
         except (ConnectionError, OSError) as exc:
-            self._refused(address, f"handshake with {address} failed: {exc}", logging.INFO)
+            message = f"handshake with {address} failed: {exc}"
+            self._refused(address, _thumbprint(writer), message, logging.INFO)
             writer.transport.abort()
             return
         self.connections.add(conn)
@@ -154,11 +155,22 @@ class CommsServer:
         reason, level = tls_failure(exc, self._settings.handshake_timeout)
         presented = f" presenting certificate {thumbprint}" if thumbprint else ""
         message = f"refused a TLS handshake from {address}{presented}: {reason}"
-        self._refused(address, message, level)
+        self._refused(address, thumbprint, message, level)
 
-    def _refused(self, address: str, message: str, level: int = logging.WARNING) -> None:
+    def _refused(
+        self, address: str, thumbprint: str | None, message: str, level: int = logging.WARNING
+    ) -> None:
+        """Logged once per peer address and certificate per interval: a burst from one
+        source is one line and a count, while another certificate still gets its own line."""
         host = address.rsplit(":", 1)[0].strip("[]")
-        self.refusals.note(f"{self.name}: {host}", f"{self.name}: {message}", level=level)
+        key = f"{self.name}: {host}" + (f" (certificate {thumbprint[:16]}…)" if thumbprint else "")
+        self.refusals.note(key, f"{self.name}: {message}", level=level)
+
+
+def _thumbprint(writer: asyncio.StreamWriter) -> str | None:
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return thumbprint_of_der(der) if der else None
 
 
 #: OpenSSL reasons (alerts from the peer) meaning it refused this side's certificate
