@@ -30,10 +30,10 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 class SecurityHeaders:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request).
 
-    It also absorbs the error a server raises when a response is sent on a connection that is
-    already gone (ASGI: an ``OSError``; Hypercorn raises the TLS close's own error, e.g. after
-    a 413 sent while the client was still uploading): there is no one left to answer, so it is
-    one debug line, not an "unexpected error" traceback.
+    It also absorbs the error a server raises from the *last* send of a response when closing
+    the connection fails (Hypercorn raises the TLS close's own error, e.g. after a 413 sent
+    while the client was still uploading): the response is out, so it is one debug line, not
+    an "unexpected error" traceback.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -44,18 +44,14 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        gone = False
-
         async def send_with_headers(message: Message) -> None:
-            nonlocal gone
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
-            if gone:
-                return
             try:
                 await send(message)
             except OSError as exc:
-                gone = True
+                if message["type"] != "http.response.body" or message.get("more_body"):
+                    raise  # mid-response: the app must learn the client is gone
                 log.debug("%s %s: the connection closed: %r", scope["method"], scope["path"], exc)
 
         await self.app(scope, receive, send_with_headers)

@@ -36,6 +36,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.types import ASGIApp
 
+from octo_appliance import h2guard
 from octo_appliance.comms.admission import AdmissionServer, HandshakeLimits
 from octo_appliance.exceptions import ConfigError, OctoError
 from octo_appliance.tls import ServerCertificate
@@ -229,7 +230,8 @@ def _connection_errors_to_debug(loop: asyncio.AbstractEventLoop, context: dict[s
 
 
 def run_server(main: Coroutine[Any, Any, T], handshake_limits: HandshakeLimits | None = None) -> T:
-    """``asyncio.run`` on the server's event loop."""
+    """``asyncio.run`` on the server's event loop (with Hypercorn's HTTP/2 guarded)."""
+    h2guard.install()
     with asyncio.Runner(loop_factory=_ServerEventLoop) as runner:
         loop = runner.get_loop()
         loop.set_exception_handler(_connection_errors_to_debug)
