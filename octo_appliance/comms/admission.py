@@ -51,6 +51,7 @@ ACCEPT_RETRY = 0.5
 #: connections accepted per readiness event before other work gets the loop again
 ACCEPT_BATCH = 128
 BACKLOG = 1024
+_NR_OPEN = 1 << 20
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 #: ``on_refused(address, exception, ssl_object)``: a handshake that did not complete
@@ -95,14 +96,16 @@ def raise_open_file_limit() -> tuple[int, int]:
     if resource is None:
         return 0, 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == hard or (hard != resource.RLIM_INFINITY and soft > hard):
+    # an unlimited hard limit still stops at the kernel's nr_open (1,048,576 by default)
+    target = _NR_OPEN if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:
         return soft, soft
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError) as exc:  # e.g. an infinite hard limit the kernel caps lower
-        log.debug("cannot raise the descriptor limit to %s: %s", hard, exc)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.debug("cannot raise the descriptor limit to %s: %s", target, exc)
         return soft, soft
-    return soft, hard
+    return soft, target
 
 
 def format_address(peer: Any) -> tuple[str, str]:
