@@ -103,4 +103,3 @@ def test_a_client_that_leaves_early_is_one_line(
     text = log_since(server, offset)
     assert text.count(needle) == 1, text
     assert_no_traceback(text)
-
