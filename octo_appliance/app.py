@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -9,6 +11,8 @@ from octo_appliance.api import API_PREFIX, all_endpoints, build_routes
 from octo_appliance.api.errors import EXCEPTION_HANDLERS
 from octo_appliance.appliance import Appliance
 from octo_appliance.unread_body import DrainUnreadBody
+
+log = logging.getLogger("octo_appliance.api")
 
 SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
@@ -25,7 +29,13 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request)."""
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on every request).
+
+    It also absorbs the error a server raises from the *last* send of a response when closing
+    the connection fails (Hypercorn raises the TLS close's own error, e.g. after a 413 sent
+    while the client was still uploading): the response is out, so it is one debug line, not
+    an "unexpected error" traceback.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -38,7 +48,12 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
-            await send(message)
+            try:
+                await send(message)
+            except OSError as exc:
+                if message["type"] != "http.response.body" or message.get("more_body"):
+                    raise  # mid-response: the app must learn the client is gone
+                log.debug("%s %s: the connection closed: %r", scope["method"], scope["path"], exc)
 
         await self.app(scope, receive, send_with_headers)
 

@@ -144,6 +144,26 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a request for a polling agent waits for the agent to connect.",
         _positive_int,
     ),
+    Setting(
+        "handshake_timeout_seconds",
+        10,
+        "Seconds a connection to the HTTPS or polling listener may take to finish TLS (and, "
+        "on the polling listener, the comms HELLO) before it is dropped.",
+        _positive_int,
+    ),
+    Setting(
+        "max_pending_handshakes",
+        256,
+        "Connections each listener (HTTPS, polling) holds in the TLS handshake at once; a new "
+        "one pushes out the oldest (at most a quarter of the open-file limit).",
+        _positive_int,
+    ),
+    Setting(
+        "max_pending_handshakes_per_address",
+        32,
+        "Of those, how many may come from one client address.",
+        _positive_int,
+    ),
     Setting("session_hours", 12, "Lifetime of a portal/API login session in hours.", _positive_int),
     Setting(
         "login_free_failures",

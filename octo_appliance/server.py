@@ -5,6 +5,11 @@ kernel would pick different TCP and UDP ports; binding TCP first and then UDP on
 got keeps them equal, and Hypercorn's ``alt-svc: h3=":PORT"`` (built from the QUIC socket's
 real address) then points at the right place.
 
+Hypercorn's TCP listener is started with ``asyncio.start_server``, which lands in this loop's
+``create_server``: there the TLS listener is replaced by an
+:class:`~octo_appliance.comms.admission.AdmissionServer` (caps on connections still in the
+TLS handshake, small buffers until it completes, accept errors logged once per interval).
+
 Hypercorn's QUIC side loads the key file without ``keyfile_password``, so an encrypted key
 cannot be given to it directly. The decrypted key goes into an anonymous in-memory file
 (``memfd``) that both the TLS and the QUIC listeners read at start; it never touches the disk.
@@ -31,7 +36,8 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.types import ASGIApp
 
-from octo_appliance import h3guard
+from octo_appliance import h2guard, h3guard
+from octo_appliance.comms.admission import AdmissionServer, HandshakeLimits
 from octo_appliance.exceptions import ConfigError, OctoError
 from octo_appliance.header_limit import HEADER_SECTION_LIMIT, HeaderSectionLimit
 from octo_appliance.tls import ServerCertificate
@@ -192,14 +198,28 @@ def hypercorn_config(
 
 
 class _ServerEventLoop(asyncio.SelectorEventLoop):
-    """The default loop, with a short TLS shutdown wait for every TLS server it creates.
+    """The default loop, with a short TLS shutdown wait for every TLS server it creates, and
+    Hypercorn's TLS listener accepted through admission (see the module docstring).
 
     Hypercorn gives ``asyncio.start_server`` no ``ssl_shutdown_timeout``, so it is set here.
     """
 
+    handshake_limits = HandshakeLimits()
+
     async def create_server(self, *args: Any, **kwargs: Any) -> asyncio.Server:
         if kwargs.get("ssl") is not None:
             kwargs.setdefault("ssl_shutdown_timeout", SSL_SHUTDOWN_TIMEOUT)
+            if kwargs.get("sock") is not None and not any(args[1:]):  # a bound socket
+                server = AdmissionServer(
+                    [kwargs["sock"]],
+                    args[0],
+                    kwargs["ssl"],
+                    self.handshake_limits,
+                    name="HTTPS listener",
+                    shutdown_timeout=kwargs["ssl_shutdown_timeout"],
+                )
+                await server.start_serving()
+                return server  # type: ignore[return-value]
         return await super().create_server(*args, **kwargs)
 
 
@@ -213,10 +233,14 @@ def _connection_errors_to_debug(loop: asyncio.AbstractEventLoop, context: dict[s
     loop.default_exception_handler(context)
 
 
-def run_server(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on the server's event loop."""
+def run_server(main: Coroutine[Any, Any, T], handshake_limits: HandshakeLimits | None = None) -> T:
+    """``asyncio.run`` on the server's event loop (with Hypercorn's HTTP/2 guarded)."""
+    h2guard.install()
     with asyncio.Runner(loop_factory=_ServerEventLoop) as runner:
-        runner.get_loop().set_exception_handler(_connection_errors_to_debug)
+        loop = runner.get_loop()
+        loop.set_exception_handler(_connection_errors_to_debug)
+        if handshake_limits is not None and isinstance(loop, _ServerEventLoop):
+            loop.handshake_limits = handshake_limits
         return runner.run(main)
 
 

@@ -81,7 +81,12 @@ async def start_services(appliance: Appliance) -> Services:
         identity,
         runner,
         trusted_agents,
-        settings=CommsSettings(spool_dir=spool_dir(appliance.data_dir)),
+        settings=CommsSettings(
+            spool_dir=spool_dir(appliance.data_dir),
+            handshake_timeout=float(config.handshake_timeout_seconds),
+            max_pending_handshakes=int(config.max_pending_handshakes),
+            max_pending_handshakes_per_address=int(config.max_pending_handshakes_per_address),
+        ),
         pickup_timeout=float(config.pickup_timeout_seconds),
     )
     host, port = parse_host_port(config.polling_listen)

@@ -48,6 +48,7 @@ from octo_appliance.comms import (
     TrustStore,
     serve,
 )
+from octo_appliance.comms.admission import raise_open_file_limit
 
 log = logging.getLogger("octo_appliance.agent")
 
@@ -115,6 +116,7 @@ class AgentRuntime:
                     allowed=lambda thumbprint: thumbprint == appliance,
                     handler=self.handlers,
                     settings=self.settings,
+                    name="agent listener",
                 )
             except OSError as exc:
                 raise AgentError(
@@ -181,6 +183,9 @@ def run(homes: Sequence[Home], *, log_level: str = "INFO") -> int:
             len(runtimes),
             "y" if len(runtimes) == 1 else "ies",
         )
+        before, now = raise_open_file_limit()
+        if now != before:
+            log.info("raised the open-file limit from %d to %d (the hard limit)", before, now)
         return asyncio.run(_main(runtimes))
 
 

@@ -1,4 +1,8 @@
-"""Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``."""
+"""Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``.
+
+A client that goes away before its request was read (``ClientDisconnect``) and a body over
+the limit (413) are routine: one log line each, never an "unexpected error" traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 
 import peewee
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -20,6 +24,7 @@ from octo_appliance.exceptions import (
     MethodNotAllowed,
     NotFound,
     OctoError,
+    PayloadTooLarge,
     ServiceUnavailable,
 )
 
@@ -30,6 +35,8 @@ _HTTP_CLASSES: dict[int, type[ApiError]] = {404: NotFound, 405: MethodNotAllowed
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if isinstance(exc, PayloadTooLarge):
+        log.info("413 for %s %s: %s", request.method, request.url.path, exc.message)
     response = json_response(exc.to_json(), exc.status_code)
     response.headers.update(exc.headers())
     return response
@@ -65,6 +72,16 @@ async def database_unavailable(request: Request, exc: Exception) -> Response:
         hint = "the request was not carried out; " + RETRY_HINT
     error = ServiceUnavailable(message, retry_after=retry_after(request), hint=hint)
     return await api_error(request, error)
+
+
+async def client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client left before its request body was read: nobody is there to answer."""
+    log.info(
+        "%s %s: the client disconnected before its request was read",
+        request.method,
+        request.url.path,
+    )
+    return Response(status_code=499)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -124,6 +141,7 @@ async def storage_or_unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {
     ApiError: api_error,
+    ClientDisconnect: client_disconnect,
     HTTPException: http_error,
     peewee.IntegrityError: integrity_error,
     DatabaseUnavailable: database_unavailable,

@@ -29,6 +29,7 @@ from octo_appliance.appliance import (
     open_appliance,
 )
 from octo_appliance.cli.common import add_data_options
+from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
 from octo_appliance.config import Config, load_config, parse_host_port
 from octo_appliance.db.in_use import hold_for_server
 from octo_appliance.db.rekey import remove_rotation_leftovers
@@ -105,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
         }
     )
     configure_logging(config.log_level)
+    before, now = raise_open_file_limit()
+    if now != before:
+        log.info("raised the open-file limit from %d to %d (the hard limit)", before, now)
     host, port = parse_host_port(config.listen)
     # Bind before initialising: a busy port must not swallow the once-only admin password.
     listener = bind_listener(host, port, http3=bool(config.http3))
@@ -142,7 +146,7 @@ def _run_locked(config: Config, listener: Listener) -> int:
         cert = appliance.server_certificate()
         app = create_app(appliance)
         try:
-            run_server(_serve(app, appliance, listener, cert, config))
+            run_server(_serve(app, appliance, listener, cert, config), handshake_limits(config))
         except ssl.SSLError as exc:
             raise OctoError(
                 f"the TLS certificate or key cannot be used: {exc.reason or exc}",
@@ -176,6 +180,14 @@ async def _serve(
         )
     finally:
         await services.stop()
+
+
+def handshake_limits(config: Config) -> HandshakeLimits:
+    return HandshakeLimits(
+        timeout=float(config.handshake_timeout_seconds),
+        max_pending=int(config.max_pending_handshakes),
+        max_pending_per_address=int(config.max_pending_handshakes_per_address),
+    )
 
 
 def _shown_host(address: str) -> str:

@@ -33,7 +33,7 @@ from octo_appliance.comms.errors import (
     VersionMismatch,
 )
 from octo_appliance.comms.framing import PROTOCOL_VERSION
-from octo_appliance.comms.handshake import LocalHello
+from octo_appliance.comms.handshake import LocalHello, PeerVerdict
 from octo_appliance.comms.identity import (
     Identity,
     generate_identity,
@@ -77,6 +77,7 @@ __all__ = [
     "PeerLost",
     "PeerNotTrusted",
     "PeerRejected",
+    "PeerVerdict",
     "PickupTimeout",
     "PollingHub",
     "ProtocolError",

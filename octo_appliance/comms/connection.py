@@ -51,9 +51,13 @@ class Connection:
         handler: Handler | None,
         settings: CommsSettings,
         peer_address: str,
+        peer_name: str = "",
     ) -> None:
         self._reader, self._writer = reader, writer
         self.peer_thumbprint = peer_thumbprint
+        #: what this side knows the peer as (a listener's verdict on its certificate, e.g.
+        #: "target 'web-01'"); the label prefers it to anything the peer says in HELLO
+        self.peer_name = peer_name
         self.peer_hello = peer_hello
         self.protocol_version = protocol_version
         self.peer_address = peer_address
@@ -82,7 +86,10 @@ class Connection:
 
     @property
     def label(self) -> str:
-        """How messages name the peer: role, id, short thumbprint, address."""
+        """How messages name the peer: this side's name for it, else its role and HELLO id;
+        then short thumbprint and address."""
+        if self.peer_name:
+            return f"{self.peer_name} ({self.peer_thumbprint[:12]}… at {self.peer_address})"
         role = self.peer_hello.get("role", "peer")
         name = f" {self.peer_id!r}" if self.peer_id else ""
         return f"{role}{name} ({self.peer_thumbprint[:12]}… at {self.peer_address})"

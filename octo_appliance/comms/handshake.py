@@ -38,8 +38,27 @@ from octo_appliance.comms.framing import (
 from octo_appliance.comms.identity import thumbprint_of_der
 from octo_appliance.comms.settings import CommsSettings
 
-#: Post-handshake check of the peer's thumbprint; raise PeerNotTrusted to refuse.
-PeerCheck = Callable[[str], Awaitable[None]]
+#: Post-handshake check of the peer's thumbprint: raise PeerNotTrusted to refuse; returns the
+#: name this side knows the peer by ("" for none).
+PeerCheck = Callable[[str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class PeerVerdict:
+    """A listener's decision on a certificate (``allowed`` may return this or a bool).
+
+    ``name`` is what this side calls the peer, e.g. the target its certificate is registered
+    to: logs and the connection's label use it, never the name the peer gives in HELLO.
+    ``reason`` says why a refused peer is refused.
+    """
+
+    allowed: bool
+    name: str = ""
+    reason: str = ""
+
+
+#: a listener's post-handshake decision on a thumbprint
+Allowed = Callable[[str], bool | PeerVerdict | Awaitable[bool | PeerVerdict]]
 _CORE_KEYS = frozenset({"protocol", "version", "min_version", "role", "id"})
 
 
@@ -78,7 +97,7 @@ async def establish(
     """Verify the peer, exchange HELLO; on any failure the transport is closed."""
     try:
         thumbprint = _peer_thumbprint(writer, address)
-        await check_peer(thumbprint)
+        peer_name = await check_peer(thumbprint)
         writer.write(encode_frame(json_frame(FrameType.HELLO, CONTROL_STREAM, hello.body())))
         peer_hello = await _read_hello(reader, address, thumbprint, hello.version)
         version = _negotiate(writer, hello, peer_hello, address)
@@ -103,13 +122,14 @@ async def establish(
         handler=handler,
         settings=settings,
         peer_address=address,
+        peer_name=peer_name,
     )
 
 
 def pinned_check(expected: str, address: str) -> PeerCheck:
     """The client's check: the server must present exactly the pinned certificate."""
 
-    async def check(thumbprint: str) -> None:
+    async def check(thumbprint: str) -> str:
         if thumbprint != expected:
             raise PeerNotTrusted(
                 f"{address} presented certificate {thumbprint}, but {expected} is pinned; "
@@ -117,30 +137,31 @@ def pinned_check(expected: str, address: str) -> PeerCheck:
                 hint="if the peer's certificate was replaced on purpose, update the pinned "
                 "thumbprint; otherwise something else answers at that address",
             )
+        return ""
 
     return check
 
 
-def allowed_check(
-    allowed: Callable[[str], bool | Awaitable[bool]],
-    writer: asyncio.StreamWriter,
-    address: str,
-) -> PeerCheck:
+def allowed_check(allowed: Allowed, writer: asyncio.StreamWriter, address: str) -> PeerCheck:
     """The server's check: the thumbprint must be allowed *now* (a revocation may be newer
     than the TLS context that accepted the certificate)."""
 
-    async def check(thumbprint: str) -> None:
+    async def check(thumbprint: str) -> str:
         verdict = allowed(thumbprint)
         if inspect.isawaitable(verdict):
             verdict = await verdict
-        if not verdict:
-            message = f"certificate {thumbprint} is not trusted here"
+        if not isinstance(verdict, PeerVerdict):
+            verdict = PeerVerdict(bool(verdict))
+        if not verdict.allowed:
+            reason = verdict.reason or "it is not trusted here"
+            message = f"certificate {thumbprint} is refused: {reason}"
             body = {"code": "untrusted", "message": message}
             writer.write(encode_frame(json_frame(FrameType.ERROR, CONTROL_STREAM, body)))
             raise PeerNotTrusted(
-                f"{address} presented certificate {thumbprint}, which is not trusted here",
+                f"{address} presented certificate {thumbprint}, refused: {reason}",
                 hint="register the peer's thumbprint if it should be allowed",
             )
+        return verdict.name
 
     return check
 

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from octo_appliance.comms.admission import HandshakeLimits
 from octo_appliance.comms.errors import CommsError
 from octo_appliance.comms.framing import MAX_PAYLOAD
 
@@ -22,6 +23,10 @@ class CommsSettings:
     dead_after: float = 20.0
     #: TLS handshake plus HELLO exchange must finish within this
     handshake_timeout: float = 10.0
+    #: a listener's connections still in the TLS handshake, at most, in all and per peer
+    #: address (the oldest is dropped for a newcomer: see comms/admission.py)
+    max_pending_handshakes: int = HandshakeLimits.max_pending
+    max_pending_handshakes_per_address: int = HandshakeLimits.max_pending_per_address
     #: DATA frame size when streaming a file: the largest payload, since each frame costs
     #: the receiver a worker-thread hop and event-loop work whatever its size (1 MiB frames
     #: cut an agent's CPU for receiving a package by about a fifth against 256 KiB)
@@ -46,6 +51,14 @@ class CommsSettings:
                 f"{self.max_payload}",
                 hint="use the default (1 MiB, the largest payload)",
             )
+
+    @property
+    def handshake_limits(self) -> HandshakeLimits:
+        return HandshakeLimits(
+            timeout=self.handshake_timeout,
+            max_pending=self.max_pending_handshakes,
+            max_pending_per_address=self.max_pending_handshakes_per_address,
+        )
 
     @property
     def keepalive_tick(self) -> float:

@@ -7,6 +7,12 @@ versioned: every handshake passes through an ``sni_callback`` (OpenSSL calls it 
 ClientHello, with or without SNI) which swaps in the context built for the current version.
 After the handshake the caller still compares the thumbprint with the *current* allowed set,
 which closes the window between a revocation and the context rebuild.
+
+A refused handshake should name the certificate it refused, but OpenSSL drops a certificate
+that fails verification before :mod:`ssl` can show it. The server contexts therefore watch the
+handshake messages (``SSLContext._msg_callback``, CPython's hook for debugging, the only way to
+see them) and keep the thumbprint of the client's Certificate message per connection
+(:meth:`ServerTLS.presented_thumbprint`). Where the hook is missing the thumbprint is unknown.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -23,10 +30,14 @@ from octo_appliance.comms.identity import (
     Identity,
     check_usage,
     normalize_thumbprint,
+    thumbprint_of_der,
     thumbprint_of_pem,
 )
 
 log = logging.getLogger("octo_appliance.comms")
+
+#: TLS content type of handshake records and message type of a Certificate message
+_HANDSHAKE, _CERTIFICATE = 22, 11
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class ServerTLS:
         self._version: int | None = None
         self._current: ssl.SSLContext | None = None
         self._thumbprints: frozenset[str] = frozenset()
+        self._presented: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()
         self.base = self._new_context(())
         self.base.sni_callback = self._on_client_hello
         self.current_context()  # fail at start, not in the first handshake, on a bad trust list
@@ -120,6 +132,30 @@ class ServerTLS:
         self.current_context()
         return thumbprint in self._thumbprints
 
+    def presented_thumbprint(self, ssl_object: ssl.SSLObject | None) -> str | None:
+        """The thumbprint of the certificate the client sent on this connection, if any,
+        whether or not it was trusted."""
+        return None if ssl_object is None else self._presented.get(ssl_object)
+
+    def _on_tls_message(
+        self,
+        conn: object,
+        direction: str,
+        version: object,
+        content_type: object,
+        msg_type: object,
+        data: bytes,
+    ) -> None:
+        # an exception here would fail the handshake: never raise
+        try:
+            if direction != "read" or content_type != _HANDSHAKE or msg_type != _CERTIFICATE:
+                return
+            der = leaf_certificate(data, tls13=version == ssl.TLSVersion.TLSv1_3)
+            if der is not None and isinstance(conn, ssl.SSLObject):
+                self._presented[conn] = thumbprint_of_der(der)
+        except Exception:  # pragma: no cover - a malformed message: nothing to remember
+            return
+
     def _on_client_hello(
         self, ssl_object: ssl.SSLObject, _server_name: str | None, _context: ssl.SSLContext
     ) -> int | None:
@@ -134,6 +170,8 @@ class ServerTLS:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.verify_mode = ssl.CERT_REQUIRED
+        if hasattr(context, "_msg_callback"):
+            context._msg_callback = self._on_tls_message  # type: ignore[attr-defined]
         self._identity.load_into(context)
         if cert_pems:
             try:
@@ -144,6 +182,21 @@ class ServerTLS:
                     hint="check the certificates registered for agents",
                 ) from None
         return context
+
+
+def leaf_certificate(message: bytes, *, tls13: bool) -> bytes | None:
+    """The first certificate's DER in a Certificate handshake message (4-byte header, then
+    in TLS 1.3 a request context, then the 3-byte-length list of 3-byte-length entries)."""
+    body = message[4:]
+    if tls13:
+        if not body:
+            return None
+        body = body[1 + body[0] :]
+    if len(body) < 6:
+        return None  # an empty list: no certificate presented
+    size = int.from_bytes(body[3:6], "big")
+    der = body[6 : 6 + size]
+    return der if size and len(der) == size else None
 
 
 def client_context(identity: Identity, pinned_cert_pem: str | bytes | None) -> ssl.SSLContext:

@@ -50,10 +50,10 @@ def load_addresses(target_ids: Iterable[str]) -> list[TargetAddress]:
     return sorted((address_of(t) for t in rows), key=lambda a: a.name)
 
 
-def trusted_agents() -> list[tuple[str, str]]:
-    """(thumbprint, certificate) of every enabled target with an agent certificate."""
-    rows = Target.select(Target.thumbprint, Target.certificate).where(
+def trusted_agents() -> list[TargetAddress]:
+    """Every enabled target with an agent certificate (whom the agent network trusts)."""
+    rows = Target.select().where(
         Target.disabled == False,  # noqa: E712
         Target.certificate != "",
     )
-    return [(t.thumbprint, t.certificate) for t in rows]
+    return [address_of(t) for t in rows]

@@ -5,8 +5,13 @@ requests), keeps one connection per listening agent (opened on first use, reused
 the calls agents make to the appliance (``runner.fetch``), and drops connections of targets
 that stop being trusted (deleted or disabled) as soon as trust is reloaded.
 
+A polling session belongs to the target its certificate is registered to: logs name that
+target, never the name the agent gives in HELLO (a mismatch is logged), and a certificate
+registered to a listening target cannot open a polling session (refused, and logged naming
+the target). See docs/security.md, "Trust-boundary logging".
+
 It knows nothing of the database: whoever starts it passes ``load_trust``, a function that
-returns the certificates of the targets to trust (run in a worker thread).
+returns the targets to trust with their certificates (run in a worker thread).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from octo_appliance.comms import (
     Identity,
     IncomingRequest,
     LocalHello,
+    PeerVerdict,
     PollingHub,
     TrustStore,
     connect,
@@ -39,8 +45,8 @@ from octo_appliance.transports.base import TargetAddress
 
 log = logging.getLogger("octo_appliance.agents")
 
-#: returns ``[(thumbprint, certificate PEM), ...]`` of every target to trust
-TrustLoader = Callable[[], Sequence[tuple[str, str]]]
+#: returns every target to trust, each with its thumbprint and certificate
+TrustLoader = Callable[[], Sequence[TargetAddress]]
 
 
 class AgentNetwork:
@@ -64,6 +70,8 @@ class AgentNetwork:
         self.hub = PollingHub()
         self.polling_server: CommsServer | None = None
         self._load_trust = load_trust
+        #: trusted targets by certificate thumbprint (read on the loop at every handshake)
+        self._agents: dict[str, TargetAddress] = {}
         self._listening: dict[str, Connection] = {}
         self._dialing: dict[str, asyncio.Lock] = {}
 
@@ -77,9 +85,11 @@ class AgentNetwork:
             self.identity,
             self.trust,
             hello=self.hello,
-            on_connection=self.hub.attach,
+            allowed=self.polling_verdict,
+            on_connection=self._attach,
             handler=self.handle,
             settings=self.settings,
+            name="polling listener",
         )
         log.info("polling listener on %s:%d", polling_host, self.polling_server.port)
 
@@ -98,24 +108,53 @@ class AgentNetwork:
     # -- trust ---------------------------------------------------------------------------------
 
     async def reload_trust(self) -> None:
-        """Trust exactly the current targets; drop connections of any that left."""
-        pairs = await run_in_threadpool(self._load_trust)
-        self.trust.replace(pem for _, pem in pairs)
-        trusted = {thumbprint for thumbprint, _ in pairs}
-        for conn in self._all_connections():
-            if conn.peer_thumbprint not in trusted:
-                log.warning("dropping connection of %s: no longer trusted", conn.peer_thumbprint)
+        """Trust exactly the current targets; drop connections of any that left (or of a
+        polling session whose target is no longer a polling one)."""
+        agents = await run_in_threadpool(self._load_trust)
+        self.trust.replace(agent.certificate for agent in agents)
+        self._agents = {agent.thumbprint.lower(): agent for agent in agents}
+        for conn in list(self._listening.values()):
+            if conn.peer_thumbprint not in self._agents:
+                log.warning("dropping connection of %s: no longer trusted", conn.label)
                 conn.close("the target was removed or disabled")
+        if self.polling_server is not None:
+            for conn in list(self.polling_server.connections):
+                verdict = self.polling_verdict(conn.peer_thumbprint)
+                if not verdict.allowed:
+                    log.warning("dropping connection of %s: %s", conn.label, verdict.reason)
+                    gone = conn.peer_thumbprint not in self._agents
+                    conn.close("the target was removed or disabled" if gone else verdict.reason)
+
+    def polling_verdict(self, thumbprint: str) -> PeerVerdict:
+        """May this certificate open a polling session, and as which target."""
+        agent = self._agents.get(thumbprint)
+        if agent is None:
+            return PeerVerdict(False, reason="it is not registered to any enabled target")
+        if agent.communication_style != "polling":
+            style = agent.communication_style
+            return PeerVerdict(
+                False,
+                reason=f"it is registered to {style} target '{agent.name}' ({agent.id}), "
+                f"and a {style} target cannot open a polling session",
+            )
+        return PeerVerdict(True, name=f"target '{agent.name}'")
+
+    def _attach(self, conn: Connection) -> None:
+        agent = self._agents.get(conn.peer_thumbprint)
+        claimed = str(conn.peer_hello.get("id", ""))
+        if agent is not None and claimed and claimed != agent.id:
+            log.warning(
+                "%s says in HELLO that it is %r; it is served as the target its certificate "
+                "is registered to (%s)",
+                conn.label,
+                claimed[:100],
+                agent.id,
+            )
+        self.hub.attach(conn)
 
     def reload_trust_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """Thread-safe: schedule :meth:`reload_trust` on the network's loop."""
         loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.reload_trust()))
-
-    def _all_connections(self) -> list[Connection]:
-        conns = list(self._listening.values())
-        if self.polling_server is not None:
-            conns += list(self.polling_server.connections)
-        return conns
 
     # -- calls to agents -----------------------------------------------------------------------
 

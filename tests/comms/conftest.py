@@ -114,7 +114,7 @@ async def start_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator
             trust,
             hello=AGENT_HELLO,
             handler=handler,
-            settings=settings,
+            settings=kwargs.pop("settings", settings),
             **kwargs,
         )
         listening = Listening(server, trust, ids, settings)

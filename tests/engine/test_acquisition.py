@@ -137,12 +137,21 @@ class Rig:
         self.process: AgentProcess | None = None
         self.targets: dict[str, TargetAddress] = {WORKER.name: WORKER}
 
-    def _trust(self) -> list[tuple[str, str]]:
-        pairs = []
-        for home in self.homes.values():
+    def _trust(self) -> list[TargetAddress]:
+        trusted = []
+        for name, home in self.homes.items():
             identity = home.load_identity()
-            pairs.append((identity.thumbprint, identity.cert_pem.decode()))
-        return pairs
+            style = "listening" if name.startswith("listen") else "polling"
+            trusted.append(
+                TargetAddress(
+                    id=f"tgt_{name}",
+                    name=name,
+                    communication_style=style,
+                    thumbprint=identity.thumbprint,
+                    certificate=identity.cert_pem.decode(),
+                )
+            )
+        return trusted
 
     def start(self) -> Rig:
         self.run(self.network.start("127.0.0.1", 0))

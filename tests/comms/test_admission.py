@@ -1,0 +1,213 @@
+"""Admission: connections that never finish TLS are capped, timed out and cheap, a client is
+still served during a flood, and a refused handshake is logged once per peer in a burst.
+
+Real sockets on loopback; the flooding connections come from other loopback addresses
+(127.0.0.0/8 all reaches this host) so that per-address and per-listener caps can be told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+import pytest
+
+from octo_appliance.comms import CommsSettings, Connection, PeerRejected, PeerVerdict
+from octo_appliance.comms.admission import HandshakeLimits
+from octo_appliance.comms.ratelog import RateLimitedLog
+from octo_appliance.comms.tls import client_context
+
+from .conftest import AGENT_HELLO, Identities, Listening, StartAgent
+
+
+async def half_open(
+    port: int, source: str, count: int, payload: bytes = b""
+) -> list[socket.socket]:
+    """``count`` TCP connections from ``source`` that send ``payload`` (or nothing) and wait."""
+    loop = asyncio.get_running_loop()
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.bind((source, 0))
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        if payload:
+            await loop.sock_sendall(sock, payload)
+        socks.append(sock)
+    return socks
+
+
+def client_hello_start(length: int = 60) -> bytes:
+    """The first bytes of a real ClientHello: a handshake that started and stalled."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname="x")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()[:length]
+
+
+async def eventually(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"waited {timeout} s for {what}") from None
+
+
+@pytest.fixture
+async def flood() -> AsyncIterator[list[socket.socket]]:
+    socks: list[socket.socket] = []
+    yield socks
+    for sock in socks:
+        sock.close()
+
+
+def limited(settings: CommsSettings, **limits: float) -> CommsSettings:
+    return replace(settings, **limits)  # type: ignore[arg-type]
+
+
+async def test_pending_handshakes_are_capped_per_address_and_the_newest_is_served(
+    start_agent: StartAgent, ids: Identities, settings: CommsSettings, flood: list[socket.socket]
+) -> None:
+    agent = await start_agent(
+        settings=limited(settings, max_pending_handshakes=64, max_pending_handshakes_per_address=8)
+    )
+    admission = agent.server.admission
+    flood += await half_open(agent.server.port, "127.0.0.2", 40)
+    flood += await half_open(agent.server.port, "127.0.0.2", 40, client_hello_start())
+    await eventually(lambda: admission.dropped >= 72, "the surplus to be dropped")
+    assert admission.pending == 8
+
+    # a client from the flooding address itself still gets in: it is the newest
+    conn = await agent.dial()
+    assert conn.accepts_calls
+    assert admission.pending <= 8
+
+
+async def test_pending_handshakes_are_capped_per_listener(
+    start_agent: StartAgent, ids: Identities, settings: CommsSettings, flood: list[socket.socket]
+) -> None:
+    agent = await start_agent(
+        settings=limited(settings, max_pending_handshakes=16, max_pending_handshakes_per_address=8)
+    )
+    admission = agent.server.admission
+    for n in range(10):
+        flood += await half_open(agent.server.port, f"127.0.1.{n + 1}", 5)
+    await eventually(lambda: admission.dropped >= 34, "the surplus to be dropped")
+    assert admission.pending == 16
+
+    conn = await agent.dial()
+    assert conn.accepts_calls
+
+
+async def test_a_stalled_handshake_is_dropped_after_the_timeout(
+    start_agent: StartAgent, settings: CommsSettings, flood: list[socket.socket]
+) -> None:
+    agent = await start_agent(settings=limited(settings, handshake_timeout=0.5))
+    admission = agent.server.admission
+    flood += await half_open(agent.server.port, "127.0.0.3", 3, client_hello_start())
+    await eventually(lambda: admission.pending == 3, "the handshakes to be pending")
+    await eventually(lambda: admission.pending == 0, "the stalled handshakes to time out")
+    for sock in flood:  # the server closed them
+        sock.setblocking(True)
+        sock.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(1) == b""
+
+
+def test_limits_never_exceed_a_quarter_of_the_descriptor_limit() -> None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limits = HandshakeLimits(max_pending=10**9, max_pending_per_address=10**9)
+    bounded = limits.within_descriptors()
+    assert bounded.max_pending <= max(8, soft // 4)
+    assert bounded.max_pending_per_address == bounded.max_pending
+
+
+async def refused_burst(port: int, source: str, identity: object, count: int) -> None:
+    context = client_context(identity, None)  # type: ignore[arg-type]
+    for _ in range(count):
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, local_addr=(source, 0)
+            )
+        except (OSError, ssl.SSLError):
+            continue
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await reader.read()
+        writer.close()
+
+
+async def test_a_refused_handshake_is_logged_once_per_peer_in_a_burst(
+    start_agent: StartAgent, ids: Identities, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="octo_appliance.comms")
+    agent = await start_agent()
+    await refused_burst(agent.server.port, "127.0.0.4", ids.stranger, 25)
+    await refused_burst(agent.server.port, "127.0.0.5", ids.stranger, 5)
+
+    lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    from_4 = [line for line in lines if "127.0.0.4" in line]
+    assert len(from_4) == 1, lines
+    assert f"presenting certificate {ids.stranger.thumbprint}" in from_4[0]
+    assert "its certificate is not trusted here" in from_4[0]
+    assert len([line for line in lines if "127.0.0.5" in line]) == 1
+
+    # the rest of the burst is a count, when the window closes
+    agent.server.refusals.flush()
+    summaries = [
+        r.getMessage() for r in caplog.records if "more refused connections" in r.getMessage()
+    ]
+    assert any("127.0.0.4" in line and ": 24 more" in line for line in summaries), summaries
+
+
+async def test_a_refusal_after_tls_names_the_reason_and_thumbprint(
+    start_agent: StartAgent, ids: Identities, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A certificate TLS accepted but the listener's verdict refuses (revoked, or registered
+    for another purpose) is logged with the verdict's reason."""
+    caplog.set_level(logging.INFO, logger="octo_appliance.comms")
+    agent: Listening = await start_agent(
+        allowed=lambda thumbprint: PeerVerdict(False, reason="it belongs to target 'x'")
+    )
+    with pytest.raises(PeerRejected, match="it belongs to target 'x'"):
+        await agent.dial()
+    lines = [r.getMessage() for r in caplog.records if "refused a connection" in r.getMessage()]
+    assert len(lines) == 1
+    assert ids.appliance.thumbprint in lines[0] and "it belongs to target 'x'" in lines[0]
+
+
+async def test_a_connection_is_named_by_the_verdict_not_by_its_hello(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    agent = await start_agent(allowed=lambda thumbprint: PeerVerdict(True, name="target 'web'"))
+    await agent.dial()
+    await eventually(lambda: agent.server.connections, "the connection to be admitted")
+    (conn,) = agent.server.connections
+    assert isinstance(conn, Connection)
+    assert conn.peer_name == "target 'web'"
+    assert conn.label.startswith("target 'web' (")
+    assert AGENT_HELLO.id not in conn.label
+
+
+async def test_rate_limited_log_summarises_per_key(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="test.ratelog")
+    limiter = RateLimitedLog(logging.getLogger("test.ratelog"), "events", max_keys=3)
+    for n in range(100):
+        limiter.note("a", f"a {n}")
+    for key in "bcdef":
+        limiter.note(key, f"{key} once")
+    assert [r.getMessage() for r in caplog.records] == ["a 0", "b once", "c once"]
+    limiter.flush()
+    messages = [r.getMessage() for r in caplog.records][3:]
+    assert messages == [
+        "a: 99 more events in the last 60 s (the last: a 99)",
+        "3 more events from 3 other sources in the last 60 s, not logged one by one",
+    ]
