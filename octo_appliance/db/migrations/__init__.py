@@ -2,7 +2,19 @@
 
 Each migration is a module ``mNNNN_<what>.py`` with ``VERSION`` and ``apply(db)``. The runner
 applies every migration above the recorded version, each in its own transaction, and records it.
-Later migrations alter tables with ``playhouse.migrate``; never edit a released migration.
+A database newer than the code refuses to start.
+
+Every migration states its own schema as frozen SQL (:mod:`.ddl`), never through the current
+models: a migration that creates tables from today's models creates different tables tomorrow,
+so a fresh database and an upgraded one would drift apart as the models change. Plain SQL was
+chosen over frozen copies of peewee models because it is also immune to how a future peewee
+renders a model; the few type names SQLite and PostgreSQL spell differently are placeholders.
+A migration that must read or write rows declares its own small model of the columns it
+touches (see ``m0006``).
+
+Never edit a released migration: add one. ``tests/engine/test_schema.py`` builds a database
+from the migrations and one from the models and fails when they differ, so a model change
+without its migration cannot pass; it also holds the schema of version 6 as released.
 """
 
 from __future__ import annotations
@@ -12,6 +24,7 @@ from types import ModuleType
 
 import peewee
 
+from octo_appliance.db.migrations.ddl import execute
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
 
@@ -22,6 +35,12 @@ MIGRATION_MODULES: tuple[str, ...] = (
     "m0004_deployments",
     "m0005_packages",
     "m0006_task_not_before",
+)
+
+#: The runner's own table (what :class:`SchemaVersion` reads and writes), frozen like the rest.
+CREATE_SCHEMA_VERSION = (
+    'CREATE TABLE IF NOT EXISTS "schema_version" '
+    '("version" INTEGER NOT NULL PRIMARY KEY, "applied_at" {DATETIME} NOT NULL)'
 )
 
 
@@ -41,10 +60,10 @@ def current_version(db: peewee.Database) -> int:
     return int(row or 0)
 
 
-def migrate(db: peewee.Database) -> list[int]:
-    """Apply pending migrations; return the versions applied."""
+def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
+    """Apply pending migrations (up to version ``until``, default all); return those applied."""
     with db.atomic():
-        db.create_tables([SchemaVersion], safe=True)
+        execute(db, [CREATE_SCHEMA_VERSION])
     have = current_version(db)
     if have > latest_version():
         raise DatabaseError(
@@ -55,7 +74,7 @@ def migrate(db: peewee.Database) -> list[int]:
     applied = []
     for module in _migrations():
         version = int(module.VERSION)
-        if version <= have:
+        if version <= have or (until is not None and version > until):
             continue
         with db.atomic():
             module.apply(db)
