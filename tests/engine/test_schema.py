@@ -21,11 +21,14 @@ import psycopg
 import pytest
 
 import octo_appliance.db
+from octo_appliance.appliance import open_appliance
+from octo_appliance.config import load_config
 from octo_appliance.db import MODELS, BaseModel
 from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import current_version, latest_version, migrate
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
+from octo_appliance.testing import keep_key_beside
 from tests.engine.schema_shape import Shape, differences, shape
 
 SNAPSHOT_V6 = Path(__file__).parent / "data" / "schema_v6.json"
@@ -152,3 +155,14 @@ def test_a_database_newer_than_the_code_refuses_to_start(open_empty):
         migrate(db)
     assert raised.value.hint
     assert current_version(db) == latest_version() + 1
+
+
+def test_an_appliance_does_not_start_on_a_database_newer_than_its_code(tmp_path):
+    data_dir = tmp_path / "data"
+    keep_key_beside(data_dir)
+    config = load_config({"data_dir": str(data_dir)}, environ={})
+    appliance, _ = open_appliance(config, environ={"OCTO_ADMIN_PASSWORD": "a-long-password-1"})
+    SchemaVersion.create(version=latest_version() + 1)
+    appliance.close()
+    with pytest.raises(DatabaseError, match="newer than this appliance knows"):
+        open_appliance(config, environ={})
