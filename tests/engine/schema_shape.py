@@ -1,4 +1,7 @@
-"""What a database's schema looks like, read back from the database itself.
+"""Empty databases to migrate, and what a database's schema looks like, read back from it.
+
+:func:`empty_databases` backs the ``open_empty`` fixtures (``tests/engine/conftest.py``): new
+databases of one backend, on PostgreSQL each a database of its own on the ``pg_url`` server.
 
 :func:`shape` gives the same structure on SQLite and PostgreSQL: per table its columns (type,
 length, nullability, default), indexes (columns, unique) and constraints (primary key, foreign
@@ -9,11 +12,51 @@ two shapes disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import peewee
+import psycopg
+import pytest
+
+from octo_appliance.db.connection import open_database
 
 Shape = dict[str, Any]
+Opener = Callable[[str], peewee.Database]
+
+
+def empty_databases(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> Iterator[Opener]:
+    """Yield ``open(name)``, which opens a new, empty database; drop them all afterwards.
+
+    (Opening binds the models to the database opened last.)"""
+    created: list[str] = []
+    opened: list[peewee.Database] = []
+    server = ""
+
+    def open_empty(name: str) -> peewee.Database:
+        nonlocal server
+        if backend == "sqlite":
+            db = open_database(None, tmp_path / name)
+        else:
+            server, _, base = request.getfixturevalue("pg_url").rpartition("/")
+            database = f"{base}_{name}"
+            with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
+                admin.execute(f'CREATE DATABASE "{database}"')
+            created.append(database)
+            db = open_database(f"{server}/{database}", tmp_path)
+        opened.append(db)
+        return db
+
+    yield open_empty
+    for db in opened:
+        db.close()
+    for database in created:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def shape(db: peewee.Database) -> Shape:

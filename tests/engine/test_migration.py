@@ -7,17 +7,18 @@ The migrations state their own schema: none uses the models.
 from __future__ import annotations
 
 import ast
-from datetime import datetime
+import importlib
+import threading
+import time
 from pathlib import Path
 
-from playhouse.migrate import SchemaMigrator
-from playhouse.migrate import migrate as playhouse_migrate
+import psycopg
+import pytest
 
 import octo_appliance.db.migrations as migrations_package
+from octo_appliance.db.base import BaseModel
 from octo_appliance.db.connection import open_database
-from octo_appliance.db.migrations import current_version, latest_version, migrate
-from octo_appliance.db.schema import SchemaVersion
-from octo_appliance.db.tasks import ServerTask
+from octo_appliance.db.migrations import current_version, latest_version, m0001_initial, migrate
 
 TASK_TABLES = ("server_task", "task_target_result", "task_log_line")
 
@@ -73,36 +74,68 @@ def test_no_migration_uses_the_models():
                 names = [alias.name for alias in node.names]
             else:
                 continue
-            for name in names:
-                if name.startswith("octo_appliance.db") and not name.startswith(
-                    ("octo_appliance.db.migrations", "octo_appliance.db.schema")
-                ):
-                    offenders.append(f"{path.name}: imports {name}")
+            offenders += [f"{path.name}: imports {name}" for name in names if _has_models(name)]
     assert not offenders, offenders
 
 
-def test_version_6_moves_the_time_of_queued_scheduled_tasks_into_not_before(tmp_path):
-    """A deployment scheduled by an older version (its time only in the arguments) waits
-    ``queued`` after the upgrade instead of being claimed at once."""
-    db = open_database(None, tmp_path)
-    try:
-        migrate(db)
-        table = ServerTask._meta.table_name
-        migrator = SchemaMigrator.from_database(db)
-        playhouse_migrate(migrator.drop_column(table, "not_before"))
-        SchemaVersion.delete().where(SchemaVersion.version == 6).execute()
-        for task_id, state in (("task_waiting", "queued"), ("task_done", "success")):
-            ServerTask.insert(
-                id=task_id,
-                kind="deployment",
-                state=state,
-                arguments={"deployment_id": "dep_1", "not_before": "2030-01-02T03:04:05.000Z"},
-            ).execute()
+def _has_models(module_name: str) -> bool:
+    """True when the module defines or re-exports a model class (``BaseModel`` included)."""
+    if not module_name.startswith("octo_appliance."):
+        return False
+    module = importlib.import_module(module_name.rstrip("."))
+    return any(
+        isinstance(value, type) and issubclass(value, BaseModel) for value in vars(module).values()
+    )
 
-        assert migrate(db) == [6]
 
-        waiting = ServerTask.get_by_id("task_waiting")
-        assert waiting.not_before == datetime(2030, 1, 2, 3, 4, 5)
-        assert ServerTask.get_by_id("task_done").not_before is None
-    finally:
-        db.close()
+@pytest.mark.postgres
+def test_nodes_starting_together_apply_each_migration_once(
+    open_empty_postgresql, pg_url, monkeypatch
+):
+    """Two nodes upgraded at once on one PostgreSQL database: the second waits while the first
+    migrates, then finds the versions applied; both start."""
+    db = open_empty_postgresql("together")
+    inside, go_on = threading.Event(), threading.Event()
+    apply_first = m0001_initial.apply
+
+    def apply_and_hold(database):
+        apply_first(database)
+        if threading.current_thread().name == "node-a":
+            inside.set()
+            go_on.wait(60)
+
+    monkeypatch.setattr(m0001_initial, "apply", apply_and_hold)
+    outcomes: dict[str, object] = {}
+
+    def start(name: str) -> None:
+        try:
+            outcomes[name] = migrate(db)
+        except Exception as exc:  # the outcome under test
+            outcomes[name] = exc
+        finally:
+            db.close()
+
+    node_a = threading.Thread(target=start, args=("node-a",), name="node-a")
+    node_a.start()
+    assert inside.wait(60)
+    node_b = threading.Thread(target=start, args=("node-b",), name="node-b")
+    node_b.start()
+    with psycopg.connect(pg_url, autocommit=True) as watcher:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until node-b waits for node-a
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = %s AND wait_event_type = 'Lock'",
+                (db.execute_sql("SELECT current_database()").fetchone()[0],),
+            ).fetchone()
+            if waiting and waiting[0]:
+                break
+            time.sleep(0.05)
+    go_on.set()
+    node_a.join(60)
+    node_b.join(60)
+
+    assert all(isinstance(applied, list) for applied in outcomes.values()), outcomes
+    applied = sorted([*outcomes["node-a"], *outcomes["node-b"]])  # type: ignore[misc]
+    assert applied == list(range(1, latest_version() + 1))
+    assert current_version(db) == latest_version()

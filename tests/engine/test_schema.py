@@ -13,61 +13,25 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import peewee
-import psycopg
 import pytest
 
 import octo_appliance.db
 from octo_appliance.appliance import open_appliance
 from octo_appliance.config import load_config
 from octo_appliance.db import MODELS, BaseModel
-from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import current_version, latest_version, migrate
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
 from octo_appliance.testing import keep_key_beside
-from tests.engine.schema_shape import Shape, differences, shape
+from tests.engine.schema_shape import Opener, Shape, differences, shape
 
 SNAPSHOT_V6 = Path(__file__).parent / "data" / "schema_v6.json"
 HINT = (
     "a model and the migrations disagree: add a migration (octo_appliance/db/migrations, "
     "never edit a released one) that makes the database what the model says"
 )
-
-Opener = Callable[[str], peewee.Database]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def open_empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """``open_empty(name)``: a new, empty database of the parametrised backend."""
-    created: list[str] = []
-    opened: list[peewee.Database] = []
-    server = ""
-
-    def make(name: str) -> peewee.Database:
-        nonlocal server
-        if request.param == "sqlite":
-            db = open_database(None, tmp_path / name)
-        else:
-            server, _, base = request.getfixturevalue("pg_url").rpartition("/")
-            database = f"{base}_{name}"
-            with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}"')
-                admin.execute(f'CREATE DATABASE "{database}"')
-            created.append(database)
-            db = open_database(f"{server}/{database}", tmp_path)
-        opened.append(db)
-        return db
-
-    yield make
-    for db in opened:
-        db.close()
-    for database in created:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def _migrated(open_empty: Opener, name: str = "migrated", until: int | None = None) -> Shape:

@@ -2,7 +2,10 @@
 
 Each migration is a module ``mNNNN_<what>.py`` with ``VERSION`` and ``apply(db)``. The runner
 applies every migration above the recorded version, each in its own transaction, and records it.
-A database newer than the code refuses to start.
+A database newer than the code refuses to start. Nodes sharing a PostgreSQL database may start
+together after an upgrade: each migration's transaction first takes a transaction-level
+advisory lock (:data:`LOCK_KEY`; on SQLite the write lock, ``BEGIN IMMEDIATE``) and re-reads
+the version, so one node applies it and the others, having waited, skip it.
 
 Every migration states its own schema as frozen SQL (:mod:`.ddl`), never through the current
 models: a migration that creates tables from today's models creates different tables tomorrow,
@@ -19,12 +22,14 @@ without its migration cannot pass; it also holds the schema of version 6 as rele
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from types import ModuleType
 
 import peewee
 
-from octo_appliance.db.migrations.ddl import execute
+from octo_appliance.db.connection import write_transaction
+from octo_appliance.db.migrations.ddl import backend, execute
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
 
@@ -41,6 +46,11 @@ MIGRATION_MODULES: tuple[str, ...] = (
 CREATE_SCHEMA_VERSION = (
     'CREATE TABLE IF NOT EXISTS "schema_version" '
     '("version" INTEGER NOT NULL PRIMARY KEY, "applied_at" {DATETIME} NOT NULL)'
+)
+
+#: A fixed 64-bit key in PostgreSQL's advisory-lock space, held while a migration runs.
+LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"octo-appliance/migrate").digest()[:8], "big", signed=True
 )
 
 
@@ -61,8 +71,10 @@ def current_version(db: peewee.Database) -> int:
 
 
 def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
-    """Apply pending migrations (up to version ``until``, default all); return those applied."""
-    with db.atomic():
+    """Apply pending migrations (up to version ``until``, default all); return those this
+    call applied (another node may have applied some meanwhile)."""
+    with write_transaction(db):
+        _serialise(db)
         execute(db, [CREATE_SCHEMA_VERSION])
     have = current_version(db)
     if have > latest_version():
@@ -76,8 +88,18 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
         version = int(module.VERSION)
         if version <= have or (until is not None and version > until):
             continue
-        with db.atomic():
+        with write_transaction(db):
+            _serialise(db)
+            if version <= current_version(db):  # another node applied it while we waited
+                continue
             module.apply(db)
             SchemaVersion.create(version=version)
         applied.append(version)
     return applied
+
+
+def _serialise(db: peewee.Database) -> None:
+    """One migrating node at a time on PostgreSQL, until this transaction ends (on SQLite the
+    write lock that :func:`write_transaction` took does it)."""
+    if backend(db) == "postgresql":
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # type: ignore[no-untyped-call]
