@@ -4,8 +4,9 @@ A database built by migrating from version 1 and one built from the models
 (``create_tables``) must have the same tables, columns (type, length, nullability, default),
 indexes (unique or not) and constraints (primary and foreign keys with their actions). A model
 changed without a migration fails here. The released version 6 is also held against the
-schema that the code of its time created (``data/schema_v6.json``, captured from a database
-migrated before the migrations were frozen), so existing databases and new ones are alike.
+schema that the code of its time created (``data/schema_v6.json``, captured with
+``schema_shape.shape`` from fresh databases migrated by commit a94cd55, before the migrations
+were frozen), so existing databases and new ones are alike. Never regenerate that file.
 """
 
 from __future__ import annotations
