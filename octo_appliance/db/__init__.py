@@ -19,10 +19,13 @@ from octo_appliance.db.deployments import (
     Release,
 )
 from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
+from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.db.projects import Project, Variable
 from octo_appliance.db.security import ApiKey, LoginSession, Team, TeamMember, TeamRole, User
 from octo_appliance.db.tasks import ServerTask, TaskLogLine, TaskTargetResult
 
+#: Every table's model. The migrations create the tables (never from these classes);
+#: ``tests/engine/test_schema.py`` checks both agree and that this list names every model.
 MODELS: list[type[BaseModel]] = [
     Environment,
     Target,
@@ -37,6 +40,19 @@ MODELS: list[type[BaseModel]] = [
     ApiKey,
     LoginSession,
     AuditEvent,
+    ServerTask,
+    TaskTargetResult,
+    TaskLogLine,
+    Lifecycle,
+    ProjectSettings,
+    ProjectProcess,
+    LibraryVariableSet,
+    LibraryVariable,
+    Release,
+    Deployment,
+    Interruption,
+    Package,
+    ReleasePackage,
 ]
 
 #: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.
@@ -62,10 +78,12 @@ __all__ = [
     "LibraryVariableSet",
     "Lifecycle",
     "LoginSession",
+    "Package",
     "Project",
     "ProjectProcess",
     "ProjectSettings",
     "Release",
+    "ReleasePackage",
     "ServerTask",
     "Target",
     "TargetEnvironment",

@@ -145,15 +145,3 @@ class Interruption(BaseModel):
     submitted_by = peewee.CharField(max_length=100, default="")
     created_at = peewee.DateTimeField(default=utcnow)
     submitted_at = peewee.DateTimeField(null=True)
-
-
-DEPLOYMENT_MODELS: list[type[BaseModel]] = [
-    Lifecycle,
-    ProjectSettings,
-    ProjectProcess,
-    LibraryVariableSet,
-    LibraryVariable,
-    Release,
-    Deployment,
-    Interruption,
-]

@@ -46,7 +46,3 @@ class ReleasePackage(BaseModel):
 
     class Meta:
         indexes = ((("package_id", "version"), False),)
-
-
-#: Created by schema migration 5.
-PACKAGE_MODELS: list[type[BaseModel]] = [Package, ReleasePackage]

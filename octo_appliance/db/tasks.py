@@ -120,10 +120,6 @@ class TaskLogLine(BaseModel):
         indexes = ((("task", "seq"), True),)
 
 
-#: Created by schema migration 2 (kept out of ``MODELS``, which migration 1 creates).
-TASK_MODELS: list[type[BaseModel]] = [ServerTask, TaskTargetResult, TaskLogLine]
-
-
 def log_line_id(task_id: str, seq: int) -> str:
     """The id of a task's ``seq``-th log line; it is bound into the sealed message."""
     return f"log_{task_id}_{seq}"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from octo_appliance.engine.tasks import TaskEngine
 from octo_appliance.testing import OctoTestAppliance
 from tests.engine.deploy_rig import rig  # noqa: F401  (the deployment rig, for every module)
+from tests.engine.schema_shape import Opener, empty_databases
 from tests.engine.support import Tracker, demo_kinds
 
 
@@ -49,3 +51,15 @@ def make_engine(octo: OctoTestAppliance, tracker: Tracker) -> Iterator[Callable[
 @pytest.fixture
 def engine(make_engine: Callable[..., TaskEngine]) -> TaskEngine:
     return make_engine()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def open_empty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """``open_empty(name)``: a new, empty database of the parametrised backend."""
+    yield from empty_databases(request, tmp_path, request.param)
+
+
+@pytest.fixture
+def open_empty_postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """``open_empty_postgresql(name)``: a new, empty PostgreSQL database."""
+    yield from empty_databases(request, tmp_path, "postgresql")

@@ -2,16 +2,34 @@
 
 Each migration is a module ``mNNNN_<what>.py`` with ``VERSION`` and ``apply(db)``. The runner
 applies every migration above the recorded version, each in its own transaction, and records it.
-Later migrations alter tables with ``playhouse.migrate``; never edit a released migration.
+A database newer than the code refuses to start. Nodes sharing a PostgreSQL database may start
+together after an upgrade: each migration's transaction first takes a transaction-level
+advisory lock (:data:`LOCK_KEY`; on SQLite the write lock, ``BEGIN IMMEDIATE``) and re-reads
+the version, so one node applies it and the others, having waited, skip it.
+
+Every migration states its own schema as frozen SQL (:mod:`.ddl`), never through the current
+models: a migration that creates tables from today's models creates different tables tomorrow,
+so a fresh database and an upgraded one would drift apart as the models change. Plain SQL was
+chosen over frozen copies of peewee models because it is also immune to how a future peewee
+renders a model; the few type names SQLite and PostgreSQL spell differently are placeholders.
+A migration that must read or write rows declares its own small model of the columns it
+touches (see ``m0006``).
+
+Never edit a released migration: add one. ``tests/engine/test_schema.py`` builds a database
+from the migrations and one from the models and fails when they differ, so a model change
+without its migration cannot pass; it also holds the schema of version 6 as released.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from types import ModuleType
 
 import peewee
 
+from octo_appliance.db.connection import write_transaction
+from octo_appliance.db.migrations.ddl import backend, execute
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import DatabaseError
 
@@ -22,6 +40,17 @@ MIGRATION_MODULES: tuple[str, ...] = (
     "m0004_deployments",
     "m0005_packages",
     "m0006_task_not_before",
+)
+
+#: The runner's own table (what :class:`SchemaVersion` reads and writes), frozen like the rest.
+CREATE_SCHEMA_VERSION = (
+    'CREATE TABLE IF NOT EXISTS "schema_version" '
+    '("version" INTEGER NOT NULL PRIMARY KEY, "applied_at" {DATETIME} NOT NULL)'
+)
+
+#: A fixed 64-bit key in PostgreSQL's advisory-lock space, held while a migration runs.
+LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"octo-appliance/migrate").digest()[:8], "big", signed=True
 )
 
 
@@ -41,10 +70,12 @@ def current_version(db: peewee.Database) -> int:
     return int(row or 0)
 
 
-def migrate(db: peewee.Database) -> list[int]:
-    """Apply pending migrations; return the versions applied."""
-    with db.atomic():
-        db.create_tables([SchemaVersion], safe=True)
+def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
+    """Apply pending migrations (up to version ``until``, default all); return those this
+    call applied (another node may have applied some meanwhile)."""
+    with write_transaction(db):
+        _serialise(db)
+        execute(db, [CREATE_SCHEMA_VERSION])
     have = current_version(db)
     if have > latest_version():
         raise DatabaseError(
@@ -55,10 +86,20 @@ def migrate(db: peewee.Database) -> list[int]:
     applied = []
     for module in _migrations():
         version = int(module.VERSION)
-        if version <= have:
+        if version <= have or (until is not None and version > until):
             continue
-        with db.atomic():
+        with write_transaction(db):
+            _serialise(db)
+            if version <= current_version(db):  # another node applied it while we waited
+                continue
             module.apply(db)
             SchemaVersion.create(version=version)
         applied.append(version)
     return applied
+
+
+def _serialise(db: peewee.Database) -> None:
+    """One migrating node at a time on PostgreSQL, until this transaction ends (on SQLite the
+    write lock that :func:`write_transaction` took does it)."""
+    if backend(db) == "postgresql":
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # type: ignore[no-untyped-call]

@@ -1,14 +1,132 @@
 """Schema version 4: lifecycles, library variable sets, processes, releases, deployments and
-interruptions."""
+interruptions. Frozen (see :mod:`.ddl`)."""
 
 from __future__ import annotations
 
 import peewee
 
+from octo_appliance.db.migrations.ddl import ID, execute, foreign_key, index, table
+
 VERSION = 4
+
+STATEMENTS: tuple[str, ...] = (
+    table(
+        "lifecycle",
+        ID,
+        '"name" VARCHAR(200) NOT NULL',
+        '"description" TEXT NOT NULL',
+        '"phases" TEXT NOT NULL',
+        '"created_at" {DATETIME} NOT NULL',
+    ),
+    index("lifecycle", "name", unique=True),
+    table(
+        "project_settings",
+        ID,
+        '"project_id" VARCHAR(40) NOT NULL',
+        '"lifecycle_id" VARCHAR(40)',
+        '"library_sets" TEXT NOT NULL',
+        '"versioning" TEXT NOT NULL',
+        foreign_key("project_id", "project"),
+        foreign_key("lifecycle_id", "lifecycle", on_delete="SET NULL"),
+    ),
+    index("project_settings", "project_id", unique=True),
+    index("project_settings", "lifecycle_id"),
+    table(
+        "project_process",
+        ID,
+        '"project_id" VARCHAR(40) NOT NULL',
+        '"version" INTEGER NOT NULL',
+        '"steps" TEXT NOT NULL',
+        foreign_key("project_id", "project"),
+    ),
+    index("project_process", "project_id", unique=True),
+    table(
+        "library_variable_set",
+        ID,
+        '"name" VARCHAR(200) NOT NULL',
+        '"description" TEXT NOT NULL',
+        '"created_at" {DATETIME} NOT NULL',
+    ),
+    index("library_variable_set", "name", unique=True),
+    table(
+        "library_variable",
+        ID,
+        '"library_set_id" VARCHAR(40) NOT NULL',
+        '"name" VARCHAR(300) NOT NULL',
+        '"sensitive" {BOOLEAN} NOT NULL',
+        '"value" TEXT',
+        '"sealed_value" TEXT',
+        '"scope" TEXT NOT NULL',
+        '"position" INTEGER NOT NULL',
+        foreign_key("library_set_id", "library_variable_set"),
+    ),
+    index("library_variable", "library_set_id"),
+    table(
+        "release",
+        ID,
+        '"project_id" VARCHAR(40) NOT NULL',
+        '"version" VARCHAR(100) NOT NULL',
+        '"notes" TEXT NOT NULL',
+        '"process_snapshot" TEXT NOT NULL',
+        '"process_version" INTEGER NOT NULL',
+        '"variables_snapshot" TEXT NOT NULL',
+        '"sealed_variables" TEXT',
+        '"lifecycle_snapshot" TEXT NOT NULL',
+        '"created_at" {DATETIME} NOT NULL',
+        '"created_by" VARCHAR(100) NOT NULL',
+        foreign_key("project_id", "project"),
+    ),
+    index("release", "project_id"),
+    index("release", "project_id", "version", unique=True),
+    table(
+        "deployment",
+        ID,
+        '"release_id" VARCHAR(40) NOT NULL',
+        '"project_id" VARCHAR(40) NOT NULL',
+        '"environment_id" VARCHAR(40) NOT NULL',
+        '"task_id" VARCHAR(40) NOT NULL',
+        '"state" VARCHAR(20) NOT NULL',
+        '"options" TEXT NOT NULL',
+        '"created_at" {DATETIME} NOT NULL',
+        '"created_by" VARCHAR(100) NOT NULL',
+        '"finished_at" {DATETIME}',
+        foreign_key("release_id", "release"),
+        foreign_key("project_id", "project"),
+        foreign_key("environment_id", "environment"),
+    ),
+    index("deployment", "release_id"),
+    index("deployment", "project_id"),
+    index("deployment", "environment_id"),
+    index("deployment", "task_id"),
+    index("deployment", "state"),
+    table(
+        "interruption",
+        ID,
+        '"task_id" VARCHAR(40) NOT NULL',
+        '"deployment_id" VARCHAR(40)',
+        '"kind" VARCHAR(40) NOT NULL',
+        '"title" VARCHAR(300) NOT NULL',
+        '"instructions" TEXT NOT NULL',
+        '"step_name" VARCHAR(200) NOT NULL',
+        '"target_id" VARCHAR(40)',
+        '"target_name" VARCHAR(200) NOT NULL',
+        '"responsible_teams" TEXT NOT NULL',
+        '"options" TEXT NOT NULL',
+        '"environment_id" VARCHAR(40)',
+        '"project_id" VARCHAR(40)',
+        '"state" VARCHAR(20) NOT NULL',
+        '"result" VARCHAR(40) NOT NULL',
+        '"notes" TEXT NOT NULL',
+        '"submitted_by" VARCHAR(100) NOT NULL',
+        '"created_at" {DATETIME} NOT NULL',
+        '"submitted_at" {DATETIME}',
+        foreign_key("deployment_id", "deployment"),
+    ),
+    index("interruption", "task_id"),
+    index("interruption", "deployment_id"),
+    index("interruption", "state"),
+)
 
 
 def apply(db: peewee.Database) -> None:
-    from octo_appliance.db.deployments import DEPLOYMENT_MODELS
-
-    db.create_tables(DEPLOYMENT_MODELS, safe=True)
+    execute(db, STATEMENTS)

@@ -3,35 +3,52 @@
 Deployments scheduled ahead used to be claimed at once and wait inside the engine, holding a
 slot of the task cap. Queued ones written by an older version keep their time in the task's
 arguments: it is copied into the column, so they wait ``queued`` too.
+
+Migration 2 creates the column since this version exists; only databases made before it gain
+the column here. The copy reads and writes through :class:`_Task`, this migration's own frozen
+view of the table (never the current model, which may have changed since).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import peewee
-from playhouse.migrate import SchemaMigrator, migrate
+
+from octo_appliance.db.migrations.ddl import columns, execute
 
 VERSION = 6
 
+ADD_COLUMN = 'ALTER TABLE "server_task" ADD COLUMN "not_before" {DATETIME}'
+
+
+class _Task(peewee.Model):
+    """The columns of ``server_task`` this migration reads and writes, as they were."""
+
+    id = peewee.CharField(primary_key=True, max_length=40)
+    state = peewee.CharField(max_length=20)
+    arguments = peewee.TextField()
+    not_before = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "server_task"
+
 
 def apply(db: peewee.Database) -> None:
-    from octo_appliance.db.tasks import QUEUED, ServerTask
-
-    # m0002 creates the table from the current model, so a fresh database has the column.
-    columns = {column.name for column in db.get_columns(ServerTask._meta.table_name)}
-    if "not_before" not in columns:
-        migrator = SchemaMigrator.from_database(db)
-        column = peewee.DateTimeField(null=True)
-        migrate(migrator.add_column(ServerTask._meta.table_name, "not_before", column))
-    rows = ServerTask.select(ServerTask.id, ServerTask.arguments).where(
-        (ServerTask.state == QUEUED) & ServerTask.not_before.is_null()
-    )
-    for row in rows:
-        arguments = row.arguments or {}
-        moment = _parse(arguments.get("not_before") or arguments.get("queue_time"))
-        if moment is not None:
-            ServerTask.update(not_before=moment).where(ServerTask.id == row.id).execute()
+    if "not_before" not in columns(db, "server_task"):
+        execute(db, [ADD_COLUMN])
+    with db.bind_ctx([_Task]):
+        rows = _Task.select(_Task.id, _Task.arguments).where(
+            (_Task.state == "queued") & _Task.not_before.is_null()
+        )
+        for row in rows:
+            arguments = json.loads(row.arguments) if row.arguments else {}
+            if not isinstance(arguments, dict):
+                continue
+            moment = _parse(arguments.get("not_before") or arguments.get("queue_time"))
+            if moment is not None:
+                _Task.update(not_before=moment).where(_Task.id == row.id).execute()
 
 
 def _parse(value: object) -> datetime | None:
