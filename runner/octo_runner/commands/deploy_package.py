@@ -3,7 +3,9 @@
 Order (docs/conventions.md): journal check (skip what this release already installed,
 unless ``force``) -> extract into a new release folder -> PreDeploy -> substitute files ->
 structured variables -> copy to ``install_dir`` -> Deploy -> PostDeploy; a failure after
-extraction runs the package's DeployFailed scripts. Every attempt that extracted something is
+extraction runs the package's DeployFailed scripts. As in Calamari, the scripts after the copy
+(and DeployFailed) run in ``install_dir``, so a ported package's relative paths act on the
+installed copy. Every attempt that extracted something is
 written to the journal; after a success ``keep_releases`` applies retention. The arguments
 and the request context it needs are described in docs/runner-protocol.md.
 """
@@ -27,6 +29,11 @@ from . import Outcome
 COMMAND = "deploy-package"
 INSTALLATION_PATH = "Action.Package.InstallationDirectoryPath"
 EXTRACTED_PATH = "Action.Package.ExtractedPath"
+#: the variables Calamari gives a package step, which ported scripts read
+CUSTOM_DIRECTORY = "Action.Package.CustomInstallationDirectory"
+PACKAGE_ID = "Action.Package.PackageId"
+PACKAGE_VERSION = "Action.Package.PackageVersion"
+APPLICATIONS_DIR = "Tentacle.Agent.ApplicationDirectoryPath"
 #: the same two, as output variables of the step
 OUTPUT_INSTALLATION_PATH = "Package.InstallationDirectoryPath"
 OUTPUT_EXTRACTED_PATH = "Package.ExtractedPath"
@@ -218,10 +225,15 @@ class _Deploy:
         return path
 
     def _package_variables(self) -> dict[str, str]:
+        plan = self.plan
         values = {}
         for prefix in ("Octo.", "Octopus."):
             values[prefix + INSTALLATION_PATH] = self.installed_to
             values[prefix + EXTRACTED_PATH] = self.extracted_to
+            values[prefix + CUSTOM_DIRECTORY] = plan.install_dir or self.extracted_to
+            values[prefix + PACKAGE_ID] = plan.package.id
+            values[prefix + PACKAGE_VERSION] = plan.package.version
+            values[prefix + APPLICATIONS_DIR] = plan.paths.applications_dir
         return values
 
     def _conventions(self) -> Outcome:
@@ -307,6 +319,8 @@ class _Deploy:
         self.installed_to = installed
         assert self.stage_runner is not None
         self.stage_runner.add_variables(self._package_variables())
+        # Calamari: "from this point on, the current directory will be the custom-directory"
+        self.stage_runner.work_dir = installed
 
     def _script_failed(self, label: str, outcome: ScriptOutcome) -> Outcome:
         if outcome.canceled:

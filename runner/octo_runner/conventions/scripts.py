@@ -1,13 +1,18 @@
 """Deployment scripts: ``PreDeploy``, ``Deploy``, ``PostDeploy`` and ``DeployFailed``.
 
-For each stage the package's own scripts run first (``<Stage>.sh`` with bash, else sh;
+Each stage runs the package's script (the first of ``<Stage>.sh`` with bash, else sh;
 ``<Stage>.py`` with the runner's Python; ``<Stage>.ps1`` only when ``pwsh`` is on PATH; file
-names matched case-insensitively at the root of the release folder, in that order), then the
-step's configured script for the stage. Every script runs with the release folder as its
-working directory, gets the deployment's variables (plus the ``Octo.Action.Package.*`` paths
-and the output variables that earlier scripts of this deployment set) and is not
-``#{...}``-substituted: configured scripts were substituted by the engine, package scripts
-read variables through the helpers (``get_octovariable``...).
+names matched case-insensitively at the root of the release folder) and the step's configured
+script for the stage: the configured one first for PreDeploy, the package's first for Deploy
+and PostDeploy, as Calamari orders them. Only one package script runs per stage, as in
+Calamari, so a package that carries ``Deploy.sh`` and ``Deploy.ps1`` for two platforms runs
+``Deploy.sh`` here. Scripts run in the *current directory*: the release folder, and the
+custom installation directory once the ``install_dir`` copy has run (Calamari does the same,
+so relative paths in a ported package act on the installed copy). They get the deployment's
+variables (plus the ``Octo.Action.Package.*`` paths and the output variables that earlier
+scripts of this deployment set) and are not ``#{...}``-substituted: configured scripts were
+substituted by the engine, package scripts read variables through the helpers
+(``get_octovariable``...).
 
 A script that sets the output variable ``Octo.Action.SkipRemainingConventions`` (or
 ``Octopus.``...) to ``True`` ends the deployment successfully after it: no later script or
@@ -60,7 +65,7 @@ def configured(value: Any, key: str, command: str) -> ConfiguredScript | None:
 
 
 def package_scripts(root: str, stage: str) -> list[tuple[str, str]]:
-    """``(file name, syntax)`` of the package's scripts for ``stage``, in running order."""
+    """``(file name, syntax)`` of the package's scripts for ``stage``, preferred first."""
     try:
         names = sorted(os.listdir(root))
     except OSError:
@@ -103,14 +108,17 @@ class StageRunner:
         events: EventWriter,
         cancel: CancelToken,
         variables: Mapping[str, str],
-        work_dir: str,
+        package_root: str,
         cancel_grace_seconds: float,
         helper_root: str | None = None,
     ) -> None:
         self.events = _Recording(events)
         self.cancel = cancel
         self.variables = evaluate_variables(variables)
-        self.work_dir = work_dir
+        #: where the package's scripts are found (the release folder)
+        self.package_root = package_root
+        #: where scripts run: the release folder, then the install directory once copied
+        self.work_dir = package_root
         self.helper_root = helper_root
         self.grace = cancel_grace_seconds
         self.skip_requested = False
@@ -121,16 +129,17 @@ class StageRunner:
     def run_stage(
         self, stage: str, script: ConfiguredScript | None
     ) -> tuple[str, host.ScriptOutcome] | None:
-        """Run ``stage``'s package scripts, then ``script``; the label and outcome of the
-        first one that fails (or was canceled), else ``None``. Stops after a skip request."""
+        """Run ``stage``'s package script and ``script`` (the configured one first for
+        PreDeploy, as Calamari does); the label and outcome of the first one that fails (or
+        was canceled), else ``None``. Stops after a skip request."""
         jobs: list[tuple[str, str, str, str | None]] = []
-        for name, syntax in package_scripts(self.work_dir, stage):
-            if syntax == "pwsh" and shutil.which("pwsh") is None:
-                self._pwsh_missing(stage, name)
-                continue
+        chosen = self._package_script(stage)
+        if chosen is not None:
+            name, syntax = chosen
             jobs.append((f"package script {name}", syntax, self._read(name), None))
         if script is not None:
-            jobs.append((f"{stage} script", script.syntax, script.body, script.interpreter))
+            configured_job = (f"{stage} script", script.syntax, script.body, script.interpreter)
+            jobs.insert(0 if stage == "PreDeploy" else len(jobs), configured_job)
         for label, syntax, body, interpreter in jobs:
             if self.skip_requested:
                 break
@@ -145,18 +154,35 @@ class StageRunner:
         if self.cancel.cancelled:
             return
         self.add_variables({"Octo.Deployment.Error": error, "Octopus.Deployment.Error": error})
-        for name, syntax in package_scripts(self.work_dir, "DeployFailed"):
-            if syntax == "pwsh" and shutil.which("pwsh") is None:
-                self._pwsh_missing("DeployFailed", name)
-                continue
-            self.events.log("info", f"Running the package script {name}")
-            try:
-                outcome = self._run(syntax, self._read(name), None)
-            except RunnerError as exc:
-                self.events.log("error", f"{name} could not run: {exc}")
-                continue
-            if not outcome.success:
-                self.events.log("error", f"{name} failed with exit code {outcome.exit_code}")
+        chosen = self._package_script("DeployFailed")
+        if chosen is None:
+            return
+        name, syntax = chosen
+        self.events.log("info", f"Running the package script {name}")
+        try:
+            outcome = self._run(syntax, self._read(name), None)
+        except RunnerError as exc:
+            self.events.log("error", f"{name} could not run: {exc}")
+            return
+        if not outcome.success:
+            self.events.log("error", f"{name} failed with exit code {outcome.exit_code}")
+
+    def _package_script(self, stage: str) -> tuple[str, str] | None:
+        """The one package script ``stage`` runs: the first that can run here, as Calamari
+        runs only its preferred script; the others are logged."""
+        found = package_scripts(self.package_root, stage)
+        runnable = [s for s in found if s[1] != "pwsh" or shutil.which("pwsh") is not None]
+        for name, syntax in found:
+            if (name, syntax) not in runnable:
+                level = "verbose" if runnable else "warning"
+                self.events.log(level, f"{name} was not run: PowerShell (pwsh) is not on PATH here")
+        if not runnable:
+            return None
+        chosen, rest = runnable[0], runnable[1:]
+        if rest:
+            others = ", ".join(name for name, _ in rest)
+            self.events.log("verbose", f"{chosen[0]} runs for {stage}; not run: {others}")
+        return chosen
 
     def _run(self, syntax: str, body: str, interpreter: str | None) -> host.ScriptOutcome:
         job = host.ScriptJob(
@@ -179,14 +205,9 @@ class StageRunner:
         return outcome
 
     def _read(self, name: str) -> str:
-        path = os.path.join(self.work_dir, name)
+        path = os.path.join(self.package_root, name)
         try:
             with open(path, encoding="utf-8-sig", errors="replace") as f:
                 return f.read()
         except OSError as exc:
             raise RunnerError(f"cannot read the package script {name}: {exc.strerror}") from exc
-
-    def _pwsh_missing(self, stage: str, name: str) -> None:
-        others = [n for n, s in package_scripts(self.work_dir, stage) if s != "pwsh"]
-        level = "verbose" if others else "warning"
-        self.events.log(level, f"{name} was not run: PowerShell (pwsh) is not on PATH here")
