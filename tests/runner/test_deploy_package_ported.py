@@ -156,6 +156,16 @@ CASES = [
         released={"decoded.txt": "yes: it is"},
         outputs={"Built": "yes: it is"},
     ),
+    Case(
+        "a-deploy-script-saved-with-windows-line-endings",
+        [
+            file("run.sh", "#!/bin/sh\necho ok\n", 0o644),
+            file("Deploy.sh", "chmod +x ./run.sh\r\nset_octopusvariable Mode crlf\r\n"),
+        ],
+        {"install_dir": True},
+        executable=("run.sh",),
+        outputs={"Mode": "crlf"},
+    ),
 ]
 
 

@@ -371,6 +371,20 @@ def test_runs_on_the_oldest_supported_python(
     assert done.of_type("output-variable")[0]["value"] == "hello"
 
 
+@pytest.mark.parametrize("syntax", ["bash", "sh"])
+def test_windows_line_endings_in_shell_scripts(
+    run_runner: RunRunner, work_dir: Path, syntax: str
+) -> None:
+    body = 'value=$(get_octovariable Greeting)\r\nset_octovariable Greeting "$value"\r\n'
+    done = run_runner(
+        make_request("run-script", script(syntax, body), work_dir=work_dir, variables=VARIABLES)
+    )
+    assert done.exit_code == 0, done.events
+    assert [(v["name"], v["value"]) for v in done.of_type("output-variable")] == [
+        ("Greeting", "hello")
+    ]
+
+
 def test_helpers_work_under_strict_shell_options(run_runner: RunRunner, work_dir: Path) -> None:
     body = """set -euo pipefail
 value=$(get_octovariable Missing)

@@ -68,6 +68,9 @@ def prepare(
     skipped: list[str] = []
     if syntax in ("bash", "sh"):
         table, skipped = helpers.shell_table(variables)
+        # A script saved on Windows would otherwise end every command with a stray \r (a
+        # value set to "x\r", a file "./run.sh\r" not found); Calamari converts them too.
+        body = body.replace("\r\n", "\n")
     else:
         table = helpers.json_table(variables)
     return Launch(
