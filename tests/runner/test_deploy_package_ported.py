@@ -26,6 +26,8 @@ class Case:
     entries: list[Entry]
     #: step arguments besides the package; ``install_dir: True`` means "a fresh folder"
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: files already in the install directory before the deployment
+    existing: dict[str, str] = field(default_factory=dict)
     success: bool = True
     #: relative path -> expected text, in the install directory / the release folder
     installed: dict[str, str] = field(default_factory=dict)
@@ -157,6 +159,14 @@ CASES = [
         outputs={"Built": "yes: it is"},
     ),
     Case(
+        "purge-keeps-what-purge-exclusions-match",
+        [file("app.txt", "new")],
+        {"install_dir": True, "purge": True, "purge_exclusions": ["logs/**", "*.db"]},
+        existing={"logs/app.log": "log", "state.db": "db", "old.txt": "old", "tmp/x": "x"},
+        installed={"app.txt": "new", "logs/app.log": "log", "state.db": "db"},
+        not_installed=("old.txt", "tmp"),
+    ),
+    Case(
         "a-deploy-script-saved-with-windows-line-endings",
         [
             file("run.sh", "#!/bin/sh\necho ok\n", 0o644),
@@ -176,6 +186,9 @@ def test_ported_package(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     arguments = {"substitute_files": [], "structured_variables": [], **case.arguments}
     if arguments.get("install_dir") is True:
         arguments["install_dir"] = str(install)
+    for name, text in case.existing.items():
+        (install / name).parent.mkdir(parents=True, exist_ok=True)
+        (install / name).write_text(text)
     done = serve(target.request(target.package(case.entries), **arguments), monkeypatch)
     assert done.result["success"] is case.success, done.result
     release = target.apps / RELEASE

@@ -61,6 +61,7 @@ class Plan:
     structured_variables: list[str]
     install_dir: str | None
     purge: bool
+    purge_exclusions: list[str]
     stages: dict[str, scripts.ConfiguredScript | None]
     force: bool
     keep_releases: int | None
@@ -80,6 +81,7 @@ class Plan:
             structured_variables=_patterns(args, "structured_variables"),
             install_dir=install,
             purge=args.boolean("purge", False),
+            purge_exclusions=_patterns(args, "purge_exclusions"),
             stages={
                 stage: scripts.configured(args.values.get(key), key, COMMAND)
                 for stage, key in STAGE_ARGUMENTS.items()
@@ -315,6 +317,7 @@ class _Deploy:
             self.plan.paths.applications_dir,
             self.events,
             self.cancel,
+            self.plan.purge_exclusions,
         )
         self.installed_to = installed
         assert self.stage_runner is not None
