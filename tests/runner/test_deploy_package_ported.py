@@ -159,6 +159,23 @@ CASES = [
         outputs={"Built": "yes: it is"},
     ),
     Case(
+        "dollar-0-names-the-script-in-the-current-directory",
+        [
+            file(
+                "Deploy.sh",
+                'echo "$#" > ./argc.txt\nbasename "$0" > ./name.txt\n'
+                'cd "$(dirname "$0")" && pwd > ./dir.txt\n',
+            )
+        ],
+        {"install_dir": True, "post_deploy": sh('cd "$(dirname "$0")" && pwd > ./cfg-dir.txt')},
+        installed={
+            "argc.txt": "0\n",
+            "name.txt": "Deploy.sh\n",
+            "dir.txt": "{install}\n",
+            "cfg-dir.txt": "{install}\n",
+        },
+    ),
+    Case(
         "purge-keeps-what-purge-exclusions-match",
         [file("app.txt", "new")],
         {"install_dir": True, "purge": True, "purge_exclusions": ["logs/**", "*.db"]},

@@ -385,6 +385,21 @@ def test_windows_line_endings_in_shell_scripts(
     ]
 
 
+@pytest.mark.parametrize("syntax", ["bash", "sh"])
+def test_dollar_0_is_in_the_work_dir_and_no_arguments_are_left(
+    run_runner: RunRunner, work_dir: Path, syntax: str
+) -> None:
+    body = 'set_octovariable Dir "$(cd "$(dirname "$0")" && pwd)"\nset_octovariable Count "$#"\n'
+    done = run_runner(
+        make_request("run-script", script(syntax, body), work_dir=work_dir, variables=VARIABLES)
+    )
+    assert done.exit_code == 0, done.events
+    assert [(v["name"], v["value"]) for v in done.of_type("output-variable")] == [
+        ("Dir", str(work_dir.resolve())),
+        ("Count", "0"),
+    ]
+
+
 def test_helpers_work_under_strict_shell_options(run_runner: RunRunner, work_dir: Path) -> None:
     body = """set -euo pipefail
 value=$(get_octovariable Missing)

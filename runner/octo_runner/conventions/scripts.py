@@ -132,19 +132,25 @@ class StageRunner:
         """Run ``stage``'s package script and ``script`` (the configured one first for
         PreDeploy, as Calamari does); the label and outcome of the first one that fails (or
         was canceled), else ``None``. Stops after a skip request."""
-        jobs: list[tuple[str, str, str, str | None]] = []
+        jobs: list[tuple[str, str, str, str | None, str]] = []
         chosen = self._package_script(stage)
         if chosen is not None:
             name, syntax = chosen
-            jobs.append((f"package script {name}", syntax, self._read(name), None))
+            jobs.append((f"package script {name}", syntax, self._read(name), None, name))
         if script is not None:
-            configured_job = (f"{stage} script", script.syntax, script.body, script.interpreter)
+            configured_job = (
+                f"{stage} script",
+                script.syntax,
+                script.body,
+                script.interpreter,
+                f"{stage}.configured",
+            )
             jobs.insert(0 if stage == "PreDeploy" else len(jobs), configured_job)
-        for label, syntax, body, interpreter in jobs:
+        for label, syntax, body, interpreter, name in jobs:
             if self.skip_requested:
                 break
             self.events.log("info", f"Running the {label}")
-            outcome = self._run(syntax, body, interpreter)
+            outcome = self._run(syntax, body, interpreter, name)
             if not outcome.success:
                 return f"the {label}", outcome
         return None
@@ -160,7 +166,7 @@ class StageRunner:
         name, syntax = chosen
         self.events.log("info", f"Running the package script {name}")
         try:
-            outcome = self._run(syntax, self._read(name), None)
+            outcome = self._run(syntax, self._read(name), None, name)
         except RunnerError as exc:
             self.events.log("error", f"{name} could not run: {exc}")
             return
@@ -184,7 +190,9 @@ class StageRunner:
             self.events.log("verbose", f"{chosen[0]} runs for {stage}; not run: {others}")
         return chosen
 
-    def _run(self, syntax: str, body: str, interpreter: str | None) -> host.ScriptOutcome:
+    def _run(
+        self, syntax: str, body: str, interpreter: str | None, name: str
+    ) -> host.ScriptOutcome:
         job = host.ScriptJob(
             syntax=syntax,
             body=body,
@@ -193,6 +201,7 @@ class StageRunner:
             interpreter=interpreter,
             cancel_grace_seconds=self.grace,
             helper_root=self.helper_root,
+            name=name,
         )
         self.events.set_variables.clear()
         outcome = host.run(job, self.events, self.cancel)
