@@ -3,11 +3,11 @@
 Order (docs/conventions.md): journal check (skip what this release already installed,
 unless ``force``) -> extract into a new release folder -> PreDeploy -> substitute files ->
 structured variables -> copy to ``install_dir`` -> Deploy -> PostDeploy; a failure after
-extraction runs the package's DeployFailed scripts. As in Calamari, the scripts after the copy
+extraction runs the package's DeployFailed script. As in Calamari, the scripts after the copy
 (and DeployFailed) run in ``install_dir``, so a ported package's relative paths act on the
-installed copy. Every attempt that extracted something is
-written to the journal; after a success ``keep_releases`` applies retention. The arguments
-and the request context it needs are described in docs/runner-protocol.md.
+installed copy. Every attempt that extracted something is written to the journal; after a
+success ``keep_releases`` applies retention. The arguments and the request context it needs
+are described in docs/runner-protocol.md.
 """
 
 from __future__ import annotations
