@@ -400,6 +400,21 @@ def test_dollar_0_is_in_the_work_dir_and_no_arguments_are_left(
     ]
 
 
+def test_scripts_see_the_agents_applications_folder(run_runner: RunRunner, work_dir: Path) -> None:
+    name = "Octopus.Tentacle.Agent.ApplicationDirectoryPath"
+    body = f'set_octopusvariable Apps "$(get_octopusvariable {name})"'
+    request = make_request(
+        "run-script",
+        script("bash", body),
+        work_dir=work_dir,
+        variables=VARIABLES,
+        context={"applications_dir": "/srv/agent/applications"},
+    )
+    done = run_runner(request)
+    assert done.exit_code == 0, done.events
+    assert done.of_type("output-variable")[0]["value"] == "/srv/agent/applications"
+
+
 def test_helpers_work_under_strict_shell_options(run_runner: RunRunner, work_dir: Path) -> None:
     body = """set -euo pipefail
 value=$(get_octovariable Missing)

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..cancellation import CancelToken
 from ..conventions import Canceled, extract, globs, install_dir, journal, scripts
-from ..conventions.target import Deployment, TargetPaths, safe_component
+from ..conventions.target import Deployment, TargetPaths, agent_variables, safe_component
 from ..errors import BadInputError, RunnerError
 from ..protocol import Arguments, EventWriter, Request
 from ..scripts.host import ScriptOutcome
@@ -33,7 +33,6 @@ EXTRACTED_PATH = "Action.Package.ExtractedPath"
 CUSTOM_DIRECTORY = "Action.Package.CustomInstallationDirectory"
 PACKAGE_ID = "Action.Package.PackageId"
 PACKAGE_VERSION = "Action.Package.PackageVersion"
-APPLICATIONS_DIR = "Tentacle.Agent.ApplicationDirectoryPath"
 #: the same two, as output variables of the step
 OUTPUT_INSTALLATION_PATH = "Package.InstallationDirectoryPath"
 OUTPUT_EXTRACTED_PATH = "Package.ExtractedPath"
@@ -235,8 +234,7 @@ class _Deploy:
             values[prefix + CUSTOM_DIRECTORY] = plan.install_dir or self.extracted_to
             values[prefix + PACKAGE_ID] = plan.package.id
             values[prefix + PACKAGE_VERSION] = plan.package.version
-            values[prefix + APPLICATIONS_DIR] = plan.paths.applications_dir
-        return values
+        return {**agent_variables(self.request.context), **values}
 
     def _conventions(self) -> Outcome:
         plan = self.plan
