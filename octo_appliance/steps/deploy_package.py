@@ -6,8 +6,9 @@ version), ``substitute_files`` and ``structured_variables`` (globs relative to t
 package), ``install_dir`` (copy there after the conventions; ``purge`` empties it first, but
 for what matches ``purge_exclusions``, globs relative to ``install_dir``),
 ``pre_deploy``, ``deploy``, ``post_deploy`` (scripts: a bash body as text, or
-``{"syntax", "body"}``), ``run_on`` (``targets``, the default, or ``appliance``) and
-``keep_releases`` (after a success, keep this many releases of the project on the target).
+``{"syntax", "body"}``; the runner substitutes them as they run), ``run_on`` (``targets``,
+the default, or ``appliance``) and ``keep_releases`` (after a success, keep this many
+releases of the project on the target).
 
 Order of work: the package is sent to all targets at once (cached by SHA-256, a delta when
 the target has an older version), and the runner's ``deploy-package`` command runs on each
@@ -54,6 +55,12 @@ def script_of(value: Any) -> dict[str, str] | None:
     if isinstance(value, str):
         return {"syntax": "bash", "body": value}
     return {"syntax": str(value.get("syntax", "bash")), "body": str(value.get("body", ""))}
+
+
+def _runner_script(value: Any) -> dict[str, Any] | None:
+    """A script as the runner's ``deploy-package`` takes it: substituted by the runner."""
+    script = script_of(value)
+    return None if script is None else {**script, "substitute": True}
 
 
 def _template_problem(field: str, text: str) -> FieldProblem | None:
@@ -103,6 +110,9 @@ def _glob_problems(field: str, value: Any) -> list[FieldProblem]:
 class DeployPackage(StepType):
     name = "deploy-package"
     summary = "Send a package from the feed to each target and install it by convention"
+    # As Calamari does, the runner substitutes the scripts when it runs them, so they can use
+    # #{Octopus.Action.Package.InstallationDirectoryPath} and the other package variables.
+    runner_substituted = frozenset(SCRIPTS)
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         problems = [
@@ -198,7 +208,7 @@ class DeployPackage(StepType):
             "install_dir": values.get("install_dir") or None,
             "purge": bool(values.get("purge", False)),
             "purge_exclusions": list(values.get("purge_exclusions") or []),
-            **{name: script_of(values.get(name)) for name in SCRIPTS},
+            **{name: _runner_script(values.get(name)) for name in SCRIPTS},
             "force": ctx.force,
             "keep_releases": values.get("keep_releases"),
         }

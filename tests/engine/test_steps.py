@@ -242,5 +242,19 @@ def test_deploy_package_sends_purge_exclusions_to_the_runner() -> None:
     ctx = cast(StepContext, _Properties({**properties, "purge_exclusions": ["logs/**"]}))
     arguments = DeployPackage().arguments(ctx, None, info)
     assert (arguments["purge"], arguments["purge_exclusions"]) == (True, ["logs/**"])
+    assert arguments["deploy"] is None
     ctx = cast(StepContext, _Properties(properties))
     assert DeployPackage().arguments(ctx, None, info)["purge_exclusions"] == []
+
+
+def test_deploy_package_scripts_are_substituted_by_the_runner() -> None:
+    """As Calamari does, so they can use the package variables only the runner knows."""
+    assert DeployPackage.runner_substituted == {"pre_deploy", "deploy", "post_deploy"}
+    info = PackageInfo("Acme.Web", "1.0.0", "a" * 64, 10, "zip", "Acme.Web.1.0.0.zip")
+    body = "cd #{Octopus.Action.Package.InstallationDirectoryPath}"
+    ctx = cast(StepContext, _Properties({**PACKAGE, "deploy": body}))
+    assert DeployPackage().arguments(ctx, None, info)["deploy"] == {
+        "syntax": "bash",
+        "body": body,
+        "substitute": True,
+    }

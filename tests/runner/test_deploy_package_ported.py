@@ -40,8 +40,8 @@ class Case:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def sh(body: str) -> dict[str, str]:
-    return {"syntax": "bash", "body": body}
+def sh(body: str, *, substitute: bool = False) -> dict[str, Any]:
+    return {"syntax": "bash", "body": body, "substitute": substitute}
 
 
 # Deploy.sh and PostDeploy.sh as an Octopus package has them: everything relative to ".".
@@ -174,6 +174,38 @@ CASES = [
             "dir.txt": "{install}\n",
             "cfg-dir.txt": "{install}\n",
         },
+    ),
+    Case(
+        "configured-scripts-are-substituted-as-they-run",
+        [file("PreDeploy.sh", "set_octopusvariable FromPre yes\n")],
+        {
+            "install_dir": True,
+            "pre_deploy": sh(
+                "echo '#{Octopus.Action.Package.InstallationDirectoryPath}' > ./pre.txt",
+                substitute=True,
+            ),
+            "deploy": sh(
+                "echo '#{Octopus.Action.Package.InstallationDirectoryPath} #{FromPre}"
+                " ##{Literal}' > ./deploy.txt",
+                substitute=True,
+            ),
+        },
+        installed={"pre.txt": "{release}\n", "deploy.txt": "{install} yes #{{Literal}}\n"},
+    ),
+    Case(
+        "an-unresolved-reference-fails-the-configured-script-before-it-runs",
+        [
+            file(
+                "DeployFailed.sh", 'echo "$(get_octopusvariable Octo.Deployment.Error)" > ./e.txt\n'
+            )
+        ],
+        {"deploy": sh("touch ./ran.txt; echo #{Nowhere}", substitute=True)},
+        success=False,
+        released={
+            "e.txt": "the Deploy script was not run: unresolved variable reference(s): Nowhere"
+            " (define these variables for this scope, or escape a literal as ##{{Name}})\n"
+        },
+        not_released=("ran.txt",),
     ),
     Case(
         "purge-keeps-what-purge-exclusions-match",

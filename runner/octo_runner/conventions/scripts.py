@@ -10,9 +10,9 @@ Calamari, so a package that carries ``Deploy.sh`` and ``Deploy.ps1`` for two pla
 custom installation directory once the ``install_dir`` copy has run (Calamari does the same,
 so relative paths in a ported package act on the installed copy). They get the deployment's
 variables (plus the ``Octo.Action.Package.*`` paths and the output variables that earlier
-scripts of this deployment set) and are not ``#{...}``-substituted: configured scripts were
-substituted by the engine, package scripts read variables through the helpers
-(``get_octovariable``...).
+scripts of this deployment set). A configured script sent with ``substitute`` is
+``#{...}``-substituted, strictly, just before it runs, with those variables (Calamari does
+the same); package scripts read variables through the helpers (``get_octovariable``...).
 
 A script that sets the output variable ``Octo.Action.SkipRemainingConventions`` (or
 ``Octopus.``...) to ``True`` ends the deployment successfully after it: no later script or
@@ -33,7 +33,7 @@ from ..errors import BadInputError, RunnerError
 from ..protocol import Arguments, EventWriter
 from ..scripts import host
 from ..scripts.launch import SYNTAXES
-from ..substitution import evaluate_variables
+from ..substitution import evaluate_variables, substitute
 
 STAGES = ("PreDeploy", "Deploy", "PostDeploy", "DeployFailed")
 SKIP_VARIABLE = "Octo.Action.SkipRemainingConventions"
@@ -48,10 +48,14 @@ class ConfiguredScript:
     syntax: str
     body: str
     interpreter: str | None = None
+    #: substitute ``#{...}`` in the body just before it runs, with the variables of that
+    #: moment (the package paths, earlier scripts' outputs), as Calamari does
+    substitute: bool = False
 
 
 def configured(value: Any, key: str, command: str) -> ConfiguredScript | None:
-    """Validate the ``key`` argument: ``null`` or ``{"syntax", "body"[, "interpreter"]}``."""
+    """Validate the ``key`` argument: ``null`` or
+    ``{"syntax", "body"[, "interpreter"][, "substitute"]}``."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -61,6 +65,7 @@ def configured(value: Any, key: str, command: str) -> ConfiguredScript | None:
         syntax=args.string("syntax", choices=SYNTAXES),
         body=args.string("body"),
         interpreter=args.optional_string("interpreter"),
+        substitute=args.boolean("substitute", False),
     )
 
 
@@ -80,6 +85,18 @@ def package_scripts(root: str, stage: str) -> list[tuple[str, str]]:
                     syntax = "bash" if shutil.which("bash") else "sh"
                 found.append((name, syntax))
     return found
+
+
+@dataclass(frozen=True)
+class _Job:
+    label: str
+    syntax: str
+    body: str
+    interpreter: str | None
+    #: the file name the script's ``$0`` shows
+    name: str
+    #: ``#{...}`` is substituted just before it runs
+    substitute: bool = False
 
 
 class _Recording(EventWriter):
@@ -132,28 +149,33 @@ class StageRunner:
         """Run ``stage``'s package script and ``script`` (the configured one first for
         PreDeploy, as Calamari does); the label and outcome of the first one that fails (or
         was canceled), else ``None``. Stops after a skip request."""
-        jobs: list[tuple[str, str, str, str | None, str]] = []
+        jobs: list[_Job] = []
         chosen = self._package_script(stage)
         if chosen is not None:
             name, syntax = chosen
-            jobs.append((f"package script {name}", syntax, self._read(name), None, name))
+            jobs.append(_Job(f"package script {name}", syntax, self._read(name), None, name))
         if script is not None:
-            configured_job = (
-                f"{stage} script",
-                script.syntax,
-                script.body,
-                script.interpreter,
-                f"{stage}.configured",
+            label, name = f"{stage} script", f"{stage}.configured"
+            job = _Job(
+                label, script.syntax, script.body, script.interpreter, name, script.substitute
             )
-            jobs.insert(0 if stage == "PreDeploy" else len(jobs), configured_job)
-        for label, syntax, body, interpreter, name in jobs:
+            jobs.insert(0 if stage == "PreDeploy" else len(jobs), job)
+        for job in jobs:
             if self.skip_requested:
                 break
-            self.events.log("info", f"Running the {label}")
-            outcome = self._run(syntax, body, interpreter, name)
+            body = self._substituted(job.label, job.body) if job.substitute else job.body
+            self.events.log("info", f"Running the {job.label}")
+            outcome = self._run(job.syntax, body, job.interpreter, job.name)
             if not outcome.success:
-                return f"the {label}", outcome
+                return f"the {job.label}", outcome
         return None
+
+    def _substituted(self, label: str, body: str) -> str:
+        """``body`` with ``#{...}`` replaced by the variables of this moment."""
+        try:
+            return substitute(body, self.variables)
+        except RunnerError as exc:
+            raise RunnerError(f"the {label} was not run: {exc.message}", hint=exc.hint) from exc
 
     def run_failed(self, error: str) -> None:
         """Run the ``DeployFailed`` package scripts (errors are logged, never raised)."""
