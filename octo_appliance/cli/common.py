@@ -7,7 +7,7 @@ import argparse
 from octo_appliance.appliance import Appliance, open_appliance
 from octo_appliance.config import load_config
 
-#: the defaults of ``config._default_data_dir`` (tests/unit/test_docs.py keeps them equal)
+#: the defaults ``config.resolve_data_dir`` uses (tests/unit/test_docs.py keeps them equal)
 DATA_DIR_HELP = (
     "data directory (default: $OCTO_DATA_DIR, /var/lib/octo-appliance as root, "
     "else ~/.local/share/octo-appliance)"

@@ -111,7 +111,7 @@ def test_data_dir_help_names_the_real_defaults(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: euid)
-    default = config._default_data_dir().replace(str(Path.home()), "~")
+    default = str(config.resolve_data_dir(None, environ={})).replace(str(Path.home()), "~")
     with pytest.raises(SystemExit) as exited:
         main([*command, "--help"])
     assert exited.value.code == 0
