@@ -7,14 +7,15 @@ import argparse
 from octo_appliance.appliance import Appliance, open_appliance
 from octo_appliance.config import load_config
 
+#: the defaults ``config.resolve_data_dir`` uses (tests/unit/test_docs.py keeps them equal)
+DATA_DIR_HELP = (
+    "data directory (default: $OCTO_DATA_DIR, /var/lib/octo-appliance as root, "
+    "else ~/.local/share/octo-appliance)"
+)
+
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        metavar="D",
-        help="data directory (default: $OCTO_DATA_DIR, /var/lib/octo-appliance as root, "
-        "else ~/.local/share/octo-appliance)",
-    )
+    parser.add_argument("--data-dir", metavar="D", help=DATA_DIR_HELP)
     parser.add_argument(
         "--database",
         metavar="URL",

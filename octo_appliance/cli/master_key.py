@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee
 
-from octo_appliance.cli.common import add_data_options
+from octo_appliance.cli.common import DATA_DIR_HELP, add_data_options
 from octo_appliance.config import Config, load_config
 from octo_appliance.db.connection import SQLITE_FILE_NAME, open_database
 from octo_appliance.db.in_use import hold_exclusive
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     show = actions.add_parser("show", help="print the master key so you can back it up offline")
-    show.add_argument("--data-dir", metavar="D", help="data directory (default: $OCTO_DATA_DIR)")
+    show.add_argument("--data-dir", metavar="D", help=DATA_DIR_HELP)
     show.set_defaults(handler=run_show)
 
     rotate = actions.add_parser(

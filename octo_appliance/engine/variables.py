@@ -256,11 +256,16 @@ def substitute_text(
 
 
 def substitute_properties(
-    properties: Any, variables: Mapping[str, str], deferred_steps: Iterable[str] | None = None
+    properties: Any,
+    variables: Mapping[str, str],
+    deferred_steps: Iterable[str] | None = None,
+    keep: Iterable[str] = (),
 ) -> Any:
-    """Every string inside ``properties`` (dicts and lists walked) substituted; a problem
-    names the property it is in (``body``, ``responsible_teams[1]``)."""
+    """Every string inside ``properties`` (dicts and lists walked) substituted, except the
+    top-level properties named in ``keep`` (the runner substitutes those); a problem names
+    the property it is in (``body``, ``responsible_teams[1]``)."""
     steps = None if deferred_steps is None else list(deferred_steps)
+    kept = frozenset(keep)
 
     def walk(value: Any, path: str) -> Any:
         if isinstance(value, str):
@@ -270,7 +275,10 @@ def substitute_properties(
                 where = f"in {path}: " if path else ""
                 raise VariableProblem(where + exc.message, hint=exc.hint) from None
         if isinstance(value, Mapping):
-            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+            return {
+                k: v if not path and k in kept else walk(v, f"{path}.{k}" if path else str(k))
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return value

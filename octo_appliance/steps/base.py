@@ -223,6 +223,9 @@ class StepType:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    #: properties the engine leaves as written because the runner substitutes them when it
+    #: runs them, with variables only it knows (``deploy-package``'s scripts, as Calamari)
+    runner_substituted: ClassVar[frozenset[str]] = frozenset()
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         return []

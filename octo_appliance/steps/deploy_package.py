@@ -3,10 +3,12 @@
 
 Properties (validated per field): ``package`` (the feed package id; the release pins the
 version), ``substitute_files`` and ``structured_variables`` (globs relative to the extracted
-package), ``install_dir`` (copy there after the conventions; ``purge`` empties it first),
+package), ``install_dir`` (copy there after the conventions; ``purge`` empties it first, but
+for what matches ``purge_exclusions``, globs relative to ``install_dir``),
 ``pre_deploy``, ``deploy``, ``post_deploy`` (scripts: a bash body as text, or
-``{"syntax", "body"}``), ``run_on`` (``targets``, the default, or ``appliance``) and
-``keep_releases`` (after a success, keep this many releases of the project on the target).
+``{"syntax", "body"}``; the runner substitutes them as they run), ``run_on`` (``targets``,
+the default, or ``appliance``) and ``keep_releases`` (after a success, keep this many
+releases of the project on the target).
 
 Order of work: the package is sent to all targets at once (cached by SHA-256, a delta when
 the target has an older version), and the runner's ``deploy-package`` command runs on each
@@ -36,7 +38,7 @@ from octo_appliance.steps.base import (
 from octo_appliance.steps.run_script import RUN_ON, SYNTAXES, run_on
 
 SCRIPTS = ("pre_deploy", "deploy", "post_deploy")
-GLOB_LISTS = ("substitute_files", "structured_variables")
+GLOB_LISTS = ("substitute_files", "structured_variables", "purge_exclusions")
 KNOWN = frozenset(
     {"package", "install_dir", "purge", "run_on", "keep_releases", *SCRIPTS, *GLOB_LISTS}
 )
@@ -53,6 +55,12 @@ def script_of(value: Any) -> dict[str, str] | None:
     if isinstance(value, str):
         return {"syntax": "bash", "body": value}
     return {"syntax": str(value.get("syntax", "bash")), "body": str(value.get("body", ""))}
+
+
+def _runner_script(value: Any) -> dict[str, Any] | None:
+    """A script as the runner's ``deploy-package`` takes it: substituted by the runner."""
+    script = script_of(value)
+    return None if script is None else {**script, "substitute": True}
 
 
 def _template_problem(field: str, text: str) -> FieldProblem | None:
@@ -94,13 +102,17 @@ def _glob_problems(field: str, value: Any) -> list[FieldProblem]:
         return [FieldProblem(field, f"has more than {MAX_GLOBS} patterns")]
     for pattern in value:
         if pattern.startswith("/") or ".." in pattern.split("/"):
-            return [FieldProblem(field, f"'{pattern}' must stay inside the extracted package")]
+            where = "install_dir" if field == "purge_exclusions" else "the extracted package"
+            return [FieldProblem(field, f"'{pattern}' must stay inside {where}")]
     return []
 
 
 class DeployPackage(StepType):
     name = "deploy-package"
     summary = "Send a package from the feed to each target and install it by convention"
+    # As Calamari does, the runner substitutes the scripts when it runs them, so they can use
+    # #{Octopus.Action.Package.InstallationDirectoryPath} and the other package variables.
+    runner_substituted = frozenset(SCRIPTS)
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         problems = [
@@ -131,6 +143,10 @@ class DeployPackage(StepType):
             problems.append(FieldProblem("purge", "must be true or false"))
         if properties.get("purge") and not properties.get("install_dir"):
             problems.append(FieldProblem("purge", "needs install_dir: it empties that directory"))
+        if properties.get("purge_exclusions") and properties.get("purge") is not True:
+            problems.append(
+                FieldProblem("purge_exclusions", "needs purge: they list what purge keeps")
+            )
         if properties.get("run_on", "targets") not in RUN_ON:
             problems.append(FieldProblem("run_on", "must be targets or appliance"))
         keep = properties.get("keep_releases")
@@ -191,7 +207,8 @@ class DeployPackage(StepType):
             "structured_variables": list(values.get("structured_variables") or []),
             "install_dir": values.get("install_dir") or None,
             "purge": bool(values.get("purge", False)),
-            **{name: script_of(values.get(name)) for name in SCRIPTS},
+            "purge_exclusions": list(values.get("purge_exclusions") or []),
+            **{name: _runner_script(values.get(name)) for name in SCRIPTS},
             "force": ctx.force,
             "keep_releases": values.get("keep_releases"),
         }

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from octo_appliance.plugins import create_plugin_manager
 from octo_appliance.steps import BUILTIN_MODULES
-from octo_appliance.steps.base import StepType
+from octo_appliance.steps.base import PackageInfo, StepContext, StepType
 from octo_appliance.steps.deploy_package import DeployPackage, script_of
 from octo_appliance.steps.manual_intervention import ManualIntervention
 from octo_appliance.steps.run_script import RunScript
@@ -134,6 +134,7 @@ DEPLOY_PACKAGE_CASES = [
             "structured_variables": ["appsettings.json"],
             "install_dir": "/opt/#{Octo.Project.Name}",
             "purge": True,
+            "purge_exclusions": ["logs/**", "App_Data"],
             "pre_deploy": "echo pre",
             "deploy": {"syntax": "python", "body": "print('#{Octo.Machine.Name}')"},
             "post_deploy": {"body": "echo post"},
@@ -178,6 +179,16 @@ DEPLOY_PACKAGE_CASES = [
     pytest.param(
         {**PACKAGE, "install_dir": "/x", "purge": "yes"}, {"purge": "true or false"}, id="purge"
     ),
+    pytest.param(
+        {**PACKAGE, "install_dir": "/x", "purge_exclusions": ["logs/**"]},
+        {"purge_exclusions": "needs purge"},
+        id="exclusions-no-purge",
+    ),
+    pytest.param(
+        {**PACKAGE, "install_dir": "/x", "purge": True, "purge_exclusions": ["../data"]},
+        {"purge_exclusions": "inside install_dir"},
+        id="exclusions-escape",
+    ),
     pytest.param({**PACKAGE, "run_on": "moon"}, {"run_on": "targets or appliance"}, id="run-on"),
     pytest.param({**PACKAGE, "keep_releases": 0}, {"keep_releases": "from 1"}, id="keep-zero"),
     pytest.param({**PACKAGE, "keep_releases": True}, {"keep_releases": "from 1"}, id="keep-bool"),
@@ -211,3 +222,39 @@ def test_deploy_package_names_its_package() -> None:
     assert DeployPackage().package_ids({"package": "Acme.Web"}) == ["Acme.Web"]
     assert DeployPackage().package_ids({}) == []
     assert RunScript().package_ids(SCRIPT) == []
+
+
+class _Properties:
+    """The two things ``DeployPackage.arguments`` reads from its step context."""
+
+    force = False
+
+    def __init__(self, properties: dict[str, Any]) -> None:
+        self.properties = properties
+
+    def properties_for(self, target: object) -> dict[str, Any]:
+        return self.properties
+
+
+def test_deploy_package_sends_purge_exclusions_to_the_runner() -> None:
+    info = PackageInfo("Acme.Web", "1.0.0", "a" * 64, 10, "zip", "Acme.Web.1.0.0.zip")
+    properties = {**PACKAGE, "install_dir": "/opt/acme", "purge": True}
+    ctx = cast(StepContext, _Properties({**properties, "purge_exclusions": ["logs/**"]}))
+    arguments = DeployPackage().arguments(ctx, None, info)
+    assert (arguments["purge"], arguments["purge_exclusions"]) == (True, ["logs/**"])
+    assert arguments["deploy"] is None
+    ctx = cast(StepContext, _Properties(properties))
+    assert DeployPackage().arguments(ctx, None, info)["purge_exclusions"] == []
+
+
+def test_deploy_package_scripts_are_substituted_by_the_runner() -> None:
+    """As Calamari does, so they can use the package variables only the runner knows."""
+    assert DeployPackage.runner_substituted == {"pre_deploy", "deploy", "post_deploy"}
+    info = PackageInfo("Acme.Web", "1.0.0", "a" * 64, 10, "zip", "Acme.Web.1.0.0.zip")
+    body = "cd #{Octopus.Action.Package.InstallationDirectoryPath}"
+    ctx = cast(StepContext, _Properties({**PACKAGE, "deploy": body}))
+    assert DeployPackage().arguments(ctx, None, info)["deploy"] == {
+        "syntax": "bash",
+        "body": body,
+        "substitute": True,
+    }

@@ -214,6 +214,17 @@ def test_properties_are_walked_and_problems_name_the_property() -> None:
     assert caught.value.message == "in teams[1]: unresolved variable reference(s): Gone"
 
 
+def test_properties_the_runner_substitutes_are_left_as_written() -> None:
+    props = {"body": "echo #{Name}", "deploy": {"body": "cd #{Octo.Action.Package.X}"}}
+    assert substitute_properties(props, VARIABLES, keep={"deploy"}) == {
+        "body": "echo web",
+        "deploy": {"body": "cd #{Octo.Action.Package.X}"},
+    }
+    nested = {"outer": {"deploy": "#{Gone}"}}  # only top-level properties are kept
+    with pytest.raises(VariableProblem):
+        substitute_properties(nested, VARIABLES, keep={"deploy"})
+
+
 DEFERRED = [
     pytest.param("Octo.Action[Build].Output.Port", ["Build"], True, id="octo"),
     pytest.param(

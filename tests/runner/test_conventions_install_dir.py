@@ -62,6 +62,66 @@ def test_copy_with_and_without_purge(
     assert f"Copied 2 files and 2 links to {target}" in captured.logs("info")
 
 
+OLD = {
+    "data": "/",
+    "data/keep.db": "db",
+    "data/cache.tmp": "tmp",
+    "logs": "/",
+    "logs/app.log": "log",
+    "logs/2026": "/",
+    "logs/2026/old.log": "old log",
+    "stale.txt": "old",
+    "web.config": "old config",
+}
+
+
+LOGS = {k: v for k, v in OLD.items() if k.startswith("logs")}
+
+
+@pytest.mark.parametrize(
+    ("exclusions", "kept", "purged", "kept_count"),
+    [
+        ([], {}, 4, 0),
+        (["data"], {"data": "/", "data/keep.db": "db", "data/cache.tmp": "tmp"}, 3, 1),
+        (["data/*.db"], {"data": "/", "data/keep.db": "db"}, 4, 1),
+        (["logs/**", "*.config"], {**LOGS, "web.config": "old config"}, 2, 3),
+        (["**/*.log"], LOGS, 3, 2),
+        (["nothing/*"], {}, 4, 0),
+    ],
+)
+def test_purge_keeps_what_matches_purge_exclusions(
+    tmp_path: Path,
+    release: Path,
+    exclusions: list[str],
+    kept: dict[str, str],
+    purged: int,
+    kept_count: int,
+) -> None:
+    target = tmp_path / "opt" / "app"
+    for name, text in OLD.items():
+        path = target / name
+        if text == "/":
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    captured = Captured()
+    copied = install(
+        str(release),
+        str(target),
+        True,
+        str(tmp_path / "apps"),
+        captured.writer,
+        CancelToken(),
+        exclusions,
+    )
+    assert tree(target) == {**NEW, **kept}
+    assert (copied.purged, copied.kept) == (purged, kept_count)
+    if exclusions:
+        message = f"removed {purged} entries, kept {kept_count} matching purge_exclusions"
+        assert f"Purged {target}: {message}" in captured.logs("info")
+
+
 def test_a_link_in_the_target_is_replaced_not_written_through(
     tmp_path: Path, release: Path
 ) -> None:

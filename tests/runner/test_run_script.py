@@ -371,6 +371,50 @@ def test_runs_on_the_oldest_supported_python(
     assert done.of_type("output-variable")[0]["value"] == "hello"
 
 
+@pytest.mark.parametrize("syntax", ["bash", "sh"])
+def test_windows_line_endings_in_shell_scripts(
+    run_runner: RunRunner, work_dir: Path, syntax: str
+) -> None:
+    body = 'value=$(get_octovariable Greeting)\r\nset_octovariable Greeting "$value"\r\n'
+    done = run_runner(
+        make_request("run-script", script(syntax, body), work_dir=work_dir, variables=VARIABLES)
+    )
+    assert done.exit_code == 0, done.events
+    assert [(v["name"], v["value"]) for v in done.of_type("output-variable")] == [
+        ("Greeting", "hello")
+    ]
+
+
+@pytest.mark.parametrize("syntax", ["bash", "sh"])
+def test_dollar_0_is_in_the_work_dir_and_no_arguments_are_left(
+    run_runner: RunRunner, work_dir: Path, syntax: str
+) -> None:
+    body = 'set_octovariable Dir "$(cd "$(dirname "$0")" && pwd)"\nset_octovariable Count "$#"\n'
+    done = run_runner(
+        make_request("run-script", script(syntax, body), work_dir=work_dir, variables=VARIABLES)
+    )
+    assert done.exit_code == 0, done.events
+    assert [(v["name"], v["value"]) for v in done.of_type("output-variable")] == [
+        ("Dir", str(work_dir.resolve())),
+        ("Count", "0"),
+    ]
+
+
+def test_scripts_see_the_agents_applications_folder(run_runner: RunRunner, work_dir: Path) -> None:
+    name = "Octopus.Tentacle.Agent.ApplicationDirectoryPath"
+    body = f'set_octopusvariable Apps "$(get_octopusvariable {name})"'
+    request = make_request(
+        "run-script",
+        script("bash", body),
+        work_dir=work_dir,
+        variables=VARIABLES,
+        context={"applications_dir": "/srv/agent/applications"},
+    )
+    done = run_runner(request)
+    assert done.exit_code == 0, done.events
+    assert done.of_type("output-variable")[0]["value"] == "/srv/agent/applications"
+
+
 def test_helpers_work_under_strict_shell_options(run_runner: RunRunner, work_dir: Path) -> None:
     body = """set -euo pipefail
 value=$(get_octovariable Missing)

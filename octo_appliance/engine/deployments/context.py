@@ -83,8 +83,12 @@ class EngineStepContext(StepContext):
     def properties_for(self, target: StepTarget | None) -> dict[str, Any]:
         info = None if target is None else self._infos.get(target.id)
         variables = self.run.variables(self.planned, info).mapping()
+        step_type = self.run.step_types.get(self.step.type)
+        keep = step_type.runner_substituted if step_type is not None else ()
         try:
-            values: dict[str, Any] = substitute_properties(self.step.properties, variables)
+            values: dict[str, Any] = substitute_properties(
+                self.step.properties, variables, keep=keep
+            )
         except VariableProblem as exc:
             where = "on the appliance" if target is None else f"on {target.name}"
             raise StepFailed(f"{where}: {exc.message}", hint=exc.hint) from None

@@ -53,7 +53,8 @@ def problems(run: DeploymentRun) -> list[str]:
                 where = "on the appliance" if target is None else f"on target '{target.name}'"
                 variables = run.variables(planned, target).mapping()
                 try:
-                    substitute_properties(spec.properties, variables, earlier)
+                    keep = step_type.runner_substituted
+                    substitute_properties(spec.properties, variables, earlier, keep)
                 except VariableProblem as exc:
                     found.append(f"step '{spec.name}' {where}: {exc.message}")
             if condition is not None and condition.kind == VARIABLE:

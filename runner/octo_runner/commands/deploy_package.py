@@ -3,9 +3,11 @@
 Order (docs/conventions.md): journal check (skip what this release already installed,
 unless ``force``) -> extract into a new release folder -> PreDeploy -> substitute files ->
 structured variables -> copy to ``install_dir`` -> Deploy -> PostDeploy; a failure after
-extraction runs the package's DeployFailed scripts. Every attempt that extracted something is
-written to the journal; after a success ``keep_releases`` applies retention. The arguments
-and the request context it needs are described in docs/runner-protocol.md.
+extraction runs the package's DeployFailed script. As in Calamari, the scripts after the copy
+(and DeployFailed) run in ``install_dir``, so a ported package's relative paths act on the
+installed copy. Every attempt that extracted something is written to the journal; after a
+success ``keep_releases`` applies retention. The arguments and the request context it needs
+are described in docs/runner-protocol.md.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from ..cancellation import CancelToken
 from ..conventions import Canceled, extract, globs, install_dir, journal, scripts
-from ..conventions.target import Deployment, TargetPaths, safe_component
+from ..conventions.target import Deployment, TargetPaths, agent_variables, safe_component
 from ..errors import BadInputError, RunnerError
 from ..protocol import Arguments, EventWriter, Request
 from ..scripts.host import ScriptOutcome
@@ -27,6 +29,10 @@ from . import Outcome
 COMMAND = "deploy-package"
 INSTALLATION_PATH = "Action.Package.InstallationDirectoryPath"
 EXTRACTED_PATH = "Action.Package.ExtractedPath"
+#: the variables Calamari gives a package step, which ported scripts read
+CUSTOM_DIRECTORY = "Action.Package.CustomInstallationDirectory"
+PACKAGE_ID = "Action.Package.PackageId"
+PACKAGE_VERSION = "Action.Package.PackageVersion"
 #: the same two, as output variables of the step
 OUTPUT_INSTALLATION_PATH = "Package.InstallationDirectoryPath"
 OUTPUT_EXTRACTED_PATH = "Package.ExtractedPath"
@@ -54,6 +60,7 @@ class Plan:
     structured_variables: list[str]
     install_dir: str | None
     purge: bool
+    purge_exclusions: list[str]
     stages: dict[str, scripts.ConfiguredScript | None]
     force: bool
     keep_releases: int | None
@@ -73,6 +80,7 @@ class Plan:
             structured_variables=_patterns(args, "structured_variables"),
             install_dir=install,
             purge=args.boolean("purge", False),
+            purge_exclusions=_patterns(args, "purge_exclusions"),
             stages={
                 stage: scripts.configured(args.values.get(key), key, COMMAND)
                 for stage, key in STAGE_ARGUMENTS.items()
@@ -218,11 +226,15 @@ class _Deploy:
         return path
 
     def _package_variables(self) -> dict[str, str]:
+        plan = self.plan
         values = {}
         for prefix in ("Octo.", "Octopus."):
             values[prefix + INSTALLATION_PATH] = self.installed_to
             values[prefix + EXTRACTED_PATH] = self.extracted_to
-        return values
+            values[prefix + CUSTOM_DIRECTORY] = plan.install_dir or self.extracted_to
+            values[prefix + PACKAGE_ID] = plan.package.id
+            values[prefix + PACKAGE_VERSION] = plan.package.version
+        return {**agent_variables(self.request.context), **values}
 
     def _conventions(self) -> Outcome:
         plan = self.plan
@@ -303,10 +315,13 @@ class _Deploy:
             self.plan.paths.applications_dir,
             self.events,
             self.cancel,
+            self.plan.purge_exclusions,
         )
         self.installed_to = installed
         assert self.stage_runner is not None
         self.stage_runner.add_variables(self._package_variables())
+        # Calamari: "from this point on, the current directory will be the custom-directory"
+        self.stage_runner.work_dir = installed
 
     def _script_failed(self, label: str, outcome: ScriptOutcome) -> Outcome:
         if outcome.canceled:

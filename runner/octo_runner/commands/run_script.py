@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..cancellation import CancelToken
+from ..conventions.target import agent_variables
 from ..errors import BadInputError, RunnerError
 from ..protocol import Arguments, EventWriter, Request
 from ..scripts import host
@@ -33,7 +34,7 @@ def script_job(values: Any, request: Request, command: str) -> host.ScriptJob:
     body = args.string("body")
     if request.work_dir is None:
         raise BadInputError(f"{command}: the request needs 'work_dir' to run a script")
-    variables = request.variable_map()
+    variables = {**request.variable_map(), **agent_variables(request.context)}
     if args.boolean("substitute", True):
         try:
             body = substitute(body, variables)

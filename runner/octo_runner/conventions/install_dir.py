@@ -1,7 +1,9 @@
 """Copy the release folder to a custom installation directory (``install_dir``).
 
 With ``purge`` the directory is emptied first (its own entry stays, so its owner and
-permissions do too). Each file is copied to a temporary name beside its destination and
+permissions do too), except for what matches ``purge_exclusions`` (patterns relative to the
+directory, as Calamari's purge exclusions: a matching folder is kept whole, and a folder that
+holds a kept entry stays). Each file is copied to a temporary name beside its destination and
 renamed over it, so a running application never reads a half-written file and an existing
 link at that name is replaced rather than written through. Links in the package are copied
 as links. Folders that already exist are kept (a folder link the operator put there is
@@ -12,8 +14,10 @@ the release folder: purging or copying there would destroy the source.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..cancellation import CancelToken
@@ -21,6 +25,7 @@ from ..errors import RunnerError
 from ..protocol import EventWriter
 from . import Canceled
 from .files import describe_os_error, is_within, replacing
+from .globs import compile_pattern, normalise
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Copied:
     files: int = 0
     links: int = 0
     purged: int = 0
+    kept: int = 0
 
 
 def check_target(target: str, source: str, applications_dir: str) -> str:
@@ -56,15 +62,19 @@ def install(
     applications_dir: str,
     events: EventWriter,
     cancel: CancelToken,
+    purge_exclusions: Sequence[str] = (),
 ) -> Copied:
-    """Copy ``source`` into ``target`` (emptied first when ``purge``)."""
+    """Copy ``source`` into ``target`` (emptied first when ``purge``, but for what matches
+    ``purge_exclusions``)."""
     target = check_target(target, source, applications_dir)
+    keep = [compile_pattern(normalise(p, "purge_exclusions")) for p in purge_exclusions]
     copied = Copied()
     try:
         os.makedirs(target, exist_ok=True)
         if purge:
-            copied.purged = _purge(target)
-            events.log("info", f"Purged {target}: removed {copied.purged} entries")
+            _purge(target, "", keep, copied)
+            kept = f", kept {copied.kept} matching purge_exclusions" if keep else ""
+            events.log("info", f"Purged {target}: removed {copied.purged} entries{kept}")
         _copy_tree(source, target, copied, cancel)
     except OSError as exc:
         raise RunnerError(
@@ -75,16 +85,27 @@ def install(
     return copied
 
 
-def _purge(target: str) -> int:
-    removed = 0
-    with os.scandir(target) as entries:
+def _purge(folder: str, prefix: str, keep: list[re.Pattern[str]], copied: Copied) -> bool:
+    """Empty ``folder`` but for entries matching ``keep``; whether anything was kept."""
+    kept_any = False
+    with os.scandir(folder) as entries:
         for entry in list(entries):
-            if entry.is_dir(follow_symlinks=False):
+            relative = prefix + entry.name
+            is_folder = entry.is_dir(follow_symlinks=False)
+            before = copied.purged
+            if any(pattern.match(relative) for pattern in keep):
+                copied.kept += 1
+                kept_any = True
+            elif is_folder and keep and _purge(entry.path, relative + "/", keep, copied):
+                kept_any = True  # it holds a kept entry, so the folder stays
+            elif is_folder:
+                copied.purged = before  # a folder removed whole counts as one entry
                 shutil.rmtree(entry.path)
+                copied.purged += 1
             else:
                 os.unlink(entry.path)
-            removed += 1
-    return removed
+                copied.purged += 1
+    return kept_any
 
 
 def _copy_tree(source: str, target: str, copied: Copied, cancel: CancelToken) -> None:

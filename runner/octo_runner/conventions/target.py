@@ -17,6 +17,8 @@ from ..errors import BadInputError
 from ..protocol import Request
 
 _AGENT_HINT = "the agent fills the request context; use an agent that supports this command"
+#: Calamari's name for the folder releases are extracted under, which ported scripts read
+APPLICATIONS_DIR = "Tentacle.Agent.ApplicationDirectoryPath"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
@@ -38,6 +40,15 @@ class TargetPaths:
 
     def package_file(self, sha256: str) -> str:
         return os.path.join(self.cache_dir, sha256)
+
+
+def agent_variables(context: Mapping[str, Any]) -> dict[str, str]:
+    """``Octo.``/``Octopus.Tentacle.Agent.ApplicationDirectoryPath`` when the agent named its
+    applications folder (every script on a Tentacle sees it); else nothing."""
+    folder = context.get("applications_dir")
+    if not isinstance(folder, str) or "\x00" in folder or not os.path.isabs(folder):
+        return {}
+    return {prefix + APPLICATIONS_DIR: os.path.normpath(folder) for prefix in ("Octo.", "Octopus.")}
 
 
 def context_path(context: Mapping[str, Any], key: str, command: str) -> str:

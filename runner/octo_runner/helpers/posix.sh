@@ -12,10 +12,13 @@ __octo_vars=$__octo_nl
 
 if command -v base64 >/dev/null 2>&1; then
     __octo_b64() { printf '%s' "$1" | base64 | tr -d '\r\n'; }
+    __octo_unb64() { printf '%s' "$1" | base64 -d; }
 elif command -v openssl >/dev/null 2>&1; then
     __octo_b64() { printf '%s' "$1" | openssl base64 -A; }
+    __octo_unb64() { printf '%s' "$1" | openssl base64 -A -d; }
 else
     __octo_b64() { echo "octo helpers: need base64 or openssl to send service messages" >&2; return 1; }
+    __octo_unb64() { __octo_b64 "$1"; }
 fi
 
 # The table as one string; a lookup is one pattern match (no temp files, no subshells).
@@ -89,7 +92,10 @@ write_wait() { __octo_write wait "$@"; }
 write_warning() { __octo_write warning "$@"; }
 write_error() { __octo_write error "$@"; }
 
-# The names Octopus Deploy's Calamari gives the same helpers.
+# The names Octopus Deploy's Calamari gives the same helpers. Scripts ported from Octopus also
+# write their own "##octopus[...]" lines with encode_servicemessagevalue.
+encode_servicemessagevalue() { __octo_b64 "${1:-}"; }
+decode_servicemessagevalue() { __octo_unb64 "${1:-}"; }
 set_octopusvariable() { set_octovariable "$@"; }
 get_octopusvariable() { get_octovariable "$@"; }
 new_octopusartifact() { new_octoartifact "$@"; }

@@ -2,4 +2,5 @@
 __octo_load_table "${OCTO_VARIABLES_FD:?run by the Octo runner only: OCTO_VARIABLES_FD is unset}"
 __octo_script=/dev/fd/${OCTO_SCRIPT_FD:?run by the Octo runner only: OCTO_SCRIPT_FD is unset}
 unset OCTO_VARIABLES_FD OCTO_SCRIPT_FD
+shift # this bootstrap's own path: the script starts without positional parameters
 . "$__octo_script"

@@ -58,6 +58,8 @@ class ScriptJob:
     #: where the helper folder goes (default ``work_dir``): outside a release folder, so a
     #: Deploy script that copies or archives ``.`` does not pick the helpers up
     helper_root: str | None = None
+    #: the script's file name in ``work_dir``, which a shell script sees in ``$0``
+    name: str = "script"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,12 @@ def run(job: ScriptJob, events: EventWriter, cancel: CancelToken) -> ScriptOutco
     if cancel.cancelled:
         return ScriptOutcome(CANCELED_EXIT_CODE, True, cancel.reason, None, False)
     launch = prepare(
-        job.syntax, job.body, job.variables, job.helper_root or job.work_dir, job.interpreter
+        job.syntax,
+        job.body,
+        job.variables,
+        job.helper_root or job.work_dir,
+        job.interpreter,
+        arg0=os.path.join(job.work_dir, job.name),
     )
     for name in launch.skipped_names:
         reason = "its name holds a tab or a line break"

@@ -18,6 +18,7 @@ from .. import helpers
 from ..errors import RunnerError
 
 SYNTAXES = ("bash", "sh", "python", "pwsh")
+_SOURCE_FIRST_ARGUMENT = '. "$1"'
 
 _DEFAULT_INTERPRETER = {"bash": "bash", "sh": "sh", "python": "python3", "pwsh": "pwsh"}
 _INSTALL_HINT = {
@@ -54,10 +55,16 @@ def resolve_interpreter(syntax: str, interpreter: str | None) -> str:
 
 
 def prepare(
-    syntax: str, body: str, variables: Mapping[str, str], work_dir: str, interpreter: str | None
+    syntax: str,
+    body: str,
+    variables: Mapping[str, str],
+    work_dir: str,
+    interpreter: str | None,
+    arg0: str | None = None,
 ) -> Launch:
     """Write the helpers into a fresh directory under ``work_dir`` (the run's work dir, or
-    the folder given for them) and describe the launch."""
+    the folder given for them) and describe the launch. ``arg0`` is what a shell script
+    sees as ``$0`` (default: the bootstrap's path)."""
     program = resolve_interpreter(syntax, interpreter)
     helper_dir = tempfile.mkdtemp(prefix=".octo-", dir=work_dir)
     files = helpers.bootstrap_files(syntax)
@@ -68,10 +75,13 @@ def prepare(
     skipped: list[str] = []
     if syntax in ("bash", "sh"):
         table, skipped = helpers.shell_table(variables)
+        # A script saved on Windows would otherwise end every command with a stray \r (a
+        # value set to "x\r", a file "./run.sh\r" not found); Calamari converts them too.
+        body = body.replace("\r\n", "\n")
     else:
         table = helpers.json_table(variables)
     return Launch(
-        argv=_argv(syntax, program, entry),
+        argv=_argv(syntax, program, entry, arg0),
         helper_dir=helper_dir,
         script=body.encode("utf-8", "replace"),
         table=table,
@@ -79,11 +89,15 @@ def prepare(
     )
 
 
-def _argv(syntax: str, program: str, entry: str) -> list[str]:
+def _argv(syntax: str, program: str, entry: str, arg0: str | None) -> list[str]:
+    # The shell sources the bootstrap from a -c command so that $0 is ``arg0``: a path in the
+    # script's working directory, as under Calamari, where `cd "$(dirname "$0")"` stays put.
+    # run.sh shifts the bootstrap's path out of the script's positional parameters.
+    shell = [_SOURCE_FIRST_ARGUMENT, arg0 or entry, entry]
     if syntax == "bash":
-        return [program, "--noprofile", "--norc", entry]
+        return [program, "--noprofile", "--norc", "-c", *shell]
     if syntax == "sh":
-        return [program, entry]
+        return [program, "-c", *shell]
     if syntax == "python":
         return [program, "-u", entry]
     pwsh_flags = ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass"]
