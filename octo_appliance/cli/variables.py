@@ -1,0 +1,250 @@
+"""``octo-appliance variables list|set|delete|export|import``: a project's variables.
+
+The API reads and replaces a project's variables as one list (``PUT`` in one transaction), so
+every change here reads the list, changes it and writes it back whole: stored sensitive values
+travel as their ids and are kept, never read. ``export``/``import`` keep the list in a JSON
+file (:mod:`octo_appliance.cli.variable_file`) that can live in the team's repository and be
+applied by its CI; import shows the diff and applies it with one PUT.
+
+A sensitive value is never taken from the command line (other users see it in ``ps``):
+``set --sensitive`` reads it from ``--value-file`` (``-``: stdin).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from octo_appliance.cli import variable_file
+from octo_appliance.cli.client import ApiClient, ClientError
+from octo_appliance.cli.documents import (
+    add_export_options,
+    add_import_options,
+    project_of,
+    read_document,
+    report_import,
+    write_document,
+)
+from octo_appliance.cli.options import add_client_options, open_client
+from octo_appliance.cli.output import Output, table
+from octo_appliance.cli.resources import Names, segment
+from octo_appliance.cli.user import read_secret
+from octo_appliance.cli.variable_file import Entry
+from octo_appliance.exceptions import ConfigError
+
+SCOPE_OPTIONS = (
+    ("--environment", "environments", "ENV", "only in this environment"),
+    ("--role", "roles", "ROLE", "only on targets with this role"),
+    ("--target", "targets", "TARGET", "only on this target"),
+    ("--step", "steps", "STEP", "only in this step"),
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "variables", help="list, set, delete, export or import a project's variables"
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="a project's variables (sensitive ones hidden)")
+    _project_option(listing)
+    add_client_options(listing)
+    listing.set_defaults(handler=run_list)
+
+    put = actions.add_parser(
+        "set",
+        help="set a variable (the one with this name and scope, or a new one)",
+        description="Set the variable with this name and exactly this scope (no scope option: "
+        "unscoped), or add it. A sensitive value is read from --value-file, never from argv.",
+    )
+    put.add_argument("name", metavar="NAME")
+    put.add_argument("value", nargs="?", metavar="VALUE", help="the value (not for secrets)")
+    put.add_argument(
+        "--value-file", type=Path, metavar="F", help="read the value from F ('-': stdin)"
+    )
+    put.add_argument("--sensitive", action="store_true", help="seal it; never shown again")
+    _project_option(put)
+    _scope_options(put)
+    add_client_options(put)
+    put.set_defaults(handler=run_set)
+
+    delete = actions.add_parser(
+        "delete",
+        help="delete a variable",
+        description="Delete the variable with this name; when several scopes hold it, name the "
+        "scope with the scope options, or pass --all-scopes.",
+    )
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("--all-scopes", action="store_true", help="every scope of this name")
+    _project_option(delete)
+    _scope_options(delete)
+    add_client_options(delete)
+    delete.set_defaults(handler=run_delete)
+
+    export = actions.add_parser(
+        "export",
+        help="write the variables as a JSON file (sensitive values as keep)",
+        description="Write a project's variables as JSON; sensitive values are never written, "
+        "only {\"keep\": true}. Apply the file with 'variables import'.",
+    )
+    add_export_options(export)
+    add_client_options(export)
+    export.set_defaults(handler=run_export)
+
+    load = actions.add_parser(
+        "import",
+        help="make the variables what a JSON file says (shows the diff)",
+        description="Replace a project's variables by the file's, in one transaction, after "
+        'showing what is added, changed and removed. {"keep": true} keeps a stored '
+        "sensitive value.",
+    )
+    add_import_options(load, "variables")
+    add_client_options(load)
+    load.set_defaults(handler=run_import)
+
+
+def _project_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or name")
+
+
+def _scope_options(parser: argparse.ArgumentParser) -> None:
+    for option, dest, metavar, text in SCOPE_OPTIONS:
+        parser.add_argument(
+            option, dest=dest, action="append", default=[], metavar=metavar, help=text
+        )
+
+
+def _path(project: str) -> str:
+    return f"/projects/{segment(project)}/variables"
+
+
+def _stored(client: ApiClient, project: str) -> tuple[list[tuple[str, Entry]], dict[str, Any]]:
+    """The project's variables as (id, entry) with names in scopes, and the API's answer."""
+    answer = client.get(_path(project))
+    names = Names(client)
+
+    def by_name(kind: str, ids: list[str]) -> list[str]:
+        return names.environments(ids) if kind == "environments" else names.targets(ids)
+
+    return variable_file.stored_entries(answer["variables"], by_name), answer
+
+
+def _put(client: ApiClient, project_id: str, body: list[dict[str, Any]]) -> Any:
+    return client.request("PUT", _path(project_id), json={"variables": body})
+
+
+def _scope(args: argparse.Namespace) -> dict[str, list[str]]:
+    return {dest: getattr(args, dest) for _, dest, _, _ in SCOPE_OPTIONS}
+
+
+def _shown_value(entry: Entry) -> str:
+    if entry.sensitive:
+        return "********"
+    return "(no value)" if entry.value is None else entry.value.replace("\n", "\\n")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    with open_client(args) as client:
+        stored, answer = _stored(client, args.project)
+    rows = [
+        [e.name, _shown_value(e), e.label()[len(e.name) :].strip(" []") or "-"] for _, e in stored
+    ]
+    lines = table(rows, ["NAME", "VALUE", "SCOPE"]) if rows else ["No variables."]
+    out.result(answer, lines)
+    return 0
+
+
+def _value(args: argparse.Namespace) -> str:
+    if args.value is not None and args.value_file is not None:
+        raise ConfigError("give the value or --value-file, not both", hint="drop one of them")
+    if args.value_file is not None:
+        return read_secret(args.value_file, "value")
+    if args.value is None:
+        raise ConfigError("no value given", hint="pass VALUE, or --value-file F ('-': stdin)")
+    if args.sensitive:
+        raise ConfigError(
+            "a sensitive value on the command line is visible to other users in ps",
+            hint="pass it with --value-file F, or --value-file - on stdin",
+        )
+    return str(args.value)
+
+
+def run_set(args: argparse.Namespace) -> int:
+    value = _value(args)
+    wanted = Entry(
+        name=args.name,
+        value=value,
+        sensitive=args.sensitive,
+        scope=variable_file.scope_of(_scope(args)),
+    )
+    out = Output(args.json)
+    with open_client(args) as client:
+        stored, answer = _stored(client, args.project)
+        entries = [entry for _, entry in stored]
+        keys = [entry.key for entry in entries]
+        if wanted.key in keys:
+            entries[keys.index(wanted.key)] = wanted
+        else:
+            entries.append(wanted)
+        diff, body = variable_file.plan(stored, entries)
+        result = _put(client, answer["project_id"], body) if not diff.empty else answer
+    verb = "Unchanged" if diff.empty else ("Added" if wanted.key not in keys else "Set")
+    out.result(result, [f"{verb} {wanted.label()} in project {args.project}."])
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    scope = variable_file.scope_of(_scope(args))
+    out = Output(args.json)
+    with open_client(args) as client:
+        stored, answer = _stored(client, args.project)
+        named = [e for _, e in stored if e.name.casefold() == args.name.casefold()]
+        if scope:
+            probe = Entry(name=args.name, value=None, scope=scope)
+            named = [e for e in named if e.key == probe.key]
+        if not named:
+            raise ClientError(
+                f"project {args.project} has no variable {args.name}"
+                + (" with that scope" if scope else ""),
+                hint=f"list them with 'octo-appliance variables list --project {args.project}'",
+            )
+        if len(named) > 1 and not args.all_scopes:
+            raise ClientError(
+                f"{args.name} has {len(named)} scopes: " + ", ".join(e.label() for e in named),
+                hint="name one with --environment/--role/--target/--step, or pass --all-scopes",
+            )
+        gone = {e.key for e in named}
+        _, body = variable_file.plan(stored, [e for _, e in stored if e.key not in gone])
+        result = _put(client, answer["project_id"], body)
+    out.result(result, [f"Deleted {e.label()} from project {args.project}." for e in named])
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    out = Output(args.json)
+    with open_client(args) as client:
+        project = client.get(f"/projects/{segment(args.project)}")
+        stored, _ = _stored(client, project["id"])
+    document = variable_file.export_document(project["name"], stored)
+    summary = f"Wrote {len(stored)} variable(s) of project {project['name']}"
+    return write_document(out, args.output, document, summary)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    document = read_document(args.file)
+    wanted = variable_file.read_entries(document, str(args.file))
+    project = project_of(args, document)
+    out = Output(args.json)
+    with open_client(args) as client:
+        stored, answer = _stored(client, project)
+        diff, body = variable_file.plan(stored, wanted)
+        project_id = answer["project_id"]
+        return report_import(
+            out,
+            args,
+            f"the variables of project {project}",
+            diff,
+            lambda: _put(client, project_id, body),
+        )
