@@ -10,6 +10,7 @@ runs in (``$PWD/.venv`` links to it). What the page says comes out is checked ag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from octo_appliance.testing import keep_key_beside
@@ -49,12 +51,13 @@ def shown_variables(text: str) -> dict[str, object]:
 
 
 def stop_started(work: Path) -> None:
-    """End the processes the page started (it ends them itself when it gets that far)."""
+    """End the processes the page started and left running (it ends them itself when it gets
+    that far); a pid counts only while its process still carries this run's ``WORK``."""
     for pid_file in [work / "appliance.pid", *work.glob("agents/*.pid")]:
-        try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            process = psutil.Process(int(pid_file.read_text().strip()))
+            if process.environ().get("WORK") == str(work):
+                process.send_signal(signal.SIGTERM)
 
 
 def test_the_getting_started_page_runs(tmp_path: Path) -> None:
