@@ -36,12 +36,24 @@ def add_export_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def read_input(path: Path, what: str) -> str:
+    """The text of a file given as an option, or of stdin for ``-``."""
+    try:
+        return sys.stdin.read() if str(path) == STDIO else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the {what} from {path}: {exc}", hint="check the path"
+        ) from None
+
+
+def read_secret(path: Path, what: str) -> str:
+    """A password or value from a file or stdin, without its final line break."""
+    return read_input(path, what).removesuffix("\n").removesuffix("\r")
+
+
 def read_document(path: Path) -> Any:
     source = "stdin" if str(path) == STDIO else str(path)
-    try:
-        text = sys.stdin.read() if str(path) == STDIO else path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {source}: {exc}", hint="check the path") from None
+    text = read_input(path, "file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -9,13 +9,13 @@ follows the task's log live and exits 0 when the script succeeded on every targe
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from octo_appliance.cli.documents import read_input
 from octo_appliance.cli.options import add_client_options, open_client
 from octo_appliance.cli.output import Output
-from octo_appliance.cli.task import follow_to_end
+from octo_appliance.cli.task import started
 from octo_appliance.exceptions import ConfigError
 
 SYNTAXES = ("bash", "sh", "python", "pwsh")
@@ -68,11 +68,7 @@ def _body(args: argparse.Namespace) -> tuple[str, str]:
     if args.body is not None:
         return args.syntax or "bash", str(args.body)
     path: Path = args.file
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}", hint="check the path") from None
-    return args.syntax or SUFFIXES.get(path.suffix, "bash"), text
+    return args.syntax or SUFFIXES.get(path.suffix, "bash"), read_input(path, "script")
 
 
 def _variables(pairs: list[str]) -> dict[str, str]:
@@ -110,11 +106,6 @@ def run(args: argparse.Namespace) -> int:
     out = Output(args.json)
     with open_client(args) as client:
         queued = client.post("/scripts", request)
-        task_id = queued["task_id"]
         names = ", ".join(t["name"] for t in queued["targets"])
-        header = f"Running the {syntax} script on {names}: task {task_id}."
-        if args.no_wait:
-            out.result(queued, [header, f"Follow it with: octo-appliance task log {task_id} -f"])
-            return 0
-        out.line(header)
-        return follow_to_end(client, out, task_id, f"script task {task_id}")
+        header = f"Running the {syntax} script on {names}: task {queued['task_id']}."
+        return started(client, out, queued, header, "the script", wait=not args.no_wait)

@@ -21,7 +21,7 @@ from octo_appliance.cli.resources import (
     add_show,
     joined,
 )
-from octo_appliance.cli.task import follow_to_end
+from octo_appliance.cli.task import started
 
 
 def _environments(t: dict[str, Any]) -> list[str]:
@@ -89,10 +89,6 @@ def run_health_check(args: argparse.Namespace) -> int:
     with open_client(args) as client:
         target = client.get(TARGETS.item_path(args.ref))
         queued = client.post(f"{TARGETS.item_path(target['id'])}/health-check")
-        task_id = queued["task_id"]
-        header = f"Checking the health of {target['name']}: task {task_id}."
-        if args.no_wait:
-            out.result(queued, [header, f"Follow it with: octo-appliance task log {task_id} -f"])
-            return 0
-        out.line(header)
-        return follow_to_end(client, out, task_id, f"the health check of {target['name']}")
+        header = f"Checking the health of {target['name']}: task {queued['task_id']}."
+        what = f"the health check of {target['name']}"
+        return started(client, out, queued, header, what, wait=not args.no_wait)

@@ -151,6 +151,19 @@ def target_lines(task: dict[str, Any]) -> list[str]:
     return lines
 
 
+def started(
+    client: ApiClient, out: Output, queued: dict[str, Any], header: str, what: str, *, wait: bool
+) -> int:
+    """After a command queued a task (``queued`` has its ``task_id``): say so, then follow it
+    to its end (:func:`follow_to_end`), or without ``wait`` say how to follow it later."""
+    task_id = str(queued["task_id"])
+    if not wait:
+        out.result(queued, [header, f"Follow it with: octo-appliance task log {task_id} --follow"])
+        return 0
+    out.line(header)
+    return follow_to_end(client, out, task_id, what)
+
+
 def follow_to_end(client: ApiClient, out: Output, task_id: str, what: str) -> int:
     """Print the task's log live, then each target's result and the task's: the exit code
     (0 success, 1 otherwise, 130 when Ctrl+C stopped the following, not the task)."""

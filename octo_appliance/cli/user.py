@@ -9,14 +9,13 @@ the user signs in with API keys only.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from octo_appliance.cli.documents import read_secret
 from octo_appliance.cli.options import add_client_options, open_client
 from octo_appliance.cli.output import Output, stamp
 from octo_appliance.cli.resources import Resource, add_list, add_show, created, joined
-from octo_appliance.exceptions import ConfigError
 
 
 def _detail(u: dict[str, Any], _: Any) -> list[str]:
@@ -67,17 +66,6 @@ def register(subparsers: Any) -> None:
     add_client_options(create)
     create.set_defaults(handler=run_create)
     add_show(actions, USERS)
-
-
-def read_secret(path: Path, what: str) -> str:
-    """A secret from a file or stdin (``-``), without its final newline."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read the {what} from {path}: {exc}", hint="check the path"
-        ) from None
-    return text.removesuffix("\n").removesuffix("\r")
 
 
 def run_create(args: argparse.Namespace) -> int:

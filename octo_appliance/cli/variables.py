@@ -23,13 +23,13 @@ from octo_appliance.cli.documents import (
     add_import_options,
     project_of,
     read_document,
+    read_secret,
     report_import,
     write_document,
 )
 from octo_appliance.cli.options import add_client_options, open_client
 from octo_appliance.cli.output import Output, table
 from octo_appliance.cli.resources import Names, segment
-from octo_appliance.cli.user import read_secret
 from octo_appliance.cli.variable_file import Entry
 from octo_appliance.exceptions import ConfigError
 
