@@ -12,14 +12,11 @@ import argparse
 from typing import Any
 
 from octo_appliance.cli import process_file
+from octo_appliance.cli.changes import Diff
 from octo_appliance.cli.client import ApiClient
 from octo_appliance.cli.documents import (
-    add_export_options,
-    add_import_options,
-    project_of,
-    read_document,
-    report_import,
-    write_document,
+    ConfigFile,
+    add_file_actions,
 )
 from octo_appliance.cli.options import add_client_options, open_client
 from octo_appliance.cli.output import Output, table
@@ -37,20 +34,12 @@ def register(subparsers: Any) -> None:
     add_client_options(show)
     show.set_defaults(handler=run_show)
 
-    export = actions.add_parser("export", help="write the process as a JSON file")
-    add_export_options(export)
-    add_client_options(export)
-    export.set_defaults(handler=run_export)
-
-    load = actions.add_parser(
-        "import",
-        help="make the process what a JSON file says (shows the diff)",
-        description="Replace a project's process by the file's steps, in one transaction, "
-        "after showing which steps are added, changed (and which fields) and removed.",
+    add_file_actions(
+        actions,
+        PROCESS_FILE,
+        "Environments are named by name; apply the file with 'process import'.",
+        "Steps are matched by name; a change lists the fields it touches.",
     )
-    add_import_options(load, "process")
-    add_client_options(load)
-    load.set_defaults(handler=run_import)
 
 
 def _path(project: str) -> str:
@@ -61,6 +50,24 @@ def _stored(client: ApiClient, project: str) -> tuple[list[dict[str, Any]], dict
     """The steps with environment names, and the API's answer (with its ``version``)."""
     answer = client.get(_path(project))
     return process_file.stored_steps(answer["steps"], Names(client).environments), answer
+
+
+def _plan(
+    stored: list[dict[str, Any]], wanted: list[dict[str, Any]], answer: dict[str, Any]
+) -> tuple[Diff, dict[str, Any]]:
+    """The diff, and a PUT naming the version compared against (409 if it changed since)."""
+    return process_file.plan(stored, wanted), {"version": answer["version"], "steps": wanted}
+
+
+PROCESS_FILE = ConfigFile(
+    title="the process",
+    items="step(s)",
+    path=_path,
+    stored=_stored,
+    export=process_file.export_document,
+    read=process_file.read_steps,
+    plan=_plan,
+)
 
 
 def _condition(step: dict[str, Any]) -> str:
@@ -87,31 +94,3 @@ def run_show(args: argparse.Namespace) -> int:
     lines = table(rows, headers) if rows else ["No steps yet."]
     out.result(answer, [*lines, f"(process version {answer['version']})"])
     return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    out = Output(args.json)
-    with open_client(args) as client:
-        project = client.get(f"/projects/{segment(args.project)}")
-        steps, _ = _stored(client, project["id"])
-    document = process_file.export_document(project["name"], steps)
-    summary = f"Wrote {len(steps)} step(s) of project {project['name']}"
-    return write_document(out, args.output, document, summary)
-
-
-def run_import(args: argparse.Namespace) -> int:
-    document = read_document(args.file)
-    wanted = process_file.read_steps(document, str(args.file))
-    project = project_of(args, document)
-    out = Output(args.json)
-    with open_client(args) as client:
-        stored, answer = _stored(client, project)
-        diff = process_file.plan(stored, wanted)
-        body = {"version": answer["version"], "steps": wanted}
-        return report_import(
-            out,
-            args,
-            f"the process of project {project}",
-            diff,
-            lambda: client.request("PUT", _path(answer["project_id"]), json=body),
-        )

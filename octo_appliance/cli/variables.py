@@ -17,15 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from octo_appliance.cli import variable_file
+from octo_appliance.cli.changes import Diff
 from octo_appliance.cli.client import ApiClient, ClientError
 from octo_appliance.cli.documents import (
-    add_export_options,
-    add_import_options,
-    project_of,
-    read_document,
+    ConfigFile,
+    add_file_actions,
     read_secret,
-    report_import,
-    write_document,
 )
 from octo_appliance.cli.options import add_client_options, open_client
 from octo_appliance.cli.output import Output, table
@@ -82,26 +79,13 @@ def register(subparsers: Any) -> None:
     add_client_options(delete)
     delete.set_defaults(handler=run_delete)
 
-    export = actions.add_parser(
-        "export",
-        help="write the variables as a JSON file (sensitive values as keep)",
-        description="Write a project's variables as JSON; sensitive values are never written, "
-        "only {\"keep\": true}. Apply the file with 'variables import'.",
+    add_file_actions(
+        actions,
+        VARIABLES_FILE,
+        'Sensitive values are never written, only {"keep": true}; apply the file with '
+        "'variables import'.",
+        '{"keep": true} keeps a stored sensitive value.',
     )
-    add_export_options(export)
-    add_client_options(export)
-    export.set_defaults(handler=run_export)
-
-    load = actions.add_parser(
-        "import",
-        help="make the variables what a JSON file says (shows the diff)",
-        description="Replace a project's variables by the file's, in one transaction, after "
-        'showing what is added, changed and removed. {"keep": true} keeps a stored '
-        "sensitive value.",
-    )
-    add_import_options(load, "variables")
-    add_client_options(load)
-    load.set_defaults(handler=run_import)
 
 
 def _project_option(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +116,24 @@ def _stored(client: ApiClient, project: str) -> tuple[list[tuple[str, Entry]], d
 
 def _put(client: ApiClient, project_id: str, body: list[dict[str, Any]]) -> Any:
     return client.request("PUT", _path(project_id), json={"variables": body})
+
+
+def _plan(
+    stored: list[tuple[str, Entry]], wanted: list[Entry], _: dict[str, Any]
+) -> tuple[Diff, dict[str, Any]]:
+    diff, body = variable_file.plan(stored, wanted)
+    return diff, {"variables": body}
+
+
+VARIABLES_FILE = ConfigFile(
+    title="the variables",
+    items="variable(s)",
+    path=_path,
+    stored=_stored,
+    export=variable_file.export_document,
+    read=variable_file.read_entries,
+    plan=_plan,
+)
 
 
 def _scope(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -220,31 +222,3 @@ def run_delete(args: argparse.Namespace) -> int:
         result = _put(client, answer["project_id"], body)
     out.result(result, [f"Deleted {e.label()} from project {args.project}." for e in named])
     return 0
-
-
-def run_export(args: argparse.Namespace) -> int:
-    out = Output(args.json)
-    with open_client(args) as client:
-        project = client.get(f"/projects/{segment(args.project)}")
-        stored, _ = _stored(client, project["id"])
-    document = variable_file.export_document(project["name"], stored)
-    summary = f"Wrote {len(stored)} variable(s) of project {project['name']}"
-    return write_document(out, args.output, document, summary)
-
-
-def run_import(args: argparse.Namespace) -> int:
-    document = read_document(args.file)
-    wanted = variable_file.read_entries(document, str(args.file))
-    project = project_of(args, document)
-    out = Output(args.json)
-    with open_client(args) as client:
-        stored, answer = _stored(client, project)
-        diff, body = variable_file.plan(stored, wanted)
-        project_id = answer["project_id"]
-        return report_import(
-            out,
-            args,
-            f"the variables of project {project}",
-            diff,
-            lambda: _put(client, project_id, body),
-        )
