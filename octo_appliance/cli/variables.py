@@ -13,6 +13,7 @@ A sensitive value is never taken from the command line (other users see it in ``
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,41 +45,31 @@ def register(subparsers: Any) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    listing = actions.add_parser("list", help="a project's variables (sensitive ones hidden)")
-    _project_option(listing)
-    add_client_options(listing)
-    listing.set_defaults(handler=run_list)
-
-    put = actions.add_parser(
+    _action(actions, "list", run_list, help="a project's variables (sensitive ones hidden)")
+    put = _action(
+        actions,
         "set",
+        run_set,
+        scoped=True,
         help="set a variable (the one with this name and scope, or a new one)",
         description="Set the variable with this name and exactly this scope (no scope option: "
         "unscoped), or add it. A sensitive value is read from --value-file, never from argv.",
     )
-    put.add_argument("name", metavar="NAME")
     put.add_argument("value", nargs="?", metavar="VALUE", help="the value (not for secrets)")
     put.add_argument(
         "--value-file", type=Path, metavar="F", help="read the value from F ('-': stdin)"
     )
     put.add_argument("--sensitive", action="store_true", help="seal it; never shown again")
-    _project_option(put)
-    _scope_options(put)
-    add_client_options(put)
-    put.set_defaults(handler=run_set)
-
-    delete = actions.add_parser(
+    delete = _action(
+        actions,
         "delete",
+        run_delete,
+        scoped=True,
         help="delete a variable",
         description="Delete the variable with this name; when several scopes hold it, name the "
         "scope with the scope options, or pass --all-scopes.",
     )
-    delete.add_argument("name", metavar="NAME")
     delete.add_argument("--all-scopes", action="store_true", help="every scope of this name")
-    _project_option(delete)
-    _scope_options(delete)
-    add_client_options(delete)
-    delete.set_defaults(handler=run_delete)
-
     add_file_actions(
         actions,
         VARIABLES_FILE,
@@ -88,15 +79,27 @@ def register(subparsers: Any) -> None:
     )
 
 
-def _project_option(parser: argparse.ArgumentParser) -> None:
+def _action(
+    actions: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    *,
+    scoped: bool = False,
+    **texts: str,
+) -> argparse.ArgumentParser:
+    """An action on one project's variables; ``scoped``: on one NAME in one scope."""
+    parser: argparse.ArgumentParser = actions.add_parser(name, **texts)
+    if scoped:
+        parser.add_argument("name", metavar="NAME")
     parser.add_argument("--project", required=True, metavar="PROJECT", help="project id or name")
-
-
-def _scope_options(parser: argparse.ArgumentParser) -> None:
-    for option, dest, metavar, text in SCOPE_OPTIONS:
-        parser.add_argument(
-            option, dest=dest, action="append", default=[], metavar=metavar, help=text
-        )
+    if scoped:
+        for option, dest, metavar, text in SCOPE_OPTIONS:
+            parser.add_argument(
+                option, dest=dest, action="append", default=[], metavar=metavar, help=text
+            )
+    add_client_options(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _path(project: str) -> str:
