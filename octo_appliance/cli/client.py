@@ -380,7 +380,7 @@ class ApiClient:
         hint = hint or DEFAULT_HINTS.get(status, DEFAULT_HINT)
         return ApiRefused(
             self._scrub(message),
-            hint=self._scrub(hint) if hint else None,
+            hint=self._scrub(hint),
             status=status,
             code=code,
             details=details,

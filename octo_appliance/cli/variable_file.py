@@ -65,9 +65,13 @@ class Entry:
         given = dict(self.scope)
         return self.name.casefold(), tuple(frozenset(given.get(k, ())) for k in SCOPE_KEYS)
 
+    def scope_text(self) -> str:
+        """``environments Dev, Test; roles web``; empty when unscoped."""
+        return "; ".join(f"{key} {', '.join(values)}" for key, values in self.scope if values)
+
     def label(self) -> str:
-        parts = [f"{key} {', '.join(values)}" for key, values in self.scope if values]
-        return self.name + (f" [{'; '.join(parts)}]" if parts else "")
+        scope = self.scope_text()
+        return self.name + (f" [{scope}]" if scope else "")
 
     def as_json(self) -> dict[str, Any]:
         item: dict[str, Any] = {"name": self.name}

@@ -153,9 +153,7 @@ def run_list(args: argparse.Namespace) -> int:
     out = Output(args.json)
     with open_client(args) as client:
         stored, answer = _stored(client, args.project)
-    rows = [
-        [e.name, _shown_value(e), e.label()[len(e.name) :].strip(" []") or "-"] for _, e in stored
-    ]
+    rows = [[e.name, _shown_value(e), e.scope_text() or "-"] for _, e in stored]
     lines = table(rows, ["NAME", "VALUE", "SCOPE"]) if rows else ["No variables."]
     out.result(answer, lines)
     return 0
