@@ -49,12 +49,11 @@ class Resource:
     #: a table row and the detail lines of an item; ``Names`` turns stored ids into names
     row: Callable[[dict[str, Any], Names], list[str]]
     detail: Callable[[dict[str, Any], Names], list[str]]
-    plural: str = ""
     filters: list[Filter] = field(default_factory=list)
 
     @property
     def many(self) -> str:
-        return self.plural or self.noun + "s"
+        return self.noun + "s"
 
     def item_path(self, ref: str) -> str:
         return f"{self.path}/{segment(ref)}"
