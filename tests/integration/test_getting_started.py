@@ -107,6 +107,8 @@ def test_the_getting_started_page_runs(tmp_path: Path) -> None:
         page = (work / "sites" / name / "index.html").read_text()
         assert page == f"<h1>Hello from {name} in Dev</h1>\n"
     assert "No environments." in done.stdout
+    for name in ("web-1", "web-2"):  # target list, after the health checks
+        assert re.search(rf"^{name} +Dev +web +polling +Healthy ", done.stdout, re.MULTILINE)
     assert "  + Install: deploy-package" in done.stdout
     assert re.search(r"^Task task_\w+ success", done.stdout, re.MULTILINE)
     assert env.get("OCTO_API_KEY") is None and "OCTO-" not in output  # the key is never shown
