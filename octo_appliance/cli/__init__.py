@@ -2,8 +2,9 @@
 
 Every command prints what it did; a deliberate failure prints ``error: ...`` and a hint on
 stderr and exits non-zero (2 for bad settings or usage, 1 otherwise), never a traceback.
-The commands that talk to a running appliance (release, deploy, task, interruption, package;
-see docs/cli.md) also turn an unexpected error into such a message.
+The commands that talk to a running appliance (release, deploy, task, interruption, package,
+environment, project, variables, process, script, target, lifecycle, team, user; see
+docs/cli.md) also turn an unexpected error into such a message.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ COMMAND_MODULES: tuple[str, ...] = (
     "task",
     "interruption",
     "package",
+    "environment",
+    "project",
+    "variables",
+    "process",
+    "script",
+    "target",
+    "lifecycle",
+    "team",
+    "user",
     "version",
 )
 
@@ -49,10 +59,13 @@ def modules_for(argv: Sequence[str]) -> tuple[str, ...]:
     return (module,) if module in COMMAND_MODULES else COMMAND_MODULES
 
 
+#: the hint of an error raised without one: every error is two lines (docs/cli.md)
+FALLBACK_HINT = "see 'octo-appliance COMMAND --help' and docs/cli.md"
+
+
 def report_error(exc: OctoError, prog: str = "octo-appliance") -> None:
     print(f"{prog}: error: {exc.message}", file=sys.stderr)
-    if exc.hint:
-        print(f"{prog}: hint: {exc.hint}", file=sys.stderr)
+    print(f"{prog}: hint: {exc.hint or FALLBACK_HINT}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

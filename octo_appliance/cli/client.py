@@ -47,6 +47,18 @@ KEY_HINT = (
     "'octo-appliance api-key create --user NAME' on the appliance host"
 )
 
+#: what to do after a refusal the appliance sent without a hint of its own (docs/cli.md
+#: promises a hint line under every error)
+DEFAULT_HINTS = {
+    400: "correct the value the message names; the command's --help says what each option takes",
+    409: "the appliance's current state does not allow this; look at it (the list and show "
+    "commands) and retry once it does",
+    422: "correct the value the message names (ids or names must match exactly); the "
+    "command's --help says what each option takes",
+    429: "wait a little, then retry",
+}
+DEFAULT_HINT = "check the appliance's log for more, then retry"
+
 
 class ClientError(OctoError):
     """A call to the appliance failed: it could not be reached, or it refused (exit 1)."""
@@ -365,9 +377,10 @@ class ApiClient:
             hint = hint or "retry later; the appliance's log says more"
         elif status not in (400, 409, 422):
             message = f"the appliance answered {endpoint} with {status}: {message}"
+        hint = hint or DEFAULT_HINTS.get(status, DEFAULT_HINT)
         return ApiRefused(
             self._scrub(message),
-            hint=self._scrub(hint) if hint else None,
+            hint=self._scrub(hint),
             status=status,
             code=code,
             details=details,

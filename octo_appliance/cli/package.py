@@ -17,7 +17,7 @@ from typing import Any
 from octo_appliance.cli.client import ApiClient, ApiRefused, ClientError
 from octo_appliance.cli.options import add_client_options, check_take, open_client
 from octo_appliance.cli.output import Output, Progress, page_lines, size, stamp
-from octo_appliance.cli.release import segment
+from octo_appliance.cli.resources import segment
 from octo_appliance.exceptions import ConfigError, ValidationFailed
 
 PACKAGES = "/packages"

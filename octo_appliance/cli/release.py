@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
-from urllib.parse import quote
 
 from octo_appliance.cli.client import ApiClient, ClientError
 from octo_appliance.cli.options import add_client_options, check_take, open_client
 from octo_appliance.cli.output import Output, page_lines, stamp
+from octo_appliance.cli.resources import segment
 from octo_appliance.exceptions import ConfigError
 
 LATEST = "latest"
@@ -50,11 +50,6 @@ def register(subparsers: Any) -> None:
     )
     add_client_options(listing)
     listing.set_defaults(handler=run_list)
-
-
-def segment(ref: str) -> str:
-    """A reference as one URL path segment (names may hold spaces, ``?`` or ``#``)."""
-    return quote(ref, safe="")
 
 
 def find_release(client: ApiClient, project: str, ref: str) -> dict[str, Any]:

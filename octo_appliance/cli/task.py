@@ -140,6 +140,42 @@ def outcome_lines(task: dict[str, Any]) -> list[str]:
     return lines
 
 
+def target_lines(task: dict[str, Any]) -> list[str]:
+    """Each target's result of a task that runs on targets (scripts, health checks)."""
+    lines = []
+    for row in task.get("targets") or []:
+        code = row.get("exit_code")
+        text = f"  {row.get('state', '?'):<9} {row.get('target_name')}"
+        text += f" (exit code {code})" if code is not None else ""
+        lines.append(text + (f": {row['message']}" if row.get("message") else ""))
+    return lines
+
+
+def started(
+    client: ApiClient, out: Output, queued: dict[str, Any], header: str, what: str, *, wait: bool
+) -> int:
+    """After a command queued a task (``queued`` has its ``task_id``): say so, then follow it
+    to its end (:func:`follow_to_end`), or without ``wait`` say how to follow it later."""
+    task_id = str(queued["task_id"])
+    if not wait:
+        out.result(queued, [header, f"Follow it with: octo-appliance task log {task_id} --follow"])
+        return 0
+    out.line(header)
+    return follow_to_end(client, out, task_id, what)
+
+
+def follow_to_end(client: ApiClient, out: Output, task_id: str, what: str) -> int:
+    """Print the task's log live, then each target's result and the task's: the exit code
+    (0 success, 1 otherwise, 130 when Ctrl+C stopped the following, not the task)."""
+    try:
+        follow(client, out, task_id)
+    except KeyboardInterrupt:
+        return interrupted(out, task_id, what)
+    task = client.get(f"/tasks/{task_id}")
+    out.result(task, [*target_lines(task), *outcome_lines(task)])
+    return 0 if task["state"] == "success" else 1
+
+
 def interrupted(out: Output, task_id: str, what: str) -> int:
     out.note(
         f"stopped following; {what} goes on. Follow it again with 'octo-appliance task log "

@@ -16,22 +16,15 @@ import os
 import queue
 import re
 import signal
-import subprocess
-import sys
 import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.serve_process import ServeProcess
-
-CLI = (sys.executable, "-m", "octo_appliance")
-#: guards against a hang, not a timing assertion
-TIMEOUT = 180
+from tests.cli_support import TIMEOUT, Appliance, running_appliance
 
 PROJECTS: dict[str, list[dict[str, Any]]] = {
     "ok": [
@@ -86,60 +79,9 @@ PROJECTS: dict[str, list[dict[str, Any]]] = {
 }
 
 
-class Appliance:
-    def __init__(self, server: ServeProcess, key: str) -> None:
-        self.server = server
-        self.key = key
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OCTO_", "SSL_CERT"))}
-        env.update(
-            OCTO_SERVER=self.server.url,
-            OCTO_API_KEY=self.key,
-            OCTO_SERVER_THUMBPRINT=self.server.banner.thumbprint,
-        )
-        env.update(extra)
-        return env
-
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        """Run one command; no output of it may hold a traceback or the API key."""
-        done = subprocess.run(
-            [*CLI, *args],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            env=self.env(**env),
-            check=False,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        assert self.key not in done.stdout + done.stderr
-        return done
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """Start one command that runs on while the test acts; the caller kills it."""
-        return subprocess.Popen(
-            [*CLI, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env(),
-        )
-
-    def api(self) -> httpx.Client:
-        return self.server.http2_client(headers={"X-Api-Key": self.key}, timeout=30)
-
-
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
-    with ServeProcess(tmp_path_factory.mktemp("cli-client") / "data") as server:
-        created = subprocess.run(
-            [*CLI, "api-key", "create", "--data-dir", str(server.data_dir), "--user", "admin"],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=True,
-        )
-        appliance = Appliance(server, created.stdout.strip().splitlines()[-1])
+    with running_appliance(tmp_path_factory.mktemp("cli-client") / "data") as appliance:
         with appliance.api() as api:
             assert api.post("/api/v1/environments", json={"name": "Dev"}).status_code == 201
             for name, steps in PROJECTS.items():
@@ -413,6 +355,8 @@ def test_an_unknown_release_and_environment_are_named(appliance: Appliance) -> N
     assert "project 'ok' has no release '9.9.9'" in no_release.stderr
     assert no_env.returncode == 1
     assert "unknown environment: Nowhere" in no_env.stderr
+    # the appliance's 422 carries no hint of its own; the client adds one (docs/cli.md)
+    assert "octo-appliance: hint: correct the value the message names" in no_env.stderr
 
 
 def test_without_a_thumbprint_the_certificate_must_be_trusted(appliance: Appliance) -> None:

@@ -131,8 +131,9 @@ def _error(code: str, message: str, **extra: object) -> dict[str, object]:
                 }
             },
             "unknown environment: Prod (environment: no environment 'Prod')",
-            None,
+            "correct the value the message names",  # the appliance gave none: ours
         ),
+        (409, _error("conflict", "in use"), "in use", "the appliance's current state"),
         (500, _error("server_error", "boom"), "the appliance failed on GET", "log"),
         (502, None, "the appliance failed on GET /api/v1/status/502 (502): HTTP 502", "log"),
     ],
@@ -142,7 +143,7 @@ def test_refusals_say_what_went_wrong_and_what_to_do(
     status: int,
     body: object,
     message: str,
-    hint: str | None,
+    hint: str,
 ) -> None:
     path = f"/status/{status}" + ("" if body is None else "?body=" + quote(json.dumps(body)))
 
@@ -151,10 +152,7 @@ def test_refusals_say_what_went_wrong_and_what_to_do(
 
     assert caught.value.status == status
     assert message in caught.value.message
-    if hint is None:
-        assert caught.value.hint is None
-    else:
-        assert hint in (caught.value.hint or "")
+    assert hint in (caught.value.hint or "")
 
 
 def test_the_api_key_is_scrubbed_even_from_what_a_server_echoes(stub: StubAppliance) -> None:

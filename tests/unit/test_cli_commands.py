@@ -34,6 +34,38 @@ COMMANDS = [
     ["package"],
     ["package", "push"],
     ["package", "list"],
+    ["environment", "list"],
+    ["environment", "create"],
+    ["environment", "show"],
+    ["environment", "delete"],
+    ["project", "list"],
+    ["project", "create"],
+    ["project", "show"],
+    ["project", "delete"],
+    ["variables", "list"],
+    ["variables", "set"],
+    ["variables", "delete"],
+    ["variables", "export"],
+    ["variables", "import"],
+    ["process", "show"],
+    ["process", "export"],
+    ["process", "import"],
+    ["script", "run"],
+    ["target", "list"],
+    ["target", "show"],
+    ["target", "health-check"],
+    ["target", "delete"],
+    ["lifecycle", "list"],
+    ["lifecycle", "create"],
+    ["lifecycle", "show"],
+    ["team", "list"],
+    ["team", "create"],
+    ["team", "show"],
+    ["team", "add-member"],
+    ["team", "grant"],
+    ["user", "list"],
+    ["user", "create"],
+    ["user", "show"],
 ]
 
 
@@ -391,3 +423,17 @@ def test_progress_rewrites_one_line_on_a_terminal_and_prints_quarters_elsewhere(
     cut(10, 100)
     cut.end()
     assert stopped.getvalue().endswith("\n")
+
+
+def test_an_error_raised_without_a_hint_still_prints_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from octo_appliance.cli import report_error
+    from octo_appliance.exceptions import OctoError
+
+    report_error(OctoError("it broke"))
+
+    assert capsys.readouterr().err.splitlines() == [
+        "octo-appliance: error: it broke",
+        "octo-appliance: hint: see 'octo-appliance COMMAND --help' and docs/cli.md",
+    ]
