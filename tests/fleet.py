@@ -103,6 +103,9 @@ class Fleet:
     environments: Sequence[str] = ("Dev",)
     #: extra environment of ``serve`` (e.g. ``{"OCTO_LOG_LEVEL": "debug"}``)
     serve_env: dict[str, str] = field(default_factory=dict)
+    #: how ``octo-appliance`` is started: the development install, or ``[path]`` of the
+    #: single executable (tests/binary)
+    appliance_command: Sequence[str] = APPLIANCE_COMMAND
     appliance: ServeProcess | None = None
     api_key: str = ""
     agents: dict[str, FleetAgent] = field(default_factory=dict)
@@ -133,7 +136,7 @@ class Fleet:
         self.start_appliance()
         created = subprocess.run(
             [
-                *APPLIANCE_COMMAND,
+                *self.appliance_command,
                 "api-key",
                 "create",
                 "--data-dir",
@@ -165,7 +168,11 @@ class Fleet:
             listen = f"127.0.0.1:{previous.port}"
             polling = f"127.0.0.1:{previous.polling_port}"
         server = ServeProcess(
-            self.data_dir, listen=listen, polling_listen=polling, env=self.serve_env
+            self.data_dir,
+            listen=listen,
+            polling_listen=polling,
+            env=self.serve_env,
+            command=self.appliance_command,
         )
         self.appliances.append(server)
         server.start()

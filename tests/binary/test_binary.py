@@ -1,4 +1,5 @@
-"""Smoke test of the single executable: build it (when stale), run it, talk HTTP/2 and HTTP/3.
+"""The single executable: build it (when stale), run it, talk HTTP/2 and HTTP/3, and carry out
+the same end-to-end deployment as the development install (:mod:`tests.deployment_scenario`).
 
 The build takes about a minute on two cores, so it only runs when ``dist/octo-appliance`` is
 older than a file it is made from (``octo_appliance/``, ``runner/``, ``appliance.spec``, the
@@ -8,6 +9,8 @@ build script).
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from octo_appliance.runner_bundle import archive_bytes
+from octo_appliance.transports.worker_account import SYSTEM_PATH
+from tests.deployment_scenario import run_scenario
+from tests.fleet import running_fleet
 from tests.h3client import h3_get
 from tests.serve_process import ServeProcess
 
@@ -96,3 +103,41 @@ def test_serves_http2_and_http3_and_stops_on_sigterm(binary: Path, tmp_path: Pat
 
         assert server.stop(signal.SIGTERM) == 0
     assert "Traceback" not in server.stderr
+
+
+def test_runs_a_runner_zipapp_given_as_first_argument(binary: Path, tmp_path: Path) -> None:
+    """How the executable starts the runner where it has no other Python (the issue's
+    ``invalid choice: '.../octo-runner-0.1.0.pyz'``)."""
+    pyz = tmp_path / "octo-runner-0.1.0.pyz"
+    pyz.write_bytes(archive_bytes())
+    done = subprocess.run(
+        [str(binary), str(pyz), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("octo-runner 0.1.0 "), done.stdout
+
+
+def without_system_python(binary: Path) -> list[str]:
+    """``binary`` started in a mount namespace of its own where every ``python3`` the
+    built-in worker looks for is ``/dev/null`` (not executable): an appliance machine
+    without Python, on which the executable must run the runner itself."""
+    hidden = sorted(
+        {os.path.realpath(p) for d in SYSTEM_PATH.split(":") if os.path.exists(p := f"{d}/python3")}
+    )
+    mounts = "".join(f"mount --bind /dev/null {path} && " for path in hidden)
+    script = f'{mounts}exec "$0" "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(binary)]
+
+
+@pytest.mark.parametrize("system_python", [True, False], ids=["python3", "no-python3"])
+def test_deploys_end_to_end_like_the_development_install(
+    binary: Path, tmp_path: Path, system_python: bool
+) -> None:
+    command = [str(binary)]
+    if not system_python:
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            pytest.skip("hiding python3 needs root and unshare")
+        command = without_system_python(binary)
+    with running_fleet(tmp_path, appliance_command=command) as fleet:
+        run_scenario(fleet)
+        assert "Traceback" not in fleet.server.output()
