@@ -14,7 +14,6 @@ install's ``octo-agent`` in both.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from tests.fleet import Fleet
 from tests.packages_support import zip_bytes
@@ -45,12 +44,8 @@ def run_scenario(fleet: Fleet) -> None:
             "Deploy.sh": b'echo "Deploy.sh ran in $(basename "$PWD")"\n',
         }
     )
-    pushed = fleet.api().post(
-        "/api/v1/packages",
-        files={"file": (f"{package_id}.1.0.0.zip", archive, "application/octet-stream")},
-        timeout=120,
-    )
-    assert pushed.status_code == 201, pushed.text
+    upload = {"file": (f"{package_id}.1.0.0.zip", archive, "application/octet-stream")}
+    fleet.call("POST", "/packages", 201, files=upload, timeout=120)
     steps = [
         {
             "name": "Install",
@@ -82,12 +77,12 @@ def run_scenario(fleet: Fleet) -> None:
         },
     ]
     variables = [{"name": "Greeting", "value": "hello from #{Octo.Environment.Name}"}]
-    project = _call(fleet, "POST", "/projects", 201, json={"name": f"p-{secrets.token_hex(4)}"})
-    _call(fleet, "PUT", f"/projects/{project['id']}/process", json={"steps": steps})
-    _call(fleet, "PUT", f"/projects/{project['id']}/variables", json={"variables": variables})
-    release = _call(fleet, "POST", f"/projects/{project['id']}/releases", 201, json={})
+    project = fleet.call("POST", "/projects", 201, json={"name": f"p-{secrets.token_hex(4)}"})
+    fleet.call("PUT", f"/projects/{project['id']}/process", json={"steps": steps})
+    fleet.call("PUT", f"/projects/{project['id']}/variables", json={"variables": variables})
+    release = fleet.call("POST", f"/projects/{project['id']}/releases", 201, json={})
     body = {"release": release["id"], "environment": "Dev"}
-    deployment = _call(fleet, "POST", "/deployments", 201, json=body)
+    deployment = fleet.call("POST", "/deployments", 201, json=body)
     task = fleet.wait_task(deployment["task_id"], timeout=180)
     log = "\n".join(line["message"] for line in fleet.log(task["id"]))
     assert task["state"] == "success", f"{task['error']}\n{log}"
@@ -99,9 +94,3 @@ def run_scenario(fleet: Fleet) -> None:
     worker = fleet.log_of(task["id"], WORKER_TARGET)
     assert "worker says hello from Dev" in worker, log
     assert "library path: none" in worker, log
-
-
-def _call(fleet: Fleet, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
-    response = fleet.api().request(method, "/api/v1" + path, **kwargs)
-    assert response.status_code == status, f"{method} {path}: {response.text}"
-    return response.json()

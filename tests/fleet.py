@@ -199,6 +199,12 @@ class Fleet:
             )
         return self._client
 
+    def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+        """``METHOD /api/v1<path>``, asserting the status; the JSON body (None when empty)."""
+        response = self.api().request(method, "/api/v1" + path, **kwargs)
+        assert response.status_code == status, f"{method} {path}: {response.text}"
+        return response.json() if response.content else None
+
     def _close_client(self) -> None:
         if self._client is not None:
             self._client.close()
