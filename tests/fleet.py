@@ -15,9 +15,9 @@ dials it), so the harness picks a free one first.
         fleet.start_agents([web, poll])
         task = fleet.wait_task(fleet.run_script("echo hi"))
 
-Teardown kills every process the fleet started; :func:`stray_processes` finds anything left
-whose command line or working directory lies under the fleet's root (agents, runners and the
-scripts they started), so a test module can assert that nothing outlived it.
+Teardown kills every process the fleet started; :func:`tests.strays.stray_processes` finds
+anything left whose command line or working directory lies under the fleet's root (agents,
+runners and the scripts they started), so a test module can assert that nothing outlived it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import psutil
 
 from octo_appliance.agent.home import Home
 from octo_appliance.appliance import open_appliance
@@ -47,6 +46,7 @@ from octo_appliance.config import load_config
 from octo_appliance.tls import load_or_create_certificate
 from tests.agent.support import AgentProcess
 from tests.serve_process import ServeProcess
+from tests.strays import kill_strays
 
 FINAL_STATES = ("success", "failed", "canceled", "timed_out")
 AGENT_COMMAND = (sys.executable, "-m", "octo_appliance.agent")
@@ -413,52 +413,6 @@ def _connected_now(agent: FleetAgent) -> bool:
     except FileNotFoundError:
         return False
     return text.rfind("agent: connected to ") > text.rfind("lost the connection to appliance")
-
-
-def _under(proc: psutil.Process, root: str) -> bool:
-    try:
-        if proc.pid == os.getpid():
-            return False
-        if any(root in part for part in proc.cmdline()):
-            return True
-        return proc.cwd().startswith(root)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-
-
-def stray_processes(root: Path) -> list[psutil.Process]:
-    """Live processes whose command line or working directory lies under ``root``."""
-    text = str(root)
-    found = []
-    for proc in psutil.process_iter():
-        if _under(proc, text):
-            try:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-    return found
-
-
-def describe(procs: Iterable[psutil.Process]) -> str:
-    parts = []
-    for proc in procs:
-        try:
-            parts.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
-        except psutil.Error:
-            parts.append(f"{proc.pid}: (gone)")
-    return "\n".join(parts)
-
-
-def kill_strays(root: Path) -> list[str]:
-    """SIGKILL whatever still runs under ``root``; what was killed, for the assertion."""
-    strays = stray_processes(root)
-    shown = describe(strays).splitlines()
-    for proc in strays:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(strays, timeout=5)
-    return shown
 
 
 @contextlib.contextmanager
