@@ -15,9 +15,9 @@ dials it), so the harness picks a free one first.
         fleet.start_agents([web, poll])
         task = fleet.wait_task(fleet.run_script("echo hi"))
 
-Teardown kills every process the fleet started; :func:`stray_processes` finds anything left
-whose command line or working directory lies under the fleet's root (agents, runners and the
-scripts they started), so a test module can assert that nothing outlived it.
+Teardown kills every process the fleet started; :func:`tests.strays.stray_processes` finds
+anything left whose command line or working directory lies under the fleet's root (agents,
+runners and the scripts they started), so a test module can assert that nothing outlived it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import psutil
 
 from octo_appliance.agent.home import Home
 from octo_appliance.appliance import open_appliance
@@ -47,6 +46,7 @@ from octo_appliance.config import load_config
 from octo_appliance.tls import load_or_create_certificate
 from tests.agent.support import AgentProcess
 from tests.serve_process import ServeProcess
+from tests.strays import kill_strays
 
 FINAL_STATES = ("success", "failed", "canceled", "timed_out")
 AGENT_COMMAND = (sys.executable, "-m", "octo_appliance.agent")
@@ -103,6 +103,9 @@ class Fleet:
     environments: Sequence[str] = ("Dev",)
     #: extra environment of ``serve`` (e.g. ``{"OCTO_LOG_LEVEL": "debug"}``)
     serve_env: dict[str, str] = field(default_factory=dict)
+    #: how ``octo-appliance`` is started: the development install, or ``[path]`` of the
+    #: single executable (tests/binary)
+    appliance_command: Sequence[str] = APPLIANCE_COMMAND
     appliance: ServeProcess | None = None
     api_key: str = ""
     agents: dict[str, FleetAgent] = field(default_factory=dict)
@@ -133,7 +136,7 @@ class Fleet:
         self.start_appliance()
         created = subprocess.run(
             [
-                *APPLIANCE_COMMAND,
+                *self.appliance_command,
                 "api-key",
                 "create",
                 "--data-dir",
@@ -165,7 +168,11 @@ class Fleet:
             listen = f"127.0.0.1:{previous.port}"
             polling = f"127.0.0.1:{previous.polling_port}"
         server = ServeProcess(
-            self.data_dir, listen=listen, polling_listen=polling, env=self.serve_env
+            self.data_dir,
+            listen=listen,
+            polling_listen=polling,
+            env=self.serve_env,
+            command=self.appliance_command,
         )
         self.appliances.append(server)
         server.start()
@@ -191,6 +198,12 @@ class Fleet:
                 headers={"X-Api-Key": self.api_key}, timeout=30.0
             )
         return self._client
+
+    def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
+        """``METHOD /api/v1<path>``, asserting the status; the JSON body (None when empty)."""
+        response = self.api().request(method, "/api/v1" + path, **kwargs)
+        assert response.status_code == status, f"{method} {path}: {response.text}"
+        return response.json() if response.content else None
 
     def _close_client(self) -> None:
         if self._client is not None:
@@ -400,52 +413,6 @@ def _connected_now(agent: FleetAgent) -> bool:
     except FileNotFoundError:
         return False
     return text.rfind("agent: connected to ") > text.rfind("lost the connection to appliance")
-
-
-def _under(proc: psutil.Process, root: str) -> bool:
-    try:
-        if proc.pid == os.getpid():
-            return False
-        if any(root in part for part in proc.cmdline()):
-            return True
-        return proc.cwd().startswith(root)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-
-
-def stray_processes(root: Path) -> list[psutil.Process]:
-    """Live processes whose command line or working directory lies under ``root``."""
-    text = str(root)
-    found = []
-    for proc in psutil.process_iter():
-        if _under(proc, text):
-            try:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-    return found
-
-
-def describe(procs: Iterable[psutil.Process]) -> str:
-    parts = []
-    for proc in procs:
-        try:
-            parts.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
-        except psutil.Error:
-            parts.append(f"{proc.pid}: (gone)")
-    return "\n".join(parts)
-
-
-def kill_strays(root: Path) -> list[str]:
-    """SIGKILL whatever still runs under ``root``; what was killed, for the assertion."""
-    strays = stray_processes(root)
-    shown = describe(strays).splitlines()
-    for proc in strays:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(strays, timeout=5)
-    return shown
 
 
 @contextlib.contextmanager

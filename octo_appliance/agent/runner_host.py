@@ -3,8 +3,8 @@
 The runner gets everything on stdin (variables, sensitive ones included: never argv, never
 environment, never a file) and answers with JSON lines on stdout, which are re-emitted to the
 appliance one by one as they arrive. It runs as ``sys.executable -I -S <runner.pyz>`` in a new
-session; once the agent is frozen by PyInstaller, ``sys.executable`` is the agent binary and
-this must become the bundled interpreter (noted in docs/agent.md). Once a build has been
+session, or, in a program frozen by PyInstaller, as ``<program> <runner.pyz>``
+(:mod:`octo_appliance.agent.interpreter`). Once a build has been
 used, the host keeps a fork server of it (:mod:`octo_appliance.agent.forkpool`), started
 when the process is quiet, and later tasks get a runner forked from it: the same process a
 direct start makes, without the interpreter start. A subclass that overrides
@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -37,6 +36,7 @@ import psutil
 from octo_appliance.agent.contract import AGENT_STREAM
 from octo_appliance.agent.forkpool import ForkPool
 from octo_appliance.agent.forkserver import ForkServer
+from octo_appliance.agent.interpreter import python_command
 from octo_appliance.agent.quiet import activity
 from octo_appliance.comms import CallFailed
 
@@ -311,13 +311,7 @@ class RunnerHost:
     def runner_command(self, pyz: Path) -> Command:
         """How the runner is started: the appliance's built-in worker overrides this to
         start it as another user, with that user's environment."""
-        argv = [
-            sys.executable,
-            "-I",  # isolated: no user site, no PYTHON* variables, no cwd on sys.path
-            "-S",  # no site module: the runner is stdlib-only, and this starts it faster
-            str(pyz),
-        ]
-        return argv, _child_environment(), {}
+        return [*python_command(), str(pyz)], _child_environment(), {}
 
     async def start_fork_server(self, pyz: Path) -> ForkServer:
         """A fork server of ``pyz``, started as :meth:`runner_command` says."""

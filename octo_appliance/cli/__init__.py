@@ -14,49 +14,86 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from octo_appliance.exceptions import ConfigError, OctoError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "serve",
-    "api_key",
-    "master_key",
-    "backup",
-    "restore",
-    "release",
-    "deploy",
-    "task",
-    "interruption",
-    "package",
-    "environment",
-    "project",
-    "variables",
-    "process",
-    "script",
-    "target",
-    "lifecycle",
-    "team",
-    "user",
-    "version",
+
+class Command(NamedTuple):
+    """One command group: its name, the module under ``octo_appliance.cli`` that registers
+    it, and the one line ``octo-appliance --help`` shows for it (the same words the module
+    gives ``add_parser``: ``tests/unit/test_cli_lazy.py`` checks that they agree)."""
+
+    name: str
+    module: str
+    help: str
+
+
+#: every command group, in ``--help`` order. A module is imported only when its command is
+#: the one being run, so ``--help`` imports none and ``version`` only its own: adding a
+#: command group is one row here and its module with a ``register(subparsers)``.
+COMMANDS: tuple[Command, ...] = (
+    Command("serve", "serve", "run the appliance: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 on one port"),
+    Command("api-key", "api_key", "manage API keys"),
+    Command("master-key", "master_key", "back up or rotate the master key"),
+    Command(
+        "backup",
+        "backup",
+        "write a backup of the database and sealed files (never the master key)",
+    ),
+    Command(
+        "restore",
+        "restore",
+        "restore a backup into an empty data dir and database (the server stopped)",
+    ),
+    Command("release", "release", "create or list a project's releases"),
+    Command(
+        "deploy", "deploy", "deploy a release to an environment (--wait: follow it to the end)"
+    ),
+    Command("task", "task", "show, follow or cancel a server task (deployments are tasks)"),
+    Command("interruption", "interruption", "list or answer deployments waiting for a person"),
+    Command("package", "package", "push packages to the feed, or list them"),
+    Command("environment", "environment", "list, create, show or delete environments"),
+    Command("project", "project", "list, create, show or delete projects"),
+    Command("variables", "variables", "list, set, delete, export or import a project's variables"),
+    Command("process", "process", "show, export or import a project's deployment process"),
+    Command("script", "script", "run a script on targets (script console)"),
+    Command(
+        "target",
+        "target",
+        "list, show, health-check or delete targets (agents register themselves)",
+    ),
+    Command("lifecycle", "lifecycle", "list, create or show lifecycles"),
+    Command("team", "team", "list, create or show teams; add members, grant roles"),
+    Command("user", "user", "list, create or show users"),
+    Command("version", "version", "print the version"),
 )
 
 
-def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+def build_parser(
+    commands: Sequence[Command] = COMMANDS, *, load: bool = True
+) -> argparse.ArgumentParser:
+    """The parser; with ``load``, each command's module registers its full subparser, without,
+    each command is a bare entry with its help line (enough for ``--help`` and for naming
+    an unknown command), and no command module is imported."""
     parser = argparse.ArgumentParser(
         prog="octo-appliance",
         description="Octo Appliance: deployment orchestrator (portal, REST API, engine, vault).",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in modules:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    for command in commands:
+        if load:
+            importlib.import_module(f"{__name__}.{command.module}").register(subparsers)
+        else:
+            subparsers.add_parser(command.name, help=command.help)
     return parser
 
 
-def modules_for(argv: Sequence[str]) -> tuple[str, ...]:
-    """Only the named command's module when the first word names one (module ``api_key`` is
-    command ``api-key``): a client command then starts without importing the whole server."""
-    module = argv[0].replace("-", "_") if argv else ""
-    return (module,) if module in COMMAND_MODULES else COMMAND_MODULES
+def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Only the named command's module when the first word names a command: a client
+    command then starts without importing the server, and ``--help`` imports nothing."""
+    named = [command for command in COMMANDS if argv and argv[0] == command.name]
+    return build_parser(named) if named else build_parser(load=False)
 
 
 #: the hint of an error raised without one: every error is two lines (docs/cli.md)
@@ -70,7 +107,7 @@ def report_error(exc: OctoError, prog: str = "octo-appliance") -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(modules_for(argv))
+    parser = parser_for(argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

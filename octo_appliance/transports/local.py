@@ -34,7 +34,6 @@ import logging
 import os
 import pwd
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
 from octo_appliance.agent.cache import PackageCache, finish_in_thread
+from octo_appliance.agent.interpreter import frozen, python_command
 from octo_appliance.agent.runner_host import Command, RunnerHost
 from octo_appliance.agent.workdirs import WorkDirs
 from octo_appliance.comms import CallFailed, Response, UploadSource
@@ -103,20 +103,32 @@ class WorkerHost(RunnerHost):
         user = self.user
         env = worker_environment(user, self.home)
         if user is None or user.uid == os.geteuid():
-            return [sys.executable, "-I", "-S", str(pyz)], env, {}
-        python = shutil.which("python3", path=SYSTEM_PATH)
-        if python is None:
-            raise CallFailed(
-                "runner_failed",
-                "no python3 in /usr/local/bin, /usr/bin or /bin for the worker user",
-                hint="install python3 (3.9 or newer) on the appliance",
-            )
+            return [*python_command(), str(pyz)], env, {}
+        argv = [*worker_python(), str(pyz)]
         if os.geteuid() == 0:
             # uid, gid and no supplementary groups: set in the child before exec, for the
             # fork server too (its runners are forked from it, so they inherit all three)
             options = {"user": user.uid, "group": user.gid, "extra_groups": []}
-            return [python, "-I", "-S", str(pyz)], env, options
-        return ["sudo", "-n", "-u", user.name, "--", python, "-I", "-S", str(pyz)], env, {}
+            return argv, env, options
+        return ["sudo", "-n", "-u", user.name, "--", *argv], env, {}
+
+
+def worker_python() -> list[str]:
+    """The interpreter the worker account runs the runner with: the system's ``python3``
+    (the appliance's own interpreter may lie where that account cannot read, a virtualenv
+    under a home; and the single executable would unpack itself again for every runner);
+    without one, the single executable itself, which runs a ``.pyz`` given as its first
+    argument (it must then be executable by the worker account)."""
+    python = shutil.which("python3", path=SYSTEM_PATH)
+    if python is not None:
+        return [python, "-I", "-S"]
+    if frozen():
+        return python_command()
+    raise CallFailed(
+        "runner_failed",
+        "no python3 in /usr/local/bin, /usr/bin or /bin for the worker user",
+        hint="install python3 (3.9 or newer) on the appliance",
+    )
 
 
 class LocalTransport(Transport):

@@ -1,20 +1,31 @@
-"""Smoke test of the single executable: build it (when stale), run it, talk HTTP/2 and HTTP/3.
+"""The single executable: build it (when stale), run it, talk HTTP/2 and HTTP/3, and carry out
+the same end-to-end deployment as the development install (:mod:`tests.deployment_scenario`).
 
-The build takes about a minute on two cores, so it only runs when ``dist/octo-appliance`` is
-older than a file it is made from (``octo_appliance/``, ``runner/``, ``appliance.spec``, the
-build script).
+The build takes minutes on two shared cores, so it only runs when the files it is made from
+(``octo_appliance/``, ``runner/octo_runner/``, ``appliance.spec``, the build script) differ from
+those of the last build: their SHA-256 is recorded beside the executable
+(``dist/octo-appliance.sources-sha256``), so a checkout or a merge that leaves them as they
+were (but touches their times) does not rebuild.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import octo_runner
 import pytest
 
+from octo_appliance.runner_bundle import archive_bytes
+from octo_appliance.transports.worker_account import SYSTEM_PATH
+from tests.deployment_scenario import run_scenario
+from tests.fleet import running_fleet
 from tests.h3client import h3_get
 from tests.serve_process import ServeProcess
 
@@ -22,6 +33,8 @@ pytestmark = pytest.mark.binary
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "dist" / "octo-appliance"
+#: the SHA-256 of the sources the executable was built from
+STAMP = BINARY.with_name(BINARY.name + ".sources-sha256")
 BUILD_SCRIPT = ROOT / "build" / "build_appliance.sh"
 HEALTH = "/api/v1/health"
 
@@ -35,16 +48,20 @@ def _sources() -> Iterator[Path]:
                 yield path
 
 
-def _is_stale() -> bool:
-    if not BINARY.is_file():
-        return True
-    built = BINARY.stat().st_mtime
-    return any(path.stat().st_mtime > built for path in _sources())
+def sources_digest() -> str:
+    """One SHA-256 over the names and contents of every file the executable is made from."""
+    digest = hashlib.sha256()
+    for path in sorted(_sources()):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
 def binary() -> Path:
-    if _is_stale():
+    digest = sources_digest()
+    if not (BINARY.is_file() and STAMP.is_file() and STAMP.read_text().strip() == digest):
+        STAMP.unlink(missing_ok=True)
         result = subprocess.run(
             ["bash", str(BUILD_SCRIPT)],
             cwd=ROOT,
@@ -54,6 +71,7 @@ def binary() -> Path:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+        STAMP.write_text(digest + "\n", encoding="ascii")
     return BINARY
 
 
@@ -96,3 +114,47 @@ def test_serves_http2_and_http3_and_stops_on_sigterm(binary: Path, tmp_path: Pat
 
         assert server.stop(signal.SIGTERM) == 0
     assert "Traceback" not in server.stderr
+
+
+def test_runs_a_runner_zipapp_given_as_first_argument(binary: Path, tmp_path: Path) -> None:
+    """How the executable starts the runner where it has no other Python (the issue's
+    ``invalid choice: '.../octo-runner-0.1.0.pyz'``)."""
+    pyz = tmp_path / f"octo-runner-{octo_runner.__version__}.pyz"
+    pyz.write_bytes(archive_bytes())
+    done = subprocess.run(
+        [str(binary), str(pyz), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"octo-runner {octo_runner.__version__} "), done.stdout
+
+
+def without_system_python(binary: Path) -> list[str]:
+    """``binary`` started in a mount namespace of its own where every ``python3`` the
+    built-in worker looks for is ``/dev/null`` (not executable): an appliance machine
+    without Python, on which the executable must run the runner itself (so the worker
+    account, ``octo-worker`` as root, must be able to execute it: a checkout under a 0700
+    home directory is not)."""
+    hidden = sorted(
+        {os.path.realpath(p) for d in SYSTEM_PATH.split(":") if os.path.exists(p := f"{d}/python3")}
+    )
+    mounts = "".join(f"mount --bind /dev/null {path} && " for path in hidden)
+    script = f'{mounts}exec "$0" "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(binary)]
+
+
+@pytest.mark.parametrize("system_python", [True, False], ids=["python3", "no-python3"])
+def test_deploys_end_to_end_like_the_development_install(
+    binary: Path, tmp_path: Path, system_python: bool
+) -> None:
+    command = [str(binary)]
+    if not system_python:
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            pytest.skip("hiding python3 needs root and unshare")
+        command = without_system_python(binary)
+    with running_fleet(tmp_path, appliance_command=command) as fleet:
+        run_scenario(fleet)
+        assert "Traceback" not in fleet.server.output()

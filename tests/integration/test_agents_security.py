@@ -27,8 +27,9 @@ from octo_appliance.comms import (
     generate_identity,
 )
 from tests.agent.support import StandIn
-from tests.fleet import Fleet, FleetAgent, running_fleet, stray_processes, wait_until
+from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
 from tests.integration.test_canary import leaks
+from tests.strays import stray_processes
 
 SETTINGS = CommsSettings(handshake_timeout=10.0)
 AGENT_HELLO = LocalHello(role="agent", id="tgt_intruder")
