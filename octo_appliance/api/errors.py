@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import peewee
 from starlette.exceptions import HTTPException
@@ -22,6 +23,9 @@ from octo_appliance.exceptions import (
     OctoError,
     ServiceUnavailable,
 )
+
+if TYPE_CHECKING:
+    from octo_appliance.appliance import Appliance
 
 log = logging.getLogger("octo_appliance.api")
 
@@ -48,10 +52,10 @@ def _allowed_methods(request: Request) -> str:
 
 def retry_after(request: Request) -> int:
     """Seconds a client should wait: one connection attempt of the appliance."""
-    appliance = getattr(request.app.state, "appliance", None)
+    appliance: Appliance | None = getattr(request.app.state, "appliance", None)
     if appliance is None:
         return DEFAULT_CONNECT_TIMEOUT
-    return int(appliance.config.database_connect_timeout)
+    return appliance.config.database_connect_timeout
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:
