@@ -1,4 +1,16 @@
-"""Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``."""
+"""Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``.
+
+Which status each failure gets (the most specific handler wins, by the exception's class):
+
+- an :class:`~octo_appliance.exceptions.ApiError`: its own status, code and hint;
+- :class:`~octo_appliance.exceptions.DatabaseUnavailable`: 503 with ``Retry-After`` (the
+  database went away; the appliance reconnects by itself);
+- a unique constraint the handler did not pre-check: 409;
+- any other :class:`~octo_appliance.exceptions.OctoError` (the vault, a database that cannot
+  be migrated): 500 with its message;
+- a full disk (``OSError`` ENOSPC, a "disk full" from the database): 507;
+- anything else: 500 with no detail; the trace goes to the server log only.
+"""
 
 from __future__ import annotations
 

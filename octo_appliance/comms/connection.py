@@ -19,7 +19,7 @@ from typing import Any
 
 from octo_appliance.comms import calling, handling
 from octo_appliance.comms.calls import EventCallback, Handler, Response
-from octo_appliance.comms.errors import ConnectionClosed, PeerLost, ProtocolError
+from octo_appliance.comms.errors import CommsError, ConnectionClosed, PeerLost, ProtocolError
 from octo_appliance.comms.framing import (
     CONTROL_STREAM,
     Frame,
@@ -349,5 +349,5 @@ class Connection:
         return task
 
 
-class _PeerError(Exception):
+class _PeerError(CommsError):
     """The peer sent ERROR on stream 0: it is closing the connection."""

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from octo_appliance.exceptions import ConfigError
+from octo_appliance.exceptions import ConfigError, OctoError
 
 log = logging.getLogger("octo_appliance.worker")
 
@@ -42,7 +42,7 @@ INHERITED = ("LANG", "TZ")
 SUDO_CHECK_SECONDS = 15
 
 
-class WorkerUnavailable(Exception):
+class WorkerUnavailable(OctoError):
     """The worker cannot run as an account other than the appliance's: it is disabled."""
 
 
