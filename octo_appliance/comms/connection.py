@@ -97,10 +97,6 @@ class Connection:
         return not self.is_closed and self._peer_goaway is None
 
     @property
-    def close_reason(self) -> PeerLost | None:
-        return self._reason
-
-    @property
     def in_flight(self) -> int:
         """Calls this side is waiting on plus requests it is handling."""
         return len(self._calls) + len(self._incoming)

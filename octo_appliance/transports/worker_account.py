@@ -64,11 +64,6 @@ class WorkerUser:
             ) from None
         return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
-    @property
-    def via_sudo(self) -> bool:
-        """Started through ``sudo -n`` (the appliance is not root and cannot switch itself)."""
-        return os.geteuid() != 0 and self.uid != os.geteuid()
-
 
 def resolve_account(setting: str | None) -> WorkerUser:
     """The account the worker runs as, per the module docstring; :class:`WorkerUnavailable`

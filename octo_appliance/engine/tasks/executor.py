@@ -237,10 +237,6 @@ class TaskEngine:
         self.db.after_commit(self.wake)
         return task_id
 
-    async def enqueue_async(self, kind: str, description: str, **kwargs: Any) -> str:
-        """:meth:`enqueue` from async code (the database work runs in a worker thread)."""
-        return await asyncio.to_thread(functools.partial(self.enqueue, kind, description, **kwargs))
-
     def request_cancel(self, task_id: str, by: str = "") -> None:
         """Stop a task's handler if it runs here (any thread). The database flag is the
         caller's (:func:`store.cancel_task`); other nodes see it at their next poll."""
@@ -256,9 +252,6 @@ class TaskEngine:
         if outcome == "requested":
             self.db.after_commit(lambda: self.request_cancel(task_id, by))
         return outcome
-
-    def running_ids(self) -> list[str]:
-        return list(self._running)
 
     # ------------------------------------------------------------------ internals
 
