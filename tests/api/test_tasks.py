@@ -83,7 +83,7 @@ def test_task_details_with_target_results(octo, api, engine):
         {"id": "tgt_2", "name": "web-2", "state": "failed", "exit_code": 7, "message": "boom"},
     ]
     task_id = engine.enqueue(
-        DEMO, "script", {"targets": targets, "lines": 2}, {"password": SECRET}, timeout=600
+        DEMO, "script", {"targets": targets, "lines": 2}, {"password": SECRET}, timeout_seconds=600
     )
     wait_finished(task_id)
     detail = api.get(f"/tasks/{task_id}").json()

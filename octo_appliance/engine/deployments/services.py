@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.engine.tasks.store import Enqueue
 from octo_appliance.plugins import StepTypeRegistry
 from octo_appliance.vault import Vault
 
@@ -25,7 +25,7 @@ class DeploymentServices:
     #: the appliance-wide cap on targets one step runs on at once
     step_parallelism: int = DEFAULT_STEP_PARALLELISM
     #: returns the task engine's ``enqueue`` (for automatic deployments); None: none queued
-    enqueue: Callable[..., str] | None = None
+    enqueue: Enqueue | None = None
     #: seconds between looks at a pending interruption
     poll_interval: float = 0.3
     #: places feed packages in target caches; None: no feed (deploy-package steps fail)

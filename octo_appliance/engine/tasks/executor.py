@@ -33,8 +33,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import peewee
 from octo_runner.masking import Masker
@@ -205,16 +204,10 @@ class TaskEngine:
         description: str,
         arguments: Mapping[str, Any] | None = None,
         sensitive_arguments: Mapping[str, Any] | None = None,
-        *,
-        created_by_id: str | None = None,
-        created_by_name: str = "",
-        environment_id: str | None = None,
-        project_id: str | None = None,
-        timeout: int | None = None,
-        not_before: datetime | None = None,
+        **options: Unpack[store.TaskOptions],
     ) -> str:
-        """Queue a task and return its id. Blocking (database): call it from a worker thread.
-        With ``not_before`` (naive UTC) it is not claimed before that time.
+        """Queue a task and return its id (:func:`store.create_task`, same parameters).
+        Blocking (database): call it from a worker thread.
 
         Inside a transaction the engine is woken when it commits, so it never looks before
         the row is visible.
@@ -222,17 +215,7 @@ class TaskEngine:
         if kind not in self.kinds:
             raise ValueError(f"no handler is registered for task kind '{kind}'")
         task_id = store.create_task(
-            self.vault,
-            kind=kind,
-            description=description,
-            arguments=arguments,
-            sensitive_arguments=sensitive_arguments,
-            created_by_id=created_by_id,
-            created_by_name=created_by_name,
-            environment_id=environment_id,
-            project_id=project_id,
-            timeout_seconds=timeout,
-            not_before=not_before,
+            self.vault, kind, description, arguments, sensitive_arguments, **options
         )
         self.db.after_commit(self.wake)
         return task_id
