@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from octo_appliance.config import Config
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.tasks.store import Enqueue
 from octo_appliance.plugins import StepTypeRegistry
@@ -13,17 +14,15 @@ from octo_appliance.vault import Vault
 if TYPE_CHECKING:
     from octo_appliance.engine.acquisition import Acquirer
 
-#: targets one step runs on at once when its window does not say fewer (setting)
-DEFAULT_STEP_PARALLELISM = 50
-
 
 @dataclass
 class DeploymentServices:
     dispatcher: Dispatcher
     step_types: StepTypeRegistry
     vault: Vault
-    #: the appliance-wide cap on targets one step runs on at once
-    step_parallelism: int = DEFAULT_STEP_PARALLELISM
+    #: the appliance-wide cap on targets one step runs on at once (the setting; a step's
+    #: window may lower it)
+    step_parallelism: int = Config.step_parallelism
     #: returns the task engine's ``enqueue`` (for automatic deployments); None: none queued
     enqueue: Enqueue | None = None
     #: seconds between looks at a pending interruption

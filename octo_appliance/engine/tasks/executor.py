@@ -38,6 +38,7 @@ from typing import Any, TypeVar, Unpack
 import peewee
 from octo_runner.masking import Masker
 
+from octo_appliance.config import Config
 from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import (
     CANCELED,
@@ -60,7 +61,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RESTART_MESSAGE = "the appliance stopped while this task was running; re-run it"
-DEFAULT_TASK_CAP = 5
 DEFAULT_POLL_INTERVAL = 3.0
 #: how long stop() waits for cancelled handlers to clean up before giving up on them
 STOP_GRACE_SECONDS = 10.0
@@ -86,7 +86,7 @@ class TaskEngine:
         vault: Vault,
         node_name: str,
         *,
-        task_cap: int = DEFAULT_TASK_CAP,
+        task_cap: int = Config.task_cap,
         kinds: TaskKindRegistry | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         db_threads: int = 4,
