@@ -301,6 +301,8 @@ def _declared() -> tuple[Setting, ...]:
     for item in dataclasses.fields(Config):
         hint = hints[item.name]
         optional = hint == str | None
+        if not optional and hint not in (int, bool, str):
+            raise TypeError(f"setting {item.name}: {hint} is not int, bool, str or str | None")
         meta = item.metadata
         declared.append(
             Setting(
