@@ -26,8 +26,8 @@ from octo_appliance.api.task_stream import log_events, resume_point
 from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import FINAL_STATES, TASK_STATES, ServerTask, TaskTargetResult
 from octo_appliance.engine.tasks import store
+from octo_appliance.engine.tasks.creation import TaskOptions
 from octo_appliance.engine.tasks.log import count_lines, line_json, read_lines
-from octo_appliance.engine.tasks.store import TaskOptions
 from octo_appliance.exceptions import ApiError, Conflict, Forbidden, NotFound
 from octo_appliance.security.permissions import Permission, Principal
 

@@ -37,7 +37,7 @@ from octo_appliance.db import (
 from octo_appliance.db.base import iso, new_id, utcnow
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS, ServerTask
-from octo_appliance.engine.tasks.store import Enqueue
+from octo_appliance.engine.tasks.creation import Enqueue
 
 #: the task kind the deployment executor registers
 DEPLOYMENT_TASK_KIND = "deployment"

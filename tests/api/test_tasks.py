@@ -10,7 +10,7 @@ import pytest
 from octo_appliance.api import task_stream
 from octo_appliance.db import Environment
 from octo_appliance.db.tasks import ServerTask
-from octo_appliance.engine.tasks.store import create_task
+from octo_appliance.engine.tasks.creation import create_task
 from tests.api.helpers import client_as, events, make_user
 from tests.engine.conftest import make_engine, tracker  # noqa: F401 - fixtures
 from tests.engine.support import DEMO, sse_events, task_row, wait_finished, wait_until

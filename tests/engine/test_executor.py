@@ -10,8 +10,8 @@ import pytest
 from octo_appliance.api.tasks import enqueue_for_request
 from octo_appliance.db.tasks import ServerTask, TaskTargetResult
 from octo_appliance.engine.tasks import TaskEngine
+from octo_appliance.engine.tasks.creation import create_task
 from octo_appliance.engine.tasks.log import read_lines
-from octo_appliance.engine.tasks.store import create_task
 from tests.engine.support import DEMO, task_row, wait_finished, wait_state, wait_until
 
 

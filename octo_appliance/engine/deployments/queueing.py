@@ -10,7 +10,7 @@ from __future__ import annotations
 from octo_appliance.db import Environment, Release, database_proxy
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.engine import lifecycles
-from octo_appliance.engine.tasks.store import Enqueue
+from octo_appliance.engine.tasks.creation import Enqueue
 
 AUTOMATIC_BY = "lifecycle (automatic)"
 DEFAULT_OPTIONS = {

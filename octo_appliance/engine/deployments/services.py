@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from octo_appliance.config import Config
 from octo_appliance.engine.dispatch import Dispatcher
-from octo_appliance.engine.tasks.store import Enqueue
+from octo_appliance.engine.tasks.creation import Enqueue
 from octo_appliance.plugins import StepTypeRegistry
 from octo_appliance.vault import Vault
 

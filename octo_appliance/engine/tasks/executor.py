@@ -48,6 +48,7 @@ from octo_appliance.db.tasks import (
     TIMED_OUT,
 )
 from octo_appliance.engine.tasks import store
+from octo_appliance.engine.tasks.creation import TaskOptions, create_task
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
 from octo_appliance.engine.tasks.outage import until_stored
@@ -204,9 +205,9 @@ class TaskEngine:
         description: str,
         arguments: Mapping[str, Any] | None = None,
         sensitive_arguments: Mapping[str, Any] | None = None,
-        **options: Unpack[store.TaskOptions],
+        **options: Unpack[TaskOptions],
     ) -> str:
-        """Queue a task and return its id (:func:`store.create_task`, same parameters).
+        """Queue a task and return its id (:func:`create_task`, same parameters).
         Blocking (database): call it from a worker thread.
 
         Inside a transaction the engine is woken when it commits, so it never looks before
@@ -214,7 +215,7 @@ class TaskEngine:
         """
         if kind not in self.kinds:
             raise ValueError(f"no handler is registered for task kind '{kind}'")
-        task_id = store.create_task(
+        task_id = create_task(
             self.vault, kind, description, arguments, sensitive_arguments, **options
         )
         self.db.after_commit(self.wake)
