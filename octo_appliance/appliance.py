@@ -187,9 +187,7 @@ def open_appliance(
     ring, report.created_key = key.ring, key.created
     report.key_file, report.key_moved_from = key.path, key.moved_from
     plugins = create_plugin_manager(extra_plugins=extra_plugins, plugin_dir=data_dir / "plugins")
-    db = open_database(
-        config.database, data_dir, connect_timeout=int(config.database_connect_timeout)
-    )
+    db = open_database(config.database, data_dir, connect_timeout=config.database_connect_timeout)
     report.migrations = migrate(db)
     if initialise:
         with db.atomic():

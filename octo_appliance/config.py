@@ -1,36 +1,37 @@
-"""Every setting as (name, default, help), read from flags > ``OCTO_*`` env > config file.
+"""Every setting, declared once as a typed field of :class:`Config`: name, type, default, help.
+
+Values are read from flags > ``OCTO_*`` env > config file > default, and each one is parsed
+and range-checked at start, whatever its source: a bad value stops the command with a message
+naming where it came from (the flag, the environment variable, or the file and key) and what
+was expected. So the rest of the code holds real ``int``/``bool``/``str`` values, and mypy
+sees them.
 
 The config file is ``config.toml`` in the data directory (flat ``key = value`` pairs with the
-setting names below). ``docs/configuration.md`` is checked against :data:`SETTINGS` by a test,
+setting names below; TOML values must have the setting's type: ``task_cap = 5``, not
+``task_cap = "5"``). ``docs/configuration.md`` is checked against :data:`SETTINGS` by a test,
 so the documentation cannot drift from the code.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 from octo_appliance.exceptions import ConfigError
 
 CONFIG_FILE_NAME = "config.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_BOOLEAN_WORDS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
+    ("0", "false", "no", "off"), False
+)
 
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its name, default, how to parse it and a line of help."""
-
-    name: str
-    default: Any
-    help: str
-    parse: Callable[[str], Any] = str
-
-    @property
-    def env_var(self) -> str:
-        return "OCTO_" + self.name.upper()
+T = TypeVar("T")
 
 
 def _default_data_dir() -> str:
@@ -56,229 +57,286 @@ def parse_host_port(value: str) -> tuple[str, int]:
     return host, port
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"'{value}' is not a whole number") from None
-    if number <= 0:
-        raise ConfigError(f"'{value}' must be greater than zero")
-    return number
-
-
-def _listen(value: str) -> str:
-    parse_host_port(value)
-    return value
-
-
-def _boolean(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"'{value}' is not true or false")
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "data_dir", None, "Directory holding the certificate, SQLite database and sealed files."
-    ),
-    Setting("listen", "0.0.0.0:8443", "HOST:PORT for HTTPS (TCP) and HTTP/3 (UDP).", _listen),
-    Setting(
-        "polling_listen",
-        "0.0.0.0:10943",
-        "HOST:PORT of the mutual-TLS listener polling agents dial.",
-        _listen,
-    ),
-    Setting(
-        "database",
-        None,
-        "Database URL: empty for SQLite in the data dir, or postgresql://USER@HOST:PORT/DB.",
-    ),
-    Setting(
-        "database_connect_timeout",
-        5,
-        "Seconds a PostgreSQL connection attempt may take; also the Retry-After of the 503 the "
-        "API answers while the database is unavailable.",
-        _positive_int,
-    ),
-    Setting("tls_cert", None, "PEM certificate to serve instead of the generated self-signed one."),
-    Setting("tls_key", None, "PEM private key for tls_cert."),
-    Setting(
-        "master_key_file",
-        None,
-        "Path of the master key file, outside the data dir (default: "
-        "/etc/octo-appliance/master.key as root, else "
-        "$XDG_CONFIG_HOME/octo-appliance/master.key); share it between nodes.",
-    ),
-    Setting(
-        "max_body_bytes",
-        1_048_576,
-        "Largest JSON request body the API accepts, in bytes (413 beyond).",
-        _positive_int,
-    ),
-    Setting(
-        "worker_threads",
-        6,
-        "Threads that run database work for API requests (kept small: more threads contend "
-        "for the interpreter lock).",
-        _positive_int,
-    ),
-    Setting("task_cap", 5, "Server tasks this node runs at once.", _positive_int),
-    Setting(
-        "task_log_max_lines",
-        1_000_000,
-        "Script output lines one task keeps in its log; past it a count and the last lines.",
-        _positive_int,
-    ),
-    Setting(
-        "health_check_minutes",
-        60,
-        "Minutes between scheduled health checks of every agent target.",
-        _positive_int,
-    ),
-    Setting(
-        "pickup_timeout_seconds",
-        120,
-        "How long a request for a polling agent waits for the agent to connect.",
-        _positive_int,
-    ),
-    Setting(
-        "handshake_timeout_seconds",
-        10,
-        "Seconds a connection to the HTTPS or polling listener may take to finish TLS (and, "
-        "on the polling listener, the comms HELLO) before it is dropped.",
-        _positive_int,
-    ),
-    Setting(
-        "max_pending_handshakes",
-        256,
-        "Connections each listener (HTTPS, polling) holds in the TLS handshake at once; a new "
-        "one pushes out the oldest (at most a quarter of the open-file limit).",
-        _positive_int,
-    ),
-    Setting(
-        "max_pending_handshakes_per_address",
-        32,
-        "Of those, how many may come from one client address.",
-        _positive_int,
-    ),
-    Setting("session_hours", 12, "Lifetime of a portal/API login session in hours.", _positive_int),
-    Setting(
-        "login_free_failures",
-        3,
-        "Failed sign-ins a username or client address may make before each further one blocks "
-        "it for a delay (429 with Retry-After).",
-        _positive_int,
-    ),
-    Setting(
-        "login_delay_seconds",
-        1,
-        "The first sign-in delay, in seconds; it doubles with every further failure.",
-        _positive_int,
-    ),
-    Setting(
-        "login_lockout_failures",
-        10,
-        "Failed sign-ins after which a username or client address is locked out.",
-        _positive_int,
-    ),
-    Setting(
-        "login_lockout_seconds",
-        900,
-        "How long a sign-in lockout lasts (and how long failures are remembered), in seconds.",
-        _positive_int,
-    ),
-    Setting("log_level", "info", "Log level: debug, info, warning or error."),
-    Setting("http3", True, "Serve HTTP/3 over QUIC on the same port as HTTPS (UDP).", _boolean),
-    Setting(
-        "builtin_worker",
-        True,
-        "Run steps marked run_on: appliance on the appliance itself (false: such steps fail).",
-        _boolean,
-    ),
-    Setting(
-        "worker_user",
-        None,
-        "OS user the built-in worker runs scripts as (empty: the appliance's own user).",
-    ),
-    Setting(
-        "worker_dir",
-        None,
-        "Directory of the built-in worker's work dirs (default: worker/ in the data dir, or "
-        "<data dir>-worker when worker_user is set).",
-    ),
-    Setting(
-        "step_parallelism",
-        50,
-        "Most targets one deployment step runs on at once (a step's window may lower it).",
-        _positive_int,
-    ),
-    Setting(
-        "max_package_mb",
-        10240,
-        "Largest package the feed accepts, in MiB (413 above; nothing is stored).",
-        _positive_int,
-    ),
-    Setting(
-        "max_expanded_mb",
-        16384,
-        "Most a package may expand to, in MiB (422 at upload above; checked without expanding "
-        "a zip, and while reading a tar.gz).",
-        _positive_int,
-    ),
-    Setting(
-        "max_expansion_ratio",
-        200,
-        "Most a package may expand to as a multiple of its size (422 at upload above, once it "
-        "expands past 64 MiB): refuses archive bombs.",
-        _positive_int,
-    ),
-    Setting(
-        "package_parallelism",
-        20,
-        "Most targets a package is transferred to at once before a deploy-package step.",
-        _positive_int,
-    ),
-    Setting(
-        "delta_max_mb",
-        512,
-        "Largest package (MiB) for which a binary delta against another version a target holds is "
-        "computed; larger ones are sent whole.",
-        _positive_int,
-    ),
-    Setting(
-        "shutdown_grace_seconds",
-        1,
-        "Seconds the server waits for open requests on shutdown.",
-        _positive_int,
-    ),
-)
-
-SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+def setting(
+    default: T,
+    help: str,
+    *,
+    minimum: int | None = None,
+    choices: tuple[str, ...] = (),
+    check: Callable[[str], object] | None = None,
+    expected: str | None = None,
+) -> T:
+    """Declare one setting as a field of :class:`Config` (its name is the field's name, its
+    type the field's annotation). ``minimum`` bounds a whole number, ``choices`` lists the
+    allowed words, ``check`` validates text further (raising :class:`ConfigError`), and
+    ``expected`` describes the value in error messages when the type alone does not."""
+    extra = {"minimum": minimum, "choices": choices, "check": check, "expected": expected}
+    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass(frozen=True)
 class Config:
-    """Resolved settings. Build with :func:`load_config`."""
+    """The resolved settings, typed and checked. Build with :func:`load_config`."""
 
-    values: Mapping[str, Any]
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    data_dir: str = setting(
+        "", "Directory holding the certificate, SQLite database and sealed files."
+    )
+    listen: str = setting(
+        "0.0.0.0:8443",
+        "HOST:PORT for HTTPS (TCP) and HTTP/3 (UDP).",
+        check=parse_host_port,
+        expected='HOST:PORT, like "0.0.0.0:8443"',
+    )
+    polling_listen: str = setting(
+        "0.0.0.0:10943",
+        "HOST:PORT of the mutual-TLS listener polling agents dial.",
+        check=parse_host_port,
+        expected='HOST:PORT, like "0.0.0.0:10943"',
+    )
+    database: str | None = setting(
+        None,
+        "Database URL: empty for SQLite in the data dir, or postgresql://USER@HOST:PORT/DB.",
+    )
+    database_connect_timeout: int = setting(
+        5,
+        "Seconds a PostgreSQL connection attempt may take; also the Retry-After of the 503 the "
+        "API answers while the database is unavailable.",
+        minimum=1,
+    )
+    tls_cert: str | None = setting(
+        None, "PEM certificate to serve instead of the generated self-signed one."
+    )
+    tls_key: str | None = setting(None, "PEM private key for tls_cert.")
+    master_key_file: str | None = setting(
+        None,
+        "Path of the master key file, outside the data dir (default: "
+        "/etc/octo-appliance/master.key as root, else "
+        "$XDG_CONFIG_HOME/octo-appliance/master.key); share it between nodes.",
+    )
+    max_body_bytes: int = setting(
+        1_048_576,
+        "Largest JSON request body the API accepts, in bytes (413 beyond).",
+        minimum=1,
+    )
+    worker_threads: int = setting(
+        6,
+        "Threads that run database work for API requests (kept small: more threads contend "
+        "for the interpreter lock).",
+        minimum=1,
+    )
+    task_cap: int = setting(5, "Server tasks this node runs at once.", minimum=1)
+    task_log_max_lines: int = setting(
+        1_000_000,
+        "Script output lines one task keeps in its log; past it a count and the last lines.",
+        minimum=1,
+    )
+    health_check_minutes: int = setting(
+        60, "Minutes between scheduled health checks of every agent target.", minimum=1
+    )
+    pickup_timeout_seconds: int = setting(
+        120, "How long a request for a polling agent waits for the agent to connect.", minimum=1
+    )
+    handshake_timeout_seconds: int = setting(
+        10,
+        "Seconds a connection to the HTTPS or polling listener may take to finish TLS (and, "
+        "on the polling listener, the comms HELLO) before it is dropped.",
+        minimum=1,
+    )
+    max_pending_handshakes: int = setting(
+        256,
+        "Connections each listener (HTTPS, polling) holds in the TLS handshake at once; a new "
+        "one pushes out the oldest (at most a quarter of the open-file limit).",
+        minimum=1,
+    )
+    max_pending_handshakes_per_address: int = setting(
+        32, "Of those, how many may come from one client address.", minimum=1
+    )
+    session_hours: int = setting(12, "Lifetime of a portal/API login session in hours.", minimum=1)
+    login_free_failures: int = setting(
+        3,
+        "Failed sign-ins a username or client address may make before each further one blocks "
+        "it for a delay (429 with Retry-After).",
+        minimum=1,
+    )
+    login_delay_seconds: int = setting(
+        1,
+        "The first sign-in delay, in seconds; it doubles with every further failure.",
+        minimum=1,
+    )
+    login_lockout_failures: int = setting(
+        10,
+        "Failed sign-ins after which a username or client address is locked out.",
+        minimum=1,
+    )
+    login_lockout_seconds: int = setting(
+        900,
+        "How long a sign-in lockout lasts (and how long failures are remembered), in seconds.",
+        minimum=1,
+    )
+    log_level: str = setting(
+        "info", "Log level: debug, info, warning or error.", choices=LOG_LEVELS
+    )
+    http3: bool = setting(True, "Serve HTTP/3 over QUIC on the same port as HTTPS (UDP).")
+    builtin_worker: bool = setting(
+        True,
+        "Run steps marked run_on: appliance on the appliance itself (false: such steps fail).",
+    )
+    worker_user: str | None = setting(
+        None, "OS user the built-in worker runs scripts as (empty: the appliance's own user)."
+    )
+    worker_dir: str | None = setting(
+        None,
+        "Directory of the built-in worker's work dirs (default: worker/ in the data dir, or "
+        "<data dir>-worker when worker_user is set).",
+    )
+    step_parallelism: int = setting(
+        50,
+        "Most targets one deployment step runs on at once (a step's window may lower it).",
+        minimum=1,
+    )
+    max_package_mb: int = setting(
+        10240,
+        "Largest package the feed accepts, in MiB (413 above; nothing is stored).",
+        minimum=1,
+    )
+    max_expanded_mb: int = setting(
+        16384,
+        "Most a package may expand to, in MiB (422 at upload above; checked without expanding "
+        "a zip, and while reading a tar.gz).",
+        minimum=1,
+    )
+    max_expansion_ratio: int = setting(
+        200,
+        "Most a package may expand to as a multiple of its size (422 at upload above, once it "
+        "expands past 64 MiB): refuses archive bombs.",
+        minimum=1,
+    )
+    package_parallelism: int = setting(
+        20,
+        "Most targets a package is transferred to at once before a deploy-package step.",
+        minimum=1,
+    )
+    delta_max_mb: int = setting(
+        512,
+        "Largest package (MiB) for which a binary delta against another version a target holds "
+        "is computed; larger ones are sent whole.",
+        minimum=1,
+    )
+    shutdown_grace_seconds: int = setting(
+        1, "Seconds the server waits for open requests on shutdown.", minimum=1
+    )
 
     @property
     def data_path(self) -> Path:
-        return Path(self.values["data_dir"])
+        return Path(self.data_dir)
 
-    def with_overrides(self, **overrides: Any) -> Config:
-        merged = dict(self.values)
-        merged.update(overrides)
-        return Config(merged)
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as :class:`Config` declares it, with how to check a value for it."""
+
+    name: str
+    default: Any
+    help: str
+    type: type
+    optional: bool = False
+    minimum: int | None = None
+    choices: tuple[str, ...] = ()
+    check: Callable[[str], object] | None = None
+    expected_text: str | None = None
+
+    @property
+    def env_var(self) -> str:
+        return "OCTO_" + self.name.upper()
+
+    @property
+    def expected(self) -> str:
+        """What a good value looks like, for error messages."""
+        if self.expected_text:
+            return self.expected_text
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.type is bool:
+            return "true or false"
+        if self.type is int:
+            floor = "" if self.minimum is None else f" of at least {self.minimum}"
+            return f"a whole number{floor}"
+        return "text" + (" (empty for none)" if self.optional else "")
+
+    def convert(self, raw: object, source: str, *, text: bool) -> Any:
+        """``raw`` checked (and parsed from text when ``text``: flags and env), else a
+        :class:`ConfigError` naming ``source`` and what was expected."""
+        problem = f"got {_shown(raw)}"
+        value: Any = raw
+        if text and isinstance(raw, str) and self.type is not str:
+            value = self._from_text(raw.strip())
+        if self.type is int and not isinstance(value, bool) and isinstance(value, int):
+            if self.minimum is None or value >= self.minimum:
+                return value
+        elif self.type is bool and isinstance(value, bool):
+            return value
+        elif self.type is str and isinstance(value, str):
+            if self.optional and not value:
+                return None
+            if self.choices:
+                if value.lower() in self.choices:
+                    return value.lower()
+            elif self.check is None:
+                return value
+            else:
+                try:
+                    self.check(value)
+                    return value
+                except ConfigError as exc:
+                    problem = exc.message
+        raise ConfigError(
+            f"{source}: {problem}; expected {self.expected}",
+            hint=f"correct {source} (docs/configuration.md lists every setting)",
+        )
+
+    def _from_text(self, raw: str) -> object:
+        if self.type is bool:
+            return _BOOLEAN_WORDS.get(raw.lower(), raw)
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+
+
+def _shown(value: object) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _declared() -> tuple[Setting, ...]:
+    hints = get_type_hints(Config)
+    declared = []
+    for item in dataclasses.fields(Config):
+        hint = hints[item.name]
+        optional = hint == str | None
+        if not optional and hint not in (int, bool, str):
+            raise TypeError(f"setting {item.name}: {hint} is not int, bool, str or str | None")
+        meta = item.metadata
+        declared.append(
+            Setting(
+                item.name,
+                item.default,
+                meta["help"],
+                str if optional else hint,
+                optional=optional,
+                minimum=meta["minimum"],
+                choices=meta["choices"],
+                check=meta["check"],
+                expected_text=meta["expected"],
+            )
+        )
+    return tuple(declared)
+
+
+SETTINGS: tuple[Setting, ...] = _declared()
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 def resolve_data_dir(flag_value: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -287,8 +345,7 @@ def resolve_data_dir(flag_value: str | None, environ: Mapping[str, str] | None =
     return Path(flag_value or environ.get("OCTO_DATA_DIR") or _default_data_dir()).expanduser()
 
 
-def _read_config_file(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / CONFIG_FILE_NAME
+def _read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
@@ -307,27 +364,24 @@ def _read_config_file(data_dir: Path) -> dict[str, Any]:
 def load_config(
     flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Resolve every setting: flags (not None) > ``OCTO_*`` env > config file > default."""
+    """Resolve and check every setting: flags (not None) > ``OCTO_*`` env > config file >
+    default. Flags and env are text, parsed; the file's TOML values must have the right type."""
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     environ = os.environ if environ is None else environ
     data_dir = resolve_data_dir(flags.get("data_dir"), environ)
-    from_file = _read_config_file(data_dir)
-    values: dict[str, Any] = {}
+    file = data_dir / CONFIG_FILE_NAME
+    from_file = _read_config_file(file)
+    values: dict[str, Any] = {"data_dir": str(data_dir)}
     for setting in SETTINGS:
         if setting.name == "data_dir":
-            values["data_dir"] = str(data_dir)
             continue
         if setting.name in flags:
-            raw, source = flags[setting.name], f"--{setting.name.replace('_', '-')}"
+            source = "--" + setting.name.replace("_", "-")
+            values[setting.name] = setting.convert(flags[setting.name], source, text=True)
         elif setting.env_var in environ:
-            raw, source = environ[setting.env_var], setting.env_var
+            raw = environ[setting.env_var]
+            values[setting.name] = setting.convert(raw, setting.env_var, text=True)
         elif setting.name in from_file:
-            raw, source = from_file[setting.name], f"{CONFIG_FILE_NAME}:{setting.name}"
-        else:
-            values[setting.name] = setting.default
-            continue
-        try:
-            values[setting.name] = setting.parse(str(raw)) if isinstance(raw, str) else raw
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc.message}", hint=exc.hint) from None
-    return Config(values)
+            source = f"{file} key {setting.name}"
+            values[setting.name] = setting.convert(from_file[setting.name], source, text=False)
+    return Config(**values)

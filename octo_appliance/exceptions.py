@@ -1,15 +1,56 @@
 """One exception root for everything the appliance raises on purpose.
 
-The tree (API-facing classes carry the HTTP status and a stable ``code``)::
+Every deliberate exception class of the package is in this tree, under the class it derives
+from, with the module that defines it when that is not this one (``tests/unit/test_exceptions.py``
+fails when a class is missing or placed under the wrong parent). API-facing classes carry the
+HTTP status and a stable ``code``; ``api/errors.py`` turns each failure into its response::
 
-    OctoError                       root: every deliberate failure
+    OctoError                       root: every deliberate failure (API: 500 with the message)
     ├── ConfigError                 a setting is missing or malformed (CLI exit 2)
     ├── VaultError                  the master key is missing, wrong, or a value does not decrypt
     ├── PluginError                 a plugin is malformed, misspelt a hook, or reused a name
     ├── DatabaseError               the database cannot be opened or migrated
     │   └── DatabaseUnavailable     the connection was lost or the server does not answer (for
-    │                               now: the appliance reconnects by itself)
+    │                               now: the appliance reconnects by itself; API: 503 with
+    │                               Retry-After)
     ├── InUseError                  a server (or a rotation, a restore) already uses the data
+    ├── RunnerCompileError          runner_compile: the runner's modules do not compile
+    ├── DeltaError                  feed/delta: a package delta cannot be applied
+    ├── StepFailed                  steps/base: a step type failed the step
+    ├── TaskFailed                  engine/tasks/kinds: a task handler failed the task
+    ├── VariableProblem             engine/variables: a property cannot be substituted
+    ├── PinProblem                  engine/release_packages: a package pin does not resolve
+    ├── SpecError                   engine/deployments/spec: a snapshot cannot be read
+    ├── PlanError                   engine/deployments/plan: options that do not fit the release
+    ├── WorkerUnavailable           transports/worker_account: the built-in worker is disabled
+    ├── CommsError                  comms/errors: agent communication failed
+    │   ├── IdentityError           a certificate or key cannot be used
+    │   ├── ConnectFailed           the TCP connection could not be opened
+    │   ├── HandshakeError          TLS or HELLO did not complete
+    │   │   ├── PeerNotTrusted      the peer's certificate is not trusted
+    │   │   ├── PeerRejected        the peer does not trust this side
+    │   │   └── VersionMismatch     no common protocol version
+    │   ├── ProtocolError           the peer broke the wire format
+    │   │   └── MessageTooLarge     a JSON message does not fit in one frame
+    │   ├── PeerLost                the connection died with the call in flight
+    │   │   └── ConnectionClosed    closed before the request was written: safe to retry
+    │   ├── CallFailed              the handler failed the call (with a code)
+    │   ├── CallTimeout             the call did not finish within its timeout
+    │   ├── TransferError           a file transfer was cut off or did not verify
+    │   ├── PickupTimeout           a polling agent did not collect the request in time
+    │   └── _PeerError              comms/connection: the peer sent ERROR and closes (internal)
+    ├── AgentError                  agent/errors: the agent cannot do what was asked
+    │   ├── ForkServerGone          agent/forkserver: start runners directly (also an OSError)
+    │   └── RegistrationError       agent/errors: registering with the appliance failed
+    │       └── _NotFound           agent/registration: no such target (internal)
+    ├── ClientError                 cli/client: a CLI call to the appliance failed (exit 1)
+    │   └── ApiRefused              the appliance answered with an error status
+    ├── UploadInterrupted           cli/upload: an upload's file or connection failed (the CLI
+    │   │                           turns each into a ClientError with a hint)
+    │   ├── FileChanged             the file ended before its size at the start
+    │   ├── UploadStalled           the server took no more of the body
+    │   ├── NoAnswer                the body was sent, no answer came
+    │   └── ClosedEarly             the server closed before answering (a refusal)
     └── ApiError                    turned into ``{"error": {code, message, details}}``
         ├── BadRequest          400 malformed JSON, bad query parameters
         ├── Unauthenticated     401 no or bad credentials
@@ -20,8 +61,15 @@ The tree (API-facing classes carry the HTTP status and a stable ``code``)::
         ├── PayloadTooLarge     413 body over the configured limit
         ├── ValidationFailed    422 well-formed JSON that breaks the schema or a rule
         ├── TooManyRequests     429 throttled (sign-in failures); carries Retry-After
+        ├── HeaderSectionTooLarge  431 (header_limit) request headers over the limit
         ├── ServiceUnavailable  503 the database is unavailable; ``Retry-After`` says when to retry
+        ├── EngineUnavailable   503 (api/tasks) this node runs no task engine
         └── InsufficientStorage 507 the disk of the data dir (or the database's) is full
+
+The runner (``runner/octo_runner``) stays outside the tree on purpose: it is stdlib-only and
+runs on targets without the appliance, so it must not import ``octo_appliance``. Its own root
+is ``RunnerError`` (``runner/octo_runner/errors.py``); the appliance sees a runner failure as
+the runner's result, never as a raised runner exception.
 
 Every error carries a ``hint``: what the person who sees it should do next.
 """

@@ -84,10 +84,10 @@ async def start_services(appliance: Appliance) -> Services:
         settings=CommsSettings(
             spool_dir=spool_dir(appliance.data_dir),
             handshake_timeout=float(config.handshake_timeout_seconds),
-            max_pending_handshakes=int(config.max_pending_handshakes),
-            max_pending_handshakes_per_address=int(config.max_pending_handshakes_per_address),
+            max_pending_handshakes=config.max_pending_handshakes,
+            max_pending_handshakes_per_address=config.max_pending_handshakes_per_address,
         ),
-        pickup_timeout=float(config.pickup_timeout_seconds),
+        pickup_timeout=config.pickup_timeout_seconds,
     )
     host, port = parse_host_port(config.polling_listen)
     try:
@@ -109,7 +109,7 @@ async def start_services(appliance: Appliance) -> Services:
         worker_dir = config.worker_dir or default_worker_dir(appliance.data_dir)
         await asyncio.to_thread(
             local.configure,
-            enabled=bool(config.builtin_worker),
+            enabled=config.builtin_worker,
             root=Path(worker_dir).absolute(),
             user=config.worker_user,
             secrets=appliance_secrets(appliance, cert.key_file),
@@ -121,12 +121,12 @@ async def start_services(appliance: Appliance) -> Services:
         dispatcher,
         appliance.plugins.step_types,
         appliance.vault,
-        step_parallelism=int(config.step_parallelism),
+        step_parallelism=config.step_parallelism,
         acquirer=Acquirer(
             dispatcher.transport_for,
             appliance.feed,
-            parallelism=int(config.package_parallelism),
-            delta_max_bytes=int(config.delta_max_mb) * MIB,
+            parallelism=config.package_parallelism,
+            delta_max_bytes=config.delta_max_mb * MIB,
             spool_dir=spool_dir(appliance.data_dir),
         ),
     )
@@ -135,9 +135,9 @@ async def start_services(appliance: Appliance) -> Services:
         appliance.db,
         appliance.vault,
         socket.gethostname() or "appliance",
-        task_cap=int(config.task_cap),
+        task_cap=config.task_cap,
         kinds=kinds,
-        task_log_max_lines=int(config.task_log_max_lines),
+        task_log_max_lines=config.task_log_max_lines,
     )
     await engine.start()
     deployment_services.enqueue = engine.enqueue
@@ -152,6 +152,6 @@ async def start_services(appliance: Appliance) -> Services:
             return None
         return engine.enqueue(health.KIND, "Scheduled health check", {"target_ids": ids})
 
-    scheduler = health.HealthScheduler(float(config.health_check_minutes) * 60, enqueue_all)
+    scheduler = health.HealthScheduler(config.health_check_minutes * 60, enqueue_all)
     scheduler.start()
     return Services(network, engine, scheduler, dispatcher)

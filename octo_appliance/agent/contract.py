@@ -70,16 +70,6 @@ CACHE_PATCH = "cache.patch"
 FILES_FETCH = "files.fetch"
 RUNNER_FETCH = "runner.fetch"
 
-AGENT_METHODS = (
-    AGENT_INFO,
-    RUNNER_RUN,
-    CACHE_HAS,
-    CACHE_PUT,
-    CACHE_LIST,
-    CACHE_PATCH,
-    FILES_FETCH,
-)
-APPLIANCE_METHODS = (RUNNER_FETCH,)
 
 #: the ``stream`` of log events the agent itself adds to a runner's event stream
 AGENT_STREAM = "agent"

@@ -5,6 +5,7 @@
     OctoError
     ├── ConfigError                 (octo_appliance.exceptions) bad flags or a broken agent.json
     └── AgentError                  anything the agent itself refuses or cannot do
+        ├── ForkServerGone          (agent/forkserver) the runner fork server ended
         └── RegistrationError       register/deregister failed: nothing was changed locally
 
 Messages never carry the API key, variable values or script output.

@@ -28,6 +28,8 @@ from typing import Any
 
 import psutil
 
+from octo_appliance.agent.errors import AgentError
+
 log = logging.getLogger("octo_appliance.agent.runner")
 
 #: a control message is a small JSON object
@@ -38,8 +40,10 @@ LOST_EXIT_CODE = -9
 ORPHAN_POLL = 0.05
 
 
-class ForkServerGone(OSError):
-    """The fork server ended (or never became ready): start runners directly instead."""
+class ForkServerGone(AgentError, OSError):
+    """The fork server ended (or never became ready): start runners directly instead.
+
+    Also an ``OSError``: to its callers it is one more way starting a process can fail."""
 
 
 class ForkedRunner:

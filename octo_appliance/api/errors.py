@@ -1,12 +1,23 @@
 """Turn every failure into the one JSON error shape ``{"error": {code, message, details}}``.
 
-A client that goes away before its request was read (``ClientDisconnect``) and a body over
-the limit (413) are routine: one log line each, never an "unexpected error" traceback.
+Which status each failure gets (the most specific handler wins, by the exception's class):
+
+- an :class:`~octo_appliance.exceptions.ApiError`: its own status, code and hint;
+- :class:`~octo_appliance.exceptions.DatabaseUnavailable`: 503 with ``Retry-After`` (the
+  database went away; the appliance reconnects by itself);
+- a unique constraint the handler did not pre-check: 409;
+- any other :class:`~octo_appliance.exceptions.OctoError` (the vault, a database that cannot
+  be migrated): 500 with its message;
+- a full disk (``OSError`` ENOSPC, a "disk full" from the database): 507;
+- a client that went away before its request was read (``ClientDisconnect``): one log line;
+  a 413 likewise (routine, never an "unexpected error" traceback);
+- anything else: 500 with no detail; the trace goes to the server log only.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import peewee
 from starlette.exceptions import HTTPException
@@ -27,6 +38,9 @@ from octo_appliance.exceptions import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+
+if TYPE_CHECKING:
+    from octo_appliance.appliance import Appliance
 
 log = logging.getLogger("octo_appliance.api")
 
@@ -55,10 +69,10 @@ def _allowed_methods(request: Request) -> str:
 
 def retry_after(request: Request) -> int:
     """Seconds a client should wait: one connection attempt of the appliance."""
-    appliance = getattr(request.app.state, "appliance", None)
+    appliance: Appliance | None = getattr(request.app.state, "appliance", None)
     if appliance is None:
         return DEFAULT_CONNECT_TIMEOUT
-    return int(appliance.config.database_connect_timeout)
+    return appliance.config.database_connect_timeout
 
 
 async def database_unavailable(request: Request, exc: Exception) -> Response:

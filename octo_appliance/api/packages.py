@@ -217,7 +217,7 @@ async def upload_package(ctx: RequestContext, query: UploadQuery, request: Reque
     ctx.require_unscoped(Permission.PACKAGE_PUSH)
     appliance = ctx.appliance
     data_dir = appliance.data_dir
-    limit = int(appliance.config.max_package_mb) * MIB
+    limit = appliance.config.max_package_mb * MIB
     _refuse_declared_size(request, limit, data_dir)
     upload = MultipartUpload(
         appliance.vault,

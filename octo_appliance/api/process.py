@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 200
 MAX_REPORTED_ERRORS = 50
-CONDITIONS = ("success", "always", "failure")
 
 
 class VariableCondition(Body):

@@ -126,7 +126,7 @@ def run_script(ctx: RequestContext, body: ScriptIn) -> dict[str, Any]:
         arguments,
         {"variables": secret} if secret else None,
         environment_id=env.id if env else None,
-        timeout=body.timeout,
+        timeout_seconds=body.timeout,
     )
     ctx.audit(
         "run-script",

@@ -11,8 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +26,7 @@ from octo_appliance.api.task_stream import log_events, resume_point
 from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import FINAL_STATES, TASK_STATES, ServerTask, TaskTargetResult
 from octo_appliance.engine.tasks import store
+from octo_appliance.engine.tasks.creation import TaskOptions
 from octo_appliance.engine.tasks.log import count_lines, line_json, read_lines
 from octo_appliance.exceptions import ApiError, Conflict, Forbidden, NotFound
 from octo_appliance.security.permissions import Permission, Principal
@@ -70,24 +70,14 @@ def enqueue_for_request(
     description: str,
     arguments: Mapping[str, Any] | None = None,
     sensitive_arguments: Mapping[str, Any] | None = None,
-    *,
-    environment_id: str | None = None,
-    project_id: str | None = None,
-    timeout: int | None = None,
-    not_before: datetime | None = None,
+    **options: Unpack[TaskOptions],
 ) -> str:
-    """Queue a task on behalf of the caller; the engine is woken when the request commits."""
+    """Queue a task on behalf of the caller (its ``created_by_*`` are the caller's); the
+    engine is woken when the request commits."""
+    options["created_by_id"] = ctx.user.user_id
+    options["created_by_name"] = ctx.user.username
     return get_engine(ctx.appliance).enqueue(
-        kind,
-        description,
-        arguments,
-        sensitive_arguments,
-        created_by_id=ctx.user.user_id,
-        created_by_name=ctx.user.username,
-        environment_id=environment_id,
-        project_id=project_id,
-        timeout=timeout,
-        not_before=not_before,
+        kind, description, arguments, sensitive_arguments, **options
     )
 
 

@@ -126,7 +126,7 @@ def _write(config: Config, output: Path, work: Path) -> BackupResult:
     data_dir = config.data_path
     if database.is_postgres(config.database):
         kind, member, dump = "postgresql", database.POSTGRES_MEMBER, work / "postgresql.dump"
-        key_ids, version = database.dump_postgres(str(config.database), dump)
+        key_ids, version = database.dump_postgres(config.database, dump)
     else:
         kind, member, dump = "sqlite", database.SQLITE_MEMBER, work / "octo.db"
         source = database.sqlite_path(config.database, data_dir)

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlparse
 
 from octo_appliance.db import SEALED_COLUMNS
@@ -35,8 +35,8 @@ _TOKEN_PREFIX_CHARS = len(FORMAT) + 1 + 16 + 1
 Execute = Callable[[str], Iterable[tuple[Any, ...]]]
 
 
-def is_postgres(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+def is_postgres(url: str | None) -> TypeGuard[str]:
+    return url is not None and url.startswith(("postgresql://", "postgres://"))
 
 
 def sqlite_path(url: str | None, data_dir: Path) -> Path:

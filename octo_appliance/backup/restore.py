@@ -190,7 +190,7 @@ def _check_empty(config: Config) -> None:
             "overwrites",
         )
     if database.is_postgres(config.database):
-        database.check_postgres_empty(str(config.database))
+        database.check_postgres_empty(config.database)
     else:
         path = database.sqlite_path(config.database, data_dir)
         if path.exists():

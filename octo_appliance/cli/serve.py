@@ -33,7 +33,7 @@ from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limi
 from octo_appliance.config import Config, load_config, parse_host_port
 from octo_appliance.db.in_use import hold_for_server
 from octo_appliance.db.rekey import remove_rotation_leftovers
-from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.exceptions import OctoError
 from octo_appliance.security.process import make_undumpable
 from octo_appliance.server import (
     Listener,
@@ -46,13 +46,6 @@ from octo_appliance.server import (
 from octo_appliance.services import start_services
 from octo_appliance.tls import ServerCertificate
 from octo_appliance.vault.keys import ENV_VAR
-
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
 
 log = logging.getLogger("octo_appliance.serve")
 
@@ -76,12 +69,8 @@ def register(subparsers: Any) -> None:
 
 
 def configure_logging(level_name: str) -> None:
-    level = LOG_LEVELS.get(str(level_name).lower())
-    if level is None:
-        raise ConfigError(
-            f"log_level '{level_name}' is not one of {', '.join(LOG_LEVELS)}",
-            hint="set OCTO_LOG_LEVEL (or log_level in config.toml) to info, for example",
-        )
+    """Log to stderr at ``level_name``, one of config.LOG_LEVELS (checked by load_config)."""
+    level = logging.getLevelNamesMapping()[level_name.upper()]
     logging.basicConfig(
         stream=sys.stderr,
         level=level,
@@ -111,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("raised the open-file limit from %d to %d (the hard limit)", before, now)
     host, port = parse_host_port(config.listen)
     # Bind before initialising: a busy port must not swallow the once-only admin password.
-    listener = bind_listener(host, port, http3=bool(config.http3))
+    listener = bind_listener(host, port, http3=config.http3)
     try:
         return _run_bound(config, listener)
     finally:
@@ -174,8 +163,8 @@ async def _serve(
             app,
             listener,
             cert,
-            grace_seconds=float(config.shutdown_grace_seconds),
-            log_level=str(config.log_level).lower(),
+            grace_seconds=config.shutdown_grace_seconds,
+            log_level=config.log_level,
             shutdown_trigger=trigger,
         )
     finally:
@@ -185,8 +174,8 @@ async def _serve(
 def handshake_limits(config: Config) -> HandshakeLimits:
     return HandshakeLimits(
         timeout=float(config.handshake_timeout_seconds),
-        max_pending=int(config.max_pending_handshakes),
-        max_pending_per_address=int(config.max_pending_handshakes_per_address),
+        max_pending=config.max_pending_handshakes,
+        max_pending_per_address=config.max_pending_handshakes_per_address,
     )
 
 

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 
 import h11
 
+from octo_appliance.exceptions import OctoError
+
 READ_SIZE = 256 * 1024
 #: how much of the file is read and sent at a time
 UPLOAD_CHUNK = 1024 * 1024
@@ -28,11 +30,16 @@ UPLOAD_CHUNK = 1024 * 1024
 LAST_WORDS_SECONDS = 5.0
 
 
-class FileChanged(Exception):
+class UploadInterrupted(OctoError):
+    """The upload's connection or file failed; the client turns each kind into a
+    :class:`~octo_appliance.cli.client.ClientError` with a hint."""
+
+
+class FileChanged(UploadInterrupted):
     """The file ended before the size it had when the upload started."""
 
 
-class UploadStalled(Exception):
+class UploadStalled(UploadInterrupted):
     """The server took no more of the body for ``seconds`` and gave no answer either."""
 
     def __init__(self, sent: int, seconds: float) -> None:
@@ -41,11 +48,11 @@ class UploadStalled(Exception):
         self.seconds = seconds
 
 
-class NoAnswer(Exception):
+class NoAnswer(UploadInterrupted):
     """The body was sent but no answer came in time."""
 
 
-class ClosedEarly(Exception):
+class ClosedEarly(UploadInterrupted):
     """The server closed the connection after ``sent`` body bytes with no answer we could read.
 
     A server that refuses before it reads the body and then closes makes the client's TCP
@@ -113,7 +120,7 @@ class FileForm:
         while sent < self.size:
             chunk = self.handle.read(min(UPLOAD_CHUNK, self.size - sent))
             if not chunk:
-                raise FileChanged
+                raise FileChanged("the file ended before its size at the start")
             sent += len(chunk)
             if self.progress is not None:
                 self.progress(sent, self.size)

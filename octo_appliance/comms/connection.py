@@ -19,7 +19,7 @@ from typing import Any
 
 from octo_appliance.comms import calling, handling
 from octo_appliance.comms.calls import EventCallback, Handler, Response
-from octo_appliance.comms.errors import ConnectionClosed, PeerLost, ProtocolError
+from octo_appliance.comms.errors import CommsError, ConnectionClosed, PeerLost, ProtocolError
 from octo_appliance.comms.framing import (
     CONTROL_STREAM,
     Frame,
@@ -102,10 +102,6 @@ class Connection:
     def accepts_calls(self) -> bool:
         """Open, and the peer has not said GOAWAY: a new call would be sent."""
         return not self.is_closed and self._peer_goaway is None
-
-    @property
-    def close_reason(self) -> PeerLost | None:
-        return self._reason
 
     @property
     def in_flight(self) -> int:
@@ -356,5 +352,5 @@ class Connection:
         return task
 
 
-class _PeerError(Exception):
+class _PeerError(CommsError):
     """The peer sent ERROR on stream 0: it is closing the connection."""

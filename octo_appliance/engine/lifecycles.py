@@ -19,7 +19,7 @@ before it started, still counts as finished here).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,13 +37,10 @@ from octo_appliance.db import (
 from octo_appliance.db.base import iso, new_id, utcnow
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS, ServerTask
+from octo_appliance.engine.tasks.creation import Enqueue
 
 #: the task kind the deployment executor registers
 DEPLOYMENT_TASK_KIND = "deployment"
-
-#: ``enqueue(kind, description, arguments, sensitive_arguments, *, environment_id=,
-#: project_id=) -> task id``: :meth:`TaskEngine.enqueue` or the API's request-bound version
-Enqueue = Callable[..., str]
 
 
 # ---------------------------------------------------------------- peewee helpers

@@ -284,8 +284,3 @@ def substitute_properties(
         return value
 
     return walk(properties, "")
-
-
-def truthy(value: str) -> bool:
-    """The truth of a run-condition expression, as ``#{if}`` judges a value."""
-    return value.strip().lower() not in ("", "false", "0")

@@ -21,6 +21,8 @@ from pathlib import Path
 import pyzstd
 from pyzstd import CParameter, DParameter, ZstdCompressor, ZstdDecompressor, ZstdDict
 
+from octo_appliance.exceptions import OctoError
+
 #: zstd refuses a raw prefix shorter than this; shorter old versions are simply not used
 MIN_PREFIX = 8
 #: the smallest window zstd accepts; the window grows to cover old + new
@@ -28,11 +30,10 @@ MIN_WINDOW_LOG = 10
 CHUNK = 1024 * 1024
 
 
-class DeltaError(Exception):
+class DeltaError(OctoError):
     """A delta cannot be applied: corrupt, truncated, made from another base, or too large.
 
-    Deliberately not an ``OctoError``: this module imports nothing of the appliance. Callers
-    turn it into their own error (the agent answers ``delta_failed``).
+    Callers turn it into their own error (the agent answers ``delta_failed``).
     """
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from octo_appliance.config import SETTINGS_BY_NAME, Config
+from octo_appliance.config import Config
 from octo_appliance.disk_space import format_bytes
 from octo_appliance.exceptions import ValidationFailed
 
@@ -37,11 +37,8 @@ class ArchiveLimits:
     @classmethod
     def from_settings(cls, config: Config | None = None) -> ArchiveLimits:
         """From a :class:`~octo_appliance.config.Config` (the defaults without one)."""
-        mb = SETTINGS_BY_NAME["max_expanded_mb"].default
-        ratio = SETTINGS_BY_NAME["max_expansion_ratio"].default
-        if config is not None:
-            mb, ratio = config.max_expanded_mb, config.max_expansion_ratio
-        return cls(int(mb) * MIB, int(ratio))
+        config = config or Config()
+        return cls(config.max_expanded_mb * MIB, config.max_expansion_ratio)
 
     def cap(self, size: int) -> int:
         """The most bytes an archive of ``size`` bytes may expand to."""

@@ -47,6 +47,24 @@ class TargetAddress:
 
 
 @dataclass(frozen=True)
+class CallOptions:
+    """How one contract call is carried, beyond its method and params: one parameter of
+    :meth:`Transport.call`, so a new option changes no transport's signature."""
+
+    #: receives each event the call streams (a runner's log lines)
+    on_event: EventSink | None = None
+    #: content sent with the request (``cache.put``, ``cache.patch``)
+    upload: UploadSource | None = None
+    #: where a file the answer carries is written (``files.fetch``)
+    download_dir: Path | None = None
+    #: seconds the call may take; None: the comms default
+    timeout: float | None = None
+
+
+NO_OPTIONS = CallOptions()
+
+
+@dataclass(frozen=True)
 class RunnerCommand:
     """One runner invocation: command, arguments and variables (sensitive ones included)."""
 
@@ -80,7 +98,8 @@ class RunnerResult:
 
 
 class Transport:
-    """Base class of transports. Subclasses set ``name``, ``summary`` and :meth:`call`."""
+    """Base class of transports. Subclasses set ``name``, ``summary`` and :meth:`call`
+    (``call(target, method, params, options)``, the options a :class:`CallOptions`)."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
@@ -100,13 +119,10 @@ class Transport:
         target: TargetAddress,
         method: str,
         params: dict[str, Any],
-        *,
-        on_event: EventSink | None = None,
-        upload: UploadSource | None = None,
-        download_dir: Path | None = None,
-        timeout: float | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Response:
-        """Send one contract call to the target's agent (see ``agent/contract.py``)."""
+        """Send one contract call to the target's agent (see ``agent/contract.py``), carried
+        as ``options`` says (events, an upload, where a download goes, a timeout)."""
         raise NotImplementedError(f"transport {self.name!r} does not implement call()")
 
     async def run_runner(
@@ -122,7 +138,9 @@ class Transport:
             "context": command.context,
             "exclusive": command.exclusive,
         }
-        response = await self.call(target, contract.RUNNER_RUN, params, on_event=on_event)
+        response = await self.call(
+            target, contract.RUNNER_RUN, params, CallOptions(on_event=on_event)
+        )
         return RunnerResult.from_json(response.result or {})
 
     async def has_file(self, target: TargetAddress, sha256: str) -> bool:
@@ -152,7 +170,7 @@ class Transport:
             "name": name,
         }
         params.update(contract.package_fields(package_id, version))
-        await self.call(target, contract.CACHE_PUT, params, upload=content)
+        await self.call(target, contract.CACHE_PUT, params, CallOptions(upload=content))
 
     async def cached_versions(self, target: TargetAddress, package_id: str) -> list[dict[str, Any]]:
         """``[{sha256, version, length, name}]`` of the package's versions the target holds.
@@ -189,7 +207,7 @@ class Transport:
             "name": name,
         }
         params.update(contract.package_fields(package_id, version))
-        await self.call(target, contract.CACHE_PATCH, params, upload=delta)
+        await self.call(target, contract.CACHE_PATCH, params, CallOptions(upload=delta))
 
     async def fetch(
         self, target: TargetAddress, task_id: str, remote_path: str, download_dir: Path
@@ -198,13 +216,13 @@ class Transport:
             target,
             contract.FILES_FETCH,
             {"task_id": task_id, "path": remote_path},
-            download_dir=download_dir,
+            CallOptions(download_dir=download_dir),
         )
         assert response.file_path is not None, "files.fetch answered without a file"
         return response.file_path
 
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
-        response = await self.call(target, contract.AGENT_INFO, {}, timeout=timeout)
+        response = await self.call(target, contract.AGENT_INFO, {}, CallOptions(timeout=timeout))
         return dict(response.result or {})
 
 

@@ -3,13 +3,12 @@ connection for later calls (Octopus's "listening Tentacle")."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from octo_appliance.comms import Response, UploadSource
+from octo_appliance.comms import Response
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
-from octo_appliance.transports.base import EventSink, TargetAddress, Transport
+from octo_appliance.transports.base import NO_OPTIONS, CallOptions, TargetAddress, Transport
 
 
 class ListeningTransport(Transport):
@@ -21,20 +20,16 @@ class ListeningTransport(Transport):
         target: TargetAddress,
         method: str,
         params: dict[str, Any],
-        *,
-        on_event: EventSink | None = None,
-        upload: UploadSource | None = None,
-        download_dir: Path | None = None,
-        timeout: float | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Response:
         conn = await self.network.listening_connection(target)
         return await conn.call(
             method,
             params,
-            on_event=on_event,
-            upload=upload,
-            download_dir=download_dir,
-            timeout=timeout,
+            on_event=options.on_event,
+            upload=options.upload,
+            download_dir=options.download_dir,
+            timeout=options.timeout,
         )
 
 

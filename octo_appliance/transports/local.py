@@ -48,6 +48,8 @@ from octo_appliance.comms import CallFailed, Response, UploadSource
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
 from octo_appliance.transports.base import (
+    NO_OPTIONS,
+    CallOptions,
     EventSink,
     RunnerCommand,
     RunnerResult,
@@ -206,11 +208,7 @@ class LocalTransport(Transport):
         target: TargetAddress,
         method: str,
         params: dict[str, Any],
-        *,
-        on_event: EventSink | None = None,
-        upload: UploadSource | None = None,
-        download_dir: Path | None = None,
-        timeout: float | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Response:
         raise CallFailed(
             "unknown_method",

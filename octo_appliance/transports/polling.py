@@ -4,13 +4,12 @@ connects (up to the pickup timeout)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from octo_appliance.comms import Response, UploadSource
+from octo_appliance.comms import Response
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
-from octo_appliance.transports.base import EventSink, TargetAddress, Transport
+from octo_appliance.transports.base import NO_OPTIONS, CallOptions, TargetAddress, Transport
 
 
 class PollingTransport(Transport):
@@ -22,21 +21,17 @@ class PollingTransport(Transport):
         target: TargetAddress,
         method: str,
         params: dict[str, Any],
-        *,
-        on_event: EventSink | None = None,
-        upload: UploadSource | None = None,
-        download_dir: Path | None = None,
-        timeout: float | None = None,
+        options: CallOptions = NO_OPTIONS,
     ) -> Response:
         return await self.network.hub.call(
             target.thumbprint,
             method,
             params,
             pickup_timeout=self.network.pickup_timeout,
-            on_event=on_event,
-            upload=upload,
-            download_dir=download_dir,
-            timeout=timeout,
+            on_event=options.on_event,
+            upload=options.upload,
+            download_dir=options.download_dir,
+            timeout=options.timeout,
         )
 
 

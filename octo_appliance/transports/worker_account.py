@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from octo_appliance.exceptions import ConfigError
+from octo_appliance.exceptions import ConfigError, OctoError
 
 log = logging.getLogger("octo_appliance.worker")
 
@@ -42,7 +42,7 @@ INHERITED = ("LANG", "TZ")
 SUDO_CHECK_SECONDS = 15
 
 
-class WorkerUnavailable(Exception):
+class WorkerUnavailable(OctoError):
     """The worker cannot run as an account other than the appliance's: it is disabled."""
 
 
@@ -63,11 +63,6 @@ class WorkerUser:
                 hint=f"create the user, or leave worker_user empty (as root: {DEFAULT_ACCOUNT})",
             ) from None
         return cls(name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
-
-    @property
-    def via_sudo(self) -> bool:
-        """Started through ``sudo -n`` (the appliance is not root and cannot switch itself)."""
-        return os.geteuid() != 0 and self.uid != os.geteuid()
 
 
 def resolve_account(setting: str | None) -> WorkerUser:

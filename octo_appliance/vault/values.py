@@ -51,9 +51,6 @@ class Vault:
     def current_key_id(self) -> str:
         return self.ring.current.key_id
 
-    def has_key(self, key_id: str) -> bool:
-        return key_id in self._ciphers
-
     def derived_cipher(self, key_id: str, purpose: str) -> AESGCM:
         """AES-256-GCM under ``derive_secret(key, purpose)``; raises with a hint if not loaded."""
         cached = self._derived.get((key_id, purpose))
@@ -67,9 +64,6 @@ class Vault:
         sealed = self._ciphers[self.current_key_id].encrypt(nonce, plaintext.encode("utf-8"), aad)
         body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
         return f"{FORMAT}.{self.current_key_id}.{body}"
-
-    def key_id_of(self, token: str) -> str:
-        return token_key_id(token)
 
     def open(self, token: str, aad: AssociatedData) -> str:
         key_id = token_key_id(token)

@@ -4,6 +4,7 @@ nothing behind (no row, no file)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -296,7 +297,7 @@ def test_a_cut_multipart_body_is_refused(octo, api):
 
 def test_packages_over_max_package_mb_are_refused(octo, api):
     appliance = octo.appliance
-    appliance.config = appliance.config.with_overrides(max_package_mb=1)
+    appliance.config = dataclasses.replace(appliance.config, max_package_mb=1)
     limit = 1024 * 1024
     fits = tar_bytes({"blob": os.urandom(limit - 10 * 1024)})
     assert len(fits) <= limit

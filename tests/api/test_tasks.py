@@ -10,7 +10,7 @@ import pytest
 from octo_appliance.api import task_stream
 from octo_appliance.db import Environment
 from octo_appliance.db.tasks import ServerTask
-from octo_appliance.engine.tasks.store import create_task
+from octo_appliance.engine.tasks.creation import create_task
 from tests.api.helpers import client_as, events, make_user
 from tests.engine.conftest import make_engine, tracker  # noqa: F401 - fixtures
 from tests.engine.support import DEMO, sse_events, task_row, wait_finished, wait_until
@@ -83,7 +83,7 @@ def test_task_details_with_target_results(octo, api, engine):
         {"id": "tgt_2", "name": "web-2", "state": "failed", "exit_code": 7, "message": "boom"},
     ]
     task_id = engine.enqueue(
-        DEMO, "script", {"targets": targets, "lines": 2}, {"password": SECRET}, timeout=600
+        DEMO, "script", {"targets": targets, "lines": 2}, {"password": SECRET}, timeout_seconds=600
     )
     wait_finished(task_id)
     detail = api.get(f"/tasks/{task_id}").json()

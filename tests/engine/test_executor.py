@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
+from datetime import datetime
+
 import pytest
 
+from octo_appliance.api.tasks import enqueue_for_request
 from octo_appliance.db.tasks import ServerTask, TaskTargetResult
+from octo_appliance.engine.tasks import TaskEngine
+from octo_appliance.engine.tasks.creation import create_task
 from octo_appliance.engine.tasks.log import read_lines
-from octo_appliance.engine.tasks.store import create_task
 from tests.engine.support import DEMO, task_row, wait_finished, wait_state, wait_until
 
 
@@ -99,7 +104,7 @@ def test_cancel_flagged_by_another_process(octo, engine, tracker):
 
 
 def test_timeout(octo, engine, tracker):
-    task_id = engine.enqueue(DEMO, "slow", {"gate": "never"}, timeout=1)
+    task_id = engine.enqueue(DEMO, "slow", {"gate": "never"}, timeout_seconds=1)
     task = wait_finished(task_id)
     assert task.state == "timed_out"
     assert task.error == "the task ran longer than its timeout of 1 s"
@@ -162,3 +167,35 @@ def test_sensitive_arguments_that_do_not_open_fail_the_task(octo, make_engine, t
     assert messages(octo, task_id) == [task.error]
     assert task_id not in tracker.runs
     assert wait_finished(other).state == "success"
+
+
+def test_enqueue_and_create_task_take_one_parameter_set():
+    """enqueue, the API's enqueue_for_request and create_task cannot drift apart: after what
+    each binds (engine, request, vault) their parameters are the same."""
+
+    def parameters(function, bound):
+        return list(inspect.signature(function, eval_str=True).parameters.values())[bound:]
+
+    expected = parameters(create_task, 1)
+    assert parameters(TaskEngine.enqueue, 1) == expected
+    assert parameters(enqueue_for_request, 1) == expected
+
+
+def test_enqueue_stores_every_option(octo, engine):
+    later = datetime(2100, 1, 1)
+    task_id = engine.enqueue(
+        DEMO,
+        "not yet",
+        {"lines": 1},
+        created_by_name="ops",
+        timeout_seconds=30,
+        not_before=later,
+    )
+    row = ServerTask.get_by_id(task_id)
+    assert (row.created_by_name, row.timeout_seconds, row.not_before) == ("ops", 30, later)
+    assert row.state == "queued"
+
+
+def test_an_unknown_task_option_is_refused(octo, engine):
+    with pytest.raises(TypeError, match="unknown task options: timeout"):
+        engine.enqueue(DEMO, "x", {}, timeout=5)  # type: ignore[call-arg]

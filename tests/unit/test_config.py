@@ -1,4 +1,5 @@
-"""Settings: flags > OCTO_* env > config file > default; every setting documented."""
+"""Settings: flags > OCTO_* env > config file > default; every value checked at start,
+whatever its source; every setting documented."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from octo_appliance.config import SETTINGS, load_config, parse_host_port, resolve_data_dir
+from octo_appliance.config import (
+    SETTINGS,
+    Config,
+    load_config,
+    parse_host_port,
+    resolve_data_dir,
+)
 from octo_appliance.exceptions import ConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -34,6 +41,118 @@ def test_bad_values_name_their_source(tmp_path: Path) -> None:
         load_config({"data_dir": str(tmp_path)}, environ={"OCTO_LISTEN": "nonsense"})
     with pytest.raises(ConfigError, match="max-body-bytes"):
         load_config({"data_dir": str(tmp_path), "max_body_bytes": "-3"}, environ={})
+
+
+# (setting, bad value as text for a flag or env var, bad TOML value, what the message expects)
+BAD_VALUES = [
+    ("task_cap", "0", "0", "a whole number of at least 1"),
+    ("task_cap", "-2", "-2", "a whole number of at least 1"),
+    ("task_cap", "five", '"5"', "a whole number of at least 1"),
+    ("task_cap", "2.5", "2.5", "a whole number of at least 1"),
+    ("task_cap", "true", "true", "a whole number of at least 1"),
+    ("http3", "5", "5", "true or false"),
+    ("http3", "maybe", '"yes"', "true or false"),
+    ("listen", "8443", "8443", "HOST:PORT"),
+    ("listen", "host:70000", '"host:70000"', "HOST:PORT"),
+    ("polling_listen", ":1", "[1]", "HOST:PORT"),
+    ("log_level", "loud", '"loud"', "one of debug, info, warning, error"),
+    ("log_level", "5", "5", "one of debug, info, warning, error"),
+    ("worker_user", None, "0", "text"),
+    ("database", None, "false", "text"),
+]
+
+
+def _source(kind: str, name: str, data_dir: Path) -> str:
+    return {
+        "flag": "--" + name.replace("_", "-"),
+        "env": "OCTO_" + name.upper(),
+        "file": f"{data_dir / 'config.toml'} key {name}",
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "bad", "expected"),
+    [
+        pytest.param(kind, name, toml if kind == "file" else text, expected, id=f"{kind}-{name}")
+        for name, text, toml, expected in BAD_VALUES
+        for kind in ("flag", "env", "file")
+        if kind == "file" or text is not None  # any text is good for a text setting
+    ],
+)
+def test_every_bad_value_refused_from_every_source(
+    tmp_path: Path, kind: str, name: str, bad: str, expected: str
+) -> None:
+    flags: dict[str, str] = {"data_dir": str(tmp_path)}
+    environ: dict[str, str] = {}
+    if kind == "file":
+        (tmp_path / "config.toml").write_text(f"{name} = {bad}\n")
+    elif kind == "flag":
+        flags[name] = bad
+    else:
+        environ["OCTO_" + name.upper()] = bad
+    with pytest.raises(ConfigError) as refused:
+        load_config(flags, environ=environ)
+    message = refused.value.message
+    assert message.startswith(_source(kind, name, tmp_path) + ": "), message
+    assert message.endswith(expected) or f"expected {expected}" in message, message
+    assert refused.value.hint
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("task_cap = 0", "key task_cap: got 0; expected a whole number of at least 1"),
+        ("http3 = 5", "key http3: got 5; expected true or false"),
+        ("listen = 8443", 'key listen: got 8443; expected HOST:PORT, like "0.0.0.0:8443"'),
+    ],
+)
+def test_the_reported_config_file_values_are_refused(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    (tmp_path / "config.toml").write_text(line + "\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config({"data_dir": str(tmp_path)}, environ={})
+    assert refused.value.message == f"{tmp_path / 'config.toml'} {message}"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("task_cap", " 7 ", 7),
+        ("http3", "off", False),
+        ("builtin_worker", "YES", True),
+        ("log_level", "DEBUG", "debug"),
+        ("listen", "[::1]:0", "[::1]:0"),
+        ("worker_user", "", None),
+    ],
+)
+def test_text_values_are_parsed(tmp_path: Path, name: str, text: str, value: object) -> None:
+    environ = {"OCTO_" + name.upper(): text}
+    assert getattr(load_config({"data_dir": str(tmp_path)}, environ=environ), name) == value
+
+
+def test_config_file_values_keep_their_types(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        'task_cap = 3\nhttp3 = false\nlog_level = "warning"\nworker_dir = "/w"\n'
+    )
+    config = load_config({"data_dir": str(tmp_path)}, environ={})
+    assert (config.task_cap, config.http3, config.log_level) == (3, False, "warning")
+    assert config.worker_dir == "/w"
+    assert config.data_path == tmp_path
+
+
+def test_every_default_passes_its_own_check() -> None:
+    defaults = Config()
+    for setting in SETTINGS:
+        if setting.name != "data_dir" and setting.default is not None:
+            checked = setting.convert(setting.default, "default", text=False)
+            assert checked == getattr(defaults, setting.name)
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    config = load_config({"data_dir": str(tmp_path)}, environ={})
+    with pytest.raises(AttributeError):
+        config.task_cap = 9  # type: ignore[misc]
 
 
 def test_config_file_errors(tmp_path: Path) -> None:

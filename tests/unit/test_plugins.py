@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import sys
 import textwrap
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from octo_appliance.agent import contract
+from octo_appliance.comms import Response
 from octo_appliance.exceptions import PluginError
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import create_plugin_manager
 from octo_appliance.steps.base import StepType
-from octo_appliance.transports.base import Transport
+from octo_appliance.transports import BUILTIN_MODULES
+from octo_appliance.transports.base import (
+    NO_OPTIONS,
+    CallOptions,
+    RunnerCommand,
+    TargetAddress,
+    Transport,
+)
 
 
 class Echo(StepType):
@@ -164,3 +176,64 @@ def test_builtins_are_registered_as_modules() -> None:
     from octo_appliance.plugins import builtin_modules
 
     assert set(builtin_modules()) <= names
+
+
+class Recorder(Transport):
+    """A third-party transport that implements only ``call``: what every operation asks."""
+
+    name = "recorder"
+    summary = "Records its calls"
+
+    def __init__(self) -> None:
+        runner = types.SimpleNamespace(version="1", sha256="s")
+        super().__init__(types.SimpleNamespace(runner=runner))  # type: ignore[arg-type]
+        self.calls: list[tuple[str, CallOptions]] = []
+
+    async def call(
+        self,
+        target: TargetAddress,
+        method: str,
+        params: dict[str, Any],
+        options: CallOptions = NO_OPTIONS,
+    ) -> Response:
+        self.calls.append((method, options))
+        if method == contract.FILES_FETCH:
+            assert options.download_dir is not None
+            return Response(result={}, file_path=options.download_dir / "fetched")
+        return Response(result={})
+
+
+async def test_a_transport_implementing_only_call_gets_each_operations_options(
+    tmp_path: Path,
+) -> None:
+    """The operations of the base class carry their options in one CallOptions."""
+    transport, target = Recorder(), TargetAddress("tgt_1", "web", "recorder")
+
+    def on_event(event: dict[str, Any]) -> None:
+        pass
+
+    await transport.run_runner(target, RunnerCommand("tsk_1", "run-script", {}), on_event)
+    await transport.upload(target, b"content", "0" * 64, "app.zip")
+    await transport.fetch(target, "tsk_1", "out.txt", tmp_path)
+    await transport.info(target, timeout=5)
+    await transport.has_file(target, "0" * 64)
+    assert transport.calls == [
+        (contract.RUNNER_RUN, CallOptions(on_event=on_event)),
+        (contract.CACHE_PUT, CallOptions(upload=b"content")),
+        (contract.FILES_FETCH, CallOptions(download_dir=tmp_path)),
+        (contract.AGENT_INFO, CallOptions(timeout=5)),
+        (contract.CACHE_HAS, CallOptions()),
+    ]
+
+
+@pytest.mark.parametrize("module", BUILTIN_MODULES)
+def test_builtin_transports_share_the_base_call_signature(module: str) -> None:
+    """One signature for every transport's call(): the options are one parameter."""
+    classes = [
+        cls
+        for cls in vars(importlib.import_module(module)).values()
+        if isinstance(cls, type) and issubclass(cls, Transport) and cls is not Transport
+    ]
+    assert classes
+    for cls in classes:
+        assert inspect.signature(cls.call) == inspect.signature(Transport.call)

@@ -30,7 +30,6 @@ from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.variables import VariableProblem, substitute_text
 from octo_appliance.steps.base import StepFailed, StepType
 
-KIND = "deployment"
 log = logging.getLogger("octo_appliance.engine")
 
 

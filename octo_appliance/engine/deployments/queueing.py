@@ -7,11 +7,10 @@ queued with :func:`octo_appliance.engine.lifecycles.queue_deployment`, exactly a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from octo_appliance.db import Environment, Release, database_proxy
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.engine import lifecycles
+from octo_appliance.engine.tasks.creation import Enqueue
 
 AUTOMATIC_BY = "lifecycle (automatic)"
 DEFAULT_OPTIONS = {
@@ -23,9 +22,7 @@ DEFAULT_OPTIONS = {
 }
 
 
-def promote(
-    enqueue: Callable[..., str], release_id: str, environment_id: str
-) -> list[tuple[str, str]]:
+def promote(enqueue: Enqueue, release_id: str, environment_id: str) -> list[tuple[str, str]]:
     """Queue the automatic deployments due after this success (blocking);
     ``[(deployment id, task id)]``."""
     queued = []

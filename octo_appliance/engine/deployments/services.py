@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from octo_appliance.config import Config
 from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.engine.tasks.creation import Enqueue
 from octo_appliance.plugins import StepTypeRegistry
 from octo_appliance.vault import Vault
 
 if TYPE_CHECKING:
     from octo_appliance.engine.acquisition import Acquirer
-
-#: targets one step runs on at once when its window does not say fewer (setting)
-DEFAULT_STEP_PARALLELISM = 50
 
 
 @dataclass
@@ -22,10 +20,11 @@ class DeploymentServices:
     dispatcher: Dispatcher
     step_types: StepTypeRegistry
     vault: Vault
-    #: the appliance-wide cap on targets one step runs on at once
-    step_parallelism: int = DEFAULT_STEP_PARALLELISM
+    #: the appliance-wide cap on targets one step runs on at once (the setting; a step's
+    #: window may lower it)
+    step_parallelism: int = Config.step_parallelism
     #: returns the task engine's ``enqueue`` (for automatic deployments); None: none queued
-    enqueue: Callable[..., str] | None = None
+    enqueue: Enqueue | None = None
     #: seconds between looks at a pending interruption
     poll_interval: float = 0.3
     #: places feed packages in target caches; None: no feed (deploy-package steps fail)

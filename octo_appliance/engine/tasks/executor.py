@@ -33,12 +33,12 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import peewee
 from octo_runner.masking import Masker
 
+from octo_appliance.config import Config
 from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import (
     CANCELED,
@@ -48,6 +48,7 @@ from octo_appliance.db.tasks import (
     TIMED_OUT,
 )
 from octo_appliance.engine.tasks import store
+from octo_appliance.engine.tasks.creation import TaskOptions, create_task
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
 from octo_appliance.engine.tasks.outage import until_stored
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RESTART_MESSAGE = "the appliance stopped while this task was running; re-run it"
-DEFAULT_TASK_CAP = 5
 DEFAULT_POLL_INTERVAL = 3.0
 #: how long stop() waits for cancelled handlers to clean up before giving up on them
 STOP_GRACE_SECONDS = 10.0
@@ -87,7 +87,7 @@ class TaskEngine:
         vault: Vault,
         node_name: str,
         *,
-        task_cap: int = DEFAULT_TASK_CAP,
+        task_cap: int = Config.task_cap,
         kinds: TaskKindRegistry | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         db_threads: int = 4,
@@ -205,41 +205,21 @@ class TaskEngine:
         description: str,
         arguments: Mapping[str, Any] | None = None,
         sensitive_arguments: Mapping[str, Any] | None = None,
-        *,
-        created_by_id: str | None = None,
-        created_by_name: str = "",
-        environment_id: str | None = None,
-        project_id: str | None = None,
-        timeout: int | None = None,
-        not_before: datetime | None = None,
+        **options: Unpack[TaskOptions],
     ) -> str:
-        """Queue a task and return its id. Blocking (database): call it from a worker thread.
-        With ``not_before`` (naive UTC) it is not claimed before that time.
+        """Queue a task and return its id (:func:`create_task`, same parameters).
+        Blocking (database): call it from a worker thread.
 
         Inside a transaction the engine is woken when it commits, so it never looks before
         the row is visible.
         """
         if kind not in self.kinds:
             raise ValueError(f"no handler is registered for task kind '{kind}'")
-        task_id = store.create_task(
-            self.vault,
-            kind=kind,
-            description=description,
-            arguments=arguments,
-            sensitive_arguments=sensitive_arguments,
-            created_by_id=created_by_id,
-            created_by_name=created_by_name,
-            environment_id=environment_id,
-            project_id=project_id,
-            timeout_seconds=timeout,
-            not_before=not_before,
+        task_id = create_task(
+            self.vault, kind, description, arguments, sensitive_arguments, **options
         )
         self.db.after_commit(self.wake)
         return task_id
-
-    async def enqueue_async(self, kind: str, description: str, **kwargs: Any) -> str:
-        """:meth:`enqueue` from async code (the database work runs in a worker thread)."""
-        return await asyncio.to_thread(functools.partial(self.enqueue, kind, description, **kwargs))
 
     def request_cancel(self, task_id: str, by: str = "") -> None:
         """Stop a task's handler if it runs here (any thread). The database flag is the
@@ -256,9 +236,6 @@ class TaskEngine:
         if outcome == "requested":
             self.db.after_commit(lambda: self.request_cancel(task_id, by))
         return outcome
-
-    def running_ids(self) -> list[str]:
-        return list(self._running)
 
     # ------------------------------------------------------------------ internals
 

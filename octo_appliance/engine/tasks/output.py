@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
+from octo_appliance.config import Config
+
 if TYPE_CHECKING:  # kinds imports this module
     from octo_appliance.engine.tasks.kinds import RunningTask
     from octo_appliance.engine.tasks.log import TargetRef
 
 #: Lines of a run kept (and written at its end) once the task's budget is spent.
 TAIL_LINES = 100
-DEFAULT_MAX_LINES = 1_000_000
+#: the ``task_log_max_lines`` setting's default
+DEFAULT_MAX_LINES = Config.task_log_max_lines
 
 
 class OutputBudget:

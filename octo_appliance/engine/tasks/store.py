@@ -103,48 +103,6 @@ def sensitive_strings(value: Any) -> list[str]:
     return [str(value)]
 
 
-def create_task(
-    vault: Vault,
-    *,
-    kind: str,
-    description: str,
-    arguments: Mapping[str, Any] | None = None,
-    sensitive_arguments: Mapping[str, Any] | None = None,
-    created_by_id: str | None = None,
-    created_by_name: str = "",
-    environment_id: str | None = None,
-    project_id: str | None = None,
-    timeout_seconds: int | None = None,
-    not_before: datetime | None = None,
-) -> str:
-    """Insert a queued task (not claimed before ``not_before``, naive UTC, if given);
-    sensitive arguments are sealed to the new row."""
-    if not kind:
-        raise ValueError("a task needs a kind")
-    if timeout_seconds is not None and timeout_seconds <= 0:
-        raise ValueError("a task timeout must be positive")
-    task_id = new_id(ServerTask.id_prefix)
-    sealed = None
-    if sensitive_arguments:
-        sealed = vault.seal(
-            json.dumps(dict(sensitive_arguments)), ServerTask(id=task_id).aad("sealed_arguments")
-        )
-    ServerTask.create(
-        id=task_id,
-        kind=kind,
-        description=description,
-        arguments=dict(arguments or {}),
-        sealed_arguments=sealed,
-        created_by_id=created_by_id,
-        created_by_name=created_by_name,
-        environment_id=environment_id,
-        project_id=project_id,
-        timeout_seconds=timeout_seconds,
-        not_before=not_before,
-    )
-    return task_id
-
-
 def open_arguments(vault: Vault, task: ServerTask) -> dict[str, Any]:
     if not task.sealed_arguments:
         return {}
