@@ -45,6 +45,7 @@ HTTP status and a stable ``code``; ``api/errors.py`` turns each failure into its
     │       └── _NotFound           agent/registration: no such target (internal)
     ├── ClientError                 cli/client: a CLI call to the appliance failed (exit 1)
     │   └── ApiRefused              the appliance answered with an error status
+    ├── KeepProblem                 cli/variable_file: a {"keep": true} with no stored value to keep
     ├── UploadInterrupted           cli/upload: an upload's file or connection failed (the CLI
     │   │                           turns each into a ClientError with a hint)
     │   ├── FileChanged             the file ended before its size at the start
