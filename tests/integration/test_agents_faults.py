@@ -119,7 +119,10 @@ echo "done on #{Octo.Machine.Name}"
 
     assert noticed_after < 30, f"noticed after {noticed_after:.1f} s"
     message = str(row["message"])
-    assert "lost the connection to agent" in message and "peer closed the connection" in message
+    assert (
+        "lost the connection to target 'poll-1'" in message
+        and "peer closed the connection" in message
+    )
     assert task["state"] == "failed" and "poll-1" in task["error"]
     results = by_name(task)
     for name in ("listen-1", "poll-2"):
