@@ -13,6 +13,8 @@ import errno
 import shutil
 from pathlib import Path
 
+from octo_runner.conventions.space import format_bytes as format_size
+
 from octo_appliance.exceptions import InsufficientStorage
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -58,19 +60,9 @@ def free_bytes(path: Path) -> int | None:
 
 
 def format_bytes(size: int | None) -> str:
-    """``512 bytes``, ``3.2 MiB``, ``1.0 GiB``."""
-    if size is None:
-        return "an unknown amount"
-    if size < 1024:
-        return f"{size} bytes"
-    amount = size / 1024
-    unit = "KiB"
-    for bigger in ("MiB", "GiB", "TiB"):
-        if amount < 1024:
-            break
-        amount /= 1024
-        unit = bigger
-    return f"{amount:.1f} {unit}"
+    """``512 bytes``, ``3.2 MiB``, ``1.0 GiB`` (the runner's wording, so a target and the
+    appliance say sizes alike)."""
+    return "an unknown amount" if size is None else format_size(size)
 
 
 def data_dir_full(data_dir: Path, action: str) -> InsufficientStorage:
