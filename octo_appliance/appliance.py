@@ -21,6 +21,7 @@ from octo_appliance.config import Config
 from octo_appliance.db import Team, TeamMember, TeamRole, User
 from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import migrate
+from octo_appliance.db.reconnect import ReconnectingPostgresqlDatabase
 from octo_appliance.plugins import Plugins, create_plugin_manager
 from octo_appliance.security.passwords import generate_password, hash_password
 from octo_appliance.security.permissions import ADMINISTRATORS_TEAM, PrincipalCache
@@ -145,7 +146,9 @@ class Appliance:
             listener()
 
     def close(self) -> None:
-        if not self.db.is_closed():
+        if isinstance(self.db, ReconnectingPostgresqlDatabase):
+            self.db.close_all()  # the worker threads' connections too
+        elif not self.db.is_closed():
             self.db.close()
 
 
