@@ -34,8 +34,11 @@ from hypercorn.protocol.h2 import H2Protocol
 
 class GuardedH2Protocol(H2Protocol):  # type: ignore[misc]
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
-        """Pass on the events of streams Hypercorn still knows; answer late data itself."""
-        kept = []
+        """Pass on each event in turn; answer data for a stream Hypercorn forgot itself.
+
+        One at a time: a stream is known once its ``RequestReceived`` has been handled, and
+        its first DATA frame often comes in the same read.
+        """
         for event in events:
             if (
                 isinstance(event, h2.events.DataReceived | h2.events.StreamEnded)
@@ -43,9 +46,9 @@ class GuardedH2Protocol(H2Protocol):  # type: ignore[misc]
             ):
                 if isinstance(event, h2.events.DataReceived):
                     self._refuse_late_data(event)
-                continue
-            kept.append(event)
-        await super()._handle_events(kept)  # which also sends what the refusals queued
+                await self._flush()
+            else:
+                await super()._handle_events([event])
 
     def _refuse_late_data(self, event: h2.events.DataReceived) -> None:
         self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)

@@ -49,13 +49,22 @@ class RawH2:
             self.sock.sendall(data)
 
     def start(
-        self, method: str, path: str, headers: dict[str, str] | None = None, end: bool = True
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        end: bool = True,
+        body: bytes | None = None,
     ) -> int:
-        """Send a request's HEADERS (``end``: with END_STREAM); the stream id."""
+        """Send a request's HEADERS (``end``: with END_STREAM), and with ``body`` its whole
+        body in the same write; the stream id."""
         stream_id: int = self.conn.get_next_available_stream_id()
         pseudo = [(":method", method), (":path", path), (":scheme", "https")]
         pseudo.append((":authority", self.authority))
-        self.conn.send_headers(stream_id, pseudo + list((headers or {}).items()), end_stream=end)
+        fields = pseudo + list((headers or {}).items())
+        self.conn.send_headers(stream_id, fields, end_stream=end and body is None)
+        if body is not None:
+            self.conn.send_data(stream_id, body, end_stream=True)
         self.streams[stream_id] = StreamResult()
         self._flush()
         return stream_id

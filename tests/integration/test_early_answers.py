@@ -71,6 +71,11 @@ def test_request_data_after_the_answer_keeps_the_connection(tmp_path: Path) -> N
         ServeProcess(tmp_path / "data") as server,
         RawH2(server.host, server.port, server.ssl_context()) as h2c,
     ):
+        # headers and body in one write: the body belongs to a stream Hypercorn has just opened
+        whole = h2c.start(
+            "POST", "/api/v1/projects", {"content-type": "application/json"}, body=b'{"name": "x"}'
+        )
+        unauthenticated = h2c.read(whole)
         bodyless = h2c.start(
             "POST", "/api/v1/targets/tgt_x/health-check", {"content-length": "0"}, end=False
         )
@@ -87,6 +92,7 @@ def test_request_data_after_the_answer_keeps_the_connection(tmp_path: Path) -> N
         h2c.send(huge, b"a" * 16384)  # arrives after the 413 has ended the stream
         health = h2c.read(h2c.start("GET", "/api/v1/health"))
 
+    assert unauthenticated.status == 401 and unauthenticated.reset_code is None
     assert answer.status == 401
     assert refused.status == 413 and refused.ended
     assert not h2c.disconnected
