@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import weakref
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,17 +162,32 @@ def task_state(appliance: Appliance, task_id: str) -> str:
         return str(api.get(f"/api/v1/tasks/{task_id}").json()["state"])
 
 
+#: pipes a :func:`follow` thread reads, and closes at their end
+PUMPED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def pump(stream: Any, lines: queue.Queue[str | None]) -> None:
-    for line in stream:
-        lines.put(line.rstrip("\n"))
+    with stream:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
     lines.put(None)
 
 
 def follow(stream: Any) -> queue.Queue[str | None]:
     """The stream's lines as a thread reads them (``None`` at its end)."""
     lines: queue.Queue[str | None] = queue.Queue()
+    PUMPED.add(stream)
     threading.Thread(target=pump, args=(stream, lines), daemon=True).start()
     return lines
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Kill ``process`` if it still runs, and close the pipes no :func:`follow` thread owns."""
+    process.kill()
+    process.wait()
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None and pipe not in PUMPED:
+            pipe.close()
 
 
 def wait_for_line(lines: queue.Queue[str | None], pattern: str) -> re.Match[str]:
@@ -303,8 +319,7 @@ def test_task_cancel_stops_a_long_sleep(appliance: Appliance) -> None:
         wait_for_line(lines, rf"^Task {task_id} canceled")
         assert follower.wait(timeout=TIMEOUT) == 1
     finally:
-        follower.kill()
-        follower.wait()
+        stop(follower)
     assert task_state(appliance, task_id) == "canceled"
 
     again = appliance.cli("task", "cancel", task_id)
@@ -328,8 +343,7 @@ def test_ctrl_c_stops_following_but_not_the_deployment(appliance: Appliance) -> 
         assert deploying.wait(timeout=TIMEOUT) == 130
         stderr = deploying.stderr.read()
     finally:
-        deploying.kill()
-        deploying.wait()
+        stop(deploying)
     assert "Traceback" not in stderr
     assert f"goes on. Follow it again with 'octo-appliance task log {task_id} --follow'" in stderr
     assert task_state(appliance, task_id) == "executing"
@@ -359,8 +373,7 @@ def test_a_manual_intervention_is_announced_and_answered(appliance: Appliance) -
         assert deploying.stdout is not None
         output = deploying.stdout.read()
     finally:
-        deploying.kill()
-        deploying.wait()
+        stop(deploying)
     assert "approve by admin (checked)" in output
     assert "[appliance] approved and done" in output
 
