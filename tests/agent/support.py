@@ -221,6 +221,7 @@ class StandIn:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            self.loop.close()
 
     # -- the appliance's handler -------------------------------------------------------
 
