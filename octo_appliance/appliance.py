@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING
 import anyio
 import peewee
 
-from octo_appliance.api.auth import PrincipalCache
-from octo_appliance.api.response_cache import SHARED_DATABASE_TTL, ResponseCache
 from octo_appliance.config import Config
 from octo_appliance.db import Team, TeamMember, TeamRole, User
 from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import migrate
+from octo_appliance.db.reconnect import ReconnectingPostgresqlDatabase
 from octo_appliance.plugins import Plugins, create_plugin_manager
 from octo_appliance.security.passwords import generate_password, hash_password
-from octo_appliance.security.permissions import ADMINISTRATORS_TEAM
+from octo_appliance.security.permissions import ADMINISTRATORS_TEAM, PrincipalCache
 from octo_appliance.security.throttle import LoginThrottle, ThrottlePolicy
 from octo_appliance.vault import Vault
 from octo_appliance.vault.keys import open_keyring
@@ -62,8 +61,9 @@ class Appliance:
     vault: Vault
     plugins: Plugins
     principal_cache: PrincipalCache = field(default_factory=PrincipalCache)
-    #: answers of ``cache=True`` endpoints, emptied by every API write (see response_cache)
-    responses: ResponseCache = field(default_factory=ResponseCache)
+    #: called (from any thread) after every change committed through the API, security
+    #: changes included: the API's answer cache (``api/response_cache.py``) empties itself
+    change_listeners: list[Callable[[], None]] = field(default_factory=list)
     _limiter: anyio.CapacityLimiter | None = None
     #: set by :mod:`octo_appliance.services` while the server runs
     task_engine: TaskEngine | None = None
@@ -138,10 +138,17 @@ class Appliance:
         """Users, teams, grants or keys changed: forget cached principals (and the answers
         cached for them)."""
         self.principal_cache.clear()
-        self.responses.invalidate()
+        self.data_changed()
+
+    def data_changed(self) -> None:
+        """A change was committed through the API: tell whoever keeps answers derived from it."""
+        for listener in self.change_listeners:
+            listener()
 
     def close(self) -> None:
-        if not self.db.is_closed():
+        if isinstance(self.db, ReconnectingPostgresqlDatabase):
+            self.db.close_all()  # the worker threads' connections too
+        elif not self.db.is_closed():
             self.db.close()
 
 
@@ -192,6 +199,4 @@ def open_appliance(
     if initialise:
         with db.atomic():
             _ensure_admin(env, report)
-    shared = isinstance(db, peewee.PostgresqlDatabase)
-    responses = ResponseCache(ttl=SHARED_DATABASE_TTL if shared else None)
-    return Appliance(config, db, Vault(ring), plugins, responses=responses), report
+    return Appliance(config, db, Vault(ring), plugins), report

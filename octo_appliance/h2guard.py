@@ -4,7 +4,12 @@ When the app answers before it read the whole body (a 413 on an upload over the 
 on an upload), Hypercorn 0.18 forgets the stream, and the client's next DATA frame for it
 raises ``KeyError`` in ``H2Protocol._handle_events``. That ends the whole connection, every
 other request multiplexed on it included, and asyncio logs an "Unhandled exception in
-client_connected_cb" traceback. (Hypercorn already tolerates the same for END_STREAM.)
+client_connected_cb" traceback. (Hypercorn already tolerates the same for END_STREAM.) The
+same happens without any body: httpx sends a bodyless POST as ``content-length: 0`` and then,
+as a separate write, an empty DATA frame with END_STREAM; when the answer is complete before
+that frame arrives, the connection died and the client's next request failed with "server
+disconnected" (the flake of ``tests/integration/test_agents_e2e.py``'s four bodyless
+``POST .../health-check`` calls on one connection).
 
 :class:`GuardedH2Protocol` discards such data and hands it back to flow control, so the
 client can finish sending and then read the answer (httpx, for one, reads the response only

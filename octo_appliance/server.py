@@ -49,10 +49,10 @@ log = logging.getLogger(__name__)
 BIND_ATTEMPTS = 20
 BACKLOG = 1024
 KEEP_ALIVE_MAX_REQUESTS = 1_000_000
-#: Seconds an idle keep-alive connection stays open. Hypercorn's 5 s closes a client's pooled
-#: connection between two of its calls, and a request sent as the server closes it fails with
-#: "server disconnected" (seen in CI); nginx keeps 75 s, Kestrel (Octopus Server) 130 s.
-#: Stopping closes idle connections at once, whatever this is.
+#: Seconds an idle keep-alive connection stays open. Hypercorn's 5 s equals httpx's pool
+#: expiry, so a request sent after a 5 s pause could meet the server closing the connection;
+#: nginx keeps 75 s, Kestrel (Octopus Server) 130 s. Stopping closes idle connections at once,
+#: whatever this is. (The CI "server disconnected" flake had another cause: see h2guard.py.)
 KEEP_ALIVE_TIMEOUT = 75.0
 #: How long closing a TLS connection waits for the client's close_notify. asyncio's default
 #: of 30 s lets one idle keep-alive client that never answers hold up shutdown that long.
@@ -234,8 +234,8 @@ def _connection_errors_to_debug(loop: asyncio.AbstractEventLoop, context: dict[s
 
 
 def run_server(main: Coroutine[Any, Any, T], handshake_limits: HandshakeLimits | None = None) -> T:
-    """``asyncio.run`` on the server's event loop (with Hypercorn's HTTP/2 guarded)."""
-    h2guard.install()
+    """``asyncio.run`` on the server's event loop (its TLS listeners admit handshakes under
+    ``handshake_limits``)."""
     with asyncio.Runner(loop_factory=_ServerEventLoop) as runner:
         loop = runner.get_loop()
         loop.set_exception_handler(_connection_errors_to_debug)
@@ -277,6 +277,7 @@ async def serve(
     should anything still hang :data:`HARD_STOP_MARGIN` later, the process exits anyway.
     """
     quic_address = listener.udp.getsockname() if listener.udp is not None else None
+    h2guard.install()  # request data arriving after its answer must not drop the connection
     if quic_address is not None:
         h3guard.install()  # one bad request or a datagram flood must not stop HTTP/3
     app = HeaderSectionLimit(app)

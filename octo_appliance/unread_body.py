@@ -10,8 +10,8 @@ the answer: it gets "server disconnected", or waits for flow-control credit unti
 until the rest of the request body has been received (and thrown away, nothing is parsed or
 stored), so the stream stays open and the client, having sent everything, reads the answer.
 It reads at most :data:`DRAIN_LIMIT` further bytes (and skips draining when the declared
-``Content-Length`` leaves more than that unread): past that the connection may drop, which is
-the price of a client sending gigabytes to a request already refused.
+``Content-Length`` leaves more than that unread): past that ``h2guard`` asks the client to stop
+sending (HTTP/2), the price of a client sending gigabytes to a request already refused.
 """
 
 from __future__ import annotations

@@ -139,6 +139,7 @@ class ServeProcess:
         self.banner = Banner()
         self.process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None
+        self._pump: threading.Thread | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         #: what the process wrote on stderr, as of the last :meth:`output` (or exit)
         self.stderr = ""
@@ -155,7 +156,8 @@ class ServeProcess:
             env=self.env,
             text=True,
         )
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
+        self._pump = threading.Thread(target=self._pump_stdout, daemon=True)
+        self._pump.start()
         while True:
             try:
                 line = self._lines.get(timeout=timeout)
@@ -175,9 +177,11 @@ class ServeProcess:
         return self
 
     def _pump_stdout(self) -> None:
+        """Hand on stdout's lines; the pipe is this thread's, closed when the process ends."""
         assert self.process is not None and self.process.stdout is not None
-        for raw in self.process.stdout:
-            self._lines.put(raw.rstrip("\n"))
+        with self.process.stdout as stdout:
+            for raw in stdout:
+                self._lines.put(raw.rstrip("\n"))
         self._lines.put(None)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
@@ -213,6 +217,8 @@ class ServeProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        if self._pump is not None:
+            self._pump.join(timeout=10)  # the process is gone: its stdout ends
         if self._stderr is not None:
             self.output()  # keep stderr readable after the file is gone
             self._stderr.close()

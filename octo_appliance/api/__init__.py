@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute
 
+from octo_appliance.api.response_cache import attach_response_cache
 from octo_appliance.api.routing import Endpoint, Router, build_route
 
 if TYPE_CHECKING:
@@ -49,4 +50,5 @@ def all_endpoints() -> list[Endpoint]:
 
 
 def build_routes(appliance: Appliance) -> list[BaseRoute]:
-    return [build_route(endpoint, appliance, API_PREFIX) for endpoint in all_endpoints()]
+    responses = attach_response_cache(appliance)
+    return [build_route(endpoint, appliance, API_PREFIX, responses) for endpoint in all_endpoints()]

@@ -8,8 +8,6 @@ request while a revoked one stops working at once on this node.
 from __future__ import annotations
 
 import hmac
-import threading
-import time
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -17,7 +15,7 @@ from starlette.requests import Request
 from octo_appliance.db import ApiKey, LoginSession, TeamMember, TeamRole, User, utcnow
 from octo_appliance.exceptions import Forbidden, Unauthenticated
 from octo_appliance.security.passwords import token_hash
-from octo_appliance.security.permissions import Principal, grants_from_rows
+from octo_appliance.security.permissions import Principal, PrincipalCache, grants_from_rows
 
 if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance
@@ -26,32 +24,7 @@ API_KEY_HEADER = "x-api-key"
 SESSION_COOKIE = "octo_session"
 CSRF_COOKIE = "octo_csrf"
 CSRF_HEADER = "x-csrf-token"
-CACHE_SECONDS = 5.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class PrincipalCache:
-    """credential hash -> (principal, expiry); cleared on any security change."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[Principal, float, str]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> tuple[Principal, str] | None:
-        entry = self._entries.get(key)
-        if entry is None or entry[1] < time.monotonic():
-            return None
-        return entry[0], entry[2]
-
-    def put(self, key: str, principal: Principal, extra: str = "") -> None:
-        with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[key] = (principal, time.monotonic() + CACHE_SECONDS, extra)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 def load_principal(user: User, via: str) -> Principal:

@@ -29,15 +29,9 @@ from octo_appliance.api.schemas import NAME_PATTERN, Body, Line, ListQuery, Out,
 from octo_appliance.api.tasks import enqueue_for_request
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release, Target, TargetEnvironment
-from octo_appliance.db.base import iso, utcnow
+from octo_appliance.db.base import fk_id, iso, tuples, utcnow
 from octo_appliance.db.tasks import ServerTask
-from octo_appliance.engine.lifecycles import (
-    can_deploy,
-    effective_state,
-    fk_id,
-    queue_deployment,
-    tuples,
-)
+from octo_appliance.engine.lifecycles import can_deploy, effective_state, queue_deployment
 from octo_appliance.exceptions import Conflict, Forbidden, NotFound, ValidationFailed
 from octo_appliance.security.permissions import Permission, Principal
 

@@ -27,8 +27,7 @@ from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Line, ListQuery, Out, Page, Text
 from octo_appliance.api.tasks import find_engine
 from octo_appliance.db import Interruption, Team, TeamMember
-from octo_appliance.db.base import iso, utcnow
-from octo_appliance.engine.lifecycles import fk_id, tuples
+from octo_appliance.db.base import fk_id, iso, tuples, utcnow
 from octo_appliance.exceptions import Conflict, Forbidden, NotFound, ValidationFailed
 from octo_appliance.security.permissions import Permission
 

@@ -28,8 +28,7 @@ from octo_appliance.api.variable_lists import (
     check_owner_field,
 )
 from octo_appliance.db import LibraryVariable, LibraryVariableSet, Project, ProjectSettings
-from octo_appliance.db.base import iso
-from octo_appliance.engine.lifecycles import tuples
+from octo_appliance.db.base import iso, tuples
 from octo_appliance.exceptions import Conflict
 from octo_appliance.security.permissions import Permission
 

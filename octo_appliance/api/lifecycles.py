@@ -20,8 +20,8 @@ from octo_appliance.api.refs import get_or_404, name_filter, paginate, resolve_m
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, Ref, Text, name_field
 from octo_appliance.db import Environment, Lifecycle, Project, ProjectSettings
-from octo_appliance.db.base import iso
-from octo_appliance.engine.lifecycles import existing_phases, filter_phases, tuples
+from octo_appliance.db.base import iso, tuples
+from octo_appliance.engine.lifecycles import existing_phases, filter_phases
 from octo_appliance.exceptions import Conflict, ValidationFailed
 from octo_appliance.security.permissions import Permission
 

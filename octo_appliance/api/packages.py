@@ -27,11 +27,9 @@ from starlette.responses import Response, StreamingResponse
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router, in_worker, json_response, write_in_worker
 from octo_appliance.api.schemas import Line, ListQuery, Out, Page
-from octo_appliance.db.base import iso
+from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.packages import Package
 from octo_appliance.disk_space import data_dir_full, format_bytes, free_bytes
-from octo_appliance.engine.lifecycles import tuples
-from octo_appliance.engine.releases import version_key
 from octo_appliance.exceptions import NotFound, VaultError
 from octo_appliance.feed.catalog import (
     Saved,
@@ -42,7 +40,7 @@ from octo_appliance.feed.catalog import (
     save_package,
 )
 from octo_appliance.feed.limits import ArchiveLimits
-from octo_appliance.feed.names import display_name
+from octo_appliance.feed.names import display_name, version_key
 from octo_appliance.feed.storage import (
     MIB,
     ReceivedPackage,

@@ -31,8 +31,7 @@ from octo_appliance.api.schemas import (
     name_field,
 )
 from octo_appliance.db import LibraryVariableSet, Lifecycle, Project, ProjectSettings, Variable
-from octo_appliance.db.base import iso
-from octo_appliance.engine.lifecycles import fk_id
+from octo_appliance.db.base import fk_id, iso
 from octo_appliance.exceptions import Conflict
 from octo_appliance.security.permissions import Permission
 

@@ -27,18 +27,13 @@ from octo_appliance.api.schemas import NAME_PATTERN, Body, Deleted, Line, ListQu
 from octo_appliance.api.variable_lists import VariableScopeOut, scope_json
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release
-from octo_appliance.db.base import iso
+from octo_appliance.db.base import fk_id, iso, tuples
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS
 from octo_appliance.engine import release_packages
 from octo_appliance.engine import releases as engine
-from octo_appliance.engine.lifecycles import (
-    deployment_states,
-    existing_phases,
-    fk_id,
-    progress,
-    tuples,
-)
+from octo_appliance.engine.lifecycles import deployment_states, existing_phases, progress
 from octo_appliance.exceptions import Conflict, NotFound, ValidationFailed
+from octo_appliance.feed.names import is_version
 from octo_appliance.security.permissions import Permission
 
 router = Router("releases")
@@ -186,7 +181,7 @@ def create_release(ctx: RequestContext, ref: str, body: ReleaseIn) -> dict[str, 
         version = engine.next_version(engine.project_versions(project.id))
     else:
         version = body.version
-        if not engine.is_version(version):
+        if not is_version(version):
             raise ValidationFailed(
                 f"'{version}' is not a semantic version",
                 details=[{"field": "version", "message": "expected MAJOR.MINOR.PATCH"}],

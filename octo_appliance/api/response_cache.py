@@ -18,6 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
+
+import peewee
+
+if TYPE_CHECKING:
+    from octo_appliance.appliance import Appliance
 
 #: entries kept at most; when full the cache starts over (hot pages come back at once)
 MAX_ENTRIES = 2048
@@ -62,3 +68,11 @@ class ResponseCache:
         with self._lock:
             self._version += 1
             self._entries.clear()
+
+
+def attach_response_cache(appliance: Appliance) -> ResponseCache:
+    """A cache for the routes of ``appliance``, emptied by every change committed through it."""
+    shared = isinstance(appliance.db, peewee.PostgresqlDatabase)
+    cache = ResponseCache(ttl=SHARED_DATABASE_TTL if shared else None)
+    appliance.change_listeners.append(cache.invalidate)
+    return cache

@@ -33,6 +33,7 @@ from octo_appliance.db.connection import write_transaction
 from octo_appliance.exceptions import BadRequest, PayloadTooLarge, ValidationFailed
 
 if TYPE_CHECKING:
+    from octo_appliance.api.response_cache import ResponseCache
     from octo_appliance.appliance import Appliance
 
 Handler = Callable[..., Any]
@@ -279,12 +280,13 @@ def json_response(payload: Any, status_code: int = 200) -> Response:
     return Response(body, status_code=status_code, media_type=JSON_MEDIA_TYPE)
 
 
-def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
-    """Wrap one endpoint into a Starlette route."""
+def build_route(
+    endpoint: Endpoint, appliance: Appliance, prefix: str, responses: ResponseCache
+) -> Route:
+    """Wrap one endpoint into a Starlette route; ``responses`` keeps its ``cache=True`` answers."""
     from octo_appliance.api.auth import authenticate, cached_principal, credential_key
 
     limit = appliance.config.max_body_bytes
-    responses = appliance.responses
 
     async def in_worker(fn: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(fn, limiter=appliance.worker_limiter())
@@ -333,7 +335,7 @@ def build_route(endpoint: Endpoint, appliance: Appliance, prefix: str) -> Route:
                 return endpoint.handler(ctx, **kwargs)
             with write_transaction(appliance.db):  # the change and its audit land together
                 result = endpoint.handler(ctx, **kwargs)
-            responses.invalidate()
+            appliance.data_changed()
             ctx.run_after_commit()
             return result
 
@@ -364,7 +366,7 @@ async def write_in_worker(ctx: RequestContext, fn: Callable[[], Any]) -> Any:
     def run() -> Any:
         with write_transaction(ctx.appliance.db):
             result = fn()
-        ctx.appliance.responses.invalidate()
+        ctx.appliance.data_changed()
         ctx.run_after_commit()
         return result
 

@@ -29,7 +29,7 @@ from octo_appliance.api.schemas import (
     name_field,
 )
 from octo_appliance.db import Environment, Target, TargetEnvironment, TargetRole
-from octo_appliance.db.base import iso, new_id
+from octo_appliance.db.base import iso, new_id, tuples
 from octo_appliance.exceptions import BadRequest, Conflict, ValidationFailed
 from octo_appliance.security.permissions import Permission
 
@@ -157,11 +157,6 @@ def _check_unique(name: str, exclude: str | None = None) -> None:
         raise Conflict(f"a target named '{name}' already exists", hint="choose another name")
 
 
-def _tuples(query: Any) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples (the peewee stubs type ``.tuples()`` as model instances)."""
-    return list(query.tuples())
-
-
 def _links(target_ids: list[str]) -> tuple[dict[str, list[EnvPair]], dict[str, list[str]]]:
     """Environments and roles of many targets in two queries (no query per target)."""
     envs: dict[str, list[EnvPair]] = {tid: [] for tid in target_ids}
@@ -174,14 +169,14 @@ def _links(target_ids: list[str]) -> tuple[dict[str, list[EnvPair]], dict[str, l
         .where(TargetEnvironment.target.in_(target_ids))
         .order_by(Environment.sort_order, Environment.name)
     )
-    for target_id, env_id, env_name in _tuples(env_rows):
+    for target_id, env_id, env_name in tuples(env_rows):
         envs[target_id].append((env_id, env_name))
     role_rows = (
         TargetRole.select(TargetRole.target, TargetRole.role)
         .where(TargetRole.target.in_(target_ids))
         .order_by(TargetRole.role)
     )
-    for target_id, role in _tuples(role_rows):
+    for target_id, role in tuples(role_rows):
         roles[target_id].append(role)
     return envs, roles
 
@@ -212,7 +207,7 @@ def _environment_ids(target: Target) -> list[str]:
     rows = TargetEnvironment.select(TargetEnvironment.environment).where(
         TargetEnvironment.target == target.id
     )
-    return [env_id for (env_id,) in _tuples(rows)]
+    return [env_id for (env_id,) in tuples(rows)]
 
 
 def _require_all(ctx: RequestContext, permission: Permission, environments: Iterable[str]) -> None:

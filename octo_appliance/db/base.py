@@ -31,6 +31,16 @@ def iso(moment: datetime | None) -> str | None:
     return moment.replace(microsecond=moment.microsecond).isoformat(timespec="milliseconds") + "Z"
 
 
+def tuples(query: Any) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples (the peewee stubs type ``.tuples()`` as model instances)."""
+    return list(query.tuples())
+
+
+def fk_id(row: Any, field: str) -> Any:
+    """The raw id a foreign key column holds (``row.<field>_id``, untyped in the stubs)."""
+    return row.__data__.get(field)
+
+
 class JSONField(peewee.TextField):
     """JSON stored as text, so SQLite and PostgreSQL behave the same."""
 

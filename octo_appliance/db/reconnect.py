@@ -32,6 +32,7 @@ import logging
 import select
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -122,6 +123,17 @@ def _thread_state(db: Any) -> Any:
     return db._state
 
 
+class _ThreadToken:
+    """Lives as long as one thread's connection state (see ``_connect``)."""
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing is all we want; a broken one is closed too
+        log.debug("closing a database connection failed", exc_info=True)
+
+
 def _is_read(sql: str) -> bool:
     return sql.lstrip()[:6].upper() == "SELECT" and "FOR UPDATE" not in sql.upper()
 
@@ -133,6 +145,31 @@ class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
         params: dict[str, Any] = {"connect_timeout": connect_timeout, **KEEPALIVE_PARAMS}
         super().__init__(url, **params)
         self.status = DatabaseStatus()
+        #: every thread's open connection, so closing the database closes them all
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._opened_lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        conn = super()._connect()  # type: ignore[misc]  # peewee: untyped
+        with self._opened_lock:
+            self._opened.add(conn)
+        # peewee keeps the connection in thread-local state, dropped when the thread ends (an
+        # executor shut down with its event loop): close it then instead of leaving it open
+        # until collected. The token goes with that state, or with the next connection's.
+        token = _ThreadToken()
+        weakref.finalize(token, _close_quietly, conn)
+        _thread_state(self).closer = token
+        return conn
+
+    def close_all(self) -> None:
+        """Close every thread's connection, not only the caller's (peewee's ``close``): the
+        worker threads that opened the others outlive the appliance in a test process, and
+        their connections would stay open (a server backend each) until collected."""
+        self.close()
+        with self._opened_lock:
+            opened, self._opened = list(self._opened), weakref.WeakSet()
+        for conn in opened:
+            _close_quietly(conn)
 
     # -- the thread's connection --------------------------------------------------------------
 

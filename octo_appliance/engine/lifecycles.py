@@ -34,7 +34,7 @@ from octo_appliance.db import (
     Release,
     database_proxy,
 )
-from octo_appliance.db.base import iso, new_id, utcnow
+from octo_appliance.db.base import fk_id, iso, new_id, tuples, utcnow
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.db.tasks import FINAL_STATES, SUCCESS, ServerTask
 from octo_appliance.engine.tasks.creation import Enqueue
@@ -44,16 +44,6 @@ DEPLOYMENT_TASK_KIND = "deployment"
 
 
 # ---------------------------------------------------------------- peewee helpers
-
-
-def tuples(query: Any) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples (the peewee stubs type ``.tuples()`` as model instances)."""
-    return list(query.tuples())
-
-
-def fk_id(row: Any, field: str) -> Any:
-    """The raw id a foreign key column holds (``row.<field>_id``, untyped in the stubs)."""
-    return row.__data__.get(field)
 
 
 # ---------------------------------------------------------------- phases

@@ -16,8 +16,8 @@ from typing import Any
 
 from octo_appliance.db.base import new_id
 from octo_appliance.db.packages import Package, ReleasePackage
-from octo_appliance.engine.releases import version_key
 from octo_appliance.exceptions import OctoError
+from octo_appliance.feed.names import version_key
 from octo_appliance.plugins import StepTypeRegistry
 
 _LOWEST = (-1, 0, 0, 0, ())

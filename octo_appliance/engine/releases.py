@@ -21,7 +21,6 @@ patch number; a project's first generated version is ``0.0.1``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,40 +33,16 @@ from octo_appliance.db import (
     Release,
     Variable,
 )
-from octo_appliance.db.base import new_id, utcnow
-from octo_appliance.engine.lifecycles import fk_id, project_phases, tuples
+from octo_appliance.db.base import fk_id, new_id, tuples, utcnow
+from octo_appliance.engine.lifecycles import project_phases
+from octo_appliance.feed.names import version_key
 from octo_appliance.vault import Vault
 
-_IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    rf"(?:-({_IDENT}(?:\.{_IDENT})*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 FIRST_VERSION = "0.0.1"
 SCOPE_KEYS = ("environments", "roles", "targets", "steps")
 SEALED_COLUMN = "sealed_variables"
 
-VersionKey = tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]
-
-
 # ---------------------------------------------------------------- versions
-
-
-def is_version(text: str) -> bool:
-    return SEMVER.match(text) is not None
-
-
-def version_key(text: str) -> VersionKey | None:
-    """Semantic-version precedence as a sortable key (None: not a semantic version)."""
-    match = SEMVER.match(text)
-    if match is None:
-        return None
-    major, minor, patch, pre, _build = match.groups()
-    if pre is None:
-        return (int(major), int(minor), int(patch), 1, ())
-    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split("."))
-    return (int(major), int(minor), int(patch), 0, parts)
 
 
 def next_version(existing: Iterable[str]) -> str:

@@ -15,9 +15,8 @@ from typing import Any
 import peewee
 
 from octo_appliance.db import Project, Release
-from octo_appliance.db.base import utcnow
+from octo_appliance.db.base import tuples, utcnow
 from octo_appliance.db.packages import Package, ReleasePackage
-from octo_appliance.engine.lifecycles import tuples
 from octo_appliance.exceptions import Conflict
 from octo_appliance.feed.storage import ReceivedPackage, promote
 

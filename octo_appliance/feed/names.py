@@ -4,9 +4,9 @@ The ID may contain dots (``Acme.Web``); the version starts at the first dot-sepa
 is all digits, and must be a semantic version: ``Acme.Web.1.4.0-beta.2.tar.gz`` is
 ``Acme.Web`` at ``1.4.0-beta.2``, and ``MyApp.1.0.0.0.zip`` is refused (``1.0.0.0`` is not
 semantic) rather than read as ``MyApp.1`` at ``0.0.0``. So an id cannot have an all-digit
-part (``Acme.2024.Tools``); ``Acme.v2024.Tools`` is fine. Semantic versions come from
-:mod:`octo_appliance.engine.releases`, so the feed and releases agree on what a version is and
-how versions sort.
+part (``Acme.2024.Tools``); ``Acme.v2024.Tools`` is fine. Semantic versions are defined here
+and releases (:mod:`octo_appliance.engine.releases`) use the same :func:`is_version` and
+:func:`version_key`, so the feed and releases agree on what a version is and how they sort.
 """
 
 from __future__ import annotations
@@ -14,8 +14,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from octo_appliance.engine.releases import is_version
 from octo_appliance.exceptions import ValidationFailed
+
+_IDENT = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    rf"(?:-({_IDENT}(?:\.{_IDENT})*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+#: semantic-version precedence as a sortable tuple (see :func:`version_key`)
+VersionKey = tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]
+
+
+def is_version(text: str) -> bool:
+    return SEMVER.match(text) is not None
+
+
+def version_key(text: str) -> VersionKey | None:
+    """Semantic-version precedence as a sortable key (None: not a semantic version)."""
+    match = SEMVER.match(text)
+    if match is None:
+        return None
+    major, minor, patch, pre, _build = match.groups()
+    if pre is None:
+        return (int(major), int(minor), int(patch), 1, ())
+    parts = tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split("."))
+    return (int(major), int(minor), int(patch), 0, parts)
+
 
 #: stored format -> the extension of its display name
 FORMATS: dict[str, str] = {"zip": ".zip", "tar": ".tar", "tar.gz": ".tar.gz"}

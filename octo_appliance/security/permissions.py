@@ -19,6 +19,8 @@ console on the built-in worker) needs ``worker.use`` beside the usual permission
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -163,3 +165,31 @@ def grants_from_rows(rows: Iterable[Any]) -> tuple[Grant, ...]:
         for role, envs, projects in rows
         if role in ROLES
     )
+
+
+#: seconds a resolved principal is reused without asking the database
+CACHE_SECONDS = 5.0
+
+
+class PrincipalCache:
+    """credential hash -> (principal, expiry); cleared on any security change."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Principal, float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[Principal, str] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0], entry[2]
+
+    def put(self, key: str, principal: Principal, extra: str = "") -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (principal, time.monotonic() + CACHE_SECONDS, extra)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

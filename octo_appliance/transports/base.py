@@ -21,14 +21,14 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from octo_appliance.agent import contract
 from octo_appliance.comms import CallFailed, UploadSource
 
 if TYPE_CHECKING:
-    from octo_appliance.comms import Response
-    from octo_appliance.transports.network import AgentNetwork
+    from octo_appliance.comms import Connection, PollingHub, Response
+    from octo_appliance.runner_bundle import RunnerBuild
 
 #: Called with each runner event (``{"type": "log", ...}``) as it arrives.
 EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -97,6 +97,29 @@ class RunnerResult:
         )
 
 
+class AgentLinks(Protocol):
+    """What the appliance hands every transport: its ways to reach agents.
+
+    Declared here so the interface does not depend on its implementation
+    (``transports/network.py``'s ``AgentNetwork``, which the server starts).
+    """
+
+    @property
+    def runner(self) -> RunnerBuild:
+        """The runner build the appliance serves (what ``runner.run`` asks an agent to use)."""
+
+    @property
+    def hub(self) -> PollingHub:
+        """The queue of calls waiting for, or sent down, polling agents' connections."""
+
+    @property
+    def pickup_timeout(self) -> float:
+        """How long a call waits for its polling agent to connect."""
+
+    async def listening_connection(self, target: TargetAddress) -> Connection:
+        """An open connection to a listening agent (dialled on first use, then reused)."""
+
+
 class Transport:
     """Base class of transports. Subclasses set ``name``, ``summary`` and :meth:`call`
     (``call(target, method, params, options)``, the options a :class:`CallOptions`)."""
@@ -107,7 +130,7 @@ class Transport:
     #: then spools the content to a private temporary file for it instead of streaming
     accepts_streams: ClassVar[bool] = True
 
-    def __init__(self, network: AgentNetwork) -> None:
+    def __init__(self, network: AgentLinks) -> None:
         self.network = network
 
     async def close(self) -> None:

@@ -100,6 +100,7 @@ class AgentProcess:
         self.banner: list[str] = []
         self.stdout_lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: IO[str] | None = None
+        self._pump_thread: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
@@ -107,7 +108,8 @@ class AgentProcess:
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -125,9 +127,11 @@ class AgentProcess:
             self.banner.append(line)
 
     def _pump(self) -> None:
+        """Hand on stdout's lines; the pipe is this thread's, closed when the agent ends."""
         assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.stdout_lines.put(line.rstrip("\n"))
+        with self.process.stdout as stdout:
+            for line in stdout:
+                self.stdout_lines.put(line.rstrip("\n"))
         self.stdout_lines.put(None)
 
     def listen_port(self, name: str) -> int:
@@ -165,6 +169,8 @@ class AgentProcess:
 
     def close(self) -> None:
         self.stop()
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout=10)  # the agent is gone: its stdout ends
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -215,6 +221,7 @@ class StandIn:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            self.loop.close()
 
     # -- the appliance's handler -------------------------------------------------------
 

@@ -519,6 +519,8 @@ class AgentStandIn:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 async def test_an_idle_fork_server_ends_with_its_agent(pyz: Path, tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import secrets
 import pytest
 
 from octo_appliance.db import AuditEvent, Deployment, Release
-from octo_appliance.engine.releases import next_version, open_release_variables, version_key
+from octo_appliance.engine.releases import next_version, open_release_variables
 from octo_appliance.exceptions import VaultError
+from octo_appliance.feed.names import version_key
 from tests.api.helpers import all_audit_text, make_user
 
 SCRIPT = {"syntax": "bash", "body": "echo #{Url}"}

@@ -97,7 +97,9 @@ class Rig:
     def in_engine(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` in the engine's event loop, where the transports' processes live."""
         loop = self.engine._loop
-        assert loop is not None
+        if loop is None or loop.is_closed():  # stopped (a test may have replaced the engine)
+            coro.close()
+            raise RuntimeError("the engine's event loop is gone")
         return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
 
     def log(self, task_id: str) -> list[str]:

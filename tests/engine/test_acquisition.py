@@ -186,6 +186,7 @@ class Rig:
                 self.process.close()
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=10)
+            self.loop.close()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.h2client import RawH2
 from tests.integration.test_package_memory import api_key
 from tests.serve_process import ServeProcess
 
@@ -58,3 +59,41 @@ def test_early_answers_reach_an_http2_client_still_sending(tmp_path: Path) -> No
         with server.http2_client(timeout=60) as anonymous:
             refused = anonymous.post("/api/v1/packages", content=package_body(8), headers=multipart)
             assert refused.status_code == 401, refused.text
+
+
+def test_request_data_after_the_answer_keeps_the_connection(tmp_path: Path) -> None:
+    """The ``test_agents_e2e.py`` flake: a bodyless POST (httpx sends ``content-length: 0``,
+    then an empty DATA frame with END_STREAM, as a separate write) answered before that frame
+    arrived; Hypercorn had forgotten the stream, failed on the frame and dropped the connection,
+    so the client's next call saw "server disconnected". The same for the rest of a body too
+    large to drain: the client is asked to stop sending (RST_STREAM NO_ERROR), nothing more."""
+    with (
+        ServeProcess(tmp_path / "data") as server,
+        RawH2(server.host, server.port, server.ssl_context()) as h2c,
+    ):
+        # headers and body in one write: the body belongs to a stream Hypercorn has just opened
+        whole = h2c.start(
+            "POST", "/api/v1/projects", {"content-type": "application/json"}, body=b'{"name": "x"}'
+        )
+        unauthenticated = h2c.read(whole)
+        bodyless = h2c.start(
+            "POST", "/api/v1/targets/tgt_x/health-check", {"content-length": "0"}, end=False
+        )
+        answer = h2c.read(bodyless, until="body")  # the answer, before our END_STREAM
+        h2c.send(bodyless, b"", end=True)
+        h2c.read(bodyless)
+        huge = h2c.start(
+            "POST",
+            "/api/v1/projects",
+            {"content-type": "application/json", "content-length": str(2 * 1024**3)},
+            end=False,
+        )
+        refused = h2c.read(huge)
+        h2c.send(huge, b"a" * 16384)  # arrives after the 413 has ended the stream
+        health = h2c.read(h2c.start("GET", "/api/v1/health"))
+
+    assert unauthenticated.status == 401 and unauthenticated.reset_code is None
+    assert answer.status == 401
+    assert refused.status == 413 and refused.ended
+    assert not h2c.disconnected
+    assert health.status == 200

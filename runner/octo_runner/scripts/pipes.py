@@ -48,10 +48,16 @@ def line_queue() -> queue.Queue[Item]:
 
 
 class Pump:
-    """Reads one pipe in a daemon thread, handing its lines on through ``lines``."""
+    """Reads one pipe in a daemon thread, handing its lines on through ``lines``.
+
+    The pump owns the pipe and closes it when the pipe ends: only its own thread reads the
+    descriptor, so no other thread may close it under a blocked read (the number could be
+    reused by another file), and a pipe a background process holds open stays open until then.
+    """
 
     def __init__(self, name: str, pipe: IO[bytes], lines: queue.Queue[Item]) -> None:
         self.name = name
+        self._pipe = pipe
         self.fd = pipe.fileno()
         self.lines = lines
         #: when the read now blocking started (None while not in a read)
@@ -89,6 +95,7 @@ class Pump:
         except OSError:
             pass
         finally:
+            self._pipe.close()
             with self._lock:
                 rest = [] if self._stopped or not self._partial else [self._partial]
                 self._partial = b""
