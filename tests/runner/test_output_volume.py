@@ -190,7 +190,8 @@ def test_a_background_child_that_never_stops_writing_does_not_hold_the_step(
     finally:
         os.killpg(os.getpgid(int((work_dir / "bg.txt").read_text())), signal.SIGTERM)
     assert done.exit_code == 0, done.events
-    assert done.logs(stream="stdout")[0] == "own line"
+    # the background loop may print before the script's own line: only its presence is promised
+    assert "own line" in done.logs(stream="stdout")
     assert [v["name"] for v in done.of_type("output-variable")] == ["Done"]
     [warning] = done.logs("warning", "runner")
     assert "keeps writing to its output" in warning
