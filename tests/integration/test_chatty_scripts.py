@@ -5,16 +5,13 @@ each part holds the one before it back instead of queueing (docs/operations.md).
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import pytest
 
 from tests.fleet import Fleet, running_fleet
+from tests.peak_rss import PeakRss
 
 MB = 1024 * 1024
 #: the appliance's limit here: the 20 MB run (200,003 lines) fits, the 200 MB one does not
@@ -38,32 +35,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         fleet.start_agents(agents)
         fleet.wait_connected(agents)
         yield fleet
-
-
-class PeakRss:
-    """The largest resident memory a process and its descendants had together (sampled)."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            with contextlib.suppress(psutil.Error):
-                for process in [self.root, *self.root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += process.memory_info().rss
-            self.peak = max(self.peak, total)
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(10)
-        return self.peak
 
 
 def run_chatty(fleet: Fleet, count: int) -> tuple[dict[str, Any], list[str], int]:

@@ -7,17 +7,16 @@ Events are checked as they stream, never all kept, so 200 MB of output costs the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+
+from tests.peak_rss import PeakRss
 
 from .conftest import StartRunner
 from .support import finish, make_request, script
@@ -35,34 +34,6 @@ for i in range({count}):
 echo "final line"
 set_octovariable Done "yes"
 """
-
-
-class PeakRss:
-    """Samples the resident memory of a process and its descendants in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.root = psutil.Process(pid)
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            try:
-                for process in [self.root, *self.root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += process.memory_info().rss
-            except psutil.Error:
-                return
-            self.peak = max(self.peak, total)
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(10)
-        return self.peak
 
 
 class Stream:
