@@ -31,7 +31,9 @@ from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.packages import Package
 from octo_appliance.disk_space import data_dir_full, format_bytes, free_bytes
 from octo_appliance.exceptions import NotFound, VaultError
-from octo_appliance.feed.catalog import (
+from octo_appliance.feed.limits import ArchiveLimits
+from octo_appliance.feed.names import display_name, version_key
+from octo_appliance.feed.records import (
     Saved,
     find_package,
     in_use_conflict,
@@ -39,9 +41,7 @@ from octo_appliance.feed.catalog import (
     releases_using,
     save_package,
 )
-from octo_appliance.feed.limits import ArchiveLimits
-from octo_appliance.feed.names import display_name, version_key
-from octo_appliance.feed.storage import (
+from octo_appliance.feed.sealed_files import (
     MIB,
     ReceivedPackage,
     discard,

@@ -19,8 +19,8 @@ import pytest
 
 from octo_appliance.comms import CommsSettings, Connection, PeerRejected, PeerVerdict
 from octo_appliance.comms.admission import HandshakeLimits
+from octo_appliance.comms.pinning import client_context
 from octo_appliance.comms.ratelog import RateLimitedLog
-from octo_appliance.comms.tls import client_context
 
 from .conftest import AGENT_HELLO, Identities, Listening, StartAgent
 

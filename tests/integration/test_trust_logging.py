@@ -26,7 +26,7 @@ from octo_appliance.comms import (
     connect,
     generate_identity,
 )
-from octo_appliance.comms.tls import client_context
+from octo_appliance.comms.pinning import client_context
 from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
 
 SETTINGS = CommsSettings(handshake_timeout=10.0)
