@@ -29,7 +29,6 @@ from octo_appliance.api.routing import Router, in_worker, json_response, write_i
 from octo_appliance.api.schemas import Line, ListQuery, Out, Page
 from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.packages import Package
-from octo_appliance.disk_space import data_dir_full, format_bytes, free_bytes
 from octo_appliance.exceptions import NotFound, VaultError
 from octo_appliance.feed.limits import ArchiveLimits
 from octo_appliance.feed.names import display_name, version_key
@@ -51,6 +50,7 @@ from octo_appliance.feed.sealed_files import (
     sweep_incoming,
 )
 from octo_appliance.feed.upload import MultipartUpload
+from octo_appliance.filesystem.disk_space import data_dir_full, format_bytes, free_bytes
 from octo_appliance.security.permissions import Permission
 
 router = Router("packages")

@@ -34,8 +34,8 @@ from octo_appliance.certificate import key_password
 from octo_appliance.config import CONFIG_FILE_NAME, Config
 from octo_appliance.db.in_use import LOCK_FILE_NAME, hold_exclusive
 from octo_appliance.db.migrations import latest_version
-from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import ConfigError, DatabaseError, VaultError
+from octo_appliance.filesystem.durable import fsync_dir
 from octo_appliance.vault.keys import ENV_VAR, KeyRing, key_file_path, open_keyring
 
 STAGING_NAME = ".restoring"

@@ -125,7 +125,7 @@ def test_imports_point_down() -> None:
             "comms knows no deployments or storage",
         ),
         (("vault",), ("db",), "the vault sits below the database"),
-        (("db", "engine", "security"), ("api", "web", "pinned_http"), "no HTTP"),
+        (("db", "engine", "security"), ("api", "web", "appliance_client"), "no HTTP"),
     ],
 )
 def test_what_a_unit_never_imports(
