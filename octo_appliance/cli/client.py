@@ -3,9 +3,10 @@
 One :class:`ApiClient` per command run: httpx over TLS that trusts either exactly the
 certificate pinned by ``--server-thumbprint`` (see
 :mod:`octo_appliance.appliance_client.pinned_http`) or, without a pin, the CAs this machine
-trusts. Every failure, of the connection or reported by the server, becomes a :class:`ClientError` whose message says what went wrong and whose hint says
-what to do next; httpx exceptions never reach the user. The API key only ever travels in the
-``X-Api-Key`` header: it is scrubbed from every message this module builds, to be sure.
+trusts. Every failure, of the connection or reported by the server, becomes a
+:class:`ClientError` whose message says what went wrong and whose hint says what to do next;
+httpx exceptions never reach the user. The API key only ever travels in the ``X-Api-Key``
+header: it is scrubbed from every message this module builds, to be sure.
 """
 
 from __future__ import annotations
