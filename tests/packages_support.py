@@ -10,13 +10,17 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+#: the entries' time: the same files give the same bytes whenever they are zipped (a test
+#: that zips "the same package" again a second later compares equal bytes)
+ZIP_TIME = (2026, 1, 1, 0, 0, 0)
+
 
 def zip_bytes(files: dict[str, bytes], *, stored: bool = False) -> bytes:
     buffer = io.BytesIO()
     method = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
     with zipfile.ZipFile(buffer, "w", compression=method) as archive:
         for name, data in files.items():
-            archive.writestr(name, data)
+            archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_TIME), data, compress_type=method)
     return buffer.getvalue()
 
 
