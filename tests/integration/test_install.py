@@ -27,6 +27,7 @@ import pytest
 
 import octo_appliance
 from octo_appliance.install.unit import CAPABILITIES, parse_unit, unit_problems
+from tests.cli_support import run_octo
 from tests.integration.test_builtin_worker import deploy, session, setup_world
 from tests.serve_process import ServeProcess
 
@@ -39,14 +40,7 @@ PASSWORD = re.compile(r"^sign in as admin with the password (\S+)$", re.M)
 
 
 def octo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "octo_appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("OCTO_")},
-    )
+    return run_octo(*args, timeout=300)
 
 
 @pytest.fixture
