@@ -20,7 +20,7 @@ import peewee
 from octo_appliance.config import Config
 from octo_appliance.db import Team, TeamMember, TeamRole, User
 from octo_appliance.db.connection import open_database
-from octo_appliance.db.migrations import migrate
+from octo_appliance.db.migrations import current_version, latest_version, migrate
 from octo_appliance.db.reconnect import ReconnectingPostgresqlDatabase
 from octo_appliance.plugins import Plugins, create_plugin_manager
 from octo_appliance.security.passwords import generate_password, hash_password
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from octo_appliance.transports.network import AgentNetwork
 
 ADMIN_USERNAME = "admin"
+#: ``(schema version found, version this code migrates to)`` -> the backup written, if any
+BeforeUpgrade = Callable[[int, int], "Path | None"]
 ADMIN_PASSWORD_ENV = "OCTO_ADMIN_PASSWORD"
 
 
@@ -50,6 +52,8 @@ class InitReport:
     #: where this start moved the key from (a data dir of an older version)
     key_moved_from: Path | None = None
     migrations: list[int] = field(default_factory=list)
+    #: the backup taken before this start migrated the schema (None: no upgrade, or none taken)
+    upgrade_backup: Path | None = None
     admin_password: str | None = None
     admin_password_generated: bool = False
 
@@ -183,8 +187,15 @@ def open_appliance(
     initialise: bool = True,
     extra_plugins: Iterable[object] = (),
     environ: dict[str, str] | None = None,
+    before_upgrade: BeforeUpgrade | None = None,
 ) -> tuple[Appliance, InitReport]:
-    """Open (and on first start, initialise) the appliance described by ``config``."""
+    """Open (and on first start, initialise) the appliance described by ``config``.
+
+    ``before_upgrade(have, latest)`` runs before the schema of an existing database is
+    migrated to a newer version (the commands pass the automatic backup of
+    :mod:`octo_appliance.backup.upgrade`; this layer cannot import it) and returns what it
+    wrote.
+    """
     env = os.environ if environ is None else environ
     report = InitReport()
     data_dir = config.data_path
@@ -195,6 +206,9 @@ def open_appliance(
     report.key_file, report.key_moved_from = key.path, key.moved_from
     plugins = create_plugin_manager(extra_plugins=extra_plugins, plugin_dir=data_dir / "plugins")
     db = open_database(config.database, data_dir, connect_timeout=config.database_connect_timeout)
+    have, latest = current_version(db), latest_version()
+    if before_upgrade is not None and 0 < have < latest:
+        report.upgrade_backup = before_upgrade(have, latest)
     report.migrations = migrate(db)
     if initialise:
         with db.atomic():

@@ -181,6 +181,15 @@ class Config:
         True,
         "Run steps marked run_on: appliance on the appliance itself (false: such steps fail).",
     )
+    backup_before_upgrade: bool = setting(
+        True,
+        "Take a backup (the format of 'octo-appliance backup') before a start migrates the "
+        "schema to a newer version; a start that cannot take it does not migrate.",
+    )
+    upgrade_backup_dir: str | None = setting(
+        None,
+        "Where the backups taken before a schema upgrade go (default: backups/ in the data dir).",
+    )
     worker_user: str | None = setting(
         None, "OS user the built-in worker runs scripts as (empty: the appliance's own user)."
     )

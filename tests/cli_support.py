@@ -80,3 +80,15 @@ def running_appliance(data_dir: Path) -> Iterator[Appliance]:
             check=True,
         )
         yield Appliance(server, created.stdout.strip().splitlines()[-1])
+
+
+def run_octo(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``octo-appliance ARGS`` of this checkout, with none of the caller's ``OCTO_*`` settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "octo_appliance", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OCTO_")},
+    )

@@ -46,6 +46,11 @@ COMMANDS: tuple[Command, ...] = (
         "restore",
         "restore a backup into an empty data dir and database (the server stopped)",
     ),
+    Command(
+        "install",
+        "install",
+        "install the appliance as a system service (as root; --uninstall to remove it)",
+    ),
     Command("release", "release", "create or list a project's releases"),
     Command(
         "deploy", "deploy", "deploy a release to an environment (--wait: follow it to the end)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from octo_appliance.appliance import Appliance, open_appliance
+from octo_appliance.backup.upgrade import upgrade_hook
 from octo_appliance.config import load_config
 
 #: the defaults ``config.resolve_data_dir`` uses (tests/unit/test_docs.py keeps them equal)
@@ -26,5 +27,5 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
 def open_existing(args: argparse.Namespace) -> Appliance:
     """Open an initialised appliance (for commands run beside a server)."""
     config = load_config({"data_dir": args.data_dir, "database": args.database})
-    appliance, _ = open_appliance(config, initialise=False)
+    appliance, _ = open_appliance(config, initialise=False, before_upgrade=upgrade_hook(config))
     return appliance

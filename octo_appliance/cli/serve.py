@@ -28,6 +28,7 @@ from octo_appliance.appliance import (
     open_appliance,
 )
 from octo_appliance.background import start_services
+from octo_appliance.backup.upgrade import upgrade_hook
 from octo_appliance.certificate import ServerCertificate
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
@@ -125,13 +126,18 @@ def _run_bound(config: Config, listener: Listener) -> int:
 
 
 def _run_locked(config: Config, listener: Listener) -> int:
-    appliance, report = open_appliance(config, initialise=True)
+    appliance, report = open_appliance(config, initialise=True, before_upgrade=upgrade_hook(config))
     try:
         _say(f"Octo Appliance {__version__}")
         _say(f"data dir: {config.data_path}")
         _say(f"database: {describe_database(appliance.db, config.database)}")
         _say_master_key(report)
         _say_first_start(report)
+        if report.upgrade_backup is not None:
+            _say(
+                f"schema upgraded to version {report.migrations[-1]}; "
+                f"backup taken before it: {report.upgrade_backup}"
+            )
         cert = appliance.server_certificate()
         app = create_app(appliance)
         try:

@@ -1,4 +1,4 @@
-"""Hardening of the appliance's own process.
+"""Hardening of the appliance's own process, and what it may do as another account.
 
 ``prctl(PR_SET_DUMPABLE, 0)`` at start: another process of the same user (a script the
 built-in worker runs, were it ever to run as that user) can then read neither
@@ -41,4 +41,32 @@ def is_dumpable() -> bool:
     return bool(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
-__all__ = ["is_dumpable", "make_undumpable"]
+#: capability numbers (linux/capability.h) a non-root appliance needs to run the worker as
+#: another account: chown its files to it, set its gid and uid
+CAP_CHOWN, CAP_SETGID, CAP_SETUID = 0, 6, 7
+SWITCH_CAPABILITIES = (CAP_CHOWN, CAP_SETGID, CAP_SETUID)
+
+
+def effective_capabilities(status: str | None = None) -> int:
+    """This process's effective capability set (``CapEff`` of ``/proc/self/status``)."""
+    if status is None:
+        try:
+            status = open("/proc/self/status", encoding="ascii").read()  # noqa: SIM115
+        except OSError:
+            return 0
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def can_switch_users(status: str | None = None) -> bool:
+    """Root, or a service given exactly the capabilities to hand files to another account
+    and start a process as it (the systemd unit of ``octo-appliance install``)."""
+    if os.geteuid() == 0:
+        return True
+    caps = effective_capabilities(status)
+    return all(caps >> cap & 1 for cap in SWITCH_CAPABILITIES)
+
+
+__all__ = ["can_switch_users", "effective_capabilities", "is_dumpable", "make_undumpable"]

@@ -47,6 +47,7 @@ from octo_appliance.agent.workdirs import WorkDirs
 from octo_appliance.comms import CallFailed, Response, UploadSource
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.plugins import TransportRegistry
+from octo_appliance.security.process import can_switch_users
 from octo_appliance.transports.base import (
     NO_OPTIONS,
     CallOptions,
@@ -62,6 +63,7 @@ from octo_appliance.transports.worker_account import (
     WorkerUser,
     check_account,
     resolve_account,
+    setpriv_prefix,
     worker_environment,
 )
 from octo_appliance.transports.worker_files import (
@@ -112,6 +114,10 @@ class WorkerHost(RunnerHost):
             # fork server too (its runners are forked from it, so they inherit all three)
             options = {"user": user.uid, "group": user.gid, "extra_groups": []}
             return argv, env, options
+        if can_switch_users():
+            # a service with capabilities (not root): a uid change between two non-root ids
+            # keeps them, so setpriv drops every one of them before the runner starts
+            return [*setpriv_prefix(user), *argv], env, {}
         return ["sudo", "-n", "-u", user.name, "--", *argv], env, {}
 
 
@@ -368,7 +374,7 @@ class LocalTransport(Transport):
 
     def _hand_over(self, path: Path) -> None:
         """A cached file belongs to the worker user, who runs the runner that reads it."""
-        if self.user is not None and os.geteuid() == 0:
+        if self.user is not None and can_switch_users():
             hand_over(path, self.user)
 
     # -- files ---------------------------------------------------------------------------
@@ -380,6 +386,11 @@ class LocalTransport(Transport):
         path = WorkDirs(self.root / "work").create(task_id)
         if self.user is not None and os.geteuid() == 0:
             os.chown(path, self.user.uid, self.user.gid)
+        elif self.user is not None and can_switch_users():
+            # not root: the runner starts in it (its cwd) before setpriv switches to the
+            # worker account, so the appliance's group may enter it, and nobody else
+            os.chmod(path, 0o710)  # first: once the worker's, only it may change the mode
+            os.chown(path, self.user.uid, os.getegid())
         return path
 
     async def _runner(self) -> Path:

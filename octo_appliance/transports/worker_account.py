@@ -7,6 +7,10 @@ every project's secrets: the worker therefore never runs as the appliance's user
 - The appliance runs as root: the worker runs as ``worker_user``, by default the unprivileged
   system account ``octo-worker`` (created here with ``useradd --system`` when missing), with
   its uid, its gid and no supplementary groups.
+- The appliance runs as a service account given the capabilities to switch users (the unit
+  ``octo-appliance install`` writes: CAP_SETUID, CAP_SETGID, CAP_CHOWN): the worker runs as
+  ``worker_user`` (default ``octo-worker``, which the install created) through ``setpriv``,
+  which drops every capability before the runner starts.
 - The appliance runs as another user: the worker runs as ``worker_user`` through
   ``sudo -n -u USER`` when that works (checked at start); with no such account the built-in
   worker is disabled, with a message at start and in every step that would have used it.
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.security.process import can_switch_users
 
 log = logging.getLogger("octo_appliance.worker")
 
@@ -69,9 +74,15 @@ def resolve_account(setting: str | None) -> WorkerUser:
     """The account the worker runs as, per the module docstring; :class:`WorkerUnavailable`
     (with what to do) when there is none, :class:`ConfigError` for a misspelt setting."""
     me = pwd.getpwuid(os.geteuid()).pw_name
-    if os.geteuid() == 0:
-        if not setting:
+    if can_switch_users():
+        if not setting and os.geteuid() == 0:
             ensure_system_account(DEFAULT_ACCOUNT)
+        elif os.geteuid() != 0 and shutil.which("setpriv", path=SYSTEM_PATH) is None:
+            raise WorkerUnavailable(
+                "the built-in worker is disabled: the appliance runs as "
+                f"'{me}' with the capabilities to switch users, but there is no setpriv "
+                "(util-linux) to start the worker's runner with them dropped"
+            )
         user = WorkerUser.lookup(setting or DEFAULT_ACCOUNT)
         if user.uid == 0:
             raise WorkerUnavailable(
@@ -94,6 +105,22 @@ def resolve_account(setting: str | None) -> WorkerUser:
         )
     _check_sudo(user, me)
     return user
+
+
+def setpriv_prefix(user: WorkerUser) -> list[str]:
+    """The command that starts a program as ``user`` (its uid, gid, no other group) from a
+    non-root process with capabilities, with every capability gone: inheritable, ambient and
+    bounding sets emptied, so nothing the runner starts can get one back."""
+    setpriv = shutil.which("setpriv", path=SYSTEM_PATH) or "setpriv"
+    return [
+        setpriv,
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--",
+    ]
 
 
 def ensure_system_account(name: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from octo_appliance.comms import CallFailed, UploadSource
+from octo_appliance.security.process import can_switch_users
 from octo_appliance.transports.worker_account import WorkerUser
 
 
@@ -45,7 +46,7 @@ def prepare_package_dirs(root: Path, user: WorkerUser | None) -> None:
     for name in (*WORKER_OWNED, "tmp"):
         path = root / name
         path.mkdir(mode=0o700, exist_ok=True)
-        if user is not None and name != "tmp" and os.geteuid() == 0:
+        if user is not None and name != "tmp" and can_switch_users():
             # root's own directory entry: the worker cannot swap it for a link
             os.chown(path, user.uid, user.gid, follow_symlinks=False)
 

@@ -22,6 +22,7 @@ from octo_appliance.certificate import load_or_create_certificate
 from octo_appliance.config import load_config
 from octo_appliance.testing import keep_key_beside
 from octo_appliance.vault.keys import KeyRing, MasterKey
+from tests.cli_support import run_octo
 from tests.conftest import reset_pg_schema
 from tests.h3client import H3Client, h3_get
 from tests.serve_process import ServeProcess
@@ -37,14 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
         yield process
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "octo_appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+run_cli = run_octo
 
 
 def test_first_start_prints_generated_admin_password_and_facts(server: ServeProcess) -> None:

@@ -110,6 +110,8 @@ def test_a_plain_user_without_worker_user_is_disabled(
     """What the appliance decides when it runs as ``nobody`` (the real process: see
     tests/integration/test_builtin_worker.py)."""
     monkeypatch.setattr(worker_account.os, "geteuid", lambda: nobody.uid)
+    # nobody's process has no capability (this test process, root, has them all)
+    monkeypatch.setattr(worker_account, "can_switch_users", lambda: False)
     with pytest.raises(WorkerUnavailable, match="runs as 'nobody', not root"):
         resolve_account(None)
     with pytest.raises(WorkerUnavailable, match="runs as 'nobody', not root"):
