@@ -1,11 +1,13 @@
-"""The plugin-manager factory and the registries plugins fill.
+"""The plugin-manager factory: loads plugins and has them fill the registries.
 
 Nothing happens at import time: :func:`create_plugin_manager` builds a manager, registers the
 built-in modules, then each plugin :mod:`octo_appliance.plugin_loading` found (entry points,
-wheels and package folders), checks it for misspelt hooks and asks it to fill the registries.
-A found plugin that fails any of that is recorded as ``failed`` with the reason, its
-registrations undone, and skipped (``plugins_strict`` turns that into an error at start); a
-built-in or a plugin handed in code (``extra_plugins``) failing is always an error.
+wheels and package folders), checks its declared plugin API version and for misspelt hooks,
+and asks it to fill the registries. A found plugin that fails any of that is recorded as
+``failed`` with the reason, its registrations undone, and skipped (``plugins_strict`` turns
+that into an error at start); a built-in or a plugin handed in code (``extra_plugins``)
+failing is always an error. What plugins import (registries, hooks, interfaces) is the plugin
+API, :mod:`octo_appliance.plugin_api`.
 """
 
 from __future__ import annotations
@@ -13,93 +15,33 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pluggy
 
-from octo_appliance import hookspecs, steps, transports
+from octo_appliance import steps, transports
 from octo_appliance.config import Config
 from octo_appliance.exceptions import PluginError
+from octo_appliance.plugin_api import hookspecs
+from octo_appliance.plugin_api.registry import Registry, StepTypeRegistry, TransportRegistry
+from octo_appliance.plugin_api.version import check_api_version
 from octo_appliance.plugin_loading import sources, state
-from octo_appliance.steps.base import StepType
-from octo_appliance.transports.base import Transport
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Plugins",
+    "StepTypeRegistry",
+    "TransportRegistry",
+    "builtin_modules",
+    "create_plugin_manager",
+    "load_plugins",
+]
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Registered(Generic[T]):
-    """What a registry holds for one name: the class and the plugin that added it."""
-
-    name: str
-    cls: type[T]
-    plugin: str
-
-
-@dataclass
-class _Registry(Generic[T]):
-    """Name -> class, rejecting duplicates and malformed names with the plugins named."""
-
-    kind: str
-    base: type[T]
-    _entries: dict[str, Registered[T]] = field(default_factory=dict)
-    _current_plugin: str = "?"
-
-    def add(self, cls: type[T]) -> None:
-        """Register ``cls`` under its ``name`` attribute."""
-        if not (isinstance(cls, type) and issubclass(cls, self.base)):
-            raise PluginError(
-                f"plugin {self._current_plugin} added {cls!r} as a {self.kind}, "
-                f"which is not a subclass of {self.base.__module__}.{self.base.__name__}"
-            )
-        name = getattr(cls, "name", "")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise PluginError(
-                f"plugin {self._current_plugin} added a {self.kind} with invalid name {name!r}",
-                hint="names are lower-case words joined by dashes, like run-script",
-            )
-        if name in self._entries:
-            first = self._entries[name].plugin
-            raise PluginError(
-                f"{self.kind} '{name}' is registered twice: by {first} and by "
-                f"{self._current_plugin}",
-                hint="uninstall or rename one of the two plugins",
-            )
-        self._entries[name] = Registered(name, cls, self._current_plugin)
-
-    def get(self, name: str) -> type[T]:
-        return self._entries[name].cls
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[Registered[T]]:
-        return iter(sorted(self._entries.values(), key=lambda r: r.name))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class StepTypeRegistry(_Registry[StepType]):
-    """Filled by ``register_step_types`` hooks."""
-
-    def __init__(self) -> None:
-        super().__init__("step type", StepType)
-
-
-class TransportRegistry(_Registry[Transport]):
-    """Filled by ``register_transports`` hooks."""
-
-    def __init__(self) -> None:
-        super().__init__("transport", Transport)
 
 
 log = logging.getLogger("octo_appliance.plugins")
@@ -176,6 +118,7 @@ class _Loader:
         self.records.append(record)
         try:
             for manager_name, plugin in load():
+                check_api_version(manager_name, plugin)
                 self.manager.register(plugin, name=manager_name)
                 record.manager_names.append(manager_name)
                 self._check_hooks(plugin)
@@ -197,12 +140,12 @@ class _Loader:
             if not caller.has_spec():
                 raise PluginError(
                     f"a plugin implements a hook that does not exist: {caller.name}",
-                    hint="check the hook name against octo_appliance.hookspecs",
+                    hint="check the hook name against octo_appliance.plugin_api.hookspecs",
                 )
 
     def _fill(self, record: PluginRecord) -> None:
         """Call the plugin's own hooks, so each registry knows who added what."""
-        pairs: list[tuple[str, _Registry[Any], list[str]]] = [
+        pairs: list[tuple[str, Registry[Any], list[str]]] = [
             ("register_step_types", self.step_types, record.step_types),
             ("register_transports", self.transports, record.transports),
         ]
@@ -211,11 +154,11 @@ class _Loader:
                 if impl.plugin_name not in record.manager_names:
                     continue
                 before = set(registry._entries)
-                registry._current_plugin = impl.plugin_name
+                registry.current_plugin = impl.plugin_name
                 try:
                     impl.function(**{arg: registry for arg in impl.argnames})
                 finally:
-                    registry._current_plugin = "?"
+                    registry.current_plugin = "?"
                     added.extend(sorted(set(registry._entries) - before))
 
     def _undo(self, record: PluginRecord) -> None:

@@ -34,9 +34,9 @@ def isolated_imports() -> Iterator[None]:
 
 
 STEP_PLUGIN = """
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.steps.base import StepType
+from octo_appliance.plugin_api import StepType, hookimpl
 {extra}
+OCTO_PLUGIN_API = 2
 
 class Step(StepType):
     name = "{step}"
@@ -141,8 +141,9 @@ def test_a_plugin_reusing_a_step_type_name_fails_and_its_other_registrations_are
     (package / "__init__.py").write_text(
         textwrap.dedent(
             """
-            from octo_appliance.hookspecs import hookimpl
-            from octo_appliance.steps.base import StepType
+            from octo_appliance.plugin_api import StepType, hookimpl
+
+            OCTO_PLUGIN_API = 2
 
             class Own(StepType):
                 name = "own-step"
@@ -174,7 +175,7 @@ def test_a_misspelt_hook_in_a_found_plugin_fails_it(tmp_path: Path) -> None:
     folder = tmp_path / "plugins"
     folder.mkdir()
     (folder / "typo.py").write_text(
-        "from octo_appliance.hookspecs import hookimpl\n\n"
+        "from octo_appliance.plugin_api import hookimpl\n\nOCTO_PLUGIN_API = 2\n\n"
         "@hookimpl\ndef register_step_typos(registry):\n    pass\n"
     )
     row = load(folder)["typo"]
@@ -283,3 +284,15 @@ def test_hidden_files_and_other_files_are_ignored(tmp_path: Path) -> None:
     (folder / "notes").mkdir()
     shutil.copytree(folder / "notes", folder / "_private")
     assert {row["source"] for row in load(folder).values()} == {"builtin"}
+
+
+def test_a_found_plugin_for_another_plugin_api_version_is_reported_naming_both(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "octo_old.py").write_text("OCTO_PLUGIN_API = 1\n")
+    row = load(folder)["octo-old"]
+    assert row["state"] == "failed"
+    assert "plugin API version 1" in str(row["error"])
+    assert "plugin API version 2" in str(row["error"])

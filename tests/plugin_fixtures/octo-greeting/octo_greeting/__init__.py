@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from octo_appliance.hookspecs import hookimpl
+from octo_appliance.plugin_api import hookimpl
 from octo_greeting.step import Greeting
 
 __version__ = "1.0.0"
+#: the plugin API version this plugin was written for
+OCTO_PLUGIN_API = 2
 
 
 @hookimpl

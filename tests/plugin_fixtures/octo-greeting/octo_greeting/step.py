@@ -5,13 +5,14 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from octo_appliance.steps.base import FieldProblem, RunnerRequest, StepFailed, StepType
+from octo_appliance.plugin_api import FieldProblem, Property, RunnerRequest, StepFailed, StepType
 from octo_greeting.words import greeting
 
 
 class Greeting(StepType):
     name = "greeting"
     summary = "Print a greeting on each target"
+    properties = (Property("name", "string", "Who is greeted.", required=True),)
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         return [] if properties.get("name") else [FieldProblem("name", "is required")]
