@@ -93,9 +93,6 @@ class Plugins:
         """One row per plugin, failed and disabled ones included (``GET /api/v1/plugins``)."""
         return [record.row() for record in sorted(self.records, key=lambda r: r.name)]
 
-    def failed(self) -> list[PluginRecord]:
-        return [record for record in self.records if record.state == FAILED]
-
 
 def builtin_modules() -> tuple[str, ...]:
     return steps.BUILTIN_MODULES + transports.BUILTIN_MODULES
@@ -123,7 +120,7 @@ class _Loader:
                 record.manager_names.append(manager_name)
                 self._check_hooks(plugin)
             self._fill(record)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not stop the start
             self._undo(record)
             if record.source in (BUILTIN, EXTRA):
                 raise
@@ -153,13 +150,13 @@ class _Loader:
             for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
                 if impl.plugin_name not in record.manager_names:
                     continue
-                before = set(registry._entries)
+                before = {entry.name for entry in registry}
                 registry.current_plugin = impl.plugin_name
                 try:
                     impl.function(**{arg: registry for arg in impl.argnames})
                 finally:
                     registry.current_plugin = "?"
-                    added.extend(sorted(set(registry._entries) - before))
+                    added.extend(sorted({entry.name for entry in registry} - before))
 
     def _undo(self, record: PluginRecord) -> None:
         for registry, added in (
@@ -167,7 +164,7 @@ class _Loader:
             (self.transports, record.transports),
         ):
             for name in added:
-                registry._entries.pop(name, None)
+                registry.discard(name)
             added.clear()
         for manager_name in record.manager_names:
             if self.manager.has_plugin(manager_name):

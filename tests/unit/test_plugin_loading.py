@@ -118,8 +118,9 @@ def test_a_package_folder_loads_with_its_sibling_modules_and_version(tmp_path: P
     [
         ("raise RuntimeError('boom at import')", "RuntimeError: boom at import"),
         ("import octo_not_installed_anywhere", "imports 'octo_not_installed_anywhere'"),
+        ("raise SystemExit(3)", "SystemExit: 3"),
     ],
-    ids=["raises", "missing-module"],
+    ids=["raises", "missing-module", "exits"],
 )
 def test_a_folder_plugin_that_fails_to_import_is_reported_and_skipped(
     tmp_path: Path, extra: str, expected: str
