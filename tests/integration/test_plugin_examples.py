@@ -18,9 +18,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 @pytest.mark.parametrize("example", ["greeter", "timed_listening"])
 def test_the_example_plugin_passes_its_tests(example: str) -> None:
     folder = EXAMPLES / example
+    command = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
-        + ["--rootdir", str(folder), str(folder)],
+        [*command, "--rootdir", str(folder), str(folder)],
         cwd=folder,
         capture_output=True,
         text=True,
