@@ -8,10 +8,11 @@ and neither is promised on a build machine; a plugin wheel is simple enough to w
 standard library (PEP 427), reproducibly (sorted entries, fixed times), so the same sources
 always give the same SHA-256. What it reads from ``pyproject.toml``: ``[project]`` ``name``,
 ``version``, ``description``, ``requires-python``, ``dependencies`` and
-``[project.entry-points.*]`` (all static); the packages are the directories with an
-``__init__.py`` under ``src/`` if there is one, else at the top (``tests`` excepted), every file
-in them included (a plugin's target-side code and data files too). ``pip wheel DIR`` builds an
-equivalent wheel where it works.
+``[project.entry-points.*]`` (all static), ``[tool.setuptools] py-modules`` and
+``[tool.setuptools.packages.find] where``; the packages are the directories with an
+``__init__.py`` there (else under ``src/`` if there is one, else at the top; ``tests``
+excepted), every file in them included (a plugin's target-side code and data files too).
+``pip wheel DIR`` builds an equivalent wheel where it works.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -39,16 +41,27 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + digest.decode("ascii")
 
 
-def _packages(source: Path) -> tuple[Path, list[Path]]:
-    base = source / "src" if (source / "src").is_dir() else source
-    packages = [
+def _sources(source: Path, config: dict[str, Any]) -> tuple[Path, list[Path]]:
+    """The folder imports are relative to, and the packages and modules to ship."""
+    setuptools = config.get("tool", {}).get("setuptools", {})
+    where = (
+        setuptools.get("packages", {}).get("find", {}).get("where", [])
+        if isinstance(setuptools.get("packages"), dict)
+        else []
+    )
+    base = source / where[0] if where else source / "src" if (source / "src").is_dir() else source
+    shipped = [base / f"{name}.py" for name in setuptools.get("py-modules", [])]
+    shipped += [
         path
         for path in sorted(base.iterdir())
         if path.is_dir() and (path / "__init__.py").is_file() and path.name != "tests"
     ]
-    if not packages:
-        raise BuildError(f"{source}: no package (a folder with __init__.py) in {base}")
-    return base, packages
+    missing = [path.name for path in shipped if not path.exists()]
+    if missing:
+        raise BuildError(f"{source}: py-modules names files {base} lacks: {', '.join(missing)}")
+    if not shipped:
+        raise BuildError(f"{source}: no package (a folder with __init__.py) or module in {base}")
+    return base, shipped
 
 
 def _metadata(project: dict[str, object]) -> str:
@@ -73,16 +86,17 @@ def build_wheel(source: Path, out: Path) -> Path:
     """Write ``source``'s wheel into ``out`` and return its path."""
     pyproject = source / "pyproject.toml"
     try:
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+        config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        project = config["project"]
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         raise BuildError(f"{pyproject}: no readable [project] table ({exc})") from None
     if "version" in project.get("dynamic", []) or not project.get("version"):
         raise BuildError(f"{pyproject}: the version must be static ([project] version = ...)")
     stem = f"{re.sub(r'[-_.]+', '_', project['name']).lower()}-{project['version']}"
     files: dict[str, bytes] = {}
-    base, packages = _packages(source)
-    for package in packages:
-        for path in sorted(package.rglob("*")):
+    base, shipped = _sources(source, config)
+    for top in shipped:
+        for path in [top] if top.is_file() else sorted(top.rglob("*")):
             if path.is_file() and not SKIPPED_PARTS & set(path.parts) and path.suffix != ".pyc":
                 files[path.relative_to(base).as_posix()] = path.read_bytes()
     dist_info = f"{stem}.dist-info"

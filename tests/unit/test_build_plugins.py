@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.plugin_wheels import FIXTURES, GREETING, builder, fixture_wheel
+from octo_appliance.plugins import create_plugin_manager
+from tests.plugin_wheels import FIXTURES, GREETING, ROOT, builder, fixture_wheel
 
 
 def test_the_same_sources_give_the_same_wheel(tmp_path: Path) -> None:
@@ -57,3 +59,21 @@ def test_the_command_line_prints_each_wheel_and_its_hash(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     path, digest = done.stdout.split()
     assert Path(path).is_file() and len(digest) == 64
+
+
+def test_the_documented_example_builds_into_a_wheel_the_appliance_loads(tmp_path: Path) -> None:
+    """docs/examples/greeter (a single module, ``py-modules``) as the executable takes it."""
+    wheel = builder().build_wheel(ROOT / "docs" / "examples" / "greeter", tmp_path / "plugins")
+    with zipfile.ZipFile(wheel) as archive:
+        assert "octo_greeter.py" in archive.namelist()
+    modules, path = set(sys.modules), list(sys.path)
+    try:
+        plugins = create_plugin_manager(
+            plugin_dirs=[wheel.parent], cache_dir=tmp_path / "cache", load_entry_points=False
+        )
+    finally:
+        for name in set(sys.modules) - modules:
+            del sys.modules[name]
+        sys.path[:] = path
+    row = {r["name"]: r for r in plugins.describe()}["octo-greeter"]
+    assert (row["source"], row["state"], row["step_types"]) == ("wheel", "loaded", ["greet"])
