@@ -13,10 +13,10 @@ from typing import Any
 
 from octo_runner.substitution import TemplateSyntaxError, parse
 
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import StepTypeRegistry
-from octo_appliance.steps.base import (
+from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.steps import (
     FieldProblem,
+    Property,
     RunnerRequest,
     StepContext,
     StepFailed,
@@ -38,6 +38,23 @@ def run_on(properties: dict[str, Any]) -> str:
 class RunScript(StepType):
     name = "run-script"
     summary = "Run an inline script on each target of the step's roles, or on the appliance"
+    properties = (
+        Property("syntax", "string", "The script's language.", required=True, enum=SYNTAXES),
+        Property(
+            "body",
+            "text",
+            "The script; #{...} is substituted per target before it is sent.",
+            required=True,
+            max_length=MAX_BODY_CHARS,
+        ),
+        Property(
+            "run_on",
+            "string",
+            "targets: every target of the step's roles; appliance: once, on the built-in worker.",
+            default="targets",
+            enum=RUN_ON,
+        ),
+    )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         problems = [
@@ -89,6 +106,9 @@ class RunScript(StepType):
             raise StepFailed(
                 f"the script failed on {len(failed)} of {len(runs)} target(s): " + ", ".join(failed)
             )
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

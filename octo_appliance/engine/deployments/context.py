@@ -18,6 +18,7 @@ from octo_appliance.engine.deployments.run import DeploymentRun
 from octo_appliance.engine.deployments.window import effective_window, rolling
 from octo_appliance.engine.tasks import OutputVariable, TargetRef, TaskFailed
 from octo_appliance.engine.variables import Resolved, VariableProblem, substitute_properties
+from octo_appliance.plugin_api.transports import APPLIANCE_WORKER as WORKER
 from octo_appliance.steps.base import (
     InterruptionAnswer,
     MakeRequest,
@@ -32,7 +33,6 @@ from octo_appliance.steps.base import (
     TargetRun,
 )
 from octo_appliance.transports.base import RunnerCommand, TargetAddress
-from octo_appliance.transports.local import WORKER
 
 Attempt = tuple[str, int | None, str, list[OutputValue]]
 
