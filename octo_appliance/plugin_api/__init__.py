@@ -10,8 +10,9 @@ documents every name in ``__all__`` (a test checks it).
 from __future__ import annotations
 
 from octo_appliance.config import Setting
+from octo_appliance.plugin_api import steps, transports
 from octo_appliance.plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
-from octo_appliance.plugin_api.properties import PROPERTY_TYPES, FieldProblem, Property
+from octo_appliance.plugin_api.properties import PROPERTY_TYPES
 from octo_appliance.plugin_api.registry import (
     Registered,
     Registry,
@@ -19,69 +20,32 @@ from octo_appliance.plugin_api.registry import (
     TransportRegistry,
 )
 from octo_appliance.plugin_api.settings import appliance_setting, transport_setting
-from octo_appliance.plugin_api.steps import (
-    InterruptionAnswer,
-    OutputValue,
-    PackageInfo,
-    PackageTransfer,
-    RunnerRequest,
-    StepContext,
-    StepFailed,
-    StepInfo,
-    StepTarget,
-    StepType,
-    TargetRun,
-    property_problems,
+from octo_appliance.plugin_api.steps import *  # noqa: F403
+from octo_appliance.plugin_api.transport_context import (
+    SealingVault,
+    TransportContext,
+    TransportVault,
 )
-from octo_appliance.plugin_api.transport_context import TransportContext, TransportVault
-from octo_appliance.plugin_api.transports import (
-    APPLIANCE_WORKER,
-    NO_OPTIONS,
-    AgentLinks,
-    CallOptions,
-    RunnerCommand,
-    RunnerResult,
-    TargetAddress,
-    Transport,
-)
+from octo_appliance.plugin_api.transports import *  # noqa: F403
 from octo_appliance.plugin_api.version import DECLARATION, PLUGIN_API_VERSION
 
 __all__ = [
-    "APPLIANCE_WORKER",
+    *steps.__all__,
+    *transports.__all__,
     "DECLARATION",
-    "NO_OPTIONS",
     "PLUGIN_API_VERSION",
     "PROJECT_NAME",
     "PROPERTY_TYPES",
-    "AgentLinks",
-    "CallOptions",
-    "FieldProblem",
-    "InterruptionAnswer",
-    "OutputValue",
-    "PackageInfo",
-    "PackageTransfer",
-    "Property",
     "Registered",
     "Registry",
-    "RunnerCommand",
-    "RunnerRequest",
-    "RunnerResult",
+    "SealingVault",
     "Setting",
-    "StepContext",
-    "StepFailed",
-    "StepInfo",
-    "StepTarget",
-    "StepType",
     "StepTypeRegistry",
-    "TargetAddress",
-    "TargetRun",
-    "Transport",
     "TransportContext",
     "TransportRegistry",
     "TransportVault",
     "appliance_setting",
     "hookimpl",
     "hookspec",
-    "property_problems",
     "transport_setting",
 ]

@@ -9,9 +9,9 @@ malformed setting declarations.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_api.properties import check_schema
@@ -39,6 +39,9 @@ class Registry(Generic[T]):
 
     kind: str
     base: type[T]
+    #: the class attribute holding what the class declares, and its check (a problem or None)
+    declaration: str
+    check_declaration: Callable[[object], str | None]
     _entries: dict[str, Registered[T]] = field(default_factory=dict)
     #: set by the plugin manager around each plugin's hook call
     current_plugin: str = "?"
@@ -67,7 +70,14 @@ class Registry(Generic[T]):
         self._entries[name] = Registered(name, cls, self.current_plugin)
 
     def check(self, cls: type[T]) -> None:
-        """What a registry of this kind checks beyond the name (its declarations)."""
+        """Refuse a malformed declaration (a schema, settings) when the class is added."""
+        problem = self.check_declaration(getattr(cls, self.declaration))
+        if problem:
+            raise PluginError(
+                f"plugin {self.current_plugin}: {self.kind} '{getattr(cls, 'name', '?')}' "
+                f"declares bad {self.declaration}: {problem}",
+                hint="see docs/plugins.md for how to declare them",
+            )
 
     def get(self, name: str) -> type[T]:
         return self._entries[name].cls
@@ -85,32 +95,16 @@ class Registry(Generic[T]):
         """Forget ``name``: the loader undoes what a plugin that failed half-way added."""
         self._entries.pop(name, None)
 
-    def _refuse(self, cls: type[Any], problem: str) -> PluginError:
-        return PluginError(
-            f"plugin {self.current_plugin}: {self.kind} '{cls.name}' {problem}",
-            hint="see docs/plugins.md for how to declare it",
-        )
-
 
 class StepTypeRegistry(Registry[StepType]):
     """Filled by ``register_step_types`` hooks; checks each step type's property schema."""
 
     def __init__(self) -> None:
-        super().__init__("step type", StepType)
-
-    def check(self, cls: type[StepType]) -> None:
-        problem = check_schema(cls.properties)
-        if problem:
-            raise self._refuse(cls, f"declares bad properties: {problem}")
+        super().__init__("step type", StepType, "properties", check_schema)
 
 
 class TransportRegistry(Registry[Transport]):
     """Filled by ``register_transports`` hooks; checks each transport's declared settings."""
 
     def __init__(self) -> None:
-        super().__init__("transport", Transport)
-
-    def check(self, cls: type[Transport]) -> None:
-        problem = check_declarations(cls.settings)
-        if problem:
-            raise self._refuse(cls, f"declares bad settings: {problem}")
+        super().__init__("transport", Transport, "settings", check_declarations)

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from octo_appliance.exceptions import OctoError
-from octo_appliance.plugin_api.properties import FieldProblem as FieldProblem
-from octo_appliance.plugin_api.properties import Property as Property
-from octo_appliance.plugin_api.properties import schema_problems
+from octo_appliance.plugin_api.properties import FieldProblem, Property, schema_problems
 
 #: states a target can end a step in (see docs/deployments.md, Execution)
 TARGET_RUN_STATES: tuple[str, ...] = ("success", "failed", "skipped", "excluded", "canceled")
@@ -264,3 +262,24 @@ def property_problems(step_type: StepType, properties: dict[str, Any]) -> list[F
         if problem.field.split(".")[0] not in reported:
             found.append(problem)
     return found
+
+
+__all__ = [
+    "TARGET_RUN_STATES",
+    "TRANSFER_MODES",
+    "FieldProblem",
+    "InterruptionAnswer",
+    "MakeRequest",
+    "OutputValue",
+    "PackageInfo",
+    "PackageTransfer",
+    "Property",
+    "RunnerRequest",
+    "StepContext",
+    "StepFailed",
+    "StepInfo",
+    "StepTarget",
+    "StepType",
+    "TargetRun",
+    "property_problems",
+]

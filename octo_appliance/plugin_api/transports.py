@@ -18,6 +18,7 @@ to disk in the clear to reach a target.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,20 @@ class CallOptions:
     download_dir: Path | None = None
     #: seconds the call may take; None: the comms default
     timeout: float | None = None
+
+    def limited(self, seconds: float) -> CallOptions:
+        """These options with the call's time at most ``seconds``."""
+        timeout = seconds if self.timeout is None else min(self.timeout, seconds)
+        return dataclasses.replace(self, timeout=timeout)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of a comms call (``Connection.call``, ``PollingHub.call``)."""
+        return {
+            "on_event": self.on_event,
+            "upload": self.upload,
+            "download_dir": self.download_dir,
+            "timeout": self.timeout,
+        }
 
 
 NO_OPTIONS = CallOptions()
@@ -281,3 +296,16 @@ async def _length_of(content: UploadSource, length: int | None) -> int:
     if isinstance(content, str | os.PathLike):
         return (await asyncio.to_thread(os.stat, content)).st_size
     raise ValueError("upload() needs length= when the content is an opener")
+
+
+__all__ = [
+    "APPLIANCE_WORKER",
+    "NO_OPTIONS",
+    "AgentLinks",
+    "CallOptions",
+    "EventSink",
+    "RunnerCommand",
+    "RunnerResult",
+    "TargetAddress",
+    "Transport",
+]

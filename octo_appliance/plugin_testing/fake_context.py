@@ -15,22 +15,11 @@ from typing import Any
 
 from octo_runner.substitution import substitute
 
-from octo_appliance.plugin_api.steps import (
-    InterruptionAnswer,
-    MakeRequest,
-    PackageInfo,
-    PackageTransfer,
-    RunnerRequest,
-    StepContext,
-    StepFailed,
-    StepInfo,
-    StepTarget,
-    TargetRun,
-)
+from octo_appliance.plugin_api import steps as api
 
 #: how a test scripts one target's outcome: (the target, or None for the appliance, and the
 #: request) -> the run; the default succeeds everywhere
-Respond = Callable[[StepTarget | None, RunnerRequest], TargetRun]
+Respond = Callable[[api.StepTarget | None, api.RunnerRequest], api.TargetRun]
 
 
 @dataclass(frozen=True)
@@ -42,7 +31,7 @@ class Question:
     instructions: str
     teams: tuple[str, ...]
     options: tuple[str, ...]
-    target: StepTarget | None
+    target: api.StepTarget | None
 
 
 @dataclass(frozen=True)
@@ -52,36 +41,36 @@ class LogLine:
     target: str | None
 
 
-def succeed(target: StepTarget | None, request: RunnerRequest) -> TargetRun:
+def succeed(target: api.StepTarget | None, request: api.RunnerRequest) -> api.TargetRun:
     """The default response: the command succeeded (the appliance shows as ``appliance``)."""
-    where = target or StepTarget("appliance", "appliance")
-    return TargetRun(where, "success", exit_code=0, attempts=1)
+    where = target or api.StepTarget("appliance", "appliance")
+    return api.TargetRun(where, "success", exit_code=0, attempts=1)
 
 
 @dataclass
-class FakeStepContext(StepContext):
+class FakeStepContext(api.StepContext):
     """What a step type's ``execute`` is given, faked (see the module docstring)."""
 
-    step: StepInfo
-    targets: Sequence[StepTarget] = ()
+    step: api.StepInfo
+    targets: Sequence[api.StepTarget] = ()
     force: bool = False
     variables: Mapping[str, str] = field(default_factory=dict)
     respond: Respond = succeed
-    packages: Mapping[str, PackageInfo] = field(default_factory=dict)
+    packages: Mapping[str, api.PackageInfo] = field(default_factory=dict)
     #: answers given, in order, to the questions the step asks
-    answers: list[InterruptionAnswer] = field(default_factory=list)
+    answers: list[api.InterruptionAnswer] = field(default_factory=list)
     #: what the step asked, for the test's assertions
-    requests: list[tuple[StepTarget | None, RunnerRequest]] = field(default_factory=list)
-    transfers: list[tuple[PackageInfo, bool]] = field(default_factory=list)
+    requests: list[tuple[api.StepTarget | None, api.RunnerRequest]] = field(default_factory=list)
+    transfers: list[tuple[api.PackageInfo, bool]] = field(default_factory=list)
     questions: list[Question] = field(default_factory=list)
     lines: list[LogLine] = field(default_factory=list)
 
     @classmethod
     def for_step(cls, step_type: str, properties: dict[str, Any], **fields: Any) -> FakeStepContext:
         """A context for a step named after its type with these properties."""
-        return cls(StepInfo(name=step_type, type=step_type, properties=properties), **fields)
+        return cls(api.StepInfo(name=step_type, type=step_type, properties=properties), **fields)
 
-    def properties_for(self, target: StepTarget | None) -> dict[str, Any]:
+    def properties_for(self, target: api.StepTarget | None) -> dict[str, Any]:
         return {key: self._substituted(value) for key, value in self.step.properties.items()}
 
     def _substituted(self, value: Any) -> Any:
@@ -94,8 +83,8 @@ class FakeStepContext(StepContext):
         return value
 
     async def run_on_targets(
-        self, make_request: MakeRequest, window: int | None = None
-    ) -> list[TargetRun]:
+        self, make_request: api.MakeRequest, window: int | None = None
+    ) -> list[api.TargetRun]:
         runs = []
         for target in self.targets:
             request = make_request(target)
@@ -103,23 +92,23 @@ class FakeStepContext(StepContext):
             runs.append(self.respond(target, request))
         return runs
 
-    async def run_on_appliance(self, request: RunnerRequest) -> TargetRun:
+    async def run_on_appliance(self, request: api.RunnerRequest) -> api.TargetRun:
         self.requests.append((None, request))
         return self.respond(None, request)
 
-    def package(self, package_id: str) -> PackageInfo:
+    def package(self, package_id: str) -> api.PackageInfo:
         if package_id not in self.packages:
-            raise StepFailed(f"the release pinned no version of package {package_id}")
+            raise api.StepFailed(f"the release pinned no version of package {package_id}")
         return self.packages[package_id]
 
     async def acquire_package(
-        self, package: PackageInfo, *, appliance: bool = False, wait: bool = True
-    ) -> list[PackageTransfer]:
+        self, package: api.PackageInfo, *, appliance: bool = False, wait: bool = True
+    ) -> list[api.PackageTransfer]:
         self.transfers.append((package, appliance))
         if not wait:
             return []
-        where = [StepTarget("appliance", "appliance")] if appliance else list(self.targets)
-        return [PackageTransfer(target, "full", package.size) for target in where]
+        where = [api.StepTarget("appliance", "appliance")] if appliance else list(self.targets)
+        return [api.PackageTransfer(target, "full", package.size) for target in where]
 
     async def interrupt(
         self,
@@ -128,8 +117,8 @@ class FakeStepContext(StepContext):
         instructions: str,
         teams: Sequence[str],
         options: Sequence[str],
-        target: StepTarget | None = None,
-    ) -> InterruptionAnswer:
+        target: api.StepTarget | None = None,
+    ) -> api.InterruptionAnswer:
         self.questions.append(
             Question(kind, title, instructions, tuple(teams), tuple(options), target)
         )
@@ -137,5 +126,5 @@ class FakeStepContext(StepContext):
             raise AssertionError(f"the step asked {title!r}; give FakeStepContext answers=[...]")
         return self.answers.pop(0)
 
-    def log(self, level: str, message: str, target: StepTarget | None = None) -> None:
+    def log(self, level: str, message: str, target: api.StepTarget | None = None) -> None:
         self.lines.append(LogLine(level, message, target.name if target else None))

@@ -3,38 +3,5 @@
 
 from __future__ import annotations
 
-from octo_appliance.plugin_api.steps import (
-    TARGET_RUN_STATES,
-    TRANSFER_MODES,
-    FieldProblem,
-    InterruptionAnswer,
-    MakeRequest,
-    OutputValue,
-    PackageInfo,
-    PackageTransfer,
-    RunnerRequest,
-    StepContext,
-    StepFailed,
-    StepInfo,
-    StepTarget,
-    StepType,
-    TargetRun,
-)
-
-__all__ = [
-    "TARGET_RUN_STATES",
-    "TRANSFER_MODES",
-    "FieldProblem",
-    "InterruptionAnswer",
-    "MakeRequest",
-    "OutputValue",
-    "PackageInfo",
-    "PackageTransfer",
-    "RunnerRequest",
-    "StepContext",
-    "StepFailed",
-    "StepInfo",
-    "StepTarget",
-    "StepType",
-    "TargetRun",
-]
+from octo_appliance.plugin_api.steps import *  # noqa: F403
+from octo_appliance.plugin_api.steps import __all__ as __all__

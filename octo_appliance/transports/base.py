@@ -3,24 +3,5 @@
 
 from __future__ import annotations
 
-from octo_appliance.plugin_api.transports import (
-    NO_OPTIONS,
-    AgentLinks,
-    CallOptions,
-    EventSink,
-    RunnerCommand,
-    RunnerResult,
-    TargetAddress,
-    Transport,
-)
-
-__all__ = [
-    "NO_OPTIONS",
-    "AgentLinks",
-    "CallOptions",
-    "EventSink",
-    "RunnerCommand",
-    "RunnerResult",
-    "TargetAddress",
-    "Transport",
-]
+from octo_appliance.plugin_api.transports import *  # noqa: F403
+from octo_appliance.plugin_api.transports import __all__ as __all__

@@ -23,14 +23,7 @@ class ListeningTransport(Transport):
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
         conn = await self.network.listening_connection(target)
-        return await conn.call(
-            method,
-            params,
-            on_event=options.on_event,
-            upload=options.upload,
-            download_dir=options.download_dir,
-            timeout=options.timeout,
-        )
+        return await conn.call(method, params, **options.as_kwargs())
 
 
 OCTO_PLUGIN_API = PLUGIN_API_VERSION

@@ -28,10 +28,7 @@ class PollingTransport(Transport):
             method,
             params,
             pickup_timeout=self.network.pickup_timeout,
-            on_event=options.on_event,
-            upload=options.upload,
-            download_dir=options.download_dir,
-            timeout=options.timeout,
+            **options.as_kwargs(),
         )
 
 

@@ -186,6 +186,24 @@ def test_the_plugin_api_imports_no_builtin_and_no_loader() -> None:
     assert offenders == []
 
 
+def test_the_engine_reaches_built_ins_through_the_registry_only() -> None:
+    """The engine, the API and the services import no built-in step type or transport: they
+    reach them (the built-in worker included) by name through the registries, as a plugin's."""
+    builtins = ("octo_appliance.steps", "octo_appliance.transports")
+    allowed = ("octo_appliance.steps.base", "octo_appliance.transports.base")
+    allowed += ("octo_appliance.transports.network",)  # the agent network, not a transport
+    offenders = [
+        f"{module} -> {name}"
+        for module, path in MODULES.items()
+        if is_within(module, ("octo_appliance.engine", "octo_appliance.api"))
+        or module == "octo_appliance.background"
+        for name in imported(module, path)
+        if is_within(name, builtins) and not is_within(name, allowed) and name not in builtins
+    ]
+
+    assert offenders == []
+
+
 def test_runner_uses_the_standard_library_only() -> None:
     offenders = [
         f"{module} -> {name}"

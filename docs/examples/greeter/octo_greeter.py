@@ -7,30 +7,19 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from octo_appliance.plugin_api import (
-    PLUGIN_API_VERSION,
-    FieldProblem,
-    Property,
-    RunnerRequest,
-    StepContext,
-    StepFailed,
-    StepTarget,
-    StepType,
-    StepTypeRegistry,
-    hookimpl,
-)
+import octo_appliance.plugin_api as octo
 
 #: the plugin API version this plugin was written for
-OCTO_PLUGIN_API = PLUGIN_API_VERSION
+OCTO_PLUGIN_API = octo.PLUGIN_API_VERSION
 
 
-class Greet(StepType):
+class Greet(octo.StepType):
     name = "greet"
     summary = "Print a greeting on each target (or on the appliance)"
     properties = (
-        Property("greeting", "string", "What to say; #{...} is substituted.", required=True),
-        Property("shout", "boolean", "Say it in capitals.", default=False),
-        Property(
+        octo.Property("greeting", "string", "What to say; #{...} is substituted.", required=True),
+        octo.Property("shout", "boolean", "Say it in capitals.", default=False),
+        octo.Property(
             "run_on",
             "string",
             "targets: each target of the step's roles; appliance: the built-in worker.",
@@ -39,10 +28,10 @@ class Greet(StepType):
         ),
     )
 
-    def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
+    def validate(self, properties: dict[str, Any]) -> list[octo.FieldProblem]:
         # what a schema cannot say: the schema already checked types and required fields
         if "\x00" in str(properties.get("greeting", "")):
-            return [FieldProblem("greeting", "must not contain NUL characters")]
+            return [octo.FieldProblem("greeting", "must not contain NUL characters")]
         return []
 
     def targets_machines(self, properties: dict[str, Any]) -> bool:
@@ -51,29 +40,29 @@ class Greet(StepType):
     def runs_on_appliance(self, properties: dict[str, Any]) -> bool:
         return properties.get("run_on") == "appliance"
 
-    async def execute(self, ctx: StepContext) -> None:
-        def request(target: StepTarget | None) -> RunnerRequest:
+    async def execute(self, ctx: octo.StepContext) -> None:
+        def request(target: octo.StepTarget | None) -> octo.RunnerRequest:
             values = ctx.properties_for(target)
             text = str(values["greeting"])
             if values.get("shout"):
                 text = text.upper()
             body = f"echo {shlex.quote(text)}"
-            return RunnerRequest(
+            return octo.RunnerRequest(
                 "run-script", {"syntax": "bash", "body": body, "substitute": False}
             )
 
         if self.runs_on_appliance(ctx.step.properties):
             run = await ctx.run_on_appliance(request(None))
             if not run.succeeded:
-                raise StepFailed(f"the greeting failed on the appliance: {run.message}")
+                raise octo.StepFailed(f"the greeting failed on the appliance: {run.message}")
             return
         runs = await ctx.run_on_targets(request)
         failed = [run.target.name for run in runs if not run.succeeded]
         if failed:
-            raise StepFailed("the greeting failed on " + ", ".join(failed))
+            raise octo.StepFailed("the greeting failed on " + ", ".join(failed))
         ctx.log("info", f"greeted {len(runs)} target(s)")
 
 
-@hookimpl
-def register_step_types(registry: StepTypeRegistry) -> None:
+@octo.hookimpl
+def register_step_types(registry: octo.StepTypeRegistry) -> None:
     registry.add(Greet)

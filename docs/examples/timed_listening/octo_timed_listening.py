@@ -48,16 +48,8 @@ class TimedListening(Transport):
         params: dict[str, Any],
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
-        timeout = self.limit if options.timeout is None else min(options.timeout, self.limit)
         connection = await self.context.agents.listening_connection(target)
-        return await connection.call(
-            method,
-            params,
-            on_event=options.on_event,
-            upload=options.upload,
-            download_dir=options.download_dir,
-            timeout=timeout,
-        )
+        return await connection.call(method, params, **options.limited(self.limit).as_kwargs())
 
 
 @hookimpl
