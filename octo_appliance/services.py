@@ -27,6 +27,7 @@ from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.storage import incoming_dir, sweep_incoming
+from octo_appliance.steps.target_code import BundleStore, plugin_bundles_dir
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
@@ -77,6 +78,7 @@ async def start_services(appliance: Appliance) -> Services:
     runner = await asyncio.to_thread(appliance.runner_build)
     cert = await asyncio.to_thread(appliance.server_certificate)
     identity = load_identity(cert.cert_file, cert.key_file, cert.key_password)
+    bundles = BundleStore(plugin_bundles_dir(appliance.data_dir))
     network = AgentNetwork(
         identity,
         runner,
@@ -88,6 +90,7 @@ async def start_services(appliance: Appliance) -> Services:
             max_pending_handshakes_per_address=config.max_pending_handshakes_per_address,
         ),
         pickup_timeout=config.pickup_timeout_seconds,
+        bundles=bundles,
     )
     host, port = parse_host_port(config.polling_listen)
     try:
@@ -129,6 +132,7 @@ async def start_services(appliance: Appliance) -> Services:
             delta_max_bytes=config.delta_max_mb * MIB,
             spool_dir=spool_dir(appliance.data_dir),
         ),
+        bundles=bundles,
     )
     kinds.register(deployments.KIND, deployments.make_deployment_handler(deployment_services))
     engine = TaskEngine(

@@ -11,7 +11,7 @@ database or a transport; that keeps a third-party step working across engine cha
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -214,6 +214,20 @@ class StepContext(ABC):
         """A task log line (masked); levels: verbose, info, highlight, warning, error."""
 
 
+@dataclass(frozen=True)
+class TargetCode:
+    """Runner commands a step type ships to its targets (docs/plugins.md, "Code on the
+    target"): the folder of ``package`` (an importable package of the plugin, standard
+    library and ``octo_runner.plugin_api`` only) is bundled into a zip named by its SHA-256,
+    which agents fetch once and cache, and the runner loads from there."""
+
+    #: dotted name of the package whose folder is shipped, e.g. ``octo_http_check.target``
+    package: str
+    #: command name -> ``module:function`` within ``package`` (``probe:run``); a step's
+    #: :class:`RunnerRequest` names the command, the engine adds the bundle
+    commands: Mapping[str, str]
+
+
 class StepType:
     """Base class of step types. Subclasses set ``name`` and ``summary``.
 
@@ -226,6 +240,9 @@ class StepType:
     #: properties the engine leaves as written because the runner substitutes them when it
     #: runs them, with variables only it knows (``deploy-package``'s scripts, as Calamari)
     runner_substituted: ClassVar[frozenset[str]] = frozenset()
+    #: runner commands this step type brings to its targets (None: it uses the built-in
+    #: commands only); see :class:`TargetCode`
+    target_code: ClassVar[TargetCode | None] = None
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         return []

@@ -29,6 +29,7 @@ from octo_appliance.comms import CallFailed, UploadSource
 if TYPE_CHECKING:
     from octo_appliance.comms import Connection, PollingHub, Response
     from octo_appliance.runner_bundle import RunnerBuild
+    from octo_appliance.steps.target_code import PluginBundle
 
 #: Called with each runner event (``{"type": "log", ...}``) as it arrives.
 EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
@@ -74,6 +75,8 @@ class RunnerCommand:
     variables: list[dict[str, Any]] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
     exclusive: bool = True
+    #: the step plugin's bundle the command comes from (None: a built-in command)
+    plugin: PluginBundle | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,8 @@ class Transport:
             "context": command.context,
             "exclusive": command.exclusive,
         }
+        if command.plugin is not None:
+            params["plugin"] = command.plugin.as_param()
         response = await self.call(
             target, contract.RUNNER_RUN, params, CallOptions(on_event=on_event)
         )
