@@ -83,9 +83,7 @@ def test_a_plugin_command_without_its_bundle_is_unknown(
     assert "unknown command 'sample-greet'" in result.result["message"]
 
 
-def test_a_bundle_for_another_api_version_is_refused(
-    run_runner: RunRunner, tmp_path: Path
-) -> None:
+def test_a_bundle_for_another_api_version_is_refused(run_runner: RunRunner, tmp_path: Path) -> None:
     bundle = tmp_path / "b.zip"
     with zipfile.ZipFile(bundle, "w") as archive:
         archive.writestr("octo-commands.json", json.dumps({"api": 99, "commands": {}}))
