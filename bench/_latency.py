@@ -28,6 +28,7 @@ from _fleet import reserve_ports  # noqa: E402
 
 from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
 from octo_appliance.comms import CommsSettings, Identity, generate_identity  # noqa: E402
+from octo_appliance.plugin_api.transport_context import agent_context  # noqa: E402
 from octo_appliance.runner_bundle import RunnerBuild  # noqa: E402
 from octo_appliance.transports.base import TargetAddress, Transport  # noqa: E402
 from octo_appliance.transports.listening import ListeningTransport  # noqa: E402
@@ -157,11 +158,11 @@ async def measure(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[
         p_id, l_id = poller.load_identity(), listener.load_identity()
         targets = {
             "polling": (
-                PollingTransport(network),
+                PollingTransport(agent_context("polling", network)),
                 TargetAddress("tgt_p", "poll-1", "polling", thumbprint=p_id.thumbprint),
             ),
             "listening": (
-                ListeningTransport(network),
+                ListeningTransport(agent_context("listening", network)),
                 TargetAddress(
                     "tgt_l",
                     "listen-1",

@@ -337,6 +337,9 @@ def _declared() -> tuple[Setting, ...]:
 
 SETTINGS: tuple[Setting, ...] = _declared()
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+#: tables of the config file that plugins' declarations check, not this module
+#: (``[transports.NAME]``: a transport's declared settings, docs/plugins.md)
+PLUGIN_TABLES = ("transports",)
 
 
 def resolve_data_dir(flag_value: str | None, environ: Mapping[str, str] | None = None) -> Path:
@@ -352,13 +355,22 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}", hint="fix or remove it") from None
-    unknown = sorted(set(raw) - set(SETTINGS_BY_NAME))
+    unknown = sorted(set(raw) - set(SETTINGS_BY_NAME) - set(PLUGIN_TABLES))
     if unknown:
         raise ConfigError(
             f"{path} names unknown settings: {', '.join(unknown)}",
             hint="see docs/configuration.md for the list",
         )
     return raw
+
+
+def config_table(config: Config, name: str) -> dict[str, Any]:
+    """One of :data:`PLUGIN_TABLES` from the data dir's config file (empty when absent);
+    its keys are checked by whoever declares them (plugin_api/settings.py)."""
+    table = _read_config_file(config.data_path / CONFIG_FILE_NAME).get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config.data_path / CONFIG_FILE_NAME}: {name} is not a table")
+    return table
 
 
 def load_config(

@@ -1,44 +1,8 @@
-"""The hooks a plugin may implement (pluggy project ``octo_appliance``).
-
-A plugin is any module or object with functions decorated by :data:`hookimpl`. Built-in step
-types and transports are registered exactly like third-party ones: the appliance imports their
-modules and hands them to the plugin manager (see :mod:`octo_appliance.plugins`).
-
-Registration goes through registry objects rather than return values so that a plugin can add
-several things at once and so the registry can reject a duplicate name *at start*, naming both
-plugins involved.
-"""
+"""The hooks, kept at their old import path: they live in
+:mod:`octo_appliance.plugin_api.hookspecs`, which plugins should import."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from octo_appliance.plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 
-import pluggy
-
-if TYPE_CHECKING:
-    from octo_appliance.plugins import StepTypeRegistry, TransportRegistry
-
-PROJECT_NAME = "octo_appliance"
-
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-#: Decorate plugin functions with this: ``@hookimpl def register_step_types(registry): ...``
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
-
-@hookspec
-def register_step_types(registry: StepTypeRegistry) -> None:
-    """Add step types with ``registry.add(StepTypeClass)``.
-
-    A step type is a subclass of :class:`octo_appliance.steps.base.StepType` with a unique
-    ``name`` (lower-case, dashes). Adding a name that another plugin already added stops the
-    appliance at start with an error naming both plugins.
-    """
-
-
-@hookspec
-def register_transports(registry: TransportRegistry) -> None:
-    """Add transports with ``registry.add(TransportClass)``.
-
-    A transport is a subclass of :class:`octo_appliance.transports.base.Transport`: how the
-    engine reaches a target (``listening``, ``polling``, ``ssh``, ...). Names are unique.
-    """
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]

@@ -1,100 +1,41 @@
-"""The plugin-manager factory and the registries plugins fill.
+"""The plugin-manager factory: loads plugins and has them fill the registries.
 
 Nothing happens at import time: :func:`create_plugin_manager` builds a manager, registers the
 built-in modules, loads ``octo_appliance`` entry points and the data dir's ``plugins/`` folder,
-checks for misspelt hooks, then asks every plugin to fill the registries.
+checks each plugin's declared plugin API version and for misspelt hooks, then asks every plugin
+to fill the registries. What plugins import (registries, hooks, interfaces) is the plugin API,
+:mod:`octo_appliance.plugin_api`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import pluggy
 
-from octo_appliance import hookspecs, steps, transports
+from octo_appliance import steps, transports
 from octo_appliance.exceptions import PluginError
-from octo_appliance.steps.base import StepType
-from octo_appliance.transports.base import Transport
+from octo_appliance.plugin_api import hookspecs
+from octo_appliance.plugin_api.registry import Registry, StepTypeRegistry, TransportRegistry
+from octo_appliance.plugin_api.version import check_api_version
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Plugins",
+    "StepTypeRegistry",
+    "TransportRegistry",
+    "builtin_modules",
+    "create_plugin_manager",
+]
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Registered(Generic[T]):
-    """What a registry holds for one name: the class and the plugin that added it."""
-
-    name: str
-    cls: type[T]
-    plugin: str
-
-
-@dataclass
-class _Registry(Generic[T]):
-    """Name -> class, rejecting duplicates and malformed names with the plugins named."""
-
-    kind: str
-    base: type[T]
-    _entries: dict[str, Registered[T]] = field(default_factory=dict)
-    _current_plugin: str = "?"
-
-    def add(self, cls: type[T]) -> None:
-        """Register ``cls`` under its ``name`` attribute."""
-        if not (isinstance(cls, type) and issubclass(cls, self.base)):
-            raise PluginError(
-                f"plugin {self._current_plugin} added {cls!r} as a {self.kind}, "
-                f"which is not a subclass of {self.base.__module__}.{self.base.__name__}"
-            )
-        name = getattr(cls, "name", "")
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise PluginError(
-                f"plugin {self._current_plugin} added a {self.kind} with invalid name {name!r}",
-                hint="names are lower-case words joined by dashes, like run-script",
-            )
-        if name in self._entries:
-            first = self._entries[name].plugin
-            raise PluginError(
-                f"{self.kind} '{name}' is registered twice: by {first} and by "
-                f"{self._current_plugin}",
-                hint="uninstall or rename one of the two plugins",
-            )
-        self._entries[name] = Registered(name, cls, self._current_plugin)
-
-    def get(self, name: str) -> type[T]:
-        return self._entries[name].cls
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._entries
-
-    def __iter__(self) -> Iterator[Registered[T]]:
-        return iter(sorted(self._entries.values(), key=lambda r: r.name))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class StepTypeRegistry(_Registry[StepType]):
-    """Filled by ``register_step_types`` hooks."""
-
-    def __init__(self) -> None:
-        super().__init__("step type", StepType)
-
-
-class TransportRegistry(_Registry[Transport]):
-    """Filled by ``register_transports`` hooks."""
-
-    def __init__(self) -> None:
-        super().__init__("transport", Transport)
 
 
 @dataclass
@@ -176,6 +117,9 @@ def create_plugin_manager(
     for index, plugin in enumerate(extra_plugins):
         name = getattr(plugin, "__name__", None) or f"extra-{index}"
         manager.register(plugin, name=name)
+    for name, plugin in manager.list_name_plugin():
+        if plugin is not None:
+            check_api_version(name, plugin)
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -190,10 +134,10 @@ def create_plugin_manager(
     return Plugins(manager, step_types, transport_registry)
 
 
-def _fill(manager: pluggy.PluginManager, hook_name: str, registry: _Registry[Any]) -> None:
+def _fill(manager: pluggy.PluginManager, hook_name: str, registry: Registry[Any]) -> None:
     """Call each plugin's hook separately so the registry knows who added what."""
     caller = getattr(manager.hook, hook_name)
     for impl in caller.get_hookimpls():
-        registry._current_plugin = impl.plugin_name
+        registry.current_plugin = impl.plugin_name
         impl.function(**{arg: registry for arg in impl.argnames})
-    registry._current_plugin = "?"
+    registry.current_plugin = "?"

@@ -3,8 +3,10 @@
 - the removal of partial package uploads a crash left behind;
 - the runner build the appliance serves to agents;
 - the agent network: the polling listener, listening-agent connections, agent trust;
-- the task engine with its task kinds (script console, health checks, deployments), the
-  built-in worker (the ``local`` transport) and package acquisition from the feed;
+- the transports, each built with its context and declared settings (the built-in worker,
+  the ``local`` transport, like any other) and started;
+- the task engine with its task kinds (script console, health checks, deployments) and
+  package acquisition from the feed;
 - the health-check schedule.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +30,10 @@ from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.storage import incoming_dir, sweep_incoming
+from octo_appliance.plugin_api import Transport, TransportContext
+from octo_appliance.plugin_api.settings import resolve_settings
+from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.steps.target_code import BundleStore, plugin_bundles_dir
-from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
@@ -69,7 +74,35 @@ def appliance_secrets(appliance: Appliance, tls_key: Path) -> dict[str, Path]:
     return secrets
 
 
-async def start_services(appliance: Appliance) -> Services:
+def build_transports(
+    appliance: Appliance,
+    network: AgentNetwork,
+    runner: RunnerBuild,
+    protected: dict[str, Path],
+    testing: bool = False,
+) -> dict[str, Transport]:
+    """Every registered transport, built with its context: its declared settings read and
+    checked, the agent network for agent transports only (docs/plugins.md)."""
+    built: dict[str, Transport] = {}
+    for entry in appliance.plugins.transports:
+        context = TransportContext(
+            entry.name,
+            runner,
+            resolve_settings(entry.name, entry.cls.settings, appliance.config, os.environ),
+            data_dir=appliance.data_dir,
+            sealing=appliance.vault,
+            protected_paths=protected,
+            testing=testing,
+            agent_network=network if entry.cls.agent_transport else None,
+        )
+        built[entry.name] = entry.cls(context)
+    return built
+
+
+async def start_services(appliance: Appliance, *, testing: bool = False) -> Services:
+    """Start everything that runs beside the server. ``testing`` (``octo_appliance.testing``
+    only): transports are told so in their context (the built-in worker then runs as the
+    test's own user)."""
     config = appliance.config
     # no upload runs yet: whatever is in the feed's .incoming was left by a crash
     removed = await asyncio.to_thread(sweep_incoming, appliance.data_dir, 0)
@@ -105,18 +138,12 @@ async def start_services(appliance: Appliance) -> Services:
     appliance.target_listeners.append(lambda: network.reload_trust_soon(loop))
 
     dispatcher = Dispatcher(
-        {entry.name: entry.cls(network) for entry in appliance.plugins.transports}
-    )
-    local = dispatcher.transports.get(LocalTransport.name)
-    if isinstance(local, LocalTransport):
-        worker_dir = config.worker_dir or default_worker_dir(appliance.data_dir)
-        await asyncio.to_thread(
-            local.configure,
-            enabled=config.builtin_worker,
-            root=Path(worker_dir).absolute(),
-            user=config.worker_user,
-            secrets=appliance_secrets(appliance, cert.key_file),
+        build_transports(
+            appliance, network, runner, appliance_secrets(appliance, cert.key_file), testing
         )
+    )
+    for transport in dispatcher.transports.values():
+        await transport.start()
     kinds = TaskKindRegistry()
     kinds.register(console.KIND, console.make_script_handler(dispatcher))
     kinds.register(health.KIND, health.make_health_handler(dispatcher))

@@ -24,9 +24,8 @@ from typing import Any
 
 from octo_runner.substitution import TemplateSyntaxError, parse
 
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import StepTypeRegistry
-from octo_appliance.steps.base import (
+from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.steps import (
     FieldProblem,
     PackageInfo,
     RunnerRequest,
@@ -212,6 +211,9 @@ class DeployPackage(StepType):
             "force": ctx.force,
             "keep_releases": values.get("keep_releases"),
         }
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

@@ -11,9 +11,8 @@ from typing import Any
 
 from octo_runner.substitution import TemplateSyntaxError, parse
 
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import StepTypeRegistry
-from octo_appliance.steps.base import FieldProblem, StepContext, StepFailed, StepType
+from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.steps import FieldProblem, StepContext, StepFailed, StepType
 
 KIND = "manual-intervention"
 APPROVE, REJECT = "approve", "reject"
@@ -70,6 +69,9 @@ class ManualIntervention(StepType):
             notes = f": {answer.notes}" if answer.notes else ""
             who = answer.submitted_by or "someone"
             raise StepFailed(f"{ctx.step.name} was rejected by {who}{notes}")
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

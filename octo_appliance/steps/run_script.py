@@ -13,9 +13,8 @@ from typing import Any
 
 from octo_runner.substitution import TemplateSyntaxError, parse
 
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import StepTypeRegistry
-from octo_appliance.steps.base import (
+from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.steps import (
     FieldProblem,
     RunnerRequest,
     StepContext,
@@ -89,6 +88,9 @@ class RunScript(StepType):
             raise StepFailed(
                 f"the script failed on {len(failed)} of {len(runs)} target(s): " + ", ".join(failed)
             )
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from octo_runner.commands import COMMANDS as BUILTIN_COMMANDS
@@ -30,27 +29,13 @@ from octo_runner.plugin_api import API_VERSION
 from octo_runner.plugin_bundle import MANIFEST
 
 from octo_appliance.exceptions import PluginError
+from octo_appliance.plugin_api.steps import TargetCode
+from octo_appliance.plugin_api.transports import PluginBundle
 from octo_appliance.runner_bundle import zip_members
-from octo_appliance.steps.base import TargetCode
 
 _COMMAND_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
-
-
-@dataclass(frozen=True)
-class PluginBundle:
-    """One built bundle: the step type it belongs to, its SHA-256, where it lies."""
-
-    name: str
-    sha256: str
-    path: Path
-    size: int
-    commands: frozenset[str]
-
-    def as_param(self) -> dict[str, str]:
-        """What ``runner.run`` names it by (``plugin`` parameter, docs/agent.md)."""
-        return {"name": self.name, "sha256": self.sha256}
 
 
 def package_folder(package: str) -> Path:

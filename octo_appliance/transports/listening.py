@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from octo_appliance.comms import Response
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import TransportRegistry
-from octo_appliance.transports.base import NO_OPTIONS, CallOptions, TargetAddress, Transport
+from octo_appliance.plugin_api import PLUGIN_API_VERSION, TransportRegistry, hookimpl
+from octo_appliance.plugin_api.transports import NO_OPTIONS, CallOptions, TargetAddress, Transport
 
 
 class ListeningTransport(Transport):
     name = "listening"
+    agent_transport = True
     summary = "The appliance dials the agent (agent listens on a TCP port, mutual TLS)"
 
     async def call(
@@ -31,6 +31,9 @@ class ListeningTransport(Transport):
             download_dir=options.download_dir,
             timeout=options.timeout,
         )
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

@@ -7,10 +7,12 @@ the appliance serves to agents, the same stdin/stdout protocol, the same process
 cancellation; each run gets a fresh work dir ``<worker dir>/work/<task id>-<n>`` that is
 removed afterwards.
 
-Settings (docs/configuration.md): ``builtin_worker`` (false: every appliance step fails with
-a message saying so), ``worker_user`` (the account the runner runs as; as root it defaults to
-``octo-worker``, see :mod:`octo_appliance.transports.worker_account`: the worker never runs
-as the appliance's own user, and is disabled with the reason when it cannot switch),
+Settings (docs/configuration.md), declared by the transport as the appliance's own and handed
+over in its context like any transport's (docs/plugins.md): ``builtin_worker`` (false: every
+appliance step fails with a message saying so), ``worker_user`` (the account the runner runs
+as; as root it defaults to ``octo-worker``, see :mod:`octo_appliance.transports.worker_account`:
+the worker never runs as the appliance's own user, and is disabled with the reason when it
+cannot switch),
 ``worker_dir``.
 
 The worker is a deployment target like any agent, so it has an agent's package layout beside
@@ -36,7 +38,7 @@ import pwd
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
@@ -45,9 +47,15 @@ from octo_appliance.agent.interpreter import frozen, python_command
 from octo_appliance.agent.runner_host import Command, RunnerHost
 from octo_appliance.agent.workdirs import WorkDirs
 from octo_appliance.comms import CallFailed, Response, UploadSource
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import TransportRegistry
-from octo_appliance.transports.base import (
+from octo_appliance.plugin_api import (
+    PLUGIN_API_VERSION,
+    TransportRegistry,
+    appliance_setting,
+    hookimpl,
+)
+from octo_appliance.plugin_api.transport_context import TransportContext
+from octo_appliance.plugin_api.transports import (
+    APPLIANCE_WORKER,
     NO_OPTIONS,
     CallOptions,
     EventSink,
@@ -74,11 +82,8 @@ from octo_appliance.transports.worker_files import (
     spool,
 )
 
-if TYPE_CHECKING:
-    from octo_appliance.transports.network import AgentNetwork
-
 #: the one address this transport serves
-WORKER = TargetAddress(id="appliance", name="appliance", communication_style="local")
+WORKER = APPLIANCE_WORKER
 log = logging.getLogger("octo_appliance.worker")
 KILL_MARGIN = 5.0
 DEFAULT_SCRIPT_GRACE = 10.0
@@ -137,8 +142,14 @@ class LocalTransport(Transport):
     name = "local"
     summary = "The appliance's built-in worker: runs the runner on the appliance itself"
 
-    def __init__(self, network: AgentNetwork) -> None:
-        super().__init__(network)
+    settings = (
+        appliance_setting("builtin_worker"),
+        appliance_setting("worker_user"),
+        appliance_setting("worker_dir"),
+    )
+
+    def __init__(self, context: TransportContext) -> None:
+        super().__init__(context)
         self.enabled = True
         #: why the worker is disabled when it is (None: the setting builtin_worker)
         self.disabled_reason: str | None = None
@@ -162,7 +173,8 @@ class LocalTransport(Transport):
         could read (``secrets``: name -> path) disables the worker, logged with the reason.
 
         ``appliance_user_for_tests`` runs the runner as the appliance's own user: for the
-        engine's in-process tests only; no setting reaches it."""
+        engine's in-process tests and ``octo_appliance.testing`` only (a context built with
+        ``testing=True``); no setting reaches it."""
         self.enabled = enabled
         self.disabled_reason = None
         self.root = root
@@ -181,6 +193,19 @@ class LocalTransport(Transport):
                 log.info("the built-in worker runs scripts as %s in %s", self.user.name, root)
         home = root / "home" if self.user is not None else None
         self.host = WorkerHost(self.user, home)
+
+    async def start(self) -> None:
+        """Apply the declared settings from the context (see :meth:`configure`)."""
+        ctx = self.context
+        worker_dir = ctx.settings["worker_dir"] or default_worker_dir(ctx.data_dir)
+        await asyncio.to_thread(
+            self.configure,
+            enabled=ctx.settings["builtin_worker"],
+            root=Path(worker_dir).absolute(),
+            user=ctx.settings["worker_user"],
+            secrets=ctx.protected_paths,
+            appliance_user_for_tests=ctx.testing,
+        )
 
     @property
     def disabled_message(self) -> str:
@@ -388,7 +413,7 @@ class LocalTransport(Transport):
 
     async def _runner(self) -> Path:
         """The runner build, copied where the worker user can read it."""
-        build = self.network.runner
+        build = self.context.runner
         name = f"octo-runner-{build.version}.pyz"
         return await self._readable(Path(build.path), build.sha256, name)
 
@@ -409,6 +434,9 @@ def _failed(message: str) -> RunnerResult:
     return RunnerResult(
         exit_code=1, success=False, canceled=False, message=message, output_variables=[], details={}
     )
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

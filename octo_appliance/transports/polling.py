@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from octo_appliance.comms import Response
-from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugins import TransportRegistry
-from octo_appliance.transports.base import NO_OPTIONS, CallOptions, TargetAddress, Transport
+from octo_appliance.plugin_api import PLUGIN_API_VERSION, TransportRegistry, hookimpl
+from octo_appliance.plugin_api.transports import NO_OPTIONS, CallOptions, TargetAddress, Transport
 
 
 class PollingTransport(Transport):
     name = "polling"
+    agent_transport = True
     summary = "The agent dials the appliance and keeps the connection open (no inbound port)"
 
     async def call(
@@ -33,6 +33,9 @@ class PollingTransport(Transport):
             download_dir=options.download_dir,
             timeout=options.timeout,
         )
+
+
+OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from octo_appliance.comms import CallFailed
-from octo_appliance.steps.target_code import BundleStore, PluginBundle
+from octo_appliance.plugin_api import PluginBundle
+from octo_appliance.steps.target_code import BundleStore
 from tests.runner.test_plugin_commands import SAMPLE
 
 from .conftest import Agent, RunnerBuild

@@ -53,6 +53,7 @@ class Announce(StepType):
 
 class AnnouncePlugin:
     __name__ = "announce_plugin"
+    OCTO_PLUGIN_API = 2
 
     @hookimpl
     def register_step_types(self, registry):  # type: ignore[no-untyped-def]

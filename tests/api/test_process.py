@@ -234,6 +234,8 @@ class _Fussy(StepType):
 
 
 class _MailPlugin:
+    OCTO_PLUGIN_API = 2
+
     @hookimpl
     def register_step_types(self, registry: Any) -> None:
         registry.add(_Fussy)

@@ -208,6 +208,7 @@ def test_transport_plugin_adds_a_communication_style(octo_appliance_factory, dat
 
     plugin = types.ModuleType("pigeon_plugin")
     plugin.register_transports = register_transports  # type: ignore[attr-defined]
+    plugin.OCTO_PLUGIN_API = 2  # type: ignore[attr-defined]
     octo = octo_appliance_factory(extra_plugins=(plugin,), database=database_url)
     api = octo.api
     api.post("/environments", json={"name": "Dev"})

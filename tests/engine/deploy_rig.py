@@ -35,6 +35,7 @@ from octo_appliance.engine.deployments import KIND, DeploymentServices, make_dep
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.engine.tasks.log import read_lines
+from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.runner_bundle import prepare_runner
 from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.transports.local import LocalTransport
@@ -149,7 +150,7 @@ def rig(
     octo = octo_appliance_factory(database=database_url)
     appliance = octo.appliance
     network: Any = SimpleNamespace(runner=prepare_runner(appliance.data_dir))
-    local = LocalTransport(network)
+    local = LocalTransport(TransportContext("local", network.runner))
     local.configure(
         enabled=True, root=tmp_path / "worker", user=None, appliance_user_for_tests=True
     )

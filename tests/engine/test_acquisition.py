@@ -25,6 +25,7 @@ import pytest
 from octo_appliance.agent.home import Home
 from octo_appliance.comms import CommsSettings, generate_identity
 from octo_appliance.engine.acquisition import Acquirer, Transfer, _bases, format_size
+from octo_appliance.plugin_api.transport_context import TransportContext, agent_context
 from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.transports.base import TargetAddress, Transport
 from octo_appliance.transports.listening import ListeningTransport
@@ -125,13 +126,13 @@ class Rig:
             settings=CommsSettings(spool_dir=self.spool),
             pickup_timeout=60,
         )
-        self.local = LocalTransport(self.network)
+        self.local = LocalTransport(TransportContext("local", runner))
         self.local.configure(
             enabled=True, root=root / "worker", user=None, appliance_user_for_tests=True
         )
         self.transports: dict[str, Transport] = {
-            "listening": ListeningTransport(self.network),
-            "polling": PollingTransport(self.network),
+            "listening": ListeningTransport(agent_context("listening", self.network)),
+            "polling": PollingTransport(agent_context("polling", self.network)),
             "local": self.local,
         }
         self.process: AgentProcess | None = None

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.transports.base import Transport
 
 
@@ -44,5 +45,4 @@ async def test_close_closes_every_transport_even_when_one_fails(
 
 async def test_the_base_transport_has_nothing_to_close() -> None:
     """Third-party transports that hold nothing need not override it."""
-    network: Any = SimpleNamespace()
-    await Transport(network).close()  # raises nothing
+    await Transport(TransportContext("plain", SimpleNamespace())).close()  # type: ignore[arg-type]  # raises nothing

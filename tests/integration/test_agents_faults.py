@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from octo_appliance.comms import CommsError, CommsSettings
+from octo_appliance.plugin_api.transport_context import agent_context
 from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.listening import ListeningTransport
@@ -251,8 +252,12 @@ def test_a_transfer_cut_off_half_way_is_not_used(fleet: Fleet, tmp_path: Path) -
         runner = RunnerBuild("0.0.0", "0" * 64, package, 0)  # no runner is run here
         settings = CommsSettings(spool_dir=tmp_path)
         proxy = CuttingProxy(port, 2 * 1024 * 1024, agent_holds_a_partial)
-        via_proxy = ListeningTransport(AgentNetwork(identity, runner, list, settings=settings))
-        direct = ListeningTransport(AgentNetwork(identity, runner, list, settings=settings))
+        via_proxy = ListeningTransport(
+            agent_context("listening", AgentNetwork(identity, runner, list, settings=settings))
+        )
+        direct = ListeningTransport(
+            agent_context("listening", AgentNetwork(identity, runner, list, settings=settings))
+        )
         try:
             cut_target = address(await proxy.start())
             assert not await via_proxy.has_file(cut_target, sha256)

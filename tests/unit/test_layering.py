@@ -170,6 +170,22 @@ def test_interfaces_do_not_import_their_implementations() -> None:
     assert offenders == []
 
 
+def test_the_plugin_api_imports_no_builtin_and_no_loader() -> None:
+    """``plugin_api/`` is what built-ins and third parties import: it depends on neither."""
+    forbidden = tuple(
+        f"octo_appliance.{unit}" for unit in ("steps", "transports", "plugins", "hookspecs")
+    )
+    offenders = [
+        f"{module} -> {name}"
+        for module, path in MODULES.items()
+        if is_within(module, ("octo_appliance.plugin_api",))
+        for name in imported(module, path)
+        if is_within(name, forbidden)
+    ]
+
+    assert offenders == []
+
+
 def test_runner_uses_the_standard_library_only() -> None:
     offenders = [
         f"{module} -> {name}"

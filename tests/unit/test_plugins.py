@@ -16,6 +16,7 @@ from octo_appliance.agent import contract
 from octo_appliance.comms import Response
 from octo_appliance.exceptions import PluginError
 from octo_appliance.hookspecs import hookimpl
+from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.plugins import create_plugin_manager
 from octo_appliance.steps.base import StepType
 from octo_appliance.transports import BUILTIN_MODULES
@@ -40,6 +41,7 @@ class Carrier(Transport):
 
 def make_plugin(name: str, **hooks: object) -> types.ModuleType:
     module = types.ModuleType(name)
+    module.OCTO_PLUGIN_API = 2  # type: ignore[attr-defined]
     for hook_name, fn in hooks.items():
         setattr(module, hook_name, fn)
     return module
@@ -117,6 +119,8 @@ def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
             from octo_appliance.hookspecs import hookimpl
             from octo_appliance.steps.base import StepType
 
+            OCTO_PLUGIN_API = 2
+
             class Greet(StepType):
                 name = "greet"
 
@@ -145,6 +149,8 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.Monk
             """
             from octo_appliance.hookspecs import hookimpl
             from octo_appliance.transports.base import Transport
+
+            OCTO_PLUGIN_API = 2
 
             class Smoke(Transport):
                 name = "smoke-signal"
@@ -186,7 +192,7 @@ class Recorder(Transport):
 
     def __init__(self) -> None:
         runner = types.SimpleNamespace(version="1", sha256="s")
-        super().__init__(types.SimpleNamespace(runner=runner))  # type: ignore[arg-type]
+        super().__init__(TransportContext("recorder", runner))  # type: ignore[arg-type]
         self.calls: list[tuple[str, CallOptions]] = []
 
     async def call(

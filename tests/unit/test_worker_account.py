@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.transports import worker_account
 from octo_appliance.transports.base import RunnerCommand
 from octo_appliance.transports.local import WORKER, LocalTransport
@@ -166,7 +167,7 @@ def test_reachability_and_exposure(open_dir: Path, nobody: WorkerUser) -> None:
 @ROOT_ONLY
 def test_a_worker_that_cannot_reach_its_dir_is_disabled_with_the_reason(tmp_path: Path) -> None:
     """pytest's tmp dir is root's and 0700: as root the worker (octo-worker) cannot use it."""
-    local = LocalTransport(SimpleNamespace(runner=None))  # type: ignore[arg-type]
+    local = LocalTransport(TransportContext("local", SimpleNamespace()))  # type: ignore[arg-type]
     local.configure(enabled=True, root=tmp_path / "worker", user=None)
     assert not local.enabled and local.user is None
     command = RunnerCommand(task_id="task_x", command="run-script", arguments={})

@@ -19,6 +19,8 @@ from octo_appliance.engine.deployments.window import effective_window, rolling
 from octo_appliance.engine.tasks import OutputVariable, TargetRef, TaskFailed
 from octo_appliance.engine.variables import Resolved, VariableProblem, substitute_properties
 from octo_appliance.exceptions import PluginError
+from octo_appliance.plugin_api.transports import APPLIANCE_WORKER as WORKER
+from octo_appliance.plugin_api.transports import PluginBundle
 from octo_appliance.steps.base import (
     InterruptionAnswer,
     MakeRequest,
@@ -32,9 +34,7 @@ from octo_appliance.steps.base import (
     StepTarget,
     TargetRun,
 )
-from octo_appliance.steps.target_code import PluginBundle
 from octo_appliance.transports.base import RunnerCommand, TargetAddress
-from octo_appliance.transports.local import WORKER
 
 Attempt = tuple[str, int | None, str, list[OutputValue]]
 

@@ -1,0 +1,306 @@
+"""The interface the engine uses to reach a target, whatever carries the bytes.
+
+A transport turns these operations into calls on an agent: run a runner command with its
+input and stream its events back, place a package in the agent's cache (whole, or as a delta
+against a version it holds), list the versions of a package it holds, fetch a file from a
+task's work dir, and check health. The listening and polling transports differ only in how
+they get a connection (:meth:`Transport.call`), so everything else lives here once.
+Third-party transports (SSH, WinRM, ...) subclass this and register with
+``register_transports``; one that is no agent at all (the built-in worker) overrides the
+operations themselves. Each is built with a :class:`TransportContext` (what it may use of the
+appliance) and may declare settings.
+
+Content to upload is an :data:`~octo_appliance.comms.UploadSource`: a path, bytes, or an
+opener returning a fresh stream, so a package decrypted on the fly never has to be written
+to disk in the clear to reach a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from octo_appliance.agent import contract
+from octo_appliance.comms import CallFailed, UploadSource
+from octo_appliance.config import Setting
+from octo_appliance.plugin_api.transport_context import TransportContext
+
+if TYPE_CHECKING:
+    from octo_appliance.comms import Connection, PollingHub, Response
+    from octo_appliance.runner_bundle import RunnerBuild
+
+#: Called with each runner event (``{"type": "log", ...}``) as it arrives.
+EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class TargetAddress:
+    """What a transport needs to know about one target (no database rows)."""
+
+    id: str
+    name: str
+    communication_style: str
+    uri: str = ""
+    thumbprint: str = ""
+    certificate: str = ""
+
+
+#: the one address of the appliance's built-in worker (the ``local`` transport): what the
+#: engine runs ``run_on: appliance`` steps on, through the transport registered as ``local``
+APPLIANCE_WORKER = TargetAddress(id="appliance", name="appliance", communication_style="local")
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """How one contract call is carried, beyond its method and params: one parameter of
+    :meth:`Transport.call`, so a new option changes no transport's signature."""
+
+    #: receives each event the call streams (a runner's log lines)
+    on_event: EventSink | None = None
+    #: content sent with the request (``cache.put``, ``cache.patch``)
+    upload: UploadSource | None = None
+    #: where a file the answer carries is written (``files.fetch``)
+    download_dir: Path | None = None
+    #: seconds the call may take; None: the comms default
+    timeout: float | None = None
+
+
+NO_OPTIONS = CallOptions()
+
+
+@dataclass(frozen=True)
+class PluginBundle:
+    """A step plugin's target-side code as a transport carries it: a zip named by its
+    SHA-256 (docs/plugins.md, "Code on the target"). Agents fetch it with ``plugin.fetch``
+    and check the hash; a transport that places files itself (the built-in worker) hands
+    ``path`` to the runner, which checks the hash again before loading anything."""
+
+    #: the step type it belongs to
+    name: str
+    sha256: str
+    path: Path
+    size: int
+    commands: frozenset[str]
+
+    def as_param(self) -> dict[str, str]:
+        """What ``runner.run`` names it by (its ``plugin`` parameter, docs/agent.md)."""
+        return {"name": self.name, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class RunnerCommand:
+    """One runner invocation: command, arguments and variables (sensitive ones included)."""
+
+    task_id: str
+    command: str
+    arguments: dict[str, Any]
+    variables: list[dict[str, Any]] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    exclusive: bool = True
+    #: the step plugin's bundle the command comes from (None: a built-in command)
+    plugin: PluginBundle | None = None
+
+
+@dataclass(frozen=True)
+class RunnerResult:
+    exit_code: int
+    success: bool
+    canceled: bool
+    message: str
+    output_variables: list[dict[str, Any]]
+    details: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> RunnerResult:
+        return cls(
+            exit_code=int(raw.get("exit_code", 1)),
+            success=bool(raw.get("success", False)),
+            canceled=bool(raw.get("canceled", False)),
+            message=str(raw.get("message", "")),
+            output_variables=list(raw.get("output_variables") or []),
+            details=dict(raw.get("details") or {}),
+        )
+
+
+class AgentLinks(Protocol):
+    """What the appliance hands an agent transport (in its context): its ways to reach agents.
+
+    Declared here so the interface does not depend on its implementation
+    (``transports/network.py``'s ``AgentNetwork``, which the server starts).
+    """
+
+    @property
+    def runner(self) -> RunnerBuild:
+        """The runner build the appliance serves (what ``runner.run`` asks an agent to use)."""
+
+    @property
+    def hub(self) -> PollingHub:
+        """The queue of calls waiting for, or sent down, polling agents' connections."""
+
+    @property
+    def pickup_timeout(self) -> float:
+        """How long a call waits for its polling agent to connect."""
+
+    async def listening_connection(self, target: TargetAddress) -> Connection:
+        """An open connection to a listening agent (dialled on first use, then reused)."""
+
+
+class Transport:
+    """Base class of transports. Subclasses set ``name``, ``summary`` and :meth:`call`
+    (``call(target, method, params, options)``, the options a :class:`CallOptions`)."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    #: False for a transport that can only upload files from a path: package acquisition
+    #: then spools the content to a private temporary file for it instead of streaming
+    accepts_streams: ClassVar[bool] = True
+    #: True for a transport that carries calls to agents: only such a transport's context
+    #: holds the agent network (:attr:`TransportContext.agents`)
+    agent_transport: ClassVar[bool] = False
+    #: the settings it declares (``transport_setting(...)``), read and checked at start and
+    #: handed over as ``context.settings`` (docs/plugins.md, "Transport settings")
+    settings: ClassVar[tuple[Setting, ...]] = ()
+
+    def __init__(self, context: TransportContext) -> None:
+        self.context = context
+
+    @property
+    def network(self) -> AgentLinks:
+        """The agent network (agent transports only): ``context.agents``."""
+        return self.context.agents
+
+    async def start(self) -> None:
+        """The appliance is starting, every setting checked: prepare what this transport
+        needs (accounts, directories). Raise :class:`~octo_appliance.exceptions.OctoError`
+        to stop the start with its message. Default: nothing to prepare."""
+
+    async def close(self) -> None:
+        """The appliance is stopping (its tasks were stopped first): end what this transport
+        started on its own (processes, pooled connections). Default: nothing to end."""
+
+    async def call(
+        self,
+        target: TargetAddress,
+        method: str,
+        params: dict[str, Any],
+        options: CallOptions = NO_OPTIONS,
+    ) -> Response:
+        """Send one contract call to the target's agent (see ``agent/contract.py``), carried
+        as ``options`` says (events, an upload, where a download goes, a timeout)."""
+        raise NotImplementedError(f"transport {self.name!r} does not implement call()")
+
+    async def run_runner(
+        self, target: TargetAddress, command: RunnerCommand, on_event: EventSink | None = None
+    ) -> RunnerResult:
+        runner = self.context.runner
+        params = {
+            "task_id": command.task_id,
+            "runner": {"version": runner.version, "sha256": runner.sha256},
+            "command": command.command,
+            "arguments": command.arguments,
+            "variables": command.variables,
+            "context": command.context,
+            "exclusive": command.exclusive,
+        }
+        if command.plugin is not None:
+            params["plugin"] = command.plugin.as_param()
+        response = await self.call(
+            target, contract.RUNNER_RUN, params, CallOptions(on_event=on_event)
+        )
+        return RunnerResult.from_json(response.result or {})
+
+    async def has_file(self, target: TargetAddress, sha256: str) -> bool:
+        """Whether the target's cache holds this content (whole)."""
+        response = await self.call(target, contract.CACHE_HAS, {"sha256": sha256})
+        return bool((response.result or {}).get("present"))
+
+    async def upload(
+        self,
+        target: TargetAddress,
+        content: UploadSource,
+        sha256: str,
+        name: str,
+        *,
+        length: int | None = None,
+        package_id: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Place ``content`` in the target's cache under ``sha256`` (the agent checks it).
+
+        ``length`` is required for an opener; for a path or bytes it is taken from them.
+        ``package_id`` and ``version`` let :meth:`cached_versions` find it later.
+        """
+        params: dict[str, Any] = {
+            "sha256": sha256,
+            "length": await _length_of(content, length),
+            "name": name,
+        }
+        params.update(contract.package_fields(package_id, version))
+        await self.call(target, contract.CACHE_PUT, params, CallOptions(upload=content))
+
+    async def cached_versions(self, target: TargetAddress, package_id: str) -> list[dict[str, Any]]:
+        """``[{sha256, version, length, name}]`` of the package's versions the target holds.
+
+        An agent too old to know ``cache.list`` holds none, as far as deltas are concerned.
+        """
+        try:
+            response = await self.call(target, contract.CACHE_LIST, {"package_id": package_id})
+        except CallFailed as exc:
+            if exc.code == "unknown_method":
+                return []
+            raise
+        packages = (response.result or {}).get("packages")
+        return [p for p in packages if isinstance(p, dict)] if isinstance(packages, list) else []
+
+    async def upload_delta(
+        self,
+        target: TargetAddress,
+        base_sha256: str,
+        delta: UploadSource,
+        sha256: str,
+        length: int,
+        name: str,
+        package_id: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Send a delta the target applies to its cached ``base_sha256``, giving the content
+        ``sha256`` of ``length`` bytes. Raises CallFailed (``base_missing``, ``delta_failed``,
+        ``length_mismatch``, ``hash_mismatch``): the caller then sends the whole package."""
+        params: dict[str, Any] = {
+            "base_sha256": base_sha256,
+            "sha256": sha256,
+            "length": length,
+            "name": name,
+        }
+        params.update(contract.package_fields(package_id, version))
+        await self.call(target, contract.CACHE_PATCH, params, CallOptions(upload=delta))
+
+    async def fetch(
+        self, target: TargetAddress, task_id: str, remote_path: str, download_dir: Path
+    ) -> Path:
+        response = await self.call(
+            target,
+            contract.FILES_FETCH,
+            {"task_id": task_id, "path": remote_path},
+            CallOptions(download_dir=download_dir),
+        )
+        assert response.file_path is not None, "files.fetch answered without a file"
+        return response.file_path
+
+    async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
+        response = await self.call(target, contract.AGENT_INFO, {}, CallOptions(timeout=timeout))
+        return dict(response.result or {})
+
+
+async def _length_of(content: UploadSource, length: int | None) -> int:
+    if length is not None:
+        return length
+    if isinstance(content, bytes):
+        return len(content)
+    if isinstance(content, str | os.PathLike):
+        return (await asyncio.to_thread(os.stat, content)).st_size
+    raise ValueError("upload() needs length= when the content is an opener")
