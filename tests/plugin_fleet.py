@@ -22,9 +22,7 @@ def plugin_src(distribution: str) -> Path:
 
 
 @contextlib.contextmanager
-def fleet_with_plugins(
-    root: Path, plugins: Mapping[str, str], **kwargs: Any
-) -> Iterator[Fleet]:
+def fleet_with_plugins(root: Path, plugins: Mapping[str, str], **kwargs: Any) -> Iterator[Fleet]:
     """A started fleet loading ``plugins`` (plugin module -> distribution folder name)."""
     folder = root / "appliance-data" / "plugins"
     folder.mkdir(parents=True)
