@@ -81,10 +81,10 @@ class HttpCheck(StepType):
         return []
 
     def targets_machines(self, properties: dict[str, Any]) -> bool:
-        return properties.get("run_on", "targets") != "appliance"
+        return not self.runs_on_appliance(properties)
 
     def runs_on_appliance(self, properties: dict[str, Any]) -> bool:
-        return properties.get("run_on", "targets") == "appliance"
+        return bool(properties.get("run_on") == "appliance")
 
     async def execute(self, ctx: StepContext) -> None:
         def request(target: StepTarget | None) -> RunnerRequest:
