@@ -17,11 +17,13 @@ can fetch nothing else through it, and checks the SHA-256 before it keeps or run
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import importlib.util
 import json
 import os
 import re
 import threading
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from octo_runner.commands import COMMANDS as BUILTIN_COMMANDS
@@ -38,36 +40,43 @@ _TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
-def package_folder(package: str) -> Path:
-    """The folder of an importable package (PluginError when it is not one)."""
+def package_files(package: str) -> dict[str, bytes]:
+    """Every file of an importable package by its path inside it (``sub/mod.py``), read
+    through :mod:`importlib.resources`, so a package in a folder and one inside a wheel or
+    zip on ``sys.path`` (the single executable's plugins) are bundled alike; bytecode caches
+    are left out. PluginError when ``package`` is not an importable package."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError) as exc:
         raise PluginError(f"target-side package {package!r} cannot be found: {exc}") from None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
+    if spec is None or not spec.submodule_search_locations:
         raise PluginError(
             f"target-side package {package!r} is not a package (a folder with __init__.py)",
             hint="declare the package that holds the runner commands in TargetCode.package",
         )
-    return Path(locations[0])
+    found: dict[str, bytes] = {}
+    pending: list[tuple[str, Traversable]] = [("", importlib.resources.files(package))]
+    while pending:
+        prefix, folder = pending.pop()
+        for entry in folder.iterdir():
+            if entry.name == "__pycache__" or entry.name.endswith(SKIPPED_SUFFIXES):
+                continue
+            if entry.is_dir():
+                pending.append((f"{prefix}{entry.name}/", entry))
+            elif entry.is_file():
+                found[prefix + entry.name] = entry.read_bytes()
+    return found
 
 
 def bundle_members(name: str, code: TargetCode) -> dict[str, bytes]:
     """Every file of the bundle by its name in the zip, the manifest included."""
-    folder = package_folder(code.package)
     prefix = code.package.replace(".", "/")
     members: dict[str, bytes] = {}
     parts = code.package.split(".")
     for depth in range(1, len(parts)):
         members["/".join(parts[:depth]) + "/__init__.py"] = b""
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if not path.is_file() or "__pycache__" in relative.parts:
-            continue
-        if path.suffix in SKIPPED_SUFFIXES:
-            continue
-        members[f"{prefix}/{relative.as_posix()}"] = path.read_bytes()
+    for relative, data in package_files(code.package).items():
+        members[f"{prefix}/{relative}"] = data
     manifest = {
         "api": API_VERSION,
         "name": name,

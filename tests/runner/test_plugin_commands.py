@@ -100,3 +100,33 @@ def test_a_plugin_cannot_replace_a_built_in_command() -> None:
         bundle_bytes("evil", code)
     with pytest.raises(PluginError, match="has no module"):
         bundle_bytes("typo", TargetCode("tests.runner.sample_target", {"a-b": "nothere:run"}))
+
+
+def test_a_package_inside_a_wheel_is_bundled_like_a_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The single executable imports plugins from wheels: their target-side package is read
+    from the archive, and gives the bundle a folder gives."""
+    folder = Path(__file__).with_name("sample_target")
+    wheel = tmp_path / "octo_zipped-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path in sorted(folder.glob("*.py")):
+            archive.write(path, f"octo_zipped/target/{path.name}")
+        archive.writestr("octo_zipped/__init__.py", "APPLIANCE_SIDE = True\n")
+    monkeypatch.syspath_prepend(str(wheel))
+    code = TargetCode("octo_zipped.target", {"sample-greet": "commands:greet"})
+
+    class Zipped(StepType):
+        name = "zipped"
+        target_code = code
+
+    with zipfile.ZipFile(BundleStore(tmp_path / "b").bundle_for("zipped", code).path) as bundle:
+        names = sorted(bundle.namelist())
+        assert bundle.read("octo_zipped/__init__.py") == b""  # the parent stays behind
+    expected = sorted(f"octo_zipped/target/{p.name}" for p in folder.glob("*.py"))
+    assert names == sorted(["octo-commands.json", "octo_zipped/__init__.py", *expected])
+    run = run_in_runner(
+        Zipped, "sample-greet", {"who": "zip"}, work_dir=tmp_path / "w", variables={"Greeting": "x"}
+    )
+    assert run.success, (run.messages, run.stderr)
+    assert "HELLO ZIP" in run.messages
