@@ -125,6 +125,12 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
         pickup_timeout=config.pickup_timeout_seconds,
         bundles=bundles,
     )
+    # settings are read and checked before anything listens: a bad one stops the start clean
+    dispatcher = Dispatcher(
+        build_transports(
+            appliance, network, runner, appliance_secrets(appliance, cert.key_file), testing
+        )
+    )
     host, port = parse_host_port(config.polling_listen)
     try:
         await network.start(host, port)
@@ -137,13 +143,13 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
     appliance.agent_network = network
     appliance.target_listeners.append(lambda: network.reload_trust_soon(loop))
 
-    dispatcher = Dispatcher(
-        build_transports(
-            appliance, network, runner, appliance_secrets(appliance, cert.key_file), testing
-        )
-    )
-    for transport in dispatcher.transports.values():
-        await transport.start()
+    try:
+        for transport in dispatcher.transports.values():
+            await transport.start()
+    except BaseException:
+        await dispatcher.close()
+        await network.stop()
+        raise
     kinds = TaskKindRegistry()
     kinds.register(console.KIND, console.make_script_handler(dispatcher))
     kinds.register(health.KIND, health.make_health_handler(dispatcher))

@@ -1,15 +1,22 @@
-"""A pytest plugin for plugin authors and for this project's own tests.
+"""A pytest plugin for plugin authors and for this project's own tests (docs/plugins.md).
 
 Installed as the ``octo_appliance`` pytest11 entry point, it gives fixtures that start a real
 appliance in-process on a temporary data dir (SQLite by default) with the plugins under test
 loaded, and an API client signed in as the administrator::
 
-    def test_my_step_type(octo_api):
-        octo_api.appliance_plugins = [my_plugin]   # or use octo_appliance_factory
-        ...
+    import my_plugin
 
-Fixtures: ``octo_appliance_factory(extra_plugins=..., database=...)`` -> ``OctoTestAppliance``;
-``octo_api`` -> an :class:`ApiClient` for an appliance with no extra plugins.
+    def test_my_step_type_runs(octo_appliance_factory):
+        octo = octo_appliance_factory(extra_plugins=(my_plugin,), services=True)
+        outcome = octo.deploy_steps([{"name": "Hi", "type": "my-step", "properties": {}}])
+        assert outcome.state == "success", outcome.log
+
+Fixtures: ``octo_appliance_factory(extra_plugins=..., database=..., services=False)`` ->
+:class:`OctoTestAppliance` (``services=True``: the task engine, the transports and the
+built-in worker run, so deployments execute); ``octo_api`` -> an :class:`ApiClient` for an
+appliance with no extra plugins; ``octo_runner`` -> the runner zipapp, built once per session,
+for :func:`run_runner_command`. For unit tests of ``validate``/``execute`` without an
+appliance: :class:`FakeStepContext`.
 """
 
 from __future__ import annotations
@@ -30,7 +37,27 @@ from octo_appliance.appliance import ADMIN_USERNAME, Appliance, open_appliance
 from octo_appliance.config import CONFIG_FILE_NAME, load_config
 from octo_appliance.db import User
 from octo_appliance.db.api_keys import create_api_key
+from octo_appliance.plugin_testing.deploying import DeploymentOutcome, deploy_steps
+from octo_appliance.plugin_testing.fake_context import FakeStepContext, LogLine, Question
+from octo_appliance.plugin_testing.runner import (
+    RunnerOutcome,
+    build_runner,
+    run_runner_command,
+)
+from octo_appliance.plugin_testing.running import RunningServices, start_in_thread
+from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.vault.keys import KEY_FILE_NAME
+
+__all__ = [
+    "ApiClient",
+    "DeploymentOutcome",
+    "FakeStepContext",
+    "LogLine",
+    "OctoTestAppliance",
+    "Question",
+    "RunnerOutcome",
+    "run_runner_command",
+]
 
 
 @dataclass
@@ -71,10 +98,26 @@ class OctoTestAppliance:
     client: TestClient
     admin_key: str
     admin_password: str
+    #: the background services, when started (``services=True``)
+    services: RunningServices | None = None
 
     @property
     def api(self) -> ApiClient:
         return ApiClient(self.client, self.admin_key)
+
+    def deploy_steps(self, steps: list[dict[str, Any]], **options: Any) -> DeploymentOutcome:
+        """Deploy ``steps`` end to end and wait (needs ``services=True``); see
+        :func:`octo_appliance.plugin_testing.deploying.deploy_steps` for ``options``."""
+        if self.services is None:
+            raise AssertionError("deploy_steps needs octo_appliance_factory(services=True)")
+        return deploy_steps(self.api, steps, **options)
+
+    def close(self) -> None:
+        if self.services is not None:
+            self.services.stop()
+            self.services = None
+        self.client.close()
+        self.appliance.close()
 
     def key_for(self, username: str) -> str:
         """Create an API key for an existing user (test setup shortcut)."""
@@ -104,18 +147,30 @@ def keep_key_beside(data_dir: Path) -> Path:
 
 
 def start_test_appliance(
-    data_dir: Path, *, database: str | None = None, extra_plugins: tuple[object, ...] = ()
+    data_dir: Path,
+    *,
+    database: str | None = None,
+    extra_plugins: tuple[object, ...] = (),
+    services: bool = False,
 ) -> OctoTestAppliance:
     password = "admin-" + secrets.token_hex(8)
     keep_key_beside(data_dir)
-    config = load_config({"data_dir": str(data_dir), "database": database}, environ={})
+    flags = {"data_dir": str(data_dir), "database": database, "polling_listen": "127.0.0.1:0"}
+    config = load_config(flags, environ={})
     appliance, _ = open_appliance(
         config, extra_plugins=extra_plugins, environ={"OCTO_ADMIN_PASSWORD": password}
     )
     admin = User.get(User.username == ADMIN_USERNAME)
     _, key = create_api_key(admin, "test admin")
     client = TestClient(create_app(appliance), base_url="https://testserver")
-    return OctoTestAppliance(appliance, client, key, password)
+    instance = OctoTestAppliance(appliance, client, key, password)
+    if services:
+        try:
+            instance.services = start_in_thread(appliance)
+        except BaseException:
+            instance.close()
+            raise
+    return instance
 
 
 @pytest.fixture
@@ -125,20 +180,31 @@ def octo_appliance_factory(
     started: list[OctoTestAppliance] = []
 
     def factory(
-        *, extra_plugins: tuple[object, ...] = (), database: str | None = None
+        *,
+        extra_plugins: tuple[object, ...] = (),
+        database: str | None = None,
+        services: bool = False,
     ) -> OctoTestAppliance:
         instance = start_test_appliance(
-            tmp_path / f"data{len(started)}", database=database, extra_plugins=extra_plugins
+            tmp_path / f"data{len(started)}",
+            database=database,
+            extra_plugins=extra_plugins,
+            services=services,
         )
         started.append(instance)
         return instance
 
     yield factory
     for instance in started:
-        instance.client.close()
-        instance.appliance.close()
+        instance.close()
 
 
 @pytest.fixture
 def octo_api(octo_appliance_factory: Callable[..., OctoTestAppliance]) -> ApiClient:
     return octo_appliance_factory().api
+
+
+@pytest.fixture(scope="session")
+def octo_runner(tmp_path_factory: pytest.TempPathFactory) -> RunnerBuild:
+    """The runner zipapp (built once per session) for :func:`run_runner_command`."""
+    return build_runner(tmp_path_factory.mktemp("octo-runner"))

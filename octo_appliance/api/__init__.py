@@ -25,6 +25,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "lifecycles",
     "library_sets",
     "process",
+    "step_types",
     "releases",
     "deployments",
     "interruptions",

@@ -7,7 +7,8 @@ condition ``"success"`` (the steps before succeeded; also ``"always"``, ``"failu
 environments ``[]`` (all), start_with_previous false, window null (all targets at once),
 required false, retries 0, timeout null (seconds; none).
 
-``type`` names a registered step type, which checks the step's ``properties`` (problems are
+``type`` names a registered step type; the step's ``properties`` are checked against its
+declared schema (``GET /api/v1/step-types``), then by the step type itself (problems are
 reported per field as ``steps.N.properties.FIELD``) and says whether the step runs on targets
 chosen by role (then ``roles`` is required). Every PUT bumps ``version``; sending the
 ``version`` read by GET makes the PUT a 409 if someone else saved in between.
@@ -42,6 +43,7 @@ from octo_appliance.api.variable_lists import lookup_ids
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Environment, Project, ProjectProcess
 from octo_appliance.exceptions import Conflict, ValidationFailed
+from octo_appliance.plugin_api import property_problems
 from octo_appliance.security.permissions import Permission
 
 router = Router("process")
@@ -147,7 +149,7 @@ class _Checker:
             return
         step_type = self.registry.get(step.type)()
         try:
-            problems = step_type.validate(step.properties)
+            problems = property_problems(step_type, step.properties)
             needs_roles = step_type.targets_machines(step.properties)
         except Exception as exc:  # a plugin's bug must not become a 500 for the user
             log.exception("step type %s failed to validate properties", step.type)

@@ -80,7 +80,7 @@ class Property:
         if _empty(value):
             return "is required" if self.required else None
         wrong = _type_problem(self.type, value)
-        if wrong:
+        if wrong is not None:
             return f"must be {PROPERTY_TYPES[self.type]}{wrong}"
         if self.enum and value not in self.enum:
             return "must be one of " + ", ".join(str(choice) for choice in self.enum)

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 from octo_appliance.exceptions import OctoError
 from octo_appliance.plugin_api.properties import FieldProblem as FieldProblem
-from octo_appliance.plugin_api.properties import Property, schema_problems
+from octo_appliance.plugin_api.properties import Property as Property
+from octo_appliance.plugin_api.properties import schema_problems
 
 #: states a target can end a step in (see docs/deployments.md, Execution)
 TARGET_RUN_STATES: tuple[str, ...] = ("success", "failed", "skipped", "excluded", "canceled")

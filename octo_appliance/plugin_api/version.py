@@ -30,7 +30,7 @@ def declared_version(plugin: object) -> int:
     if isinstance(declared, bool) or not isinstance(declared, int):
         raise PluginError(
             f"{DECLARATION} = {declared!r} is not a whole number",
-            hint=f"write {DECLARATION} = {PLUGIN_API_VERSION} in the plugin's module",
+            hint=f"write {DECLARATION} = {PLUGIN_API_VERSION} in the plugin (docs/plugins.md)",
         )
     return declared
 

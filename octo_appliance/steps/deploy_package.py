@@ -28,6 +28,7 @@ from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hook
 from octo_appliance.plugin_api.steps import (
     FieldProblem,
     PackageInfo,
+    Property,
     RunnerRequest,
     StepContext,
     StepFailed,
@@ -112,6 +113,51 @@ class DeployPackage(StepType):
     # As Calamari does, the runner substitutes the scripts when it runs them, so they can use
     # #{Octopus.Action.Package.InstallationDirectoryPath} and the other package variables.
     runner_substituted = frozenset(SCRIPTS)
+    properties = (
+        Property(
+            "package",
+            "string",
+            "The feed package id (letters, digits, '.', '-', '_'); the release pins the version.",
+            required=True,
+            max_length=200,
+        ),
+        *(
+            Property(name, "list", help, max_length=MAX_GLOBS)
+            for name, help in (
+                ("substitute_files", "Files whose #{...} are substituted (globs in the package)."),
+                (
+                    "structured_variables",
+                    "JSON/YAML/XML/properties files whose keys variables "
+                    "replace (globs in the package).",
+                ),
+                ("purge_exclusions", "What purge keeps (globs relative to install_dir)."),
+            )
+        ),
+        Property("install_dir", "string", "Copy the package there after the conventions."),
+        Property("purge", "boolean", "Empty install_dir first.", default=False),
+        *(
+            Property(name, "script", help, max_length=MAX_SCRIPT_CHARS)
+            for name, help in (
+                ("pre_deploy", "Script run before the package is installed."),
+                ("deploy", "Script run in the extracted package."),
+                ("post_deploy", "Script run after the package is installed."),
+            )
+        ),
+        Property(
+            "run_on",
+            "string",
+            "targets: every target of the step's roles; appliance: the built-in worker.",
+            default="targets",
+            enum=RUN_ON,
+        ),
+        Property(
+            "keep_releases",
+            "integer",
+            "After a success, keep this many releases of the project on the target.",
+            minimum=1,
+            maximum=MAX_KEEP,
+        ),
+    )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         problems = [

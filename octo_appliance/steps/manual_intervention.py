@@ -12,7 +12,13 @@ from typing import Any
 from octo_runner.substitution import TemplateSyntaxError, parse
 
 from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
-from octo_appliance.plugin_api.steps import FieldProblem, StepContext, StepFailed, StepType
+from octo_appliance.plugin_api.steps import (
+    FieldProblem,
+    Property,
+    StepContext,
+    StepFailed,
+    StepType,
+)
 
 KIND = "manual-intervention"
 APPROVE, REJECT = "approve", "reject"
@@ -24,6 +30,22 @@ KNOWN = frozenset({"instructions", "responsible_teams"})
 class ManualIntervention(StepType):
     name = "manual-intervention"
     summary = "Pause until a member of the responsible teams approves or rejects"
+    properties = (
+        Property(
+            "instructions",
+            "text",
+            "What the person should check before answering; #{...} is substituted.",
+            required=True,
+            max_length=MAX_INSTRUCTIONS_CHARS,
+        ),
+        Property(
+            "responsible_teams",
+            "list",
+            "Team ids or names whose members may answer (empty: anyone allowed to deploy).",
+            default=[],
+            max_length=MAX_TEAMS,
+        ),
+    )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         problems = [

@@ -16,6 +16,7 @@ from octo_runner.substitution import TemplateSyntaxError, parse
 from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
 from octo_appliance.plugin_api.steps import (
     FieldProblem,
+    Property,
     RunnerRequest,
     StepContext,
     StepFailed,
@@ -37,6 +38,23 @@ def run_on(properties: dict[str, Any]) -> str:
 class RunScript(StepType):
     name = "run-script"
     summary = "Run an inline script on each target of the step's roles, or on the appliance"
+    properties = (
+        Property("syntax", "string", "The script's language.", required=True, enum=SYNTAXES),
+        Property(
+            "body",
+            "text",
+            "The script; #{...} is substituted per target before it is sent.",
+            required=True,
+            max_length=MAX_BODY_CHARS,
+        ),
+        Property(
+            "run_on",
+            "string",
+            "targets: every target of the step's roles; appliance: once, on the built-in worker.",
+            default="targets",
+            enum=RUN_ON,
+        ),
+    )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         problems = [

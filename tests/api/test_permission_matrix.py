@@ -77,6 +77,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/api-keys": (SIGNED_IN, SIGNED_IN),
     "/audit": (P.AUDIT_VIEW, None),
     "/plugins": (P.SYSTEM_VIEW, None),
+    "/step-types": (P.PROJECT_VIEW, None),
     "/tasks": (P.TASK_VIEW, P.TASK_CANCEL),
     "/targets/register": (None, P.TARGET_EDIT),
     "/targets/health-check": (None, P.TARGET_EDIT),

@@ -18,6 +18,7 @@ from octo_appliance.engine.variables import (
     substitute_properties,
     substitute_text,
 )
+from octo_appliance.plugin_api import property_problems
 
 #: problems listed in the task's error (the rest are counted)
 MAX_LISTED = 20
@@ -36,7 +37,7 @@ def problems(run: DeploymentRun) -> list[str]:
                     "appliance (check GET /api/v1/plugins)"
                 )
                 continue
-            for problem in step_type.validate(dict(spec.properties)):
+            for problem in property_problems(step_type, dict(spec.properties)):
                 found.append(f"step '{spec.name}': {problem.field}: {problem.message}")
             for package_id in step_type.package_ids(dict(spec.properties)):
                 if (spec.name, package_id) not in run.loaded.packages:
