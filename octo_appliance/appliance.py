@@ -22,7 +22,7 @@ from octo_appliance.db import Team, TeamMember, TeamRole, User
 from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import migrate
 from octo_appliance.db.reconnect import ReconnectingPostgresqlDatabase
-from octo_appliance.plugins import Plugins, create_plugin_manager
+from octo_appliance.plugins import Plugins, load_plugins
 from octo_appliance.security.passwords import generate_password, hash_password
 from octo_appliance.security.permissions import ADMINISTRATORS_TEAM, PrincipalCache
 from octo_appliance.security.throttle import LoginThrottle, ThrottlePolicy
@@ -193,7 +193,7 @@ def open_appliance(
     key = open_keyring(data_dir, config.master_key_file, create=initialise, environ=env)
     ring, report.created_key = key.ring, key.created
     report.key_file, report.key_moved_from = key.path, key.moved_from
-    plugins = create_plugin_manager(extra_plugins=extra_plugins, plugin_dir=data_dir / "plugins")
+    plugins = load_plugins(config, extra_plugins=extra_plugins)
     db = open_database(config.database, data_dir, connect_timeout=config.database_connect_timeout)
     report.migrations = migrate(db)
     if initialise:

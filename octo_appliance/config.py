@@ -222,6 +222,16 @@ class Config:
         "is computed; larger ones are sent whole.",
         minimum=1,
     )
+    plugins_strict: bool = setting(
+        False,
+        "Refuse to start when a plugin fails to import or register (false: it is reported in "
+        "GET /api/v1/plugins, plugin list and the log, and skipped).",
+    )
+    disabled_plugins: str | None = setting(
+        None,
+        "Comma-separated names of plugins not to load (added to those 'octo-appliance plugin "
+        "disable' keeps).",
+    )
     shutdown_grace_seconds: int = setting(
         1, "Seconds the server waits for open requests on shutdown.", minimum=1
     )

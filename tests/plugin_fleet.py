@@ -1,37 +1,38 @@
-"""A fleet whose appliance loads first-party plugins from their source folders, the way an
-operator's plugin folder does: a one-line module per plugin in ``<data dir>/plugins/`` that
-re-exports the plugin's hooks, with the plugin's ``src`` folder on the appliance's
-``PYTHONPATH``. Agents get nothing: they fetch the plugins' target-side code on demand."""
+"""A fleet whose appliance loads first-party plugins as an operator installs them for the
+single executable: each plugin's wheel, built by ``build/build_plugins.py``, in
+``<data dir>/plugins/``. Agents get nothing: they fetch the plugins' target-side code on
+demand."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tests.fleet import Fleet, running_fleet
+from tests.plugin_wheels import ROOT, builder
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def plugin_src(distribution: str) -> Path:
-    """``plugins/<distribution>/src`` of this repository."""
-    return ROOT / "plugins" / distribution / "src"
+def first_party_wheel(distribution: str, out: Path) -> Path:
+    """The wheel of ``plugins/<distribution>/``, written into ``out``."""
+    wheel: Path = builder().build_wheel(ROOT / "plugins" / distribution, out)
+    return wheel
 
 
 @contextlib.contextmanager
-def fleet_with_plugins(root: Path, plugins: Mapping[str, str], **kwargs: Any) -> Iterator[Fleet]:
-    """A started fleet loading ``plugins`` (plugin module -> distribution folder name)."""
+def fleet_with_plugins(root: Path, distributions: Sequence[str], **kwargs: Any) -> Iterator[Fleet]:
+    """A started fleet whose plugins folder holds the wheels of ``distributions``."""
     folder = root / "appliance-data" / "plugins"
     folder.mkdir(parents=True)
-    for module in plugins:
-        shim = folder / (module.replace(".", "_") + "_shim.py")
-        shim.write_text(f"from {module} import *  # noqa: F403\n", encoding="utf-8")
-    path = os.pathsep.join(str(plugin_src(name)) for name in plugins.values())
-    env = {"PYTHONPATH": path, **kwargs.pop("serve_env", {})}
-    with running_fleet(root, serve_env=env, **kwargs) as fleet:
+    for distribution in distributions:
+        first_party_wheel(distribution, folder)
+    with running_fleet(root, **kwargs) as fleet:
+        rows = {row["name"]: row for row in fleet.call("GET", "/plugins")["items"]}
+        for distribution in distributions:
+            row = rows[f"octo-{distribution}"]
+            assert (row["source"], row["state"]) == ("wheel", "loaded"), row
         yield fleet
 
 

@@ -15,7 +15,15 @@ router = Router("system")
 
 class PluginInfo(Out):
     name: str
+    #: builtin, entry-point, wheel, folder, or extra (handed in code, as tests do)
+    source: str
     builtin: bool
+    version: str
+    #: loaded, disabled, or failed (``error`` says why; it registered nothing)
+    state: str
+    error: str | None
+    #: the file, folder or distribution it was found as
+    location: str
     step_types: list[str]
     transports: list[str]
 
@@ -44,7 +52,12 @@ def openapi(ctx: RequestContext) -> dict[str, Any]:
     return _openapi_document()
 
 
-@router.get("/plugins", summary="Loaded plugins and what they registered", response=PluginList)
+@router.get(
+    "/plugins",
+    summary="Every plugin found: source, version, state (loaded, disabled, failed), error, and "
+    "what it registered",
+    response=PluginList,
+)
 def list_plugins(ctx: RequestContext) -> dict[str, Any]:
     ctx.require(Permission.SYSTEM_VIEW)
     rows = ctx.appliance.plugins.describe()

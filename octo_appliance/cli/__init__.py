@@ -66,6 +66,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("lifecycle", "lifecycle", "list, create or show lifecycles"),
     Command("team", "team", "list, create or show teams; add members, grant roles"),
     Command("user", "user", "list, create or show users"),
+    Command(
+        "plugin",
+        "plugin",
+        "list, install, remove, disable or enable plugins (data dir, offline)",
+    ),
     Command("version", "version", "print the version"),
 )
 

@@ -81,6 +81,10 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def discard(self, name: str) -> None:
+        """Forget ``name``: the loader undoes what a plugin that failed half-way added."""
+        self._entries.pop(name, None)
+
     def _refuse(self, cls: type[Any], problem: str) -> PluginError:
         return PluginError(
             f"plugin {self.current_plugin}: {self.kind} '{cls.name}' {problem}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -22,11 +23,14 @@ from pathlib import Path
 import octo_runner
 import pytest
 
+from octo_appliance.plugin_loading.wheels import canonical_name
 from octo_appliance.runner_bundle import archive_bytes
 from octo_appliance.transports.worker_account import SYSTEM_PATH
 from tests.deployment_scenario import run_scenario
 from tests.fleet import running_fleet
 from tests.h3client import h3_get
+from tests.plugin_scenario import fill_plugins_folder, run_plugin_scenario
+from tests.plugin_wheels import GREETING, builder
 from tests.serve_process import ServeProcess
 
 pytestmark = pytest.mark.binary
@@ -157,4 +161,41 @@ def test_deploys_end_to_end_like_the_development_install(
         command = without_system_python(binary)
     with running_fleet(tmp_path, appliance_command=command) as fleet:
         run_scenario(fleet)
+        assert "Traceback" not in fleet.server.output()
+
+
+def test_loads_plugins_beside_the_executable_and_deploys_a_wheels_step_type(
+    binary: Path, tmp_path: Path
+) -> None:
+    """Wheels and a package folder in ``plugins/`` beside a copy of the executable: listed
+    offline by ``plugin list`` and by ``GET /api/v1/plugins``, the broken ones skipped, the
+    wheel's step type deployed on real agents (:mod:`tests.plugin_scenario`). Every
+    first-party plugin of ``plugins/*/`` is built and must load too."""
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    executable = app_dir / binary.name
+    shutil.copy2(binary, executable)
+    folder = app_dir / "plugins"
+    fill_plugins_folder(folder)
+    first_party = sorted(p.parent for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+    wheels = [builder().build_wheel(source, folder) for source in first_party]
+    names = [canonical_name(wheel.name.split("-")[0]) for wheel in wheels]
+
+    listed = subprocess.run(
+        [str(executable), "plugin", "list", "--json", "--data-dir", str(tmp_path / "offline")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)["items"]}
+    assert rows[GREETING]["state"] == "loaded", rows[GREETING]
+    assert rows[GREETING]["source"] == "wheel"
+    assert rows[GREETING]["location"].startswith(str(folder))
+    for name in names:
+        assert rows[name]["state"] == "loaded", rows[name]
+
+    with running_fleet(tmp_path / "fleet", appliance_command=[str(executable)]) as fleet:
+        run_plugin_scenario(fleet)
         assert "Traceback" not in fleet.server.output()

@@ -130,15 +130,14 @@ def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
             """
         )
     )
-    plugins = create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
+    try:
+        plugins = create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
+    finally:
+        sys.modules.pop("greeter", None)
     assert "greet" in plugins.step_types
-    assert any(row["name"] == "folder:greeter.py" for row in plugins.describe())
-
-
-def test_broken_plugin_file_names_the_file(tmp_path: Path) -> None:
-    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(PluginError, match=r"broken\.py"):
-        create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
+    rows = {row["name"]: row for row in plugins.describe()}
+    assert rows["greeter"]["source"] == "folder"
+    assert rows["greeter"]["step_types"] == ["greet"]
 
 
 def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,7 +106,7 @@ def test_the_properties_are_declared_and_checked() -> None:
 def test_a_deployment_checks_from_each_agent_and_from_the_appliance(
     server: Server, tmp_path: Path
 ) -> None:
-    with fleet_with_plugins(tmp_path / "fleet", {"octo_http_check.plugin": "http-check"}) as fleet:
+    with fleet_with_plugins(tmp_path / "fleet", ["http-check"]) as fleet:
         agents = fleet.register_many([("web-listening", "listening"), ("web-polling", "polling")])
         fleet.start_agents(agents)
         fleet.wait_connected(agents)
@@ -123,5 +123,5 @@ def test_a_deployment_checks_from_each_agent_and_from_the_appliance(
         assert task["state"] == "success", f"{task['error']}\n{log}"
         for name in ("web-listening", "web-polling", "appliance"):
             assert any("answered HTTP 200" in line for line in fleet.log_of(task["id"], name))
-        rows = fleet.call("GET", "/plugins")["items"]
-        assert any("http-check" in row["step_types"] for row in rows)
+        rows = {row["name"]: row for row in fleet.call("GET", "/plugins")["items"]}
+        assert rows["octo-http-check"]["step_types"] == ["http-check"]

@@ -144,9 +144,7 @@ def test_a_deployment_installs_the_unit_and_rolls_a_broken_one_back(
     systemd = FakeSystemd(tmp_path / "systemd")
     # the agent's environment is the runner's: the fake systemctl is on its PATH
     monkeypatch.setenv("PATH", systemd.path)
-    with fleet_with_plugins(
-        tmp_path / "fleet", {"octo_systemd_service.plugin": "systemd-service"}
-    ) as fleet:
+    with fleet_with_plugins(tmp_path / "fleet", ["systemd-service"]) as fleet:
         agent = fleet.register("web-1", "listening")
         fleet.start_agents([agent])
         install_dir = "#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}"
