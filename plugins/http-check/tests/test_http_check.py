@@ -3,8 +3,6 @@ property schema, and a deployment on real agents and the built-in worker."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,48 +11,14 @@ from octo_http_check.plugin import HttpCheck
 
 from octo_appliance.plugin_api import property_problems
 from octo_appliance.steps.target_runs import run_in_runner
-from tests.plugin_fleet import deploy, fleet_with_plugins, task_log
-
-
-class Server(http.server.ThreadingHTTPServer):
-    """Answers 503 to the first ``failures`` requests, then ``status`` with ``body``."""
-
-    failures = 0
-    status = 200
-    body = b"ready"
-    seen = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/health"
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: Server
-
-    def do_GET(self) -> None:
-        self.server.seen += 1
-        failing = self.server.seen <= self.server.failures
-        status, body = (503, b"starting") if failing else (self.server.status, self.server.body)
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+from tests.first_party import HealthServer, check_from_agents_and_appliance, health_server
+from tests.plugin_fleet import fleet_with_plugins
 
 
 @pytest.fixture
-def server() -> Iterator[Server]:
-    httpd = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+def server() -> Iterator[HealthServer]:
+    with health_server() as httpd:
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def check(server_url: str, tmp_path: Path, **arguments: object):  # type: ignore[no-untyped-def]
@@ -62,7 +26,9 @@ def check(server_url: str, tmp_path: Path, **arguments: object):  # type: ignore
     return run_in_runner(HttpCheck, "http-check", values, work_dir=tmp_path)
 
 
-def test_it_waits_through_failures_until_the_url_answers(server: Server, tmp_path: Path) -> None:
+def test_it_waits_through_failures_until_the_url_answers(
+    server: HealthServer, tmp_path: Path
+) -> None:
     server.failures = 3
     run = check(server.url, tmp_path, expected_body="ready")
     assert run.success, (run.messages, run.stderr)
@@ -71,7 +37,7 @@ def test_it_waits_through_failures_until_the_url_answers(server: Server, tmp_pat
 
 
 def test_it_gives_up_after_max_attempts_naming_the_last_problem(
-    server: Server, tmp_path: Path
+    server: HealthServer, tmp_path: Path
 ) -> None:
     run = check(server.url, tmp_path, expected_body="healthy", max_attempts=2)
     assert not run.success
@@ -87,7 +53,7 @@ def test_it_gives_up_at_the_timeout_when_nothing_listens(tmp_path: Path) -> None
     assert "did not answer HTTP 200 within 1 s; last: no answer" in run.result["message"]
 
 
-def test_an_expected_error_status_counts_as_up(server: Server, tmp_path: Path) -> None:
+def test_an_expected_error_status_counts_as_up(server: HealthServer, tmp_path: Path) -> None:
     server.status, server.body = 404, b"gone"
     run = check(server.url, tmp_path, expected_status=404, max_attempts=1)
     assert run.success, run.messages
@@ -104,24 +70,9 @@ def test_the_properties_are_declared_and_checked() -> None:
 
 @pytest.mark.slow
 def test_a_deployment_checks_from_each_agent_and_from_the_appliance(
-    server: Server, tmp_path: Path
+    server: HealthServer, tmp_path: Path
 ) -> None:
     with fleet_with_plugins(tmp_path / "fleet", ["http-check"]) as fleet:
-        agents = fleet.register_many([("web-listening", "listening"), ("web-polling", "polling")])
-        fleet.start_agents(agents)
-        fleet.wait_connected(agents)
-        server.failures = 2
-        properties = {"url": server.url, "interval_seconds": 0, "expected_body": "ready"}
-        steps = [
-            {"name": "From targets", "type": "http-check", "roles": ["web"],
-             "properties": properties},
-            {"name": "From appliance", "type": "http-check",
-             "properties": {**properties, "run_on": "appliance"}},
-        ]  # fmt: skip
-        task = deploy(fleet, steps)
-        log = task_log(fleet, task["id"])
-        assert task["state"] == "success", f"{task['error']}\n{log}"
-        for name in ("web-listening", "web-polling", "appliance"):
-            assert any("answered HTTP 200" in line for line in fleet.log_of(task["id"], name))
         rows = {row["name"]: row for row in fleet.call("GET", "/plugins")["items"]}
         assert rows["octo-http-check"]["step_types"] == ["http-check"]
+        check_from_agents_and_appliance(fleet, server)

@@ -5,9 +5,7 @@ the deployed package, then rolls a broken update back."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,41 +13,10 @@ from octo_systemd_service.plugin import SystemdService
 
 from octo_appliance.plugin_api import property_problems
 from octo_appliance.steps.target_runs import CommandRun, run_in_runner
-from tests.packages_support import zip_bytes
-from tests.plugin_fleet import deploy, fleet_with_plugins, task_log
+from tests.first_party import BAD_UNIT, GOOD_UNIT, FakeSystemd, install_then_roll_back
+from tests.plugin_fleet import fleet_with_plugins
 
-GOOD = "[Service]\nExecStart=/usr/bin/sleep infinity\n"
-BAD = "[Service]\nExecStart=/bin/false\n"
-
-
-class FakeSystemd:
-    """A fake ``systemctl`` in ``bin/`` (see fake_systemctl.py) and its unit folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.bin = root / "bin"
-        self.units = root / "units"
-        self.bin.mkdir(parents=True)
-        self.units.mkdir()
-        script = Path(__file__).with_name("fake_systemctl.py").read_text(encoding="utf-8")
-        program = self.bin / "systemctl"
-        program.write_text(f"#!{sys.executable}\n{script}", encoding="utf-8")
-        program.chmod(0o755)
-        (self.bin / "config.json").write_text(json.dumps({"unit_dir": str(self.units)}))
-
-    @property
-    def path(self) -> str:
-        return f"{self.bin}{os.pathsep}{os.environ['PATH']}"
-
-    def calls(self) -> list[str]:
-        log = self.bin / "state" / "calls.log"
-        return log.read_text().splitlines() if log.exists() else []
-
-    def state(self, unit: str) -> str:
-        path = self.bin / "state" / "active" / unit
-        return path.read_text() if path.exists() else "inactive"
-
-    def reset_calls(self) -> None:
-        (self.bin / "state" / "calls.log").unlink(missing_ok=True)
+GOOD, BAD = GOOD_UNIT, BAD_UNIT
 
 
 @pytest.fixture
@@ -145,23 +112,4 @@ def test_a_deployment_installs_the_unit_and_rolls_a_broken_one_back(
     # the agent's environment is the runner's: the fake systemctl is on its PATH
     monkeypatch.setenv("PATH", systemd.path)
     with fleet_with_plugins(tmp_path / "fleet", ["systemd-service"]) as fleet:
-        agent = fleet.register("web-1", "listening")
-        fleet.start_agents([agent])
-        install_dir = "#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}"
-        steps = [
-            {"name": "Install", "type": "deploy-package", "roles": ["web"],
-             "properties": {"package": "App"}},
-            {"name": "Service", "type": "systemd-service", "roles": ["web"],
-             "properties": {"unit_name": "app.service", "unit_file": f"{install_dir}/app.service",
-                            "unit_dir": str(systemd.units), "wait_seconds": 5}},
-        ]  # fmt: skip
-        for version, unit, state in (("1.0.0", GOOD, "success"), ("1.0.1", BAD, "failed")):
-            archive = zip_bytes({"app.service": unit.encode()})
-            upload = {"file": (f"App.{version}.zip", archive, "application/octet-stream")}
-            fleet.call("POST", "/packages", 201, files=upload, timeout=120)
-            task = deploy(fleet, steps)
-            assert task["state"] == state, task_log(fleet, task["id"])
-            assert (systemd.units / "app.service").read_text() == GOOD
-            assert systemd.state("app.service") == "active"
-        lines = fleet.log_of(task["id"], "web-1")
-        assert any(line.startswith("restored the previous ") for line in lines), lines
+        install_then_roll_back(fleet, systemd)
