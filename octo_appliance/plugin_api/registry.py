@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_api.properties import check_schema
 from octo_appliance.plugin_api.settings import check_declarations
-from octo_appliance.plugin_api.steps import StepType
+from octo_appliance.plugin_api.steps import StepType, TargetCode
 from octo_appliance.plugin_api.transports import Transport
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -102,6 +102,11 @@ class StepTypeRegistry(Registry[StepType]):
         problem = check_schema(cls.properties)
         if problem:
             raise self._refuse(cls, f"declares bad properties: {problem}")
+        code = cls.target_code
+        if code is not None:
+            wrong = code.problem() if isinstance(code, TargetCode) else "is not a TargetCode"
+            if wrong:
+                raise self._refuse(cls, f"declares bad target code: {wrong}")
 
 
 class TransportRegistry(Registry[Transport]):

@@ -21,12 +21,10 @@ import importlib.resources
 import importlib.util
 import json
 import os
-import re
 import threading
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from octo_runner.commands import COMMANDS as BUILTIN_COMMANDS
 from octo_runner.plugin_api import API_VERSION
 from octo_runner.plugin_bundle import MANIFEST
 
@@ -35,8 +33,6 @@ from octo_appliance.plugin_api.steps import TargetCode
 from octo_appliance.plugin_api.transports import PluginBundle
 from octo_appliance.runner_bundle import zip_members
 
-_COMMAND_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-_TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 
 
@@ -91,22 +87,10 @@ def bundle_members(name: str, code: TargetCode) -> dict[str, bytes]:
 
 def _qualified(code: TargetCode, command: str, members: dict[str, bytes], prefix: str) -> str:
     """``package.module:function`` of one command, after checking it can exist."""
+    problem = code.problem()
+    if problem:
+        raise PluginError(problem, hint="see docs/plugins.md, 'Code on the target'")
     target = code.commands[command]
-    if not _COMMAND_NAME.match(command):
-        raise PluginError(
-            f"runner command name {command!r} is invalid",
-            hint="command names are lower-case words joined by dashes, like http-check",
-        )
-    if command in BUILTIN_COMMANDS:
-        raise PluginError(
-            f"runner command {command!r} is built into the runner; a plugin cannot replace it",
-            hint="give the plugin's command a name of its own",
-        )
-    if not _TARGET.match(target):
-        raise PluginError(
-            f"runner command {command!r} must name 'module:function' in {code.package}, "
-            f"not {target!r}"
-        )
     module, _, function = target.partition(":")
     path = module.replace(".", "/")
     if f"{prefix}/{path}.py" not in members and f"{prefix}/{path}/__init__.py" not in members:

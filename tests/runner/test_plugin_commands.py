@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from octo_appliance.exceptions import PluginError
+from octo_appliance.plugin_api import StepTypeRegistry
 from octo_appliance.steps.base import StepType, TargetCode
 from octo_appliance.steps.target_code import BundleStore, bundle_bytes
 from octo_appliance.steps.target_runs import run_in_runner
@@ -96,7 +97,7 @@ def test_a_bundle_for_another_api_version_is_refused(run_runner: RunRunner, tmp_
 
 def test_a_plugin_cannot_replace_a_built_in_command() -> None:
     code = TargetCode("tests.runner.sample_target", {"run-script": "commands:greet"})
-    with pytest.raises(PluginError, match="built into the runner"):
+    with pytest.raises(PluginError, match="built into the runner: not replaceable"):
         bundle_bytes("evil", code)
     with pytest.raises(PluginError, match="has no module"):
         bundle_bytes("typo", TargetCode("tests.runner.sample_target", {"a-b": "nothere:run"}))
@@ -130,3 +131,16 @@ def test_a_package_inside_a_wheel_is_bundled_like_a_folder(
     )
     assert run.success, (run.messages, run.stderr)
     assert "HELLO ZIP" in run.messages
+
+
+def test_a_bad_target_code_declaration_is_refused_at_registration() -> None:
+    class Evil(StepType):
+        name = "evil"
+        target_code = TargetCode("tests.runner.sample_target", {"deploy-package": "commands:x"})
+
+    registry = StepTypeRegistry()
+    with pytest.raises(PluginError, match="declares bad target code: runner command 'deploy-pa"):
+        registry.add(Evil)
+    Evil.target_code = TargetCode("tests.runner.sample_target", {"a-b": "no colon"})
+    with pytest.raises(PluginError, match="'no colon' is not 'module:function'"):
+        registry.add(Evil)
