@@ -56,11 +56,9 @@ def load_plugin_command(ref: PluginBundleRef, name: str) -> Command:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise RunnerError(
-            f"{what}: command {name!r} cannot be imported: {exc}",
-            hint="a target-side package may import only the standard library, octo_runner "
-            "and its own modules",
-        ) from exc
+        only = "the standard library, octo_runner.plugin_api and its own modules"
+        message = f"{what}: command {name!r} cannot be imported: {exc}"
+        raise RunnerError(message, hint=f"a target-side package may import {only}") from exc
     handler = getattr(module, attribute, None)
     if not callable(handler):
         raise RunnerError(f"{what}: {target} is not a function")

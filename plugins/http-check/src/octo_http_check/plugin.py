@@ -11,34 +11,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from octo_appliance.plugin_api import (
-    FieldProblem,
-    Property,
-    RunnerRequest,
-    StepContext,
-    StepFailed,
-    StepTarget,
-    StepType,
-    StepTypeRegistry,
-    TargetCode,
-    hookimpl,
-)
+from octo_appliance import plugin_api as octo
 
 #: the plugin API this plugin is written for (docs/plugins.md, "Plugin API version")
 OCTO_PLUGIN_API = 2
 COMMAND = "http-check"
 
-PROPERTIES: tuple[Property, ...] = (
-    Property("url", "string", "the URL to request (http:// or https://)", required=True),
-    Property(
+PROPERTIES: tuple[octo.Property, ...] = (
+    octo.Property("url", "string", "the URL to request (http:// or https://)", required=True),
+    octo.Property(
         "run_on",
         "string",
         "targets: from each target of the step's roles; appliance: once, from the appliance",
         default="targets",
         enum=("targets", "appliance"),
     ),
-    Property("method", "string", "the request method", default="GET", enum=("GET", "HEAD")),
-    Property(
+    octo.Property("method", "string", "the request method", default="GET", enum=("GET", "HEAD")),
+    octo.Property(
         "expected_status",
         "integer",
         "the HTTP status that counts as up",
@@ -46,14 +35,16 @@ PROPERTIES: tuple[Property, ...] = (
         minimum=100,
         maximum=599,
     ),
-    Property("expected_body", "string", "text the body must contain (empty: any body)"),
-    Property("timeout_seconds", "integer", "how long to wait in all", default=60, minimum=1),
-    Property("interval_seconds", "integer", "pause between attempts", default=2, minimum=0),
-    Property(
+    octo.Property("expected_body", "string", "text the body must contain (empty: any body)"),
+    octo.Property("timeout_seconds", "integer", "how long to wait in all", default=60, minimum=1),
+    octo.Property("interval_seconds", "integer", "pause between attempts", default=2, minimum=0),
+    octo.Property(
         "request_timeout_seconds", "integer", "how long one attempt waits", default=10, minimum=1
     ),
-    Property("max_attempts", "integer", "stop after this many attempts (0: no limit)", default=0),
-    Property("verify_tls", "boolean", "check the server's certificate", default=True),
+    octo.Property(
+        "max_attempts", "integer", "stop after this many attempts (0: no limit)", default=0
+    ),
+    octo.Property("verify_tls", "boolean", "check the server's certificate", default=True),
 )
 
 
@@ -68,16 +59,16 @@ def arguments(values: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-class HttpCheck(StepType):
+class HttpCheck(octo.StepType):
     name = "http-check"
     summary = "Wait until a URL answers with the expected status, from each target or the appliance"
     properties = PROPERTIES
-    target_code = TargetCode("octo_http_check.target", {COMMAND: "probe:run"})
+    target_code = octo.TargetCode("octo_http_check.target", {COMMAND: "probe:run"})
 
-    def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
+    def validate(self, properties: dict[str, Any]) -> list[octo.FieldProblem]:
         url = properties.get("url")
         if isinstance(url, str) and not url.startswith(("http://", "https://", "#{")):
-            return [FieldProblem("url", "must start with http:// or https://")]
+            return [octo.FieldProblem("url", "must start with http:// or https://")]
         return []
 
     def targets_machines(self, properties: dict[str, Any]) -> bool:
@@ -86,25 +77,26 @@ class HttpCheck(StepType):
     def runs_on_appliance(self, properties: dict[str, Any]) -> bool:
         return bool(properties.get("run_on") == "appliance")
 
-    async def execute(self, ctx: StepContext) -> None:
-        def request(target: StepTarget | None) -> RunnerRequest:
-            return RunnerRequest(COMMAND, arguments(ctx.properties_for(target)), exclusive=False)
+    async def execute(self, ctx: octo.StepContext) -> None:
+        def request(target: octo.StepTarget | None) -> octo.RunnerRequest:
+            return octo.RunnerRequest(
+                COMMAND, arguments(ctx.properties_for(target)), exclusive=False
+            )
 
         if not self.targets_machines(ctx.step.properties):
             run = await ctx.run_on_appliance(request(None))
             if not run.succeeded:
-                raise StepFailed(f"from the appliance: {run.message}")
+                raise octo.StepFailed(f"from the appliance: {run.message}")
             return
-        runs = await ctx.run_on_targets(request)
-        failed = [run for run in runs if run.state in ("failed", "canceled")]
-        if failed:
-            names = ", ".join(run.target.name for run in failed)
-            raise StepFailed(
-                f"the URL did not answer as expected from {len(failed)} of {len(runs)} "
-                f"target(s): {names}; {failed[0].message}"
-            )
+        problems = [
+            f"{run.target.name}: {run.message}"
+            for run in await ctx.run_on_targets(request)
+            if not run.succeeded and run.state != "skipped"
+        ]
+        if problems:
+            raise octo.StepFailed("the URL did not answer as expected from " + "; ".join(problems))
 
 
-@hookimpl
-def register_step_types(registry: StepTypeRegistry) -> None:
+@octo.hookimpl
+def register_step_types(registry: octo.StepTypeRegistry) -> None:
     registry.add(HttpCheck)
