@@ -56,9 +56,9 @@ def arguments(values: dict[str, Any]) -> dict[str, Any]:
 
 class SystemdService(octo.StepType):
     name = "systemd-service"
+    target_code = octo.TargetCode("octo_systemd_service.target", {COMMAND: "unit:run"})
     summary = "Install or update a systemd unit, restart it, and roll back if it does not start"
     properties = PROPERTIES
-    target_code = octo.TargetCode("octo_systemd_service.target", {COMMAND: "unit:run"})
 
     def validate(self, properties: dict[str, Any]) -> list[octo.FieldProblem]:
         problems = []
