@@ -33,6 +33,7 @@ from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
 from octo_appliance.plugin_api import Transport, TransportContext
 from octo_appliance.plugin_api.settings import resolve_settings
+from octo_appliance.steps.target_code import BundleStore, plugin_bundles_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
@@ -110,6 +111,7 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
     runner = await asyncio.to_thread(appliance.runner_build)
     cert = await asyncio.to_thread(appliance.server_certificate)
     identity = load_identity(cert.cert_file, cert.key_file, cert.key_password)
+    bundles = BundleStore(plugin_bundles_dir(appliance.data_dir))
     network = AgentNetwork(
         identity,
         runner,
@@ -121,6 +123,7 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
             max_pending_handshakes_per_address=config.max_pending_handshakes_per_address,
         ),
         pickup_timeout=config.pickup_timeout_seconds,
+        bundles=bundles,
     )
     # settings are read and checked before anything listens: a bad one stops the start clean
     dispatcher = Dispatcher(
@@ -162,6 +165,7 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
             delta_max_bytes=config.delta_max_mb * MIB,
             spool_dir=spool_dir(appliance.data_dir),
         ),
+        bundles=bundles,
     )
     kinds.register(deployments.KIND, deployments.make_deployment_handler(deployment_services))
     engine = TaskEngine(

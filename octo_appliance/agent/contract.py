@@ -7,10 +7,11 @@ docs/agent.md has the same contract with examples.
 Appliance -> agent (the agent handles them):
 
 ``agent.info`` ``{}`` -> ``{"agent_version", "protocol", "name", "target_id", "mode", "os",
-"hostname", "runner_versions": [...], "work_dir", "cache_dir", "running"}``
+"hostname", "runner_versions": [...], "work_dir", "cache_dir", "running", "plugin_bundles"}``
 
 ``runner.run`` ``{"task_id", "runner": {"version", "sha256"}, "command", "arguments",
-"variables": [{"name","value","sensitive"}], "context": {...}, "exclusive": true}``
+"variables": [{"name","value","sensitive"}], "context": {...}, "exclusive": true,
+"plugin"?: {"name", "sha256"}}``
     Runs the runner (fetching that version first if it is not cached) in a fresh work dir
     ``work/<task_id>-<n>/`` under the agent home. ``exclusive`` (default true) waits for the
     target mutex, one exclusive task at a time per agent identity, and emits the log event
@@ -22,6 +23,10 @@ Appliance -> agent (the agent handles them):
     The agent adds absolute paths to ``context``: ``cache_dir`` (packages by SHA-256),
     ``applications_dir`` (where packages are extracted) and ``journal_file`` (the runner's
     deployment journal); they override the same keys sent by the appliance.
+    ``plugin`` (optional) names the bundle a step plugin's command comes from: fetched
+    with ``plugin.fetch`` when it is not cached, its SHA-256 checked, then handed to the
+    runner as the request's ``plugin`` (``{"name", "sha256", "path"}``); an agent that
+    reports ``plugin_bundles`` in ``agent.info`` understands it.
     Cancelling the call kills the runner's whole process tree. Errors (CallFailed codes):
     ``bad_request``, ``runner_unavailable`` (cannot fetch), ``runner_mismatch`` (the fetched
     build does not have the announced SHA-256: nothing ran, nothing was cached),
@@ -57,6 +62,10 @@ Agent -> appliance (the appliance handles them):
 ``runner.fetch`` ``{"version", "sha256"}`` -> file download of ``octo-runner-<version>.pyz``
     (the agent checks the SHA-256 it was given in ``runner.run`` before caching it; ``sha256``
     is informational for the appliance).
+
+``plugin.fetch`` ``{"sha256", "name"}`` -> file download of the plugin command bundle with
+    that SHA-256 (one the appliance built from a step type's target-side code); checked and
+    cached by the agent exactly like the runner. Errors: ``unknown_bundle``.
 """
 
 from __future__ import annotations
@@ -69,6 +78,10 @@ CACHE_LIST = "cache.list"
 CACHE_PATCH = "cache.patch"
 FILES_FETCH = "files.fetch"
 RUNNER_FETCH = "runner.fetch"
+PLUGIN_FETCH = "plugin.fetch"
+#: the version of plugin command bundles an agent handles (``agent.info``'s
+#: ``plugin_bundles``; absent: an agent from before them, which ignores ``plugin``)
+PLUGIN_BUNDLES = 1
 
 
 #: the ``stream`` of log events the agent itself adds to a runner's event stream

@@ -92,6 +92,7 @@ class AgentHandlers:
             "work_dir": str(self.home.work_dir),
             "cache_dir": str(self.home.cache_dir),
             "running": len(self.host.live),
+            "plugin_bundles": contract.PLUGIN_BUNDLES,
         }
 
     # -- runner.run ----------------------------------------------------------------------
@@ -124,25 +125,43 @@ class AgentHandlers:
 
         emit = _forwarder(request, task_id)
         pyz = await self.runners.ensure(version, sha256, lambda: self.connection_of(request))
+        document: dict[str, Any] = {
+            "protocol": RUNNER_PROTOCOL,
+            "command": command,
+            "arguments": arguments,
+            "variables": variables,
+        }
+        plugin = await self._plugin_bundle(request)
+        if plugin is not None:
+            document["plugin"] = plugin
         if not exclusive:
-            return await self._run(
-                pyz, task_id, command, arguments, variables, context, emit, kill_grace
-            )
+            return await self._run(pyz, task_id, document, context, emit, kill_grace)
         if self.mutex.locked():
             log.info("task %s: waiting for the target mutex", task_id)
             await emit(agent_log_event(WAITING_MESSAGE))
         async with self.mutex:
-            return await self._run(
-                pyz, task_id, command, arguments, variables, context, emit, kill_grace
-            )
+            return await self._run(pyz, task_id, document, context, emit, kill_grace)
+
+    async def _plugin_bundle(self, request: IncomingRequest) -> dict[str, str] | None:
+        """The runner request's ``plugin`` for ``runner.run``'s optional ``plugin``: the
+        bundle fetched (if not cached) and verified by SHA-256, named by its local path."""
+        plugin = request.params.get("plugin")
+        if plugin is None:
+            return None
+        if not isinstance(plugin, dict):
+            raise _bad("plugin must be an object {name, sha256}")
+        name = plugin.get("name", "")
+        if not isinstance(name, str) or len(name) > 100:
+            raise _bad("plugin.name must be the step type's name")
+        sha256 = check_sha256(plugin.get("sha256"), "plugin.sha256")
+        path = await self.runners.ensure_bundle(name, sha256, lambda: self.connection_of(request))
+        return {"name": name, "sha256": sha256, "path": str(path)}
 
     async def _run(
         self,
         pyz: Path,
         task_id: str,
-        command: str,
-        arguments: dict[str, Any],
-        variables: list[Any],
+        request: dict[str, Any],
         context: dict[str, Any],
         emit: Emit,
         kill_grace: float,
@@ -158,10 +177,7 @@ class AgentHandlers:
                 hint="free disk space on the target, or check the agent home's permissions",
             ) from None
         document = {
-            "protocol": RUNNER_PROTOCOL,
-            "command": command,
-            "arguments": arguments,
-            "variables": variables,
+            **request,
             "work_dir": str(work_dir),
             "context": {
                 **context,

@@ -1,10 +1,15 @@
-"""Runner builds cached in ``H/runners/``, fetched from the appliance on demand.
+"""Runner builds and plugin command bundles cached in ``H/runners/``, fetched from the
+appliance on demand.
 
 A task names the runner it needs by version and SHA-256. If ``octo-runner-<v>.pyz`` is here
 with that hash it is used; otherwise the agent calls ``runner.fetch`` on the appliance (over
 the connection the task arrived on, which is already pinned), checks the hash of what arrived
 and only then renames it into place. So a newer appliance updates the runner of every target
 at its next task, and a file that does not match is never run or kept.
+
+A task whose command a step plugin ships names that plugin's bundle by SHA-256 too
+(``plugin``): ``plugin-<sha256>.zip`` here, fetched with ``plugin.fetch`` and checked exactly
+the same way; a bundle's name is its hash, so a cached one never needs fetching again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from octo_appliance.agent.cache import check_sha256, sha256_file
-from octo_appliance.agent.contract import RUNNER_FETCH
+from octo_appliance.agent.contract import PLUGIN_FETCH, RUNNER_FETCH
 from octo_appliance.comms import CallFailed, CommsError, Connection
 
 log = logging.getLogger("octo_appliance.agent.runners")
@@ -69,7 +74,24 @@ class RunnerCache:
         async with lock:
             if await self._digest(path) == sha256:
                 return path
-            await self._fetch(version, sha256, path, connection)
+            params = {"version": version, "sha256": sha256}
+            await self._fetch(RUNNER_FETCH, params, f"runner {version}", path, connection)
+            return path
+
+    def bundle_path(self, sha256: str) -> Path:
+        return self.directory / f"plugin-{check_sha256(sha256, 'plugin.sha256')}.zip"
+
+    async def ensure_bundle(self, name: str, sha256: str, connection: ConnectionGetter) -> Path:
+        """The path of the plugin command bundle ``sha256`` (of step type ``name``, for
+        messages), fetched from the appliance if it is not cached here."""
+        path = self.bundle_path(sha256)
+        what = f"plugin bundle {name or sha256[:16]}"
+        lock = self._locks.setdefault(path.name, asyncio.Lock())
+        async with lock:
+            if await self._digest(path) == sha256:
+                return path
+            params = {"sha256": sha256, "name": name}
+            await self._fetch(PLUGIN_FETCH, params, what, path, connection)
             return path
 
     async def _digest(self, path: Path) -> str | None:
@@ -85,58 +107,64 @@ class RunnerCache:
         return digest
 
     async def _fetch(
-        self, version: str, sha256: str, path: Path, connection: ConnectionGetter
+        self,
+        method: str,
+        params: dict[str, str],
+        what: str,
+        path: Path,
+        connection: ConnectionGetter,
     ) -> None:
+        """Ask the appliance for ``what`` and keep it at ``path`` only if its SHA-256 is
+        ``params["sha256"]``."""
+        sha256 = params["sha256"]
         conn = connection()
         if conn is None or not conn.accepts_calls:
             raise CallFailed(
                 "runner_unavailable",
-                f"runner {version} is not cached here and there is no connection to fetch it on",
+                f"{what} is not cached here and there is no connection to fetch it on",
                 hint="retry the task",
             )
         self.fetches += 1
-        log.info("fetching runner %s from the appliance", version)
+        log.info("fetching %s from the appliance", what)
         try:
-            response = await conn.call(
-                RUNNER_FETCH, {"version": version, "sha256": sha256}, download_dir=self.spool
-            )
+            response = await conn.call(method, params, download_dir=self.spool)
         except CallFailed as exc:
             raise CallFailed(
                 "runner_unavailable",
-                f"the appliance could not send runner {version}: {exc.message}",
-                hint=exc.hint or "check that the appliance carries that runner build",
+                f"the appliance could not send {what}: {exc.message}",
+                hint=exc.hint or "check that the appliance carries that build",
             ) from None
         except CommsError as exc:
             raise CallFailed(
                 "runner_unavailable",
-                f"fetching runner {version} from the appliance failed: {exc.message}",
+                f"fetching {what} from the appliance failed: {exc.message}",
                 hint="retry the task",
             ) from None
         downloaded = response.file_path
         if downloaded is None:
             raise CallFailed(
                 "runner_unavailable",
-                f"the appliance answered runner.fetch for {version} without a file",
+                f"the appliance answered {method} for {what} without a file",
                 hint="upgrade the appliance",
             )
         try:
             actual = await asyncio.to_thread(sha256_file, downloaded)
             if actual != sha256:
                 log.warning(
-                    "runner %s from the appliance has SHA-256 %s, expected %s; discarded",
-                    version,
+                    "%s from the appliance has SHA-256 %s, expected %s; discarded",
+                    what,
                     actual,
                     sha256,
                 )
                 raise CallFailed(
                     "runner_mismatch",
-                    f"the runner {version} the appliance sent has SHA-256 {actual}, but the "
+                    f"the {what} the appliance sent has SHA-256 {actual}, but the "
                     f"task asked for {sha256}; it was discarded, nothing ran",
-                    hint="the appliance's runner build and the hash it announces disagree: "
+                    hint="the appliance's build and the hash it announces disagree: "
                     "rebuild or reinstall the appliance",
                 )
             os.chmod(downloaded, 0o644)
             os.replace(downloaded, path)
-            log.info("runner %s cached (%s…)", version, sha256[:16])
+            log.info("%s cached (%s…)", what, sha256[:16])
         finally:
             downloaded.unlink(missing_ok=True)

@@ -82,10 +82,21 @@ def archive_bytes(package: Path | None = None, *, bytecode: bool = True) -> byte
     if bytecode:
         sources = {name: data for name, data in members.items() if imported(name)}
         members.update((name + "c", pyc) for name, pyc in compile_modules(sources).items())
+    main = members.pop("__main__.py")
+    return zip_members({"__main__.py": main}, members, prefix=SHEBANG)
+
+
+def zip_members(
+    first: dict[str, bytes], members: dict[str, bytes], *, prefix: bytes = b""
+) -> bytes:
+    """A reproducible zip: ``first`` in its order, then ``members`` sorted by name, fixed
+    timestamps and permissions; ``prefix`` before the zip (the offsets count from the file's
+    start, as a zipapp's shebang needs). Plugin command bundles are made the same way."""
     buffer = io.BytesIO()
-    buffer.write(SHEBANG)  # before the zip, so its offsets count from the file's start
+    buffer.write(prefix)
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        _add(zf, "__main__.py", members.pop("__main__.py"))
+        for name, data in first.items():
+            _add(zf, name, data)
         for name in sorted(members):
             _add(zf, name, members[name])
     return buffer.getvalue()

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_api.properties import check_schema
 from octo_appliance.plugin_api.settings import check_declarations
-from octo_appliance.plugin_api.steps import StepType
+from octo_appliance.plugin_api.steps import StepType, TargetCode
 from octo_appliance.plugin_api.transports import Transport
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -101,6 +101,21 @@ class StepTypeRegistry(Registry[StepType]):
 
     def __init__(self) -> None:
         super().__init__("step type", StepType, "properties", check_schema)
+
+    def check(self, cls: type[StepType]) -> None:
+        """The property schema (as every registry checks its declaration), then the
+        target-side code a step type ships, if any."""
+        super().check(cls)
+        code = cls.target_code
+        if code is None:
+            return
+        wrong = code.problem() if isinstance(code, TargetCode) else "is not a TargetCode"
+        if wrong:
+            raise PluginError(
+                f"plugin {self.current_plugin}: step type '{cls.name}' declares bad target "
+                f"code: {wrong}",
+                hint='see docs/plugins.md, "Code on the target"',
+            )
 
 
 class TransportRegistry(Registry[Transport]):

@@ -11,10 +11,13 @@ database or a transport; that keeps a third-party step working across engine cha
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from octo_runner.commands import COMMANDS as BUILTIN_COMMANDS
 
 from octo_appliance.exceptions import OctoError
 from octo_appliance.plugin_api.properties import FieldProblem, Property, schema_problems
@@ -208,6 +211,43 @@ class StepContext(ABC):
         """A task log line (masked); levels: verbose, info, highlight, warning, error."""
 
 
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_COMMAND_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_COMMAND_TARGET = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+
+
+@dataclass(frozen=True)
+class TargetCode:
+    """Runner commands a step type ships to its targets (docs/plugins.md, "Code on the
+    target"): the folder of ``package`` (an importable package of the plugin, standard
+    library and ``octo_runner.plugin_api`` only) is bundled into a zip named by its SHA-256,
+    which agents fetch once and cache, and the runner loads from there."""
+
+    #: dotted name of the package whose folder is shipped, e.g. ``octo_http_check.target``
+    package: str
+    #: command name -> ``module:function`` within ``package`` (``probe:run``); a step's
+    #: :class:`RunnerRequest` names the command, the engine adds the bundle
+    commands: Mapping[str, str]
+
+    def problem(self) -> str | None:
+        """What is wrong with the declaration, or None (checked when the step type is
+        registered; that each module is in the package, when the bundle is built)."""
+        if not isinstance(self.package, str) or not _DOTTED.match(self.package):
+            return f"package {self.package!r} is not a dotted package name"
+        if not isinstance(self.commands, Mapping) or not self.commands:
+            return "commands must name at least one runner command"
+        for command, target in self.commands.items():
+            if not isinstance(command, str) or not _COMMAND_NAME.match(command):
+                return f"runner command {command!r} is not lower-case words joined by dashes"
+            if command in BUILTIN_COMMANDS:
+                return f"runner command {command!r} is built into the runner: not replaceable"
+            if not isinstance(target, str) or not _COMMAND_TARGET.match(target):
+                return f"runner command {command!r}: {target!r} is not 'module:function'"
+        return None
+
+
 class StepType:
     """Base class of step types. Subclasses set ``name`` and ``summary``.
 
@@ -223,6 +263,9 @@ class StepType:
     #: properties the engine leaves as written because the runner substitutes them when it
     #: runs them, with variables only it knows (``deploy-package``'s scripts, as Calamari)
     runner_substituted: ClassVar[frozenset[str]] = frozenset()
+    #: runner commands this step type brings to its targets (None: it uses the built-in
+    #: commands only); see :class:`TargetCode`
+    target_code: ClassVar[TargetCode | None] = None
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
         """Problems :attr:`properties` cannot express (called after the schema check, with
@@ -280,6 +323,7 @@ __all__ = [
     "StepInfo",
     "StepTarget",
     "StepType",
+    "TargetCode",
     "TargetRun",
     "property_problems",
 ]

@@ -88,6 +88,25 @@ NO_OPTIONS = CallOptions()
 
 
 @dataclass(frozen=True)
+class PluginBundle:
+    """A step plugin's target-side code as a transport carries it: a zip named by its
+    SHA-256 (docs/plugins.md, "Code on the target"). Agents fetch it with ``plugin.fetch``
+    and check the hash; a transport that places files itself (the built-in worker) hands
+    ``path`` to the runner, which checks the hash again before loading anything."""
+
+    #: the step type it belongs to
+    name: str
+    sha256: str
+    path: Path
+    size: int
+    commands: frozenset[str]
+
+    def as_param(self) -> dict[str, str]:
+        """What ``runner.run`` names it by (its ``plugin`` parameter, docs/agent.md)."""
+        return {"name": self.name, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
 class RunnerCommand:
     """One runner invocation: command, arguments and variables (sensitive ones included)."""
 
@@ -97,6 +116,8 @@ class RunnerCommand:
     variables: list[dict[str, Any]] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
     exclusive: bool = True
+    #: the step plugin's bundle the command comes from (None: a built-in command)
+    plugin: PluginBundle | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +221,8 @@ class Transport:
             "context": command.context,
             "exclusive": command.exclusive,
         }
+        if command.plugin is not None:
+            params["plugin"] = command.plugin.as_param()
         response = await self.call(
             target, contract.RUNNER_RUN, params, CallOptions(on_event=on_event)
         )
@@ -304,6 +327,7 @@ __all__ = [
     "AgentLinks",
     "CallOptions",
     "EventSink",
+    "PluginBundle",
     "RunnerCommand",
     "RunnerResult",
     "TargetAddress",

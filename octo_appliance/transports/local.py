@@ -288,6 +288,10 @@ class LocalTransport(Transport):
             "work_dir": str(work_dir),
             "context": {**command.context, "task_id": command.task_id, **self.package_paths},
         }
+        if command.plugin is not None:
+            bundle = command.plugin
+            path = await self._readable(bundle.path, bundle.sha256, f"plugin-{bundle.sha256}.zip")
+            document["plugin"] = {**bundle.as_param(), "path": str(path.absolute())}
 
         async def emit(event: dict[str, Any]) -> None:
             if on_event is not None:
@@ -420,14 +424,20 @@ class LocalTransport(Transport):
 
     async def _runner(self) -> Path:
         """The runner build, copied where the worker user can read it."""
-        assert self.root is not None
         build = self.context.runner
+        name = f"octo-runner-{build.version}.pyz"
+        return await self._readable(Path(build.path), build.sha256, name)
+
+    async def _readable(self, source: Path, sha256: str, name: str) -> Path:
+        """``source`` (the runner, or a plugin command bundle), or with a worker user a copy
+        in ``<worker dir>/runners/`` that user can read, checked by SHA-256 before reuse."""
+        assert self.root is not None
         if self.user is None:
-            return Path(build.path)
-        target = self.root / "runners" / f"octo-runner-{build.version}.pyz"
+            return source
+        target = self.root / "runners" / name
         async with self._runner_lock:
-            if not await asyncio.to_thread(same_file, target, build.sha256):
-                await asyncio.to_thread(install, Path(build.path), target, self.root)
+            if not await asyncio.to_thread(same_file, target, sha256):
+                await asyncio.to_thread(install, source, target, self.root)
         return target
 
 

@@ -2,8 +2,9 @@
 
 One object per appliance process. It runs the polling listener (agents dial in and wait for
 requests), keeps one connection per listening agent (opened on first use, reused), answers
-the calls agents make to the appliance (``runner.fetch``), and drops connections of targets
-that stop being trusted (deleted or disabled) as soon as trust is reloaded.
+the calls agents make to the appliance (``runner.fetch``, ``plugin.fetch``), and drops
+connections of targets that stop being trusted (deleted or disabled) as soon as trust is
+reloaded.
 
 A polling session belongs to the target its certificate is registered to: logs name that
 target, never the name the agent gives in HELLO (a mismatch is logged), and a certificate
@@ -41,6 +42,7 @@ from octo_appliance.comms import (
     serve,
 )
 from octo_appliance.comms.errors import CallFailed
+from octo_appliance.steps.target_code import BundleStore
 from octo_appliance.transports.base import TargetAddress
 
 log = logging.getLogger("octo_appliance.agents")
@@ -58,9 +60,12 @@ class AgentNetwork:
         *,
         settings: CommsSettings | None = None,
         pickup_timeout: float = 120.0,
+        bundles: BundleStore | None = None,
     ) -> None:
         self.identity = identity
         self.runner = runner
+        #: the plugin command bundles agents may fetch (``plugin.fetch``)
+        self.bundles = bundles
         self.settings = settings or CommsSettings()
         self.pickup_timeout = pickup_timeout
         self.hello = LocalHello(
@@ -201,6 +206,17 @@ class AgentNetwork:
                 )
             request.respond_with_file(self.runner.path)
             return {"version": self.runner.version, "sha256": self.runner.sha256}
+        if request.method == contract.PLUGIN_FETCH:
+            sha256 = str(request.params.get("sha256", ""))
+            bundle = self.bundles.get(sha256) if self.bundles is not None else None
+            if bundle is None:
+                raise CallFailed(
+                    "unknown_bundle",
+                    f"this appliance built no plugin command bundle {sha256[:64]!r}",
+                    hint="a bundle is built when a step of its type runs: run the step again",
+                )
+            request.respond_with_file(bundle.path)
+            return {"name": bundle.name, "sha256": bundle.sha256}
         raise CallFailed("unknown_method", f"the appliance does not handle {request.method!r}")
 
 

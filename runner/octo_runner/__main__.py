@@ -84,10 +84,15 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, *, parent_pid: int | None = None) -
         for name in request.ignored_fields:
             events.log("verbose", f"ignoring unknown request field {name!r}")
         command = load(request.command)
+        if command is None and request.plugin is not None:
+            from .plugin_bundle import load_plugin_command
+
+            command = load_plugin_command(request.plugin, request.command)
         if command is None:
             raise BadInputError(
                 f"unknown command {request.command!r}",
-                hint="known commands: " + ", ".join(sorted(COMMANDS)),
+                hint="known commands: " + ", ".join(sorted(COMMANDS)) + "; a plugin's "
+                "command needs the request's 'plugin' bundle (an agent that sends it)",
             )
         outcome = command(request, events, cancel)
     except RunnerError as exc:

@@ -8,6 +8,7 @@ authoritative description, with examples, is ``docs/runner-protocol.md``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from .masking import Masker
 
 LEVELS = ("verbose", "info", "highlight", "wait", "warning", "error")
 STREAMS = ("stdout", "stderr", "runner")
-KNOWN_FIELDS = ("protocol", "command", "arguments", "variables", "work_dir", "context")
+KNOWN_FIELDS = ("protocol", "command", "arguments", "variables", "work_dir", "context", "plugin")
+_SHA256_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class Variable:
 
 
 @dataclass(frozen=True)
+class PluginBundleRef:
+    """The plugin command bundle a request's command comes from: a zip on this machine
+    (``path``, absolute) and the SHA-256 it must have (checked before anything is loaded)."""
+
+    path: str
+    sha256: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Request:
     command: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
@@ -38,6 +50,9 @@ class Request:
     work_dir: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
     ignored_fields: tuple[str, ...] = ()
+    #: where a command that is not built in comes from (docs/runner-protocol.md, "Plugin
+    #: commands"); None: only the built-in commands
+    plugin: PluginBundleRef | None = None
 
     def variable_map(self) -> dict[str, str]:
         """Name -> value; a later duplicate name wins."""
@@ -83,7 +98,24 @@ def parse_request(data: bytes) -> Request:
         work_dir=work_dir,
         context=context,
         ignored_fields=tuple(sorted(k for k in document if k not in KNOWN_FIELDS)),
+        plugin=_plugin(document.get("plugin")),
     )
+
+
+def _plugin(value: Any) -> PluginBundleRef | None:
+    """The optional ``plugin`` field: ``{"path", "sha256", "name"?}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInputError("request field 'plugin' must be an object {path, sha256, name}")
+    path, sha256, name = value.get("path"), value.get("sha256"), value.get("name", "")
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise BadInputError("plugin.path must be the absolute path of a plugin command bundle")
+    if not isinstance(sha256, str) or len(sha256) != 64 or not set(sha256) <= _SHA256_HEX:
+        raise BadInputError("plugin.sha256 must be 64 lowercase hex digits (a SHA-256 digest)")
+    if not isinstance(name, str):
+        raise BadInputError("plugin.name must be a string")
+    return PluginBundleRef(path, sha256, name)
 
 
 def _string(document: Mapping[str, Any], key: str, where: str) -> str:

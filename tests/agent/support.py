@@ -179,7 +179,8 @@ class AgentProcess:
 class StandIn:
     """The appliance's side of the wire, built from comms only, on a loop in a thread.
 
-    It serves ``runner.fetch`` from ``builds`` (version -> pyz path) and counts the fetches.
+    It serves ``runner.fetch`` from ``builds`` (version -> pyz path) and ``plugin.fetch`` from
+    ``bundles`` (sha256 -> zip path), and counts the fetches.
     Listening agents are dialed (one cached connection per port); polling agents connect to
     :meth:`start_polling_listener` and are called through a PollingHub.
     """
@@ -187,6 +188,8 @@ class StandIn:
     def __init__(self, identity: Identity, builds: dict[str, Path], spool: Path) -> None:
         self.identity = identity
         self.builds = builds
+        #: plugin command bundles served by ``plugin.fetch``: announced SHA-256 -> file
+        self.bundles: dict[str, Path] = {}
         self.fetches: collections.Counter[str] = collections.Counter()
         spool.mkdir(parents=True, exist_ok=True)
         self.settings = CommsSettings(
@@ -226,6 +229,8 @@ class StandIn:
     # -- the appliance's handler -------------------------------------------------------
 
     async def handle(self, request: IncomingRequest) -> Any:
+        if request.method == "plugin.fetch":
+            return self._plugin_fetch(request)
         if request.method != "runner.fetch":
             raise CallFailed("unknown_method", f"the stand-in does not handle {request.method}")
         version = str(request.params.get("version"))
@@ -235,6 +240,16 @@ class StandIn:
             raise CallFailed("not_found", f"no runner {version} here")
         request.respond_with_file(build)
         return {"version": version}
+
+    def _plugin_fetch(self, request: IncomingRequest) -> Any:
+        """``plugin.fetch``: the bundle served for an announced SHA-256 (``bundles``)."""
+        sha256 = str(request.params.get("sha256"))
+        self.fetches[f"plugin:{sha256}"] += 1
+        bundle = self.bundles.get(sha256)
+        if bundle is None:
+            raise CallFailed("unknown_bundle", f"no plugin bundle {sha256} here")
+        request.respond_with_file(bundle)
+        return {"sha256": sha256}
 
     # -- polling -----------------------------------------------------------------------
 

@@ -204,7 +204,8 @@ async def test_the_runner_document_names_the_cache_applications_and_journal(
     handlers.host.run = run  # type: ignore[method-assign]
     context = {"step": "Deploy", "cache_dir": "/elsewhere"}
 
-    await handlers._run(Path("runner.pyz"), "T-1", "run-script", {}, [], context, emit, 1.0)
+    request = {"protocol": 1, "command": "run-script", "arguments": {}, "variables": []}
+    await handlers._run(Path("runner.pyz"), "T-1", request, context, emit, 1.0)
 
     sent = documents[0]["context"]
     assert sent["step"] == "Deploy" and sent["task_id"] == "T-1"

@@ -27,8 +27,15 @@ from octo_appliance.builds.runner import archive_bytes
 from octo_appliance.plugin_loading.wheels import canonical_name
 from octo_appliance.transports.worker_account import SYSTEM_PATH
 from tests.deployment_scenario import run_scenario
+from tests.first_party import (
+    FakeSystemd,
+    check_from_agents_and_appliance,
+    health_server,
+    install_then_roll_back,
+)
 from tests.fleet import running_fleet
 from tests.h3client import h3_get
+from tests.plugin_fleet import fleet_with_plugins
 from tests.plugin_scenario import fill_plugins_folder, run_plugin_scenario
 from tests.plugin_wheels import GREETING, builder
 from tests.serve_process import ServeProcess
@@ -198,4 +205,25 @@ def test_loads_plugins_beside_the_executable_and_deploys_a_wheels_step_type(
 
     with running_fleet(tmp_path / "fleet", appliance_command=[str(executable)]) as fleet:
         run_plugin_scenario(fleet)
+        assert "Traceback" not in fleet.server.output()
+
+
+def test_deploys_the_first_party_plugins_on_real_agents(
+    binary: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``plugins/http-check`` and ``plugins/systemd-service``, as wheels in the data dir's
+    plugins folder, deployed by the single executable on real agents that fetch their
+    target-side code: a URL checked from two agents and the built-in worker, a unit installed
+    and a broken update rolled back (:mod:`tests.first_party`)."""
+    systemd = FakeSystemd(tmp_path / "systemd")
+    monkeypatch.setenv("PATH", systemd.path)  # the agents' environment is their runners'
+    distributions = ["http-check", "systemd-service"]
+    with (
+        health_server() as server,
+        fleet_with_plugins(
+            tmp_path / "fleet", distributions, appliance_command=[str(binary)]
+        ) as fleet,
+    ):
+        check_from_agents_and_appliance(fleet, server)
+        install_then_roll_back(fleet, systemd)
         assert "Traceback" not in fleet.server.output()

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import secrets
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.engine.tasks.log import read_lines
 from octo_appliance.plugin_api.transport_context import TransportContext
+from octo_appliance.steps.target_code import BundleStore, plugin_bundles_dir
 from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.transports.local import LocalTransport
 from tests.engine.support import wait_until
@@ -140,14 +141,15 @@ class Rig:
         return row
 
 
-@pytest.fixture
-def rig(
+@contextlib.contextmanager
+def make_rig(
     octo_appliance_factory: Callable[..., OctoTestAppliance],
     database_url: str | None,
     tmp_path: Path,
+    extra_plugins: Sequence[object] = (),
 ) -> Iterator[Rig]:
-    """On SQLite and on PostgreSQL (the ``backend`` parameter of tests/conftest.py)."""
-    octo = octo_appliance_factory(database=database_url)
+    """A rig whose appliance also loads ``extra_plugins`` (step types under test)."""
+    octo = octo_appliance_factory(database=database_url, extra_plugins=tuple(extra_plugins))
     appliance = octo.appliance
     network: Any = SimpleNamespace(runner=prepare_runner(appliance.data_dir))
     local = LocalTransport(TransportContext("local", network.runner))
@@ -159,6 +161,7 @@ def rig(
         appliance.plugins.step_types,
         appliance.vault,
         poll_interval=0.05,
+        bundles=BundleStore(plugin_bundles_dir(appliance.data_dir)),
     )
     kinds = TaskKindRegistry()
     kinds.register(KIND, make_deployment_handler(services))
@@ -174,6 +177,17 @@ def rig(
         with contextlib.suppress(Exception):  # its runners and fork server live in that loop
             rig.in_engine(local.close())
         engine.stop_in_thread()
+
+
+@pytest.fixture
+def rig(
+    octo_appliance_factory: Callable[..., OctoTestAppliance],
+    database_url: str | None,
+    tmp_path: Path,
+) -> Iterator[Rig]:
+    """On SQLite and on PostgreSQL (the ``backend`` parameter of tests/conftest.py)."""
+    with make_rig(octo_appliance_factory, database_url, tmp_path) as made:
+        yield made
 
 
 def script(name: str, body: str, **fields: Any) -> dict[str, Any]:

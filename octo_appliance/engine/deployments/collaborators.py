@@ -13,6 +13,7 @@ from octo_appliance.vault import Vault
 
 if TYPE_CHECKING:
     from octo_appliance.engine.acquisition import Acquirer
+    from octo_appliance.steps.target_code import BundleStore
 
 
 @dataclass
@@ -29,3 +30,6 @@ class DeploymentServices:
     poll_interval: float = 0.3
     #: places feed packages in target caches; None: no feed (deploy-package steps fail)
     acquirer: Acquirer | None = None
+    #: builds step plugins' target-side code into bundles (the agent network serves them);
+    #: None: a step whose type ships runner commands fails saying so
+    bundles: BundleStore | None = None

@@ -18,7 +18,9 @@ from octo_appliance.engine.deployments.run import DeploymentRun
 from octo_appliance.engine.deployments.window import effective_window, rolling
 from octo_appliance.engine.tasks import OutputVariable, TargetRef, TaskFailed
 from octo_appliance.engine.variables import Resolved, VariableProblem, substitute_properties
+from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_api.transports import APPLIANCE_WORKER as WORKER
+from octo_appliance.plugin_api.transports import PluginBundle
 from octo_appliance.steps.base import (
     InterruptionAnswer,
     MakeRequest,
@@ -393,6 +395,11 @@ class EngineStepContext(StepContext):
                 why = transfers[0].message if transfers else "no transfer was made"
                 message = f"package {package.package_id} {package.version} was not sent: {why}"
                 return "failed", None, message, []
+        try:
+            plugin = await self._bundle_for(request.command)
+        except (StepFailed, PluginError) as exc:
+            task.error(exc.message, ref)
+            return "failed", None, exc.message, []
         variables = self.run.variables(self.planned, None if appliance else info)
         command = RunnerCommand(
             task_id=task.id,
@@ -406,6 +413,7 @@ class EngineStepContext(StepContext):
                 "deployment_id": self.run.loaded.deployment_id,
             },
             exclusive=request.exclusive,
+            plugin=plugin,
         )
         timeout = self.step.timeout
         try:
@@ -430,6 +438,22 @@ class EngineStepContext(StepContext):
             result.message,
             outputs,
         )
+
+    async def _bundle_for(self, command: str) -> PluginBundle | None:
+        """The bundle of the step type's target-side code when ``command`` is one of its
+        commands (built once per appliance process); None for a built-in command."""
+        step_type = self.run.step_types.get(self.step.type)
+        code = step_type.target_code if step_type is not None else None
+        if code is None or command not in code.commands:
+            return None
+        store = self.run.services.bundles
+        if store is None:
+            raise StepFailed(
+                f"step type '{self.step.type}' ships runner command {command!r}, and this "
+                "appliance was started without a plugin bundle store",
+                hint="start the appliance with octo-appliance serve",
+            )
+        return await asyncio.to_thread(store.bundle_for, self.step.type, code)
 
     def _keep_outputs(self, info: TargetInfo, outputs: list[OutputValue]) -> None:
         self.run.outputs.record(
