@@ -33,7 +33,7 @@ from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
 from octo_appliance.plugin_api import Transport, TransportContext
 from octo_appliance.plugin_api.settings import resolve_settings
-from octo_appliance.steps.target_code import BundleStore, plugin_bundles_dir
+from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
 

@@ -23,8 +23,8 @@ from octo_runner import PROTOCOL_VERSION
 
 from octo_appliance.builds.runner import archive_bytes
 from octo_appliance.exceptions import PluginError
+from octo_appliance.plugin_loading.bundles import BundleStore
 from octo_appliance.steps.base import StepType
-from octo_appliance.steps.target_code import BundleStore
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from octo_appliance.comms import (
     serve,
 )
 from octo_appliance.comms.errors import CallFailed
-from octo_appliance.steps.target_code import BundleStore
+from octo_appliance.plugin_loading.bundles import BundleStore
 from octo_appliance.transports.base import TargetAddress
 
 log = logging.getLogger("octo_appliance.agents")

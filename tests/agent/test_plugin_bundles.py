@@ -13,7 +13,7 @@ import pytest
 
 from octo_appliance.comms import CallFailed
 from octo_appliance.plugin_api import PluginBundle
-from octo_appliance.steps.target_code import BundleStore
+from octo_appliance.plugin_loading.bundles import BundleStore
 from tests.runner.test_plugin_commands import SAMPLE
 
 from .conftest import Agent, RunnerBuild

@@ -37,7 +37,7 @@ from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.engine.tasks.log import read_lines
 from octo_appliance.plugin_api.transport_context import TransportContext
-from octo_appliance.steps.target_code import BundleStore, plugin_bundles_dir
+from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
 from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.transports.local import LocalTransport
 from tests.engine.support import wait_until

@@ -13,8 +13,8 @@ import pytest
 
 from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_api import StepTypeRegistry
+from octo_appliance.plugin_loading.bundles import BundleStore, bundle_bytes
 from octo_appliance.steps.base import StepType, TargetCode
-from octo_appliance.steps.target_code import BundleStore, bundle_bytes
 from octo_appliance.steps.target_runs import run_in_runner
 
 from .conftest import RunRunner

@@ -13,7 +13,7 @@ from octo_appliance.vault import Vault
 
 if TYPE_CHECKING:
     from octo_appliance.engine.acquisition import Acquirer
-    from octo_appliance.steps.target_code import BundleStore
+    from octo_appliance.plugin_loading.bundles import BundleStore
 
 
 @dataclass
