@@ -16,12 +16,11 @@ from octo_appliance.comms import (
     IncomingRequest,
     PeerLost,
     TransferError,
-    connect,
 )
 from octo_appliance.comms.framing import CONTROL_STREAM, FrameType
 
-from .conftest import APPLIANCE_HELLO, Identities, StartAgent
-from .rawpeer import RawPeer, RawServer, raw_connect, raw_server
+from .conftest import Identities, StartAgent, appliance_peer, dial_agent
+from .rawpeer import RawPeer, RawServer, raw_server
 
 SIZE = 5 * 1024 * 1024 + 123  # several chunks and a short last one
 
@@ -124,14 +123,7 @@ async def test_download_that_does_not_verify_is_deleted(
 
     server = await _serve_raw_agent(ids, corrupt)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         with pytest.raises(TransferError, match=r"partial file was deleted|no valid length"):
             await conn.call("get", download_dir=downloads)
         conn.close()
@@ -153,14 +145,7 @@ async def test_download_cut_off_half_way_fails_and_leaves_nothing(
 
     server = await _serve_raw_agent(ids, cut_off)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         with pytest.raises(PeerLost, match="lost the connection"):
             await conn.call("get", download_dir=downloads)
         await conn.wait_closed()
@@ -179,9 +164,7 @@ async def test_upload_that_does_not_verify_never_reaches_the_handler(
         called.append(request.method)
 
     agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+    peer = await appliance_peer(agent.server.port, ids)
 
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, b"a" * 1000)
@@ -208,9 +191,7 @@ async def test_upload_cut_off_half_way_is_deleted(
         called.append(request.method)
 
     agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+    peer = await appliance_peer(agent.server.port, ids)
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, os.urandom(100_000))
     await peer.writer.drain()
@@ -236,9 +217,7 @@ async def test_upload_cancelled_half_way_is_deleted_and_never_handled(
         return "ok"
 
     agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+    peer = await appliance_peer(agent.server.port, ids)
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, os.urandom(100_000))
 
@@ -266,14 +245,7 @@ async def test_download_cancelled_half_way_is_deleted_and_the_sender_told(
 
     server = await _serve_raw_agent(ids, slow_sender)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         call = asyncio.create_task(conn.call("get", download_dir=downloads))
         async with asyncio.timeout(5):
             while not list(downloads.iterdir()):
