@@ -32,12 +32,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import httpx
 
 from octo_appliance.testing import keep_key_beside
+from tests.child_process import read_log, stop_process
 
 READY_PREFIX = "ready"
 START_TIMEOUT = 60.0
@@ -186,36 +186,18 @@ class ServeProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``)."""
-        process = self.process
-        if process is None:
-            return 0
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return int(process.returncode)
+        return stop_process(self.process, sig, timeout)
 
     def output(self) -> str:
         """Everything printed so far: the banner lines and stderr (for failure messages)."""
         if self._stderr is not None:
-            # pread, not seek + read: the child writes at the offset of the same open file,
-            # so moving it while the child logs makes it overwrite lines (seen losing some)
-            fd = self._stderr.fileno()
-            self.stderr = os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+            self.stderr = read_log(self._stderr)
         return "stdout:\n" + "\n".join(self.banner.lines) + "\nstderr:\n" + self.stderr
 
     def __enter__(self) -> ServeProcess:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
         if self._pump is not None:
             self._pump.join(timeout=10)  # the process is gone: its stdout ends

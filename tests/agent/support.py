@@ -39,6 +39,7 @@ from octo_appliance.comms import (
     connect,
     serve,
 )
+from tests.child_process import read_log, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "build" / "build_runner.py"
@@ -148,24 +149,12 @@ class AgentProcess:
         return self.process.pid
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        process = self.process
-        if process is None:
-            return 0
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return int(process.returncode)
+        return stop_process(self.process, sig, timeout)
 
     def stderr(self) -> str:
         if self._stderr is None:
             return ""
-        # pread: seeking the shared file offset while the agent logs loses its lines
-        fd = self._stderr.fileno()
-        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+        return read_log(self._stderr)
 
     def close(self) -> None:
         self.stop()

@@ -15,6 +15,7 @@ from octo_appliance.comms import (
     Connection,
     Handler,
     Identity,
+    IncomingRequest,
     LocalHello,
     TrustStore,
     connect,
@@ -153,3 +154,25 @@ async def start_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator
             conn.close()
             await conn.wait_closed()
         await listening.server.close()
+
+
+@dataclass
+class Watched:
+    """A raw appliance peer past the hello, and the methods the agent's handler was called
+    with (it answers "ok"): for tests that break the protocol by hand."""
+
+    agent: Listening
+    peer: RawPeer
+    called: list[str]
+
+
+@pytest.fixture
+async def watched(start_agent: StartAgent, ids: Identities) -> Watched:
+    called: list[str] = []
+
+    async def handler(request: IncomingRequest) -> Any:
+        called.append(request.method)
+        return "ok"
+
+    agent = await start_agent(handler)
+    return Watched(agent, await appliance_peer(agent.server.port, ids), called)

@@ -18,7 +18,7 @@ from octo_appliance.comms import (
 )
 from octo_appliance.comms.framing import FrameType
 
-from .conftest import Identities, StartAgent, appliance_peer, dial_agent
+from .conftest import Identities, StartAgent, Watched, dial_agent
 from .rawpeer import RawPeer, raw_server
 
 
@@ -123,15 +123,9 @@ async def test_long_handler_without_events_is_not_mistaken_for_a_dead_peer(
     ],
 )
 async def test_protocol_violation_closes_the_connection_with_an_error(
-    start_agent: StartAgent, ids: Identities, garbage: bytes
+    watched: Watched, garbage: bytes
 ) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-
-    agent = await start_agent(handler)
-    peer = await appliance_peer(agent.server.port, ids)
+    peer, called = watched.peer, watched.called
 
     peer.writer.write(garbage)
     error = await asyncio.wait_for(peer.read(), 5)

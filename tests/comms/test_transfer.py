@@ -19,7 +19,7 @@ from octo_appliance.comms import (
 )
 from octo_appliance.comms.framing import CONTROL_STREAM, FrameType
 
-from .conftest import Identities, StartAgent, appliance_peer, dial_agent
+from .conftest import Identities, StartAgent, Watched, dial_agent
 from .rawpeer import RawPeer, RawServer, raw_server
 
 SIZE = 5 * 1024 * 1024 + 123  # several chunks and a short last one
@@ -156,15 +156,9 @@ async def test_download_cut_off_half_way_fails_and_leaves_nothing(
 
 
 async def test_upload_that_does_not_verify_never_reaches_the_handler(
-    start_agent: StartAgent, ids: Identities, spool: Path
+    watched: Watched, spool: Path
 ) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-
-    agent = await start_agent(handler)
-    peer = await appliance_peer(agent.server.port, ids)
+    peer, called = watched.peer, watched.called
 
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, b"a" * 1000)
@@ -182,16 +176,8 @@ async def test_upload_that_does_not_verify_never_reaches_the_handler(
     peer.abort()
 
 
-async def test_upload_cut_off_half_way_is_deleted(
-    start_agent: StartAgent, ids: Identities, spool: Path
-) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-
-    agent = await start_agent(handler)
-    peer = await appliance_peer(agent.server.port, ids)
+async def test_upload_cut_off_half_way_is_deleted(watched: Watched, spool: Path) -> None:
+    peer, called = watched.peer, watched.called
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, os.urandom(100_000))
     await peer.writer.drain()
@@ -202,22 +188,15 @@ async def test_upload_cut_off_half_way_is_deleted(
     peer.abort()
 
     async with asyncio.timeout(5):
-        while agent.server.connections or list(spool.iterdir()):
+        while watched.agent.server.connections or list(spool.iterdir()):
             await asyncio.sleep(0.01)
     assert called == []
 
 
 async def test_upload_cancelled_half_way_is_deleted_and_never_handled(
-    start_agent: StartAgent, ids: Identities, spool: Path
+    watched: Watched, spool: Path
 ) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-        return "ok"
-
-    agent = await start_agent(handler)
-    peer = await appliance_peer(agent.server.port, ids)
+    peer, called = watched.peer, watched.called
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, os.urandom(100_000))
 

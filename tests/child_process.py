@@ -1,0 +1,30 @@
+"""What the test helpers that start a real program (:mod:`tests.serve_process`, the agent
+process in :mod:`tests.agent.support`) do alike: stop it, and read the log file it writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import IO
+
+
+def stop_process(process: subprocess.Popen[str] | None, sig: int, timeout: float) -> int:
+    """Send ``sig`` (unless it already ended) and return its exit code, SIGKILL after
+    ``timeout``; 0 for a process never started."""
+    if process is None:
+        return 0
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
+def read_log(log: IO[bytes] | IO[str]) -> str:
+    """All the child has written to ``log`` so far. pread, not seek + read: the child writes at
+    the offset of the same open file, so moving it while the child logs loses lines."""
+    fd = log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
