@@ -1,11 +1,14 @@
-"""What the test helpers that start a real program (:mod:`tests.serve_process`, the agent
-process in :mod:`tests.agent.support`) do alike: stop it, and read the log file it writes."""
+"""What the tests that start a real program (:mod:`tests.serve_process`, the agent process in
+:mod:`tests.agent.support`) do alike: stop it, read the log file it writes, and look at the
+processes below it."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from typing import IO
+
+import psutil
 
 
 def stop_process(process: subprocess.Popen[str] | None, sig: int, timeout: float) -> int:
@@ -28,3 +31,24 @@ def read_log(log: IO[bytes] | IO[str]) -> str:
     the offset of the same open file, so moving it while the child logs loses lines."""
     fd = log.fileno()
     return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
+
+def process_name(process: psutil.Process) -> str:
+    """Its name, or "" once it has gone."""
+    try:
+        return process.name()
+    except psutil.NoSuchProcess:
+        return ""
+
+
+def alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (a child not yet reaped counts as gone)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def has_sleep(process: psutil.Process) -> bool:
+    """Whether a ``sleep`` runs below it: the scripts of the process tests sleep."""
+    return any(process_name(p) == "sleep" for p in process.children(recursive=True))

@@ -116,6 +116,18 @@ static int private_dir(const char *path) {
     return 0;
 }
 
+/* mkdir -p of every folder above path (the ones it creates: 0700). */
+static int make_parents(char *path) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int rc = mkdir(path, 0700);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST) return -1;
+    }
+    return 0;
+}
+
 /* The folder that holds unpacked builds (0700, ours), written into out. */
 static void cache_root(char *out, size_t size) {
     const char *xdg = getenv("XDG_CACHE_HOME");
@@ -139,20 +151,9 @@ static void cache_root(char *out, size_t size) {
             return;
         }
     }
-    if (mkdir(base, 0700) != 0 && errno != EEXIST) die("cannot create the cache folder", base);
     join(out, size, base, "octo-appliance");
+    if (make_parents(out) != 0) die("cannot create the cache folder", base);
     if (private_dir(out) != 0) die("the cache folder is not private to this user", out);
-}
-
-static int make_parents(char *path) {
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        int rc = mkdir(path, 0700);
-        *p = '/';
-        if (rc != 0 && errno != EEXIST) return -1;
-    }
-    return 0;
 }
 
 static int unpack_file(int in, const struct entry *e, const char *path) {

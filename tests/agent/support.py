@@ -360,3 +360,23 @@ class FakeApi:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=10)
+
+
+def incoming(
+    method: str, params: dict[str, Any], events: list[dict[str, Any]] | None = None
+) -> IncomingRequest:
+    """A request from the appliance as the handlers get it; the events it sends back go to
+    ``events`` (or nowhere)."""
+
+    async def send(event: dict[str, Any]) -> None:
+        if events is not None:
+            events.append(event)
+
+    return IncomingRequest(
+        method=method,
+        params=params,
+        stream_id=2,
+        peer_thumbprint="ab" * 32,
+        peer_hello={"role": "appliance"},
+        send_event=send,
+    )

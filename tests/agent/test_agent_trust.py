@@ -16,6 +16,7 @@ import pytest
 
 from octo_appliance.agent.home import Home
 from octo_appliance.comms import CommsError, HandshakeError
+from tests.child_process import alive, has_sleep
 
 from .conftest import ApplianceIds, RunnerBuild
 from .support import AgentProcess, StandIn, Target, make_home, wait_for
@@ -41,17 +42,26 @@ def processes() -> Iterator[list[AgentProcess]]:
         process.close()
 
 
-def test_listening_agent_drops_an_appliance_it_does_not_pin(
-    tmp_path: Path,
-    appliance_ids: ApplianceIds,
-    standin: StandIn,
-    processes: list[AgentProcess],
-) -> None:
+@pytest.fixture
+def listening_web(
+    tmp_path: Path, appliance_ids: ApplianceIds, processes: list[AgentProcess]
+) -> tuple[Home, AgentProcess]:
+    """A listening agent ``web`` that pins the appliance, started in its own process."""
     home = make_home(
         tmp_path / "home", name="web", mode="listening", appliance=appliance_ids.appliance
     )
     process = AgentProcess([home]).start()
     processes.append(process)
+    return home, process
+
+
+def test_listening_agent_drops_an_appliance_it_does_not_pin(
+    tmp_path: Path,
+    appliance_ids: ApplianceIds,
+    standin: StandIn,
+    listening_web: tuple[Home, AgentProcess],
+) -> None:
+    home, process = listening_web
     impostor = StandIn(appliance_ids.stranger, {}, tmp_path / "impostor-spool")
     try:
         with pytest.raises(HandshakeError):
@@ -107,13 +117,9 @@ def test_sigterm_stops_the_agent_and_kills_running_scripts(
     appliance_ids: ApplianceIds,
     runner_build: RunnerBuild,
     standin: StandIn,
-    processes: list[AgentProcess],
+    listening_web: tuple[Home, AgentProcess],
 ) -> None:
-    home = make_home(
-        tmp_path / "home", name="web", mode="listening", appliance=appliance_ids.appliance
-    )
-    process = AgentProcess([home]).start()
-    processes.append(process)
+    home, process = listening_web
     target = Target(
         standin,
         home,
@@ -131,33 +137,15 @@ def test_sigterm_stops_the_agent_and_kills_running_scripts(
         "runner.run", script_params(runner_build, "echo started\nsleep 60"), on_event=on_event
     )
     assert started.wait(30)
-    wait_for(lambda: _has_sleep(psutil.Process(process.pid)), 20, "the script to start sleep")
+    wait_for(lambda: has_sleep(psutil.Process(process.pid)), 20, "the script to start sleep")
     tree = psutil.Process(process.pid).children(recursive=True)
 
     assert process.stop(signal.SIGTERM, timeout=20) == 0
 
     with pytest.raises(CommsError):
         call.result(20)
-    wait_for(lambda: not any(_alive(p) for p in tree), 20, "the script's processes to go")
+    wait_for(lambda: not any(alive(p) for p in tree), 20, "the script's processes to go")
     assert "stopped" in home.log_file.read_text()
-
-
-def _has_sleep(process: psutil.Process) -> bool:
-    return any(_name(p) == "sleep" for p in process.children(recursive=True))
-
-
-def _name(process: psutil.Process) -> str:
-    try:
-        return process.name()
-    except psutil.NoSuchProcess:
-        return ""
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_one_process_hosts_several_identities(

@@ -20,9 +20,9 @@ import pytest
 from octo_appliance.comms import CommsSettings, Connection, PeerRejected, PeerVerdict
 from octo_appliance.comms.admission import HandshakeLimits
 from octo_appliance.comms.ratelog import RateLimitedLog
-from octo_appliance.comms.tls import client_context
 
 from .conftest import AGENT_HELLO, Identities, Listening, StartAgent
+from .rawpeer import refused_burst
 
 
 async def half_open(
@@ -129,20 +129,6 @@ def test_limits_never_exceed_a_quarter_of_the_descriptor_limit() -> None:
     bounded = limits.within_descriptors()
     assert bounded.max_pending <= max(8, soft // 4)
     assert bounded.max_pending_per_address == bounded.max_pending
-
-
-async def refused_burst(port: int, source: str, identity: object, count: int) -> None:
-    context = client_context(identity, None)  # type: ignore[arg-type]
-    for _ in range(count):
-        try:
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=context, local_addr=(source, 0)
-            )
-        except (OSError, ssl.SSLError):
-            continue
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await reader.read()
-        writer.close()
 
 
 async def test_a_refused_handshake_is_logged_once_per_peer_in_a_burst(

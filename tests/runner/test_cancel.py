@@ -22,13 +22,40 @@ def _group_exists(pgid: int) -> bool:
     return True
 
 
-def _cancel_and_check(
-    start_runner: StartRunner, work_dir: Path, body: str, **arguments: object
+CANCELS = [
+    pytest.param(
+        """
+sleep 60 &
+echo $! > child.txt
+echo $$ > pid.txt
+wait
+echo "not reached"
+""",
+        {},
+        id="sigterm-kills-the-script-and-its-children",
+    ),
+    pytest.param(
+        """
+trap '' TERM
+sh -c 'trap "" TERM; while true; do sleep 0.1; done' &
+echo $! > child.txt
+echo $$ > pid.txt
+wait
+""",
+        {"cancel_grace_seconds": 0.5},
+        id="processes-ignoring-sigterm-are-killed-after-the-grace",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "arguments"), CANCELS)
+def test_sigterm_cancels_the_script_and_its_whole_group(
+    start_runner: StartRunner, work_dir: Path, body: str, arguments: dict[str, object]
 ) -> None:
+    """The script writes its own and its child's pid once the child is running."""
     proc = start_runner(
         make_request("run-script", script("bash", body, **arguments), work_dir=work_dir)
     )
-    # The script writes its own and its child's pid once the child is running.
     child = int(wait_for_file(work_dir / "child.txt"))
     pgid = os.getpgid(int(wait_for_file(work_dir / "pid.txt")))
     assert os.getpgid(child) == pgid != os.getpgid(0)
@@ -50,32 +77,6 @@ def _cancel_and_check(
     assert not _group_exists(pgid)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
-
-
-def test_sigterm_kills_the_script_and_its_children(
-    start_runner: StartRunner, work_dir: Path
-) -> None:
-    body = """
-sleep 60 &
-echo $! > child.txt
-echo $$ > pid.txt
-wait
-echo "not reached"
-"""
-    _cancel_and_check(start_runner, work_dir, body)
-
-
-def test_processes_ignoring_sigterm_are_killed_after_the_grace(
-    start_runner: StartRunner, work_dir: Path
-) -> None:
-    body = """
-trap '' TERM
-sh -c 'trap "" TERM; while true; do sleep 0.1; done' &
-echo $! > child.txt
-echo $$ > pid.txt
-wait
-"""
-    _cancel_and_check(start_runner, work_dir, body, cancel_grace_seconds=0.5)
 
 
 def test_when_the_agent_stops_reading_the_script_is_stopped(
