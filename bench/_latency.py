@@ -27,8 +27,8 @@ if str(ROOT) not in sys.path:
 from _fleet import reserve_ports  # noqa: E402
 
 from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
+from octo_appliance.builds.runner import RunnerBuild  # noqa: E402
 from octo_appliance.comms import CommsSettings, Identity, generate_identity  # noqa: E402
-from octo_appliance.runner_bundle import RunnerBuild  # noqa: E402
 from octo_appliance.transports.base import TargetAddress, Transport  # noqa: E402
 from octo_appliance.transports.listening import ListeningTransport  # noqa: E402
 from octo_appliance.transports.network import AgentNetwork  # noqa: E402

@@ -68,7 +68,7 @@ from _fleet import (  # noqa: E402
     start_appliance,
 )
 
-from octo_appliance.runner_bundle import prepare_runner  # noqa: E402
+from octo_appliance.builds.runner import prepare_runner  # noqa: E402
 
 GOALS = {20: 1.5, 100: 5.0}
 STEP_ONE = 'date +%s.%N > "$D/one-$M.start"; echo "one on $M"; date +%s.%N > "$D/one-$M.end"'

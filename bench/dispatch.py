@@ -61,7 +61,7 @@ from _fleet import (  # noqa: E402
     wait_established,
 )
 
-from octo_appliance.runner_bundle import RunnerBuild, prepare_runner  # noqa: E402
+from octo_appliance.builds.runner import RunnerBuild, prepare_runner  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
 
 GOAL_DISPATCH_P99_MS = 20.0

@@ -6,7 +6,7 @@ python3"`` makes (a shebang line followed by a zip with a top-level ``__main__.p
 with ``zipfile`` directly so the build is reproducible: entries are sorted, timestamps and
 permissions fixed, ``__pycache__`` left out, and each imported module's bytecode added beside
 it as an unchecked hash-based ``name.pyc`` compiled by a fresh interpreter (see
-``octo_appliance/runner_bundle.py``), so the same source and Python give the same SHA-256 on
+``octo_appliance/builds/runner.py``), so the same source and Python give the same SHA-256 on
 any machine. A target on another Python minor version ignores the bytecode for the source.
 
 Usage: ``python build/build_runner.py [--out DIR] [--json]``; prints path, size and SHA-256.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import octo_runner  # noqa: E402
 
-from octo_appliance.runner_bundle import (  # noqa: E402  (after the path set-up)
+from octo_appliance.builds.runner import (  # noqa: E402  (after the path set-up)
     archive_bytes,
     package_dir,
     write_archive,

@@ -30,10 +30,10 @@ from octo_appliance.vault import Vault
 from octo_appliance.vault.keys import open_keyring
 
 if TYPE_CHECKING:
+    from octo_appliance.builds.runner import RunnerBuild
+    from octo_appliance.certificate import ServerCertificate
     from octo_appliance.engine.tasks import TaskEngine
-    from octo_appliance.feed.store import PackageFeed
-    from octo_appliance.runner_bundle import RunnerBuild
-    from octo_appliance.tls import ServerCertificate
+    from octo_appliance.feed.reader import PackageFeed
     from octo_appliance.transports.network import AgentNetwork
 
 ADMIN_USERNAME = "admin"
@@ -65,7 +65,7 @@ class Appliance:
     #: changes included: the API's answer cache (``api/response_cache.py``) empties itself
     change_listeners: list[Callable[[], None]] = field(default_factory=list)
     _limiter: anyio.CapacityLimiter | None = None
-    #: set by :mod:`octo_appliance.services` while the server runs
+    #: set by :mod:`octo_appliance.background` while the server runs
     task_engine: TaskEngine | None = None
     agent_network: AgentNetwork | None = None
     #: called (from any thread) after a commit that added, changed or removed targets
@@ -80,7 +80,7 @@ class Appliance:
     def feed(self) -> PackageFeed:
         """The built-in package feed (synchronous: use it from worker threads)."""
         if self._feed is None:
-            from octo_appliance.feed.store import PackageFeed
+            from octo_appliance.feed.reader import PackageFeed
 
             self._feed = PackageFeed(self.vault, self.data_dir)
         return self._feed
@@ -102,7 +102,7 @@ class Appliance:
     def runner_build(self) -> RunnerBuild:
         """The runner zipapp this appliance serves (built once per process)."""
         if self._runner is None:
-            from octo_appliance.runner_bundle import prepare_runner
+            from octo_appliance.builds.runner import prepare_runner
 
             self._runner = prepare_runner(self.data_dir)
         return self._runner
@@ -110,7 +110,7 @@ class Appliance:
     def server_certificate(self) -> ServerCertificate:
         """The certificate of HTTPS and agent comms (generated on first use)."""
         if self._certificate is None:
-            from octo_appliance.tls import load_or_create_certificate
+            from octo_appliance.certificate import load_or_create_certificate
 
             self._certificate = load_or_create_certificate(self.config, self.vault.ring)
         return self._certificate

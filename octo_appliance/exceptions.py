@@ -14,7 +14,7 @@ HTTP status and a stable ``code``; ``api/errors.py`` turns each failure into its
     │                               now: the appliance reconnects by itself; API: 503 with
     │                               Retry-After)
     ├── InUseError                  a server (or a rotation, a restore) already uses the data
-    ├── RunnerCompileError          runner_compile: the runner's modules do not compile
+    ├── RunnerCompileError          builds.bytecode: the runner's modules do not compile
     ├── DeltaError                  feed/delta: a package delta cannot be applied
     ├── StepFailed                  steps/base: a step type failed the step
     ├── TaskFailed                  engine/tasks/kinds: a task handler failed the task

@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from octo_appliance.app import create_app
 from octo_appliance.appliance import ADMIN_USERNAME, Appliance, open_appliance
 from octo_appliance.config import CONFIG_FILE_NAME, load_config
 from octo_appliance.db import User
 from octo_appliance.db.api_keys import create_api_key
 from octo_appliance.vault.keys import KEY_FILE_NAME
+from octo_appliance.web.app import create_app
 
 
 @dataclass

@@ -40,9 +40,9 @@ import httpx
 
 from octo_appliance.agent.home import Home
 from octo_appliance.appliance import open_appliance
+from octo_appliance.certificate import load_or_create_certificate
 from octo_appliance.comms import Identity, load_identity
 from octo_appliance.config import load_config
-from octo_appliance.tls import load_or_create_certificate
 from tests.agent.support import AgentProcess
 from tests.serve_process import ServeProcess
 from tests.strays import kill_strays

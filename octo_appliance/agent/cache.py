@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 
 from octo_appliance.agent.contract import package_fields
 from octo_appliance.comms import CallFailed
-from octo_appliance.durable import write_atomic
 from octo_appliance.feed.delta import DeltaError, apply_delta
+from octo_appliance.filesystem.durable import write_atomic
 
 log = logging.getLogger("octo_appliance.agent.cache")
 

@@ -20,7 +20,11 @@ from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 from octo_appliance import __version__
 from octo_appliance.agent import registration, service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
-from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
+from octo_appliance.appliance_client.api_key_input import (
+    API_KEY_ENV,
+    add_api_key_options,
+    read_api_key,
+)
 from octo_appliance.comms import PROTOCOL_VERSION
 from octo_appliance.exceptions import ConfigError, OctoError
 

@@ -33,8 +33,8 @@ from typing import Any, Literal
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.comms import Identity, generate_identity, load_identity, normalize_thumbprint
 from octo_appliance.comms.errors import IdentityError
-from octo_appliance.durable import write_atomic
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.filesystem.durable import write_atomic
 
 CONFIG_FORMAT = 1
 Mode = Literal["listening", "polling"]

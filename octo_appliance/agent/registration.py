@@ -5,8 +5,8 @@ off, nothing sent) fetches the certificate the server presents, and its SHA-256 
 compared with ``--server-thumbprint``; then the request goes over an httpx client whose SSL
 context trusts exactly that certificate (hostname not checked: the pin is the identity), so a
 server swapped between the two connections fails the handshake instead of receiving the key.
-The pinning itself lives in :mod:`octo_appliance.pinned_http` (the ``octo-appliance`` client
-commands use it too).
+The pinning itself lives in :mod:`octo_appliance.appliance_client.pinned_http` (the
+``octo-appliance`` client commands use it too).
 
 Nothing is written to the home before the appliance answered with success, so a failure
 leaves no half registration behind.
@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from octo_appliance import __version__, pinned_http
+from octo_appliance import __version__
 from octo_appliance.agent.errors import RegistrationError
 from octo_appliance.agent.home import (
     DEFAULT_POLLING_PORT,
@@ -32,17 +32,18 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
+from octo_appliance.appliance_client import pinned_http
+from octo_appliance.appliance_client.pinned_http import PinnedServer, pinned_ssl_context
 from octo_appliance.comms import Identity, normalize_thumbprint, thumbprint_of_pem
 from octo_appliance.comms.errors import IdentityError
 from octo_appliance.exceptions import ConfigError
-from octo_appliance.pinned_http import PinnedServer, pinned_ssl_context
 
 REGISTER_PATH = "/api/v1/targets/register"
 TARGET_PATH = "/api/v1/targets/{id}"
 TIMEOUT = 30.0
 
 
-#: the appliance's HTTPS API as pinned (see :mod:`octo_appliance.pinned_http`)
+#: the appliance's HTTPS API as pinned (see :mod:`octo_appliance.appliance_client.pinned_http`)
 Server = PinnedServer
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.home import Home
 from octo_appliance.agent.interpreter import program_path
-from octo_appliance.durable import write_atomic
+from octo_appliance.filesystem.durable import write_atomic
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_UNIT_NAME = "octo-agent.service"

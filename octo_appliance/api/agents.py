@@ -27,13 +27,13 @@ from octo_appliance.api.targets import (
     _set_links,
 )
 from octo_appliance.api.tasks import enqueue_for_request
+from octo_appliance.background import agent_target_ids
 from octo_appliance.comms import thumbprint_of_pem
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Environment, Target
 from octo_appliance.engine import health
 from octo_appliance.exceptions import ValidationFailed
 from octo_appliance.security.permissions import Permission
-from octo_appliance.services import agent_target_ids
 
 router = Router("agents")
 

@@ -27,7 +27,6 @@ from starlette.routing import Route
 
 from octo_appliance.api.routing import json_response
 from octo_appliance.db.reconnect import DEFAULT_CONNECT_TIMEOUT, RETRY_HINT
-from octo_appliance.disk_space import storage_error
 from octo_appliance.exceptions import (
     ApiError,
     Conflict,
@@ -38,6 +37,7 @@ from octo_appliance.exceptions import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from octo_appliance.filesystem.disk_space import storage_error
 
 if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance

@@ -29,9 +29,10 @@ from octo_appliance.api.routing import Router, in_worker, json_response, write_i
 from octo_appliance.api.schemas import Line, ListQuery, Out, Page
 from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.packages import Package
-from octo_appliance.disk_space import data_dir_full, format_bytes, free_bytes
 from octo_appliance.exceptions import NotFound, VaultError
-from octo_appliance.feed.catalog import (
+from octo_appliance.feed.limits import ArchiveLimits
+from octo_appliance.feed.names import display_name, version_key
+from octo_appliance.feed.records import (
     Saved,
     find_package,
     in_use_conflict,
@@ -39,9 +40,7 @@ from octo_appliance.feed.catalog import (
     releases_using,
     save_package,
 )
-from octo_appliance.feed.limits import ArchiveLimits
-from octo_appliance.feed.names import display_name, version_key
-from octo_appliance.feed.storage import (
+from octo_appliance.feed.sealed_files import (
     MIB,
     ReceivedPackage,
     discard,
@@ -51,6 +50,7 @@ from octo_appliance.feed.storage import (
     sweep_incoming,
 )
 from octo_appliance.feed.upload import MultipartUpload
+from octo_appliance.filesystem.disk_space import data_dir_full, format_bytes, free_bytes
 from octo_appliance.security.permissions import Permission
 
 router = Router("packages")

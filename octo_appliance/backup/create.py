@@ -22,12 +22,12 @@ from pathlib import Path, PurePosixPath
 from octo_appliance import __version__
 from octo_appliance.backup import database
 from octo_appliance.backup.archive import DATA_ENTRIES, MANIFEST_MEMBER, Manifest, data_member_name
+from octo_appliance.certificate import ENCRYPTED_PEM_MARKER
+from octo_appliance.certificate import KEY_FILE_NAME as TLS_KEY_FILE_NAME
 from octo_appliance.config import Config
 from octo_appliance.db.in_use import hold_shared
-from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import ConfigError
-from octo_appliance.tls import ENCRYPTED_PEM_MARKER
-from octo_appliance.tls import KEY_FILE_NAME as TLS_KEY_FILE_NAME
+from octo_appliance.filesystem.durable import fsync_dir
 from octo_appliance.vault.files import (
     FILES_DIR_NAME,
     REKEY_SUFFIX,

@@ -29,13 +29,13 @@ from octo_appliance.backup.archive import (
     check_member,
     not_a_backup,
 )
+from octo_appliance.certificate import KEY_FILE_NAME as TLS_KEY_FILE_NAME
+from octo_appliance.certificate import key_password
 from octo_appliance.config import CONFIG_FILE_NAME, Config
 from octo_appliance.db.in_use import LOCK_FILE_NAME, hold_exclusive
 from octo_appliance.db.migrations import latest_version
-from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import ConfigError, DatabaseError, VaultError
-from octo_appliance.tls import KEY_FILE_NAME as TLS_KEY_FILE_NAME
-from octo_appliance.tls import key_password
+from octo_appliance.filesystem.durable import fsync_dir
 from octo_appliance.vault.keys import ENV_VAR, KeyRing, key_file_path, open_keyring
 
 STAGING_NAME = ".restoring"

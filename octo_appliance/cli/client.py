@@ -1,11 +1,12 @@
 """The REST API client of the ``octo-appliance`` commands that talk to a running server.
 
 One :class:`ApiClient` per command run: httpx over TLS that trusts either exactly the
-certificate pinned by ``--server-thumbprint`` (see :mod:`octo_appliance.pinned_http`) or, without
-a pin, the CAs this machine trusts. Every failure, of the connection or reported by the
-server, becomes a :class:`ClientError` whose message says what went wrong and whose hint says
-what to do next; httpx exceptions never reach the user. The API key only ever travels in the
-``X-Api-Key`` header: it is scrubbed from every message this module builds, to be sure.
+certificate pinned by ``--server-thumbprint`` (see
+:mod:`octo_appliance.appliance_client.pinned_http`) or, without a pin, the CAs this machine
+trusts. Every failure, of the connection or reported by the server, becomes a
+:class:`ClientError` whose message says what went wrong and whose hint says what to do next;
+httpx exceptions never reach the user. The API key only ever travels in the ``X-Api-Key``
+header: it is scrubbed from every message this module builds, to be sure.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ import h11
 import httpx
 
 from octo_appliance import __version__
+from octo_appliance.appliance_client.pinned_http import (
+    parse_server_url,
+    pin_server,
+    pinned_ssl_context,
+)
 from octo_appliance.cli import upload
 from octo_appliance.cli.sse import parse_events
 from octo_appliance.exceptions import OctoError
-from octo_appliance.pinned_http import parse_server_url, pin_server, pinned_ssl_context
 
 E = TypeVar("E", bound=BaseException)
 

@@ -13,10 +13,14 @@ import argparse
 import math
 import os
 
-from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
+from octo_appliance.appliance_client.api_key_input import (
+    API_KEY_ENV,
+    add_api_key_options,
+    read_api_key,
+)
+from octo_appliance.appliance_client.pinned_http import parse_server_url, parse_thumbprint
 from octo_appliance.cli.client import DEFAULT_TIMEOUT, ApiClient, Connection
 from octo_appliance.exceptions import ConfigError
-from octo_appliance.pinned_http import parse_server_url, parse_thumbprint
 
 SERVER_ENV = "OCTO_SERVER"
 THUMBPRINT_ENV = "OCTO_SERVER_THUMBPRINT"

@@ -19,7 +19,6 @@ from urllib.parse import urlparse
 import peewee
 
 from octo_appliance import __version__
-from octo_appliance.app import create_app
 from octo_appliance.appliance import (
     ADMIN_PASSWORD_ENV,
     ADMIN_USERNAME,
@@ -28,6 +27,8 @@ from octo_appliance.appliance import (
     ensure_data_dir,
     open_appliance,
 )
+from octo_appliance.background import start_services
+from octo_appliance.certificate import ServerCertificate
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
 from octo_appliance.config import Config, load_config, parse_host_port
@@ -35,7 +36,9 @@ from octo_appliance.db.in_use import hold_for_server
 from octo_appliance.db.rekey import remove_rotation_leftovers
 from octo_appliance.exceptions import OctoError
 from octo_appliance.security.process import make_undumpable
-from octo_appliance.server import (
+from octo_appliance.vault.keys import ENV_VAR
+from octo_appliance.web.app import create_app
+from octo_appliance.web.server import (
     Listener,
     bind_listener,
     exit_process,
@@ -43,9 +46,6 @@ from octo_appliance.server import (
     run_server,
     serve,
 )
-from octo_appliance.services import start_services
-from octo_appliance.tls import ServerCertificate
-from octo_appliance.vault.keys import ENV_VAR
 
 log = logging.getLogger("octo_appliance.serve")
 

@@ -12,7 +12,7 @@ Polling agent: the appliance ``serve()``s with ``on_connection=hub.attach``, the
 
 from __future__ import annotations
 
-from octo_appliance.comms.calls import EventCallback, Handler, IncomingRequest, Response
+from octo_appliance.comms.call_types import EventCallback, Handler, IncomingRequest, Response
 from octo_appliance.comms.client import Backoff, ReconnectingClient, connect
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import (
@@ -42,6 +42,7 @@ from octo_appliance.comms.identity import (
     thumbprint_of_der,
     thumbprint_of_pem,
 )
+from octo_appliance.comms.pinning import TrustStore
 from octo_appliance.comms.queue import (
     InMemoryRequestQueue,
     PollingHub,
@@ -50,7 +51,6 @@ from octo_appliance.comms.queue import (
 )
 from octo_appliance.comms.server import CommsServer, serve
 from octo_appliance.comms.settings import CommsSettings
-from octo_appliance.comms.tls import TrustStore
 from octo_appliance.comms.transfer import KnownContent, UploadSource
 
 __all__ = [

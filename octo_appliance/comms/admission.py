@@ -18,7 +18,7 @@ limit reached it logged "socket.accept() out of system resource" 860,000 times i
   interval with a count (:class:`~octo_appliance.comms.ratelog.RateLimitedLog`).
 
 The comms listeners (polling listener, listening agent) use it directly; the HTTPS listener
-gets it through the appliance's event loop (``octo_appliance.server``), where Hypercorn's
+gets it through the appliance's event loop (``octo_appliance.web.server``), where Hypercorn's
 ``asyncio.start_server`` call lands. See docs/operations.md, "Floods of half-open connections".
 """
 

@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from octo_appliance.comms.calls import Handler
+from octo_appliance.comms.call_types import Handler
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import (
     CommsError,
@@ -30,8 +30,8 @@ from octo_appliance.comms.errors import (
 )
 from octo_appliance.comms.handshake import LocalHello, establish, pinned_check
 from octo_appliance.comms.identity import Identity, normalize_thumbprint, thumbprint_of_pem
+from octo_appliance.comms.pinning import client_context, set_tcp_keepalive
 from octo_appliance.comms.settings import CommsSettings
-from octo_appliance.comms.tls import client_context, set_tcp_keepalive
 
 log = logging.getLogger("octo_appliance.comms")
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from octo_appliance.comms import calling, handling
-from octo_appliance.comms.calls import EventCallback, Handler, Response
+from octo_appliance.comms import handling, requester
+from octo_appliance.comms.call_types import EventCallback, Handler, Response
 from octo_appliance.comms.errors import CommsError, ConnectionClosed, PeerLost, ProtocolError
 from octo_appliance.comms.framing import (
     CONTROL_STREAM,
@@ -65,7 +65,7 @@ class Connection:
         self._handler = handler
         self._loop = asyncio.get_running_loop()
         self._next_stream = 1 if initiator else 2
-        self._calls: dict[int, calling.Call] = {}
+        self._calls: dict[int, requester.Call] = {}
         self._incoming: dict[int, handling.Incoming] = {}
         self._closed = asyncio.Event()
         self._reason: PeerLost | None = None
@@ -145,7 +145,7 @@ class Connection:
         TransferError, PeerLost (connection died: whether the handler ran is unknown) or
         ConnectionClosed (not sent).
         """
-        return await calling.call(
+        return await requester.call(
             self,
             method,
             params,
@@ -254,7 +254,7 @@ class Connection:
             elif kind is FrameType.HELLO:
                 raise ProtocolError("HELLO after the handshake")
         elif frame.stream % 2 == self._next_stream % 2:
-            await calling.on_call_frame(self, frame)
+            await requester.on_call_frame(self, frame)
         else:
             await handling.on_request_frame(self, frame)
 

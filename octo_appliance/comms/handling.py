@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octo_appliance.comms.calls import IncomingRequest
+from octo_appliance.comms.call_types import IncomingRequest
 from octo_appliance.comms.errors import (
     CallFailed,
     MessageTooLarge,

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from octo_appliance.comms.calls import Handler
+from octo_appliance.comms.call_types import Handler
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import (
     HandshakeError,

@@ -1,7 +1,7 @@
 """Key pairs, self-signed certificates and SHA-256 thumbprints for both ends of the wire.
 
 A thumbprint is SHA-256 of the certificate's DER bytes as 64 lowercase hex digits (the form
-``octo_appliance.tls`` uses too). Identities are EC P-256: fast handshakes for 1,000 agents.
+``octo_appliance.certificate`` uses too). Identities are EC P-256: fast handshakes for 1,000 agents.
 A comms certificate is used as a TLS server certificate *and* as a TLS client certificate
 (either side may dial), so a generated one carries both extended key usages, and
 :func:`check_usage` refuses one that OpenSSL would reject in a role, before a peer does.

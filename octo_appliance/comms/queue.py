@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from octo_appliance.comms.calls import EventCallback, Response
+from octo_appliance.comms.call_types import EventCallback, Response
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import ConnectionClosed, PickupTimeout
 from octo_appliance.comms.transfer import UploadSource

@@ -1,6 +1,6 @@
 """The TLS listener: the agent's in listening mode, the appliance's polling listener.
 
-Mutual TLS with a run-time trust list (:class:`~octo_appliance.comms.tls.ServerTLS`), then the
+Mutual TLS with a run-time trust list (:class:`~octo_appliance.comms.pinning.ServerTLS`), then the
 post-handshake allowed check, then HELLO; only a connection that passed all three reaches
 ``on_connection``. Connections are accepted through :mod:`~octo_appliance.comms.admission`
 (caps on pending handshakes, small buffers until TLS is done). Refused handshakes are logged
@@ -19,14 +19,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from octo_appliance.comms.admission import AdmissionServer, start_tls_server
-from octo_appliance.comms.calls import Handler
+from octo_appliance.comms.call_types import Handler
 from octo_appliance.comms.connection import Connection
 from octo_appliance.comms.errors import CommsError
 from octo_appliance.comms.handshake import Allowed, LocalHello, allowed_check, establish
 from octo_appliance.comms.identity import Identity, thumbprint_of_der
+from octo_appliance.comms.pinning import ServerTLS, TrustSource, set_tcp_keepalive
 from octo_appliance.comms.ratelog import RateLimitedLog
 from octo_appliance.comms.settings import CommsSettings
-from octo_appliance.comms.tls import ServerTLS, TrustSource, set_tcp_keepalive
 
 log = logging.getLogger("octo_appliance.comms")
 

@@ -67,7 +67,7 @@ REKEY_HOOKS: list[RekeyHook] = []
 
 #: ``"module:function"`` hooks resolved when a rotation starts (after :data:`REKEY_HOOKS`), so
 #: lower layers (the TLS key file) take part without importing the database package.
-HOOK_NAMES: list[str] = ["octo_appliance.tls:reencrypt_key"]
+HOOK_NAMES: list[str] = ["octo_appliance.certificate:reencrypt_key"]
 
 #: ``progress(kind, done, total)`` with kind ``"values"`` or ``"files"``.
 Progress = Callable[[str, int, int], None]

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from octo_appliance.config import Config
-from octo_appliance.disk_space import format_bytes
 from octo_appliance.exceptions import ValidationFailed
+from octo_appliance.filesystem.disk_space import format_bytes
 
 MIB = 1024 * 1024
 #: expanded data below this is never refused for its ratio alone

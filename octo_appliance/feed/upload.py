@@ -1,7 +1,7 @@
 """Receive ``multipart/form-data`` with a package in the field ``file``, as it streams in.
 
 python-multipart's push parser gets the body piece by piece; the ``file`` part's bytes go
-straight into an :class:`~octo_appliance.feed.storage.IncomingPackage` (sealed, hashed,
+straight into an :class:`~octo_appliance.feed.sealed_files.IncomingPackage` (sealed, hashed,
 counted against ``max_package_mb``), so no plaintext reaches the disk and memory holds one
 piece at a time. The file name is parsed as soon as the part's headers are in, so a bad name
 is refused before the body is read. Other form fields are tolerated (a few KiB) and ignored.
@@ -19,7 +19,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from octo_appliance.exceptions import BadRequest, ValidationFailed
 from octo_appliance.feed.limits import ArchiveLimits
 from octo_appliance.feed.names import PackageName, parse_file_name
-from octo_appliance.feed.storage import IncomingPackage, ReceivedPackage
+from octo_appliance.feed.sealed_files import IncomingPackage, ReceivedPackage
 from octo_appliance.vault import Vault
 
 FILE_FIELD = "file"

@@ -27,8 +27,8 @@ from octo_appliance.agent import contract
 from octo_appliance.comms import CallFailed, UploadSource
 
 if TYPE_CHECKING:
+    from octo_appliance.builds.runner import RunnerBuild
     from octo_appliance.comms import Connection, PollingHub, Response
-    from octo_appliance.runner_bundle import RunnerBuild
 
 #: Called with each runner event (``{"type": "log", ...}``) as it arrives.
 EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]

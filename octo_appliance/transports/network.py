@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from octo_appliance import __version__
 from octo_appliance.agent import contract
+from octo_appliance.builds.runner import RunnerBuild
 from octo_appliance.comms import (
     CommsServer,
     CommsSettings,
@@ -40,7 +41,6 @@ from octo_appliance.comms import (
     serve,
 )
 from octo_appliance.comms.errors import CallFailed
-from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.transports.base import TargetAddress
 
 log = logging.getLogger("octo_appliance.agents")

@@ -32,8 +32,8 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import VaultError
+from octo_appliance.filesystem.durable import fsync_dir
 from octo_appliance.vault.values import Vault
 
 MAGIC = b"OCTOSEAL"

@@ -28,8 +28,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from octo_appliance.durable import fsync_dir, write_atomic
 from octo_appliance.exceptions import VaultError
+from octo_appliance.filesystem.durable import fsync_dir, write_atomic
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "master.key"

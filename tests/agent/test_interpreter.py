@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from octo_appliance.agent import interpreter
-from octo_appliance.runner_bundle import archive_bytes
+from octo_appliance.builds.runner import archive_bytes
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,9 @@ from octo_appliance.db import (
 )
 from octo_appliance.db.api_keys import create_api_key
 from octo_appliance.db.packages import Package
-from octo_appliance.feed.catalog import save_package
 from octo_appliance.feed.names import PackageName
-from octo_appliance.feed.storage import store_bytes
+from octo_appliance.feed.records import save_package
+from octo_appliance.feed.sealed_files import store_bytes
 from octo_appliance.security.permissions import ROLES, Permission
 from tests.api.deploy_support import held_engine
 from tests.api.helpers import make_user, session_client

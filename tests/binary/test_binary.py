@@ -23,7 +23,7 @@ from pathlib import Path
 import octo_runner
 import pytest
 
-from octo_appliance.runner_bundle import archive_bytes
+from octo_appliance.builds.runner import archive_bytes
 from octo_appliance.transports.worker_account import SYSTEM_PATH
 from tests.deployment_scenario import run_scenario
 from tests.fleet import running_fleet

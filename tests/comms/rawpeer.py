@@ -21,7 +21,7 @@ from octo_appliance.comms.framing import (
     json_frame,
     read_frame,
 )
-from octo_appliance.comms.tls import client_context
+from octo_appliance.comms.pinning import client_context
 
 
 def hello_body(role: str = "agent", version: int = 1, min_version: int = 1) -> dict[str, Any]:

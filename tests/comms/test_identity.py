@@ -202,9 +202,9 @@ def test_trust_store_versions_change_only_on_real_changes() -> None:
 async def test_the_appliance_https_certificate_serves_the_polling_listener(
     ids: Identities, tmp_path: Path, settings: CommsSettings
 ) -> None:
-    """The real thing: octo_appliance.tls's generated certificate and encrypted key."""
+    """The real thing: octo_appliance.certificate's generated certificate and encrypted key."""
+    from octo_appliance.certificate import load_or_create_certificate
     from octo_appliance.config import load_config
-    from octo_appliance.tls import load_or_create_certificate
     from octo_appliance.vault.keys import KeyRing, MasterKey
 
     config = load_config({"data_dir": str(tmp_path)}, environ={})

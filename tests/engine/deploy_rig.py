@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from octo_appliance.builds.runner import prepare_runner
 from octo_appliance.db import (
     Deployment,
     Environment,
@@ -35,7 +36,6 @@ from octo_appliance.engine.deployments import KIND, DeploymentServices, make_dep
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.engine.tasks.log import read_lines
-from octo_appliance.runner_bundle import prepare_runner
 from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.transports.local import LocalTransport
 from tests.engine.support import wait_until

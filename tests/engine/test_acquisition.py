@@ -23,9 +23,9 @@ from typing import Any, BinaryIO, TypeVar
 import pytest
 
 from octo_appliance.agent.home import Home
+from octo_appliance.builds.runner import RunnerBuild
 from octo_appliance.comms import CommsSettings, generate_identity
 from octo_appliance.engine.acquisition import Acquirer, Transfer, _bases, format_size
-from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.transports.base import TargetAddress, Transport
 from octo_appliance.transports.listening import ListeningTransport
 from octo_appliance.transports.local import WORKER, LocalTransport

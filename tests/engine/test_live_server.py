@@ -18,8 +18,8 @@ import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
-from octo_appliance.app import create_app
 from octo_appliance.engine.tasks import TaskEngine
+from octo_appliance.web.app import create_app
 from tests.engine.support import DEMO, demo_kinds, sse_events, task_row, wait_finished, wait_until
 
 

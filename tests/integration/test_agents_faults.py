@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from octo_appliance.builds.runner import RunnerBuild
 from octo_appliance.comms import CommsError, CommsSettings
-from octo_appliance.runner_bundle import RunnerBuild
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.listening import ListeningTransport
 from octo_appliance.transports.network import AgentNetwork

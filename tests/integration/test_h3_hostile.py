@@ -2,7 +2,7 @@
 
 Each test sends what a stray or hostile client might (a plain CONNECT, a reset upload, a huge
 header section, a flood of garbage Initial packets) and then checks that HTTP/3 still serves a
-normal request. See octo_appliance/h3guard.py and docs/operations.md "HTTP/3 under hostile
+normal request. See octo_appliance/web/h3guard.py and docs/operations.md "HTTP/3 under hostile
 traffic".
 """
 
@@ -24,8 +24,8 @@ from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from octo_appliance.h3guard import MAX_PENDING_PER_ADDRESS
-from octo_appliance.header_limit import HEADER_SECTION_LIMIT
+from octo_appliance.web.h3guard import MAX_PENDING_PER_ADDRESS
+from octo_appliance.web.header_limit import HEADER_SECTION_LIMIT
 from tests.h3client import H3Client, H3Response
 from tests.serve_process import ServeProcess
 

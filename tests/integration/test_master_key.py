@@ -19,7 +19,7 @@ import peewee
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from octo_appliance import tls
+from octo_appliance import certificate as tls
 from octo_appliance.appliance import open_appliance
 from octo_appliance.cli import main
 from octo_appliance.config import load_config

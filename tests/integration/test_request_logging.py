@@ -1,7 +1,7 @@
 """A body over the limit (413) and a client that leaves before its request was read are one
 log line each on a real server, never an "unexpected error" traceback (docs/security.md,
 "Trust-boundary logging"); over HTTP/2 the client reads its 413 and the connection lives on
-(octo_appliance/h2guard.py).
+(octo_appliance/web/h2guard.py).
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from octo_appliance.certificate import load_or_create_certificate
 from octo_appliance.config import load_config
 from octo_appliance.testing import keep_key_beside
-from octo_appliance.tls import load_or_create_certificate
 from octo_appliance.vault.keys import KeyRing, MasterKey
 from tests.conftest import reset_pg_schema
 from tests.h3client import H3Client, h3_get
@@ -235,8 +235,8 @@ STUCK_APP = """
 import asyncio, sys
 from pathlib import Path
 from octo_appliance.config import load_config
-from octo_appliance.server import bind_listener, install_shutdown_trigger, run_server, serve
-from octo_appliance.tls import load_or_create_certificate
+from octo_appliance.web.server import bind_listener, install_shutdown_trigger, run_server, serve
+from octo_appliance.certificate import load_or_create_certificate
 from octo_appliance.vault.keys import KeyRing, MasterKey
 
 async def app(scope, receive, send):

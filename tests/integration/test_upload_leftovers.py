@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from octo_appliance.feed.storage import incoming_dir
+from octo_appliance.feed.sealed_files import incoming_dir
 from tests.serve_process import ServeProcess
 
 

@@ -47,8 +47,8 @@ def test_build_is_reproducible_and_clean(runner_pyz: Path, tmp_path: Path) -> No
 def test_build_is_the_same_whatever_the_building_process_imported(runner_pyz: Path) -> None:
     """The appliance builds the archive in its own process, which has imported much of the
     stdlib and itself (marshal's output depends on that): still the build script's bytes."""
-    import octo_appliance.app  # noqa: F401  (what the appliance's process holds)
-    from octo_appliance.runner_bundle import archive_bytes
+    import octo_appliance.web.app  # noqa: F401  (what the appliance's process holds)
+    from octo_appliance.builds.runner import archive_bytes
 
     assert archive_bytes() == runner_pyz.read_bytes()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from octo_appliance.api_key_input import add_api_key_options, read_api_key
+from octo_appliance.appliance_client.api_key_input import add_api_key_options, read_api_key
 from octo_appliance.exceptions import ConfigError
 
 KEY = "API-0123456789abcdef"

@@ -11,7 +11,7 @@ import peewee
 import psycopg.errors
 import pytest
 
-from octo_appliance.disk_space import disk_full_kind, format_bytes, storage_error
+from octo_appliance.filesystem.disk_space import disk_full_kind, format_bytes, storage_error
 
 
 def sqlite_full(tmp_path: Path) -> peewee.OperationalError:

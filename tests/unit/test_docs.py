@@ -93,8 +93,8 @@ def test_architecture_names_only_files_the_repository_holds() -> None:
 def test_the_map_check_sees_a_missing_module_and_a_stale_file() -> None:
     """The two checks above, shown to fail on a page that is wrong."""
     page = "## Module map\n\n### `engine/tasks/`\n\n| module | x |\n| --- | --- |\n"
-    page += "| `executor.py` | tasks |\n| `gone.py` | removed |\n\n## Decisions\n"
-    assert module_map(page) == ["engine/tasks/executor.py", "engine/tasks/gone.py"]
+    page += "| `task_engine.py` | tasks |\n| `gone.py` | removed |\n\n## Decisions\n"
+    assert module_map(page) == ["engine/tasks/task_engine.py", "engine/tasks/gone.py"]
     assert "engine/tasks/outage.py" in package_modules() - set(module_map(page))
     assert _CITED_FILE.findall("rules in `DESIGN.md`, code in api/routing.py.") == [
         "DESIGN.md",

@@ -10,10 +10,10 @@ import pytest
 
 from octo_appliance.db.packages import Package
 from octo_appliance.exceptions import NotFound, VaultError
-from octo_appliance.feed.catalog import save_package
 from octo_appliance.feed.names import parse_file_name
-from octo_appliance.feed.storage import sealed_path, store_bytes
-from octo_appliance.feed.store import PackageFeed, PackageRecord
+from octo_appliance.feed.reader import PackageFeed, PackageRecord
+from octo_appliance.feed.records import save_package
+from octo_appliance.feed.sealed_files import sealed_path, store_bytes
 from tests.packages_support import archive_for
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from octo_appliance.exceptions import BadRequest, PayloadTooLarge, ValidationFailed
-from octo_appliance.feed.storage import incoming_dir, sweep_incoming
+from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
 from octo_appliance.feed.upload import MultipartUpload
 from octo_appliance.vault import KeyRing, MasterKey, Vault
 from tests.packages_support import stored_files, tar_bytes, zip_bytes

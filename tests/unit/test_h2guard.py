@@ -10,7 +10,7 @@ import inspect
 import hypercorn.protocol as hypercorn_protocol
 from hypercorn.protocol.h2 import H2Protocol
 
-from octo_appliance import h2guard
+from octo_appliance.web import h2guard
 
 
 def test_the_hooks_the_guard_uses_exist() -> None:

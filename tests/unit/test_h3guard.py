@@ -13,7 +13,7 @@ from aioquic.h3.connection import H3Connection
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from octo_appliance import h3guard
+from octo_appliance.web import h3guard
 
 
 @pytest.mark.parametrize(

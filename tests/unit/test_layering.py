@@ -28,7 +28,7 @@ HTTP_LIBRARIES = ("starlette", "hypercorn", "httpx", "httpx2", "h11", "h2", "aio
 
 
 def unit_of(module: str) -> str:
-    """``octo_appliance.api.auth`` -> ``api``; ``octo_appliance.tls`` -> ``tls``."""
+    """``octo_appliance.api.auth`` -> ``api``; ``octo_appliance.web.server`` -> ``web``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 
@@ -53,7 +53,7 @@ def imported(module: str, path: Path) -> Iterator[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             yield base
-            # ``from octo_appliance import tls`` names a module, not an attribute
+            # ``from octo_appliance.web import h2guard`` names a module, not an attribute
             yield from (f"{base}.{alias.name}" for alias in node.names)
 
 
@@ -63,7 +63,7 @@ def is_within(name: str, prefixes: tuple[str, ...]) -> bool:
 
 def layers_from_docs() -> list[set[str]]:
     """The "Layers" table of docs/architecture.md: one row per layer, top first; its second
-    column names the units in backticks (``api/`` a package, ``tls.py`` a module)."""
+    column names the units in backticks (``api/`` a package, ``config.py`` a module)."""
     text = ARCHITECTURE.read_text(encoding="utf-8")
     section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if re.match(r"^\|\s*\d+\s*\|", line)]
@@ -116,7 +116,7 @@ def test_imports_point_down() -> None:
     [
         (
             ("agent",),
-            ("db", "engine", "api", "app", "appliance", "tls", "cli", "vault"),
+            ("db", "engine", "api", "web", "appliance", "certificate", "cli", "vault"),
             "the agent program carries no storage, engine or HTTP API",
         ),
         (
@@ -125,7 +125,7 @@ def test_imports_point_down() -> None:
             "comms knows no deployments or storage",
         ),
         (("vault",), ("db",), "the vault sits below the database"),
-        (("db", "engine", "security"), ("api", "app", "server", "pinned_http"), "no HTTP"),
+        (("db", "engine", "security"), ("api", "web", "appliance_client"), "no HTTP"),
     ],
 )
 def test_what_a_unit_never_imports(
@@ -187,7 +187,8 @@ def test_loading_the_agent_loads_nothing_forbidden() -> None:
     agent = [module for module in MODULES if unit_of(module) == "agent"]
     agent.remove("octo_appliance.agent.__main__")
     forbidden = tuple(
-        f"octo_appliance.{unit}" for unit in ("db", "engine", "api", "app", "appliance", "tls")
+        f"octo_appliance.{unit}"
+        for unit in ("db", "engine", "api", "web", "appliance", "certificate")
     )
     probe = (
         "import importlib, sys\n"

@@ -13,10 +13,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from octo_appliance.certificate import (
+    key_password,
+    load_or_create_certificate,
+    reencrypt_key,
+)
 from octo_appliance.config import Config, load_config
 from octo_appliance.db.rekey import REKEY_HOOKS
 from octo_appliance.exceptions import ConfigError, VaultError
-from octo_appliance.tls import key_password, load_or_create_certificate, reencrypt_key
 from octo_appliance.vault.keys import KeyRing, MasterKey
 
 

@@ -10,9 +10,9 @@ deployment row mirrors its task), :mod:`.queueing` (automatic deployments).
 
 from __future__ import annotations
 
-from octo_appliance.engine.deployments.executor import make_deployment_handler
+from octo_appliance.engine.deployments.collaborators import DeploymentServices
+from octo_appliance.engine.deployments.kind import make_deployment_handler
 from octo_appliance.engine.deployments.records import reconcile
-from octo_appliance.engine.deployments.services import DeploymentServices
 from octo_appliance.engine.lifecycles import DEPLOYMENT_TASK_KIND as KIND
 
 __all__ = ["KIND", "DeploymentServices", "make_deployment_handler", "reconcile"]

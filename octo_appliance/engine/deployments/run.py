@@ -20,7 +20,7 @@ from octo_appliance.engine.variables import (
 )
 
 if TYPE_CHECKING:
-    from octo_appliance.engine.deployments.services import DeploymentServices
+    from octo_appliance.engine.deployments.collaborators import DeploymentServices
     from octo_appliance.steps.base import StepType
 
 

@@ -7,10 +7,10 @@ handler registry and what a handler gets) and :mod:`.executor` (:class:`TaskEngi
 
 from __future__ import annotations
 
-from octo_appliance.engine.tasks.executor import RESTART_MESSAGE, TaskEngine
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskHandler, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TargetRef, TaskLogWriter
 from octo_appliance.engine.tasks.store import OutputVariable, TargetResult
+from octo_appliance.engine.tasks.task_engine import RESTART_MESSAGE, TaskEngine
 
 __all__ = [
     "RESTART_MESSAGE",

@@ -9,7 +9,7 @@ Beside each module's source the archive holds its bytecode (``name.pyc``, which 
 prefers): a zipapp cannot write a bytecode cache, so without it every runner start compiles
 every module it imports, about a third of its CPU. The ``.pyc`` files are unchecked
 hash-based (no timestamp inside, never compared with the source), and made by a fresh
-interpreter (:mod:`octo_appliance.runner_compile`), because ``marshal`` output depends on
+interpreter (:mod:`octo_appliance.builds.bytecode`), because ``marshal`` output depends on
 what else the compiling process holds. A target whose Python has another bytecode version
 (another minor version) ignores them and compiles the source, as before.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import octo_runner
 
-from octo_appliance.runner_compile import compile_modules
+from octo_appliance.builds.bytecode import compile_modules
 
 SHEBANG = b"#!/usr/bin/env python3\n"
 INCLUDED_SUFFIXES = (".py", ".sh", ".ps1")

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from octo_appliance.api import API_PREFIX, all_endpoints, build_routes
 from octo_appliance.api.errors import EXCEPTION_HANDLERS
 from octo_appliance.appliance import Appliance
-from octo_appliance.unread_body import DrainUnreadBody
+from octo_appliance.web.unread_body import DrainUnreadBody
 
 log = logging.getLogger("octo_appliance.api")
 

@@ -26,13 +26,13 @@ from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
-from octo_appliance.feed.storage import incoming_dir, sweep_incoming
+from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
 MIB = 1024 * 1024
-log = logging.getLogger("octo_appliance.services")
+log = logging.getLogger("octo_appliance.background")
 
 
 @dataclass

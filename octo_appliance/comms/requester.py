@@ -16,7 +16,7 @@ import inspect
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from octo_appliance.comms.calls import EventCallback, Response
+from octo_appliance.comms.call_types import EventCallback, Response
 from octo_appliance.comms.errors import CallFailed, CallTimeout, ProtocolError, TransferError
 from octo_appliance.comms.framing import (
     EVENT_ACK_EVERY,

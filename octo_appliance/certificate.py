@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from octo_appliance.comms.identity import generate_identity
 from octo_appliance.config import Config
 from octo_appliance.db.rekey import REKEY_HOOKS
-from octo_appliance.durable import write_atomic
 from octo_appliance.exceptions import ConfigError, VaultError
+from octo_appliance.filesystem.durable import write_atomic
 from octo_appliance.vault.keys import KeyRing, MasterKey, derive_secret
 
 CERT_FILE_NAME = "tls.crt"

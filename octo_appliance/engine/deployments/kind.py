@@ -16,13 +16,13 @@ import logging
 
 from octo_appliance.db.tasks import CANCELED, FAILED, SUCCESS, TIMED_OUT
 from octo_appliance.engine.deployments import interruptions, queueing, records, validate
+from octo_appliance.engine.deployments.collaborators import DeploymentServices
 from octo_appliance.engine.deployments.conditions import VARIABLE, parse_condition, should_run
 from octo_appliance.engine.deployments.context import EngineStepContext
 from octo_appliance.engine.deployments.loading import Loaded, load
 from octo_appliance.engine.deployments.plan import PlanError, PlannedStep, plan_deployment
 from octo_appliance.engine.deployments.progress import Progress
 from octo_appliance.engine.deployments.run import DeploymentRun
-from octo_appliance.engine.deployments.services import DeploymentServices
 from octo_appliance.engine.deployments.spec import DeploymentOptions, SpecError, StepSpec
 from octo_appliance.engine.deployments.window import run_all
 from octo_appliance.engine.tasks import RunningTask, TaskFailed, TaskHandler

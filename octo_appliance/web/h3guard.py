@@ -61,7 +61,7 @@ from hypercorn.events import Event, RawData
 from hypercorn.protocol.events import Body, EndBody, StreamClosed
 
 from octo_appliance.exceptions import ApiError, BadRequest
-from octo_appliance.header_limit import (
+from octo_appliance.web.header_limit import (
     HEADER_SECTION_LIMIT,
     error_body,
     header_list_size,

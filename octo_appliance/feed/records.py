@@ -18,7 +18,7 @@ from octo_appliance.db import Project, Release
 from octo_appliance.db.base import tuples, utcnow
 from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.exceptions import Conflict
-from octo_appliance.feed.storage import ReceivedPackage, promote
+from octo_appliance.feed.sealed_files import ReceivedPackage, promote
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.types import ASGIApp
 
-from octo_appliance import h2guard, h3guard
+from octo_appliance.certificate import ServerCertificate
 from octo_appliance.comms.admission import AdmissionServer, HandshakeLimits
 from octo_appliance.exceptions import ConfigError, OctoError
-from octo_appliance.header_limit import HEADER_SECTION_LIMIT, HeaderSectionLimit
-from octo_appliance.tls import ServerCertificate
+from octo_appliance.web import h2guard, h3guard
+from octo_appliance.web.header_limit import HEADER_SECTION_LIMIT, HeaderSectionLimit
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from octo_appliance.disk_space import storage_error
-from octo_appliance.durable import fsync_dir
 from octo_appliance.exceptions import PayloadTooLarge
 from octo_appliance.feed.archive import check_archive
 from octo_appliance.feed.limits import ArchiveLimits
 from octo_appliance.feed.names import PackageName
+from octo_appliance.filesystem.disk_space import storage_error
+from octo_appliance.filesystem.durable import fsync_dir
 from octo_appliance.vault import Vault
 from octo_appliance.vault.files import FILES_DIR_NAME, SealedWriter
 from octo_appliance.vault.seekable import open_reader

@@ -13,7 +13,7 @@ from typing import BinaryIO
 from octo_appliance.db.packages import Package
 from octo_appliance.exceptions import NotFound
 from octo_appliance.feed.names import display_name, version_key
-from octo_appliance.feed.storage import file_aad, sealed_path, token_of
+from octo_appliance.feed.sealed_files import file_aad, sealed_path, token_of
 from octo_appliance.vault import Vault
 from octo_appliance.vault.seekable import open_reader
 

@@ -1,0 +1,1 @@
+"""Builds the appliance serves to targets: the runner zipapp (and its reproducible bytecode)."""
