@@ -15,14 +15,13 @@ import peewee
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.deployments import grant_condition
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Out
 from octo_appliance.db import Deployment, Environment, Project, Release
 from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.tasks import ServerTask
 from octo_appliance.engine.lifecycles import effective_state
-from octo_appliance.security.permissions import Permission
+from octo_appliance.security.permissions import Permission, grant_condition
 
 router = Router("dashboard")
 
