@@ -118,7 +118,9 @@ class ServeProcess:
         command: Sequence[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.args = [*(command or [sys.executable, "-m", "octo_appliance"]), "serve"]
+        self.command = list(command or [sys.executable, "-m", "octo_appliance"])
+        self.database = database
+        self.args = [*self.command, "serve"]
         self.args += ["--data-dir", str(self.data_dir), "--listen", listen]
         self.args += ["--polling-listen", polling_listen]
         if database:
@@ -193,6 +195,24 @@ class ServeProcess:
         if self._stderr is not None:
             self.stderr = read_log(self._stderr)
         return "stdout:\n" + "\n".join(self.banner.lines) + "\nstderr:\n" + self.stderr
+
+    def create_api_key(self, user: str = "admin") -> str:
+        """A new API key of ``user``, made by the same program's ``api-key create`` on this
+        server's data dir (and database) while it runs."""
+        argv = [*self.command, "api-key", "create", "--data-dir", str(self.data_dir)]
+        if self.database:
+            argv += ["--database", self.database]
+        created = subprocess.run(
+            [*argv, "--user", user],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=180,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise ServeFailed(f"api-key create failed: {created.stderr}")
+        return created.stdout.strip().splitlines()[-1].strip()
 
     def __enter__(self) -> ServeProcess:
         return self.start()

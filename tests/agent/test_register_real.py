@@ -19,16 +19,7 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeP
     """A running appliance with an environment ``Dev`` and an admin API key."""
     data = tmp_path_factory.mktemp("appliance") / "data"
     with ServeProcess(data) as server:
-        created = subprocess.run(
-            [
-                *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-                *("--data-dir", str(data), "--user", "admin"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = created.stdout.strip().splitlines()[-1].strip()
+        key = server.create_api_key()
         with server.http2_client(headers={"X-Api-Key": key}) as client:
             assert client.post("/api/v1/environments", json={"name": "Dev"}).status_code == 201
         yield server, key

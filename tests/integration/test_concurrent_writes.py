@@ -10,8 +10,6 @@ its turn instead.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -27,16 +25,7 @@ REQUESTS = 24
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, str]]:
     data = tmp_path_factory.mktemp("concurrent") / "data"
     with ServeProcess(data) as server:
-        created = subprocess.run(
-            [
-                *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-                *("--data-dir", str(data), "--user", "admin"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        yield server, created.stdout.strip().splitlines()[-1].strip()
+        yield server, server.create_api_key()
 
 
 async def _post_all(
