@@ -42,7 +42,6 @@ from octo_appliance.comms import (
 from tests.child_process import read_log, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "build" / "build_runner.py"
 APPLIANCE_HELLO = LocalHello(role="appliance", id="stand-in")
 T = TypeVar("T")
 
