@@ -96,13 +96,7 @@ async def _register_all(
 ) -> None:
     api_cert = server.cert_file.read_text()
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(
-        base_url=server.url.rstrip("/"),
-        http2=True,
-        verify=server.ssl_context(),
-        headers={"X-Api-Key": key},
-        timeout=60,
-    ) as client:
+    async with server.async_http2_client(key) as client:
 
         async def one(spec: AgentSpec, home: Home) -> None:
             identity = home.load_identity()

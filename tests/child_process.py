@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from typing import IO
 
 import psutil
@@ -52,3 +53,25 @@ def alive(process: psutil.Process) -> bool:
 def has_sleep(process: psutil.Process) -> bool:
     """Whether a ``sleep`` runs below it: the scripts of the process tests sleep."""
     return any(process_name(p) == "sleep" for p in process.children(recursive=True))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without ``OCTO_*`` (the caller's settings must not leak in)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
+    env.update(extra)
+    return env
+
+
+def run_module(
+    module: str, *args: str, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` to its end in :func:`clean_env` plus ``env``; its output
+    captured as text, its exit code left to the caller."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(**env),
+        timeout=timeout,
+        check=False,
+    )

@@ -256,3 +256,13 @@ class ServeProcess:
             verify=self.ssl_context(),
             **kwargs,  # type: ignore[arg-type]
         )
+
+    def async_http2_client(self, key: str, timeout: float = 60) -> httpx.AsyncClient:
+        """An HTTP/2 client for many calls at once, signed in with the API key ``key``."""
+        return httpx.AsyncClient(
+            base_url=self.url.rstrip("/"),
+            http2=True,
+            verify=self.ssl_context(),
+            headers={"X-Api-Key": key},
+            timeout=timeout,
+        )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from octo_appliance.agent.home import Home
+from tests.child_process import run_module
 from tests.serve_process import ServeProcess
 
 
@@ -26,16 +25,8 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeP
 
 
 def agent(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
-    if key is not None:
-        env["OCTO_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "octo_appliance.agent", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    env = {} if key is None else {"OCTO_API_KEY": key}
+    return run_module("octo_appliance.agent", *args, timeout=60, **env)
 
 
 def register(

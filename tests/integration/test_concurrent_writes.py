@@ -31,13 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProc
 async def _post_all(
     server: ServeProcess, key: str, requests: list[tuple[str, dict[str, object]]]
 ) -> list[httpx.Response]:
-    async with httpx.AsyncClient(
-        base_url=server.url.rstrip("/"),
-        http2=True,
-        verify=server.ssl_context(),
-        headers={"X-Api-Key": key},
-        timeout=60,
-    ) as client:
+    async with server.async_http2_client(key) as client:
         return list(await asyncio.gather(*(client.post(path, json=b) for path, b in requests)))
 
 
