@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -63,8 +63,12 @@ def make_home(
     appliance: Identity,
     listen: str = "127.0.0.1:0",
     polling_address: str = "",
+    target_id: str = "",
+    environments: Sequence[str] = ("Test",),
+    roles: Sequence[str] = ("web",),
 ) -> Home:
-    """A registered home, written through the agent's own code (no appliance needed)."""
+    """A registered home, written through the agent's own code (no appliance needed); its
+    target id is ``tgt_<name>`` unless given."""
     home = Home(root)
     if not home.has_identity():
         home.create_identity()
@@ -79,9 +83,9 @@ def make_home(
             api_certificate=appliance.cert_pem.decode(),
             comms_thumbprint=appliance.thumbprint,
             comms_certificate=appliance.cert_pem.decode(),
-            target_id=f"tgt_{name}",
-            environments=["Test"],
-            roles=["web"],
+            target_id=target_id or f"tgt_{name}",
+            environments=list(environments),
+            roles=list(roles),
         )
     )
     return home
