@@ -5,8 +5,13 @@ processes below it."""
 from __future__ import annotations
 
 import os
+import queue
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from typing import IO
 
 import psutil
@@ -75,3 +80,47 @@ def run_module(
         timeout=timeout,
         check=False,
     )
+
+
+class ChildFailed(Exception):
+    """The child ended, or said nothing for too long, before the line the test waits for."""
+
+
+class StdoutPump:
+    """A child's stdout lines, handed on by a thread of their own (the pipe is the thread's,
+    closed when the child ends), so that waiting for one can time out."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout as stdout:
+            for raw in stdout:
+                self.lines.put(raw.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(
+        self, ready: Callable[[str], bool], timeout: float, seen: Callable[[str], None]
+    ) -> None:
+        """Read lines until a ``ready`` one, handing the others to ``seen``. After ``timeout``
+        seconds without it the child is killed; either way :class:`ChildFailed` says why."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                stop_process(self.process, signal.SIGKILL, 10)
+                raise ChildFailed(f"nothing ready within {timeout} s") from None
+            if line is None:
+                self.process.wait()
+                raise ChildFailed(f"it exited with {self.process.returncode} before it was ready")
+            if ready(line):
+                return
+            seen(line)
+
+    def join(self) -> None:
+        self.thread.join(timeout=10)  # the child is gone: its stdout ends

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import queue
 import re
 import shutil
 import signal
@@ -28,7 +27,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from typing import IO
 import httpx
 
 from octo_appliance.testing import keep_key_beside
-from tests.child_process import read_log, stop_process
+from tests.child_process import ChildFailed, StdoutPump, read_log, stop_process
 
 READY_PREFIX = "ready"
 START_TIMEOUT = 60.0
@@ -141,8 +139,7 @@ class ServeProcess:
         self.banner = Banner()
         self.process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None
-        self._pump: threading.Thread | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stdout: StdoutPump | None = None
         #: what the process wrote on stderr, as of the last :meth:`output` (or exit)
         self.stderr = ""
 
@@ -158,33 +155,14 @@ class ServeProcess:
             env=self.env,
             text=True,
         )
-        self._pump = threading.Thread(target=self._pump_stdout, daemon=True)
-        self._pump.start()
-        while True:
-            try:
-                line = self._lines.get(timeout=timeout)
-            except queue.Empty:
-                self.stop(signal.SIGKILL)
-                raise ServeFailed(f"no 'ready' within {timeout} s\n{self.output()}") from None
-            if line is None:
-                self.process.wait()
-                raise ServeFailed(
-                    f"serve exited with {self.process.returncode} before 'ready'\n{self.output()}"
-                )
-            if line.startswith(READY_PREFIX):
-                break
-            self.banner.add(line)
+        self._stdout = StdoutPump(self.process)
+        try:
+            self._stdout.until(lambda line: line.startswith(READY_PREFIX), timeout, self.banner.add)
+        except ChildFailed as exc:
+            raise ServeFailed(f"serve: {exc}\n{self.output()}") from None
         if not (self.banner.port and self.banner.thumbprint and self.banner.cert_file):
             raise ServeFailed(f"the banner lacks url, thumbprint or certificate\n{self.output()}")
         return self
-
-    def _pump_stdout(self) -> None:
-        """Hand on stdout's lines; the pipe is this thread's, closed when the process ends."""
-        assert self.process is not None and self.process.stdout is not None
-        with self.process.stdout as stdout:
-            for raw in stdout:
-                self._lines.put(raw.rstrip("\n"))
-        self._lines.put(None)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``)."""
@@ -219,8 +197,8 @@ class ServeProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-        if self._pump is not None:
-            self._pump.join(timeout=10)  # the process is gone: its stdout ends
+        if self._stdout is not None:
+            self._stdout.join()
         if self._stderr is not None:
             self.output()  # keep stderr readable after the file is gone
             self._stderr.close()

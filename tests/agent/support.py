@@ -12,7 +12,6 @@ import collections
 import concurrent.futures
 import json
 import os
-import queue
 import signal
 import ssl
 import subprocess
@@ -39,7 +38,7 @@ from octo_appliance.comms import (
     connect,
     serve,
 )
-from tests.child_process import read_log, stop_process
+from tests.child_process import ChildFailed, StdoutPump, read_log, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 APPLIANCE_HELLO = LocalHello(role="appliance", id="stand-in")
@@ -102,9 +101,8 @@ class AgentProcess:
         self.args += ["--log-level", log_level]
         self.process: subprocess.Popen[str] | None = None
         self.banner: list[str] = []
-        self.stdout_lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: IO[str] | None = None
-        self._pump_thread: threading.Thread | None = None
+        self._stdout: StdoutPump | None = None
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
@@ -112,31 +110,12 @@ class AgentProcess:
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
-        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
-        self._pump_thread.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.stdout_lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop(signal.SIGKILL)
-                raise AssertionError(f"the agent printed no 'ready'\n{self.stderr()}") from None
-            if line is None:
-                self.process.wait()
-                raise AssertionError(
-                    f"the agent exited with {self.process.returncode}\n{self.stderr()}"
-                )
-            if line == "ready":
-                return self
-            self.banner.append(line)
-
-    def _pump(self) -> None:
-        """Hand on stdout's lines; the pipe is this thread's, closed when the agent ends."""
-        assert self.process is not None and self.process.stdout is not None
-        with self.process.stdout as stdout:
-            for line in stdout:
-                self.stdout_lines.put(line.rstrip("\n"))
-        self.stdout_lines.put(None)
+        self._stdout = StdoutPump(self.process)
+        try:
+            self._stdout.until(lambda line: line == "ready", timeout, self.banner.append)
+        except ChildFailed as exc:
+            raise AssertionError(f"the agent: {exc}\n{self.stderr()}") from None
+        return self
 
     def listen_port(self, name: str) -> int:
         for line in self.banner:
@@ -161,8 +140,8 @@ class AgentProcess:
 
     def close(self) -> None:
         self.stop()
-        if self._pump_thread is not None:
-            self._pump_thread.join(timeout=10)  # the agent is gone: its stdout ends
+        if self._stdout is not None:
+            self._stdout.join()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
