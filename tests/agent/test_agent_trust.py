@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +43,39 @@ def processes() -> Iterator[list[AgentProcess]]:
         process.close()
 
 
+@dataclass
+class ListeningWeb:
+    """A listening agent ``web`` that pins the appliance, in its own process, and the
+    appliance's stand-in dialing it."""
+
+    home: Home
+    process: AgentProcess
+    target: Target
+
+
 @pytest.fixture
 def listening_web(
-    tmp_path: Path, appliance_ids: ApplianceIds, processes: list[AgentProcess]
-) -> tuple[Home, AgentProcess]:
-    """A listening agent ``web`` that pins the appliance, started in its own process."""
+    tmp_path: Path, appliance_ids: ApplianceIds, standin: StandIn, processes: list[AgentProcess]
+) -> ListeningWeb:
     home = make_home(
         tmp_path / "home", name="web", mode="listening", appliance=appliance_ids.appliance
     )
     process = AgentProcess([home]).start()
     processes.append(process)
-    return home, process
+    target = Target(
+        standin,
+        home,
+        port=process.listen_port("web"),
+        thumbprint=home.load_identity().thumbprint,
+        mode="listening",
+    )
+    return ListeningWeb(home, process, target)
 
 
 def test_listening_agent_drops_an_appliance_it_does_not_pin(
-    tmp_path: Path,
-    appliance_ids: ApplianceIds,
-    standin: StandIn,
-    listening_web: tuple[Home, AgentProcess],
+    tmp_path: Path, appliance_ids: ApplianceIds, listening_web: ListeningWeb
 ) -> None:
-    home, process = listening_web
+    home, process = listening_web.home, listening_web.process
     impostor = StandIn(appliance_ids.stranger, {}, tmp_path / "impostor-spool")
     try:
         with pytest.raises(HandshakeError):
@@ -71,14 +85,7 @@ def test_listening_agent_drops_an_appliance_it_does_not_pin(
 
     # nothing reached a handler, and the pinned appliance is still served
     assert not any(home.work_dir.iterdir()) and not any(home.runners_dir.iterdir())
-    target = Target(
-        standin,
-        home,
-        port=process.listen_port("web"),
-        thumbprint=home.load_identity().thumbprint,
-        mode="listening",
-    )
-    assert target.call("agent.info", {}).result["name"] == "web"
+    assert listening_web.target.call("agent.info", {}).result["name"] == "web"
 
 
 def test_polling_agent_refuses_an_appliance_with_another_certificate(
@@ -113,20 +120,9 @@ def test_polling_agent_refuses_an_appliance_with_another_certificate(
 
 
 def test_sigterm_stops_the_agent_and_kills_running_scripts(
-    tmp_path: Path,
-    appliance_ids: ApplianceIds,
-    runner_build: RunnerBuild,
-    standin: StandIn,
-    listening_web: tuple[Home, AgentProcess],
+    runner_build: RunnerBuild, listening_web: ListeningWeb
 ) -> None:
-    home, process = listening_web
-    target = Target(
-        standin,
-        home,
-        port=process.listen_port("web"),
-        thumbprint=home.load_identity().thumbprint,
-        mode="listening",
-    )
+    home, process, target = listening_web.home, listening_web.process, listening_web.target
     started = threading.Event()
 
     def on_event(event: dict[str, Any]) -> None:
