@@ -159,6 +159,7 @@ class ServeProcess:
         try:
             self._stdout.until(lambda line: line.startswith(READY_PREFIX), timeout, self.banner.add)
         except ChildFailed as exc:
+            self.__exit__()  # nobody gets a server to close: close its log file here
             raise ServeFailed(f"serve: {exc}\n{self.output()}") from None
         if not (self.banner.port and self.banner.thumbprint and self.banner.cert_file):
             raise ServeFailed(f"the banner lacks url, thumbprint or certificate\n{self.output()}")
