@@ -16,6 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "build" / "build_runner.py"
 
 
+def result_event(exit_code: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The ``result`` event a run ends with (docs/runner-protocol.md): it succeeded when its
+    exit code is 0; ``extra`` are the fields a command adds."""
+    success = exit_code == 0
+    return {
+        "type": "result",
+        "exit_code": exit_code,
+        "success": success,
+        "message": message,
+        **extra,
+    }
+
+
 def build_runner(out: Path) -> dict[str, Any]:
     """Build the runner zipapp into ``out`` as a release would (build/build_runner.py); what
     the script reports: ``path``, ``version``, ``sha256``."""

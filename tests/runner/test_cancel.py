@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import StartRunner
-from .support import finish, make_request, script, wait_for_file
+from .support import finish, make_request, result_event, script, wait_for_file
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
 
@@ -64,13 +64,7 @@ def test_sigterm_cancels_the_script_and_its_whole_group(
     done = finish(proc)
 
     assert done.exit_code == 143
-    assert done.result == {
-        "type": "result",
-        "exit_code": 143,
-        "success": False,
-        "message": "canceled by SIGTERM",
-        "canceled": True,
-    }
+    assert done.result == result_event(143, "canceled by SIGTERM", canceled=True)
     assert "canceled by SIGTERM: stopping the script" in done.logs("warning", "runner")
     # By the time the runner reports the cancel, nothing of the script's group is left:
     # not even a zombie (the runner adopts and reaps the orphans).

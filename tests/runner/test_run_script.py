@@ -12,7 +12,7 @@ import pytest
 from octo_runner.service_messages import format_service_message
 
 from .conftest import RunRunner, StartRunner
-from .support import finish, make_request, old_python, script, variable
+from .support import finish, make_request, old_python, result_event, script, variable
 
 VARIABLES = [
     variable("Greeting", "hello"),
@@ -51,12 +51,7 @@ def test_bash_helpers(run_runner: RunRunner, work_dir: Path) -> None:
         )
     )
     assert done.exit_code == 1
-    assert done.result == {
-        "type": "result",
-        "exit_code": 1,
-        "success": False,
-        "message": "could not deploy",
-    }
+    assert done.result == result_event(1, "could not deploy")
     out = done.logs(stream="stdout")
     assert "greeting=hello" in out
     assert "ref=hello world" in out  # values are evaluated before the script sees them
@@ -186,12 +181,7 @@ exit 7
         make_request("run-script", script("sh", body), work_dir=work_dir, variables=VARIABLES)
     )
     assert done.exit_code == 7
-    assert done.result == {
-        "type": "result",
-        "exit_code": 7,
-        "success": False,
-        "message": "the script failed with exit code 7",
-    }
+    assert done.result == result_event(7, "the script failed with exit code 7")
     out = done.logs(stream="stdout")
     assert "g=hello" in out
     assert "back\\slash 'quote' \"dq\" $HOME `x` %s\ttab" in out
