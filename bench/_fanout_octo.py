@@ -38,6 +38,7 @@ from _fleet import (
     reserve_ports,
     run_script,
     start_appliance,
+    wait_for_task,
 )
 from _job import (
     PACKAGE_FILE,
@@ -225,14 +226,9 @@ class Octo:
         if response.status_code != 201:
             raise ToolFailed(f"POST /deployments answered {response.status_code}: {response.text}")
         task_id = response.json()["task_id"]
-        deadline = time.monotonic() + DEPLOY_TIMEOUT
-        while True:
-            task = client.get(f"/api/v1/tasks/{task_id}").json()
-            if task.get("state") in FINAL_STATES:
-                break
-            if time.monotonic() > deadline:
-                raise ToolFailed(f"task {task_id} did not finish in {DEPLOY_TIMEOUT:g} s")
-            time.sleep(0.05)
+        task = wait_for_task(client, task_id, DEPLOY_TIMEOUT)
+        if task.get("state") not in FINAL_STATES:
+            raise ToolFailed(f"task {task_id} did not finish in {DEPLOY_TIMEOUT:g} s")
         elapsed = time.perf_counter() - sent
         if task["state"] != "success":
             raise ToolFailed(

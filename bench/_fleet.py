@@ -43,7 +43,7 @@ ROLE = "bench"
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (the same rule as bench/api.py)."""
+    """Nearest-rank percentile (every bench uses this one rule)."""
     ordered = sorted(values)
     if not ordered:
         return float("nan")
@@ -96,13 +96,7 @@ async def _register_all(
 ) -> None:
     api_cert = server.cert_file.read_text()
     gate = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(
-        base_url=server.url.rstrip("/"),
-        http2=True,
-        verify=server.ssl_context(),
-        headers={"X-Api-Key": key},
-        timeout=60,
-    ) as client:
+    async with server.async_http2_client(key) as client:
 
         async def one(spec: AgentSpec, home: Home) -> None:
             identity = home.load_identity()
@@ -295,6 +289,19 @@ class TaskRun:
     failed_targets: list[str]
 
 
+def wait_for_task(
+    client: httpx.Client, task_id: str, timeout: float, poll: float = 0.05
+) -> dict[str, Any]:
+    """The task as ``GET /api/v1/tasks/{id}`` shows it once it has ended, or as it was when
+    ``timeout`` ran out (the caller checks ``state`` against :data:`FINAL_STATES`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        task: dict[str, Any] = client.get(f"/api/v1/tasks/{task_id}").json()
+        if task.get("state") in FINAL_STATES or time.monotonic() > deadline:
+            return task
+        time.sleep(poll)
+
+
 def run_script(
     client: httpx.Client,
     names: Sequence[str],
@@ -310,14 +317,9 @@ def run_script(
     if response.status_code != 202:
         sys.exit(f"POST /scripts failed: {response.status_code} {response.text}")
     task_id = response.json()["task_id"]
-    deadline = time.monotonic() + timeout
-    while True:
-        task = client.get(f"/api/v1/tasks/{task_id}").json()
-        if task.get("state") in FINAL_STATES:
-            break
-        if time.monotonic() > deadline:
-            sys.exit(f"task {task_id} did not finish within {timeout:g} s: {task.get('state')}")
-        time.sleep(poll)
+    task = wait_for_task(client, task_id, timeout, poll)
+    if task.get("state") not in FINAL_STATES:
+        sys.exit(f"task {task_id} did not finish within {timeout:g} s: {task.get('state')}")
     observed = time.time() - sent
     failed = [t["target_name"] for t in task["targets"] if t["state"] != "success"]
     seconds = parse_iso(task["finished_at"]) - parse_iso(task["created_at"])

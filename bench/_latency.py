@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import ssl
 import subprocess
 import sys
@@ -26,7 +27,7 @@ if str(ROOT) not in sys.path:
 
 from _fleet import reserve_ports  # noqa: E402
 
-from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
+from octo_appliance.agent.home import Home  # noqa: E402
 from octo_appliance.builds.runner import RunnerBuild  # noqa: E402
 from octo_appliance.comms import CommsSettings, Identity, generate_identity  # noqa: E402
 from octo_appliance.plugin_api.transport_context import agent_context  # noqa: E402
@@ -34,31 +35,25 @@ from octo_appliance.transports.base import TargetAddress, Transport  # noqa: E40
 from octo_appliance.transports.listening import ListeningTransport  # noqa: E402
 from octo_appliance.transports.network import AgentNetwork  # noqa: E402
 from octo_appliance.transports.polling import PollingTransport  # noqa: E402
-from tests.agent.support import AgentProcess  # noqa: E402
+from tests.agent.support import AgentProcess, make_home  # noqa: E402
 
 ECHO_BYTES = 256
 
 
 def _write_home(root: Path, name: str, mode: str, appliance: Identity, address: str) -> Home:
-    home = Home(root / name)
-    identity = home.create_identity()
-    home.save_config(
-        AgentConfig(
-            name=name,
-            mode=mode,  # type: ignore[arg-type]
-            listen=address if mode == "listening" else "",
-            polling_address=address if mode == "polling" else "",
-            server_url="https://127.0.0.1:1",  # only register/deregister use it
-            api_thumbprint=appliance.thumbprint,
-            api_certificate=appliance.cert_pem.decode(),
-            comms_thumbprint=appliance.thumbprint,
-            comms_certificate=appliance.cert_pem.decode(),
-            target_id=f"tgt_{name}_{identity.thumbprint[:8]}",
-            environments=["Bench"],
-            roles=["bench"],
-        )
+    """A registered home (through the agent tests' own helper); the target id is new each
+    run, as a registration's would be."""
+    return make_home(
+        root / name,
+        name=name,
+        mode=mode,
+        appliance=appliance,
+        listen=address if mode == "listening" else "",
+        polling_address=address if mode == "polling" else "",
+        target_id=f"tgt_{name}_{secrets.token_hex(4)}",
+        environments=["Bench"],
+        roles=["bench"],
     )
-    return home
 
 
 class EchoClient:

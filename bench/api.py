@@ -31,6 +31,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _fleet import percentile  # noqa: E402
 
 from tests.h3client import H3Client  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
@@ -39,14 +42,6 @@ GOAL_RPS = 1500.0
 GOAL_P99_MS = 20.0
 PROJECTS = 1000
 PAGE = 50
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def project_paths() -> list[str]:

@@ -66,6 +66,7 @@ from _fleet import (  # noqa: E402
     register_agents,
     reserve_ports,
     start_appliance,
+    wait_for_task,
 )
 
 from octo_appliance.builds.runner import prepare_runner  # noqa: E402
@@ -117,14 +118,9 @@ def deploy(client: httpx.Client, release_id: str, names: list[str]) -> tuple[flo
     sent = time.time()
     body = {"release": release_id, "environment": "Bench", "targets": names}
     task_id = call(client, "POST", "/deployments", json=body)["task_id"]
-    deadline = time.monotonic() + 300
-    while True:
-        task = client.get(f"/api/v1/tasks/{task_id}").json()
-        if task.get("state") in FINAL_STATES:
-            break
-        if time.monotonic() > deadline:
-            sys.exit(f"deployment task {task_id} did not finish: {task.get('state')}")
-        time.sleep(0.02)
+    task = wait_for_task(client, task_id, 300, poll=0.02)
+    if task.get("state") not in FINAL_STATES:
+        sys.exit(f"deployment task {task_id} did not finish: {task.get('state')}")
     wall = time.time() - sent
     if task["state"] != "success":
         sys.exit(f"deployment task {task_id} ended {task['state']}: {task.get('error')}")

@@ -72,14 +72,7 @@ class Appliance:
 def running_appliance(data_dir: Path) -> Iterator[Appliance]:
     """``serve`` on ``data_dir`` and an API key of the first administrator, ``admin``."""
     with ServeProcess(data_dir) as server:
-        created = subprocess.run(
-            [*CLI, "api-key", "create", "--data-dir", str(server.data_dir), "--user", "admin"],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=True,
-        )
-        yield Appliance(server, created.stdout.strip().splitlines()[-1])
+        yield Appliance(server, server.create_api_key())
 
 
 def run_octo(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

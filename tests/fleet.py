@@ -25,7 +25,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
-import os
 import signal
 import socket
 import subprocess
@@ -34,7 +33,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -45,6 +43,7 @@ from octo_appliance.certificate import load_or_create_certificate
 from octo_appliance.comms import Identity, load_identity
 from octo_appliance.config import load_config
 from tests.agent.support import AgentProcess
+from tests.child_process import clean_env
 from tests.serve_process import ServeProcess
 from tests.strays import kill_strays
 
@@ -58,13 +57,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without ``OCTO_*`` (the caller's settings must not leak in)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
-    env.update(extra)
-    return env
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
@@ -398,12 +390,7 @@ class Fleet:
     def __enter__(self) -> Fleet:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

@@ -7,6 +7,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ def zip_bytes(files: dict[str, bytes], *, stored: bool = False) -> bytes:
         for name, data in files.items():
             archive.writestr(zipfile.ZipInfo(name, date_time=ZIP_TIME), data, compress_type=method)
     return buffer.getvalue()
+
+
+def parts_zip(members: Sequence[bytes]) -> bytes:
+    """A zip of stored members ``lib/part-NNN.bin``: incompressible, like a package of
+    already-compressed files (the delta tests change some parts between two versions)."""
+    return zip_bytes({f"lib/part-{i:03}.bin": m for i, m in enumerate(members)}, stored=True)
 
 
 def tar_bytes(files: dict[str, bytes], *, gz: bool = False) -> bytes:

@@ -16,7 +16,6 @@ import contextlib
 import select
 import socket
 import threading
-from types import TracebackType
 from urllib.parse import urlparse
 
 
@@ -105,10 +104,5 @@ class PgProxy:
     def __enter__(self) -> PgProxy:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

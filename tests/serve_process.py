@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import queue
 import re
 import shutil
 import signal
@@ -28,16 +27,15 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import httpx
 
 from octo_appliance.testing import keep_key_beside
+from tests.child_process import ChildFailed, StdoutPump, read_log, stop_process
 
 READY_PREFIX = "ready"
 START_TIMEOUT = 60.0
@@ -118,7 +116,9 @@ class ServeProcess:
         command: Sequence[str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.args = [*(command or [sys.executable, "-m", "octo_appliance"]), "serve"]
+        self.command = list(command or [sys.executable, "-m", "octo_appliance"])
+        self.database = database
+        self.args = [*self.command, "serve"]
         self.args += ["--data-dir", str(self.data_dir), "--listen", listen]
         self.args += ["--polling-listen", polling_listen]
         if database:
@@ -139,8 +139,7 @@ class ServeProcess:
         self.banner = Banner()
         self.process: subprocess.Popen[str] | None = None
         self._stderr: IO[str] | None = None
-        self._pump: threading.Thread | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stdout: StdoutPump | None = None
         #: what the process wrote on stderr, as of the last :meth:`output` (or exit)
         self.stderr = ""
 
@@ -156,69 +155,51 @@ class ServeProcess:
             env=self.env,
             text=True,
         )
-        self._pump = threading.Thread(target=self._pump_stdout, daemon=True)
-        self._pump.start()
-        while True:
-            try:
-                line = self._lines.get(timeout=timeout)
-            except queue.Empty:
-                self.stop(signal.SIGKILL)
-                raise ServeFailed(f"no 'ready' within {timeout} s\n{self.output()}") from None
-            if line is None:
-                self.process.wait()
-                raise ServeFailed(
-                    f"serve exited with {self.process.returncode} before 'ready'\n{self.output()}"
-                )
-            if line.startswith(READY_PREFIX):
-                break
-            self.banner.add(line)
+        self._stdout = StdoutPump(self.process)
+        try:
+            self._stdout.until(lambda line: line.startswith(READY_PREFIX), timeout, self.banner.add)
+        except ChildFailed as exc:
+            self.__exit__()  # nobody gets a server to close: close its log file here
+            raise ServeFailed(f"serve: {exc}\n{self.output()}") from None
         if not (self.banner.port and self.banner.thumbprint and self.banner.cert_file):
             raise ServeFailed(f"the banner lacks url, thumbprint or certificate\n{self.output()}")
         return self
 
-    def _pump_stdout(self) -> None:
-        """Hand on stdout's lines; the pipe is this thread's, closed when the process ends."""
-        assert self.process is not None and self.process.stdout is not None
-        with self.process.stdout as stdout:
-            for raw in stdout:
-                self._lines.put(raw.rstrip("\n"))
-        self._lines.put(None)
-
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         """Send ``sig`` and wait for the exit code (SIGKILL after ``timeout``)."""
-        process = self.process
-        if process is None:
-            return 0
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return int(process.returncode)
+        return stop_process(self.process, sig, timeout)
 
     def output(self) -> str:
         """Everything printed so far: the banner lines and stderr (for failure messages)."""
         if self._stderr is not None:
-            # pread, not seek + read: the child writes at the offset of the same open file,
-            # so moving it while the child logs makes it overwrite lines (seen losing some)
-            fd = self._stderr.fileno()
-            self.stderr = os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+            self.stderr = read_log(self._stderr)
         return "stdout:\n" + "\n".join(self.banner.lines) + "\nstderr:\n" + self.stderr
+
+    def create_api_key(self, user: str = "admin") -> str:
+        """A new API key of ``user``, made by the same program's ``api-key create`` on this
+        server's data dir (and database) while it runs."""
+        argv = [*self.command, "api-key", "create", "--data-dir", str(self.data_dir)]
+        if self.database:
+            argv += ["--database", self.database]
+        created = subprocess.run(
+            [*argv, "--user", user],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=180,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise ServeFailed(f"api-key create failed: {created.stderr}")
+        return created.stdout.strip().splitlines()[-1].strip()
 
     def __enter__(self) -> ServeProcess:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
-        if self._pump is not None:
-            self._pump.join(timeout=10)  # the process is gone: its stdout ends
+        if self._stdout is not None:
+            self._stdout.join()
         if self._stderr is not None:
             self.output()  # keep stderr readable after the file is gone
             self._stderr.close()
@@ -253,4 +234,14 @@ class ServeProcess:
             http2=True,
             verify=self.ssl_context(),
             **kwargs,  # type: ignore[arg-type]
+        )
+
+    def async_http2_client(self, key: str, timeout: float = 60) -> httpx.AsyncClient:
+        """An HTTP/2 client for many calls at once, signed in with the API key ``key``."""
+        return httpx.AsyncClient(
+            base_url=self.url.rstrip("/"),
+            http2=True,
+            verify=self.ssl_context(),
+            headers={"X-Api-Key": key},
+            timeout=timeout,
         )

@@ -26,10 +26,22 @@ def frozen() -> bool:
     return bool(getattr(sys, "frozen", False))
 
 
+#: set by the one-file launcher (build/launcher/octo_launcher.c): the executable it started from
+LAUNCHER_VARIABLE = "OCTO_EXECUTABLE"
+
+
+def program_path() -> str:
+    """The file to run to start this frozen program again. The one-file launcher execs an
+    unpacked copy in the user's cache (docs/executable-cache.md), which another account (the
+    built-in worker's) cannot reach: it names the executable it started from instead."""
+    launcher = os.environ.get(LAUNCHER_VARIABLE, "")
+    return launcher if os.path.isabs(launcher) and os.path.isfile(launcher) else sys.executable
+
+
 def python_command() -> list[str]:
     """The argv prefix that runs a zipapp with this program's Python."""
     if frozen():
-        return [sys.executable]
+        return [program_path()]
     # isolated (no user site, no PYTHON* variables, no cwd on sys.path), and no site module:
     # the runner is stdlib-only, and this starts it faster
     return [sys.executable, "-I", "-S"]
@@ -57,7 +69,8 @@ def restore_environment(environ: MutableMapping[str, str]) -> None:
     the runner starts see the one the runner was given, as under a plain ``python3``: the
     bootloader puts its unpack dir first on ``LD_LIBRARY_PATH`` (system programs such as
     ``curl`` would load the bundled OpenSSL) and passes itself ``_PYI_*`` variables (a
-    PyInstaller program the script starts would take them for its own)."""
+    PyInstaller program the script starts would take them for its own); and the launcher's
+    :data:`LAUNCHER_VARIABLE`."""
     original = environ.pop("LD_LIBRARY_PATH_ORIG", None)
     if original is None:
         environ.pop("LD_LIBRARY_PATH", None)
@@ -65,3 +78,4 @@ def restore_environment(environ: MutableMapping[str, str]) -> None:
         environ["LD_LIBRARY_PATH"] = original
     for name in [n for n in environ if n.startswith(("_PYI_", "_MEIPASS"))]:
         del environ[name]
+    environ.pop(LAUNCHER_VARIABLE, None)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.home import Home
+from octo_appliance.agent.interpreter import program_path
 from octo_appliance.filesystem.durable import write_atomic
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
@@ -45,7 +46,7 @@ WantedBy=multi-user.target
 def agent_command() -> list[str]:
     """How to start this very agent again: the frozen binary, the console script, or -m."""
     if getattr(sys, "frozen", False):
-        return [sys.executable]
+        return [program_path()]
     argv0 = Path(sys.argv[0])
     if argv0.name == "octo-agent" and argv0.exists():
         return [str(argv0.resolve())]

@@ -64,6 +64,14 @@ class RequestContext:
                 hint="ask an administrator to grant your team a role that includes it",
             )
 
+    def only_visible(self, rows: Any, permission: Permission, scope: str, id_field: Any) -> Any:
+        """``rows`` narrowed to the ids the user holds ``permission`` on (``scope`` is
+        ``"projects"`` or ``"environments"``); unchanged when the user's grants are unscoped."""
+        visible = self.user.visible(permission, scope)
+        if visible is None:
+            return rows
+        return rows.where(id_field.in_(sorted(visible)))
+
     def require_unscoped(self, permission: Permission) -> None:
         if not self.user.can_unscoped(permission):
             raise Forbidden(

@@ -15,14 +15,13 @@ import peewee
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.deployments import grant_condition
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Out
 from octo_appliance.db import Deployment, Environment, Project, Release
 from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.tasks import ServerTask
 from octo_appliance.engine.lifecycles import effective_state
-from octo_appliance.security.permissions import Permission
+from octo_appliance.security.permissions import Permission, grant_condition
 
 router = Router("dashboard")
 
@@ -118,15 +117,13 @@ def get_dashboard(ctx: RequestContext) -> dict[str, Any]:
     ``items``: one per project and environment that has a deployment."""
     ctx.require(Permission.PROJECT_VIEW)
     projects = Project.select(Project.id, Project.name).order_by(Project.name)
-    visible_projects = ctx.user.visible(Permission.PROJECT_VIEW, "projects")
-    if visible_projects is not None:
-        projects = projects.where(Project.id.in_(sorted(visible_projects)))
+    projects = ctx.only_visible(projects, Permission.PROJECT_VIEW, "projects", Project.id)
     environments = Environment.select(
         Environment.id, Environment.name, Environment.sort_order
     ).order_by(Environment.sort_order, Environment.name)
-    visible_envs = ctx.user.visible(Permission.PROJECT_VIEW, "environments")
-    if visible_envs is not None:
-        environments = environments.where(Environment.id.in_(sorted(visible_envs)))
+    environments = ctx.only_visible(
+        environments, Permission.PROJECT_VIEW, "environments", Environment.id
+    )
     condition = grant_condition(
         ctx.user, Permission.PROJECT_VIEW, Deployment.project, Deployment.environment
     )

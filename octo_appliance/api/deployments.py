@@ -14,7 +14,6 @@ deployment's final state.
 from __future__ import annotations
 
 import functools
-import operator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -33,7 +32,7 @@ from octo_appliance.db.base import fk_id, iso, tuples, utcnow
 from octo_appliance.db.tasks import ServerTask
 from octo_appliance.engine.lifecycles import can_deploy, effective_state, queue_deployment
 from octo_appliance.exceptions import Conflict, Forbidden, NotFound, ValidationFailed
-from octo_appliance.security.permissions import Permission, Principal
+from octo_appliance.security.permissions import Permission, grant_condition
 
 router = Router("deployments")
 
@@ -41,26 +40,6 @@ MAX_QUEUE_AHEAD = timedelta(days=366)
 
 
 # ---------------------------------------------------------------- scope
-
-
-def grant_condition(principal: Principal, permission: Permission, project: Any, env: Any) -> Any:
-    """Rows whose (project, environment) columns a grant holding ``permission`` covers, as a
-    peewee condition; None: all rows. A limited grant never covers a row naming neither."""
-    terms = []
-    for grant in principal.grants:
-        if permission not in grant.permissions:
-            continue
-        if grant.unscoped:
-            return None
-        parts = []
-        if grant.projects:
-            parts.append(project.in_(sorted(grant.projects)))
-        if grant.environments:
-            parts.append(env.in_(sorted(grant.environments)))
-        terms.append(functools.reduce(operator.and_, parts))
-    if not terms:
-        return peewee.SQL("1 = 0")  # matches nothing
-    return functools.reduce(operator.or_, terms)
 
 
 # ---------------------------------------------------------------- shapes

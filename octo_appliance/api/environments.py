@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404, name_filter, paginate
+from octo_appliance.api.refs import get_or_404, name_filter, paginate, require_unique_name
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, Text, name_field
 from octo_appliance.db import Environment, TargetEnvironment
@@ -48,14 +48,6 @@ def to_json(env: Environment) -> dict[str, Any]:
     }
 
 
-def _check_unique(name: str, exclude: str | None = None) -> None:
-    query = Environment.select().where(Environment.name == name)
-    if exclude:
-        query = query.where(Environment.id != exclude)
-    if query.exists():
-        raise Conflict(f"an environment named '{name}' already exists", hint="choose another name")
-
-
 @router.get(
     "/environments",
     summary="List environments",
@@ -66,9 +58,7 @@ def _check_unique(name: str, exclude: str | None = None) -> None:
 def list_environments(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     ctx.require(Permission.ENVIRONMENT_VIEW)
     rows = name_filter(Environment.select(), Environment.name, query.name)
-    visible = ctx.user.visible(Permission.ENVIRONMENT_VIEW, "environments")
-    if visible is not None:
-        rows = rows.where(Environment.id.in_(list(visible)))
+    rows = ctx.only_visible(rows, Permission.ENVIRONMENT_VIEW, "environments", Environment.id)
     return paginate(rows, query, to_json, Environment.sort_order, Environment.name, plain_rows=True)
 
 
@@ -82,7 +72,7 @@ def list_environments(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 )
 def create_environment(ctx: RequestContext, body: EnvironmentIn) -> dict[str, Any]:
     ctx.require_unscoped(Permission.ENVIRONMENT_EDIT)
-    _check_unique(body.name)
+    require_unique_name(Environment, body.name, "environment")
     env = Environment.create_new(**body.model_dump())
     ctx.audit("create", "environment", env.id, env.name, body.model_dump())
     return to_json(env)
@@ -109,10 +99,8 @@ def update_environment(ctx: RequestContext, ref: str, body: EnvironmentUpdate) -
     ctx.require(Permission.ENVIRONMENT_EDIT, environment=env.id)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in changes:
-        _check_unique(changes["name"], exclude=env.id)
-    for key, value in changes.items():
-        setattr(env, key, value)
-    env.save()
+        require_unique_name(Environment, changes["name"], "environment", exclude=env.id)
+    env.save_changes(changes)
     ctx.audit("update", "environment", env.id, env.name, changes)
     return to_json(env)
 

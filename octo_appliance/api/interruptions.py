@@ -21,7 +21,6 @@ from typing import Any, Literal
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.deployments import grant_condition
 from octo_appliance.api.refs import paginate
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Line, ListQuery, Out, Page, Text
@@ -29,7 +28,7 @@ from octo_appliance.api.tasks import find_engine
 from octo_appliance.db import Interruption, Team, TeamMember
 from octo_appliance.db.base import fk_id, iso, tuples, utcnow
 from octo_appliance.exceptions import Conflict, Forbidden, NotFound, ValidationFailed
-from octo_appliance.security.permissions import Permission
+from octo_appliance.security.permissions import Permission, grant_condition
 
 router = Router("interruptions")
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404, name_filter, paginate
+from octo_appliance.api.refs import get_or_404, name_filter, paginate, require_unique_name
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Text, name_field
 from octo_appliance.api.variable_lists import (
@@ -79,14 +79,6 @@ def set_variables(library_set: LibraryVariableSet) -> VariableList:
     return VariableList(LibraryVariable, "library_set", library_set.id, "this library set")
 
 
-def _check_unique(name: str, exclude: str | None = None) -> None:
-    query = LibraryVariableSet.select(LibraryVariableSet.id).where(LibraryVariableSet.name == name)
-    if exclude:
-        query = query.where(LibraryVariableSet.id != exclude)
-    if query.exists():
-        raise Conflict(f"a {KIND} named '{name}' already exists", hint="choose another name")
-
-
 def including_projects(set_id: str) -> list[str]:
     """Names of the projects that include the set (ids are random, so a text match is exact
     enough to narrow the rows; the JSON is checked after)."""
@@ -120,7 +112,7 @@ def list_library_sets(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 )
 def create_library_set(ctx: RequestContext, body: LibrarySetIn) -> dict[str, Any]:
     ctx.require_unscoped(Permission.VARIABLE_EDIT)
-    _check_unique(body.name)
+    require_unique_name(LibraryVariableSet, body.name, KIND)
     row = LibraryVariableSet.create_new(**body.model_dump())
     ctx.audit("create", "library-variable-set", row.id, row.name, body.model_dump())
     return to_json(row)
@@ -146,10 +138,8 @@ def update_library_set(ctx: RequestContext, ref: str, body: LibrarySetUpdate) ->
     ctx.require_unscoped(Permission.VARIABLE_EDIT)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in changes:
-        _check_unique(changes["name"], exclude=row.id)
-    for key, value in changes.items():
-        setattr(row, key, value)
-    row.save()
+        require_unique_name(LibraryVariableSet, changes["name"], KIND, exclude=row.id)
+    row.save_changes(changes)
     ctx.audit("update", "library-variable-set", row.id, row.name, changes)
     return to_json(row)
 

@@ -16,7 +16,13 @@ from typing import Any
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404, name_filter, paginate, resolve_many
+from octo_appliance.api.refs import (
+    get_or_404,
+    name_filter,
+    paginate,
+    require_unique_name,
+    resolve_many,
+)
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, Ref, Text, name_field
 from octo_appliance.db import Environment, Lifecycle, Project, ProjectSettings
@@ -80,14 +86,6 @@ def to_json(lifecycle: Lifecycle, present: set[str] | None = None) -> dict[str, 
         "phases": existing_phases(phases) if present is None else filter_phases(phases, present),
         "created_at": iso(lifecycle.created_at),
     }
-
-
-def _check_unique(name: str, exclude: str | None = None) -> None:
-    query = Lifecycle.select(Lifecycle.id).where(Lifecycle.name == name)
-    if exclude:
-        query = query.where(Lifecycle.id != exclude)
-    if query.exists():
-        raise Conflict(f"a lifecycle named '{name}' already exists", hint="choose another name")
 
 
 def resolve_phases(phases: list[PhaseIn]) -> list[dict[str, Any]]:
@@ -160,7 +158,7 @@ def list_lifecycles(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 def create_lifecycle(ctx: RequestContext, body: LifecycleIn) -> dict[str, Any]:
     """Needs ``project.edit`` through a grant limited to no project or environment."""
     ctx.require_unscoped(Permission.PROJECT_EDIT)
-    _check_unique(body.name)
+    require_unique_name(Lifecycle, body.name, "lifecycle")
     phases = resolve_phases(body.phases)
     lifecycle = Lifecycle.create_new(name=body.name, description=body.description, phases=phases)
     ctx.audit(
@@ -193,12 +191,10 @@ def update_lifecycle(ctx: RequestContext, ref: str, body: LifecycleUpdate) -> di
     ctx.require_unscoped(Permission.PROJECT_EDIT)
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "name" in changes:
-        _check_unique(changes["name"], exclude=lifecycle.id)
+        require_unique_name(Lifecycle, changes["name"], "lifecycle", exclude=lifecycle.id)
     if body.phases is not None:
         changes["phases"] = resolve_phases(body.phases)
-    for key, value in changes.items():
-        setattr(lifecycle, key, value)
-    lifecycle.save()
+    lifecycle.save_changes(changes)
     ctx.audit("update", "lifecycle", lifecycle.id, lifecycle.name, changes)
     return to_json(lifecycle)
 

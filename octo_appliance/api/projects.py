@@ -17,7 +17,13 @@ import peewee
 from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404, name_filter, paginate, resolve_many
+from octo_appliance.api.refs import (
+    get_or_404,
+    name_filter,
+    paginate,
+    require_unique_name,
+    resolve_many,
+)
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import (
     NAME_PATTERN,
@@ -32,7 +38,6 @@ from octo_appliance.api.schemas import (
 )
 from octo_appliance.db import LibraryVariableSet, Lifecycle, Project, ProjectSettings, Variable
 from octo_appliance.db.base import fk_id, iso
-from octo_appliance.exceptions import Conflict
 from octo_appliance.security.permissions import Permission
 
 router = Router("projects")
@@ -122,17 +127,7 @@ def _save_settings(project: Project, changes: dict[str, Any]) -> None:
     if settings is None:
         ProjectSettings.create_new(project=project.id, **changes)
         return
-    for key, value in changes.items():
-        setattr(settings, key, value)
-    settings.save()
-
-
-def _check_unique(name: str, exclude: str | None = None) -> None:
-    query = Project.select(Project.id).where(Project.name == name)
-    if exclude:
-        query = query.where(Project.id != exclude)
-    if query.exists():
-        raise Conflict(f"a project named '{name}' already exists", hint="choose another name")
+    settings.save_changes(changes)
 
 
 @router.get(
@@ -150,9 +145,7 @@ def list_projects(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
         Project.name,
         query.name,
     )
-    visible = ctx.user.visible(Permission.PROJECT_VIEW, "projects")
-    if visible is not None:
-        rows = rows.where(Project.id.in_(list(visible)))
+    rows = ctx.only_visible(rows, Permission.PROJECT_VIEW, "projects", Project.id)
     return paginate(rows, query, _row_json, Project.name, plain_rows=True)
 
 
@@ -167,7 +160,7 @@ def list_projects(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 def create_project(ctx: RequestContext, body: ProjectCreate) -> dict[str, Any]:
     """Needs ``project.edit`` through a grant limited to no project or environment."""
     ctx.require_unscoped(Permission.PROJECT_EDIT)
-    _check_unique(body.name)
+    require_unique_name(Project, body.name, "project")
     settings = _settings_changes(body)
     project = Project.create_new(name=body.name, description=body.description)
     _save_settings(project, settings)
@@ -202,11 +195,9 @@ def update_project(ctx: RequestContext, ref: str, body: ProjectUpdate) -> dict[s
         exclude_unset=True, exclude_none=True, exclude={"lifecycle", "library_sets"}
     )
     if "name" in changes:
-        _check_unique(changes["name"], exclude=project.id)
+        require_unique_name(Project, changes["name"], "project", exclude=project.id)
     settings = _settings_changes(body)
-    for key, value in changes.items():
-        setattr(project, key, value)
-    project.save()
+    project.save_changes(changes)
     _save_settings(project, settings)
     ctx.audit("update", "project", project.id, project.name, {**changes, **settings})
     return project_json(project)

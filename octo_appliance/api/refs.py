@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.db.base import BaseModel
-from octo_appliance.exceptions import NotFound, ValidationFailed
+from octo_appliance.exceptions import Conflict, NotFound, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,6 +32,20 @@ def get_or_404(model: type[M], ref: str, kind: str) -> M:
     if row is None:
         raise NotFound(f"no {kind} with id or name '{ref}'")
     return row
+
+
+def require_unique_name(model: type[BaseModel], name: str, kind: str, exclude: str = "") -> None:
+    """409 when another row (not ``exclude``) already has this name: names are references."""
+    name_field = _name_field(model)
+    query = model.select(model.id).where(name_field == name)
+    if exclude:
+        query = query.where(model.id != exclude)
+    if query.exists():
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise Conflict(
+            f"{article} {kind} named '{name}' already exists",
+            hint=f"choose another {name_field.name}",
+        )
 
 
 def resolve_many(model: type[M], refs: Iterable[str], kind: str, field: str) -> list[M]:

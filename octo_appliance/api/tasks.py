@@ -9,7 +9,6 @@ Cancelling needs ``task.cancel`` with the same scope rule.
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Unpack
 
@@ -29,7 +28,7 @@ from octo_appliance.engine.tasks import store
 from octo_appliance.engine.tasks.creation import TaskOptions
 from octo_appliance.engine.tasks.log import count_lines, line_json, read_lines
 from octo_appliance.exceptions import ApiError, Conflict, Forbidden, NotFound
-from octo_appliance.security.permissions import Permission, Principal
+from octo_appliance.security.permissions import Permission, Principal, grant_condition
 
 if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance
@@ -98,21 +97,7 @@ def task_allowed(principal: Principal, permission: Permission, task: ServerTask)
 
 def scope_condition(principal: Principal, permission: Permission) -> Any:
     """The tasks ``permission`` covers, as a peewee condition (None: all of them)."""
-    terms = []
-    for grant in principal.grants:
-        if permission not in grant.permissions:
-            continue
-        if grant.unscoped:
-            return None
-        parts = []
-        if grant.projects:
-            parts.append(ServerTask.project_id.in_(sorted(grant.projects)))
-        if grant.environments:
-            parts.append(ServerTask.environment_id.in_(sorted(grant.environments)))
-        terms.append(functools.reduce(operator.and_, parts))
-    if not terms:
-        return ServerTask.id.is_null()  # matches nothing
-    return functools.reduce(operator.or_, terms)
+    return grant_condition(principal, permission, ServerTask.project_id, ServerTask.environment_id)
 
 
 def _task_for(ctx: RequestContext, task_id: str, permission: Permission) -> ServerTask:

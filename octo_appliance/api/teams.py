@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import Field, JsonValue, field_validator
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404, name_filter, resolve_many
+from octo_appliance.api.refs import get_or_404, name_filter, require_unique_name, resolve_many
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import (
     Body,
@@ -260,14 +260,6 @@ def _resolve_grants(grants: list[GrantIn]) -> list[dict[str, Any]]:
     return resolved
 
 
-def _check_unique(name: str, exclude: str | None = None) -> None:
-    query = Team.select().where(Team.name == name)
-    if exclude:
-        query = query.where(Team.id != exclude)
-    if query.exists():
-        raise Conflict(f"a team named '{name}' already exists", hint="choose another name")
-
-
 def _replace_members(team: Team, users: list[User]) -> None:
     TeamMember.delete().where(TeamMember.team == team.id).execute()
     for user in users:
@@ -312,7 +304,7 @@ def list_teams(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 )
 def create_team(ctx: RequestContext, body: TeamIn) -> dict[str, Any]:
     require_global(ctx, Permission.TEAM_EDIT)
-    _check_unique(body.name)
+    require_unique_name(Team, body.name, "team")
     users = _resolve_members(body.members)
     grants = _resolve_grants(body.roles)
     team = Team.create_new(name=body.name, description=body.description)
@@ -352,7 +344,7 @@ def update_team(ctx: RequestContext, ref: str, body: TeamUpdate) -> dict[str, An
                 f"the built-in team '{ADMINISTRATORS_TEAM}' cannot be renamed",
                 hint="create a new team if you need another name",
             )
-        _check_unique(body.name, exclude=team.id)
+        require_unique_name(Team, body.name, "team", exclude=team.id)
         team.name = changes["name"] = body.name
     if body.description is not None:
         team.description = changes["description"] = body.description

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from octo_appliance.api.auth import SESSION_COOKIE
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404
+from octo_appliance.api.refs import get_or_404, require_unique_name
 from octo_appliance.api.routing import Router, json_response
 from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Text
 from octo_appliance.api.teams import (
@@ -151,14 +151,6 @@ def _users_json(users: list[User]) -> list[dict[str, Any]]:
     ]
 
 
-def _check_unique(username: str, exclude: str | None = None) -> None:
-    query = User.select().where(User.username == username)
-    if exclude:
-        query = query.where(User.id != exclude)
-    if query.exists():
-        raise Conflict(f"a user named '{username}' already exists", hint="choose another username")
-
-
 def _end_sessions(user_id: str, keep_token: str | None = None) -> int:
     query = LoginSession.delete().where(LoginSession.user == user_id)
     if keep_token:
@@ -263,7 +255,7 @@ def list_users(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 def create_user(ctx: RequestContext, body: UserIn) -> dict[str, Any]:
     """A new user belongs to no team, so holds no permission until a team takes them in."""
     require_global(ctx, Permission.USER_EDIT)
-    _check_unique(body.username)
+    require_unique_name(User, body.username, "user")
     fields = body.model_dump()
     password = fields.pop("password")
     user = User.create_new(**fields, password_hash=hash_password(password) if password else "")
@@ -292,7 +284,7 @@ def update_user(ctx: RequestContext, ref: str, body: UserUpdate) -> dict[str, An
     if changes.get("is_active") is False and user.id == ctx.user.user_id:
         raise Conflict("you cannot deactivate yourself", hint="ask another administrator")
     if "username" in changes:
-        _check_unique(changes["username"], exclude=user.id)
+        require_unique_name(User, changes["username"], "user", exclude=user.id)
     for key, value in changes.items():
         if key == "password":
             user.password_hash = hash_password(value)

@@ -67,6 +67,12 @@ class BaseModel(peewee.Model):
         fields.setdefault("id", new_id(cls.id_prefix))
         return cls.create(**fields)
 
+    def save_changes(self, changes: dict[str, Any]) -> None:
+        """Set the given columns and save: a partial update (PUT with fields left out)."""
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.save()
+
     def aad(self, column: str) -> bytes:
         """Associated data binding a sealed value to this row and column."""
         return f"{self._meta.table_name}/{self.id}/{column}".encode()

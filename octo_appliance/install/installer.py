@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from octo_appliance.agent.interpreter import program_path
 from octo_appliance.appliance import ADMIN_USERNAME, open_appliance
 from octo_appliance.backup.upgrade import upgrade_hook
 from octo_appliance.config import load_config
@@ -78,7 +79,8 @@ def program(options: InstallOptions, report: InstallReport) -> list[str]:
     it there is how an upgrade is done), or this development install's interpreter."""
     if not getattr(sys, "frozen", False):
         return [sys.executable, "-m", "octo_appliance"]
-    current = Path(sys.executable).resolve()
+    # the one-file executable, not the copy its launcher unpacked (docs/executable-cache.md)
+    current = Path(program_path()).resolve()
     target = options.bin_path
     if not (target.exists() and target.resolve() == current):
         target.parent.mkdir(parents=True, exist_ok=True)

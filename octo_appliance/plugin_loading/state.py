@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from octo_appliance.agent.interpreter import program_path
 from octo_appliance.filesystem.durable import write_atomic
 from octo_appliance.plugin_loading.wheels import canonical_name
 
@@ -29,7 +30,8 @@ def executable_plugin_dir() -> Path | None:
     interpreter's folder is no place for plugins)."""
     if not getattr(sys, "frozen", False):
         return None
-    return Path(sys.executable).resolve().parent / PLUGINS_DIR_NAME
+    # the one-file executable, not the copy its launcher unpacked into the user's cache
+    return Path(program_path()).resolve().parent / PLUGINS_DIR_NAME
 
 
 def parse_names(text: str | None) -> set[str]:

@@ -19,12 +19,16 @@ console on the built-in worker) needs ``worker.use`` beside the usual permission
 
 from __future__ import annotations
 
+import functools
+import operator
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import peewee
 
 
 class Permission(StrEnum):
@@ -193,3 +197,23 @@ class PrincipalCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+def grant_condition(principal: Principal, permission: Permission, project: Any, env: Any) -> Any:
+    """Rows whose (project, environment) columns a grant holding ``permission`` covers, as a
+    peewee condition; None: all rows. A limited grant never covers a row naming neither."""
+    terms = []
+    for grant in principal.grants:
+        if permission not in grant.permissions:
+            continue
+        if grant.unscoped:
+            return None
+        parts = []
+        if grant.projects:
+            parts.append(project.in_(sorted(grant.projects)))
+        if grant.environments:
+            parts.append(env.in_(sorted(grant.environments)))
+        terms.append(functools.reduce(operator.and_, parts))
+    if not terms:
+        return peewee.SQL("1 = 0")  # matches nothing
+    return functools.reduce(operator.or_, terms)

@@ -27,7 +27,6 @@ import secrets
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -244,12 +243,7 @@ class SealedWriter:
     def __enter__(self) -> SealedWriter:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_rest: object) -> None:
         if exc_type is None:
             self.close()
         else:

@@ -3,9 +3,6 @@ agent process (listening and polling) in front of an appliance stand-in."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +11,9 @@ import pytest
 
 from octo_appliance.agent.home import Home
 from octo_appliance.comms import Identity, generate_identity
+from tests.runner.support import build_runner
 
-from .support import BUILD_SCRIPT, AgentProcess, StandIn, Target, make_home
+from .support import AgentProcess, StandIn, Target, make_home
 
 #: a version the stand-in serves with the real archive, but tasks announce another hash for
 MISMATCH_VERSION = "9.9.9"
@@ -42,13 +40,7 @@ class ApplianceIds:
 @pytest.fixture(scope="session")
 def runner_build(tmp_path_factory: pytest.TempPathFactory) -> RunnerBuild:
     out = tmp_path_factory.mktemp("runner-dist")
-    built = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--out", str(out), "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    info = json.loads(built.stdout)
+    info = build_runner(out)
     return RunnerBuild(Path(info["path"]), info["version"], info["sha256"])
 
 

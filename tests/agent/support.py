@@ -12,7 +12,6 @@ import collections
 import concurrent.futures
 import json
 import os
-import queue
 import signal
 import ssl
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -39,9 +38,9 @@ from octo_appliance.comms import (
     connect,
     serve,
 )
+from tests.child_process import ChildFailed, StdoutPump, read_log, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = ROOT / "build" / "build_runner.py"
 APPLIANCE_HELLO = LocalHello(role="appliance", id="stand-in")
 T = TypeVar("T")
 
@@ -63,8 +62,12 @@ def make_home(
     appliance: Identity,
     listen: str = "127.0.0.1:0",
     polling_address: str = "",
+    target_id: str = "",
+    environments: Sequence[str] = ("Test",),
+    roles: Sequence[str] = ("web",),
 ) -> Home:
-    """A registered home, written through the agent's own code (no appliance needed)."""
+    """A registered home, written through the agent's own code (no appliance needed); its
+    target id is ``tgt_<name>`` unless given."""
     home = Home(root)
     if not home.has_identity():
         home.create_identity()
@@ -79,9 +82,9 @@ def make_home(
             api_certificate=appliance.cert_pem.decode(),
             comms_thumbprint=appliance.thumbprint,
             comms_certificate=appliance.cert_pem.decode(),
-            target_id=f"tgt_{name}",
-            environments=["Test"],
-            roles=["web"],
+            target_id=target_id or f"tgt_{name}",
+            environments=list(environments),
+            roles=list(roles),
         )
     )
     return home
@@ -98,9 +101,8 @@ class AgentProcess:
         self.args += ["--log-level", log_level]
         self.process: subprocess.Popen[str] | None = None
         self.banner: list[str] = []
-        self.stdout_lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: IO[str] | None = None
-        self._pump_thread: threading.Thread | None = None
+        self._stdout: StdoutPump | None = None
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
@@ -108,31 +110,12 @@ class AgentProcess:
         self.process = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
         )
-        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
-        self._pump_thread.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.stdout_lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop(signal.SIGKILL)
-                raise AssertionError(f"the agent printed no 'ready'\n{self.stderr()}") from None
-            if line is None:
-                self.process.wait()
-                raise AssertionError(
-                    f"the agent exited with {self.process.returncode}\n{self.stderr()}"
-                )
-            if line == "ready":
-                return self
-            self.banner.append(line)
-
-    def _pump(self) -> None:
-        """Hand on stdout's lines; the pipe is this thread's, closed when the agent ends."""
-        assert self.process is not None and self.process.stdout is not None
-        with self.process.stdout as stdout:
-            for line in stdout:
-                self.stdout_lines.put(line.rstrip("\n"))
-        self.stdout_lines.put(None)
+        self._stdout = StdoutPump(self.process)
+        try:
+            self._stdout.until(lambda line: line == "ready", timeout, self.banner.append)
+        except ChildFailed as exc:
+            raise AssertionError(f"the agent: {exc}\n{self.stderr()}") from None
+        return self
 
     def listen_port(self, name: str) -> int:
         for line in self.banner:
@@ -148,29 +131,17 @@ class AgentProcess:
         return self.process.pid
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        process = self.process
-        if process is None:
-            return 0
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        return int(process.returncode)
+        return stop_process(self.process, sig, timeout)
 
     def stderr(self) -> str:
         if self._stderr is None:
             return ""
-        # pread: seeking the shared file offset while the agent logs loses its lines
-        fd = self._stderr.fileno()
-        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+        return read_log(self._stderr)
 
     def close(self) -> None:
         self.stop()
-        if self._pump_thread is not None:
-            self._pump_thread.join(timeout=10)  # the agent is gone: its stdout ends
+        if self._stdout is not None:
+            self._stdout.join()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
@@ -386,3 +357,23 @@ class FakeApi:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=10)
+
+
+def incoming(
+    method: str, params: dict[str, Any], events: list[dict[str, Any]] | None = None
+) -> IncomingRequest:
+    """A request from the appliance as the handlers get it; the events it sends back go to
+    ``events`` (or nowhere)."""
+
+    async def send(event: dict[str, Any]) -> None:
+        if events is not None:
+            events.append(event)
+
+    return IncomingRequest(
+        method=method,
+        params=params,
+        stream_id=2,
+        peer_thumbprint="ab" * 32,
+        peer_hello={"role": "appliance"},
+        send_event=send,
+    )

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from octo_appliance.comms import CallFailed
+from tests.child_process import alive, has_sleep, process_name
 
 from .conftest import MISMATCH_VERSION, Agent, RunnerBuild
 from .support import wait_for
@@ -118,7 +119,7 @@ def test_cancel_kills_the_runner_and_the_script(agent: Agent, runner_build: Runn
     try:
         assert started.wait(30), "the script did not start"
         agent_process = psutil.Process(agent.process.pid)
-        wait_for(lambda: _has_sleep(agent_process), 20, "the script to start sleep")
+        wait_for(lambda: has_sleep(agent_process), 20, "the script to start sleep")
         # the task's runner is the script's parent; the runner is the agent's child, or, once
         # the agent has started its fork server, that server's (which a cancel leaves alone)
         runner = psutil.Process(script_pid[0]).parent()
@@ -127,31 +128,15 @@ def test_cancel_kills_the_runner_and_the_script(agent: Agent, runner_build: Runn
         assert parent is not None
         assert parent.pid == agent_process.pid or parent.ppid() == agent_process.pid
         tree = [runner, *runner.children(recursive=True)]
-        assert any(p.pid == script_pid[0] for p in tree) and any(_name(p) == "sleep" for p in tree)
+        assert any(p.pid == script_pid[0] for p in tree) and any(
+            process_name(p) == "sleep" for p in tree
+        )
     finally:  # also when an assertion failed: a sleeping task would hold the target mutex
         call.cancel()
 
-    wait_for(lambda: not _alive(runner), 20, "the runner to exit")
-    wait_for(lambda: not any(_alive(p) for p in tree), 20, "the script's processes to go")
-    assert not [p for p in agent_process.children(recursive=True) if _name(p) == "sleep"]
-
-
-def _has_sleep(process: psutil.Process) -> bool:
-    return any(_name(p) == "sleep" for p in process.children(recursive=True))
-
-
-def _name(process: psutil.Process) -> str:
-    try:
-        return process.name()
-    except psutil.NoSuchProcess:
-        return ""
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    wait_for(lambda: not alive(runner), 20, "the runner to exit")
+    wait_for(lambda: not any(alive(p) for p in tree), 20, "the script's processes to go")
+    assert not [p for p in agent_process.children(recursive=True) if process_name(p) == "sleep"]
 
 
 STAMP_SCRIPT = """\

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from octo_appliance.agent.home import Home
 from octo_appliance.comms import CommsError, HandshakeError
+from tests.child_process import alive, has_sleep
 
 from .conftest import ApplianceIds, RunnerBuild
 from .support import AgentProcess, StandIn, Target, make_home, wait_for
@@ -41,17 +43,39 @@ def processes() -> Iterator[list[AgentProcess]]:
         process.close()
 
 
-def test_listening_agent_drops_an_appliance_it_does_not_pin(
-    tmp_path: Path,
-    appliance_ids: ApplianceIds,
-    standin: StandIn,
-    processes: list[AgentProcess],
-) -> None:
+@dataclass
+class ListeningWeb:
+    """A listening agent ``web`` that pins the appliance, in its own process, and the
+    appliance's stand-in dialing it."""
+
+    home: Home
+    process: AgentProcess
+    target: Target
+
+
+@pytest.fixture
+def listening_web(
+    tmp_path: Path, appliance_ids: ApplianceIds, standin: StandIn, processes: list[AgentProcess]
+) -> ListeningWeb:
     home = make_home(
         tmp_path / "home", name="web", mode="listening", appliance=appliance_ids.appliance
     )
     process = AgentProcess([home]).start()
     processes.append(process)
+    target = Target(
+        standin,
+        home,
+        port=process.listen_port("web"),
+        thumbprint=home.load_identity().thumbprint,
+        mode="listening",
+    )
+    return ListeningWeb(home, process, target)
+
+
+def test_listening_agent_drops_an_appliance_it_does_not_pin(
+    tmp_path: Path, appliance_ids: ApplianceIds, listening_web: ListeningWeb
+) -> None:
+    home, process = listening_web.home, listening_web.process
     impostor = StandIn(appliance_ids.stranger, {}, tmp_path / "impostor-spool")
     try:
         with pytest.raises(HandshakeError):
@@ -61,14 +85,7 @@ def test_listening_agent_drops_an_appliance_it_does_not_pin(
 
     # nothing reached a handler, and the pinned appliance is still served
     assert not any(home.work_dir.iterdir()) and not any(home.runners_dir.iterdir())
-    target = Target(
-        standin,
-        home,
-        port=process.listen_port("web"),
-        thumbprint=home.load_identity().thumbprint,
-        mode="listening",
-    )
-    assert target.call("agent.info", {}).result["name"] == "web"
+    assert listening_web.target.call("agent.info", {}).result["name"] == "web"
 
 
 def test_polling_agent_refuses_an_appliance_with_another_certificate(
@@ -103,24 +120,9 @@ def test_polling_agent_refuses_an_appliance_with_another_certificate(
 
 
 def test_sigterm_stops_the_agent_and_kills_running_scripts(
-    tmp_path: Path,
-    appliance_ids: ApplianceIds,
-    runner_build: RunnerBuild,
-    standin: StandIn,
-    processes: list[AgentProcess],
+    runner_build: RunnerBuild, listening_web: ListeningWeb
 ) -> None:
-    home = make_home(
-        tmp_path / "home", name="web", mode="listening", appliance=appliance_ids.appliance
-    )
-    process = AgentProcess([home]).start()
-    processes.append(process)
-    target = Target(
-        standin,
-        home,
-        port=process.listen_port("web"),
-        thumbprint=home.load_identity().thumbprint,
-        mode="listening",
-    )
+    home, process, target = listening_web.home, listening_web.process, listening_web.target
     started = threading.Event()
 
     def on_event(event: dict[str, Any]) -> None:
@@ -131,33 +133,15 @@ def test_sigterm_stops_the_agent_and_kills_running_scripts(
         "runner.run", script_params(runner_build, "echo started\nsleep 60"), on_event=on_event
     )
     assert started.wait(30)
-    wait_for(lambda: _has_sleep(psutil.Process(process.pid)), 20, "the script to start sleep")
+    wait_for(lambda: has_sleep(psutil.Process(process.pid)), 20, "the script to start sleep")
     tree = psutil.Process(process.pid).children(recursive=True)
 
     assert process.stop(signal.SIGTERM, timeout=20) == 0
 
     with pytest.raises(CommsError):
         call.result(20)
-    wait_for(lambda: not any(_alive(p) for p in tree), 20, "the script's processes to go")
+    wait_for(lambda: not any(alive(p) for p in tree), 20, "the script's processes to go")
     assert "stopped" in home.log_file.read_text()
-
-
-def _has_sleep(process: psutil.Process) -> bool:
-    return any(_name(p) == "sleep" for p in process.children(recursive=True))
-
-
-def _name(process: psutil.Process) -> str:
-    try:
-        return process.name()
-    except psutil.NoSuchProcess:
-        return ""
-
-
-def _alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_one_process_hosts_several_identities(

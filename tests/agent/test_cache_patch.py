@@ -15,10 +15,11 @@ from octo_appliance.agent import contract
 from octo_appliance.agent.cache import PackageCache
 from octo_appliance.agent.handlers import AgentHandlers
 from octo_appliance.agent.home import AgentConfig, Home
-from octo_appliance.comms import CallFailed, IncomingRequest
+from octo_appliance.comms import CallFailed
 from octo_appliance.feed.delta import make_delta
 
 from .conftest import Agent
+from .support import incoming
 
 SIZE = 2 * 1024 * 1024
 
@@ -162,20 +163,6 @@ async def test_storing_a_known_hash_again_adds_its_package_id(
 # -- the handlers, in-process -------------------------------------------------------------
 
 
-def request(method: str, params: dict[str, Any]) -> IncomingRequest:
-    async def send(event: dict[str, Any]) -> None:
-        pass
-
-    return IncomingRequest(
-        method=method,
-        params=params,
-        stream_id=2,
-        peer_thumbprint="ab" * 32,
-        peer_hello={"role": "appliance"},
-        send_event=send,
-    )
-
-
 def test_the_home_has_applications_and_a_journal_path(tmp_path: Path) -> None:
     home = Home(tmp_path / "h")
     home.ensure()
@@ -233,7 +220,7 @@ async def test_malformed_cache_calls_are_bad_requests(
     handlers = AgentHandlers(home, AgentConfig(name="web", mode="listening"), lambda r: None)
 
     with pytest.raises(CallFailed) as refused:
-        await handlers(request(method, params))
+        await handlers(incoming(method, params))
     assert refused.value.code == "bad_request"
 
 

@@ -12,9 +12,10 @@ import pytest
 
 from octo_appliance.agent.handlers import WAITING_MESSAGE, AgentHandlers
 from octo_appliance.agent.home import AgentConfig, Home
-from octo_appliance.comms import CallFailed, IncomingRequest
+from octo_appliance.comms import CallFailed
 
 from .conftest import RunnerBuild
+from .support import incoming
 
 STAMPS = """\
 set_octovariable start "$(date +%s%N)"
@@ -31,20 +32,6 @@ def handlers(tmp_path: Path, runner_build: RunnerBuild) -> AgentHandlers:
     shutil.copy(runner_build.path, home.runners_dir / runner_build.path.name)
     config = AgentConfig(name="web", mode="listening", target_id="tgt_1")
     return AgentHandlers(home, config, lambda request: None)
-
-
-def request(method: str, params: dict[str, Any], events: list[dict[str, Any]]) -> IncomingRequest:
-    async def send(event: dict[str, Any]) -> None:
-        events.append(event)
-
-    return IncomingRequest(
-        method=method,
-        params=params,
-        stream_id=2,
-        peer_thumbprint="ab" * 32,
-        peer_hello={"role": "appliance"},
-        send_event=send,
-    )
 
 
 def run_params(
@@ -65,7 +52,7 @@ async def test_the_mutex_runs_exclusive_tasks_one_after_the_other(
     events: list[list[dict[str, Any]]] = [[], [], []]
     results = await asyncio.gather(
         *(
-            handlers(request("runner.run", run_params(runner_build, f"t{i}", STAMPS), events[i]))
+            handlers(incoming("runner.run", run_params(runner_build, f"t{i}", STAMPS), events[i]))
             for i in range(3)
         )
     )
@@ -86,12 +73,12 @@ async def test_a_cancelled_waiter_does_not_hold_the_mutex(
 ) -> None:
     events: list[dict[str, Any]] = []
     first = asyncio.create_task(
-        handlers(request("runner.run", run_params(runner_build, "a", "sleep 0.5"), events))
+        handlers(incoming("runner.run", run_params(runner_build, "a", "sleep 0.5"), events))
     )
     while not handlers.mutex.locked():
         await asyncio.sleep(0.01)
     waiter = asyncio.create_task(
-        handlers(request("runner.run", run_params(runner_build, "b", "true"), events))
+        handlers(incoming("runner.run", run_params(runner_build, "b", "true"), events))
     )
     while not any(e.get("message") == WAITING_MESSAGE for e in events):
         await asyncio.sleep(0.01)
@@ -112,7 +99,7 @@ async def test_without_a_cached_runner_or_connection_the_run_fails_clearly(
     params["runner"] = {"version": "0.0.1", "sha256": "00" * 32}
 
     with pytest.raises(CallFailed) as failed:
-        await handlers(request("runner.run", params, []))
+        await handlers(incoming("runner.run", params, []))
 
     assert failed.value.code == "runner_unavailable"
 
@@ -135,7 +122,7 @@ async def test_malformed_runner_run_is_a_bad_request(
     params = {**run_params(runner_build, "t", "true"), **change}
 
     with pytest.raises(CallFailed) as refused:
-        await handlers(request("runner.run", params, []))
+        await handlers(incoming("runner.run", params, []))
 
     assert refused.value.code == "bad_request"
     assert refused.value.hint
@@ -143,13 +130,13 @@ async def test_malformed_runner_run_is_a_bad_request(
 
 async def test_unknown_methods_are_refused(handlers: AgentHandlers) -> None:
     with pytest.raises(CallFailed) as refused:
-        await handlers(request("shell.exec", {}, []))
+        await handlers(incoming("shell.exec", {}, []))
     assert refused.value.code == "unknown_method"
 
 
 async def test_cache_put_needs_an_upload(handlers: AgentHandlers) -> None:
     with pytest.raises(CallFailed) as refused:
-        await handlers(request("cache.put", {"sha256": "00" * 32, "length": 1, "name": "x"}, []))
+        await handlers(incoming("cache.put", {"sha256": "00" * 32, "length": 1, "name": "x"}, []))
     assert refused.value.code == "bad_request"
 
 
@@ -160,7 +147,7 @@ async def test_a_work_dir_that_cannot_be_created_is_a_clear_failure(
     handlers.home.work_dir.write_text("not a directory")
 
     with pytest.raises(CallFailed) as failed:
-        await handlers(request("runner.run", run_params(runner_build, "t", "true"), []))
+        await handlers(incoming("runner.run", run_params(runner_build, "t", "true"), []))
 
     assert failed.value.code == "work_dir_failed"
     assert failed.value.hint

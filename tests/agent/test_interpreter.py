@@ -39,6 +39,22 @@ def test_a_frozen_program_names_itself_as_the_runner_interpreter(
 ) -> None:
     assert interpreter.python_command() == [sys.executable, "-I", "-S"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.delenv(interpreter.LAUNCHER_VARIABLE, raising=False)
+    assert interpreter.python_command() == [sys.executable]
+
+
+def test_a_frozen_program_started_by_the_launcher_names_the_launcher(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Not its unpacked copy in the cache, which the worker's account cannot reach."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    launcher = tmp_path / "octo-appliance"
+    launcher.write_bytes(b"")
+    monkeypatch.setenv(interpreter.LAUNCHER_VARIABLE, str(launcher))
+    assert interpreter.python_command() == [str(launcher)]
+    monkeypatch.setenv(interpreter.LAUNCHER_VARIABLE, str(tmp_path / "gone"))
+    assert interpreter.python_command() == [sys.executable]
+    monkeypatch.setenv(interpreter.LAUNCHER_VARIABLE, "octo-appliance")  # relative: ignored
     assert interpreter.python_command() == [sys.executable]
 
 
@@ -50,6 +66,7 @@ def test_the_runner_of_a_frozen_program_gets_the_environment_before_the_bootload
         "_PYI_ARCHIVE_FILE": "/usr/local/bin/octo-appliance",
         "_PYI_APPLICATION_HOME_DIR": "/tmp/_MEI1234",
         "_MEIPASS2": "/tmp/_MEI1234",
+        "OCTO_EXECUTABLE": "/usr/local/bin/octo-appliance",
     }
     interpreter.restore_environment(environ)
     assert environ == {"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/opt/lib"}

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from octo_appliance.agent.home import Home
+from tests.child_process import run_module
 from tests.serve_process import ServeProcess
 
 
@@ -19,32 +18,15 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeP
     """A running appliance with an environment ``Dev`` and an admin API key."""
     data = tmp_path_factory.mktemp("appliance") / "data"
     with ServeProcess(data) as server:
-        created = subprocess.run(
-            [
-                *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-                *("--data-dir", str(data), "--user", "admin"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = created.stdout.strip().splitlines()[-1].strip()
+        key = server.create_api_key()
         with server.http2_client(headers={"X-Api-Key": key}) as client:
             assert client.post("/api/v1/environments", json={"name": "Dev"}).status_code == 201
         yield server, key
 
 
 def agent(*args: str, key: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
-    if key is not None:
-        env["OCTO_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "octo_appliance.agent", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    env = {} if key is None else {"OCTO_API_KEY": key}
+    return run_module("octo_appliance.agent", *args, timeout=60, **env)
 
 
 def register(

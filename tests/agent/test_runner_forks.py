@@ -164,6 +164,25 @@ async def descendants(runner: psutil.Process, sleeps: int) -> list[psutil.Proces
     return runner.children(recursive=True)
 
 
+async def warm_fork_server(host: RunnerHost, pyz: Path, tmp_path: Path) -> int:
+    """Run one task, after which the host forks runners from a fork server: its pid."""
+    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
+    return await fork_server(host)
+
+
+async def forked_task(
+    host: RunnerHost, pyz: Path, tmp_path: Path, sleeps: int
+) -> tuple[int, Task, psutil.Process, list[psutil.Process]]:
+    """A task forked by the fork server whose script sleeps in ``sleeps`` processes: the fork
+    server's pid, the task, its runner, and the runner's tree."""
+    server = await warm_fork_server(host, pyz, tmp_path)
+    body = f"{RUNNER_PID}\n" + "sleep 300 &\n" * (sleeps - 1) + "sleep 300"
+    task = Task(host, pyz, tmp_path / "work" / "t2-1", body)
+    runner = psutil.Process(int(await task.saying("runner ")))
+    assert runner.ppid() == server
+    return server, task, runner, await descendants(runner, sleeps)
+
+
 @pytest.fixture(autouse=True)
 def busy_machine_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fork servers start when this process is quiet even if the machine is busy (other
@@ -235,12 +254,7 @@ async def test_the_fork_server_is_started_as_a_task_would_start_a_runner(
 async def test_a_cancelled_task_on_a_forked_runner_loses_its_whole_tree(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    server = await fork_server(host)
-    task = Task(host, pyz, tmp_path / "work" / "t2-1", f"{RUNNER_PID}\nsleep 300 &\nsleep 300")
-    runner = psutil.Process(int(await task.saying("runner ")))
-    assert runner.ppid() == server
-    tree = await descendants(runner, 2)
+    server, task, runner, tree = await forked_task(host, pyz, tmp_path, 2)
 
     task.running.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -324,8 +338,7 @@ def test_idle_share_of_the_machine(
 async def test_terminate_all_ends_the_fork_server_and_starts_no_more(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    server = await fork_server(host)
+    server = await warm_fork_server(host, pyz, tmp_path)
 
     await host.terminate_all()
 
@@ -338,8 +351,7 @@ async def test_terminate_all_ends_the_fork_server_and_starts_no_more(
 async def test_a_fork_server_that_dies_while_idle_is_replaced(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    old = await fork_server(host)
+    old = await warm_fork_server(host, pyz, tmp_path)
 
     os.kill(old, signal.SIGKILL)
     await wait_gone(old, "the killed fork server")
@@ -353,8 +365,7 @@ async def test_a_fork_server_that_dies_while_idle_is_replaced(
 async def test_a_fork_server_of_a_replaced_build_is_not_used(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    old = await fork_server(host)
+    old = await warm_fork_server(host, pyz, tmp_path)
 
     replacement = pyz.with_name("new.partial")
     shutil.copy(pyz, replacement)
@@ -371,8 +382,7 @@ async def test_a_replaced_build_does_not_cancel_a_runner_forked_from_the_old_one
 ) -> None:
     """The old build's server is retired, not killed, while a runner it forked still works:
     its runners stop with it (parent-death signal), so it ends only after the last one."""
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    old = await fork_server(host)
+    old = await warm_fork_server(host, pyz, tmp_path)
     held = Task(host, pyz, tmp_path / "work" / "t2-1", HELD)
     runner = int(await held.saying("runner "))
     assert psutil.Process(runner).ppid() == old
@@ -417,8 +427,7 @@ async def test_a_subclass_with_its_own_spawn_starts_runners_only_for_tasks(
 async def test_the_exit_code_of_a_forked_runner_reaches_the_host(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    server = await fork_server(host)
+    server = await warm_fork_server(host, pyz, tmp_path)
 
     failed = Task(host, pyz, tmp_path / "work" / "t2-1", f"{RUNNER}\nexit 3")
     outcome = await failed.outcome()
@@ -443,12 +452,7 @@ async def test_the_exit_code_of_a_forked_runner_reaches_the_host(
 async def test_a_forked_runner_whose_fork_server_dies_is_cancelled(
     host: RunnerHost, pyz: Path, tmp_path: Path
 ) -> None:
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    server = await fork_server(host)
-    task = Task(host, pyz, tmp_path / "work" / "t2-1", f"{RUNNER_PID}\nsleep 300")
-    runner = psutil.Process(int(await task.saying("runner ")))
-    assert runner.ppid() == server
-    tree = await descendants(runner, 1)
+    server, task, runner, tree = await forked_task(host, pyz, tmp_path, 1)
 
     os.kill(server, signal.SIGKILL)  # the runner gets SIGTERM (its parent-death signal)
     outcome = await task.outcome()

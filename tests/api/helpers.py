@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from octo_appliance.db import AuditEvent, Team, TeamMember, TeamRole, User
@@ -87,3 +88,16 @@ def all_audit_text() -> str:
             )
         )
     return "\n".join(parts)
+
+
+def record_statements(octo: OctoTestAppliance, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL statements the appliance runs from now on, in order (for query-count tests)."""
+    statements: list[str] = []
+    execute_sql = octo.appliance.db.execute_sql
+
+    def counting(sql: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(sql)
+        return execute_sql(sql, *args, **kwargs)
+
+    monkeypatch.setattr(octo.appliance.db, "execute_sql", counting)
+    return statements

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from octo_appliance.db import Deployment, Release, ServerTask
 from octo_appliance.db.base import utcnow
-from tests.api.helpers import make_user
+from tests.api.helpers import make_user, record_statements
 
 
 def seed(api):  # type: ignore[no-untyped-def]
@@ -90,14 +90,7 @@ def test_query_count_does_not_grow_with_deployments(octo, api, monkeypatch):
             for env in ("Dev", "Prod"):
                 deployment(ids[project], ids[env], f"1.0.{minutes}", "success", minutes)
     api.get("/dashboard")  # warm the principal cache
-    statements: list[str] = []
-    execute_sql = octo.appliance.db.execute_sql
-
-    def counting(sql, *args, **kwargs):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute_sql(sql, *args, **kwargs)
-
-    monkeypatch.setattr(octo.appliance.db, "execute_sql", counting)
+    statements = record_statements(octo, monkeypatch)
     board = api.get("/dashboard").json()
     assert len(board["items"]) == 6
     assert {i["release_version"] for i in board["items"]} == {"1.0.0"}

@@ -10,6 +10,7 @@ import os
 import secrets
 
 import pytest
+from _pytest.mark import ParameterSet
 
 from octo_appliance.db import AuditEvent, Project, Release
 from octo_appliance.db.packages import Package, ReleasePackage
@@ -155,6 +156,13 @@ def test_existing_version_needs_replace(octo, api):
 GOOD_ZIP = zip_bytes({"a.txt": b"hello"})
 
 
+def bad_file(
+    name: str | None, data: bytes, fragment: str, case: str, status: int = 422
+) -> ParameterSet:
+    """A refused upload of one ``file`` field: the error's status and a part of its message."""
+    return pytest.param({"files": {"file": (name, data)}}, status, fragment, id=case)
+
+
 @pytest.mark.parametrize(
     ("request_kwargs", "status", "fragment"),
     [
@@ -165,68 +173,24 @@ GOOD_ZIP = zip_bytes({"a.txt": b"hello"})
             "no form field 'file'",
             id="no-file-field",
         ),
-        pytest.param(
-            {"files": {"file": (None, b"MyApp.1.0.0.zip")}}, 422, "not a file", id="not-a-file"
-        ),
-        pytest.param({"files": {"file": ("MyApp.zip", GOOD_ZIP)}}, 422, "version", id="no-version"),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.zip", GOOD_ZIP)}},
-            422,
-            "semantic version",
-            id="non-semver",
-        ),
-        pytest.param(
-            {"files": {"file": ("MyApp.01.0.0.zip", GOOD_ZIP)}},
-            422,
-            "semantic version",
-            id="leading-zero",
-        ),
-        pytest.param(
-            {"files": {"file": ("1.0.0.zip", GOOD_ZIP)}}, 422, "no package id", id="no-id"
-        ),
-        pytest.param(
-            {"files": {"file": ("My App.1.0.0.zip", GOOD_ZIP)}},
-            422,
-            "not a valid package id",
-            id="space-in-id",
-        ),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.0.rar", GOOD_ZIP)}},
-            422,
-            "supported extension",
-            id="extension",
-        ),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.0.zip", GOOD_ZIP[:-30])}},
-            422,
-            "not a readable zip",
-            id="corrupt-zip",
-        ),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.0.tar.gz", os.urandom(5000))}},
-            422,
+        bad_file(None, b"MyApp.1.0.0.zip", "not a file", "not-a-file"),
+        bad_file("MyApp.zip", GOOD_ZIP, "version", "no-version"),
+        bad_file("MyApp.1.0.zip", GOOD_ZIP, "semantic version", "non-semver"),
+        bad_file("MyApp.01.0.0.zip", GOOD_ZIP, "semantic version", "leading-zero"),
+        bad_file("1.0.0.zip", GOOD_ZIP, "no package id", "no-id"),
+        bad_file("My App.1.0.0.zip", GOOD_ZIP, "not a valid package id", "space-in-id"),
+        bad_file("MyApp.1.0.0.rar", GOOD_ZIP, "supported extension", "extension"),
+        bad_file("MyApp.1.0.0.zip", GOOD_ZIP[:-30], "not a readable zip", "corrupt-zip"),
+        bad_file(
+            "MyApp.1.0.0.tar.gz",
+            os.urandom(5000),
             "not a readable gzip-compressed tar",
-            id="random-bytes-tar-gz",
+            "random-bytes-tar-gz",
         ),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.0.tar", os.urandom(5000))}},
-            422,
-            "not a readable tar",
-            id="random-bytes-tar",
-        ),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.0.zip", zip_bytes({}))}},
-            422,
-            "holds no files",
-            id="empty-zip",
-        ),
-        pytest.param({"files": {"file": ("MyApp.1.0.0.zip", b"")}}, 422, "empty", id="empty-file"),
-        pytest.param(
-            {"files": {"file": ("MyApp.1.0.0.tar.gz", GOOD_ZIP)}},
-            422,
-            "gzip",
-            id="zip-named-tar-gz",
-        ),
+        bad_file("MyApp.1.0.0.tar", os.urandom(5000), "not a readable tar", "random-bytes-tar"),
+        bad_file("MyApp.1.0.0.zip", zip_bytes({}), "holds no files", "empty-zip"),
+        bad_file("MyApp.1.0.0.zip", b"", "empty", "empty-file"),
+        bad_file("MyApp.1.0.0.tar.gz", GOOD_ZIP, "gzip", "zip-named-tar-gz"),
         pytest.param(
             {
                 "files": [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from octo_appliance.db import AuditEvent, Project, Variable
 from tests.api.helpers import make_user as make_user_with_role
+from tests.api.helpers import record_statements
 
 
 def test_create_list_get_update_delete(api):
@@ -153,14 +154,7 @@ def test_list_is_one_count_and_one_page_query(octo, api, monkeypatch):
         [{"id": f"prj_{i:012x}", "name": f"p{i:03d}"} for i in range(120)]
     ).execute()
     api.get("/projects")  # warm the principal cache, so only the list's own queries remain
-    statements: list[str] = []
-    execute_sql = octo.appliance.db.execute_sql
-
-    def counting(sql, *args, **kwargs):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute_sql(sql, *args, **kwargs)
-
-    monkeypatch.setattr(octo.appliance.db, "execute_sql", counting)
+    statements = record_statements(octo, monkeypatch)
     page = api.get("/projects", params={"take": 100}).json()
     assert page["total"] == 120
     assert len(page["items"]) == 100

@@ -10,6 +10,7 @@ from octo_appliance.db import AuditEvent, TargetEnvironment, TargetRole
 from octo_appliance.hookspecs import hookimpl
 from octo_appliance.transports.base import Transport
 from tests.api.helpers import make_user as make_user_with_role
+from tests.api.helpers import record_statements
 
 THUMB = "AB" * 32
 
@@ -275,14 +276,7 @@ def test_list_queries_do_not_grow_with_the_page(octo, api, envs, monkeypatch):
     for i in range(30):
         make_target(api, f"web-{i:02d}", environments=["Dev", "Prod"], roles=["web", "db"])
     api.get("/targets")  # warm the principal cache, so only the list's own queries remain
-    statements: list[str] = []
-    execute_sql = octo.appliance.db.execute_sql
-
-    def counting(sql, *args, **kwargs):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute_sql(sql, *args, **kwargs)
-
-    monkeypatch.setattr(octo.appliance.db, "execute_sql", counting)
+    statements = record_statements(octo, monkeypatch)
     page = api.get("/targets", params={"take": 25}).json()
     assert page["total"] == 30
     assert all(len(t["environments"]) == 2 and t["roles"] == ["db", "web"] for t in page["items"])

@@ -13,7 +13,14 @@ from octo_appliance.db.tasks import ServerTask
 from octo_appliance.engine.tasks.creation import create_task
 from tests.api.helpers import client_as, events, make_user
 from tests.engine.conftest import make_engine, tracker  # noqa: F401 - fixtures
-from tests.engine.support import DEMO, sse_events, task_row, wait_finished, wait_until
+from tests.engine.support import (
+    DEMO,
+    log_messages_until,
+    sse_events,
+    task_row,
+    wait_finished,
+    wait_until,
+)
 
 SECRET = "pa55-Word-Never-Shown"
 MASK = "********"
@@ -254,12 +261,7 @@ def test_stream_follows_a_running_task_live(octo, engine, tracker):  # noqa: F81
     task_id = engine.enqueue(DEMO, "live", {"lines": 3, "gate": "live", "after_gate_lines": 2})
     with stream(octo, task_id) as response:
         events_ = sse_events(response.iter_lines())
-        seen: list[str] = []
-        for event in events_:
-            if event.get("event") == "log":
-                seen.append(json.loads(event["data"])["message"])
-            if "line 3" in seen:
-                break
+        seen = log_messages_until(events_, "line 3")
         # the lines arrived while the task still waits at its gate
         assert task_row(task_id).state == "executing"
         tracker.gate("live").set()

@@ -2,7 +2,8 @@
 the same end-to-end deployment as the development install (:mod:`tests.deployment_scenario`).
 
 The build takes minutes on two shared cores, so it only runs when the files it is made from
-(``octo_appliance/``, ``runner/octo_runner/``, ``appliance.spec``, the build script) differ from
+(``octo_appliance/``, ``runner/octo_runner/``, ``appliance.spec``, the build scripts and the
+launcher) differ from
 those of the last build: their SHA-256 is recorded beside the executable
 (``dist/octo-appliance.sources-sha256``), so a checkout or a merge that leaves them as they
 were (but touches their times) does not rebuild.
@@ -53,6 +54,8 @@ HEALTH = "/api/v1/health"
 def _sources() -> Iterator[Path]:
     yield ROOT / "appliance.spec"
     yield BUILD_SCRIPT
+    yield ROOT / "build" / "pack_onefile.py"
+    yield ROOT / "build" / "launcher" / "octo_launcher.c"
     for package in (ROOT / "octo_appliance", ROOT / "runner" / "octo_runner"):
         for path in package.rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
@@ -227,3 +230,41 @@ def test_deploys_the_first_party_plugins_on_real_agents(
         check_from_agents_and_appliance(fleet, server)
         install_then_roll_back(fleet, systemd)
         assert "Traceback" not in fleet.server.output()
+
+
+def _unpacked(cache: Path) -> list[str]:
+    return sorted(p.name for p in (cache / "octo-appliance").iterdir())
+
+
+def test_first_starts_at_once_unpack_one_copy_that_later_starts_reuse(
+    binary: Path, tmp_path: Path
+) -> None:
+    """The launcher (docs/executable-cache.md): concurrent first starts race to rename their
+    private copy into place; one wins, the others use it and delete theirs."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    starts = [
+        subprocess.Popen([str(binary), "version"], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for start in starts:
+        out, _ = start.communicate(timeout=120)
+        assert start.returncode == 0 and out.startswith("octo-appliance ")
+    [key] = _unpacked(tmp_path / "cache")  # no half-unpacked folder is left behind
+    assert len(key) == 64
+    program = tmp_path / "cache" / "octo-appliance" / key / "octo-appliance"
+    before = program.stat().st_mtime_ns
+    again = subprocess.run([str(binary), "version"], env=env, timeout=60, check=True)
+    assert again.returncode == 0 and program.stat().st_mtime_ns == before
+
+
+def test_the_launcher_refuses_a_cache_folder_others_can_write(binary: Path, tmp_path: Path) -> None:
+    shared = tmp_path / "cache" / "octo-appliance"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [str(binary), "version"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "not private to this user" in done.stderr and "hint: " in done.stderr
+    assert list(shared.iterdir()) == []  # nothing unpacked where others could swap it

@@ -15,12 +15,16 @@ from octo_appliance.comms import (
     Connection,
     Handler,
     Identity,
+    IncomingRequest,
     LocalHello,
     TrustStore,
     connect,
     generate_identity,
     serve,
 )
+from octo_appliance.comms.framing import FrameType
+
+from .rawpeer import RawPeer, raw_connect
 
 APPLIANCE_HELLO = LocalHello(role="appliance", id="appliance-test")
 AGENT_HELLO = LocalHello(role="agent", id="web01", extra={"agent_version": "0.1.0"})
@@ -63,6 +67,29 @@ def settings(spool: Path) -> CommsSettings:
     """Short keepalive intervals, with room for a loaded test machine (test_keepalive.py
     overrides them with tighter ones)."""
     return CommsSettings(ping_interval=0.2, dead_after=2.0, handshake_timeout=5, spool_dir=spool)
+
+
+async def dial_agent(
+    port: int, ids: Identities, settings: CommsSettings, identity: Identity | None = None
+) -> Connection:
+    """The appliance (or ``identity``) dials the agent listening on ``port``, pinning the
+    agent's thumbprint: the connection most tests open."""
+    return await connect(
+        "127.0.0.1",
+        port,
+        identity or ids.appliance,
+        ids.agent.thumbprint,
+        hello=APPLIANCE_HELLO,
+        settings=settings,
+    )
+
+
+async def appliance_peer(port: int, ids: Identities) -> RawPeer:
+    """A hand-driven appliance side, past the hello exchange with the agent on ``port``."""
+    peer = await raw_connect(port, ids.appliance)
+    peer.send_hello(role="appliance")
+    assert (await peer.read()).type is FrameType.HELLO
+    return peer
 
 
 @dataclass
@@ -127,3 +154,25 @@ async def start_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator
             conn.close()
             await conn.wait_closed()
         await listening.server.close()
+
+
+@dataclass
+class Watched:
+    """A raw appliance peer past the hello, and the methods the agent's handler was called
+    with (it answers "ok"): for tests that break the protocol by hand."""
+
+    agent: Listening
+    peer: RawPeer
+    called: list[str]
+
+
+@pytest.fixture
+async def watched(start_agent: StartAgent, ids: Identities) -> Watched:
+    called: list[str] = []
+
+    async def handler(request: IncomingRequest) -> Any:
+        called.append(request.method)
+        return "ok"
+
+    agent = await start_agent(handler)
+    return Watched(agent, await appliance_peer(agent.server.port, ids), called)

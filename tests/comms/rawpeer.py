@@ -7,6 +7,7 @@ Connection never would (a wrong hash, half a file, silence, another protocol ver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,7 @@ from octo_appliance.comms.framing import (
     json_frame,
     read_frame,
 )
+from octo_appliance.comms.pinning import client_context
 
 
 def hello_body(role: str = "agent", version: int = 1, min_version: int = 1) -> dict[str, Any]:
@@ -130,3 +132,19 @@ async def raw_server(
     identity: Identity, on_peer: Callable[[RawPeer], Awaitable[None]]
 ) -> RawServer:
     return await RawServer(identity, on_peer).start()
+
+
+async def refused_burst(port: int, source: str, identity: Identity, count: int) -> None:
+    """``count`` TLS connections from ``source`` presenting ``identity``, each read to its end
+    (the peer refuses them: a burst that must be logged once, not ``count`` times)."""
+    context = client_context(identity, None)
+    for _ in range(count):
+        try:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, local_addr=(source, 0)
+            )
+        except (OSError, ssl.SSLError):
+            continue
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await reader.read()
+        writer.close()

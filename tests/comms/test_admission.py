@@ -19,10 +19,10 @@ import pytest
 
 from octo_appliance.comms import CommsSettings, Connection, PeerRejected, PeerVerdict
 from octo_appliance.comms.admission import HandshakeLimits
-from octo_appliance.comms.pinning import client_context
 from octo_appliance.comms.ratelog import RateLimitedLog
 
 from .conftest import AGENT_HELLO, Identities, Listening, StartAgent
+from .rawpeer import refused_burst
 
 
 async def half_open(
@@ -72,12 +72,24 @@ def limited(settings: CommsSettings, **limits: float) -> CommsSettings:
     return replace(settings, **limits)  # type: ignore[arg-type]
 
 
+async def capped_agent(
+    start_agent: StartAgent, settings: CommsSettings, pending: int, per_address: int
+) -> Listening:
+    """An agent that admits at most ``pending`` half-done handshakes, ``per_address`` from one
+    address."""
+    return await start_agent(
+        settings=limited(
+            settings,
+            max_pending_handshakes=pending,
+            max_pending_handshakes_per_address=per_address,
+        )
+    )
+
+
 async def test_pending_handshakes_are_capped_per_address_and_the_newest_is_served(
     start_agent: StartAgent, ids: Identities, settings: CommsSettings, flood: list[socket.socket]
 ) -> None:
-    agent = await start_agent(
-        settings=limited(settings, max_pending_handshakes=64, max_pending_handshakes_per_address=8)
-    )
+    agent = await capped_agent(start_agent, settings, pending=64, per_address=8)
     admission = agent.server.admission
     flood += await half_open(agent.server.port, "127.0.0.2", 40)
     flood += await half_open(agent.server.port, "127.0.0.2", 40, client_hello_start())
@@ -93,9 +105,7 @@ async def test_pending_handshakes_are_capped_per_address_and_the_newest_is_serve
 async def test_pending_handshakes_are_capped_per_listener(
     start_agent: StartAgent, ids: Identities, settings: CommsSettings, flood: list[socket.socket]
 ) -> None:
-    agent = await start_agent(
-        settings=limited(settings, max_pending_handshakes=16, max_pending_handshakes_per_address=8)
-    )
+    agent = await capped_agent(start_agent, settings, pending=16, per_address=8)
     admission = agent.server.admission
     for n in range(10):
         flood += await half_open(agent.server.port, f"127.0.1.{n + 1}", 5)
@@ -129,20 +139,6 @@ def test_limits_never_exceed_a_quarter_of_the_descriptor_limit() -> None:
     bounded = limits.within_descriptors()
     assert bounded.max_pending <= max(8, soft // 4)
     assert bounded.max_pending_per_address == bounded.max_pending
-
-
-async def refused_burst(port: int, source: str, identity: object, count: int) -> None:
-    context = client_context(identity, None)  # type: ignore[arg-type]
-    for _ in range(count):
-        try:
-            reader, writer = await asyncio.open_connection(
-                "127.0.0.1", port, ssl=context, local_addr=(source, 0)
-            )
-        except (OSError, ssl.SSLError):
-            continue
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await reader.read()
-        writer.close()
 
 
 async def test_a_refused_handshake_is_logged_once_per_peer_in_a_burst(

@@ -144,12 +144,10 @@ async def test_a_certificate_without_client_auth_is_refused_up_front(ids: Identi
         )
 
 
-async def test_an_identity_loaded_from_files_serves_and_dials(
-    ids: Identities, tmp_path: Path, settings: CommsSettings
+async def _agent_dials(
+    appliance: Identity, thumbprint: str, ids: Identities, settings: CommsSettings
 ) -> None:
-    """The appliance passes (cert_file, key_file, password) of its own certificate."""
-    ids.appliance.save(tmp_path / "tls.crt", tmp_path / "tls.key", password="pw")
-    appliance = load_identity(tmp_path / "tls.crt", tmp_path / "tls.key", "pw")
+    """An agent dials a listener that serves ``appliance``, pinning ``thumbprint``."""
     server = await serve(
         "127.0.0.1",
         0,
@@ -163,15 +161,24 @@ async def test_an_identity_loaded_from_files_serves_and_dials(
             "127.0.0.1",
             server.port,
             ids.agent,
-            ids.appliance.thumbprint,
+            thumbprint,
             hello=AGENT_HELLO,
             settings=settings,
         )
-        assert conn.peer_thumbprint == ids.appliance.thumbprint
+        assert conn.peer_thumbprint == thumbprint
         conn.close()
         await conn.wait_closed()
     finally:
         await server.close()
+
+
+async def test_an_identity_loaded_from_files_serves_and_dials(
+    ids: Identities, tmp_path: Path, settings: CommsSettings
+) -> None:
+    """The appliance passes (cert_file, key_file, password) of its own certificate."""
+    ids.appliance.save(tmp_path / "tls.crt", tmp_path / "tls.key", password="pw")
+    appliance = load_identity(tmp_path / "tls.crt", tmp_path / "tls.key", "pw")
+    await _agent_dials(appliance, ids.appliance.thumbprint, ids, settings)
 
 
 def test_trust_store_versions_change_only_on_real_changes() -> None:
@@ -203,25 +210,4 @@ async def test_the_appliance_https_certificate_serves_the_polling_listener(
     config = load_config({"data_dir": str(tmp_path)}, environ={})
     https = load_or_create_certificate(config, KeyRing(MasterKey.generate()))
     appliance = load_identity(https.cert_file, https.key_file, https.key_password)
-    server = await serve(
-        "127.0.0.1",
-        0,
-        appliance,
-        TrustStore([ids.agent.cert_pem]),
-        hello=APPLIANCE_HELLO,
-        settings=settings,
-    )
-    try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.agent,
-            https.thumbprint_sha256_hex,
-            hello=AGENT_HELLO,
-            settings=settings,
-        )
-        assert conn.peer_thumbprint == https.thumbprint_sha256_hex
-        conn.close()
-        await conn.wait_closed()
-    finally:
-        await server.close()
+    await _agent_dials(appliance, https.thumbprint_sha256_hex, ids, settings)

@@ -15,12 +15,11 @@ from octo_appliance.comms import (
     CommsSettings,
     IncomingRequest,
     PeerLost,
-    connect,
 )
 from octo_appliance.comms.framing import FrameType
 
-from .conftest import APPLIANCE_HELLO, Identities, StartAgent
-from .rawpeer import RawPeer, raw_connect, raw_server
+from .conftest import Identities, StartAgent, Watched, dial_agent
+from .rawpeer import RawPeer, raw_server
 
 
 @pytest.fixture
@@ -56,14 +55,7 @@ async def test_silent_peer_is_declared_dead_and_in_flight_calls_fail(
 
     server = await raw_server(ids.agent, hung)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         calls = [asyncio.create_task(conn.call("deploy")) for _ in range(3)]
         # The stated bound: within the dead interval (plus a check tick), with slack for CI.
         async with asyncio.timeout(settings.dead_after * 5):
@@ -131,17 +123,9 @@ async def test_long_handler_without_events_is_not_mistaken_for_a_dead_peer(
     ],
 )
 async def test_protocol_violation_closes_the_connection_with_an_error(
-    start_agent: StartAgent, ids: Identities, garbage: bytes
+    watched: Watched, garbage: bytes
 ) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-
-    agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+    peer, called = watched.peer, watched.called
 
     peer.writer.write(garbage)
     error = await asyncio.wait_for(peer.read(), 5)
@@ -164,14 +148,7 @@ async def test_peer_error_frame_fails_calls_with_its_message(
 
     server = await raw_server(ids.agent, complaining)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         with pytest.raises(PeerLost, match="you sent junk"):
             await conn.call("x")
     finally:

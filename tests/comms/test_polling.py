@@ -92,6 +92,27 @@ async def make_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator[
         await client.stop()
 
 
+@dataclass
+class BusyAgent:
+    """A polling agent connected to the appliance and busy with a call that hangs."""
+
+    handler: AgentHandler
+    agent: Any
+    conn: Any  # the agent's connection
+    call: asyncio.Task[Any]  # the appliance's pending call
+
+
+async def _busy_agent(appliance: Appliance, make_agent: Any, ids: Identities) -> BusyAgent:
+    handler = AgentHandler()
+    agent = make_agent(appliance.server.port, handler)
+    agent.start()
+    conn = await agent.wait_connected()
+    await _until(lambda: appliance.hub.is_connected(ids.agent.thumbprint))
+    call = asyncio.create_task(appliance.hub.call(ids.agent.thumbprint, "hang"))
+    await asyncio.wait_for(handler.started.wait(), 5)
+    return BusyAgent(handler, agent, conn, call)
+
+
 async def _until(condition: Any) -> None:
     async with asyncio.timeout(5):
         while not condition():
@@ -183,13 +204,8 @@ async def test_cancel_after_pickup_cancels_the_handler_on_the_agent(
 async def test_agent_connection_dying_mid_call_fails_with_peer_lost(
     appliance: Appliance, make_agent: Any, ids: Identities
 ) -> None:
-    handler = AgentHandler()
-    agent = make_agent(appliance.server.port, handler)
-    agent.start()
-    conn = await agent.wait_connected()
-    await _until(lambda: appliance.hub.is_connected(ids.agent.thumbprint))
-    call = asyncio.create_task(appliance.hub.call(ids.agent.thumbprint, "hang"))
-    await asyncio.wait_for(handler.started.wait(), 5)
+    busy = await _busy_agent(appliance, make_agent, ids)
+    handler, conn, call = busy.handler, busy.conn, busy.call
 
     conn._writer.transport.abort()  # the agent's network drops
 
@@ -296,13 +312,8 @@ async def test_request_for_an_agent_going_away_waits_for_its_next_connection(
 ) -> None:
     """The agent says GOAWAY (say, it upgrades) while a call runs: a new request is not sent
     down the retiring connection but queued, and delivered once the agent is back."""
-    handler = AgentHandler()
-    agent = make_agent(appliance.server.port, handler)
-    agent.start()
-    first = await agent.wait_connected()
-    await _until(lambda: appliance.hub.is_connected(ids.agent.thumbprint))
-    running = asyncio.create_task(appliance.hub.call(ids.agent.thumbprint, "hang"))
-    await asyncio.wait_for(handler.started.wait(), 5)
+    busy = await _busy_agent(appliance, make_agent, ids)
+    handler, agent, first, running = busy.handler, busy.agent, busy.conn, busy.call
 
     retiring = asyncio.create_task(first.shutdown("agent upgrading", grace=30))
     await _until(lambda: not appliance.hub.is_connected(ids.agent.thumbprint))

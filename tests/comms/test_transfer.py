@@ -16,12 +16,11 @@ from octo_appliance.comms import (
     IncomingRequest,
     PeerLost,
     TransferError,
-    connect,
 )
 from octo_appliance.comms.framing import CONTROL_STREAM, FrameType
 
-from .conftest import APPLIANCE_HELLO, Identities, StartAgent
-from .rawpeer import RawPeer, RawServer, raw_connect, raw_server
+from .conftest import Identities, StartAgent, Watched, dial_agent
+from .rawpeer import RawPeer, RawServer, raw_server
 
 SIZE = 5 * 1024 * 1024 + 123  # several chunks and a short last one
 
@@ -124,14 +123,7 @@ async def test_download_that_does_not_verify_is_deleted(
 
     server = await _serve_raw_agent(ids, corrupt)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         with pytest.raises(TransferError, match=r"partial file was deleted|no valid length"):
             await conn.call("get", download_dir=downloads)
         conn.close()
@@ -153,14 +145,7 @@ async def test_download_cut_off_half_way_fails_and_leaves_nothing(
 
     server = await _serve_raw_agent(ids, cut_off)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         with pytest.raises(PeerLost, match="lost the connection"):
             await conn.call("get", download_dir=downloads)
         await conn.wait_closed()
@@ -171,17 +156,9 @@ async def test_download_cut_off_half_way_fails_and_leaves_nothing(
 
 
 async def test_upload_that_does_not_verify_never_reaches_the_handler(
-    start_agent: StartAgent, ids: Identities, spool: Path
+    watched: Watched, spool: Path
 ) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-
-    agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+    peer, called = watched.peer, watched.called
 
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, b"a" * 1000)
@@ -199,18 +176,8 @@ async def test_upload_that_does_not_verify_never_reaches_the_handler(
     peer.abort()
 
 
-async def test_upload_cut_off_half_way_is_deleted(
-    start_agent: StartAgent, ids: Identities, spool: Path
-) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-
-    agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+async def test_upload_cut_off_half_way_is_deleted(watched: Watched, spool: Path) -> None:
+    peer, called = watched.peer, watched.called
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, os.urandom(100_000))
     await peer.writer.drain()
@@ -221,24 +188,15 @@ async def test_upload_cut_off_half_way_is_deleted(
     peer.abort()
 
     async with asyncio.timeout(5):
-        while agent.server.connections or list(spool.iterdir()):
+        while watched.agent.server.connections or list(spool.iterdir()):
             await asyncio.sleep(0.01)
     assert called == []
 
 
 async def test_upload_cancelled_half_way_is_deleted_and_never_handled(
-    start_agent: StartAgent, ids: Identities, spool: Path
+    watched: Watched, spool: Path
 ) -> None:
-    called: list[str] = []
-
-    async def handler(request: IncomingRequest) -> Any:
-        called.append(request.method)
-        return "ok"
-
-    agent = await start_agent(handler)
-    peer = await raw_connect(agent.server.port, ids.appliance)
-    peer.send_hello(role="appliance")
-    assert (await peer.read()).type is FrameType.HELLO
+    peer, called = watched.peer, watched.called
     peer.send(FrameType.REQUEST, 1, {"method": "put", "params": {}, "upload": True})
     peer.send(FrameType.DATA, 1, os.urandom(100_000))
 
@@ -266,14 +224,7 @@ async def test_download_cancelled_half_way_is_deleted_and_the_sender_told(
 
     server = await _serve_raw_agent(ids, slow_sender)
     try:
-        conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        conn = await dial_agent(server.port, ids, settings)
         call = asyncio.create_task(conn.call("get", download_dir=downloads))
         async with asyncio.timeout(5):
             while not list(downloads.iterdir()):

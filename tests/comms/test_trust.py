@@ -21,7 +21,13 @@ from octo_appliance.comms import (
 )
 from octo_appliance.comms.framing import PROTOCOL_VERSION, FrameType
 
-from .conftest import AGENT_HELLO, APPLIANCE_HELLO, Identities, StartAgent
+from .conftest import (
+    AGENT_HELLO,
+    APPLIANCE_HELLO,
+    Identities,
+    StartAgent,
+    dial_agent,
+)
 from .rawpeer import RawPeer, raw_connect, raw_server
 
 
@@ -82,14 +88,7 @@ async def test_client_refuses_a_server_with_another_certificate(
     server = await raw_server(ids.stranger, impostor)
     try:
         with pytest.raises(PeerNotTrusted, match="is pinned; nothing was sent") as refused:
-            await connect(
-                "127.0.0.1",
-                server.port,
-                ids.appliance,
-                ids.agent.thumbprint,
-                hello=APPLIANCE_HELLO,
-                settings=settings,
-            )
+            await dial_agent(server.port, ids, settings)
         async with asyncio.timeout(5):
             while not received:
                 await asyncio.sleep(0.01)
@@ -173,14 +172,7 @@ async def test_trust_from_a_callable_is_rebuilt_when_its_version_changes(
     )
 
     async def dial() -> Connection:
-        return await connect(
-            "127.0.0.1",
-            server.port,
-            ids.appliance,
-            ids.agent.thumbprint,
-            hello=APPLIANCE_HELLO,
-            settings=settings,
-        )
+        return await dial_agent(server.port, ids, settings)
 
     try:
         with pytest.raises(PeerRejected):
@@ -251,13 +243,6 @@ async def test_something_else_on_the_port_is_a_clear_handshake_error(
     server = await raw_server(ids.agent, not_octo)
     try:
         with pytest.raises(HandshakeError, match="does not speak octo-comms"):
-            await connect(
-                "127.0.0.1",
-                server.port,
-                ids.appliance,
-                ids.agent.thumbprint,
-                hello=APPLIANCE_HELLO,
-                settings=settings,
-            )
+            await dial_agent(server.port, ids, settings)
     finally:
         await server.close()

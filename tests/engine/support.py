@@ -12,9 +12,10 @@ TaskFailed with that message), ``fail_with_secret`` (a message holding ``passwor
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,3 +162,15 @@ def sse_events(lines: Any) -> Any:
         event[name] = event[name] + "\n" + value if name in event else value
     if event:
         yield event
+
+
+def log_messages_until(events: Iterator[dict[str, str]], message: str) -> list[str]:
+    """The messages of the ``log`` events read from ``events`` up to the one that is
+    ``message`` (the rest of the stream is left to read)."""
+    seen: list[str] = []
+    for event in events:
+        if event.get("event") == "log":
+            seen.append(json.loads(event["data"])["message"])
+        if message in seen:
+            break
+    return seen

@@ -13,7 +13,6 @@ import hashlib
 import io
 import random
 import threading
-import zipfile
 from collections import Counter
 from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from octo_appliance.transports.local import WORKER, LocalTransport
 from octo_appliance.transports.network import AgentNetwork
 from octo_appliance.transports.polling import PollingTransport
 from tests.agent.support import AgentProcess, make_home
+from tests.packages_support import parts_zip
 
 T = TypeVar("T")
 MEMBER = 100_000
@@ -82,15 +82,6 @@ class MemoryFeed:
     def read_plaintext(self, record: Record) -> bytes:
         self.reads[record.version] += 1
         return self.content[(record.package_id, record.version)]
-
-
-def zip_package(members: Sequence[bytes]) -> bytes:
-    """A zip of stored random members: incompressible, like a package of compressed files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for index, member in enumerate(members):
-            archive.writestr(f"lib/part-{index:03}.bin", member)
-    return buffer.getvalue()
 
 
 def random_members(count: int, seed: int) -> list[bytes]:
@@ -265,7 +256,7 @@ def assert_small_deltas(
 
 def test_a_second_acquire_moves_no_bytes(rig: Rig) -> None:
     feed = MemoryFeed()
-    package = zip_package(random_members(20, seed=1))
+    package = parts_zip(random_members(20, seed=1))
     record = feed.add("Again", "1.0.0", package)
 
     first, first_lines = acquire(rig, feed, record, ALL)
@@ -292,10 +283,10 @@ def test_a_second_acquire_moves_no_bytes(rig: Rig) -> None:
 def test_a_one_percent_change_travels_as_a_small_delta(rig: Rig) -> None:
     feed = MemoryFeed()
     members = random_members(BIG, seed=2)
-    old = zip_package(members)
+    old = parts_zip(members)
     members[13] = random.Random(99).randbytes(MEMBER)
     members[150] = random.Random(98).randbytes(MEMBER)  # 2 of 200 members: 1% of the content
-    new = zip_package(members)
+    new = parts_zip(members)
     first = feed.add("Big", "1.4.0", old)
     second = feed.add("Big", "1.4.1", new)
     acquire(rig, feed, first, ALL)
@@ -316,9 +307,9 @@ def test_a_rollback_travels_as_a_delta_from_the_newer_version(rig: Rig) -> None:
     """The targets hold only 3.0.1; going back to 3.0.0 needs no whole package."""
     feed = MemoryFeed()
     members = random_members(BIG, seed=5)
-    old = zip_package(members)
+    old = parts_zip(members)
     members[40] = random.Random(97).randbytes(MEMBER)
-    new = zip_package(members)
+    new = parts_zip(members)
     first = feed.add("Back", "3.0.0", old)
     second = feed.add("Back", "3.0.1", new)
     acquire(rig, feed, second, ALL)
@@ -358,9 +349,9 @@ def test_a_delta_the_target_cannot_use_falls_back_to_the_whole_package(rig: Rig)
     does not apply there, so it gets the full package; the others take the delta."""
     feed = MemoryFeed()
     members = random_members(40, seed=3)
-    old = zip_package(members)
+    old = parts_zip(members)
     members[5] = random.Random(97).randbytes(MEMBER)
-    new = zip_package(members)
+    new = parts_zip(members)
     first = feed.add("Fallback", "2.0.0", old)
     second = feed.add("Fallback", "2.0.1", new)
     acquire(rig, feed, first, ("listen-1", "poll-1"))
@@ -384,9 +375,9 @@ def test_a_base_gone_from_the_cache_falls_back_too(rig: Rig) -> None:
     """The base was listed, then deleted (retention) before the delta arrived."""
     feed = MemoryFeed()
     members = random_members(30, seed=4)
-    first = feed.add("Gone", "1.0.0", zip_package(members))
+    first = feed.add("Gone", "1.0.0", parts_zip(members))
     members[0] = b"changed" * 1000
-    new = zip_package(members)
+    new = parts_zip(members)
     second = feed.add("Gone", "1.1.0", new)
     acquire(rig, feed, first, ("appliance",))
 
@@ -409,8 +400,8 @@ def test_a_base_gone_from_the_cache_falls_back_too(rig: Rig) -> None:
 
 def test_no_delta_when_it_would_not_pay_or_the_package_is_too_large(rig: Rig) -> None:
     feed = MemoryFeed()
-    first = feed.add("Unrelated", "1.0.0", zip_package(random_members(10, seed=5)))
-    second = feed.add("Unrelated", "2.0.0", zip_package(random_members(10, seed=6)))
+    first = feed.add("Unrelated", "1.0.0", parts_zip(random_members(10, seed=5)))
+    second = feed.add("Unrelated", "2.0.0", parts_zip(random_members(10, seed=6)))
     acquire(rig, feed, first, ("appliance", "listen-2"))
 
     transfers, _ = acquire(rig, feed, second, ("appliance",))
@@ -418,7 +409,7 @@ def test_no_delta_when_it_would_not_pay_or_the_package_is_too_large(rig: Rig) ->
     assert "no delta from 1.0.0 (it would be" in transfers["appliance"].message
 
     close_to_first = [*random_members(9, seed=5), b"one member changed" * 100]
-    third = feed.add("Unrelated", "2.0.1", zip_package(close_to_first))
+    third = feed.add("Unrelated", "2.0.1", parts_zip(close_to_first))
     transfers, _ = acquire(rig, feed, third, ("listen-2",), delta_max_bytes=1024)
     assert transfers["listen-2"].mode == "full"
     assert "larger than the delta limit of 1.0 KB" in transfers["listen-2"].message
@@ -488,7 +479,7 @@ class Gauge:
 
 def test_parallelism_bounds_the_targets_served_at_once(rig: Rig) -> None:
     feed = MemoryFeed()
-    package = zip_package(random_members(30, seed=7))
+    package = parts_zip(random_members(30, seed=7))
     record = feed.add("Bounded", "1.0.0", package)
     names = ("listen-1", "listen-2", "poll-1", "poll-2", "appliance")
     gauge = Gauge(limit=2)
@@ -537,7 +528,7 @@ def test_each_target_is_reported_as_soon_as_its_own_transfer_ends(rig: Rig) -> N
     """``on_placed`` hears of a target while another's upload is still held: the engine
     lets that target install meanwhile (deploy-package pipelines transfer and install)."""
     feed = MemoryFeed()
-    package = zip_package(random_members(5, seed=11))
+    package = parts_zip(random_members(5, seed=11))
     record = feed.add("Piped", "1.0.0", package)
     held = rig.targets["poll-1"]
 

@@ -20,7 +20,15 @@ from hypercorn.config import Config as HypercornConfig
 
 from octo_appliance.engine.tasks import TaskEngine
 from octo_appliance.web.app import create_app
-from tests.engine.support import DEMO, demo_kinds, sse_events, task_row, wait_finished, wait_until
+from tests.engine.support import (
+    DEMO,
+    demo_kinds,
+    log_messages_until,
+    sse_events,
+    task_row,
+    wait_finished,
+    wait_until,
+)
 
 
 @dataclass
@@ -74,12 +82,7 @@ def test_live_stream_and_cancel_over_real_sockets(octo, server, tracker):
         with client.stream("GET", f"/api/v1/tasks/{live}/log/stream") as response:
             assert response.status_code == 200
             events = sse_events(response.iter_lines())
-            messages: list[str] = []
-            for event in events:
-                if event.get("event") == "log":
-                    messages.append(json.loads(event["data"])["message"])
-                if "line 3" in messages:
-                    break
+            log_messages_until(events, "line 3")
             assert task_row(live).state == "executing"  # it arrived while the task ran
             tracker.gate("go").set()
             rest = [event for event in events if "event" in event]

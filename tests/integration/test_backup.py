@@ -15,7 +15,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import pytest
 from octo_appliance.testing import keep_key_beside
 from octo_appliance.vault import KeyRing, MasterKey
 from octo_appliance.vault.keys import read_keyring_file, write_keyring
+from tests.child_process import run_module
 from tests.fleet import FINAL_STATES, wait_until
 from tests.serve_process import ServeProcess
 
@@ -38,15 +38,7 @@ PAYLOAD = "payload-" + base64.b16encode(os.urandom(4)).decode()
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
-    return subprocess.run(
-        [sys.executable, "-m", "octo_appliance", *args],
-        capture_output=True,
-        text=True,
-        env={**clean, **env},
-        timeout=300,
-        check=False,
-    )
+    return run_module("octo_appliance", *args, **env)
 
 
 def _package() -> bytes:

@@ -10,8 +10,6 @@ its turn instead.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -27,28 +25,13 @@ REQUESTS = 24
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, str]]:
     data = tmp_path_factory.mktemp("concurrent") / "data"
     with ServeProcess(data) as server:
-        created = subprocess.run(
-            [
-                *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-                *("--data-dir", str(data), "--user", "admin"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        yield server, created.stdout.strip().splitlines()[-1].strip()
+        yield server, server.create_api_key()
 
 
 async def _post_all(
     server: ServeProcess, key: str, requests: list[tuple[str, dict[str, object]]]
 ) -> list[httpx.Response]:
-    async with httpx.AsyncClient(
-        base_url=server.url.rstrip("/"),
-        http2=True,
-        verify=server.ssl_context(),
-        headers={"X-Api-Key": key},
-        timeout=60,
-    ) as client:
+    async with server.async_http2_client(key) as client:
         return list(await asyncio.gather(*(client.post(path, json=b) for path, b in requests)))
 
 

@@ -10,8 +10,6 @@ serves again. The shared PostgreSQL server itself is never touched. The deployme
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -30,20 +28,6 @@ from tests.serve_process import ServeProcess
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 HEALTH = "/api/v1/health"
-
-
-def create_key(data_dir: Path, database: str) -> str:
-    created = subprocess.run(
-        [
-            *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-            *("--data-dir", str(data_dir), "--database", database, "--user", "admin"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return created.stdout.strip().splitlines()[-1].strip()
 
 
 def client(server: ServeProcess, key: str) -> httpx.Client:
@@ -115,7 +99,7 @@ def schema(pg_url: str) -> str:
 def test_terminated_backends_are_replaced_under_load(schema: str, tmp_path: Path) -> None:
     pg_url = schema
     with ServeProcess(tmp_path / "data", database=pg_url) as server:
-        key = create_key(server.data_dir, pg_url)
+        key = server.create_api_key()
         with Load(server, key) as load:
             wait_until(lambda: load.successes_since(0) >= 10, 30, "traffic before the fault")
             old = set(terminate_backends(pg_url))
@@ -135,7 +119,7 @@ def test_terminated_backends_are_replaced_under_load(schema: str, tmp_path: Path
 def behind_proxy(schema: str, tmp_path: Path) -> Iterator[tuple[PgProxy, ServeProcess, str]]:
     proxy = PgProxy(schema)
     with proxy, ServeProcess(tmp_path / "data", database=proxy.url) as server:
-        key = create_key(server.data_dir, proxy.url)
+        key = server.create_api_key()
         yield proxy, server, key
 
 

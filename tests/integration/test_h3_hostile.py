@@ -12,8 +12,6 @@ import asyncio
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,17 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 @pytest.fixture(scope="module")
 def api_key(server: ServeProcess) -> str:
-    created = subprocess.run(
-        [
-            *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-            *("--data-dir", str(server.data_dir), "--user", "admin"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return created.stdout.strip().splitlines()[-1].strip()
+    return server.create_api_key()
 
 
 def client(server: ServeProcess) -> H3Client:

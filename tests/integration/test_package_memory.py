@@ -14,8 +14,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -104,19 +102,6 @@ def download_sha256(client: httpx.Client, package: str, version: str) -> tuple[s
     return digest.hexdigest(), size, header
 
 
-def api_key(data: Path) -> str:
-    created = subprocess.run(
-        [
-            *(sys.executable, "-m", "octo_appliance", "api-key", "create"),
-            *("--data-dir", str(data), "--user", "admin"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return created.stdout.strip().splitlines()[-1].strip()
-
-
 @pytest.fixture
 def big_tar(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     path = tmp_path / "big.tar"
@@ -146,7 +131,7 @@ def test_a_1gb_package_up_and_down_keeps_memory_flat(
     path, sha256 = big_tar
     data = data_dir
     with ServeProcess(data) as server:
-        key = api_key(data)
+        key = server.create_api_key()
         assert server.process is not None
         with server.http2_client(headers={"X-Api-Key": key}, timeout=600) as client:
             # warm up every code path (imports, worker threads) with a small package

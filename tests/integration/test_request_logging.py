@@ -7,7 +7,6 @@ log line each on a real server, never an "unexpected error" traceback (docs/secu
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -31,14 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 @pytest.fixture(scope="module")
 def api_key(server: ServeProcess) -> str:
-    created = subprocess.run(
-        [*CLI, "api-key", "create", "--data-dir", str(server.data_dir), "--user", "admin"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return created.stdout.strip().splitlines()[-1]
+    return server.create_api_key()
 
 
 def log_since(server: ServeProcess, offset: int) -> str:

@@ -7,9 +7,7 @@ when the rotation is resumed or when a server starts without finishing it (aband
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,21 +16,14 @@ from octo_appliance.db.in_use import hold_exclusive
 from octo_appliance.exceptions import InUseError
 from octo_appliance.vault import KeyRing, MasterKey
 from octo_appliance.vault.keys import read_keyring_file, write_keyring
+from tests.child_process import run_module
 from tests.serve_process import ServeFailed, ServeProcess
 
 pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
-    return subprocess.run(
-        [sys.executable, "-m", "octo_appliance", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    return run_module("octo_appliance", *args)
 
 
 def test_rotate_is_refused_while_serve_runs_and_works_after_it_stops(tmp_path: Path) -> None:

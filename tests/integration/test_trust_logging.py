@@ -12,8 +12,6 @@ one test's refusals are not folded into another's line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ssl
 from collections.abc import Iterator
 
 import pytest
@@ -26,7 +24,7 @@ from octo_appliance.comms import (
     connect,
     generate_identity,
 )
-from octo_appliance.comms.pinning import client_context
+from tests.comms.rawpeer import refused_burst
 from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
 
 SETTINGS = CommsSettings(handshake_timeout=10.0)
@@ -51,25 +49,6 @@ def pinned_appliance(agent: FleetAgent) -> str:
     return agent.home.require_registered().comms_thumbprint
 
 
-def refused_burst(port: int, source: str, identity: Identity, count: int) -> None:
-    """``count`` TLS connections from ``source`` presenting ``identity``, each read to its end."""
-
-    async def go() -> None:
-        context = client_context(identity, None)
-        for _ in range(count):
-            try:
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=context, local_addr=(source, 0)
-                )
-            except (OSError, ssl.SSLError):
-                continue
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await reader.read()
-            writer.close()
-
-    asyncio.run(go())
-
-
 def dial(port: int, identity: Identity, pinned: str, hello: LocalHello) -> None:
     async def go() -> None:
         conn = await connect("127.0.0.1", port, identity, pinned, hello=hello, settings=SETTINGS)
@@ -88,8 +67,8 @@ def test_refused_handshakes_are_logged_once_per_peer_in_a_burst(
 ) -> None:
     server, agent = fleet.server, fleet.agents["listen-a"]
     assert agent.listen_port is not None
-    refused_burst(server.banner.polling_port, "127.0.0.21", stranger, 20)
-    refused_burst(agent.listen_port, "127.0.0.22", stranger, 20)
+    asyncio.run(refused_burst(server.banner.polling_port, "127.0.0.21", stranger, 20))
+    asyncio.run(refused_burst(agent.listen_port, "127.0.0.22", stranger, 20))
 
     needle = "refused a TLS handshake from 127.0.0.21"
     wait_until(lambda: lines_with(server.output(), needle), 10, "the appliance's line")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .support import BUILD_SCRIPT, RunnerResult, parse_events, plain_python
+from .support import RunnerResult, build_runner, parse_events, plain_python
 
 RunRunner = Callable[..., RunnerResult]
 
@@ -23,13 +22,7 @@ RunRunner = Callable[..., RunnerResult]
 @pytest.fixture(scope="session")
 def runner_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    built = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--out", str(out), "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return Path(json.loads(built.stdout)["path"])
+    return Path(build_runner(out)["path"])
 
 
 @pytest.fixture

@@ -16,6 +16,32 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "build" / "build_runner.py"
 
 
+def result_event(exit_code: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The ``result`` event a run ends with (docs/runner-protocol.md): it succeeded when its
+    exit code is 0; ``extra`` are the fields a command adds."""
+    success = exit_code == 0
+    return {
+        "type": "result",
+        "exit_code": exit_code,
+        "success": success,
+        "message": message,
+        **extra,
+    }
+
+
+def build_runner(out: Path) -> dict[str, Any]:
+    """Build the runner zipapp into ``out`` as a release would (build/build_runner.py); what
+    the script reports: ``path``, ``version``, ``sha256``."""
+    built = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPT), "--out", str(out), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    info: dict[str, Any] = json.loads(built.stdout)
+    return info
+
+
 def plain_python() -> str:
     """A system interpreter without the project's virtualenv (falls back to the base one)."""
     for candidate in ("/usr/bin/python3", getattr(sys, "_base_executable", ""), sys.executable):

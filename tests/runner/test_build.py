@@ -14,19 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from .support import BUILD_SCRIPT, ROOT, make_request, old_python, parse_events, plain_python
+from .support import (
+    BUILD_SCRIPT,
+    ROOT,
+    build_runner,
+    make_request,
+    old_python,
+    parse_events,
+    plain_python,
+)
 
 PACKAGE = ROOT / "runner" / "octo_runner"
 
 
 def test_build_is_reproducible_and_clean(runner_pyz: Path, tmp_path: Path) -> None:
-    again = subprocess.run(
-        [sys.executable, str(BUILD_SCRIPT), "--out", str(tmp_path), "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    built = json.loads(again.stdout)
+    built = build_runner(tmp_path)
     data = runner_pyz.read_bytes()
     assert Path(built["path"]).read_bytes() == data
     assert built["sha256"] == hashlib.sha256(data).hexdigest()

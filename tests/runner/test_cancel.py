@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import StartRunner
-from .support import finish, make_request, script, wait_for_file
+from .support import finish, make_request, result_event, script, wait_for_file
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
 
@@ -22,13 +22,40 @@ def _group_exists(pgid: int) -> bool:
     return True
 
 
-def _cancel_and_check(
-    start_runner: StartRunner, work_dir: Path, body: str, **arguments: object
+CANCELS = [
+    pytest.param(
+        """
+sleep 60 &
+echo $! > child.txt
+echo $$ > pid.txt
+wait
+echo "not reached"
+""",
+        {},
+        id="sigterm-kills-the-script-and-its-children",
+    ),
+    pytest.param(
+        """
+trap '' TERM
+sh -c 'trap "" TERM; while true; do sleep 0.1; done' &
+echo $! > child.txt
+echo $$ > pid.txt
+wait
+""",
+        {"cancel_grace_seconds": 0.5},
+        id="processes-ignoring-sigterm-are-killed-after-the-grace",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "arguments"), CANCELS)
+def test_sigterm_cancels_the_script_and_its_whole_group(
+    start_runner: StartRunner, work_dir: Path, body: str, arguments: dict[str, object]
 ) -> None:
+    """The script writes its own and its child's pid once the child is running."""
     proc = start_runner(
         make_request("run-script", script("bash", body, **arguments), work_dir=work_dir)
     )
-    # The script writes its own and its child's pid once the child is running.
     child = int(wait_for_file(work_dir / "child.txt"))
     pgid = os.getpgid(int(wait_for_file(work_dir / "pid.txt")))
     assert os.getpgid(child) == pgid != os.getpgid(0)
@@ -37,45 +64,13 @@ def _cancel_and_check(
     done = finish(proc)
 
     assert done.exit_code == 143
-    assert done.result == {
-        "type": "result",
-        "exit_code": 143,
-        "success": False,
-        "message": "canceled by SIGTERM",
-        "canceled": True,
-    }
+    assert done.result == result_event(143, "canceled by SIGTERM", canceled=True)
     assert "canceled by SIGTERM: stopping the script" in done.logs("warning", "runner")
     # By the time the runner reports the cancel, nothing of the script's group is left:
     # not even a zombie (the runner adopts and reaps the orphans).
     assert not _group_exists(pgid)
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
-
-
-def test_sigterm_kills_the_script_and_its_children(
-    start_runner: StartRunner, work_dir: Path
-) -> None:
-    body = """
-sleep 60 &
-echo $! > child.txt
-echo $$ > pid.txt
-wait
-echo "not reached"
-"""
-    _cancel_and_check(start_runner, work_dir, body)
-
-
-def test_processes_ignoring_sigterm_are_killed_after_the_grace(
-    start_runner: StartRunner, work_dir: Path
-) -> None:
-    body = """
-trap '' TERM
-sh -c 'trap "" TERM; while true; do sleep 0.1; done' &
-echo $! > child.txt
-echo $$ > pid.txt
-wait
-"""
-    _cancel_and_check(start_runner, work_dir, body, cancel_grace_seconds=0.5)
 
 
 def test_when_the_agent_stops_reading_the_script_is_stopped(

@@ -15,7 +15,7 @@ from .conftest import RunRunner, StartRunner
 from .conventions_support import Entry, file, symlink, tree
 from .conventions_support import folder as folder_entry
 from .deploy_support import SECRET, Target, configured, outputs, serve
-from .support import finish, make_request, old_python, wait_for_file
+from .support import finish, make_request, old_python, result_event, wait_for_file
 
 PRE_DEPLOY_SH = """\
 order=$(get_octovariable OrderFile)
@@ -73,15 +73,13 @@ def test_the_conventions_in_order(
     )
     done = serve(request, monkeypatch)
     release = target.apps / "Dev" / "MyApp" / "1.4.0"
-    assert done.result == {
-        "type": "result",
-        "exit_code": 0,
-        "success": True,
-        "message": f"Installed MyApp 1.4.0 to {install_dir}",
-        "extracted_to": str(release),
-        "installed_to": str(install_dir),
-        "skipped": False,
-    }
+    assert done.result == result_event(
+        0,
+        f"Installed MyApp 1.4.0 to {install_dir}",
+        extracted_to=str(release),
+        installed_to=str(install_dir),
+        skipped=False,
+    )
     assert target.order_lines() == [
         "cfg-pre #{Greeting}",  # Calamari's order: the configured PreDeploy script first
         f"pkg-pre 1.4.0 {release}",
@@ -337,16 +335,14 @@ def test_through_the_zipapp(target: Target, run_runner: RunRunner, python: str |
     assert done.exit_code == 0, done.result
     request = make_request("retention", {"project": "Shop", "keep": 1}, context=target.context())
     done = run_runner(request, python=python)
-    assert done.result == {
-        "type": "result",
-        "exit_code": 0,
-        "success": True,
-        "message": "Retention for Shop: kept 1 and removed 1 installation(s)",
-        "kept": 1,
-        "removed": 1,
-        "deleted_folders": [str(release)],
-        "deleted_packages": [first["sha256"]],
-    }
+    assert done.result == result_event(
+        0,
+        "Retention for Shop: kept 1 and removed 1 installation(s)",
+        kept=1,
+        removed=1,
+        deleted_folders=[str(release)],
+        deleted_packages=[first["sha256"]],
+    )
     assert not release.exists() and not (target.cache / first["sha256"]).exists()
     assert [e["version"] for e in target.entries()] == ["2.0.0"]
 

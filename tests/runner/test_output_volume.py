@@ -93,23 +93,20 @@ def check_complete(seen: Stream, count: int) -> None:
     ]
 
 
-def test_20_mb_of_output_arrive_whole_while_the_reader_lags(
-    start_runner: StartRunner, work_dir: Path
+@pytest.mark.parametrize(
+    ("megabytes", "pause"),
+    [
+        pytest.param(20, 4.0, id="20-mb-while-the-reader-lags"),
+        pytest.param(200, 2.0, id="200-mb", marks=pytest.mark.slow),
+    ],
+)
+def test_output_arrives_whole_in_bounded_memory(
+    start_runner: StartRunner, work_dir: Path, megabytes: int, pause: float
 ) -> None:
-    count = 20 * MB // 100
-    seen = run_chatty(start_runner, work_dir, count, pause=4.0)
+    count = megabytes * MB // 100
+    seen = run_chatty(start_runner, work_dir, count, pause=pause)
     check_complete(seen, count)
-    # the runner's queue is bounded: 20 MB of output do not sit in its memory
-    assert seen.peak_rss < 80 * MB
-
-
-@pytest.mark.slow
-def test_200_mb_of_output_arrive_whole_in_bounded_memory(
-    start_runner: StartRunner, work_dir: Path
-) -> None:
-    count = 200 * MB // 100
-    seen = run_chatty(start_runner, work_dir, count, pause=2.0)
-    check_complete(seen, count)
+    # the runner's queue is bounded: the output does not sit in its memory
     assert seen.peak_rss < 80 * MB
 
 

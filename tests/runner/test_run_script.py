@@ -12,7 +12,7 @@ import pytest
 from octo_runner.service_messages import format_service_message
 
 from .conftest import RunRunner, StartRunner
-from .support import finish, make_request, old_python, script, variable
+from .support import finish, make_request, old_python, result_event, script, variable
 
 VARIABLES = [
     variable("Greeting", "hello"),
@@ -51,12 +51,7 @@ def test_bash_helpers(run_runner: RunRunner, work_dir: Path) -> None:
         )
     )
     assert done.exit_code == 1
-    assert done.result == {
-        "type": "result",
-        "exit_code": 1,
-        "success": False,
-        "message": "could not deploy",
-    }
+    assert done.result == result_event(1, "could not deploy")
     out = done.logs(stream="stdout")
     assert "greeting=hello" in out
     assert "ref=hello world" in out  # values are evaluated before the script sees them
@@ -186,12 +181,7 @@ exit 7
         make_request("run-script", script("sh", body), work_dir=work_dir, variables=VARIABLES)
     )
     assert done.exit_code == 7
-    assert done.result == {
-        "type": "result",
-        "exit_code": 7,
-        "success": False,
-        "message": "the script failed with exit code 7",
-    }
+    assert done.result == result_event(7, "the script failed with exit code 7")
     out = done.logs(stream="stdout")
     assert "g=hello" in out
     assert "back\\slash 'quote' \"dq\" $HOME `x` %s\ttab" in out
@@ -371,32 +361,36 @@ def test_runs_on_the_oldest_supported_python(
     assert done.of_type("output-variable")[0]["value"] == "hello"
 
 
+SHELL_OUTPUTS = [
+    pytest.param(
+        'value=$(get_octovariable Greeting)\r\nset_octovariable Greeting "$value"\r\n',
+        [("Greeting", "hello")],
+        id="windows-line-endings",
+    ),
+    pytest.param(
+        'set_octovariable Dir "$(cd "$(dirname "$0")" && pwd)"\nset_octovariable Count "$#"\n',
+        [("Dir", "{work_dir}"), ("Count", "0")],
+        id="dollar-0-is-in-the-work-dir-and-no-arguments-are-left",
+    ),
+]
+
+
 @pytest.mark.parametrize("syntax", ["bash", "sh"])
-def test_windows_line_endings_in_shell_scripts(
-    run_runner: RunRunner, work_dir: Path, syntax: str
+@pytest.mark.parametrize(("body", "expected"), SHELL_OUTPUTS)
+def test_shell_scripts_set_output_variables(
+    run_runner: RunRunner,
+    work_dir: Path,
+    syntax: str,
+    body: str,
+    expected: list[tuple[str, str]],
 ) -> None:
-    body = 'value=$(get_octovariable Greeting)\r\nset_octovariable Greeting "$value"\r\n'
+    """``{work_dir}`` in an expected value stands for the work dir (resolved)."""
     done = run_runner(
         make_request("run-script", script(syntax, body), work_dir=work_dir, variables=VARIABLES)
     )
     assert done.exit_code == 0, done.events
     assert [(v["name"], v["value"]) for v in done.of_type("output-variable")] == [
-        ("Greeting", "hello")
-    ]
-
-
-@pytest.mark.parametrize("syntax", ["bash", "sh"])
-def test_dollar_0_is_in_the_work_dir_and_no_arguments_are_left(
-    run_runner: RunRunner, work_dir: Path, syntax: str
-) -> None:
-    body = 'set_octovariable Dir "$(cd "$(dirname "$0")" && pwd)"\nset_octovariable Count "$#"\n'
-    done = run_runner(
-        make_request("run-script", script(syntax, body), work_dir=work_dir, variables=VARIABLES)
-    )
-    assert done.exit_code == 0, done.events
-    assert [(v["name"], v["value"]) for v in done.of_type("output-variable")] == [
-        ("Dir", str(work_dir.resolve())),
-        ("Count", "0"),
+        (name, value.format(work_dir=work_dir.resolve())) for name, value in expected
     ]
 
 

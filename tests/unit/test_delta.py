@@ -3,25 +3,15 @@ to anything but their own base."""
 
 from __future__ import annotations
 
-import io
 import random
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from octo_appliance.feed.delta import DeltaError, apply_delta, make_delta
+from tests.packages_support import parts_zip
 
 MEMBER = 100_000
-
-
-def zip_of(members: list[bytes]) -> bytes:
-    """A zip of stored (incompressible) members, like a package of already-compressed files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for index, member in enumerate(members):
-            archive.writestr(f"lib/part-{index:03}.bin", member)
-    return buffer.getvalue()
 
 
 def members(count: int, seed: int = 1) -> list[bytes]:
@@ -41,9 +31,9 @@ def apply(tmp_path: Path, old: bytes, delta: bytes, **kwargs: int) -> bytes:
 
 def test_a_small_change_in_a_large_zip_makes_a_small_delta(tmp_path: Path) -> None:
     parts = members(100)  # ~10 MB of random data
-    old = zip_of(parts)
+    old = parts_zip(parts)
     parts[7] = random.Random(99).randbytes(MEMBER)  # 1% of the members replaced
-    new = zip_of(parts)
+    new = parts_zip(parts)
 
     delta = make_delta(old, new)
 
@@ -74,8 +64,8 @@ def test_a_delta_written_across_many_chunks_round_trips(tmp_path: Path) -> None:
 
 
 def test_another_base_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
-    old = zip_of(members(20))
-    new = zip_of([*members(19), b"changed" * 1000])
+    old = parts_zip(members(20))
+    new = parts_zip([*members(19), b"changed" * 1000])
     delta = make_delta(old, new)
     other = bytearray(old)
     other[len(old) // 2] ^= 0xFF  # one flipped byte in the base
@@ -86,8 +76,8 @@ def test_another_base_is_refused_and_nothing_is_left(tmp_path: Path) -> None:
 
 
 def test_a_truncated_delta_is_refused(tmp_path: Path) -> None:
-    old = zip_of(members(20))
-    new = zip_of(members(20, seed=2))
+    old = parts_zip(members(20))
+    new = parts_zip(members(20, seed=2))
     delta = make_delta(old, new)
 
     with pytest.raises(DeltaError):
