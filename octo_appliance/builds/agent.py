@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ VERSION_ENV = "OCTO_AGENT_BUILD_VERSION"
 #: where development installs keep builds when the ``agent_build_dir`` setting is empty
 CACHE_DIR_NAME = "agent-builds"
 BUILD_TIMEOUT = 1800
+#: builds of other sources kept in a cache dir (older ones go once a day has passed)
+KEEP_BUILDS = 8
+STALE_SECONDS = 86400.0
 
 
 class BuildError(OctoError):
@@ -183,7 +187,21 @@ def cached_build(cache_dir: Path, *, version: str | None = None) -> AgentBuild:
     built = _read_cached(target)
     if built is None:
         raise BuildError(f"the agent build in {target} vanished", hint="build it again")
+    _prune(cache_dir, keep=target)
     return built
+
+
+def _prune(cache_dir: Path, keep: Path) -> None:
+    """Forget builds of sources long gone: beyond the newest :data:`KEEP_BUILDS`, those
+    untouched for a day (a build in use by a running test or appliance is recent)."""
+    entries = sorted(
+        (p for p in cache_dir.iterdir() if p.is_dir() and p != keep and len(p.name) == 64),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for entry in entries[KEEP_BUILDS:]:
+        if time.time() - entry.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def frozen() -> bool:
