@@ -31,6 +31,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from startup import tree_cpu  # noqa: E402
 
 from octo_appliance.builds.agent import cached_build  # noqa: E402
 from tests.agent.support import AgentProcess  # noqa: E402
@@ -50,17 +53,6 @@ def _connected(agent: FleetAgent) -> bool:
     return False
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process and its children have used so far."""
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            total += times.user + times.system
-    return total
-
-
 def start_to_connected(
     fleet: Fleet, agent: FleetAgent, command: Sequence[str]
 ) -> tuple[float, float]:
@@ -76,7 +68,7 @@ def start_to_connected(
             raise SystemExit(f"the agent did not connect within 60 s:\n{process.stderr()}")
         time.sleep(0.005)
     elapsed = time.perf_counter() - started
-    cpu = tree_cpu(process.pid)
+    cpu = tree_cpu(psutil.Process(process.pid))
     process.stop()
     return elapsed, cpu
 

@@ -58,8 +58,10 @@ class BuildError(OctoError):
 class AgentBuild:
     """One octo-agent executable and what its manifest says of it."""
 
+    #: stamped at build time (``OCTO_AGENT_BUILD_VERSION``)
     version: str
     platform: str
+    #: the executable (in the cache dir, or unpacked from a frozen appliance)
     path: Path
     size: int
     sha256: str
@@ -123,8 +125,11 @@ def build_agent(out_dir: Path, *, version: str | None = None) -> AgentBuild:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".building-", dir=out_dir) as work:
+        # a PyInstaller cache of this build's own: ``--clean`` of another build on the shared
+        # one (~/.cache/pyinstaller) deletes files from under a build running beside it
         env = {**os.environ, VERSION_ENV: version, "OCTO_AGENT_BUILD_WORK": work}
-        command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean"]
+        env["PYINSTALLER_CONFIG_DIR"] = f"{work}/pyinstaller-cache"
+        command = [sys.executable, "-m", "PyInstaller", "--noconfirm"]
         command += ["--log-level", "WARN", "--distpath", f"{work}/dist", "--workpath", work]
         try:
             done = subprocess.run(
@@ -240,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
-    print(f"built {build.path} ({build.platform}, version {build.version})")
-    print(f"size: {build.size} bytes ({build.size / 1048576:.1f} MiB)")
-    print(f"sha256: {build.sha256}")
+    mib = build.size / 1048576
+    print(f"built {build.path} ({build.platform}, version {build.version}): {mib:.1f} MiB")
+    print(json.dumps(build.info()))
     return 0
 
 
