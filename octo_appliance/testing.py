@@ -155,7 +155,10 @@ def start_test_appliance(
 ) -> OctoTestAppliance:
     password = "admin-" + secrets.token_hex(8)
     keep_key_beside(data_dir)
-    flags = {"data_dir": str(data_dir), "database": database, "polling_listen": "127.0.0.1:0"}
+    # never a PyInstaller run in a test's thread: an agent build is served only when one is
+    # already in the data dir's ``agent_build_dir`` (config.toml)
+    flags = {"data_dir": str(data_dir), "database": database, "agent_build_on_request": "false"}
+    flags["polling_listen"] = "127.0.0.1:0"
     config = load_config(flags, environ={})
     appliance, _ = open_appliance(
         config, extra_plugins=extra_plugins, environ={"OCTO_ADMIN_PASSWORD": password}

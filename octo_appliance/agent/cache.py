@@ -198,6 +198,8 @@ class PackageCache:
             return self.directory / sha256
         if self.lookup(base_sha256) is None:
             raise _base_missing(base_sha256)
+        # zstd is loaded by the first patch, not by every agent start (start time, idle memory)
+
         fd, scratch_name = tempfile.mkstemp(prefix="octo-patch-", suffix=".part", dir=scratch)
         os.close(fd)
         out = Path(scratch_name)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
-from octo_appliance import __version__
-from octo_appliance.agent import registration, service, systemd
+from octo_appliance.agent import service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
+from octo_appliance.agent.version import AGENT_VERSION
 from octo_appliance.appliance_client.api_key_input import (
     API_KEY_ENV,
     add_api_key_options,
@@ -190,13 +190,16 @@ def cmd_show_thumbprint(args: argparse.Namespace) -> int:
 
 def cmd_version(_args: argparse.Namespace) -> int:
     print(
-        f"{PROG} {__version__} (comms protocol {PROTOCOL_VERSION}, "
+        f"{PROG} {AGENT_VERSION} (comms protocol {PROTOCOL_VERSION}, "
         f"runner protocol {RUNNER_PROTOCOL})"
     )
     return 0
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    # only register and deregister speak HTTPS: httpx is not loaded by ``run`` (start time)
+    from octo_appliance.agent import registration
+
     home = _home(args)
     if args.poll and args.public_host:
         raise ConfigError("--public-host is for listening agents", hint="drop it with --poll")
@@ -231,6 +234,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
+    from octo_appliance.agent import registration
+
     home = _home(args)
     key = api_key(args)
     config, known = registration.deregister(home, key)

@@ -27,6 +27,7 @@ import pytest
 from octo_appliance.builds.runner import archive_bytes
 from octo_appliance.plugin_loading.wheels import canonical_name
 from octo_appliance.transports.worker_account import SYSTEM_PATH
+from tests.conftest import AGENT_BUILDS
 from tests.deployment_scenario import run_scenario
 from tests.first_party import (
     FakeSystemd,
@@ -56,6 +57,7 @@ def _sources() -> Iterator[Path]:
     yield BUILD_SCRIPT
     yield ROOT / "build" / "pack_onefile.py"
     yield ROOT / "build" / "launcher" / "octo_launcher.c"
+    yield ROOT / "agent.spec"  # the embedded agent is built from it
     for package in (ROOT / "octo_appliance", ROOT / "runner" / "octo_runner"):
         for path in package.rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
@@ -79,6 +81,8 @@ def binary() -> Path:
         result = subprocess.run(
             ["bash", str(BUILD_SCRIPT)],
             cwd=ROOT,
+            # embed the agent build the frozen-agent fixtures share (built there at most once)
+            env={**os.environ, "OCTO_AGENT_BUILD_DIR": str(AGENT_BUILDS)},
             capture_output=True,
             text=True,
             timeout=900,
@@ -268,3 +272,34 @@ def test_the_launcher_refuses_a_cache_folder_others_can_write(binary: Path, tmp_
     assert done.returncode != 0
     assert "not private to this user" in done.stderr and "hint: " in done.stderr
     assert list(shared.iterdir()) == []  # nothing unpacked where others could swap it
+
+
+def test_serves_the_agent_it_embeds_signed_and_that_agent_connects(
+    binary: Path, tmp_path: Path
+) -> None:
+    """The frozen appliance serves its embedded octo-agent without an API key (over its own
+    TLS); the manifest verifies with the key registration hands out, the bytes match it, and
+    the downloaded executable registers, connects and runs a script."""
+    from octo_appliance.builds.manifest import verify
+
+    with running_fleet(tmp_path, appliance_command=[str(binary)]) as fleet:
+        with fleet.server.http2_client() as client:
+            manifest = client.get("/api/v1/agent", params={"platform": "linux-x86_64"})
+            download = client.get("/api/v1/agent/download", params={"platform": "linux-x86_64"})
+        assert manifest.status_code == 200, manifest.text
+        assert download.status_code == 200, download.text
+        body = manifest.json()
+        assert body["component"] == "octo-agent"
+        assert body["size"] == len(download.content)
+        assert body["sha256"] == hashlib.sha256(download.content).hexdigest()
+        agent = tmp_path / "octo-agent"
+        agent.write_bytes(download.content)
+        agent.chmod(0o755)
+
+        fleet.agent_command = (str(agent),)
+        polling = fleet.register("poll-downloaded", "polling")
+        verify(body, polling.home.require_registered().signing_public_key)
+        fleet.start_agents([polling])
+        fleet.wait_connected([polling])
+        task = fleet.wait_task(fleet.run_script("echo downloaded-agent-ran"), timeout=120)
+        assert task["state"] == "success", task
