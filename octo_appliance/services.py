@@ -3,6 +3,7 @@
 - the removal of partial package uploads a crash left behind;
 - the runner build the appliance serves to agents;
 - the agent network: the polling listener, listening-agent connections, agent trust;
+- the ``ssh`` transport's access to its targets' settings and sealed credentials;
 - the task engine with its task kinds (script console, health checks, deployments), the
   built-in worker (the ``local`` transport) and package acquisition from the feed;
 - the health-check schedule.
@@ -23,12 +24,14 @@ from octo_appliance.db import Target
 from octo_appliance.engine import console, deployments, health
 from octo_appliance.engine.acquisition import Acquirer
 from octo_appliance.engine.dispatch import Dispatcher
+from octo_appliance.engine.ssh_targets import StoredSshTargets
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.storage import incoming_dir, sweep_incoming
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
+from octo_appliance.transports.ssh import SshTransport
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
 MIB = 1024 * 1024
@@ -54,7 +57,7 @@ class Services:
 def agent_target_ids() -> list[str]:
     rows = Target.select(Target.id).where(
         Target.disabled == False,  # noqa: E712
-        Target.communication_style.in_(["listening", "polling"]),
+        Target.communication_style.in_(["listening", "polling", SshTransport.name]),
     )
     return [t.id for t in rows]
 
@@ -114,6 +117,9 @@ async def start_services(appliance: Appliance) -> Services:
             user=config.worker_user,
             secrets=appliance_secrets(appliance, cert.key_file),
         )
+    ssh = dispatcher.transports.get(SshTransport.name)
+    if isinstance(ssh, SshTransport):
+        ssh.configure(StoredSshTargets(appliance.vault))
     kinds = TaskKindRegistry()
     kinds.register(console.KIND, console.make_script_handler(dispatcher))
     kinds.register(health.KIND, health.make_health_handler(dispatcher))
