@@ -147,7 +147,5 @@ def _password_user() -> str:
             ["useradd", "-m", "-s", "/bin/sh", PASSWORD_USER], check=True, capture_output=True
         )
     password = secrets.token_urlsafe(16)
-    subprocess.run(
-        ["chpasswd"], input=f"{PASSWORD_USER}:{password}\n".encode(), check=True
-    )
+    subprocess.run(["chpasswd"], input=f"{PASSWORD_USER}:{password}\n".encode(), check=True)
     return password

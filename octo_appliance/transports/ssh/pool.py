@@ -26,6 +26,8 @@ from octo_appliance.comms import CallFailed
 from octo_appliance.transports.ssh.settings import SshTarget, openssh_fingerprint
 
 log = logging.getLogger("octo_appliance.ssh")
+#: asyncssh logs every channel at INFO; the appliance's log says what matters in its own words
+logging.getLogger("asyncssh").setLevel(logging.WARNING)
 T = TypeVar("T")
 CONNECT_TIMEOUT = 20.0
 KEEPALIVE_SECONDS = 15.0

@@ -7,7 +7,8 @@
 - :func:`put_file`: content into the directory over SFTP, to a temporary name first, checked
   by length (and SHA-256 unless the sender already knows it), then renamed into place: a name
   in ``runners/`` or ``cache/`` always means the content its SHA-256 says.
-- :func:`run_runner`: the runner as ``python3 -I -S <runner>.pyz`` in its own session (sshd
+- :func:`run_runner`: the runner as ``python3 -I -S <runner>.pyz`` in a fresh work dir
+  (made 0700 first, the runner's cwd, as on an agent), in its own session (sshd
   starts every command as a session leader, so its process group is the runner's pid, which
   the command reports first on stderr). The request, sensitive variables included, goes on
   stdin only; events come back as JSON lines. Cancelling sends SIGTERM to the runner (it
@@ -181,7 +182,11 @@ async def run_runner(
     label: str,
 ) -> dict[str, Any]:
     """Run one request through the runner on the target; cancel this to kill its tree."""
-    command = f"echo {PID_PREFIX}$$ >&2; exec python3 -I -S {shlex.quote(pyz)}"
+    work_dir = shlex.quote(document["work_dir"])
+    command = (
+        f"mkdir -m 700 {work_dir} && cd {work_dir} && echo {PID_PREFIX}$$ >&2 && "
+        f"exec python3 -I -S {shlex.quote(pyz)}"
+    )
     process = await conn.create_process(command, encoding=None)
     pid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     stderr = asyncio.create_task(_read_stderr(process.stderr, pid, label))
