@@ -3,7 +3,7 @@
 - :func:`prepare`: one ``python3`` call makes the transport's directory (``runners/``,
   ``cache/``, ``applications/``, ``state/``, ``work/``, ``tmp/``, each 0700) and says where
   it is, the Python version and which runner builds are there already; no ``python3`` on the
-  PATH fails with :class:`PythonMissing` naming it.
+  PATH fails with a ``python_missing`` call failure naming it.
 - :func:`put_file`: content into the directory over SFTP, to a temporary name first, checked
   by length (and SHA-256 unless the sender already knows it), then renamed into place: a name
   in ``runners/`` or ``cache/`` always means the content its SHA-256 says.
@@ -77,10 +77,6 @@ for kill, target in [(os.killpg, root)] + [(os.kill, pid) for pid in tree]:
 """
 
 
-class PythonMissing(CallFailed):
-    """The target has no usable ``python3`` (the one thing the ssh transport needs there)."""
-
-
 def python_command(code: str, *args: str) -> str:
     return " ".join(["exec python3 -I -S -c", shlex.quote(code), *map(shlex.quote, args)])
 
@@ -90,7 +86,7 @@ async def prepare(conn: asyncssh.SSHClientConnection, directory: str, label: str
     done = await conn.run(python_command(_PREPARE, directory, *SUBDIRS), check=False)
     stdout, stderr = _text(done.stdout), _text(done.stderr)
     if done.exit_status == 127 or ("python3" in stderr and "not found" in stderr):
-        raise PythonMissing(
+        raise CallFailed(
             "python_missing",
             f"python3 was not found on {label}: the ssh transport needs python3 (3.9 or "
             "newer) on the PATH of the SSH user, and nothing else",
@@ -108,7 +104,7 @@ async def prepare(conn: asyncssh.SSHClientConnection, directory: str, label: str
             hint="check that the SSH user may create that directory (ssh.directory)",
         )
     if not facts.get("ok"):
-        raise PythonMissing(
+        raise CallFailed(
             "python_too_old",
             f"python3 on {label} is {facts.get('python')}: the runner needs 3.9 or newer",
             hint="install a newer python3 on the target",

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from octo_appliance.exceptions import OctoError
+
 STYLE = "ssh"
 DEFAULT_PORT = 22
 #: where the transport keeps its files on the target, relative to the SSH user's home
@@ -26,13 +28,12 @@ _HEX = re.compile(r"^[0-9a-f]{64}$")
 _B64 = re.compile(r"^[A-Za-z0-9+/]{43}=?$")
 
 
-class SettingError(ValueError):
+class SettingError(OctoError):
     """One bad setting: ``field`` names it (``ssh.private_key``), the message says why."""
 
     def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, hint="see docs/ssh-targets.md")
         self.field = field_name
-        self.message = message
 
 
 @dataclass(frozen=True)
