@@ -5,8 +5,8 @@ Every operation goes through the target's one pooled connection
 target's directory and learns which runner builds it holds; the runner build the appliance
 serves is uploaded over SFTP into ``runners/<sha256>.pyz`` once and reused by every later
 task. Packages go into ``cache/<sha256>`` the same way (no deltas: ``cached_versions`` is
-empty, so acquisition sends whole packages or nothing). Runs that are ``exclusive`` wait for
-each other per target, as on an agent.
+empty, so acquisition sends whole packages or nothing, and never asks for ``upload_delta``).
+Runs that are ``exclusive`` wait for each other per target, as on an agent.
 
 Settings come from :meth:`SshTransport.configure` (the appliance calls it at start with a
 :class:`~octo_appliance.transports.ssh.pool.TargetSource` reading its database and vault).
@@ -22,28 +22,16 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
-
 from octo_appliance.agent.runner_host import agent_log_event
 from octo_appliance.comms import CallFailed, Response, UploadSource
-from octo_appliance.transports.base import (
-    NO_OPTIONS,
-    AgentLinks,
-    CallOptions,
-    EventSink,
-    RunnerCommand,
-    RunnerResult,
-    TargetAddress,
-    Transport,
-)
+from octo_appliance.transports import base
+from octo_appliance.transports.base import EventSink, RunnerCommand, TargetAddress, Transport
 from octo_appliance.transports.ssh.settings import remote_path
 
 if TYPE_CHECKING:  # asyncssh takes 0.3 s to import: only an appliance with SSH targets pays
     from octo_appliance.transports.ssh.pool import ConnectionPool, Pooled, TargetSource
 
 log = logging.getLogger("octo_appliance.ssh")
-DEFAULT_SCRIPT_GRACE = 10.0
-KILL_MARGIN = 5.0
 WAITING_MESSAGE = "Waiting for another task on this target to finish (the target mutex)"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 T = TypeVar("T")
@@ -53,7 +41,7 @@ class SshTransport(Transport):
     name = "ssh"
     summary = "The appliance logs in over SSH and runs the runner with the target's python3"
 
-    def __init__(self, network: AgentLinks) -> None:
+    def __init__(self, network: base.AgentLinks) -> None:
         super().__init__(network)
         self.pool: ConnectionPool | None = None
         self._mutexes: dict[str, asyncio.Lock] = {}
@@ -73,13 +61,8 @@ class SshTransport(Transport):
 
     # -- the interface -------------------------------------------------------------------
 
-    async def call(
-        self,
-        target: TargetAddress,
-        method: str,
-        params: dict[str, Any],
-        options: CallOptions = NO_OPTIONS,
-    ) -> Response:
+    async def call(self, target: TargetAddress, method: str, *_: Any, **__: Any) -> Response:
+        """Every agent call (``files.fetch``, ...): an SSH target has no agent to answer."""
         raise CallFailed(
             "unknown_method",
             f"an SSH target has no agent to handle {method!r}",
@@ -102,7 +85,7 @@ class SshTransport(Transport):
 
     async def run_runner(
         self, target: TargetAddress, command: RunnerCommand, on_event: EventSink | None = None
-    ) -> RunnerResult:
+    ) -> base.RunnerResult:
         async def emit(event: dict[str, Any]) -> None:
             if on_event is not None:
                 outcome = on_event(event)
@@ -133,37 +116,19 @@ class SshTransport(Transport):
         return []
 
     async def upload(
-        self,
-        target: TargetAddress,
-        content: UploadSource,
-        sha256: str,
-        name: str,
-        *,
-        length: int | None = None,
-        package_id: str | None = None,
-        version: str | None = None,
+        self, target: TargetAddress, content: UploadSource, sha256: str, name: str, **kw: Any
     ) -> None:
+        """Into ``cache/<sha256>``, checked by ``length=`` when given (the package id and
+        version are not kept: there are no deltas)."""
         from octo_appliance.transports.ssh import remote
 
         async def put(pooled: Pooled) -> None:
             final = self._path(pooled, "cache", _hash(sha256))
+            length = kw.get("length")
             sent = await remote.put_file(await pooled.sftp(), content, final, sha256, length)
             log.info("%s: %s (%d bytes) into the cache", target.name, name, sent)
 
         await self._using(target, put)
-
-    async def upload_delta(
-        self,
-        target: TargetAddress,
-        base_sha256: str,
-        delta: UploadSource,
-        sha256: str,
-        length: int,
-        name: str,
-        package_id: str | None = None,
-        version: str | None = None,
-    ) -> None:
-        raise CallFailed("delta_unsupported", "SSH targets take whole packages only")
 
     # -- internals -----------------------------------------------------------------------
 
@@ -211,31 +176,19 @@ class SshTransport(Transport):
         pyz: str,
         command: RunnerCommand,
         emit: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> RunnerResult:
+    ) -> base.RunnerResult:
         from octo_appliance.transports.ssh import remote
 
         directory = pooled.facts["directory"]
         work_dir = self._path(
             pooled, "work", f"{_UNSAFE.sub('_', command.task_id)[:80]}-{secrets.token_hex(4)}"
         )
-        grace = command.arguments.get("cancel_grace_seconds", DEFAULT_SCRIPT_GRACE)
-        kill_grace = (
-            grace if isinstance(grace, int | float) else DEFAULT_SCRIPT_GRACE
-        ) + KILL_MARGIN
-        document = {
-            "protocol": RUNNER_PROTOCOL,
-            "command": command.command,
-            "arguments": command.arguments,
-            "variables": command.variables,
-            "work_dir": work_dir,
-            "context": {
-                **command.context,
-                "task_id": command.task_id,
-                "cache_dir": remote_path(directory, "cache"),
-                "applications_dir": remote_path(directory, "applications"),
-                "journal_file": remote_path(directory, "state", "journal.json"),
-            },
+        paths = {
+            "cache_dir": remote_path(directory, "cache"),
+            "applications_dir": remote_path(directory, "applications"),
+            "journal_file": remote_path(directory, "state", "journal.json"),
         }
+        document, kill_grace = base.runner_request(command, work_dir, paths)
         try:
             raw = await remote.run_runner(
                 pooled.conn,
@@ -250,7 +203,7 @@ class SshTransport(Transport):
             task = asyncio.get_running_loop().create_task(remote.remove_tree(pooled, work_dir))
             self._cleanups.add(task)
             task.add_done_callback(self._cleanups.discard)
-        return RunnerResult.from_json(raw)
+        return base.RunnerResult.from_json(raw)
 
     @staticmethod
     def _path(pooled: Pooled, *parts: str) -> str:
