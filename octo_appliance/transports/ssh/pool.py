@@ -31,6 +31,15 @@ logging.getLogger("asyncssh").setLevel(logging.WARNING)
 T = TypeVar("T")
 CONNECT_TIMEOUT = 20.0
 KEEPALIVE_SECONDS = 15.0
+#: AES-GCM first: with ``cryptography`` it runs at several times the speed of asyncssh's
+#: chacha20-poly1305 (its default first choice), which otherwise limits package uploads
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+)
 HOST_KEY_HINT = (
     "if the server's key was changed on purpose, check the new fingerprint on the server "
     "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and set it on the target "
@@ -149,6 +158,7 @@ class ConnectionPool:
                 connect_timeout=CONNECT_TIMEOUT,
                 keepalive_interval=KEEPALIVE_SECONDS,
                 keepalive_count_max=3,
+                encryption_algs=ENCRYPTION_ALGS,
                 **options,
             )
         except asyncssh.HostKeyNotVerifiable:

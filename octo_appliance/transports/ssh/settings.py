@@ -24,6 +24,7 @@ STYLE = "ssh"
 DEFAULT_PORT = 22
 #: where the transport keeps its files on the target, relative to the SSH user's home
 DEFAULT_DIRECTORY = ".octo"
+NOT_A_KEY = "not a private key in OpenSSH or PEM format"
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _B64 = re.compile(r"^[A-Za-z0-9+/]{43}=?$")
 
@@ -136,11 +137,14 @@ def check_private_key(private_key: str, passphrase: str) -> None:
             "ssh.passphrase", "the passphrase does not open the private key"
         ) from None
     except asyncssh.KeyImportError as exc:
-        needs = "passphrase" in str(exc).lower()
-        if needs:
+        if "passphrase" in str(exc).lower():
             raise SettingError(
                 "ssh.passphrase", "the private key is encrypted: give its passphrase"
             ) from None
+        raise SettingError(
+            "ssh.private_key", "not a private key in OpenSSH or PEM format"
+        ) from None
+    except Exception:  # a parser's surprise on arbitrary input is still bad input, not a 500
         raise SettingError(
             "ssh.private_key", "not a private key in OpenSSH or PEM format"
         ) from None
