@@ -8,6 +8,9 @@ task. Packages go into ``cache/<sha256>`` the same way (no deltas: ``cached_vers
 empty, so acquisition sends whole packages or nothing, and never asks for ``upload_delta``).
 Runs that are ``exclusive`` wait for each other per target, as on an agent.
 
+There is no agent to send contract calls to, so :meth:`Transport.call` is not implemented:
+every operation the engine uses is overridden here (``files.fetch`` is not offered).
+
 Settings come from :meth:`SshTransport.configure` (the appliance calls it at start with a
 :class:`~octo_appliance.transports.ssh.pool.TargetSource` reading its database and vault).
 """
@@ -23,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from octo_appliance.agent.runner_host import agent_log_event
-from octo_appliance.comms import CallFailed, Response, UploadSource
+from octo_appliance.comms import CallFailed, UploadSource
 from octo_appliance.transports import base
 from octo_appliance.transports.base import EventSink, RunnerCommand, TargetAddress, Transport
 from octo_appliance.transports.ssh.settings import remote_path
@@ -60,14 +63,6 @@ class SshTransport(Transport):
             await self.pool.close()
 
     # -- the interface -------------------------------------------------------------------
-
-    async def call(self, target: TargetAddress, method: str, *_: Any, **__: Any) -> Response:
-        """Every agent call (``files.fetch``, ...): an SSH target has no agent to answer."""
-        raise CallFailed(
-            "unknown_method",
-            f"an SSH target has no agent to handle {method!r}",
-            hint="the ssh transport runs runner commands and keeps a package cache",
-        )
 
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
         """Connect, prepare the directory and say what is there (a health check's first
