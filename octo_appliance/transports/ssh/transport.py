@@ -67,7 +67,15 @@ class SshTransport(Transport):
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
         """Connect, prepare the directory and say what is there (a health check's first
         step; no python3 fails the check there, naming it)."""
-        pooled = await self._ready(target)
+        try:
+            async with asyncio.timeout(timeout):
+                pooled = await self._ready(target)
+        except TimeoutError:
+            raise CallFailed(
+                "ssh_timeout",
+                f"{target.name} did not answer over SSH within {timeout} s",
+                hint="check the network path to the target and the load of its sshd",
+            ) from None
         facts = pooled.facts
         return {
             "agent_version": f"ssh (python {facts['python']})",
