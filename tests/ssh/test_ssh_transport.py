@@ -52,12 +52,11 @@ async def test_key_login_runs_the_runner_with_variables_from_stdin(rig: Rig) -> 
     assert result.success, (result.message, lines)
     assert any(line.startswith("hello ") for line in lines), lines
     assert "secret=********" in lines, lines
-    # the runner's argv (the script's parent): the interpreter and the runner, nothing else
-    runner_args = [line for line in lines if line.startswith("python3 ")]
-    assert runner_args == [
-        f"python3 -I -S {rig.root / 'web-1' / 'runners'}/"
-        + (f"{rig.transport.network.runner.sha256}.pyz")
-    ], lines
+    # the runner's argv (the script's parent): an interpreter, -I -S and the runner, no more
+    pyz = f"{rig.root / 'web-1' / 'runners'}/{rig.transport.network.runner.sha256}.pyz"
+    argv = [line.split() for line in lines if line.endswith(".pyz")]
+    assert len(argv) == 1 and argv[0][0].endswith("python3"), lines
+    assert argv[0][1:] == ["-I", "-S", pyz], lines
     assert not any("s3cr3t-value" in line for line in lines), lines
     directory = rig.root / "web-1"
     runners = list((directory / "runners").iterdir())
