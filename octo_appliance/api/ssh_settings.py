@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from octo_appliance.api.schemas import Body, Out
+from octo_appliance.api.schemas import LINE_PATTERN, TEXT_PATTERN, Body, Line, Out
 from octo_appliance.db import Target
 from octo_appliance.engine.ssh_targets import seal_credentials, settings_of
 from octo_appliance.exceptions import ValidationFailed
@@ -32,17 +32,22 @@ from octo_appliance.vault.values import Vault
 
 HOST_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$"
 USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9._-]{0,63}$"
-DIRECTORY_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+DIRECTORY_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 #: passwords and passphrases are taken as given (the bodies' whitespace stripping is not
 #: applied to them: a space may be part of a secret)
-Secret = Annotated[str, StringConstraints(strip_whitespace=False, max_length=1000)]
+Passphrase = Annotated[
+    str, StringConstraints(strip_whitespace=False, max_length=1000, pattern=LINE_PATTERN)
+]
+Password = Annotated[
+    str, StringConstraints(strip_whitespace=False, max_length=1000, pattern=TEXT_PATTERN)
+]
 
 
 class SshSettingsIn(Body):
     host: str = Field(max_length=253, pattern=HOST_PATTERN, description="Host name or IP.")
     port: int = Field(22, ge=1, le=65535)
     user: str = Field(pattern=USER_PATTERN, description="The account to log in as.")
-    host_key_fingerprint: str = Field(
+    host_key_fingerprint: Line = Field(
         "",
         max_length=100,
         description="The server's host key: SHA256:<base64> as `ssh-keygen -lf` prints it, "
@@ -59,10 +64,13 @@ class SshSettingsIn(Body):
         description="Where the transport keeps runner, cache and work dirs (relative: to home).",
     )
     private_key: str = Field(
-        "", max_length=32000, description="OpenSSH or PEM private key (write-only)."
+        "",
+        max_length=32000,
+        pattern=TEXT_PATTERN,
+        description="OpenSSH or PEM private key (write-only).",
     )
-    passphrase: Secret = Field("", description="The private key's passphrase (write-only).")
-    password: Secret = Field("", description="Password login, instead of a key (write-only).")
+    passphrase: Passphrase = Field("", description="The private key's passphrase (write-only).")
+    password: Password = Field("", description="Password login, instead of a key (write-only).")
 
 
 class SshSettingsOut(Out):
