@@ -50,14 +50,6 @@ class SshServer:
             f"[127.0.0.1]:{self.sshd.port} {host_key[0]} {host_key[1]}\n", encoding="utf-8"
         )
 
-    @property
-    def port(self) -> int:
-        return self.sshd.port
-
-    @property
-    def user(self) -> str:
-        return self.sshd.user
-
     def close(self) -> None:
         self.sshd.stop()
 
@@ -89,8 +81,8 @@ class AnsibleSsh(Ansible):
         inventory = self.root / f"hosts-{n}.ini"
         lines = ["[targets]"]
         lines += [
-            f"{t.name} ansible_host=127.0.0.1 ansible_port={self.server.port} "
-            f"ansible_user={self.server.user} "
+            f"{t.name} ansible_host=127.0.0.1 ansible_port={self.server.sshd.port} "
+            f"ansible_user={self.server.sshd.user} "
             f"ansible_ssh_private_key_file={self.server.key_file} target_dir={t}"
             for t in self.targets[:n]
         ]
@@ -109,8 +101,8 @@ class PyinfraSsh(Pyinfra):
         args, env = super().command(n)
         data: dict[str, Any] = {
             "ssh_hostname": "127.0.0.1",
-            "ssh_port": self.server.port,
-            "ssh_user": self.server.user,
+            "ssh_port": self.server.sshd.port,
+            "ssh_user": self.server.sshd.user,
             "ssh_key": str(self.server.key_file),
             "ssh_known_hosts_file": str(self.server.known_hosts),
             "ssh_strict_host_key_checking": "yes",
@@ -169,8 +161,8 @@ class OctoSsh(Octo):
             "communication_style": "ssh",
             "ssh": {
                 "host": "127.0.0.1",
-                "port": self.server.port,
-                "user": self.server.user,
+                "port": self.server.sshd.port,
+                "user": self.server.sshd.user,
                 "host_key_fingerprint": self.server.sshd.host_key_fingerprint,
                 "directory": str(home),
                 "private_key": self.server.sshd.client_key,

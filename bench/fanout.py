@@ -177,7 +177,9 @@ def ssh_tools(
     from _fanout_ssh import AnsibleSsh, OctoSsh, PyinfraSsh, SshServer, describe_ssh_commands
 
     server = SshServer(tmp)
-    print(f"  sshd on 127.0.0.1:{server.port} ({server.sshd.host_key_fingerprint})", flush=True)
+    print(
+        f"  sshd on 127.0.0.1:{server.sshd.port} ({server.sshd.host_key_fingerprint})", flush=True
+    )
     tools: list[Tool] = [Floor(tmp, count, package)]  # type: ignore[arg-type]
     notes: dict[str, str] = {}
     if args.only != "octo":
