@@ -135,6 +135,10 @@ class Octo:
             f"{time.monotonic() - started:.1f} s",
             flush=True,
         )
+        self._prepare_release(client)
+
+    def _prepare_release(self, client: httpx.Client) -> None:
+        """The project, the package in the feed, the release every run deploys."""
         project_id = self._project(client)
         self._upload(client)
         release = self._call(

@@ -31,10 +31,16 @@ in the table with each tool's ratio to the floor and Octo's speed-up over the fa
 Goals (N = 20 and 50, cold and warm): Octo within 1.5x of the floor and at least 2x faster
 than the faster peer. The machine has 2 cores and is shared: read ratios, not seconds.
 
+``--transport ssh`` (``bench/_fanout_ssh.py``): the same job to N SSH targets, all on one
+sshd of the bench's own: Octo's ``ssh`` transport (no agents) beside Ansible's ``ssh``
+connection and pyinfra's ``@ssh`` connector; the floor stays local. It also prints each
+tool's overhead (time minus the floor) and Octo's as a share of the faster peer's (goal:
+under half).
+
 Usage::
 
     .venv/bin/python bench/fanout.py [--sizes 1,20,50] [--repeat 3] [--package-mb 50]
-                                     [--only peers|octo] [--root DIR]
+                                     [--only peers|octo] [--root DIR] [--transport agent|ssh]
 """
 
 from __future__ import annotations
@@ -128,6 +134,75 @@ def start_octo(root: Path, count: int, package: object, data_dir: Path) -> tuple
         octo.close()
         raise
     return octo, ""
+
+
+def agent_tools(
+    args: argparse.Namespace,
+    tmp: Path,
+    count: int,
+    package: object,
+    data_dir: Path,
+    notes: dict[str, str],
+) -> tuple[list[Tool], Tool | None]:
+    """The tools of ``--transport agent``: floor, Octo with agents, the peers run locally."""
+    tools: list[Tool] = [Floor(tmp, count, package)]  # type: ignore[arg-type]
+    if args.only != "octo":
+        versions = ensure_venv(tmp)
+        print(
+            "peers from PyPI in bench/.peers-venv: "
+            + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            flush=True,
+        )
+        tools += [Ansible(tmp, count, package), Pyinfra(tmp, count, package)]  # type: ignore[arg-type]
+    octo = None
+    if args.only != "peers":
+        print(f"starting the appliance and {count} agents ...", flush=True)
+        octo, why_not = start_octo(tmp, count, package, data_dir)
+        if octo is None:
+            notes["octo"] = why_not.removeprefix("octo: ")
+            print(why_not, flush=True)
+        else:
+            tools.insert(1, octo)
+    for name, line in describe_commands().items():
+        if any(tool.name == name for tool in tools):
+            print(f"  {name}: {line}")
+    return tools, octo
+
+
+def ssh_tools(
+    args: argparse.Namespace, tmp: Path, count: int, package: object, data_dir: Path
+) -> tuple[list[Tool], Tool | None, dict[str, str], object]:
+    """The tools of ``--transport ssh``: floor, Octo over SSH, the peers over SSH."""
+    from _fanout_octo import Unavailable
+    from _fanout_ssh import AnsibleSsh, OctoSsh, PyinfraSsh, SshServer, describe_ssh_commands
+
+    server = SshServer(tmp)
+    print(
+        f"  sshd on 127.0.0.1:{server.sshd.port} ({server.sshd.host_key_fingerprint})", flush=True
+    )
+    tools: list[Tool] = [Floor(tmp, count, package)]  # type: ignore[arg-type]
+    notes: dict[str, str] = {}
+    if args.only != "octo":
+        ensure_venv(tmp)
+        tools += [
+            AnsibleSsh(tmp, count, package, server),  # type: ignore[arg-type]
+            PyinfraSsh(tmp, count, package, server),  # type: ignore[arg-type]
+        ]
+    octo: Tool | None = None
+    if args.only != "peers":
+        candidate = OctoSsh(tmp, count, package, data_dir, server)  # type: ignore[arg-type]
+        print(f"starting the appliance and {count} SSH targets ...", flush=True)
+        try:
+            candidate.start()
+            octo = candidate
+            tools.insert(1, candidate)
+        except Unavailable as exc:
+            candidate.close()
+            notes["octo"] = str(exc)
+    for name, line in describe_ssh_commands().items():
+        if any(tool.name == name for tool in tools):
+            print(f"  {name}: {line}")
+    return tools, octo, notes, server
 
 
 def measure(
@@ -263,6 +338,12 @@ def main() -> None:
         help="peers: floor, Ansible and pyinfra only (no appliance); octo: floor and Octo only",
     )
     parser.add_argument(
+        "--transport",
+        choices=("agent", "ssh"),
+        default="agent",
+        help="agent: Octo's agents, the peers run locally; ssh: everyone over one test sshd",
+    )
+    parser.add_argument(
         "--root",
         type=Path,
         help="directory for the targets (default: /dev/shm when it has room, else $TMPDIR)",
@@ -283,28 +364,15 @@ def main() -> None:
         print(f"targets under {tmp}", flush=True)
         print(f"making the package: {args.package_mb} MiB of random data ...", flush=True)
         package = make_package(tmp / "package", args.package_mb)
-        tools: list[Tool] = [Floor(tmp, count, package)]
-        if args.only != "octo":
-            versions = ensure_venv(tmp)
-            print(
-                "peers from PyPI in bench/.peers-venv: "
-                + ", ".join(f"{k} {v}" for k, v in versions.items()),
-                flush=True,
+        server = None
+        if args.transport == "ssh":
+            tools, octo, ssh_notes, server = ssh_tools(
+                args, tmp, count, package, Path(data_name) / "data"
             )
-            tools += [Ansible(tmp, count, package), Pyinfra(tmp, count, package)]
-        octo = None
+            notes.update(ssh_notes)
+        else:
+            tools, octo = agent_tools(args, tmp, count, package, Path(data_name) / "data", notes)
         try:
-            if args.only != "peers":
-                print(f"starting the appliance and {count} agents ...", flush=True)
-                octo, why_not = start_octo(tmp, count, package, Path(data_name) / "data")
-                if octo is None:
-                    notes["octo"] = why_not.removeprefix("octo: ")
-                    print(why_not, flush=True)
-                else:
-                    tools.insert(1, octo)
-            for name, line in describe_commands().items():
-                if any(tool.name == name for tool in tools):
-                    print(f"  {name}: {line}")
             results, failed = measure(tools, sizes, args.repeat)
             placed = getattr(octo, "package_seconds", {})
             if placed:
@@ -320,6 +388,8 @@ def main() -> None:
         finally:
             if octo is not None:
                 octo.close()  # type: ignore[attr-defined]
+            if server is not None:
+                server.close()  # type: ignore[attr-defined]
         notes.update(
             {name: f"failed: {message.splitlines()[0]}" for name, message in failed.items()}
         )
@@ -327,6 +397,16 @@ def main() -> None:
     if args.only == "octo":
         names = ["floor", "octo"]
     print_table(results, names, sizes, notes, args.repeat)
+    if args.transport == "ssh":
+        from _fanout_ssh import print_overheads
+
+        medians = {
+            (name, n, phase): value
+            for (name, n), result in results.items()
+            for phase in ("cold", "warm")
+            if (value := result.median(phase)) is not None
+        }
+        print_overheads(medians, sizes)
     print(
         f"\n{os.cpu_count()} cores; package {args.package_mb} MiB in {package.path.name}; "
         f"load average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "

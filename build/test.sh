@@ -13,6 +13,13 @@ echo "==> installing the appliance and its test tools into .venv"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[test]"
 
+if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
+    # the SSH-target tests start their own sshd (tests/sshd.py); the package's own service
+    # is not used (its config and host keys are never touched)
+    echo "==> installing openssh-server (sshd for the SSH-target tests)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
+fi
+
 echo "==> checking that PostgreSQL answers on 127.0.0.1:5432"
 if ! .venv/bin/python - <<'PY'
 import os, sys, psycopg

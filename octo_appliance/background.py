@@ -31,7 +31,7 @@ from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
-from octo_appliance.plugin_api import Transport, TransportContext
+from octo_appliance.plugin_api import APPLIANCE_WORKER, Transport, TransportContext
 from octo_appliance.plugin_api.settings import resolve_settings
 from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
@@ -58,9 +58,11 @@ class Services:
 
 
 def agent_target_ids() -> list[str]:
+    """The targets a health check visits: every enabled one reached by a transport (agents,
+    SSH and any plugin's), not the built-in worker on the appliance itself."""
     rows = Target.select(Target.id).where(
         Target.disabled == False,  # noqa: E712
-        Target.communication_style.in_(["listening", "polling"]),
+        Target.communication_style != APPLIANCE_WORKER.communication_style,
     )
     return [t.id for t in rows]
 

@@ -28,6 +28,13 @@ from octo_appliance.api.schemas import (
     Role,
     name_field,
 )
+from octo_appliance.api.ssh_settings import (
+    SshSettingsIn,
+    SshSettingsOut,
+    apply_ssh,
+    check_style,
+    ssh_json,
+)
 from octo_appliance.db import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.base import iso, new_id, tuples
 from octo_appliance.exceptions import BadRequest, Conflict, ValidationFailed
@@ -65,6 +72,9 @@ class TargetCreate(Body):
         "", pattern=THUMBPRINT_PATTERN, description="SHA-256 of the agent's certificate (hex)."
     )
     disabled: bool = False
+    ssh: SshSettingsIn | None = Field(
+        None, description="For communication_style ssh: address, host key, credentials."
+    )
 
     @field_validator("environments")
     @classmethod
@@ -85,6 +95,7 @@ class TargetUpdate(Body):
     uri: str | None = Field(None, max_length=500, pattern=URI_PATTERN)
     thumbprint: str | None = Field(None, pattern=THUMBPRINT_PATTERN)
     disabled: bool | None = None
+    ssh: SshSettingsIn | None = None
 
     @field_validator("environments")
     @classmethod
@@ -122,6 +133,7 @@ class TargetOut(Out):
     agent_version: str
     last_seen: str | None
     created_at: str
+    ssh: SshSettingsOut | None = None
 
 
 def _check_refs(refs: list[str]) -> list[str]:
@@ -195,6 +207,7 @@ def to_json(target: Target, envs: list[EnvPair], roles: list[str]) -> dict[str, 
         "agent_version": target.agent_version,
         "last_seen": iso(target.last_seen),
         "created_at": iso(target.created_at),
+        "ssh": ssh_json(target),
     }
 
 
@@ -285,16 +298,21 @@ def create_target(ctx: RequestContext, body: TargetCreate) -> dict[str, Any]:
     envs = resolve_many(Environment, body.environments, "environment", "environments")
     _require_all(ctx, Permission.TARGET_EDIT, [e.id for e in envs])
     _check_style(ctx, body.communication_style)
+    check_style(body.communication_style, body.ssh)
     _check_unique(body.name)
-    target = Target.create_new(
+    target = Target(
+        id=new_id(Target.id_prefix),
         name=body.name,
         communication_style=body.communication_style,
         uri=body.uri,
         thumbprint=body.thumbprint.lower(),
         disabled=body.disabled,
     )
+    details = body.model_dump(exclude={"ssh"})
+    if body.ssh is not None:
+        details["ssh"] = apply_ssh(ctx.appliance.vault, target, body.ssh, creating=True)
+    target.save(force_insert=True)
     _set_links(target, [e.id for e in envs], body.roles)
-    details = body.model_dump()
     details["environments"] = [e.name for e in envs]
     ctx.audit("create", "target", target.id, target.name, details)
     ctx.targets_changed()
@@ -319,7 +337,7 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
     """Needs ``target.edit`` in every environment the target is in, before and after."""
     target = get_or_404(Target, ref, "target")
     _require_all(ctx, Permission.TARGET_EDIT, _environment_ids(target))
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"ssh"})
     env_ids: list[str] | None = None
     if body.environments is not None:
         envs = resolve_many(Environment, body.environments, "environment", "environments")
@@ -328,6 +346,7 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
         changes["environments"] = [e.name for e in envs]
     if body.communication_style is not None:
         _check_style(ctx, body.communication_style)
+    check_style(body.communication_style or target.communication_style, body.ssh, target)
     if body.name is not None:
         _check_unique(body.name, exclude=target.id)
     for key in ("name", "communication_style", "uri", "disabled"):
@@ -335,6 +354,8 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
             setattr(target, key, changes[key])
     if body.thumbprint is not None:
         target.thumbprint = body.thumbprint.lower()
+    if body.ssh is not None:
+        changes["ssh"] = apply_ssh(ctx.appliance.vault, target, body.ssh, creating=False)
     target.save()
     _set_links(target, env_ids, body.roles)
     ctx.audit("update", "target", target.id, target.name, changes)

@@ -63,6 +63,7 @@ SEALED_COLUMNS: list[tuple[type[BaseModel], str]] = [
     (TaskLogLine, "message"),
     (LibraryVariable, "sealed_value"),
     (Release, "sealed_variables"),
+    (Target, "sealed_credentials"),
 ]
 
 __all__ = [

@@ -27,6 +27,10 @@ class Target(BaseModel):
     thumbprint = peewee.CharField(max_length=64, default="")
     #: the agent's self-signed certificate (PEM): the trust anchor its TLS is checked against
     certificate = peewee.TextField(default="")
+    #: the transport's own settings (JSON; SSH: ``directory``, ``trust_on_first_use``)
+    transport_settings = peewee.TextField(null=True)
+    #: the transport's credentials (JSON, sealed by the vault; SSH: key or password)
+    sealed_credentials = peewee.TextField(null=True)
     disabled = peewee.BooleanField(default=False)
     health_status = peewee.CharField(max_length=40, default="Unknown")
     agent_version = peewee.CharField(max_length=40, default="")

@@ -141,6 +141,33 @@ class RunnerResult:
         )
 
 
+#: a script's default time between SIGTERM and SIGKILL, and what the runner gets beyond it
+DEFAULT_SCRIPT_GRACE = 10.0
+KILL_MARGIN = 5.0
+
+
+def runner_request(
+    command: RunnerCommand, work_dir: str, paths: dict[str, str]
+) -> tuple[dict[str, Any], float]:
+    """The runner's stdin document for ``command`` (docs/runner-protocol.md) and how long a
+    cancelled runner gets before its tree is killed: for transports that start the runner
+    themselves (``paths``: the context's ``cache_dir``, ``applications_dir``,
+    ``journal_file``). A plugin bundle is the caller's to add (where the runner finds it)."""
+    from octo_runner import PROTOCOL_VERSION
+
+    grace = command.arguments.get("cancel_grace_seconds", DEFAULT_SCRIPT_GRACE)
+    kill_grace = (grace if isinstance(grace, int | float) else DEFAULT_SCRIPT_GRACE) + KILL_MARGIN
+    document = {
+        "protocol": PROTOCOL_VERSION,
+        "command": command.command,
+        "arguments": command.arguments,
+        "variables": command.variables,
+        "work_dir": work_dir,
+        "context": {**command.context, "task_id": command.task_id, **paths},
+    }
+    return document, kill_grace
+
+
 class AgentLinks(Protocol):
     """What the appliance hands an agent transport (in its context): its ways to reach agents.
 

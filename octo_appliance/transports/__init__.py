@@ -10,4 +10,5 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "octo_appliance.transports.listening",
     "octo_appliance.transports.polling",
     "octo_appliance.transports.local",
+    "octo_appliance.transports.ssh",
 )

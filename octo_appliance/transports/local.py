@@ -40,8 +40,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
-
 from octo_appliance.agent.cache import PackageCache, finish_in_thread
 from octo_appliance.agent.interpreter import frozen, python_command
 from octo_appliance.agent.runner_host import Command, RunnerHost
@@ -63,6 +61,7 @@ from octo_appliance.plugin_api.transports import (
     RunnerResult,
     TargetAddress,
     Transport,
+    runner_request,
 )
 from octo_appliance.security.process import can_switch_users
 from octo_appliance.transports.worker_account import (
@@ -87,8 +86,6 @@ from octo_appliance.transports.worker_files import (
 #: the one address this transport serves
 WORKER = APPLIANCE_WORKER
 log = logging.getLogger("octo_appliance.worker")
-KILL_MARGIN = 5.0
-DEFAULT_SCRIPT_GRACE = 10.0
 BUILTIN_OFF = "the built-in worker is disabled on this appliance (setting builtin_worker is false)"
 
 
@@ -276,18 +273,7 @@ class LocalTransport(Transport):
             raise RuntimeError("the local transport was not configured")
         pyz = await self._runner()
         work_dir = await asyncio.to_thread(self._work_dir, command.task_id)
-        grace = command.arguments.get("cancel_grace_seconds", DEFAULT_SCRIPT_GRACE)
-        kill_grace = (
-            grace if isinstance(grace, int | float) else DEFAULT_SCRIPT_GRACE
-        ) + KILL_MARGIN
-        document = {
-            "protocol": RUNNER_PROTOCOL,
-            "command": command.command,
-            "arguments": command.arguments,
-            "variables": command.variables,
-            "work_dir": str(work_dir),
-            "context": {**command.context, "task_id": command.task_id, **self.package_paths},
-        }
+        document, kill_grace = runner_request(command, str(work_dir), self.package_paths)
         if command.plugin is not None:
             bundle = command.plugin
             path = await self._readable(bundle.path, bundle.sha256, f"plugin-{bundle.sha256}.zip")

@@ -184,7 +184,8 @@ def _request_strings(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 MULTI_LINE = re.compile(
-    r"\.(description|notes|body|value|certificate|password|current_password|new_password)$"
+    r"\.(description|notes|body|value|certificate|password|current_password|new_password"
+    r"|private_key)$"
     r"|\.variables\[additionalProperties\]$|JsonValue"
 )
 

@@ -84,6 +84,10 @@ def test_version_6_is_the_schema_the_released_migrations_created(open_empty, req
     assert not found, "\n".join(found)
 
 
+#: columns a later migration appends (after the one a test drops and gets back)
+LATER_COLUMNS = {"target": ("transport_settings", "sealed_credentials")}
+
+
 @pytest.mark.parametrize(
     ("version", "table", "column"),
     [
@@ -109,7 +113,9 @@ def test_a_database_made_before_a_column_existed_gains_it(
         expected["tables"]["target"]["columns"]["certificate"]["default"] = "''"
     found = differences(expected["tables"], upgraded["tables"])
     assert not found, "\n".join(found)
-    assert upgraded["exact"]["column_order"][table][-1] == column
+    later = LATER_COLUMNS.get(table, ())  # added by migrations after the column's own
+    order = [name for name in upgraded["exact"]["column_order"][table] if name not in later]
+    assert order[-1] == column
 
 
 def test_a_database_newer_than_the_code_refuses_to_start(open_empty):
