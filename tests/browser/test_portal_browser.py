@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Response, sync_playwright
 
 from tests.browser.conftest import PortalServer, chromium_args, screenshot_path, spki_hash
 
@@ -28,16 +28,24 @@ def browser(chromium: Path) -> Iterator[Browser]:
 
 
 class Watched:
-    """A page whose console is kept: any CSP violation or script error shows up there."""
+    """A page whose console and requests are kept: a CSP violation, a script error or an asset
+    that fails to load shows up there (a page's own 4xx, e.g. a refused sign-in, is meant)."""
 
     def __init__(self, page: Page, secret: str) -> None:
         self.page, self.secret, self.problems = page, secret, list[str]()
         page.on("console", lambda message: self._console(message.type, message.text))
         page.on("pageerror", lambda error: self.problems.append(str(error)))
+        page.on("response", self._response)
 
     def _console(self, kind: str, text: str) -> None:
+        if text.startswith("Failed to load resource"):
+            return  # the response listener tells which, and whether it was meant
         if kind == "error" or "Content Security Policy" in text:
             self.problems.append(text)
+
+    def _response(self, response: Response) -> None:
+        if response.request.resource_type != "document" and response.status >= 400:
+            self.problems.append(f"{response.status} {response.url}")
 
     def check(self, name: str) -> None:
         """What every page must be, then its screenshot."""
@@ -60,8 +68,7 @@ def test_sign_in_dashboard_about_and_sign_out(
     assert first is not None and page.url.endswith("/signin?next=/about")
     csp = first.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe" not in csp
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.className") == "skip-link"
+    assert page.evaluate("document.activeElement.id") == "username"  # autofocus
     watched.check("01-sign-in")
 
     page.fill("#username", "admin")
@@ -84,6 +91,10 @@ def test_sign_in_dashboard_about_and_sign_out(
     assert table.locator("thead th").all_inner_texts() == ["Project", "Dev", "Prod"]
     assert table.locator("tbody th").all_inner_texts() == ["Shop"]
     assert "1.0.0" in table.locator("td").first.inner_text()
+    page.keyboard.press("Tab")  # the keyboard's first stop is the skip link, which jumps to main
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     watched.check("04-dashboard")
 
     page.click("text=Sign out")
@@ -108,8 +119,8 @@ def test_the_pages_load_over_http3(chromium: Path, portal_server: PortalServer) 
         watched = Watched(page, portal_server.secret)
         page.goto(portal_server.origin + "/signin")
         assert page.evaluate(NAVIGATION_PROTOCOL) == "h3"
-        assets = page.evaluate(ASSET_PROTOCOLS)  # the stylesheet and htmx, fetched fresh
-        assert assets == ["h3", "h3"]
+        assets = page.evaluate(ASSET_PROTOCOLS)  # the stylesheet and htmx at least, fetched fresh
+        assert len(assets) >= 2 and set(assets) == {"h3"}
         page.fill("#username", "admin")
         page.fill("#password", portal_server.password)
         page.click("button[type=submit]")

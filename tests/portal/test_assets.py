@@ -26,7 +26,7 @@ def test_a_changed_file_changes_its_url(tmp_path: Path) -> None:
 def test_the_pages_assets_are_served_immutable(octo_appliance_factory) -> None:  # type: ignore[no-untyped-def]
     octo: OctoTestAppliance = octo_appliance_factory()
     urls = asset_urls(octo.client.get("/signin").text)
-    assert len(urls) == 2  # the stylesheet and htmx
+    assert len(urls) == 3  # the icon, the stylesheet and htmx
     for url in urls:
         plain = octo.client.get(url, headers={"Accept-Encoding": "identity"})
         assert plain.status_code == 200
@@ -36,7 +36,7 @@ def test_the_pages_assets_are_served_immutable(octo_appliance_factory) -> None: 
         packed = octo.client.get(url, headers={"Accept-Encoding": "gzip"})
         assert packed.headers["content-encoding"] == "gzip"
         assert packed.content == plain.content  # the client unpacked it
-    js = octo.client.get(urls[1])
+    js = octo.client.get(urls[2])
     assert js.headers["content-type"] == "text/javascript; charset=utf-8"
     assert "Zero-Clause BSD" in (STATIC_DIR / "htmx" / "LICENSE").read_text()  # its licence
 
