@@ -9,6 +9,7 @@ import pytest
 
 from octo_appliance import __version__
 from octo_appliance.api.auth import CSRF_COOKIE, SESSION_COOKIE
+from octo_appliance.db.audit import AuditEvent
 from octo_appliance.testing import OctoTestAppliance
 from tests.api.helpers import make_user
 from tests.api.test_dashboard import deployment, seed
@@ -149,3 +150,17 @@ def test_every_page_has_the_csp_landmarks_and_no_inline_script(
     assert '<a class="skip-link" href="#main">' in html
     assert html.index("skip-link") < html.index("<header") < html.index('<main id="main"')
     assert ('<nav aria-label="Main">' in html) == (path != "/signin")
+
+
+def test_a_throttled_sign_in_says_how_long_to_wait(octo: OctoTestAppliance) -> None:
+    octo.appliance.login_throttle.clock = lambda: 1000.0  # no delay runs out during the test
+    free = octo.appliance.config.login_free_failures
+    statuses = [sign_in(octo.client, "admin", "wrong-password").status_code for _ in range(free)]
+    assert statuses == [401] * free
+    throttled = sign_in(octo.client, "admin", octo.admin_password)
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) >= 1
+    assert '<p class="problem" role="alert">too many failed sign-ins' in throttled.text
+    assert 'value="admin"' in throttled.text
+    failed = AuditEvent.select().where(AuditEvent.action == "login-failed").count()
+    assert failed == free  # the portal's failures are audited like the API's
