@@ -55,7 +55,16 @@ def _form(
     problem: str = "",
     status_code: int = 200,
 ) -> Response:
-    context = {"username": username, "next": next_path, "errors": errors or {}, "problem": problem}
+    errors = errors or {}
+    # the keyboard starts where the person has something to do: the first wrong field
+    focus = next(iter(errors), "password" if username else "username")
+    context = {
+        "username": username,
+        "next": next_path,
+        "errors": errors,
+        "problem": problem,
+        "focus": focus,
+    }
     return portal.render(request, None, "signin.html", context, status_code)
 
 

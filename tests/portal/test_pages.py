@@ -56,6 +56,8 @@ def test_sign_in_errors_stand_next_to_their_field_and_keep_the_username(
     assert "Wrong username or password." in wrong.text
     assert 'value="admin"' in wrong.text
     assert "not-the-password-7f3a" not in wrong.text
+    assert re.search(r'id="password"[^>]*autofocus', wrong.text)  # the keyboard starts there
+    assert not re.search(r'id="username"[^>]*autofocus', wrong.text)
     assert SESSION_COOKIE not in octo.client.cookies
 
 
