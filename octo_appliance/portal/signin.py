@@ -102,7 +102,8 @@ async def submit(portal: Portal, request: Request) -> Response:
             ctx, lambda: sign_in(ctx, username, password, client_address(request))
         )
     except TooManyRequests as exc:
-        response = again(429, problem=f"{exc.message}: {exc.hint}.")
+        wait = f"wait {exc.retry_after} s before trying again"
+        response = again(429, problem=f"{exc.message.capitalize()}: {wait}.")
         response.headers.update(exc.headers())
         return response
     if isinstance(started, Unauthenticated):

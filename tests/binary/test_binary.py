@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -158,3 +159,22 @@ def test_deploys_end_to_end_like_the_development_install(
     with running_fleet(tmp_path, appliance_command=command) as fleet:
         run_scenario(fleet)
         assert "Traceback" not in fleet.server.output()
+
+
+def test_serves_the_portal_from_its_bundled_templates_and_assets(
+    binary: Path, tmp_path: Path
+) -> None:
+    """The portal's templates and static files are package data: the executable carries them."""
+    server = ServeProcess(tmp_path / "data", command=[str(binary)])
+    with server, server.http2_client() as client:
+        page = client.get("/signin")
+        assert page.status_code == 200, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+        assert len(assets) == 3
+        for url in assets:
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.headers["cache-control"].endswith("immutable")
+        assert client.get("/").headers["location"] == "/signin"
+    assert "Traceback" not in server.stderr
