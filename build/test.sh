@@ -36,6 +36,16 @@ then
     fi
 fi
 
+echo "==> checking that Debian's chromium is there (the portal's browser tests drive it)"
+if [ ! -x /usr/bin/chromium ]; then
+    # Playwright's own browser download cannot work here: the tests launch this one instead
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && apt-get install -y -q chromium
+    else
+        sudo apt-get update -q && sudo apt-get install -y -q chromium
+    fi
+fi
+
 echo "==> ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -60,8 +60,13 @@ def cached_principal(appliance: Appliance, credential: str) -> Principal | None:
     return None if hit is None else hit[0]
 
 
-def authenticate(appliance: Appliance, request: Request) -> Principal:
-    """Return the principal or raise 401 (no/bad credentials) or 403 (CSRF)."""
+def authenticate(
+    appliance: Appliance, request: Request, csrf_token: str | None = None
+) -> Principal:
+    """Return the principal or raise 401 (no/bad credentials) or 403 (CSRF).
+
+    ``csrf_token`` is the token a form sent in a field (the portal's forms); None reads the
+    ``X-CSRF-Token`` header (the API's callers)."""
     cache: PrincipalCache = appliance.principal_cache
     api_key = request.headers.get(API_KEY_HEADER)
     if api_key:
@@ -100,7 +105,7 @@ def authenticate(appliance: Appliance, request: Request) -> Principal:
         csrf_hash = session.csrf_hash
         cache.put(digest, principal, csrf_hash)
     if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
+        sent = request.headers.get(CSRF_HEADER, "") if csrf_token is None else csrf_token
         if not sent or not hmac.compare_digest(token_hash(sent), csrf_hash):
             raise Forbidden(
                 "a cookie-authenticated write needs the CSRF token",

@@ -161,7 +161,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     return details
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """Read the body on the event loop, refusing more than ``limit`` bytes as they arrive."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -316,7 +316,7 @@ def build_route(
                 if body is not None:
                     return Response(body, endpoint.status_code, media_type=JSON_MEDIA_TYPE)
         version = responses.version
-        raw_body = await _read_body(request, limit) if endpoint.body else b""
+        raw_body = await read_body(request, limit) if endpoint.body else b""
         path_params = {k: str(v) for k, v in request.path_params.items()}
 
         def run() -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pydantic import Field
 from starlette.requests import Request
@@ -63,54 +64,19 @@ def login(ctx: RequestContext, body: LoginIn, request: Request) -> Response:
 
     Repeated failures for a username or from a client address are answered 429 with
     ``Retry-After`` for a while (see docs/security.md), whether or not the username exists."""
-    throttle = ctx.appliance.login_throttle
-    address = request.client.host if request.client else ""
-    wait = throttle.retry_after(body.username, address)
-    if wait:
-        raise TooManyRequests(
-            "too many failed sign-ins for this user or from this address",
-            retry_after=wait,
-            hint=f"wait {wait} s (the Retry-After header) before trying again",
-        )
-    user = User.get_or_none(User.username == body.username)
-    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
-    valid = verify_password(body.password, stored)
-    if user is None or not valid or not user.is_active or not user.password_hash:
-        ctx.audit("login-failed", "user", user.id if user else None, body.username)
-        for penalty in throttle.failed(body.username, address):
-            ctx.audit(
-                "login-locked-out" if penalty.locked_out else "login-throttled",
-                penalty.scope,
-                None,
-                penalty.subject,
-                {"failures": penalty.failures, "seconds": penalty.seconds},
-            )
+    started = sign_in(ctx, body.username, body.password, client_address(request))
+    if isinstance(started, Unauthenticated):
         # returned, not raised: raising would roll the audit record back with the transaction
-        failed = Unauthenticated("wrong username or password")
-        return json_response(failed.to_json(), failed.status_code)
-    throttle.succeeded(body.username, address)
-    token, csrf = generate_token(), generate_token()
-    expires = utcnow() + timedelta(hours=ctx.appliance.config.session_hours)
-    LoginSession.create_new(
-        user=user, token_hash=token_hash(token), csrf_hash=token_hash(csrf), expires_at=expires
-    )
-    ctx.principal = Principal(user.id, user.username, via="session")  # the audit names who
-    ctx.audit("login", "user", user.id, user.username)
+        return json_response(started.to_json(), started.status_code)
     response = json_response(
         {
-            "user_id": user.id,
-            "username": user.username,
-            "csrf_token": csrf,
-            "expires_at": expires.isoformat(timespec="seconds") + "Z",
+            "user_id": started.user_id,
+            "username": started.username,
+            "csrf_token": started.csrf_token,
+            "expires_at": started.expires_at.isoformat(timespec="seconds") + "Z",
         }
     )
-    max_age = ctx.appliance.config.session_hours * 3600
-    response.set_cookie(
-        SESSION_COOKIE, token, max_age=max_age, httponly=True, secure=True, samesite="strict"
-    )
-    response.set_cookie(
-        CSRF_COOKIE, csrf, max_age=max_age, httponly=False, secure=True, samesite="strict"
-    )
+    set_session_cookies(response, started, ctx.appliance.config.session_hours)
     return response
 
 
@@ -121,15 +87,100 @@ def login(ctx: RequestContext, body: LoginIn, request: Request) -> Response:
     raw_response=True,
 )
 def logout(ctx: RequestContext, request: Request) -> Response:
+    sign_out(ctx, request)
+    response = json_response({"signed_out": True})
+    clear_session_cookies(response)
+    return response
+
+
+@dataclass(frozen=True)
+class StartedSession:
+    """A session just created: the cookie values are only ever held here, never stored."""
+
+    user_id: str
+    username: str
+    token: str
+    csrf_token: str
+    expires_at: datetime
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def sign_in(
+    ctx: RequestContext, username: str, password: str, address: str
+) -> StartedSession | Unauthenticated:
+    """Check a password and open a session (the API's login and the portal's sign-in form).
+
+    Raises :class:`TooManyRequests` while the username or address is throttled; a wrong
+    password is *returned* as the error, so the caller commits the audit records it wrote."""
+    throttle = ctx.appliance.login_throttle
+    wait = throttle.retry_after(username, address)
+    if wait:
+        raise TooManyRequests(
+            "too many failed sign-ins for this user or from this address",
+            retry_after=wait,
+            hint=f"wait {wait} s (the Retry-After header) before trying again",
+        )
+    user = User.get_or_none(User.username == username)
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+    valid = verify_password(password, stored)
+    if user is None or not valid or not user.is_active or not user.password_hash:
+        ctx.audit("login-failed", "user", user.id if user else None, username)
+        for penalty in throttle.failed(username, address):
+            ctx.audit(
+                "login-locked-out" if penalty.locked_out else "login-throttled",
+                penalty.scope,
+                None,
+                penalty.subject,
+                {"failures": penalty.failures, "seconds": penalty.seconds},
+            )
+        return Unauthenticated("wrong username or password")
+    throttle.succeeded(username, address)
+    token, csrf = generate_token(), generate_token()
+    expires = utcnow() + timedelta(hours=ctx.appliance.config.session_hours)
+    LoginSession.create_new(
+        user=user, token_hash=token_hash(token), csrf_hash=token_hash(csrf), expires_at=expires
+    )
+    ctx.principal = Principal(user.id, user.username, via="session")  # the audit names who
+    ctx.audit("login", "user", user.id, user.username)
+    return StartedSession(user.id, user.username, token, csrf, expires)
+
+
+def sign_out(ctx: RequestContext, request: Request) -> None:
+    """End the session of the request's cookie (the caller was authenticated by it)."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         LoginSession.delete().where(LoginSession.token_hash == token_hash(token)).execute()
     ctx.security_changed()
     ctx.audit("logout", "user", ctx.user.user_id, ctx.user.username)
-    response = json_response({"signed_out": True})
+
+
+def set_session_cookies(response: Response, started: StartedSession, session_hours: int) -> None:
+    """The session cookie (HttpOnly) and the CSRF cookie (readable by the page's script)."""
+    max_age = session_hours * 3600
+    response.set_cookie(
+        SESSION_COOKIE,
+        started.token,
+        max_age=max_age,
+        httponly=True,
+        secure=True,
+        samesite="strict",
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        started.csrf_token,
+        max_age=max_age,
+        httponly=False,
+        secure=True,
+        samesite="strict",
+    )
+
+
+def clear_session_cookies(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, secure=True, httponly=True, samesite="strict")
     response.delete_cookie(CSRF_COOKIE, secure=True, samesite="strict")
-    return response
 
 
 __all__ = ["authenticate", "router"]

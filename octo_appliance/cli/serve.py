@@ -14,9 +14,6 @@ import socket
 import ssl
 import sys
 from typing import Any
-from urllib.parse import urlparse
-
-import peewee
 
 from octo_appliance import __version__
 from octo_appliance.appliance import (
@@ -33,6 +30,7 @@ from octo_appliance.certificate import ServerCertificate
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
 from octo_appliance.config import Config, load_config, parse_host_port
+from octo_appliance.db.connection import describe_database
 from octo_appliance.db.in_use import hold_for_server
 from octo_appliance.db.rekey import remove_rotation_leftovers
 from octo_appliance.exceptions import OctoError
@@ -188,19 +186,6 @@ def handshake_limits(config: Config) -> HandshakeLimits:
 def _shown_host(address: str) -> str:
     host, _ = parse_host_port(address)
     return f"[{host}]" if ":" in host else host
-
-
-def describe_database(db: peewee.Database, url: str | None) -> str:
-    """``SQLite <path>`` or ``PostgreSQL <url without password>``."""
-    if isinstance(db, peewee.SqliteDatabase):
-        return f"SQLite {db.database}"
-    parsed = urlparse(url or "")
-    netloc = parsed.hostname or ""
-    if parsed.port:
-        netloc = f"{netloc}:{parsed.port}"
-    if parsed.username:
-        netloc = f"{parsed.username}@{netloc}"
-    return f"PostgreSQL {parsed._replace(netloc=netloc, query='').geturl()}"
 
 
 def _say(line: str) -> None:

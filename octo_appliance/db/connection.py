@@ -69,6 +69,19 @@ def open_database(
     return db
 
 
+def describe_database(db: peewee.Database, url: str | None) -> str:
+    """``SQLite <path>`` or ``PostgreSQL <url without password>``."""
+    if isinstance(db, peewee.SqliteDatabase):
+        return f"SQLite {db.database}"
+    parsed = urlparse(url or "")
+    netloc = parsed.hostname or ""
+    if parsed.port:
+        netloc = f"{netloc}:{parsed.port}"
+    if parsed.username:
+        netloc = f"{parsed.username}@{netloc}"
+    return f"PostgreSQL {parsed._replace(netloc=netloc, query='').geturl()}"
+
+
 def _redact(url: str) -> str:
     """Drop a password from a URL before it reaches a message or a log."""
     parsed = urlparse(url)

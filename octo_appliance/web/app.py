@@ -1,15 +1,17 @@
-"""The Starlette application factory: API routes, error handlers and security headers."""
+"""The Starlette application factory: API and portal routes, error handlers, security headers."""
 
 from __future__ import annotations
 
 import logging
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from octo_appliance.api import API_PREFIX, all_endpoints, build_routes
 from octo_appliance.api.errors import EXCEPTION_HANDLERS
 from octo_appliance.appliance import Appliance
+from octo_appliance.portal.routes import Portal
 from octo_appliance.web.unread_body import DrainUnreadBody
 
 log = logging.getLogger("octo_appliance.api")
@@ -59,9 +61,10 @@ class SecurityHeaders:
 
 
 def create_app(appliance: Appliance) -> ASGIApp:
+    portal = Portal(appliance)  # at /, beside the API (docs/portal.md)
     app = Starlette(
-        routes=build_routes(appliance),
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        routes=build_routes(appliance) + portal.routes(),
+        exception_handlers={**EXCEPTION_HANDLERS, HTTPException: portal.http_error},  # type: ignore[arg-type]
     )
     app.state.appliance = appliance
     app.state.endpoints = all_endpoints()

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from octo_appliance.api import API_PREFIX, all_endpoints
 from octo_appliance.api.openapi import build_openapi
-from octo_appliance.api.routing import _read_body
+from octo_appliance.api.routing import read_body
 from octo_appliance.api.task_stream import resume_point
 from octo_appliance.exceptions import BadRequest
 from tests.api.helpers import login, session_client
@@ -214,4 +214,4 @@ async def test_digits_that_are_not_ascii_in_headers_are_not_a_500():
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
     scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"\xb2")]}
-    assert await _read_body(Request(scope, receive), 100) == b"{}"
+    assert await read_body(Request(scope, receive), 100) == b"{}"

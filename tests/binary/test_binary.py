@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -303,3 +304,22 @@ def test_serves_the_agent_it_embeds_signed_and_that_agent_connects(
         fleet.wait_connected([polling])
         task = fleet.wait_task(fleet.run_script("echo downloaded-agent-ran"), timeout=120)
         assert task["state"] == "success", task
+
+
+def test_serves_the_portal_from_its_bundled_templates_and_assets(
+    binary: Path, tmp_path: Path
+) -> None:
+    """The portal's templates and static files are package data: the executable carries them."""
+    server = ServeProcess(tmp_path / "data", command=[str(binary)])
+    with server, server.http2_client() as client:
+        page = client.get("/signin")
+        assert page.status_code == 200, page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+        assert len(assets) == 3
+        for url in assets:
+            asset = client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.headers["cache-control"].endswith("immutable")
+        assert client.get("/").headers["location"] == "/signin"
+    assert "Traceback" not in server.stderr

@@ -111,6 +111,7 @@ def test_imports_point_down() -> None:
         ),
         (("vault",), ("db",), "the vault sits below the database"),
         (("db", "engine", "security"), ("api", "web", "appliance_client"), "no HTTP"),
+        (("api",), ("portal",), "the portal stands on the API's rules, never the reverse"),
     ],
 )
 def test_what_a_unit_never_imports(

@@ -1,0 +1,46 @@
+"""The portal's Jinja2 environment: HTML escaped by default, a missing variable is an error.
+
+Templates are files of the package (and so of the executable), loaded by path rather than by
+package metadata, which a frozen executable does not carry. Pages render to a ``no-store``
+response: they show one person's view of live data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.responses import HTMLResponse
+
+from octo_appliance import __version__
+from octo_appliance.portal.assets import Assets
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+NO_STORE = "no-store"
+
+
+def when(iso: str | None) -> str:
+    """``2026-12-07T00:24:04`` -> ``2026-12-07 00:24 UTC`` (what a person reads)."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso.removesuffix("Z")).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class Templates:
+    def __init__(self, assets: Assets) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            auto_reload=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.globals.update(asset=assets.url, version=__version__)
+        self.env.filters["when"] = when
+
+    def render(self, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        html = self.env.get_template(name).render(context)
+        return HTMLResponse(html, status_code, headers={"cache-control": NO_STORE})
