@@ -18,7 +18,7 @@ from pathlib import Path
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
 from octo_appliance import __version__
-from octo_appliance.agent import registration, service, systemd
+from octo_appliance.agent import registration, service, supervisor, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
 from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
 from octo_appliance.comms import PROTOCOL_VERSION
@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         type=str.upper,
         help="default INFO",
+    )
+    run.add_argument(
+        "--supervise",
+        action="store_true",
+        help="run the agent under its supervisor, which can update it and roll a failed "
+        "update back (one home; the service unit uses it)",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -244,6 +250,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         homes += [Home(h) for h in _read_homes_file(args.homes_file)]
     if not homes:
         homes = [Home(default_home())]
+    if args.supervise:
+        if len(homes) != 1:
+            raise ConfigError(
+                "--supervise runs one agent home", hint="give one --home with --supervise"
+            )
+        return supervisor.supervise(homes[0], ["--log-level", args.log_level])
     return service.run(homes, log_level=args.log_level)
 
 

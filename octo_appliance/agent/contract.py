@@ -52,11 +52,25 @@ uploaded delta -> ``{"stored": true, "path"}``
     dir; it must resolve, symlinks included, inside one of that task's work dirs
     (``forbidden_path``, ``not_found``).
 
+``agent.update`` ``{"manifest": {"component", "version", "platform", "size", "sha256",
+"signature"}, "confirm_seconds"}`` -> ``{"staged": bool, "version"}``
+    Self-update (docs/agent.md): only under ``run --supervise`` (``update_unsupported``) and
+    when idle (``busy``). The agent checks the Ed25519 signature with the key stored at
+    registration, fetches the build with ``agent.fetch``, checks length and SHA-256 against
+    the manifest (``build_refused``: nothing replaced), stages it and exits for its
+    supervisor to start it. It must then connect and be confirmed within ``confirm_seconds``.
+
+``agent.update.confirm`` ``{"version"}`` -> ``{"confirmed": bool, "version"}``
+    The appliance saw the new build connect: it becomes the agent's current build.
+
 Agent -> appliance (the appliance handles them):
 
 ``runner.fetch`` ``{"version", "sha256"}`` -> file download of ``octo-runner-<version>.pyz``
     (the agent checks the SHA-256 it was given in ``runner.run`` before caching it; ``sha256``
     is informational for the appliance).
+
+``agent.fetch`` ``{"version"}`` -> file download of the agent build the appliance serves
+    (``unknown_build`` when it serves another version).
 """
 
 from __future__ import annotations
@@ -69,6 +83,9 @@ CACHE_LIST = "cache.list"
 CACHE_PATCH = "cache.patch"
 FILES_FETCH = "files.fetch"
 RUNNER_FETCH = "runner.fetch"
+AGENT_UPDATE = "agent.update"
+AGENT_UPDATE_CONFIRM = "agent.update.confirm"
+AGENT_FETCH = "agent.fetch"
 
 
 #: the ``stream`` of log events the agent itself adds to a runner's event stream

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from octo_appliance import __version__, pinned_http
+from octo_appliance.agent.builds import running_version
 from octo_appliance.agent.errors import RegistrationError
 from octo_appliance.agent.home import (
     DEFAULT_POLLING_PORT,
@@ -81,7 +82,7 @@ class RegisterRequest:
             "communication_style": self.mode,
             "thumbprint": identity.thumbprint,
             "certificate": identity.cert_pem.decode("ascii"),
-            "agent_version": __version__,
+            "agent_version": running_version(),
         }
         if self.mode == "listening":
             body["uri"] = self.uri()
@@ -162,6 +163,7 @@ def register(
         api_certificate=server.certificate_pem,
         comms_thumbprint=normalize_thumbprint(str(comms_thumbprint)),
         comms_certificate=str(comms_pem),
+        signing_public_key=str(data.get("signing_public_key") or ""),
         target_id=target_id,
         environments=list(request.environments),
         roles=list(request.roles),
