@@ -30,6 +30,7 @@ from octo_appliance.vault import Vault
 from octo_appliance.vault.keys import open_keyring
 
 if TYPE_CHECKING:
+    from octo_appliance.engine.agent_updates import AgentUpdates
     from octo_appliance.engine.tasks import TaskEngine
     from octo_appliance.feed.store import PackageFeed
     from octo_appliance.runner_bundle import RunnerBuild
@@ -68,6 +69,7 @@ class Appliance:
     #: set by :mod:`octo_appliance.services` while the server runs
     task_engine: TaskEngine | None = None
     agent_network: AgentNetwork | None = None
+    agent_updates: AgentUpdates | None = None
     #: called (from any thread) after a commit that added, changed or removed targets
     target_listeners: list[Callable[[], None]] = field(default_factory=list)
 

@@ -222,6 +222,31 @@ class Config:
         "is computed; larger ones are sent whole.",
         minimum=1,
     )
+    agent_updates: str = setting(
+        "auto",
+        "auto: agents update themselves to the build this appliance serves as soon as they "
+        "connect; manual: only when asked (POST /api/v1/targets/{ref}/update-agent).",
+        choices=("auto", "manual"),
+    )
+    agent_update_cap: int = setting(
+        10, "Most agents updating themselves at once (the others queue).", minimum=1
+    )
+    agent_update_confirm_seconds: int = setting(
+        60,
+        "Seconds a new agent build has to start, connect and be confirmed before the agent "
+        "rolls back to its previous build.",
+        minimum=5,
+    )
+    agent_update_wait_seconds: int = setting(
+        300,
+        "Most seconds a task waits for an agent that is updating itself before it goes ahead.",
+        minimum=1,
+    )
+    agent_build_file: str | None = setting(
+        None,
+        "An agent build to offer agents instead of the built-in one; its signed manifest lies "
+        "beside it as FILE.manifest.json.",
+    )
     shutdown_grace_seconds: int = setting(
         1, "Seconds the server waits for open requests on shutdown.", minimum=1
     )

@@ -3,6 +3,7 @@
 - the removal of partial package uploads a crash left behind;
 - the runner build the appliance serves to agents;
 - the agent network: the polling listener, listening-agent connections, agent trust;
+- agent self-updates (engine/agent_updates.py), observing every agent connection;
 - the task engine with its task kinds (script console, health checks, deployments), the
   built-in worker (the ``local`` transport) and package acquisition from the feed;
 - the health-check schedule.
@@ -22,11 +23,13 @@ from octo_appliance.config import parse_host_port
 from octo_appliance.db import Target
 from octo_appliance.engine import console, deployments, health
 from octo_appliance.engine.acquisition import Acquirer
+from octo_appliance.engine.agent_updates import AgentUpdates, UpdatePolicy
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.storage import incoming_dir, sweep_incoming
+from octo_appliance.transports.agent_build import load_agent_build
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
@@ -41,10 +44,12 @@ class Services:
     tasks: TaskEngine
     health: health.HealthScheduler
     dispatcher: Dispatcher
+    updates: AgentUpdates
 
     async def stop(self) -> None:
         """In order: no new tasks, running ones stopped, then what the transports hold (the
         built-in worker's fork server), then the agent connections."""
+        await self.updates.stop()
         await self.health.stop()
         await self.tasks.stop()
         await self.dispatcher.close()
@@ -88,7 +93,21 @@ async def start_services(appliance: Appliance) -> Services:
             max_pending_handshakes_per_address=config.max_pending_handshakes_per_address,
         ),
         pickup_timeout=config.pickup_timeout_seconds,
+        agent_build=load_agent_build(Path(config.agent_build_file))
+        if config.agent_build_file
+        else None,
+        update_wait=float(config.agent_update_wait_seconds),
     )
+    updates = AgentUpdates(
+        network,
+        UpdatePolicy(
+            mode=config.agent_updates,
+            cap=config.agent_update_cap,
+            confirm_seconds=float(config.agent_update_confirm_seconds),
+        ),
+    )
+    updates.start()
+    appliance.agent_updates = updates
     host, port = parse_host_port(config.polling_listen)
     try:
         await network.start(host, port)
@@ -154,4 +173,4 @@ async def start_services(appliance: Appliance) -> Services:
 
     scheduler = health.HealthScheduler(config.health_check_minutes * 60, enqueue_all)
     scheduler.start()
-    return Services(network, engine, scheduler, dispatcher)
+    return Services(network, engine, scheduler, dispatcher, updates)

@@ -35,6 +35,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "audit",
     "tasks",
     "agents",
+    "agent_updates",
     "scripts",
     "packages",
     "meta",

@@ -22,15 +22,16 @@ class ListeningTransport(Transport):
         params: dict[str, Any],
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
-        conn = await self.network.listening_connection(target)
-        return await conn.call(
-            method,
-            params,
-            on_event=options.on_event,
-            upload=options.upload,
-            download_dir=options.download_dir,
-            timeout=options.timeout,
-        )
+        async with self.network.gated(target.thumbprint, options.on_event):
+            conn = await self.network.listening_connection(target)
+            return await conn.call(
+                method,
+                params,
+                on_event=options.on_event,
+                upload=options.upload,
+                download_dir=options.download_dir,
+                timeout=options.timeout,
+            )
 
 
 @hookimpl

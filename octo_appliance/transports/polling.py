@@ -23,16 +23,17 @@ class PollingTransport(Transport):
         params: dict[str, Any],
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
-        return await self.network.hub.call(
-            target.thumbprint,
-            method,
-            params,
-            pickup_timeout=self.network.pickup_timeout,
-            on_event=options.on_event,
-            upload=options.upload,
-            download_dir=options.download_dir,
-            timeout=options.timeout,
-        )
+        async with self.network.gated(target.thumbprint, options.on_event):
+            return await self.network.hub.call(
+                target.thumbprint,
+                method,
+                params,
+                pickup_timeout=self.network.pickup_timeout,
+                on_event=options.on_event,
+                upload=options.upload,
+                download_dir=options.download_dir,
+                timeout=options.timeout,
+            )
 
 
 @hookimpl
