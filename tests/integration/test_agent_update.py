@@ -1,0 +1,163 @@
+"""Agent self-update end to end: a real appliance serving build v2, real supervised agents
+started on build v1 (launcher builds of the development agent, tests/update_support.py).
+
+- v1 updates itself to v2 while a task queued during the update waits for it, then succeeds
+  on v2 (polling and listening);
+- a v2 that exits at start is rolled back to v1, the target shows ``failed`` with the reason,
+  and the appliance does not try that build again by itself;
+- a build whose bytes were altered, or cut short, after its manifest was signed is refused
+  before anything is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from octo_appliance.agent.builds import Builds
+from octo_appliance.agent.home import Home
+from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
+from tests.update_support import Signer, alter, launcher, supervised_agent, trust_signer
+
+pytestmark = pytest.mark.slow
+
+V1, V2 = "1.0.0", "2.0.0"
+
+
+@pytest.fixture
+def signer() -> Signer:
+    return Signer()
+
+
+@contextlib.contextmanager
+def _fleet(tmp_path: Path, build: Path, mode: str = "manual") -> Iterator[Fleet]:
+    env = {
+        "OCTO_AGENT_BUILD_FILE": str(build),
+        "OCTO_AGENT_UPDATES": mode,
+        "OCTO_AGENT_UPDATE_CONFIRM_SECONDS": "30",
+    }
+    with running_fleet(tmp_path / "fleet", serve_env=env) as fleet:
+        yield fleet
+
+
+def _start_v1(fleet: Fleet, name: str, mode: str, signer: Signer, v1: Path) -> FleetAgent:
+    agent = fleet.register(name, mode)
+    trust_signer(agent.home, signer)
+    process = supervised_agent(agent.home, v1)
+    fleet.processes.append(process)
+    agent.process = process.start()
+    fleet.wait_connected([agent])
+    return agent
+
+
+def _target(fleet: Fleet, agent: FleetAgent) -> dict[str, Any]:
+    return dict(fleet.call("GET", f"/targets/{agent.target_id}"))
+
+
+def _seen_on(fleet: Fleet, agent: FleetAgent, version: str) -> dict[str, Any]:
+    """Until the appliance saw the agent run ``version`` (a health check dials listening
+    agents; polling ones say it when they connect)."""
+
+    def seen() -> dict[str, Any] | None:
+        target = _target(fleet, agent)
+        return target if target["agent_version"] == version else None
+
+    if agent.mode == "listening":
+        fleet.call("POST", f"/targets/{agent.target_id}/health-check", 202)
+    return dict(wait_until(seen, 30, f"{agent.name} to be seen on {version}"))
+
+
+def _update_state(fleet: Fleet, agent: FleetAgent, prefix: str) -> dict[str, Any]:
+    return dict(
+        wait_until(
+            lambda: (t := _target(fleet, agent))["update"].startswith(prefix) and t,
+            90,
+            f"{agent.name} to show update {prefix}",
+            every=0.2,
+        )
+    )
+
+
+def _staged_count(home: Home, version: str) -> int:
+    text = home.log_file.read_text(encoding="utf-8", errors="replace")
+    return text.count(f"agent build {version} staged")
+
+
+@pytest.mark.parametrize("mode", ["polling", "listening"])
+def test_v1_updates_to_v2_while_a_queued_task_waits_then_succeeds(
+    tmp_path: Path, signer: Signer, mode: str
+) -> None:
+    v1 = launcher(tmp_path / "builds" / "v1", V1)
+    v2 = signer.publish(launcher(tmp_path / "builds" / "v2", V2), V2)
+    with _fleet(tmp_path, v2) as fleet:
+        agent = _start_v1(fleet, "web-1", mode, signer, v1)
+        assert _seen_on(fleet, agent, V1)["update"] == "available"
+
+        answer = fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
+        assert answer["update"] == "in-progress"
+        task_id = fleet.run_script("echo ran-on-$OCTO_AGENT_BUILD_VERSION", targets=["web-1"])
+
+        task = fleet.wait_task(task_id, timeout=120)
+        assert task["state"] == "success", fleet.log_of(task_id, "web-1")
+        lines = fleet.log_of(task_id, "web-1")
+        assert "waiting for the agent on this target to finish updating itself" in lines
+        assert f"ran-on-{V2}" in lines  # the task ran on the new build
+        target = _update_state(fleet, agent, "none")
+        assert target["agent_version"] == V2
+        state = Builds(agent.home.builds_dir).read()
+        assert state.current is not None and state.current["version"] == V2
+        assert state.trial is None and state.failed is None
+
+
+def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(
+    tmp_path: Path, signer: Signer
+) -> None:
+    v1 = launcher(tmp_path / "builds" / "v1", V1)
+    broken = launcher(tmp_path / "builds" / "v2", V2, exits_at_start=True)
+    signer.publish(broken, V2)
+    with _fleet(tmp_path, broken, mode="auto") as fleet:
+        agent = _start_v1(fleet, "web-1", "polling", signer, v1)
+
+        target = _update_state(fleet, agent, "failed")
+        assert "exited with code 3 before it confirmed" in target["update"]
+        assert target["agent_version"] == V1
+        state = Builds(agent.home.builds_dir).read()
+        assert state.current is None and state.trial is None  # still the installed v1
+        assert state.failed is not None and state.failed["version"] == V2
+        assert not list(agent.home.builds_dir.glob("octo-agent-*"))
+
+        # v1 is back and works; the appliance does not try v2 again by itself
+        task = fleet.wait_task(fleet.run_script("echo still-$OCTO_AGENT_BUILD_VERSION"))
+        assert task["state"] == "success"
+        assert f"still-{V1}" in fleet.log_of(task["id"], "web-1")
+        assert _target(fleet, agent)["update"].startswith("failed")
+        assert _staged_count(agent.home, V2) == 1
+
+
+@pytest.mark.parametrize("damage", ["altered", "truncated"])
+def test_a_build_whose_bytes_changed_is_refused_before_anything_is_replaced(
+    tmp_path: Path, signer: Signer, damage: str
+) -> None:
+    v1 = launcher(tmp_path / "builds" / "v1", V1)
+    v2 = signer.publish(launcher(tmp_path / "builds" / "v2", V2), V2)
+    alter(v2, truncate=damage == "truncated")
+    with _fleet(tmp_path, v2) as fleet:
+        agent = _start_v1(fleet, "web-1", "polling", signer, v1)
+        _seen_on(fleet, agent, V1)
+
+        fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
+        target = _update_state(fleet, agent, "failed")
+        assert "refused" in target["update"]
+        assert ("bytes" if damage == "truncated" else "SHA-256") in target["update"]
+        assert target["agent_version"] == V1
+        state = Builds(agent.home.builds_dir).read()
+        assert state.current is None and state.trial is None
+        assert not list(agent.home.builds_dir.glob("octo-agent-*"))
+        assert not [p for p in agent.home.tmp_dir.iterdir() if p.is_file()]
+        task = fleet.wait_task(fleet.run_script("echo fine"))
+        assert task["state"] == "success"
