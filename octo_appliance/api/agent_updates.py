@@ -59,7 +59,7 @@ def update_agent(ctx: RequestContext, ref: str) -> dict[str, Any]:
             state = updates.request(target.id)
         except UpdateFailed as exc:
             raise Conflict(
-                f"target '{target.name}' cannot be updated: {exc}",
+                f"target '{target.name}' cannot be updated: {exc.message}",
                 hint="see docs/agent.md (self-update)",
             ) from None
         message = (

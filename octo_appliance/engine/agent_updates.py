@@ -31,6 +31,7 @@ from typing import Any
 from octo_appliance.agent.contract import AGENT_INFO, AGENT_UPDATE, AGENT_UPDATE_CONFIRM
 from octo_appliance.comms import CallFailed, CommsError
 from octo_appliance.db import Target, utcnow
+from octo_appliance.exceptions import OctoError
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.network import AgentNetwork
 
@@ -47,8 +48,8 @@ CALL_TIMEOUT = 300.0
 ROLLBACK_MARGIN = 30.0
 
 
-class UpdateFailed(Exception):
-    """One update did not succeed; the message is the reason shown on the target."""
+class UpdateFailed(OctoError):
+    """One update did not succeed (or cannot start); the message is the reason shown."""
 
 
 @dataclass
@@ -167,7 +168,7 @@ class AgentUpdates:
                     if staged:
                         await self._until_confirmed(target, build.version)
                 except UpdateFailed as exc:
-                    self._failed[target.id] = (build.version, str(exc))
+                    self._failed[target.id] = (build.version, exc.message)
                     log.error(
                         "update of %s to agent %s failed: %s", target.name, build.version, exc
                     )
