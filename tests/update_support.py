@@ -28,7 +28,6 @@ from octo_appliance.transports.agent_build import MANIFEST_SUFFIX
 from tests.agent.support import AgentProcess
 
 
-
 @dataclass
 class Signer:
     """The signing key an appliance would keep in its vault (a fresh one per test)."""

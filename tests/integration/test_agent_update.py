@@ -12,7 +12,6 @@ started on build v1 (launcher builds of the development agent, tests/update_supp
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
