@@ -177,6 +177,7 @@ class Builds:
         """Move a verified download into place and record it as the trial build."""
         version = str(manifest["version"])
         path = self.path_for(version)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(downloaded, 0o755)
         os.replace(downloaded, path)
         with self.locked() as state:
