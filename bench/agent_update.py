@@ -34,23 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until  # noqa: E402
-from tests.update_support import (  # noqa: E402
-    Signer,
-    launcher,
-    supervised_agent,
-    trust_signer,
-)
+from tests.update_support import declare, launcher, supervised_agent  # noqa: E402
 
 V1, V2 = "1.0.0", "2.0.0"
 GOAL_ALL_UPDATED_S = 60.0
 _UPDATED = re.compile(r"updated to agent \S+ in ([0-9.]+) s")
 
 
-def start_agents(fleet: Fleet, count: int, signer: Signer, v1: Path) -> list[FleetAgent]:
+def start_agents(fleet: Fleet, count: int, v1: Path) -> list[FleetAgent]:
     print(f"registering {count} polling agents ...", flush=True)
     agents = fleet.register_many([(f"agent-{i:03d}", "polling") for i in range(count)])
-    for agent in agents:
-        trust_signer(agent.home, signer)
 
     def start(agent: FleetAgent) -> None:
         process = supervised_agent(agent.home, v1)
@@ -74,11 +67,10 @@ def all_on(fleet: Fleet, version: str, count: int) -> bool:
 
 
 def run(count: int, cap: int) -> int:
-    signer = Signer()
     with tempfile.TemporaryDirectory(prefix="octo-bench-update-") as tmp_name:
         tmp = Path(tmp_name)
         v1 = launcher(tmp / "builds" / "v1", V1)
-        v2 = signer.publish(launcher(tmp / "builds" / "v2", V2), V2)
+        v2 = declare(launcher(tmp / "builds" / "v2", V2), V2)
         env = {
             "OCTO_AGENT_BUILD_FILE": str(v2),
             "OCTO_AGENT_UPDATES": "manual",
@@ -86,7 +78,7 @@ def run(count: int, cap: int) -> int:
             "OCTO_TASK_CAP": "10",
         }
         with running_fleet(tmp / "fleet", serve_env=env) as fleet:
-            agents = start_agents(fleet, count, signer, v1)
+            agents = start_agents(fleet, count, v1)
             wait_until(
                 lambda: sum(t["agent_version"] == V1 for t in targets(fleet)) == count,
                 120,

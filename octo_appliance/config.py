@@ -244,11 +244,22 @@ class Config:
     )
     agent_build_file: str | None = setting(
         None,
-        "An agent build to offer agents instead of the built-in one; its signed manifest lies "
-        "beside it as FILE.manifest.json.",
+        "An agent build to offer agents for self-update instead of the one GET /api/v1/agent "
+        'serves; its version is declared beside it in FILE.manifest.json ({"version": ...}).',
     )
     shutdown_grace_seconds: int = setting(
         1, "Seconds the server waits for open requests on shutdown.", minimum=1
+    )
+    agent_build_dir: str = setting(
+        "",
+        "Where a development install keeps the octo-agent builds it makes, by source hash "
+        "(empty: $XDG_CACHE_HOME/octo-appliance/agent-builds). A frozen appliance serves the "
+        "build it embeds.",
+    )
+    agent_build_on_request: bool = setting(
+        True,
+        "Whether a development install builds octo-agent (PyInstaller, minutes) when it is "
+        "first asked for one; off: it serves only a build already in agent_build_dir.",
     )
 
     @property

@@ -12,12 +12,21 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from octo_appliance.appliance import Appliance
+from octo_appliance.builds.agent import (
+    LINUX_X86_64,
+    AgentBuild,
+    BuildError,
+    find_cached,
+    frozen,
+)
+from octo_appliance.builds.manifest import sign
 from octo_appliance.comms import CommsSettings, load_identity
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Target
@@ -29,7 +38,7 @@ from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
 from octo_appliance.feed.storage import incoming_dir, sweep_incoming
-from octo_appliance.transports.agent_build import load_agent_build
+from octo_appliance.transports.agent_build import OfferedBuild, declared_version
 from octo_appliance.transports.local import LocalTransport, default_worker_dir
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
@@ -73,6 +82,33 @@ def appliance_secrets(appliance: Appliance, tls_key: Path) -> dict[str, Path]:
     return secrets
 
 
+def offered_agent_build(appliance: Appliance) -> OfferedBuild | None:
+    """The agent build agents update to, signed with the appliance's key: ``agent_build_file``
+    if set, else the build ``GET /api/v1/agent`` serves when one is ready (a development
+    install that has not built one yet offers none: nothing is built for this)."""
+    build: AgentBuild | None
+    if appliance.config.agent_build_file:
+        path = Path(appliance.config.agent_build_file).absolute()
+        version = declared_version(path)
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(MIB):
+                digest.update(chunk)
+        build = AgentBuild(version, LINUX_X86_64, path, path.stat().st_size, digest.hexdigest())
+    elif frozen():
+        try:
+            build = appliance.agent_builds.get(LINUX_X86_64)
+        except BuildError as exc:
+            log.warning("agents will not be updated: %s", exc.message)
+            return None
+    else:
+        build = find_cached(appliance.agent_builds.cache_dir)
+    if build is None:
+        return None
+    manifest = sign(appliance.signing_key(), **build.info())
+    return OfferedBuild(build.path, manifest.to_json())
+
+
 async def start_services(appliance: Appliance) -> Services:
     config = appliance.config
     # no upload runs yet: whatever is in the feed's .incoming was left by a crash
@@ -93,9 +129,7 @@ async def start_services(appliance: Appliance) -> Services:
             max_pending_handshakes_per_address=config.max_pending_handshakes_per_address,
         ),
         pickup_timeout=config.pickup_timeout_seconds,
-        agent_build=load_agent_build(Path(config.agent_build_file))
-        if config.agent_build_file
-        else None,
+        agent_build=await asyncio.to_thread(offered_agent_build, appliance),
         update_wait=float(config.agent_update_wait_seconds),
     )
     updates = AgentUpdates(

@@ -2,60 +2,62 @@
 
 A "build" here is what the update mechanism treats as one: an executable file started as
 ``BUILD run --home H``. The launchers are small shell scripts that start the development
-agent with a stamped version (``OCTO_AGENT_BUILD_VERSION``), so real agent processes update
+agent with a stamped version (``OCTO_AGENT_LAUNCHER_VERSION``), so real agent processes update
 over real connections without a PyInstaller build; a launcher can also be broken (it exits at
-start) to exercise the rollback. Each build gets the manifest the appliance serves
-(``FILE.manifest.json``), signed with a test Ed25519 key whose public half the agent is given
-as the appliance's signing key.
+start) to exercise the rollback. The appliance offers a build through ``agent_build_file``
+(its version declared beside it) and signs it with its own key, which agents receive at
+registration.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from octo_appliance.agent.builds import COMPONENT, VERSION_ENV, canonical_fields
+from octo_appliance.agent.builds import COMPONENT
 from octo_appliance.agent.home import Home
+from octo_appliance.agent.version import LAUNCHER_VERSION_ENV
+from octo_appliance.builds.manifest import public_key_text, sign
 from octo_appliance.transports.agent_build import MANIFEST_SUFFIX
 from tests.agent.support import AgentProcess
 
 
 @dataclass
 class Signer:
-    """The signing key an appliance would keep in its vault (a fresh one per test)."""
+    """A signing key like the one an appliance keeps in its vault (for tests of the agent's
+    checks without an appliance)."""
 
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
 
     @property
-    def public_pem(self) -> str:
-        raw = self.key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        return raw.decode("ascii")
+    def public_key(self) -> str:
+        return public_key_text(self.key)
 
-    def manifest(self, build: Path, version: str) -> dict[str, object]:
+    def manifest(self, build: Path, version: str) -> dict[str, Any]:
         content = build.read_bytes()
-        manifest: dict[str, object] = {
-            "component": COMPONENT,
-            "version": version,
-            "platform": "linux-x86_64",
-            "size": len(content),
-            "sha256": hashlib.sha256(content).hexdigest(),
-        }
-        manifest["signature"] = base64.b64encode(self.key.sign(canonical_fields(manifest))).decode()
-        return manifest
+        digest = hashlib.sha256(content).hexdigest()
+        signed = sign(
+            self.key,
+            component=COMPONENT,
+            version=version,
+            platform="linux-x86_64",
+            size=len(content),
+            sha256=digest,
+        )
+        return signed.to_json()
 
-    def publish(self, build: Path, version: str) -> Path:
-        """Write the signed manifest beside ``build``; the build's path."""
-        manifest = self.manifest(build, version)
-        build.with_name(build.name + MANIFEST_SUFFIX).write_text(json.dumps(manifest))
-        return build
+
+def declare(build: Path, version: str) -> Path:
+    """Offer ``build`` as agent ``version`` (``agent_build_file``): the appliance signs it."""
+    build.with_name(build.name + MANIFEST_SUFFIX).write_text(json.dumps({"version": version}))
+    return build
 
 
 def launcher(path: Path, version: str, *, exits_at_start: bool = False) -> Path:
@@ -64,19 +66,13 @@ def launcher(path: Path, version: str, *, exits_at_start: bool = False) -> Path:
     body = (
         f'echo "agent build {version} is broken" >&2\nexit 3\n'
         if exits_at_start
-        else f'{VERSION_ENV}={shlex.quote(version)}\nexport {VERSION_ENV}\nexec {command} "$@"\n'
+        else f"{LAUNCHER_VERSION_ENV}={shlex.quote(version)}\nexport {LAUNCHER_VERSION_ENV}\n"
+        f'exec {command} "$@"\n'
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"#!/bin/sh\n# octo-agent launcher build {version}\n{body}")
     path.chmod(0o755)
     return path
-
-
-def trust_signer(home: Home, signer: Signer) -> None:
-    """Give a registered agent the appliance's signing key (what registration hands over)."""
-    config = home.require_registered()
-    config.signing_public_key = signer.public_pem
-    home.save_config(config)
 
 
 def supervised_agent(home: Home, build: Path) -> AgentProcess:

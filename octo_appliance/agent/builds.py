@@ -10,16 +10,15 @@ supervisor (:mod:`octo_appliance.agent.supervisor`) and the agent it runs share:
 
 A build is any executable file started as ``BUILD run --home H``; staged builds live in
 ``H/builds/octo-agent-<version>``. A build is verified (length, SHA-256, and the appliance's
-Ed25519 signature over its manifest's fields) *before* it is written there, so a tampered or
-truncated file never replaces anything. The trial becomes current only when the new build,
-connected to the appliance, confirms (``agent.update.confirm``); otherwise the supervisor
-rolls back and records ``failed`` with the reason, which the agent reports at every connect.
+Ed25519 signature over its manifest's fields: :mod:`octo_appliance.builds.manifest`) *before*
+it is written there, so a tampered or truncated file never replaces anything. The trial
+becomes current only when the new build, connected to the appliance, confirms
+(``agent.update.confirm``); otherwise the supervisor rolls back and records ``failed`` with
+the reason, which the agent reports at every connect.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import fcntl
 import json
@@ -30,76 +29,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-from octo_appliance import __version__
 from octo_appliance.agent.errors import AgentError
+from octo_appliance.builds.manifest import ManifestError, verify
 from octo_appliance.durable import write_atomic
 
-#: the version a development launcher build stamps on the agent it starts (frozen builds
-#: carry their version inside)
-VERSION_ENV = "OCTO_AGENT_BUILD_VERSION"
 #: set by the supervisor in the environment of the agent it runs (the agent may update)
 SUPERVISED_ENV = "OCTO_AGENT_SUPERVISED"
 #: the exit code with which an agent asks its supervisor to start the staged trial build
 RESTART_FOR_UPDATE = 75
-#: the manifest fields the appliance signs, in canonical order
-SIGNED_FIELDS = ("component", "version", "platform", "size", "sha256")
 COMPONENT = "octo-agent"
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
 
 
-def running_version() -> str:
-    """The version this agent reports (a launcher's stamp, else the package's)."""
-    return os.environ.get(VERSION_ENV) or __version__
-
-
-def canonical_fields(manifest: dict[str, Any]) -> bytes:
-    """The bytes the signature covers: the signed fields as compact, key-sorted JSON."""
-    fields = {key: manifest.get(key) for key in SIGNED_FIELDS}
-    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def load_public_key(text: str) -> Ed25519PublicKey:
-    """The appliance's signing key as given at registration: PEM, or base64 of the raw key."""
-    text = text.strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = load_pem_public_key(text.encode("ascii"))
-        else:
-            key = Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
-    except (ValueError, binascii.Error, UnicodeEncodeError):
-        raise AgentError(
-            "the appliance's signing key in agent.json is not an Ed25519 public key",
-            hint="register the agent again so it stores the appliance's signing key",
-        ) from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise AgentError("the appliance's signing key is not an Ed25519 key")
-    return key
-
-
 def check_manifest(manifest: dict[str, Any], public_key: str) -> None:
-    """Refuse a manifest whose signature is not the appliance's (AgentError says why)."""
+    """Refuse a manifest that is not an agent build signed by the appliance (AgentError)."""
     if manifest.get("component") != COMPONENT:
         raise AgentError(f"the manifest is for {manifest.get('component')!r}, not {COMPONENT}")
-    version = manifest.get("version")
-    if not isinstance(version, str) or not _VERSION.match(version):
-        raise AgentError("the manifest carries no valid version")
     if not public_key:
         raise AgentError(
             "this agent holds no signing key of its appliance, so it cannot check a build",
             hint="register the agent again (octo-agent register --force) to store the key",
         )
     try:
-        signature = base64.b64decode(str(manifest.get("signature", "")), validate=True)
-        load_public_key(public_key).verify(signature, canonical_fields(manifest))
-    except (InvalidSignature, binascii.Error, ValueError):
-        raise AgentError(
-            f"the signature of agent build {version} is not the appliance's; it was refused",
-            hint="something between the appliance and this agent altered the manifest",
-        ) from None
+        verify(manifest, public_key)
+    except ManifestError as exc:
+        raise AgentError(f"{exc.message}; it was refused", hint=exc.hint) from None
 
 
 def check_file(path: Path, manifest: dict[str, Any], actual_sha256: str) -> None:

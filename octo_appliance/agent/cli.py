@@ -17,9 +17,9 @@ from pathlib import Path
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
-from octo_appliance import __version__
 from octo_appliance.agent import registration, service, supervisor, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
+from octo_appliance.agent.version import running_version
 from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
 from octo_appliance.comms import PROTOCOL_VERSION
 from octo_appliance.exceptions import ConfigError, OctoError
@@ -192,7 +192,7 @@ def cmd_show_thumbprint(args: argparse.Namespace) -> int:
 
 def cmd_version(_args: argparse.Namespace) -> int:
     print(
-        f"{PROG} {__version__} (comms protocol {PROTOCOL_VERSION}, "
+        f"{PROG} {running_version()} (comms protocol {PROTOCOL_VERSION}, "
         f"runner protocol {RUNNER_PROTOCOL})"
     )
     return 0

@@ -20,12 +20,12 @@ from typing import Any
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
 from octo_appliance.agent import contract
-from octo_appliance.agent.builds import running_version
 from octo_appliance.agent.cache import PackageCache, check_sha256
 from octo_appliance.agent.home import AgentConfig, Home
 from octo_appliance.agent.runner_host import Emit, RunnerHost, agent_log_event
 from octo_appliance.agent.runners import RunnerCache, check_version
 from octo_appliance.agent.selfupdate import SelfUpdate
+from octo_appliance.agent.version import running_version
 from octo_appliance.agent.workdirs import WorkDirs, check_task_id
 from octo_appliance.comms import (
     PROTOCOL_VERSION,

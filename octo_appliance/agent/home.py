@@ -71,7 +71,9 @@ class AgentConfig:
 
     ``api_*`` pin the appliance's HTTPS certificate (used by register/deregister);
     ``comms_*`` pin the certificate the appliance presents on the agent wire (the register
-    response names it; it is usually the same certificate).
+    response names it; it is usually the same certificate). ``signing_public_key`` checks the
+    signature of every build manifest (:mod:`octo_appliance.builds.manifest`); empty when the
+    appliance registered the agent before it signed builds.
     """
 
     name: str

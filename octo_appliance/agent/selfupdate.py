@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from octo_appliance.agent.builds import SUPERVISED_ENV, Builds, check_file, check_manifest
-from octo_appliance.agent.builds import running_version as current_version
 from octo_appliance.agent.cache import sha256_file
 from octo_appliance.agent.contract import AGENT_FETCH
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.home import AgentConfig, Home
+from octo_appliance.agent.version import running_version as current_version
 from octo_appliance.comms import CallFailed, CommsError, Connection, IncomingRequest
 
 log = logging.getLogger("octo_appliance.agent.update")

@@ -29,7 +29,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 
-from octo_appliance.agent.builds import RESTART_FOR_UPDATE, running_version
+from octo_appliance.agent.builds import RESTART_FOR_UPDATE
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.handlers import AgentHandlers
 from octo_appliance.agent.home import (
@@ -39,6 +39,7 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
+from octo_appliance.agent.version import running_version
 from octo_appliance.comms import (
     CommsServer,
     CommsSettings,

@@ -30,8 +30,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from octo_appliance.agent.builds import RESTART_FOR_UPDATE, SUPERVISED_ENV, VERSION_ENV, Builds
+from octo_appliance.agent.builds import RESTART_FOR_UPDATE, SUPERVISED_ENV, Builds
 from octo_appliance.agent.home import Home
+from octo_appliance.agent.version import LAUNCHER_VERSION_ENV
 
 log = logging.getLogger("octo_appliance.agent.supervisor")
 
@@ -84,7 +85,7 @@ class Supervisor:
         command = list(entry["command"]) if entry else self.installed
         env = dict(os.environ, **{SUPERVISED_ENV: "1"})
         if entry is not None:
-            env.pop(VERSION_ENV, None)  # a staged build stamps its own version
+            env.pop(LAUNCHER_VERSION_ENV, None)  # a staged build stamps its own version
         log.info("starting %s build %s", "trial" if trial else "the", _version(entry))
         try:
             self.child = subprocess.Popen(

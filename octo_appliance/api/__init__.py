@@ -36,6 +36,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "tasks",
     "agents",
     "agent_updates",
+    "builds",
     "scripts",
     "packages",
     "meta",

@@ -1,8 +1,9 @@
-"""Agent-facing endpoints: registration, on-demand health checks and the runner build.
+"""Agent-facing endpoints: registration and on-demand health checks.
 
 ``POST /targets/register`` is what ``octo-agent register`` calls, over TLS pinned to the
 appliance's thumbprint and with an API key: it records the agent's certificate (the trust
-anchor its connections are checked against) and answers with what the agent must pin.
+anchor its connections are checked against) and answers with what the agent must pin, and
+the public key that signs the builds it will download (:mod:`octo_appliance.api.builds`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Literal
 from cryptography import x509
 from pydantic import Field, field_validator
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, resolve_many
@@ -27,6 +28,7 @@ from octo_appliance.api.targets import (
     _set_links,
 )
 from octo_appliance.api.tasks import enqueue_for_request
+from octo_appliance.builds.manifest import public_key_text
 from octo_appliance.comms import thumbprint_of_pem
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Environment, Target
@@ -62,14 +64,9 @@ class RegisterIn(Body):
 class RegisteredOut(TargetOut):
     server_thumbprint: str
     server_certificate: str
+    #: base64 of the raw Ed25519 public key that signs build manifests
+    signing_public_key: str
     polling_address: str
-
-
-class RunnerOut(Out):
-    version: str
-    sha256: str
-    size: int
-    download: str
 
 
 class TaskQueued(Out):
@@ -156,6 +153,7 @@ def register_agent(ctx: RequestContext, body: RegisterIn, request: Request) -> R
     payload = _one(target) | {
         "server_thumbprint": cert.thumbprint_sha256_hex,
         "server_certificate": cert.cert_file.read_text(encoding="ascii"),
+        "signing_public_key": public_key_text(ctx.appliance.signing_key()),
         "polling_address": _polling_address(ctx, request),
     }
     return json_response(payload, 201)
@@ -197,31 +195,3 @@ def check_all_health(ctx: RequestContext) -> dict[str, Any]:
     )
     ctx.audit("health-check", "task", task_id, "all agent targets")
     return {"id": task_id, "task_id": task_id}
-
-
-@router.get("/runner", summary="The runner build this appliance serves", response=RunnerOut)
-def runner_info(ctx: RequestContext) -> dict[str, Any]:
-    ctx.require(Permission.SYSTEM_VIEW)
-    runner = ctx.appliance.runner_build()
-    return {
-        "version": runner.version,
-        "sha256": runner.sha256,
-        "size": runner.size,
-        "download": "/api/v1/runner/download",
-    }
-
-
-@router.get(
-    "/runner/download",
-    summary="Download the runner zipapp (agents fetch it over their own connection)",
-    raw_response=True,
-)
-def runner_download(ctx: RequestContext, request: Request) -> Response:
-    ctx.require(Permission.SYSTEM_VIEW)
-    runner = ctx.appliance.runner_build()
-    return FileResponse(
-        runner.path,
-        media_type="application/octet-stream",
-        filename=runner.path.name,
-        headers={"x-sha256": runner.sha256},
-    )

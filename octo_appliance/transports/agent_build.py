@@ -1,10 +1,11 @@
-"""The agent build the appliance offers its agents, with its signed manifest.
+"""The agent build the appliance offers its agents for self-update, with its signed manifest.
 
-The manifest (``component``, ``version``, ``platform``, ``size``, ``sha256``, ``signature``)
-is what an agent checks before it replaces anything (agent/builds.py). Where the build comes
-from is the appliance's business: the setting ``agent_build_file`` names a build file whose
-signed manifest lies beside it as ``FILE.manifest.json`` (what a release pipeline, or a test,
-provides).
+The manifest (``component``, ``version``, ``platform``, ``size``, ``sha256``, ``signature``:
+:mod:`octo_appliance.builds.manifest`) is what an agent checks before it replaces anything
+(agent/builds.py). Which build is offered is the appliance's choice (services.py): the one
+it serves at ``GET /api/v1/agent``, or the file the setting ``agent_build_file`` names, whose
+version is declared beside it in ``FILE.manifest.json`` (``{"version": ...}``; the appliance
+measures and signs the file itself).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 from octo_appliance.exceptions import ConfigError
 
 MANIFEST_SUFFIX = ".manifest.json"
-MANIFEST_FIELDS = ("component", "version", "platform", "size", "sha256", "signature")
 
 
 @dataclass(frozen=True)
-class AgentBuild:
+class OfferedBuild:
     path: Path
+    #: the signed manifest, as ``GET /api/v1/agent`` shows it
     manifest: dict[str, Any]
 
     @property
@@ -30,18 +31,17 @@ class AgentBuild:
         return str(self.manifest["version"])
 
 
-def load_agent_build(path: Path) -> AgentBuild:
-    """The build at ``path`` and its manifest (ConfigError naming what is wrong)."""
-    manifest_file = path.with_name(path.name + MANIFEST_SUFFIX)
-    hint = f"give agent_build_file a build with its signed manifest beside it ({manifest_file})"
+def declared_version(path: Path) -> str:
+    """The version ``FILE.manifest.json`` declares for the build ``path`` (ConfigError)."""
+    declaration = path.with_name(path.name + MANIFEST_SUFFIX)
+    hint = f'put the build\'s version beside it: {declaration} holding {{"version": "..."}}'
     if not path.is_file():
-        raise ConfigError(f"the agent build {path} does not exist", hint=hint)
+        raise ConfigError(f"agent_build_file {path} does not exist", hint=hint)
     try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        data = json.loads(declaration.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot read the agent build manifest {manifest_file}: {exc}", hint=hint
-        ) from None
-    if not isinstance(manifest, dict) or any(key not in manifest for key in MANIFEST_FIELDS):
-        raise ConfigError(f"{manifest_file} must hold {', '.join(MANIFEST_FIELDS)}", hint=hint)
-    return AgentBuild(path, {key: manifest[key] for key in MANIFEST_FIELDS})
+        raise ConfigError(f"cannot read {declaration}: {exc}", hint=hint) from None
+    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(version, str) or not version:
+        raise ConfigError(f"{declaration} declares no version", hint=hint)
+    return version

@@ -43,7 +43,7 @@ from octo_appliance.comms import (
 from octo_appliance.comms.calls import EventCallback, Response
 from octo_appliance.comms.errors import CallFailed
 from octo_appliance.runner_bundle import RunnerBuild
-from octo_appliance.transports.agent_build import AgentBuild
+from octo_appliance.transports.agent_build import OfferedBuild
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.update_gate import UpdateGate, notice_to
 
@@ -64,7 +64,7 @@ class AgentNetwork:
         *,
         settings: CommsSettings | None = None,
         pickup_timeout: float = 120.0,
-        agent_build: AgentBuild | None = None,
+        agent_build: OfferedBuild | None = None,
         update_wait: float = 300.0,
     ) -> None:
         self.identity = identity

@@ -5,8 +5,8 @@ started on build v1 (launcher builds of the development agent, tests/update_supp
   on v2 (polling and listening);
 - a v2 that exits at start is rolled back to v1, the target shows ``failed`` with the reason,
   and the appliance does not try that build again by itself;
-- a build whose bytes were altered, or cut short, after its manifest was signed is refused
-  before anything is replaced.
+- a build whose bytes were altered, or cut short, after the appliance signed its manifest is
+  refused before anything is replaced.
 """
 
 from __future__ import annotations
@@ -21,16 +21,11 @@ import pytest
 from octo_appliance.agent.builds import Builds
 from octo_appliance.agent.home import Home
 from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
-from tests.update_support import Signer, alter, launcher, supervised_agent, trust_signer
+from tests.update_support import alter, declare, launcher, supervised_agent
 
 pytestmark = pytest.mark.slow
 
 V1, V2 = "1.0.0", "2.0.0"
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer()
 
 
 @contextlib.contextmanager
@@ -44,9 +39,9 @@ def _fleet(tmp_path: Path, build: Path, mode: str = "manual") -> Iterator[Fleet]
         yield fleet
 
 
-def _start_v1(fleet: Fleet, name: str, mode: str, signer: Signer, v1: Path) -> FleetAgent:
+def _start_v1(fleet: Fleet, name: str, mode: str, v1: Path) -> FleetAgent:
     agent = fleet.register(name, mode)
-    trust_signer(agent.home, signer)
+    assert agent.home.require_registered().signing_public_key  # given at registration
     process = supervised_agent(agent.home, v1)
     fleet.processes.append(process)
     agent.process = process.start()
@@ -89,17 +84,17 @@ def _staged_count(home: Home, version: str) -> int:
 
 @pytest.mark.parametrize("mode", ["polling", "listening"])
 def test_v1_updates_to_v2_while_a_queued_task_waits_then_succeeds(
-    tmp_path: Path, signer: Signer, mode: str
+    tmp_path: Path, mode: str
 ) -> None:
     v1 = launcher(tmp_path / "builds" / "v1", V1)
-    v2 = signer.publish(launcher(tmp_path / "builds" / "v2", V2), V2)
+    v2 = declare(launcher(tmp_path / "builds" / "v2", V2), V2)
     with _fleet(tmp_path, v2) as fleet:
-        agent = _start_v1(fleet, "web-1", mode, signer, v1)
+        agent = _start_v1(fleet, "web-1", mode, v1)
         assert _seen_on(fleet, agent, V1)["update"] == "available"
 
         answer = fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
         assert answer["update"] == "in-progress"
-        task_id = fleet.run_script("echo ran-on-$OCTO_AGENT_BUILD_VERSION", targets=["web-1"])
+        task_id = fleet.run_script("echo ran-on-$OCTO_AGENT_LAUNCHER_VERSION", targets=["web-1"])
 
         task = fleet.wait_task(task_id, timeout=120)
         assert task["state"] == "success", fleet.log_of(task_id, "web-1")
@@ -113,14 +108,12 @@ def test_v1_updates_to_v2_while_a_queued_task_waits_then_succeeds(
         assert state.trial is None and state.failed is None
 
 
-def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(
-    tmp_path: Path, signer: Signer
-) -> None:
+def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(tmp_path: Path) -> None:
     v1 = launcher(tmp_path / "builds" / "v1", V1)
     broken = launcher(tmp_path / "builds" / "v2", V2, exits_at_start=True)
-    signer.publish(broken, V2)
+    declare(broken, V2)
     with _fleet(tmp_path, broken, mode="auto") as fleet:
-        agent = _start_v1(fleet, "web-1", "polling", signer, v1)
+        agent = _start_v1(fleet, "web-1", "polling", v1)
 
         target = _update_state(fleet, agent, "failed")
         assert "exited with code 3 before it confirmed" in target["update"]
@@ -131,7 +124,7 @@ def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(
         assert not list(agent.home.builds_dir.glob("octo-agent-*"))
 
         # v1 is back and works; the appliance does not try v2 again by itself
-        task = fleet.wait_task(fleet.run_script("echo still-$OCTO_AGENT_BUILD_VERSION"))
+        task = fleet.wait_task(fleet.run_script("echo still-$OCTO_AGENT_LAUNCHER_VERSION"))
         assert task["state"] == "success"
         assert f"still-{V1}" in fleet.log_of(task["id"], "web-1")
         assert _target(fleet, agent)["update"].startswith("failed")
@@ -140,13 +133,13 @@ def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(
 
 @pytest.mark.parametrize("damage", ["altered", "truncated"])
 def test_a_build_whose_bytes_changed_is_refused_before_anything_is_replaced(
-    tmp_path: Path, signer: Signer, damage: str
+    tmp_path: Path, damage: str
 ) -> None:
     v1 = launcher(tmp_path / "builds" / "v1", V1)
-    v2 = signer.publish(launcher(tmp_path / "builds" / "v2", V2), V2)
-    alter(v2, truncate=damage == "truncated")
+    v2 = declare(launcher(tmp_path / "builds" / "v2", V2), V2)
     with _fleet(tmp_path, v2) as fleet:
-        agent = _start_v1(fleet, "web-1", "polling", signer, v1)
+        alter(v2, truncate=damage == "truncated")  # after the appliance measured and signed it
+        agent = _start_v1(fleet, "web-1", "polling", v1)
         _seen_on(fleet, agent, V1)
 
         fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
