@@ -1,8 +1,8 @@
 """Agent self-update end to end: a real appliance serving build v2, real supervised agents
 started on build v1 (launcher builds of the development agent, tests/update_support.py).
 
-- v1 updates itself to v2 while a task queued during the update waits for it, then succeeds
-  on v2 (polling and listening);
+- v1 updates itself to v2 while a deployment queued during the update waits for it, then
+  succeeds on v2 (polling and listening);
 - a v2 that exits at start is rolled back to v1, the target shows ``failed`` with the reason,
   and the appliance does not try that build again by itself;
 - a build whose bytes were altered, or cut short, after the appliance signed its manifest is
@@ -77,13 +77,29 @@ def _update_state(fleet: Fleet, agent: FleetAgent, prefix: str) -> dict[str, Any
     )
 
 
+def _deploy(fleet: Fleet, body: str) -> str:
+    """A project whose one step runs ``body`` on the web targets, released and deployed to
+    Dev; the deployment's task id."""
+    step = {
+        "name": "Say",
+        "type": "run-script",
+        "roles": ["web"],
+        "properties": {"syntax": "bash", "run_on": "targets", "body": body},
+    }
+    project = fleet.call("POST", "/projects", 201, json={"name": "updating"})
+    fleet.call("PUT", f"/projects/{project['id']}/process", json={"steps": [step]})
+    release = fleet.call("POST", f"/projects/{project['id']}/releases", 201, json={})
+    body_ = {"release": release["id"], "environment": "Dev"}
+    return str(fleet.call("POST", "/deployments", 201, json=body_)["task_id"])
+
+
 def _staged_count(home: Home, version: str) -> int:
     text = home.log_file.read_text(encoding="utf-8", errors="replace")
     return text.count(f"agent build {version} staged")
 
 
 @pytest.mark.parametrize("mode", ["polling", "listening"])
-def test_v1_updates_to_v2_while_a_queued_task_waits_then_succeeds(
+def test_v1_updates_to_v2_while_a_queued_deployment_waits_then_succeeds(
     tmp_path: Path, mode: str
 ) -> None:
     v1 = launcher(tmp_path / "builds" / "v1", V1)
@@ -94,7 +110,7 @@ def test_v1_updates_to_v2_while_a_queued_task_waits_then_succeeds(
 
         answer = fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
         assert answer["update"] == "in-progress"
-        task_id = fleet.run_script("echo ran-on-$OCTO_AGENT_LAUNCHER_VERSION", targets=["web-1"])
+        task_id = _deploy(fleet, "echo ran-on-$OCTO_AGENT_LAUNCHER_VERSION")
 
         task = fleet.wait_task(task_id, timeout=120)
         assert task["state"] == "success", fleet.log_of(task_id, "web-1")
