@@ -233,8 +233,7 @@ class Config:
     )
     agent_update_confirm_seconds: int = setting(
         60,
-        "Seconds a new agent build has to start, connect and be confirmed before the agent "
-        "rolls back to its previous build.",
+        "Seconds a new agent build has to connect and confirm, else it is rolled back.",
         minimum=5,
     )
     agent_update_wait_seconds: int = setting(

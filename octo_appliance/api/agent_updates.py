@@ -11,14 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.refs import get_or_404
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Out
-from octo_appliance.api.targets import _environment_ids, _require_all
-from octo_appliance.db import Target
+from octo_appliance.api.targets import editable_target
 from octo_appliance.engine.agent_updates import IN_PROGRESS, NONE, UpdateFailed
 from octo_appliance.exceptions import Conflict
-from octo_appliance.security.permissions import Permission
 
 router = Router("agent-updates")
 
@@ -42,8 +39,7 @@ class UpdateRequested(Out):
 )
 def update_agent(ctx: RequestContext, ref: str) -> dict[str, Any]:
     """Needs ``target.edit`` in every environment the target is in."""
-    target = get_or_404(Target, ref, "target")
-    _require_all(ctx, Permission.TARGET_EDIT, _environment_ids(target))
+    target = editable_target(ctx, ref)
     if target.communication_style not in AGENT_STYLES:
         raise Conflict(
             f"target '{target.name}' has no agent to update "

@@ -229,6 +229,13 @@ def _require_all(ctx: RequestContext, permission: Permission, environments: Iter
         ctx.require(permission, environment=env_id)
 
 
+def editable_target(ctx: RequestContext, ref: str) -> Target:
+    """The target ``ref`` (404), if the caller has ``target.edit`` in all its environments."""
+    target = get_or_404(Target, ref, "target")
+    _require_all(ctx, Permission.TARGET_EDIT, _environment_ids(target))
+    return target
+
+
 def _require_view(ctx: RequestContext, target: Target) -> None:
     env_ids = _environment_ids(target)
     if not any(ctx.user.can(Permission.TARGET_VIEW, environment=e) for e in env_ids):

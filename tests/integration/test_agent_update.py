@@ -29,24 +29,33 @@ V1, V2 = "1.0.0", "2.0.0"
 
 
 @contextlib.contextmanager
-def _fleet(tmp_path: Path, build: Path, mode: str = "manual") -> Iterator[Fleet]:
+def _updating(
+    tmp_path: Path,
+    mode: str = "polling",
+    *,
+    updates: str = "manual",
+    broken: bool = False,
+    damage: str = "",
+) -> Iterator[tuple[Fleet, FleetAgent]]:
+    """An appliance offering v2 (``broken``: one that exits at start; ``damage``: altered or
+    truncated after the appliance signed it) and agent ``web-1`` connected on v1."""
+    v1 = launcher(tmp_path / "builds" / "v1", V1)
+    v2 = declare(launcher(tmp_path / "builds" / "v2", V2, exits_at_start=broken), V2)
     env = {
-        "OCTO_AGENT_BUILD_FILE": str(build),
-        "OCTO_AGENT_UPDATES": mode,
+        "OCTO_AGENT_BUILD_FILE": str(v2),
+        "OCTO_AGENT_UPDATES": updates,
         "OCTO_AGENT_UPDATE_CONFIRM_SECONDS": "30",
     }
     with running_fleet(tmp_path / "fleet", serve_env=env) as fleet:
-        yield fleet
-
-
-def _start_v1(fleet: Fleet, name: str, mode: str, v1: Path) -> FleetAgent:
-    agent = fleet.register(name, mode)
-    assert agent.home.require_registered().signing_public_key  # given at registration
-    process = supervised_agent(agent.home, v1)
-    fleet.processes.append(process)
-    agent.process = process.start()
-    fleet.wait_connected([agent])
-    return agent
+        if damage:
+            alter(v2, truncate=damage == "truncated")
+        agent = fleet.register("web-1", mode)
+        assert agent.home.require_registered().signing_public_key  # given at registration
+        process = supervised_agent(agent.home, v1)
+        fleet.processes.append(process)
+        agent.process = process.start()
+        fleet.wait_connected([agent])
+        yield fleet, agent
 
 
 def _target(fleet: Fleet, agent: FleetAgent) -> dict[str, Any]:
@@ -102,10 +111,7 @@ def _staged_count(home: Home, version: str) -> int:
 def test_v1_updates_to_v2_while_a_queued_deployment_waits_then_succeeds(
     tmp_path: Path, mode: str
 ) -> None:
-    v1 = launcher(tmp_path / "builds" / "v1", V1)
-    v2 = declare(launcher(tmp_path / "builds" / "v2", V2), V2)
-    with _fleet(tmp_path, v2) as fleet:
-        agent = _start_v1(fleet, "web-1", mode, v1)
+    with _updating(tmp_path, mode) as (fleet, agent):
         assert _seen_on(fleet, agent, V1)["update"] == "available"
 
         answer = fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
@@ -125,12 +131,7 @@ def test_v1_updates_to_v2_while_a_queued_deployment_waits_then_succeeds(
 
 
 def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(tmp_path: Path) -> None:
-    v1 = launcher(tmp_path / "builds" / "v1", V1)
-    broken = launcher(tmp_path / "builds" / "v2", V2, exits_at_start=True)
-    declare(broken, V2)
-    with _fleet(tmp_path, broken, mode="auto") as fleet:
-        agent = _start_v1(fleet, "web-1", "polling", v1)
-
+    with _updating(tmp_path, updates="auto", broken=True) as (fleet, agent):
         target = _update_state(fleet, agent, "failed")
         assert "exited with code 3 before it confirmed" in target["update"]
         assert target["agent_version"] == V1
@@ -151,11 +152,7 @@ def test_a_v2_that_exits_at_start_is_rolled_back_and_not_retried(tmp_path: Path)
 def test_a_build_whose_bytes_changed_is_refused_before_anything_is_replaced(
     tmp_path: Path, damage: str
 ) -> None:
-    v1 = launcher(tmp_path / "builds" / "v1", V1)
-    v2 = declare(launcher(tmp_path / "builds" / "v2", V2), V2)
-    with _fleet(tmp_path, v2) as fleet:
-        alter(v2, truncate=damage == "truncated")  # after the appliance measured and signed it
-        agent = _start_v1(fleet, "web-1", "polling", v1)
+    with _updating(tmp_path, damage=damage) as (fleet, agent):
         _seen_on(fleet, agent, V1)
 
         fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
