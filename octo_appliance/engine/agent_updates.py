@@ -160,9 +160,9 @@ class AgentUpdates:
         build = self.network.agent_build
         if build is None:
             return
-        started = time.monotonic()
         while True:
             async with self._cap:  # a busy agent waits without holding a place under the cap
+                started = time.monotonic()  # the update itself, not the wait for the cap
                 try:
                     staged = await self._stage(target, build.manifest)
                     if staged:
