@@ -12,6 +12,8 @@ started on build v1 (launcher builds of the development agent, tests/update_supp
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,14 @@ import pytest
 
 from octo_appliance.agent.builds import Builds
 from octo_appliance.agent.home import Home
-from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
+from tests.fleet import (
+    APPLIANCE_COMMAND,
+    Fleet,
+    FleetAgent,
+    clean_env,
+    running_fleet,
+    wait_until,
+)
 from tests.update_support import alter, declare, launcher, supervised_agent
 
 pytestmark = pytest.mark.slow
@@ -102,6 +111,20 @@ def _deploy(fleet: Fleet, body: str) -> str:
     return str(fleet.call("POST", "/deployments", 201, json=body_)["task_id"])
 
 
+def _cli(fleet: Fleet, *args: str) -> str:
+    """``octo-appliance ARGS`` against the fleet's appliance; its stdout (exit 0 asserted)."""
+    env = clean_env(
+        OCTO_SERVER=fleet.server.url,
+        OCTO_API_KEY=fleet.api_key,
+        OCTO_SERVER_THUMBPRINT=fleet.server.banner.thumbprint,
+    )
+    done = subprocess.run(
+        [*APPLIANCE_COMMAND, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def _staged_count(home: Home, version: str) -> int:
     text = home.log_file.read_text(encoding="utf-8", errors="replace")
     return text.count(f"agent build {version} staged")
@@ -155,7 +178,8 @@ def test_a_build_whose_bytes_changed_is_refused_before_anything_is_replaced(
     with _updating(tmp_path, damage=damage) as (fleet, agent):
         _seen_on(fleet, agent, V1)
 
-        fleet.call("POST", f"/targets/{agent.target_id}/update-agent", 202)
+        asked = _cli(fleet, "agent", "update", "--target", "web-1", "--json")
+        assert [(a["name"], a["update"]) for a in json.loads(asked)] == [("web-1", "in-progress")]
         target = _update_state(fleet, agent, "failed")
         assert "refused" in target["update"]
         assert ("bytes" if damage == "truncated" else "SHA-256") in target["update"]
