@@ -2,7 +2,8 @@
 
 :func:`open_appliance` is where a first start initialises an empty data dir (master key, kept
 outside the data dir; schema, the ``admin`` user and the Administrators team); later starts
-reuse all of it. The CLI commands that work beside a running server (``api-key create``) open
+reuse all of it (a data dir older than the build-signing key gets that key at its next start).
+The CLI commands that work beside a running server (``api-key create``) open
 it the same way.
 """
 
@@ -228,4 +229,7 @@ def open_appliance(
     if initialise:
         with db.atomic():
             _ensure_admin(env, report)
-    return Appliance(config, db, Vault(ring), plugins), report
+    appliance = Appliance(config, db, Vault(ring), plugins)
+    if initialise:
+        appliance.signing_key()  # made at the first start (older data dirs: here, once)
+    return appliance, report

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
-from octo_appliance.agent import registration, service, supervisor, systemd
+from octo_appliance.agent import service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
 from octo_appliance.agent.version import running_version
 from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
@@ -199,6 +199,9 @@ def cmd_version(_args: argparse.Namespace) -> int:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    # only register and deregister speak HTTPS: httpx is not loaded by ``run`` (start time)
+    from octo_appliance.agent import registration
+
     home = _home(args)
     if args.poll and args.public_host:
         raise ConfigError("--public-host is for listening agents", hint="drop it with --poll")
@@ -233,6 +236,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
+    from octo_appliance.agent import registration
+
     home = _home(args)
     key = api_key(args)
     config, known = registration.deregister(home, key)
@@ -255,6 +260,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 "--supervise runs one agent home", hint="give one --home with --supervise"
             )
+        from octo_appliance.agent import supervisor
+
         return supervisor.supervise(homes[0], ["--log-level", args.log_level])
     return service.run(homes, log_level=args.log_level)
 

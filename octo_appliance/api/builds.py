@@ -48,6 +48,12 @@ class PlatformQuery(BaseModel):
     )
 
 
+#: what the declarations of the agent endpoints share: public, per platform, 503 while building
+AGENT_ENDPOINT: dict[str, Any] = {"auth": False, "query": PlatformQuery, "errors": (503,)}
+#: what the declarations of the downloads share: raw bytes
+DOWNLOAD: dict[str, Any] = {"raw_response": True, "response_content": DOWNLOAD_CONTENT}
+
+
 class ManifestOut(Out):
     component: str
     version: str
@@ -98,10 +104,8 @@ def _download(path: Any, name: str, sha256: str) -> Response:
 @router.get(
     "/agent",
     summary="The signed manifest of the octo-agent build this appliance serves",
-    auth=False,
-    query=PlatformQuery,
     response=ManifestOut,
-    errors=(503,),
+    **AGENT_ENDPOINT,
 )
 def agent_manifest(ctx: RequestContext, query: PlatformQuery) -> dict[str, Any]:
     """No API key: builds are not secret. 503 with ``Retry-After`` while a development
@@ -113,11 +117,8 @@ def agent_manifest(ctx: RequestContext, query: PlatformQuery) -> dict[str, Any]:
 @router.get(
     "/agent/download",
     summary="Download the octo-agent executable (check it against GET /agent)",
-    auth=False,
-    query=PlatformQuery,
-    errors=(503,),
-    raw_response=True,
-    response_content=DOWNLOAD_CONTENT,
+    **AGENT_ENDPOINT,
+    **DOWNLOAD,
 )
 def agent_download(ctx: RequestContext, query: PlatformQuery, request: Request) -> Response:
     """``application/octet-stream`` with ``X-SHA256``; the manifest says what to expect."""
@@ -143,8 +144,7 @@ def runner_info(ctx: RequestContext) -> dict[str, Any]:
 @router.get(
     "/runner/download",
     summary="Download the runner zipapp (agents fetch it over their own connection)",
-    raw_response=True,
-    response_content=DOWNLOAD_CONTENT,
+    **DOWNLOAD,
 )
 def runner_download(ctx: RequestContext, request: Request) -> Response:
     ctx.require(Permission.SYSTEM_VIEW)

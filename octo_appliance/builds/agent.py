@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ VERSION_ENV = "OCTO_AGENT_BUILD_VERSION"
 #: where development installs keep builds when the ``agent_build_dir`` setting is empty
 CACHE_DIR_NAME = "agent-builds"
 BUILD_TIMEOUT = 1800
+#: builds of other sources kept in a cache dir (older ones go once a day has passed)
+KEEP_BUILDS = 8
+STALE_SECONDS = 86400.0
 
 
 class BuildError(OctoError):
@@ -54,8 +58,10 @@ class BuildError(OctoError):
 class AgentBuild:
     """One octo-agent executable and what its manifest says of it."""
 
+    #: stamped at build time (``OCTO_AGENT_BUILD_VERSION``)
     version: str
     platform: str
+    #: the executable (in the cache dir, or unpacked from a frozen appliance)
     path: Path
     size: int
     sha256: str
@@ -119,8 +125,11 @@ def build_agent(out_dir: Path, *, version: str | None = None) -> AgentBuild:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".building-", dir=out_dir) as work:
+        # a PyInstaller cache of this build's own: ``--clean`` of another build on the shared
+        # one (~/.cache/pyinstaller) deletes files from under a build running beside it
         env = {**os.environ, VERSION_ENV: version, "OCTO_AGENT_BUILD_WORK": work}
-        command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean"]
+        env["PYINSTALLER_CONFIG_DIR"] = f"{work}/pyinstaller-cache"
+        command = [sys.executable, "-m", "PyInstaller", "--noconfirm"]
         command += ["--log-level", "WARN", "--distpath", f"{work}/dist", "--workpath", work]
         try:
             done = subprocess.run(
@@ -183,7 +192,21 @@ def cached_build(cache_dir: Path, *, version: str | None = None) -> AgentBuild:
     built = _read_cached(target)
     if built is None:
         raise BuildError(f"the agent build in {target} vanished", hint="build it again")
+    _prune(cache_dir, keep=target)
     return built
+
+
+def _prune(cache_dir: Path, keep: Path) -> None:
+    """Forget builds of sources long gone: beyond the newest :data:`KEEP_BUILDS`, those
+    untouched for a day (a build in use by a running test or appliance is recent)."""
+    entries = sorted(
+        (p for p in cache_dir.iterdir() if p.is_dir() and p != keep and len(p.name) == 64),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for entry in entries[KEEP_BUILDS:]:
+        if time.time() - entry.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def frozen() -> bool:
@@ -222,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
-    print(f"built {build.path} ({build.platform}, version {build.version})")
-    print(f"size: {build.size} bytes ({build.size / 1048576:.1f} MiB)")
-    print(f"sha256: {build.sha256}")
+    mib = build.size / 1048576
+    print(f"built {build.path} ({build.platform}, version {build.version}): {mib:.1f} MiB")
+    print(json.dumps(build.info()))
     return 0
 
 

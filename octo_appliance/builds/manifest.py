@@ -44,11 +44,16 @@ _WORD = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
 class Manifest:
     """One signed build: the fields of ``GET /api/v1/agent`` (and ``/runner``)."""
 
+    #: what was built: ``octo-agent`` or ``octo-runner``
     component: str
+    #: the version stamped into the build (what the agent reports once it runs)
     version: str
+    #: where it runs: ``linux-x86_64``, or ``any`` for the pure-Python runner
     platform: str
+    #: bytes, and their SHA-256 (64 lowercase hex digits)
     size: int
     sha256: str
+    #: base64 Ed25519 signature over :func:`signed_bytes` of the five fields above
     signature: str = ""
 
     def signed_fields(self) -> dict[str, Any]:

@@ -44,7 +44,10 @@ def _module_path(name: str) -> Path | None:
     return None
 
 
-def _imports(path: Path, module: str) -> Iterator[str]:
+def imported(module: str, path: Path) -> Iterator[str]:
+    """Every module name ``module`` (whose source is ``path``) imports, relative imports
+    resolved, wherever the import stands (``from a import b`` yields ``a`` and ``a.b``: ``b``
+    may be a module). ``tests/unit/test_layering.py`` reads imports with it too."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_bytes())):
         if isinstance(node, ast.Import):
@@ -79,11 +82,11 @@ def agent_closure() -> tuple[list[Path], set[str]]:
             if path is None:
                 continue
             seen[name] = path
-            for imported in _imports(path, name):
-                if imported.split(".")[0] == "octo_appliance":
-                    pending.append(imported)
-                elif imported:
-                    outside.add(imported.split(".")[0])
+            for name_imported in imported(name, path):
+                if name_imported.split(".")[0] == "octo_appliance":
+                    pending.append(name_imported)
+                elif name_imported:
+                    outside.add(name_imported.split(".")[0])
     return sorted(seen.values()), outside
 
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from octo_appliance.builds.signing import signing_key_path
 from octo_appliance.comms import generate_identity, thumbprint_of_pem
 from octo_appliance.config import CONFIG_FILE_NAME
 from octo_appliance.testing import OctoTestAppliance, start_test_appliance
+from octo_appliance.vault.files import key_id_of_file
 from tests.builds.support import STAND_IN, put_stand_in
 
 
@@ -136,13 +140,26 @@ def test_no_build_and_no_building_on_request_is_a_503_with_a_hint(tmp_path: Path
     assert "build/build_agent.sh" in error["hint"]
 
 
-def test_the_signing_key_is_sealed_and_the_same_after_a_restart(tmp_path: Path) -> None:
+def test_the_signing_key_is_sealed_and_survives_a_master_key_rotation(tmp_path: Path) -> None:
     octo = _appliance(tmp_path, cached=True)
     first = _signing_key_at_registration(octo)
     octo.client.close()
     octo.appliance.close()
-    sealed = signing_key_path(tmp_path / "data").read_bytes()
-    assert sealed.startswith(b"OCTOSEAL")
+    sealed = signing_key_path(tmp_path / "data")
+    assert sealed.read_bytes().startswith(b"OCTOSEAL")
+    key_id_before = key_id_of_file(sealed)
+
+    command = [sys.executable, "-m", "octo_appliance", "master-key", "rotate"]
+    rotated = subprocess.run(
+        [*command, "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OCTO_")},
+        timeout=300,
+        check=False,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    assert key_id_of_file(sealed) != key_id_before  # re-wrapped under the new master key
 
     again = start_test_appliance(tmp_path / "data")
     try:
