@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from octo_appliance.builds.runner import RunnerBuild
     from octo_appliance.builds.serving import AgentBuilds
     from octo_appliance.certificate import ServerCertificate
+    from octo_appliance.engine.agent_updates import AgentUpdates
     from octo_appliance.engine.tasks import TaskEngine
     from octo_appliance.feed.reader import PackageFeed
     from octo_appliance.transports.network import AgentNetwork
@@ -76,6 +77,7 @@ class Appliance:
     #: set by :mod:`octo_appliance.background` while the server runs
     task_engine: TaskEngine | None = None
     agent_network: AgentNetwork | None = None
+    agent_updates: AgentUpdates | None = None
     #: called (from any thread) after a commit that added, changed or removed targets
     target_listeners: list[Callable[[], None]] = field(default_factory=list)
 

@@ -5,6 +5,7 @@
 - the agent network: the polling listener, listening-agent connections, agent trust;
 - the transports, each built with its context and declared settings (the built-in worker,
   the ``local`` transport, like any other) and started;
+- agent self-updates (engine/agent_updates.py), observing every agent connection;
 - the task engine with its task kinds (script console, health checks, deployments) and
   package acquisition from the feed;
 - the health-check schedule.
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
@@ -20,12 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octo_appliance.appliance import Appliance
+from octo_appliance.builds.agent import (
+    LINUX_X86_64,
+    AgentBuild,
+    BuildError,
+    find_cached,
+    frozen,
+)
+from octo_appliance.builds.manifest import sign
 from octo_appliance.builds.runner import RunnerBuild
 from octo_appliance.comms import CommsSettings, load_identity
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Target
 from octo_appliance.engine import console, deployments, health
 from octo_appliance.engine.acquisition import Acquirer
+from octo_appliance.engine.agent_updates import AgentUpdates, UpdatePolicy
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
@@ -34,6 +45,7 @@ from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
 from octo_appliance.plugin_api import APPLIANCE_WORKER, Transport, TransportContext
 from octo_appliance.plugin_api.settings import resolve_settings
 from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
+from octo_appliance.transports.agent_build import OfferedBuild, declared_version
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
@@ -47,10 +59,12 @@ class Services:
     tasks: TaskEngine
     health: health.HealthScheduler
     dispatcher: Dispatcher
+    updates: AgentUpdates
 
     async def stop(self) -> None:
         """In order: no new tasks, running ones stopped, then what the transports hold (the
         built-in worker's fork server), then the agent connections."""
+        await self.updates.stop()
         await self.health.stop()
         await self.tasks.stop()
         await self.dispatcher.close()
@@ -101,6 +115,33 @@ def build_transports(
     return built
 
 
+def offered_agent_build(appliance: Appliance) -> OfferedBuild | None:
+    """The agent build agents update to, signed with the appliance's key: ``agent_build_file``
+    if set, else the build ``GET /api/v1/agent`` serves when one is ready (a development
+    install that has not built one yet offers none: nothing is built for this)."""
+    build: AgentBuild | None
+    if appliance.config.agent_build_file:
+        path = Path(appliance.config.agent_build_file).absolute()
+        version = declared_version(path)
+        digest = hashlib.sha256()
+        with path.open("rb") as file:
+            while chunk := file.read(MIB):
+                digest.update(chunk)
+        build = AgentBuild(version, LINUX_X86_64, path, path.stat().st_size, digest.hexdigest())
+    elif frozen():
+        try:
+            build = appliance.agent_builds.get(LINUX_X86_64)
+        except BuildError as exc:
+            log.warning("agents will not be updated: %s", exc.message)
+            return None
+    else:
+        build = find_cached(appliance.agent_builds.cache_dir)
+    if build is None:
+        return None
+    manifest = sign(appliance.signing_key(), **build.info())
+    return OfferedBuild(build.path, manifest.to_json())
+
+
 async def start_services(appliance: Appliance, *, testing: bool = False) -> Services:
     """Start everything that runs beside the server. ``testing`` (``octo_appliance.testing``
     only): transports are told so in their context (the built-in worker then runs as the
@@ -126,6 +167,8 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
         ),
         pickup_timeout=config.pickup_timeout_seconds,
         bundles=bundles,
+        agent_build=await asyncio.to_thread(offered_agent_build, appliance),
+        update_wait=float(config.agent_update_wait_seconds),
     )
     # settings are read and checked before anything listens: a bad one stops the start clean
     dispatcher = Dispatcher(
@@ -133,6 +176,16 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
             appliance, network, runner, appliance_secrets(appliance, cert.key_file), testing
         )
     )
+    updates = AgentUpdates(
+        network,
+        UpdatePolicy(
+            mode=config.agent_updates,
+            cap=config.agent_update_cap,
+            confirm_seconds=float(config.agent_update_confirm_seconds),
+        ),
+    )
+    updates.start()
+    appliance.agent_updates = updates
     host, port = parse_host_port(config.polling_listen)
     try:
         await network.start(host, port)
@@ -193,4 +246,4 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
 
     scheduler = health.HealthScheduler(config.health_check_minutes * 60, enqueue_all)
     scheduler.start()
-    return Services(network, engine, scheduler, dispatcher)
+    return Services(network, engine, scheduler, dispatcher, updates)

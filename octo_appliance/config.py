@@ -241,6 +241,30 @@ class Config:
         "Comma-separated names of plugins not to load (added to those 'octo-appliance plugin "
         "disable' keeps).",
     )
+    agent_updates: str = setting(
+        "auto",
+        "auto: agents update themselves to the build this appliance serves as soon as they "
+        "connect; manual: only when asked (POST /api/v1/targets/{ref}/update-agent).",
+        choices=("auto", "manual"),
+    )
+    agent_update_cap: int = setting(
+        10, "Most agents updating themselves at once (the others queue).", minimum=1
+    )
+    agent_update_confirm_seconds: int = setting(
+        60,
+        "Seconds a new agent build has to connect and confirm, else it is rolled back.",
+        minimum=5,
+    )
+    agent_update_wait_seconds: int = setting(
+        300,
+        "Most seconds a task waits for an agent that is updating itself before it goes ahead.",
+        minimum=1,
+    )
+    agent_build_file: str | None = setting(
+        None,
+        "An agent build to offer agents for self-update instead of the one GET /api/v1/agent "
+        'serves; its version is declared beside it in FILE.manifest.json ({"version": ...}).',
+    )
     shutdown_grace_seconds: int = setting(
         1, "Seconds the server waits for open requests on shutdown.", minimum=1
     )

@@ -19,7 +19,7 @@ from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
 from octo_appliance.agent import service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
-from octo_appliance.agent.version import AGENT_VERSION
+from octo_appliance.agent.version import running_version
 from octo_appliance.appliance_client.api_key_input import (
     API_KEY_ENV,
     add_api_key_options,
@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.upper,
         help="default INFO",
     )
+    run.add_argument(
+        "--supervise",
+        action="store_true",
+        help="run the agent under its supervisor, which can update it and roll a failed "
+        "update back (one home; the service unit uses it)",
+    )
     run.set_defaults(handler=cmd_run)
 
     dereg = commands.add_parser("deregister", help="delete this agent's target on the appliance")
@@ -190,7 +196,7 @@ def cmd_show_thumbprint(args: argparse.Namespace) -> int:
 
 def cmd_version(_args: argparse.Namespace) -> int:
     print(
-        f"{PROG} {AGENT_VERSION} (comms protocol {PROTOCOL_VERSION}, "
+        f"{PROG} {running_version()} (comms protocol {PROTOCOL_VERSION}, "
         f"runner protocol {RUNNER_PROTOCOL})"
     )
     return 0
@@ -253,6 +259,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         homes += [Home(h) for h in _read_homes_file(args.homes_file)]
     if not homes:
         homes = [Home(default_home())]
+    if args.supervise:
+        if len(homes) != 1:
+            raise ConfigError(
+                "--supervise runs one agent home", hint="give one --home with --supervise"
+            )
+        from octo_appliance.agent import supervisor
+
+        return supervisor.supervise(homes[0], ["--log-level", args.log_level])
     return service.run(homes, log_level=args.log_level)
 
 

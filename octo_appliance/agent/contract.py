@@ -57,6 +57,17 @@ uploaded delta -> ``{"stored": true, "path"}``
     dir; it must resolve, symlinks included, inside one of that task's work dirs
     (``forbidden_path``, ``not_found``).
 
+``agent.update`` ``{"manifest": {"component", "version", "platform", "size", "sha256",
+"signature"}, "confirm_seconds"}`` -> ``{"staged": bool, "version"}``
+    Self-update (docs/agent.md): only under ``run --supervise`` (``update_unsupported``) and
+    when idle (``busy``). The agent checks the Ed25519 signature with the key stored at
+    registration, fetches the build with ``agent.fetch``, checks length and SHA-256 against
+    the manifest (``build_refused``: nothing replaced), stages it and exits for its
+    supervisor to start it. It must then connect and be confirmed within ``confirm_seconds``.
+
+``agent.update.confirm`` ``{"version"}`` -> ``{"confirmed": bool, "version"}``
+    The appliance saw the new build connect: it becomes the agent's current build.
+
 Agent -> appliance (the appliance handles them):
 
 ``runner.fetch`` ``{"version", "sha256"}`` -> file download of ``octo-runner-<version>.pyz``
@@ -66,6 +77,8 @@ Agent -> appliance (the appliance handles them):
 ``plugin.fetch`` ``{"sha256", "name"}`` -> file download of the plugin command bundle with
     that SHA-256 (one the appliance built from a step type's target-side code); checked and
     cached by the agent exactly like the runner. Errors: ``unknown_bundle``.
+``agent.fetch`` ``{"version"}`` -> file download of the agent build the appliance serves
+    (``unknown_build`` when it serves another version).
 """
 
 from __future__ import annotations
@@ -82,6 +95,9 @@ PLUGIN_FETCH = "plugin.fetch"
 #: the version of plugin command bundles an agent handles (``agent.info``'s
 #: ``plugin_bundles``; absent: an agent from before them, which ignores ``plugin``)
 PLUGIN_BUNDLES = 1
+AGENT_UPDATE = "agent.update"
+AGENT_UPDATE_CONFIRM = "agent.update.confirm"
+AGENT_FETCH = "agent.fetch"
 
 
 #: the ``stream`` of log events the agent itself adds to a runner's event stream

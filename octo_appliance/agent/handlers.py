@@ -24,7 +24,8 @@ from octo_appliance.agent.cache import PackageCache, check_sha256
 from octo_appliance.agent.home import AgentConfig, Home
 from octo_appliance.agent.runner_host import Emit, RunnerHost, agent_log_event
 from octo_appliance.agent.runners import RunnerCache, check_version
-from octo_appliance.agent.version import AGENT_VERSION
+from octo_appliance.agent.selfupdate import SelfUpdate
+from octo_appliance.agent.version import running_version
 from octo_appliance.agent.workdirs import WorkDirs, check_task_id
 from octo_appliance.comms import (
     PROTOCOL_VERSION,
@@ -57,6 +58,7 @@ class AgentHandlers:
         self.cache = PackageCache(home.cache_dir)
         self.work = WorkDirs(home.work_dir)
         self.host = RunnerHost()
+        self.updater = SelfUpdate(home, config, self.is_idle, connection_of)
         self._methods = {
             contract.AGENT_INFO: self.agent_info,
             contract.RUNNER_RUN: self.runner_run,
@@ -65,6 +67,8 @@ class AgentHandlers:
             contract.CACHE_LIST: self.cache_list,
             contract.CACHE_PATCH: self.cache_patch,
             contract.FILES_FETCH: self.files_fetch,
+            contract.AGENT_UPDATE: self.updater.update,
+            contract.AGENT_UPDATE_CONFIRM: self.updater.confirm,
         }
 
     async def __call__(self, request: IncomingRequest) -> Any:
@@ -72,16 +76,20 @@ class AgentHandlers:
         if method is None:
             raise CallFailed(
                 "unknown_method",
-                f"this agent ({AGENT_VERSION}) does not handle {request.method!r}",
+                f"this agent ({running_version()}) does not handle {request.method!r}",
                 hint="upgrade the agent, or check the method name",
             )
         return await method(request)
+
+    def is_idle(self) -> bool:
+        """No runner runs and no task holds or waits for the target mutex."""
+        return not self.host.live and not self.mutex.locked()
 
     # -- agent.info ----------------------------------------------------------------------
 
     async def agent_info(self, request: IncomingRequest) -> dict[str, Any]:
         return {
-            "agent_version": AGENT_VERSION,
+            "agent_version": running_version(),
             "protocol": PROTOCOL_VERSION,
             "name": self.config.name,
             "target_id": self.config.target_id,
@@ -93,6 +101,7 @@ class AgentHandlers:
             "cache_dir": str(self.home.cache_dir),
             "running": len(self.host.live),
             "plugin_bundles": contract.PLUGIN_BUNDLES,
+            **self.updater.hello(),
         }
 
     # -- runner.run ----------------------------------------------------------------------

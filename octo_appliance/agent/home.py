@@ -13,6 +13,8 @@
                                   also applies retention to applications/ and cache/)
     H/runners/octo-runner-<v>.pyz runner builds fetched from the appliance (SHA-256 checked)
     H/logs/agent.log              rotating log
+    H/builds/                     agent builds fetched for a self-update, and state.json: the
+                                  current, trial and last failed build (agent/builds.py)
     H/tmp/                        comms spool: uploads and downloads land here first, so a
                                   verified file is moved into cache/ or runners/ by rename
 
@@ -84,7 +86,7 @@ class AgentConfig:
     api_certificate: str = ""
     comms_thumbprint: str = ""
     comms_certificate: str = ""
-    #: base64 of the appliance's Ed25519 key that signs the builds this agent downloads
+    #: the appliance's Ed25519 key that signs agent builds (PEM), given at registration
     signing_public_key: str = ""
     target_id: str = ""
     environments: list[str] = field(default_factory=list)
@@ -168,6 +170,7 @@ class Home:
         self.logs_dir = self.root / "logs"
         self.log_file = self.logs_dir / "agent.log"
         self.tmp_dir = self.root / "tmp"
+        self.builds_dir = self.root / "builds"
 
     def __repr__(self) -> str:
         return f"Home({str(self.root)!r})"
@@ -184,6 +187,7 @@ class Home:
             self.runners_dir,
             self.logs_dir,
             self.tmp_dir,
+            self.builds_dir,
         ):
             try:
                 path.mkdir(mode=0o700, parents=True, exist_ok=True)

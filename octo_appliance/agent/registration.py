@@ -31,7 +31,7 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
-from octo_appliance.agent.version import AGENT_VERSION
+from octo_appliance.agent.version import AGENT_VERSION, running_version
 from octo_appliance.appliance_client import pinned_http
 from octo_appliance.appliance_client.pinned_http import PinnedServer, pinned_ssl_context
 from octo_appliance.builds.manifest import ManifestError, load_public_key
@@ -83,7 +83,7 @@ class RegisterRequest:
             "communication_style": self.mode,
             "thumbprint": identity.thumbprint,
             "certificate": identity.cert_pem.decode("ascii"),
-            "agent_version": AGENT_VERSION,
+            "agent_version": running_version(),
         }
         if self.mode == "listening":
             body["uri"] = self.uri()

@@ -12,7 +12,8 @@ exists for tests and the benchmark (hundreds of targets without hundreds of inte
 On stdout ``run`` prints one line per identity (``listening: NAME HOST:PORT`` or
 ``polling: NAME HOST:PORT``) and then ``ready``, so a supervisor or a test knows the bound
 ports. On SIGTERM/SIGINT it stops accepting, says GOAWAY, cancels running work (killing the
-runners' process trees) and exits 0.
+runners' process trees) and exits 0. After staging a self-update it stops the same way (it is
+idle) and exits with ``RESTART_FOR_UPDATE`` for its supervisor (agent/supervisor.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 
+from octo_appliance.agent.builds import RESTART_FOR_UPDATE
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.handlers import AgentHandlers
 from octo_appliance.agent.home import (
@@ -37,7 +39,7 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
-from octo_appliance.agent.version import AGENT_VERSION
+from octo_appliance.agent.version import running_version
 from octo_appliance.comms import (
     CommsServer,
     CommsSettings,
@@ -81,10 +83,11 @@ class AgentRuntime:
             role="agent",
             id=self.config.target_id,
             extra={
-                "agent_version": AGENT_VERSION,
+                "agent_version": running_version(),
                 "name": self.config.name,
                 "hostname": socket.gethostname(),
                 "os": platform.system(),
+                **self.handlers.updater.hello(),
             },
         )
 
@@ -179,7 +182,7 @@ def run(homes: Sequence[Home], *, log_level: str = "INFO") -> int:
     with _logging(runtimes, log_level):
         log.info(
             "octo-agent %s starting %d agent identit%s",
-            AGENT_VERSION,
+            running_version(),
             len(runtimes),
             "y" if len(runtimes) == 1 else "ies",
         )
@@ -192,6 +195,15 @@ def run(homes: Sequence[Home], *, log_level: str = "INFO") -> int:
 async def _main(runtimes: list[AgentRuntime]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    exit_code = 0
+
+    def restart_for_update() -> None:
+        nonlocal exit_code
+        exit_code = RESTART_FOR_UPDATE
+        stop.set()
+
+    if len(runtimes) == 1:  # a process hosting several identities is not updated in place
+        runtimes[0].handlers.updater.restart = restart_for_update
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     started: list[AgentRuntime] = []
@@ -209,8 +221,8 @@ async def _main(runtimes: list[AgentRuntime]) -> int:
         await asyncio.gather(*(r.stop() for r in started), return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    log.info("stopped")
-    return 0
+    log.info("stopped" if exit_code == 0 else "stopped to start the new agent build")
+    return exit_code
 
 
 class _Tag(logging.Filter):

@@ -1,4 +1,6 @@
-"""``octo-agent service install``: a systemd unit that runs ``octo-agent run --home H``.
+"""``octo-agent service install``: a systemd unit that runs ``octo-agent run --supervise
+--home H``: systemd restarts the supervisor if it dies; the supervisor runs the agent build
+and rolls a failed self-update back (:mod:`octo_appliance.agent.supervisor`).
 
 ``KillMode=mixed``: on stop systemd sends SIGTERM to the agent alone, which stops its runners
 and their scripts' process groups itself (so a script sees SIGTERM once, from its runner),
@@ -11,12 +13,11 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.home import Home
-from octo_appliance.agent.interpreter import program_path
+from octo_appliance.agent.supervisor import agent_command
 from octo_appliance.filesystem.durable import write_atomic
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
@@ -43,18 +44,10 @@ WantedBy=multi-user.target
 """
 
 
-def agent_command() -> list[str]:
-    """How to start this very agent again: the frozen binary, the console script, or -m."""
-    if getattr(sys, "frozen", False):
-        return [program_path()]
-    argv0 = Path(sys.argv[0])
-    if argv0.name == "octo-agent" and argv0.exists():
-        return [str(argv0.resolve())]
-    return [sys.executable, "-m", "octo_appliance.agent"]
-
-
 def unit_text(home: Home, user: str | None, command: list[str] | None = None) -> str:
-    exec_start = shlex.join([*(command or agent_command()), "run", "--home", str(home.root)])
+    exec_start = shlex.join(
+        [*(command or agent_command()), "run", "--supervise", "--home", str(home.root)]
+    )
     return UNIT_TEMPLATE.format(
         home=home.root,
         exec_start=exec_start,

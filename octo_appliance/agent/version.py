@@ -7,6 +7,7 @@ A frozen octo-agent carries the data file ``octo-agent-version`` (written by age
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -29,3 +30,12 @@ def _stamped() -> str | None:
 
 #: what ``--version``, registration and ``agent.info`` report
 AGENT_VERSION = _stamped() or __version__
+
+#: the version a development launcher build stamps on the agent it starts (tests and bench of
+#: self-update run real agents that way without PyInstaller); a frozen build's stamp wins
+LAUNCHER_VERSION_ENV = "OCTO_AGENT_LAUNCHER_VERSION"
+
+
+def running_version() -> str:
+    """The version this process reports: the frozen stamp, a launcher's, or the package's."""
+    return _stamped() or os.environ.get(LAUNCHER_VERSION_ENV) or __version__

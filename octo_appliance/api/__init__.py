@@ -36,6 +36,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "audit",
     "tasks",
     "agents",
+    "agent_updates",
     "builds",
     "scripts",
     "packages",

@@ -131,6 +131,10 @@ class TargetOut(Out):
     disabled: bool
     health_status: str
     agent_version: str
+    update: str = Field(
+        description="none, available, in-progress or failed (<reason>): the agent's "
+        "self-update to the build this appliance serves."
+    )
     last_seen: str | None
     created_at: str
     ssh: SshSettingsOut | None = None
@@ -193,7 +197,9 @@ def _links(target_ids: list[str]) -> tuple[dict[str, list[EnvPair]], dict[str, l
     return envs, roles
 
 
-def to_json(target: Target, envs: list[EnvPair], roles: list[str]) -> dict[str, Any]:
+def to_json(
+    target: Target, envs: list[EnvPair], roles: list[str], update: str = "none"
+) -> dict[str, Any]:
     return {
         "id": target.id,
         "name": target.name,
@@ -205,15 +211,23 @@ def to_json(target: Target, envs: list[EnvPair], roles: list[str]) -> dict[str, 
         "disabled": target.disabled,
         "health_status": target.health_status,
         "agent_version": target.agent_version,
+        "update": update,
         "last_seen": iso(target.last_seen),
         "created_at": iso(target.created_at),
         "ssh": ssh_json(target),
     }
 
 
-def _one(target: Target) -> dict[str, Any]:
+def update_state(ctx: RequestContext, target: Target) -> str:
+    """The target's self-update state (engine/agent_updates.py); none without a network."""
+    updates = ctx.appliance.agent_updates
+    return updates.status(target.id, target.agent_version) if updates is not None else "none"
+
+
+def _one(target: Target, ctx: RequestContext | None = None) -> dict[str, Any]:
     envs, roles = _links([target.id])
-    return to_json(target, envs[target.id], roles[target.id])
+    update = update_state(ctx, target) if ctx is not None else "none"
+    return to_json(target, envs[target.id], roles[target.id], update)
 
 
 def _environment_ids(target: Target) -> list[str]:
@@ -226,6 +240,13 @@ def _environment_ids(target: Target) -> list[str]:
 def _require_all(ctx: RequestContext, permission: Permission, environments: Iterable[str]) -> None:
     for env_id in environments:
         ctx.require(permission, environment=env_id)
+
+
+def editable_target(ctx: RequestContext, ref: str) -> Target:
+    """The target ``ref`` (404), if the caller has ``target.edit`` in all its environments."""
+    target = get_or_404(Target, ref, "target")
+    _require_all(ctx, Permission.TARGET_EDIT, _environment_ids(target))
+    return target
 
 
 def _require_view(ctx: RequestContext, target: Target) -> None:
@@ -281,7 +302,8 @@ def list_targets(ctx: RequestContext, query: TargetListQuery) -> dict[str, Any]:
     total = rows.count()
     page = list(rows.order_by(Target.name).offset(query.skip).limit(query.take))
     envs, roles = _links([t.id for t in page])
-    return {"items": [to_json(t, envs[t.id], roles[t.id]) for t in page], "total": total}
+    items = [to_json(t, envs[t.id], roles[t.id], update_state(ctx, t)) for t in page]
+    return {"items": items, "total": total}
 
 
 @router.post(
@@ -323,7 +345,7 @@ def create_target(ctx: RequestContext, body: TargetCreate) -> dict[str, Any]:
 def get_target(ctx: RequestContext, ref: str) -> dict[str, Any]:
     target = get_or_404(Target, ref, "target")
     _require_view(ctx, target)
-    return _one(target)
+    return _one(target, ctx)
 
 
 @router.put(

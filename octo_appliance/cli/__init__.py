@@ -68,6 +68,7 @@ COMMANDS: tuple[Command, ...] = (
         "target",
         "list, show, health-check or delete targets (agents register themselves)",
     ),
+    Command("agent", "agent", "update the agents of targets"),
     Command("lifecycle", "lifecycle", "list, create or show lifecycles"),
     Command("team", "team", "list, create or show teams; add members, grant roles"),
     Command("user", "user", "list, create or show users"),

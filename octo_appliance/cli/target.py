@@ -37,19 +37,21 @@ def _detail(t: dict[str, Any], _: Names) -> list[str]:
         f"thumbprint: {t['thumbprint'] or '-'}",
         f"health: {t['health_status']}, agent {t['agent_version'] or '-'}, "
         f"last seen {stamp(t['last_seen']) or 'never'}",
+        f"agent update: {t.get('update', 'none')}",
     ]
 
 
 TARGETS = Resource(
     noun="target",
     path="/targets",
-    headers=["NAME", "ENVIRONMENTS", "ROLES", "STYLE", "HEALTH", "ID"],
+    headers=["NAME", "ENVIRONMENTS", "ROLES", "STYLE", "HEALTH", "UPDATE", "ID"],
     row=lambda t, _: [
         t["name"],
         joined(_environments(t)),
         joined(t["roles"]),
         t["communication_style"],
         t["health_status"] + (" (disabled)" if t["disabled"] else ""),
+        t.get("update", "none"),
         t["id"],
     ],
     detail=_detail,

@@ -18,6 +18,7 @@ to disk in the clear to reach a target.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable
@@ -189,6 +190,12 @@ class AgentLinks(Protocol):
 
     async def listening_connection(self, target: TargetAddress) -> Connection:
         """An open connection to a listening agent (dialled on first use, then reused)."""
+
+    def gated(
+        self, thumbprint: str, on_event: EventSink | None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around one call to an agent: it waits (bounded) while that agent updates itself,
+        telling ``on_event`` why, and counts as work in flight meanwhile."""
 
 
 class Transport:

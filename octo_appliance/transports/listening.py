@@ -22,8 +22,9 @@ class ListeningTransport(Transport):
         params: dict[str, Any],
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
-        conn = await self.network.listening_connection(target)
-        return await conn.call(method, params, **options.as_kwargs())
+        async with self.network.gated(target.thumbprint, options.on_event):
+            conn = await self.network.listening_connection(target)
+            return await conn.call(method, params, **options.as_kwargs())
 
 
 OCTO_PLUGIN_API = PLUGIN_API_VERSION

@@ -18,8 +18,9 @@ returns the targets to trust with their certificates (run in a worker thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,19 @@ from octo_appliance.comms import (
     connect,
     serve,
 )
+from octo_appliance.comms.call_types import EventCallback, Response
 from octo_appliance.comms.errors import CallFailed
 from octo_appliance.plugin_loading.bundles import BundleStore
+from octo_appliance.transports.agent_build import OfferedBuild
 from octo_appliance.transports.base import TargetAddress
+from octo_appliance.transports.update_gate import UpdateGate, notice_to
 
 log = logging.getLogger("octo_appliance.agents")
 
 #: returns every target to trust, each with its thumbprint and certificate
 TrustLoader = Callable[[], Sequence[TargetAddress]]
+#: told of every agent connection: the target and what its agent said in HELLO
+HelloObserver = Callable[[TargetAddress, Mapping[str, Any]], None]
 
 
 class AgentNetwork:
@@ -61,11 +67,18 @@ class AgentNetwork:
         settings: CommsSettings | None = None,
         pickup_timeout: float = 120.0,
         bundles: BundleStore | None = None,
+        agent_build: OfferedBuild | None = None,
+        update_wait: float = 300.0,
     ) -> None:
         self.identity = identity
         self.runner = runner
         #: the plugin command bundles agents may fetch (``plugin.fetch``)
         self.bundles = bundles
+        #: the agent build agents update to (None: this appliance offers none)
+        self.agent_build = agent_build
+        #: calls to an agent that updates itself wait here (transports/update_gate.py)
+        self.gate = UpdateGate(update_wait)
+        self.hello_observers: list[HelloObserver] = []
         self.settings = settings or CommsSettings()
         self.pickup_timeout = pickup_timeout
         self.hello = LocalHello(
@@ -156,6 +169,23 @@ class AgentNetwork:
                 agent.id,
             )
         self.hub.attach(conn)
+        if agent is not None:
+            self._observe(agent, conn)
+
+    def _observe(self, target: TargetAddress, conn: Connection) -> None:
+        for observer in self.hello_observers:
+            try:
+                observer(target, conn.peer_hello)
+            except Exception:  # an observer's bug must not drop the agent's connection
+                log.exception("a connection observer failed for %s", conn.label)
+
+    def gated(
+        self, thumbprint: str, on_event: EventCallback | None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.gate.call(thumbprint, notice_to(on_event))
+
+    def target_by_id(self, target_id: str) -> TargetAddress | None:
+        return next((t for t in self._agents.values() if t.id == target_id), None)
 
     def reload_trust_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         """Thread-safe: schedule :meth:`reload_trust` on the network's loop."""
@@ -187,7 +217,25 @@ class AgentNetwork:
             )
             self._listening[key] = conn
             conn.add_close_callback(lambda closed: self._forget(key, closed))
+            self._observe(target, conn)
             return conn
+
+    async def call_agent(
+        self,
+        target: TargetAddress,
+        method: str,
+        params: dict[str, Any],
+        *,
+        timeout: float,
+        pickup_timeout: float,
+    ) -> Response:
+        """A call straight to an agent, past its update gate (the update coordinator's)."""
+        if target.communication_style == "polling":
+            return await self.hub.call(
+                target.thumbprint, method, params, pickup_timeout=pickup_timeout, timeout=timeout
+            )
+        conn = await self.listening_connection(target)
+        return await conn.call(method, params, timeout=timeout)
 
     def _forget(self, key: str, conn: Connection) -> None:
         if self._listening.get(key) is conn:
@@ -217,6 +265,16 @@ class AgentNetwork:
                 )
             request.respond_with_file(bundle.path)
             return {"name": bundle.name, "sha256": bundle.sha256}
+        if request.method == contract.AGENT_FETCH:
+            build = self.agent_build
+            version = str(request.params.get("version", ""))
+            if build is None or version != build.version:
+                served = build.version if build is not None else "no agent build"
+                raise CallFailed(
+                    "unknown_build", f"this appliance serves {served}, not agent {version!r}"
+                )
+            request.respond_with_file(build.path)
+            return {"version": build.version}
         raise CallFailed("unknown_method", f"the appliance does not handle {request.method!r}")
 
 

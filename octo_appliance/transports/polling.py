@@ -23,13 +23,14 @@ class PollingTransport(Transport):
         params: dict[str, Any],
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
-        return await self.network.hub.call(
-            target.thumbprint,
-            method,
-            params,
-            pickup_timeout=self.network.pickup_timeout,
-            **options.as_kwargs(),
-        )
+        async with self.network.gated(target.thumbprint, options.on_event):
+            return await self.network.hub.call(
+                target.thumbprint,
+                method,
+                params,
+                pickup_timeout=self.network.pickup_timeout,
+                **options.as_kwargs(),
+            )
 
 
 OCTO_PLUGIN_API = PLUGIN_API_VERSION

@@ -352,7 +352,7 @@ def test_service_install(
     assert "User=octo\n" in unit
     assert "KillMode=mixed" in unit
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
-    assert exec_start.endswith(f"run --home '{home}'")
+    assert exec_start.endswith(f"run --supervise --home '{home}'")
     assert "systemctl enable --now octo-agent.service" in out
     assert main(args) == 1
     assert "--force" in capsys.readouterr().err

@@ -232,8 +232,10 @@ class Fixtures:
             return str(Environment.create_new(name=name).id)
         if kind == "project":
             return str(Project.create_new(name=name).id)
-        if kind == "target":
-            target = Target.create_new(name=name)
+        if kind == "target":  # polling: it has an agent (update-agent answers for it)
+            target = Target.create_new(
+                name=name, communication_style="polling", uri=f"poll://{secrets.token_hex(32)}"
+            )
             TargetEnvironment.create_new(target=target, environment=self.id_of("environment"))
             TargetRole.create_new(target=target, role="web")
             return str(target.id)

@@ -119,6 +119,11 @@ def test_targets(appliance: Appliance) -> None:
     assert checked.stdout.startswith("Checking the health of box-1: task task_")
     assert re.search(r"^Task task_\w+ \w+", checked.stdout, re.MULTILINE)
 
+    no_agent = refused(appliance, "agent", "update", "--target", "box-1")
+    assert "target 'box-1' has no agent to update" in no_agent
+    assert "hint: only listening and polling targets run an agent" in no_agent
+    assert "every agent already runs" in ok(appliance, "agent", "update")
+
     assert ok(appliance, "target", "delete", "box-2").startswith("Deleted target box-2")
     assert ok(appliance, "environment", "delete", "Prod").startswith("Deleted environment Prod")
 

@@ -8,12 +8,12 @@ import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from octo_appliance.builds.runner import RunnerBuild, prepare_runner
+from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.ssh import SshTransport
 from octo_appliance.transports.ssh.settings import SshCredentials, SshTarget, parse_fingerprint
@@ -77,7 +77,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 @pytest.fixture
 async def rig(sshd: Sshd, runner_build: RunnerBuild, tmp_path: Path) -> AsyncIterator[Rig]:
     targets = Targets()
-    transport = SshTransport(SimpleNamespace(runner=runner_build))  # type: ignore[arg-type]
+    transport = SshTransport(TransportContext("ssh", runner_build))
     transport.configure(targets)
     yield Rig(sshd, transport, targets, tmp_path)
     await transport.close()

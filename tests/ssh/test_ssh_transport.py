@@ -53,14 +53,14 @@ async def test_key_login_runs_the_runner_with_variables_from_stdin(rig: Rig) -> 
     assert any(line.startswith("hello ") for line in lines), lines
     assert "secret=********" in lines, lines
     # the runner's argv (the script's parent): an interpreter, -I -S and the runner, no more
-    pyz = f"{rig.root / 'web-1' / 'runners'}/{rig.transport.network.runner.sha256}.pyz"
+    pyz = f"{rig.root / 'web-1' / 'runners'}/{rig.transport.context.runner.sha256}.pyz"
     argv = [line.split() for line in lines if line.endswith(".pyz")]
     assert len(argv) == 1 and argv[0][0].endswith("python3"), lines
     assert argv[0][1:] == ["-I", "-S", pyz], lines
     assert not any("s3cr3t-value" in line for line in lines), lines
     directory = rig.root / "web-1"
     runners = list((directory / "runners").iterdir())
-    assert [p.name for p in runners] == [f"{rig.transport.network.runner.sha256}.pyz"]
+    assert [p.name for p in runners] == [f"{rig.transport.context.runner.sha256}.pyz"]
     assert list((directory / "work").iterdir()) == [] or await _eventually_empty(directory / "work")
 
 
@@ -82,7 +82,7 @@ async def test_one_connection_serves_every_step_and_the_runner_is_uploaded_once(
     assert all(r.success for r in results)
     opened = [session for session in rig.sshd.sessions() if session.pid not in before]
     assert len(opened) == 1, opened
-    runner = rig.root / "reuse" / "runners" / f"{rig.transport.network.runner.sha256}.pyz"
+    runner = rig.root / "reuse" / "runners" / f"{rig.transport.context.runner.sha256}.pyz"
     first = runner.stat().st_mtime_ns
     assert (await rig.transport.run_runner(target, script("true"))).success
     assert runner.stat().st_mtime_ns == first
