@@ -32,6 +32,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "users",
     "teams",
     "api_keys",
+    "registration_tokens",
     "audit",
     "tasks",
     "agents",

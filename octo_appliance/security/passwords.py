@@ -15,6 +15,8 @@ SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
 API_KEY_PREFIX = "OCTO-"
+#: registration tokens start with this; no API key does (``OCTO-`` is followed by random text)
+REGISTRATION_TOKEN_PREFIX = "OCTOREG-"
 
 
 def hash_password(password: str) -> str:
@@ -52,6 +54,15 @@ def generate_password() -> str:
 def generate_api_key() -> str:
     """A new API key: ``OCTO-`` and 43 url-safe characters (256 bits)."""
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def generate_registration_token() -> str:
+    """A new registration token: ``OCTOREG-`` and 43 url-safe characters (256 bits)."""
+    return REGISTRATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def is_registration_token(credential: str) -> bool:
+    return credential.startswith(REGISTRATION_TOKEN_PREFIX)
 
 
 def generate_token() -> str:

@@ -40,6 +40,7 @@ MIGRATION_MODULES: tuple[str, ...] = (
     "m0004_deployments",
     "m0005_packages",
     "m0006_task_not_before",
+    "m0007_registration_tokens",
 )
 
 #: The runner's own table (what :class:`SchemaVersion` reads and writes), frozen like the rest.
