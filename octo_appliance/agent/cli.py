@@ -20,7 +20,13 @@ from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 from octo_appliance import __version__
 from octo_appliance.agent import registration, service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
-from octo_appliance.api_key_input import API_KEY_ENV, add_api_key_options, read_api_key
+from octo_appliance.api_key_input import (
+    API_KEY_ENV,
+    TOKEN_ENV,
+    add_api_key_options,
+    add_token_options,
+    read_credential,
+)
 from octo_appliance.comms import PROTOCOL_VERSION
 from octo_appliance.exceptions import ConfigError, OctoError
 
@@ -116,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     _api_key_options(dereg)
     dereg.set_defaults(handler=cmd_deregister)
 
+    wait = commands.add_parser(
+        "wait-healthy", help="wait until the appliance reports this agent's target healthy"
+    )
+    _home_option(wait)
+    _api_key_options(wait)
+    wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    wait.set_defaults(handler=cmd_wait_healthy)
+
     svc = commands.add_parser("service", help="manage the systemd service")
     svc_commands = svc.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     install = svc_commands.add_parser("install", help="write a systemd unit for this agent")
@@ -147,7 +161,9 @@ def _home_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_key_options(parser: argparse.ArgumentParser) -> None:
-    add_api_key_options(parser.add_mutually_exclusive_group())
+    group = parser.add_mutually_exclusive_group()
+    add_api_key_options(group)
+    add_token_options(group)
 
 
 def _home(args: argparse.Namespace) -> Home:
@@ -155,9 +171,11 @@ def _home(args: argparse.Namespace) -> Home:
 
 
 def api_key(args: argparse.Namespace) -> str:
-    return read_api_key(
+    """The API key or registration token the command authenticates with (never printed)."""
+    return read_credential(
         args,
-        missing_hint=f"pass --api-key-file F (or set ${API_KEY_ENV}); create a key in the portal",
+        missing_hint=f"pass --api-key-file F or --token-file F (or set ${API_KEY_ENV} or "
+        f"${TOKEN_ENV}); create a key in the portal",
     )
 
 
@@ -235,6 +253,15 @@ def cmd_deregister(args: argparse.Namespace) -> int:
     else:
         print(f"{config.server_url} no longer knew target {config.target_id}")
     print(f"removed the registration from {home.config_file} (the certificate is kept)")
+    return 0
+
+
+def cmd_wait_healthy(args: argparse.Namespace) -> int:
+    """Exit 0 once the appliance reports Healthy (or with warnings), 1 when it reports
+    Unhealthy/Unavailable after its check or the timeout passes first."""
+    home = _home(args)
+    status = registration.wait_healthy(home, api_key(args), timeout=args.timeout)
+    print(f"the appliance reports this target {status}")
     return 0
 
 

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from octo_appliance.api_key_input import is_registration_token
 from octo_appliance.db import ApiKey, LoginSession, TeamMember, TeamRole, User, utcnow
 from octo_appliance.db.registration_tokens import find_token
 from octo_appliance.exceptions import Forbidden, Unauthenticated
-from octo_appliance.security.passwords import is_registration_token, token_hash
+from octo_appliance.security.passwords import token_hash
 from octo_appliance.security.permissions import Principal, PrincipalCache, grants_from_rows
 
 if TYPE_CHECKING:

@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import secrets
 
+from octo_appliance.api_key_input import REGISTRATION_TOKEN_PREFIX
+
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
 API_KEY_PREFIX = "OCTO-"
-#: registration tokens start with this; no API key does (``OCTO-`` is followed by random text)
-REGISTRATION_TOKEN_PREFIX = "OCTOREG-"
 
 
 def hash_password(password: str) -> str:
@@ -59,10 +59,6 @@ def generate_api_key() -> str:
 def generate_registration_token() -> str:
     """A new registration token: ``OCTOREG-`` and 43 url-safe characters (256 bits)."""
     return REGISTRATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def is_registration_token(credential: str) -> bool:
-    return credential.startswith(REGISTRATION_TOKEN_PREFIX)
 
 
 def generate_token() -> str:
