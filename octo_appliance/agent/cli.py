@@ -25,6 +25,7 @@ from octo_appliance.api_key_input import (
     TOKEN_ENV,
     add_api_key_options,
     add_token_options,
+    is_registration_token,
     read_credential,
 )
 from octo_appliance.comms import PROTOCOL_VERSION
@@ -73,9 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _api_key_options(reg)
     reg.add_argument(
-        "--environment", action="append", required=True, metavar="ENV", help="repeatable"
+        "--environment",
+        action="append",
+        metavar="ENV",
+        help="repeatable; needed with an API key (a token's default: all of its environments)",
     )
-    reg.add_argument("--role", action="append", required=True, metavar="ROLE", help="repeatable")
+    reg.add_argument(
+        "--role",
+        action="append",
+        metavar="ROLE",
+        help="repeatable; needed with an API key (a token's default: all of its roles)",
+    )
     reg.add_argument("--name", help="target name (default: this machine's host name)")
     style = reg.add_mutually_exclusive_group(required=True)
     style.add_argument(
@@ -222,8 +231,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         public_host = "" if host in WILDCARD_HOSTS else host
     request = registration.RegisterRequest(
         name=args.name or socket.gethostname(),
-        environments=list(args.environment),
-        roles=list(args.role),
+        environments=list(args.environment or []),
+        roles=list(args.role or []),
         mode="polling" if args.poll else "listening",
         listen=args.listen or "",
         public_host=public_host,
@@ -231,6 +240,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     )
     registration.check_request(request)
     key = api_key(args)
+    if not is_registration_token(key) and not (request.environments and request.roles):
+        raise ConfigError(
+            "registering with an API key needs --environment and --role",
+            hint="name at least one of each (a registration token brings its own)",
+        )
     server = registration.pin_server(args.server, args.server_thumbprint)
     config = registration.register(home, server, key, request, force=args.force)
     print(f"registered {config.name!r} as target {config.target_id} with {config.server_url}")

@@ -23,6 +23,8 @@ from octo_appliance.api.refs import get_or_404, resolve_many
 from octo_appliance.api.registration_scope import (
     check_token_covers,
     require_registration,
+    require_scope,
+    token_defaults,
     use_token,
 )
 from octo_appliance.api.routing import Router, json_response
@@ -62,8 +64,16 @@ THUMBPRINT = r"^[0-9a-fA-F]{64}$"
 
 class RegisterIn(Body):
     name: str = name_field()
-    environments: list[Ref] = Field(min_length=1, max_length=200)
-    roles: list[Role] = Field(min_length=1, max_length=200)
+    environments: list[Ref] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Needed with an API key; with a registration token, default: the token's.",
+    )
+    roles: list[Role] = Field(
+        default_factory=list,
+        max_length=200,
+        description="Needed with an API key; with a registration token, default: the token's.",
+    )
     communication_style: Literal["listening", "polling"]
     uri: str = Field("", max_length=500, pattern=r"^$|^https://[^\s\x00-\x1f\x7f-\x9f]+:\d+/?$")
     thumbprint: str = Field(pattern=THUMBPRINT)
@@ -146,6 +156,9 @@ def register_agent(ctx: RequestContext, body: RegisterIn, request: Request) -> R
     token = ctx.user.registration_token
     if token is None:
         ctx.require(Permission.TARGET_EDIT)
+        require_scope(body.environments, body.roles)
+    else:
+        body.environments, body.roles = token_defaults(token, body.environments, body.roles)
     envs = resolve_many(Environment, body.environments, "environment", "environments")
     if token is None:
         _require_all(ctx, Permission.TARGET_EDIT, [e.id for e in envs])

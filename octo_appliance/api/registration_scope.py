@@ -13,7 +13,7 @@ from octo_appliance.api.refs import get_or_404
 from octo_appliance.db import RegistrationToken, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.base import tuples
 from octo_appliance.db.registration_tokens import use_once
-from octo_appliance.exceptions import Forbidden, NotFound, Unauthenticated
+from octo_appliance.exceptions import Forbidden, NotFound, Unauthenticated, ValidationFailed
 from octo_appliance.security.permissions import Permission
 
 NEW_COMMAND = "ask for a new install command (octo-appliance agent install-command)"
@@ -24,6 +24,25 @@ def _token(token_id: str) -> RegistrationToken:
     if row is None:
         raise Unauthenticated("the registration token was revoked", hint=NEW_COMMAND)
     return row
+
+
+def require_scope(environments: list[str], roles: list[str]) -> None:
+    """An API key's registration names its environments and roles (a token's has defaults)."""
+    missing = [
+        {"field": name, "message": "name at least one"}
+        for name, given in (("environments", environments), ("roles", roles))
+        if not given
+    ]
+    if missing:
+        raise ValidationFailed("a registration needs environments and roles", details=missing)
+
+
+def token_defaults(
+    token_id: str, environments: list[str], roles: list[str]
+) -> tuple[list[str], list[str]]:
+    """What a token's registration left out: every environment and role of the token."""
+    row = _token(token_id)
+    return environments or list(row.environments), roles or list(row.roles)
 
 
 def check_token_covers(

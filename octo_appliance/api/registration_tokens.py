@@ -118,6 +118,12 @@ def list_tokens(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
 )
 def create_token(ctx: RequestContext, body: TokenIn) -> dict[str, Any]:
     """Needs ``target.edit`` in every environment named."""
+    return issue_token(ctx, body)
+
+
+def issue_token(ctx: RequestContext, body: TokenIn) -> dict[str, Any]:
+    """Create and audit a token (here and for the install command); the token is in the
+    answer, once."""
     ctx.require(Permission.TARGET_EDIT)
     envs = resolve_many(Environment, body.environments, "environment", "environments")
     for env in envs:

@@ -87,6 +87,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/targets/{}/registration": (P.TARGET_VIEW, None),
     "/targets/{}/deregister": (None, P.TARGET_EDIT),
     "/runner": (P.SYSTEM_VIEW, None),
+    "/agent/install-command": (None, P.TARGET_EDIT),
     "/scripts": (None, P.SCRIPT_RUN),
     "/lifecycles": (P.PROJECT_VIEW, P.PROJECT_EDIT),
     "/library-variable-sets": (P.VARIABLE_VIEW, P.VARIABLE_EDIT),
