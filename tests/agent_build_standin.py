@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,22 @@ from octo_appliance.exceptions import NotFound
 FILE_ENV = "STANDIN_AGENT_FILE"
 
 
+def _interpreter() -> str:
+    """A Python of this minor version every user may run (this one may live in a home only
+    root enters, e.g. pyenv's), with this checkout and its packages on the path."""
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    return str(system) if system.exists() else sys.executable
+
+
 def write_standin_agent(path: Path) -> Path:
-    """An executable that runs this checkout's agent with this interpreter."""
-    path.write_text(f'#!/bin/sh\nexec {sys.executable} -m octo_appliance.agent "$@"\n')
+    """An executable that runs this checkout's agent (readable by every user)."""
+    root = Path(__file__).resolve().parents[1]
+    paths = [*sysconfig.get_paths()["purelib"].split(os.pathsep), str(root), str(root / "runner")]
+    path.write_text(
+        "#!/bin/sh\n"
+        f"PYTHONPATH={shlex.quote(os.pathsep.join(paths))} "
+        f'exec {_interpreter()} -m octo_appliance.agent "$@"\n'
+    )
     path.chmod(0o755)
     return path
 

@@ -120,9 +120,10 @@ def render_script(appliance: Appliance, host: str, port: int) -> str:
 
 
 def install_command(host: str, port: int, pin: str, token: str, mode: str, port_arg: int) -> str:
+    """The line to paste (the pin is base64, the token url-safe: neither needs escaping)."""
     style = ["--poll"] if mode == "polling" else ["--listen", str(port_arg)]
     return (
-        f"curl -fsSk --pinnedpubkey {shlex.quote(pin)} https://{host}:{port}{SCRIPT_PATH}"
+        f"curl -fsSk --pinnedpubkey '{pin}' https://{host}:{port}{SCRIPT_PATH}"
         f" | sh -s -- {shlex.join(['--token', token, *style])}"
     )
 

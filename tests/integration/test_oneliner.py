@@ -1,0 +1,269 @@
+"""The one-line agent install with real processes: ``octo-appliance agent install-command``
+prints it, ``sh`` runs it (as ``nobody`` in a fresh home, and as root where no systemd runs),
+and the machine becomes a healthy polling or listening target that runs a script and a
+deployment (:func:`tests.deployment_scenario.script_and_deployment`); a rerun
+changes nothing, ``--uninstall`` leaves nothing, and every refusal installs nothing.
+
+The agent build is :mod:`tests.agent_build_standin` until the appliance serves its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent_build_standin import FILE_ENV, write_standin_agent
+from tests.deployment_scenario import script_and_deployment
+from tests.fleet import Fleet, free_port, running_fleet, wait_until
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="runs the install as another user (needs root)"),
+    pytest.mark.skipif(shutil.which("curl") is None, reason="the one-liner needs curl"),
+]
+
+NOBODY = 65534
+STANDIN_COMMAND = (sys.executable, "-m", "tests.agent_build_standin")
+PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="module")
+def shared_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's own are root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="octo-oneliner-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fleet(shared_dir: Path) -> Iterator[Fleet]:
+    agent = write_standin_agent(shared_dir / "octo-agent-standin")
+    with running_fleet(
+        shared_dir / "fleet",
+        appliance_command=STANDIN_COMMAND,
+        serve_env={FILE_ENV: str(agent)},
+    ) as fleet:
+        yield fleet
+
+
+def install_command(fleet: Fleet, *args: str) -> str:
+    """What ``octo-appliance agent install-command ARGS`` prints last: the one-liner."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "octo_appliance",
+            "agent",
+            "install-command",
+            "--server",
+            fleet.server.banner.url,
+            "--server-thumbprint",
+            fleet.server.banner.thumbprint,
+            "--api-key-file",
+            str(fleet.key_file),
+            "--environment",
+            "Dev",
+            "--role",
+            "web",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": PATH, "HOME": "/root"},
+    )
+    assert done.returncode == 0, done.stderr
+    command = done.stdout.strip().splitlines()[-1]
+    assert command.startswith("curl -fsSk --pinnedpubkey 'sha256//")
+    return command
+
+
+def run(
+    command: str, *, user: int | None = None, home: Path | None = None, path: str = PATH
+) -> Run:
+    """``sh -c COMMAND`` in a clean environment, as ``user`` (setpriv) or as root."""
+    env = {"PATH": path, "HOME": str(home or "/root"), "LANG": "C.UTF-8"}
+    argv = ["sh", "-c", command]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def fresh_home(shared_dir: Path, name: str) -> Path:
+    home = shared_dir / name
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    return home
+
+
+def targets(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in fleet.api().get("/api/v1/targets").json()["items"]}
+
+
+def token_uses(fleet: Fleet) -> list[int]:
+    return [t["uses"] for t in fleet.api().get("/api/v1/registration-tokens").json()["items"]]
+
+
+def agent_pids(prefix: Path) -> list[int]:
+    """Processes whose command line names ``prefix`` (the installed agent and its runners)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(prefix) in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def test_as_nobody_in_a_fresh_home_a_polling_target(fleet: Fleet, shared_dir: Path) -> None:
+    home = fresh_home(shared_dir, "nobody-home")
+    command = install_command(fleet, "--poll") + " --name nobody-poll"
+    first = run(command, user=NOBODY, home=home)
+    assert first.code == 0, first.err + first.out
+    prefix = home / ".local" / "share" / "octo-agent"
+    assert "nobody-poll is a healthy target" in first.out
+    assert "background process" in first.out  # no systemd here
+    assert (prefix / "bin" / "octo-agent").stat().st_uid == NOBODY
+    shown = targets(fleet)["nobody-poll"]
+    assert shown["health_status"] == "Healthy"
+    assert shown["communication_style"] == "polling"
+    script_and_deployment(fleet, ["nobody-poll"])
+    assert "OCTOREG-" not in (prefix / "agent.log").read_text()  # the token is never logged
+
+    # a rerun: already there, nothing changes
+    uses = token_uses(fleet)
+    pid = (prefix / "agent.pid").read_text()
+    again = run(command, user=NOBODY, home=home)
+    assert again.code == 0, again.err
+    assert "already installed" in again.out and "already registered" in again.out
+    assert (prefix / "agent.pid").read_text() == pid
+    assert token_uses(fleet) == uses
+    assert list(targets(fleet)).count("nobody-poll") == 1
+
+    gone = run(command + " --uninstall", user=NOBODY, home=home)
+    assert gone.code == 0, gone.err
+    assert not prefix.exists()
+    assert "nobody-poll" not in targets(fleet)
+    wait_until(lambda: not agent_pids(prefix), 15, "the agent to stop")
+    assert sorted(p.name for p in home.rglob("*")) == [".local", "share"]
+
+
+def test_as_root_without_systemd_a_listening_target(fleet: Fleet, shared_dir: Path) -> None:
+    prefix = shared_dir / "root-prefix"
+    port = free_port()
+    command = install_command(fleet, "--listen", str(port))
+    extra = f" --public-host 127.0.0.1 --name root-listen --prefix {prefix} --run-as nobody"
+    # PATH without systemctl, as on a machine without systemd
+    first = run(command + extra, path="/usr/local/bin:/bin:/usr/sbin:/sbin:/usr/bin/../bin")
+    assert first.code == 0, first.err + first.out
+    assert "root-listen is a healthy target" in first.out
+    assert "runs as: nobody, background process" in first.out
+    shown = targets(fleet)["root-listen"]
+    assert shown["communication_style"] == "listening"
+    assert shown["uri"] == f"https://127.0.0.1:{port}"
+    assert shown["health_status"] == "Healthy"
+    pid = int((prefix / "agent.pid").read_text())
+    assert Path(f"/proc/{pid}").stat().st_uid == NOBODY
+    script_and_deployment(fleet, ["root-listen"])
+
+    gone = run(command + extra + " --uninstall")
+    assert gone.code == 0, gone.err
+    assert not prefix.exists()
+    assert "root-listen" not in targets(fleet)
+
+
+def refused(result: Run, message: str, prefix: Path) -> None:
+    assert result.code != 0 or not result.out, result.out
+    assert message in result.err, result.err
+    assert not prefix.exists(), "a refused install left files"
+
+
+def test_a_wrong_pin_sends_nothing_and_installs_nothing(fleet: Fleet, shared_dir: Path) -> None:
+    prefix = shared_dir / "wrong-pin"
+    command = install_command(fleet, "--poll")
+    forged = command.replace("sha256//", "sha256//AAAA", 1)
+    result = run(forged + f" --prefix {prefix} --run-as root")
+    refused(result, "(90)", prefix)  # curl: public key does not match pinned public key
+
+
+def test_a_used_up_token_is_refused(fleet: Fleet, shared_dir: Path) -> None:
+    command = install_command(fleet, "--poll")
+    first = shared_dir / "used-1"
+    assert run(command + f" --name used-1 --prefix {first} --run-as root").code == 0
+    second = shared_dir / "used-2"
+    result = run(command + f" --name used-2 --prefix {second} --run-as root")
+    refused(
+        result, "octo-agent install: error: the appliance refused the registration token", second
+    )
+    assert "used up" in result.err
+    assert "used-2" not in targets(fleet)
+    assert run(command + f" --prefix {first} --uninstall").code == 0
+
+
+def test_an_expired_token_is_refused(fleet: Fleet, shared_dir: Path) -> None:
+    command = install_command(fleet, "--poll", "--expires", "1h")
+    with sqlite3.connect(fleet.data_dir / "octo.db") as db:
+        newest = "SELECT id FROM registration_token ORDER BY created_at DESC LIMIT 1"
+        db.execute(f"UPDATE registration_token SET expires_at = '2000-01-01' WHERE id = ({newest})")
+    prefix = shared_dir / "expired"
+    result = run(command + f" --name expired --prefix {prefix} --run-as root")
+    refused(result, "the registration token is not valid (expired, revoked or unknown)", prefix)
+
+
+def test_the_token_opens_no_other_endpoint(fleet: Fleet) -> None:
+    command = install_command(fleet, "--poll")
+    token = command.split("--token ", 1)[1].split()[0]
+    url = fleet.server.banner.url + "api/v1/targets"
+    pin = command.split("--pinnedpubkey ", 1)[1].split()[0].strip("'")
+    result = run(
+        f"curl -sk --pinnedpubkey '{pin}' -H 'X-Api-Key: {token}' -w '%{{http_code}}' {url}"
+    )
+    assert result.out.endswith("401"), result.out
+    assert "a registration token can only register targets" in result.out
+
+
+def test_an_unsupported_platform_is_refused(fleet: Fleet, shared_dir: Path) -> None:
+    stubs = shared_dir / "uname-stub"
+    stubs.mkdir()
+    uname = stubs / "uname"
+    uname.write_text('#!/bin/sh\ncase "$1" in -s) echo Darwin ;; -m) echo arm64 ;; esac\n')
+    uname.chmod(0o755)
+    prefix = shared_dir / "darwin"
+    command = install_command(fleet, "--poll") + f" --prefix {prefix} --run-as root"
+    result = run(command, path=f"{stubs}:{PATH}")
+    refused(
+        result, "this machine is Darwin arm64; the appliance offers agents for linux-x86_64", prefix
+    )
+
+
+def test_curl_checks_the_ca_before_the_pin_and_enforces_the_pin_with_k(fleet: Fleet) -> None:
+    """curl 7.88: ``--pinnedpubkey`` alone fails on a self-signed certificate (60); with
+    ``-k`` a wrong pin is 90 and the right one passes: ``-k`` plus the pin is the safe form."""
+    command = install_command(fleet, "--poll")
+    pin = command.split("--pinnedpubkey ", 1)[1].split()[0].strip("'")
+    url = fleet.server.banner.url + "bootstrap/agent.sh"
+    assert run(f"curl -fsS --pinnedpubkey '{pin}' -o /dev/null {url}").code == 60
+    assert run(f"curl -fsSk --pinnedpubkey 'sha256//AAAA{pin[12:]}' -o /dev/null {url}").code == 90
+    assert run(f"curl -fsSk --pinnedpubkey '{pin}' -o /dev/null {url}").code == 0
