@@ -19,7 +19,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, ListQuery, Out, Page, Ref, Role
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Ref, Role
 from octo_appliance.db import Environment, RegistrationToken, User
 from octo_appliance.db.base import fk_id, iso, tuples
 from octo_appliance.db.registration_tokens import create_registration_token
@@ -34,7 +34,7 @@ Mode = Literal["any", "listening", "polling"]
 
 
 class TokenIn(Body):
-    name: str = Field("", max_length=200, description="A label for people; not unique.")
+    name: Line = Field("", max_length=200, description="A label for people; not unique.")
     environments: list[Ref] = Field(min_length=1, max_length=200)
     roles: list[Role] = Field(min_length=1, max_length=200)
     expires_in: int = Field(3600, ge=60, le=MAX_EXPIRES_IN, description="Seconds from now.")
