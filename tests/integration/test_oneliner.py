@@ -25,6 +25,7 @@ import pytest
 from tests.agent_build_standin import FILE_ENV, write_standin_agent
 from tests.deployment_scenario import script_and_deployment
 from tests.fleet import Fleet, free_port, running_fleet, wait_until
+from tests.oneliner_support import PATH, install_command
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +35,6 @@ pytestmark = [
 
 NOBODY = 65534
 STANDIN_COMMAND = (sys.executable, "-m", "tests.agent_build_standin")
-PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 
 @dataclass
@@ -62,38 +62,6 @@ def fleet(shared_dir: Path) -> Iterator[Fleet]:
         serve_env={FILE_ENV: str(agent)},
     ) as fleet:
         yield fleet
-
-
-def install_command(fleet: Fleet, *args: str) -> str:
-    """What ``octo-appliance agent install-command ARGS`` prints last: the one-liner."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "octo_appliance",
-            "agent",
-            "install-command",
-            "--server",
-            fleet.server.banner.url,
-            "--server-thumbprint",
-            fleet.server.banner.thumbprint,
-            "--api-key-file",
-            str(fleet.key_file),
-            "--environment",
-            "Dev",
-            "--role",
-            "web",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": PATH, "HOME": "/root"},
-    )
-    assert done.returncode == 0, done.stderr
-    command = done.stdout.strip().splitlines()[-1]
-    assert command.startswith("curl -fsSk --pinnedpubkey 'sha256//")
-    return command
 
 
 def run(
