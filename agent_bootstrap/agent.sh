@@ -301,13 +301,12 @@ export OCTO_REGISTRATION_TOKEN="$token"
 if is_registered; then
     say "already registered: $home (target $(json_field target_id "$home/agent.json")); repairing the service"
 else
-    [ -f "$home/identity/cert.pem" ] || "$bin" new-certificate --home "$home" >/dev/null ||
-        fail "could not create the agent's certificate"
     if [ "$mode" = listen ]; then
         set -- --listen "0.0.0.0:$listen_port" --public-host "$public_host"
     else
         set -- --poll
     fi
+    # register creates the agent's certificate first (a home that has one keeps it)
     out=$("$bin" register --home "$home" --server "$SERVER" \
         --server-thumbprint "$OCTO_THUMBPRINT" --name "$name" "$@" 2>&1) ||
         fail "$(printf '%s\n' "$out" | sed -n 's/^octo-agent: error: //p' | head -n 1)"
@@ -318,17 +317,16 @@ if [ "$as_root" = 1 ] && [ "$run_as" != root ]; then
     chown -R "$run_as" "$home" || fail "cannot give $home to $run_as"
 fi
 start_agent
-# wait for the appliance to call it healthy, watching that a background agent stays up
-deadline=$(($(date +%s) + wait_seconds))
-while ! out=$("$bin" wait-healthy --home "$home" --timeout 2 2>&1); do
+# wait for the appliance to call it healthy (a background agent that exits ends the wait)
+set --
+use_systemd || set -- --pid "$(running_pid)"
+if ! out=$("$bin" wait-healthy --home "$home" --timeout "$wait_seconds" "$@" 2>&1); then
     if ! use_systemd && ! running_pid >/dev/null; then
         fail "the agent stopped: $(tail -n 1 "$log_file" 2>/dev/null)" "see $log_file"
     fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then
-        fail "$(printf '%s\n' "$out" | sed -n 's/^octo-agent: error: //p' | head -n 1)" \
-            "see $log_file or: journalctl $systemctl_user -u $UNIT"
-    fi
-done
+    fail "$(printf '%s\n' "$out" | sed -n 's/^octo-agent: error: //p' | head -n 1)" \
+        "see $log_file or: journalctl $systemctl_user -u $UNIT"
+fi
 trap - INT TERM
 [ -n "$tmp" ] && rm -rf "$tmp"
 say "$name is a healthy target of $SERVER"

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     _home_option(wait)
     _api_key_options(wait)
     wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    wait.add_argument(
+        "--pid", type=int, metavar="PID", help="give up at once when this process (the agent) ends"
+    )
     wait.set_defaults(handler=cmd_wait_healthy)
 
     svc = commands.add_parser("service", help="manage the systemd service")
@@ -274,9 +277,21 @@ def cmd_wait_healthy(args: argparse.Namespace) -> int:
     """Exit 0 once the appliance reports Healthy (or with warnings), 1 when it reports
     Unhealthy/Unavailable after its check or the timeout passes first."""
     home = _home(args)
-    status = registration.wait_healthy(home, api_key(args), timeout=args.timeout)
+    pid = args.pid
+    alive = None if pid is None else (lambda: _process_exists(pid))
+    status = registration.wait_healthy(home, api_key(args), timeout=args.timeout, alive=alive)
     print(f"the appliance reports this target {status}")
     return 0
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        return True
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,14 +215,22 @@ HEALTHY = ("Healthy", "HealthyWithWarnings")
 POLL_PAUSE = 0.25
 
 
-def wait_healthy(home: Home, credential: str, *, timeout: float) -> str:
+def wait_healthy(
+    home: Home, credential: str, *, timeout: float, alive: Callable[[], bool] | None = None
+) -> str:
     """Ask until the target is healthy; a RegistrationError naming the last status when
-    ``timeout`` seconds pass first (an Unhealthy target may recover, so it is asked again)."""
+    ``timeout`` seconds pass first (an Unhealthy target may recover, so it is asked again),
+    or at once when ``alive`` says the agent's process is gone."""
     deadline = time.monotonic() + timeout
     while True:
         status = health_status(home, credential)
         if status in HEALTHY:
             return status
+        if alive is not None and not alive():
+            raise RegistrationError(
+                f"the agent stopped before the appliance reported it healthy ({status})",
+                hint="see the agent's log",
+            )
         if time.monotonic() >= deadline:
             raise RegistrationError(
                 f"the appliance still reports this target {status} after {timeout:g} s",

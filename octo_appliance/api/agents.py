@@ -11,6 +11,7 @@ thumbprint and a target the token could have registered (:mod:`.registration_sco
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from cryptography import x509
@@ -27,7 +28,7 @@ from octo_appliance.api.registration_scope import (
     token_defaults,
     use_token,
 )
-from octo_appliance.api.routing import Router, json_response
+from octo_appliance.api.routing import Handler, Router, json_response
 from octo_appliance.api.schemas import (
     ROLE_PATTERN,
     Body,
@@ -244,38 +245,28 @@ class ThumbprintQuery(BaseModel):
     thumbprint: str = Field(pattern=THUMBPRINT, description="The agent certificate's SHA-256.")
 
 
-@router.get(
-    "/targets/{ref}/registration",
-    summary="A registered target's health, for the install script that registered it",
-    query=ThumbprintQuery,
-    response=RegistrationOut,
-    errors=(404,),
-    registration_token=True,
-)
+def _own_target(method: str, action: str, summary: str, **kw: Any) -> Callable[[Handler], Handler]:
+    """``/targets/{ref}/ACTION`` about the caller's own target: an API key, or a registration
+    token that could have registered it (the thumbprint names it; 404 for any other)."""
+    path = f"/targets/{{ref}}/{action}"
+    return router.route(method, path, summary=summary, errors=(404,), registration_token=True, **kw)
+
+
+STATUS = "A registered target's health, for the install script that registered it"
+DEREGISTER = "Delete a target as its agent's uninstall does (API key or registration token)"
+
+
+@_own_target("GET", "registration", STATUS, query=ThumbprintQuery, response=RegistrationOut)
 def registration_status(ctx: RequestContext, ref: str, query: ThumbprintQuery) -> dict[str, Any]:
-    """Takes ``target.view`` or a registration token that could have registered the target;
-    the thumbprint must be the target's."""
+    """Takes ``target.view`` or a registration token (see ``_own_target``)."""
     target = require_registration(ctx, ref, query.thumbprint, Permission.TARGET_VIEW)
-    return {
-        "id": target.id,
-        "name": target.name,
-        "communication_style": target.communication_style,
-        "health_status": target.health_status,
-        "agent_version": target.agent_version,
-    }
+    fields = ("id", "name", "communication_style", "health_status", "agent_version")
+    return {name: getattr(target, name) for name in fields}
 
 
-@router.post(
-    "/targets/{ref}/deregister",
-    summary="Delete a target as its agent's uninstall does (API key or registration token)",
-    body=ThumbprintIn,
-    response=Deleted,
-    errors=(404,),
-    registration_token=True,
-)
+@_own_target("POST", "deregister", DEREGISTER, body=ThumbprintIn, response=Deleted)
 def deregister_agent(ctx: RequestContext, ref: str, body: ThumbprintIn) -> dict[str, Any]:
-    """Takes ``target.edit`` or a registration token that could have registered the target;
-    the thumbprint must be the target's, so a token cannot delete a stranger's targets."""
+    """Takes ``target.edit`` or a registration token, never a stranger's target."""
     target = require_registration(ctx, ref, body.thumbprint, Permission.TARGET_EDIT)
     remove_target(target)
     ctx.audit("deregister", "target", target.id, target.name, {"thumbprint": target.thumbprint})

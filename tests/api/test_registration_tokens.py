@@ -170,15 +170,8 @@ def test_a_token_reads_and_deregisters_only_its_own_kind_of_target(
     wrong = agent.get(f"/targets/{target_id}/registration", params={"thumbprint": "0" * 64})
     assert wrong.status_code == 404
 
-    prod = api.post(
-        "/targets",
-        json={
-            "name": "prod-1",
-            "environments": ["Prod"],
-            "roles": ["web"],
-            "thumbprint": "ab" * 32,
-        },
-    ).json()
+    prod_target = {"name": "prod-1", "environments": ["Prod"], "roles": ["web"]}
+    prod = api.post("/targets", json=prod_target | {"thumbprint": "ab" * 32}).json()
     stranger = agent.post(f"/targets/{prod['id']}/deregister", json={"thumbprint": "ab" * 32})
     assert stranger.status_code == 404
     gone = agent.post(f"/targets/{target_id}/deregister", json={"thumbprint": thumbprint})
