@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -235,3 +236,68 @@ def test_curl_checks_the_ca_before_the_pin_and_enforces_the_pin_with_k(fleet: Fl
     assert run(f"curl -fsS --pinnedpubkey '{pin}' -o /dev/null {url}").code == 60
     assert run(f"curl -fsSk --pinnedpubkey 'sha256//AAAA{pin[12:]}' -o /dev/null {url}").code == 90
     assert run(f"curl -fsSk --pinnedpubkey '{pin}' -o /dev/null {url}").code == 0
+
+
+def test_a_port_in_use_is_refused_and_the_registration_undone(
+    fleet: Fleet, shared_dir: Path
+) -> None:
+    prefix = shared_dir / "port-in-use"
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = install_command(fleet, "--listen", str(port))
+        extra = f" --public-host 127.0.0.1 --name busy-port --prefix {prefix} --run-as root"
+        result = run(command + extra)
+    refused(result, "octo-agent install: error: the agent stopped", prefix)
+    assert "busy-port" not in targets(fleet)  # registered, then deregistered
+
+
+def test_an_environment_deleted_since_is_refused(fleet: Fleet, shared_dir: Path) -> None:
+    fleet.call("POST", "/environments", 201, json={"name": "Gone"})
+    gone = install_command(fleet, "--poll", "--environment", "Gone")
+    fleet.call("DELETE", "/environments/Gone")
+    prefix = shared_dir / "gone-env"
+    result = run(gone + f" --name gone --prefix {prefix} --run-as root")
+    refused(result, "unknown environment", prefix)
+
+
+def test_without_curl_the_script_says_so(fleet: Fleet, shared_dir: Path) -> None:
+    tools = shared_dir / "no-curl"
+    tools.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if tool.name != "curl":
+            (tools / tool.name).symlink_to(tool)
+    script = shared_dir / "agent.sh"
+    command = install_command(fleet, "--poll")
+    fetched = run(command.split(" | ")[0] + f" -o {script}")
+    assert fetched.code == 0, fetched.err
+    prefix = shared_dir / "no-curl-prefix"
+    token = command.split("--token ", 1)[1].split()[0]
+    # /bin may be /usr/bin: the stubs directory alone is the PATH
+    result = run(f"sh {script} --token {token} --prefix {prefix} --run-as root", path=str(tools))
+    refused(result, "octo-agent install: error: curl is needed", prefix)
+
+
+def test_registration_token_commands(fleet: Fleet) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        banner = fleet.server.banner
+        connect = ["--server", banner.url, "--server-thumbprint", banner.thumbprint]
+        key = ["--api-key-file", str(fleet.key_file)]
+        return subprocess.run(
+            [*fleet.appliance_command, "registration-token", *args, *connect, *key],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": PATH},
+        )
+
+    made = cli("create", "--environment", "Dev", "--role", "web", "--max-uses", "3", "--name", "ci")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1]
+    assert token.startswith("OCTOREG-")
+    token_id = made.stdout.split("Registration token ", 1)[1].split(":")[0]
+    listed = cli("list", "--name", "ci")
+    assert token_id in listed.stdout and "0/3" in listed.stdout and token not in listed.stdout
+    assert cli("revoke", token_id).returncode == 0
+    assert token_id not in cli("list").stdout
