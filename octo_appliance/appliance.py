@@ -2,7 +2,8 @@
 
 :func:`open_appliance` is where a first start initialises an empty data dir (master key, kept
 outside the data dir; schema, the ``admin`` user and the Administrators team); later starts
-reuse all of it. The CLI commands that work beside a running server (``api-key create``) open
+reuse all of it (a data dir older than the build-signing key gets that key at its next start).
+The CLI commands that work beside a running server (``api-key create``) open
 it the same way.
 """
 
@@ -30,6 +31,9 @@ from octo_appliance.vault import Vault
 from octo_appliance.vault.keys import open_keyring
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from octo_appliance.builds.serving import AgentBuilds
     from octo_appliance.engine.tasks import TaskEngine
     from octo_appliance.feed.store import PackageFeed
     from octo_appliance.runner_bundle import RunnerBuild
@@ -72,6 +76,8 @@ class Appliance:
     target_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     _runner: RunnerBuild | None = None
+    _agent_builds: AgentBuilds | None = None
+    _signing_key: Ed25519PrivateKey | None = None
     _certificate: ServerCertificate | None = None
     _feed: PackageFeed | None = None
     _login_throttle: LoginThrottle | None = None
@@ -106,6 +112,28 @@ class Appliance:
 
             self._runner = prepare_runner(self.data_dir)
         return self._runner
+
+    @property
+    def agent_builds(self) -> AgentBuilds:
+        """The octo-agent builds this appliance serves (embedded, or built and cached)."""
+        if self._agent_builds is None:
+            from octo_appliance.builds.agent import default_cache_dir
+            from octo_appliance.builds.serving import AgentBuilds
+
+            cache_dir = self.config.agent_build_dir
+            self._agent_builds = AgentBuilds(
+                Path(cache_dir).expanduser() if cache_dir else default_cache_dir(),
+                build_on_request=self.config.agent_build_on_request,
+            )
+        return self._agent_builds
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 key that signs build manifests (made and sealed on first use)."""
+        if self._signing_key is None:
+            from octo_appliance.builds.signing import load_or_create_signing_key
+
+            self._signing_key = load_or_create_signing_key(self.vault, self.data_dir)
+        return self._signing_key
 
     def server_certificate(self) -> ServerCertificate:
         """The certificate of HTTPS and agent comms (generated on first use)."""
@@ -199,4 +227,7 @@ def open_appliance(
     if initialise:
         with db.atomic():
             _ensure_admin(env, report)
-    return Appliance(config, db, Vault(ring), plugins), report
+    appliance = Appliance(config, db, Vault(ring), plugins)
+    if initialise:
+        appliance.signing_key()  # made at the first start (older data dirs: here, once)
+    return appliance, report

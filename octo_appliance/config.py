@@ -225,6 +225,17 @@ class Config:
     shutdown_grace_seconds: int = setting(
         1, "Seconds the server waits for open requests on shutdown.", minimum=1
     )
+    agent_build_dir: str = setting(
+        "",
+        "Where a development install keeps the octo-agent builds it makes, by source hash "
+        "(empty: $XDG_CACHE_HOME/octo-appliance/agent-builds). A frozen appliance serves the "
+        "build it embeds.",
+    )
+    agent_build_on_request: bool = setting(
+        True,
+        "Whether a development install builds octo-agent (PyInstaller, minutes) when it is "
+        "first asked for one; off: it serves only a build already in agent_build_dir.",
+    )
 
     @property
     def data_path(self) -> Path:

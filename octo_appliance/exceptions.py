@@ -15,6 +15,9 @@ HTTP status and a stable ``code``; ``api/errors.py`` turns each failure into its
     │                               Retry-After)
     ├── InUseError                  a server (or a rotation, a restore) already uses the data
     ├── RunnerCompileError          runner_compile: the runner's modules do not compile
+    ├── BuildError                  builds/agent: the agent executable cannot be built or found
+    ├── ManifestError               builds/manifest: a build manifest is malformed or its
+    │                               signature does not verify
     ├── DeltaError                  feed/delta: a package delta cannot be applied
     ├── StepFailed                  steps/base: a step type failed the step
     ├── TaskFailed                  engine/tasks/kinds: a task handler failed the task

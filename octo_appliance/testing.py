@@ -108,7 +108,10 @@ def start_test_appliance(
 ) -> OctoTestAppliance:
     password = "admin-" + secrets.token_hex(8)
     keep_key_beside(data_dir)
-    config = load_config({"data_dir": str(data_dir), "database": database}, environ={})
+    # never a PyInstaller run in a test's thread: an agent build is served only when one is
+    # already in the data dir's ``agent_build_dir`` (config.toml)
+    flags = {"data_dir": str(data_dir), "database": database, "agent_build_on_request": "false"}
+    config = load_config(flags, environ={})
     appliance, _ = open_appliance(
         config, extra_plugins=extra_plugins, environ={"OCTO_ADMIN_PASSWORD": password}
     )

@@ -15,9 +15,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from octo_appliance.builds.agent import AgentBuild, cached_build
 from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.vault import keys
 
+#: where the tests keep the frozen octo-agent builds, one folder per source hash: a run builds
+#: each version at most once, and later runs reuse it until the agent's sources change
+AGENT_BUILDS = Path(__file__).resolve().parents[1] / "dist" / "agent-builds"
 PG_SERVER = os.environ.get("OCTO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -105,3 +109,23 @@ def octo(
 @pytest.fixture
 def api(octo: OctoTestAppliance):  # type: ignore[no-untyped-def]
     return octo.api
+
+
+@pytest.fixture(scope="session")
+def agent_build_dir() -> Path:
+    """The build cache the frozen-agent fixtures fill (``agent_build_dir`` of an appliance
+    that should serve them)."""
+    return AGENT_BUILDS
+
+
+@pytest.fixture(scope="session")
+def frozen_agent_of() -> Callable[[str | None], AgentBuild]:
+    """``frozen_agent_of(version)``: the octo-agent executable stamped ``version`` (None: the
+    package's), built by PyInstaller only when these sources have no build of it yet."""
+    return lambda version=None: cached_build(AGENT_BUILDS, version=version)
+
+
+@pytest.fixture(scope="session")
+def frozen_agent(frozen_agent_of: Callable[[str | None], AgentBuild]) -> AgentBuild:
+    """The octo-agent executable of these sources (what the appliance serves)."""
+    return frozen_agent_of(None)

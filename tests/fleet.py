@@ -106,6 +106,9 @@ class Fleet:
     #: how ``octo-appliance`` is started: the development install, or ``[path]`` of the
     #: single executable (tests/binary)
     appliance_command: Sequence[str] = APPLIANCE_COMMAND
+    #: how ``octo-agent`` is started: the development install, or ``[path]`` of the frozen
+    #: agent (tests/binary/test_agent_build.py)
+    agent_command: Sequence[str] = AGENT_COMMAND
     appliance: ServeProcess | None = None
     api_key: str = ""
     agents: dict[str, FleetAgent] = field(default_factory=dict)
@@ -216,7 +219,7 @@ class Fleet:
         self, *args: str, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [*AGENT_COMMAND, *args],
+            [*self.agent_command, *args],
             capture_output=True,
             text=True,
             env=clean_env(),
@@ -284,7 +287,9 @@ class Fleet:
         """One ``octo-agent run`` per agent, or one process for all (``together``)."""
         groups = [list(agents)] if together else [[a] for a in agents]
         for group in groups:
-            process = AgentProcess([a.home for a in group], log_level="DEBUG")
+            process = AgentProcess(
+                [a.home for a in group], log_level="DEBUG", command=self.agent_command
+            )
             self.processes.append(process)
             process.start()
             for agent in group:

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from octo_appliance.agent.contract import package_fields
 from octo_appliance.comms import CallFailed
 from octo_appliance.durable import write_atomic
-from octo_appliance.feed.delta import DeltaError, apply_delta
 
 log = logging.getLogger("octo_appliance.agent.cache")
 
@@ -198,6 +197,9 @@ class PackageCache:
             return self.directory / sha256
         if self.lookup(base_sha256) is None:
             raise _base_missing(base_sha256)
+        # zstd is loaded by the first patch, not by every agent start (start time, idle memory)
+        from octo_appliance.feed.delta import DeltaError, apply_delta
+
         fd, scratch_name = tempfile.mkstemp(prefix="octo-patch-", suffix=".part", dir=scratch)
         os.close(fd)
         out = Path(scratch_name)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
-from octo_appliance import __version__
-from octo_appliance.agent import registration, service, systemd
+from octo_appliance.agent import service, systemd
 from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
+from octo_appliance.agent.version import AGENT_VERSION
 from octo_appliance.api_key_input import (
     API_KEY_ENV,
     TOKEN_ENV,
@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.set_defaults(handler=cmd_wait_healthy)
 
+    check = commands.add_parser(
+        "verify-manifest", help="check a downloaded build against its signed manifest"
+    )
+    check.add_argument("--manifest", required=True, type=Path, metavar="F", help="its JSON")
+    check.add_argument("--public-key", required=True, metavar="KEY", help="base64 Ed25519")
+    check.add_argument("--file", required=True, type=Path, metavar="F", help="the download")
+    check.set_defaults(handler=cmd_verify_manifest)
+
     svc = commands.add_parser("service", help="manage the systemd service")
     svc_commands = svc.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     install = svc_commands.add_parser("install", help="write a systemd unit for this agent")
@@ -216,13 +224,16 @@ def cmd_show_thumbprint(args: argparse.Namespace) -> int:
 
 def cmd_version(_args: argparse.Namespace) -> int:
     print(
-        f"{PROG} {__version__} (comms protocol {PROTOCOL_VERSION}, "
+        f"{PROG} {AGENT_VERSION} (comms protocol {PROTOCOL_VERSION}, "
         f"runner protocol {RUNNER_PROTOCOL})"
     )
     return 0
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    # only register and deregister speak HTTPS: httpx is not loaded by ``run`` (start time)
+    from octo_appliance.agent import registration
+
     home = _home(args)
     if args.poll and args.public_host:
         raise ConfigError("--public-host is for listening agents", hint="drop it with --poll")
@@ -262,6 +273,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_deregister(args: argparse.Namespace) -> int:
+    from octo_appliance.agent import registration
+
     home = _home(args)
     key = api_key(args)
     config, known = registration.deregister(home, key)
@@ -277,10 +290,22 @@ def cmd_wait_healthy(args: argparse.Namespace) -> int:
     """Exit 0 once the appliance reports Healthy (or with warnings), 1 when it reports
     Unhealthy/Unavailable after its check or the timeout passes first."""
     home = _home(args)
+    from octo_appliance.agent import registration  # httpx only for the commands that call
+
     pid = args.pid
     alive = None if pid is None else (lambda: _process_exists(pid))
     status = registration.wait_healthy(home, api_key(args), timeout=args.timeout, alive=alive)
     print(f"the appliance reports this target {status}")
+    return 0
+
+
+def cmd_verify_manifest(args: argparse.Namespace) -> int:
+    from octo_appliance.agent.verify import verify_download
+
+    manifest = verify_download(args.manifest, args.public_key, args.file)
+    print(
+        f"verified {manifest.component} {manifest.version} ({manifest.platform}, {manifest.sha256})"
+    )
     return 0
 
 

@@ -19,12 +19,12 @@ from typing import Any
 
 from octo_runner import PROTOCOL_VERSION as RUNNER_PROTOCOL
 
-from octo_appliance import __version__
 from octo_appliance.agent import contract
 from octo_appliance.agent.cache import PackageCache, check_sha256
 from octo_appliance.agent.home import AgentConfig, Home
 from octo_appliance.agent.runner_host import Emit, RunnerHost, agent_log_event
 from octo_appliance.agent.runners import RunnerCache, check_version
+from octo_appliance.agent.version import AGENT_VERSION
 from octo_appliance.agent.workdirs import WorkDirs, check_task_id
 from octo_appliance.comms import (
     PROTOCOL_VERSION,
@@ -72,7 +72,7 @@ class AgentHandlers:
         if method is None:
             raise CallFailed(
                 "unknown_method",
-                f"this agent ({__version__}) does not handle {request.method!r}",
+                f"this agent ({AGENT_VERSION}) does not handle {request.method!r}",
                 hint="upgrade the agent, or check the method name",
             )
         return await method(request)
@@ -81,7 +81,7 @@ class AgentHandlers:
 
     async def agent_info(self, request: IncomingRequest) -> dict[str, Any]:
         return {
-            "agent_version": __version__,
+            "agent_version": AGENT_VERSION,
             "protocol": PROTOCOL_VERSION,
             "name": self.config.name,
             "target_id": self.config.target_id,

@@ -69,7 +69,9 @@ class AgentConfig:
 
     ``api_*`` pin the appliance's HTTPS certificate (used by register/deregister);
     ``comms_*`` pin the certificate the appliance presents on the agent wire (the register
-    response names it; it is usually the same certificate).
+    response names it; it is usually the same certificate). ``signing_public_key`` checks the
+    signature of every build manifest (:mod:`octo_appliance.builds.manifest`); empty when the
+    appliance registered the agent before it signed builds.
     """
 
     name: str
@@ -82,6 +84,8 @@ class AgentConfig:
     api_certificate: str = ""
     comms_thumbprint: str = ""
     comms_certificate: str = ""
+    #: base64 of the appliance's Ed25519 key that signs the builds this agent downloads
+    signing_public_key: str = ""
     target_id: str = ""
     environments: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from octo_appliance import __version__, pinned_http
+from octo_appliance import pinned_http
 from octo_appliance.agent.errors import RegistrationError
 from octo_appliance.agent.home import (
     DEFAULT_POLLING_PORT,
@@ -34,7 +34,9 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
+from octo_appliance.agent.version import AGENT_VERSION
 from octo_appliance.api_key_input import is_registration_token
+from octo_appliance.builds.manifest import ManifestError, load_public_key
 from octo_appliance.comms import Identity, normalize_thumbprint, thumbprint_of_pem
 from octo_appliance.comms.errors import IdentityError
 from octo_appliance.exceptions import ConfigError
@@ -64,7 +66,7 @@ def pinned_client(server: Server, api_key: str, *, timeout: float = TIMEOUT) -> 
         base_url=server.url,
         verify=pinned_ssl_context(server),
         timeout=timeout,
-        headers={"X-Api-Key": api_key, "User-Agent": f"octo-agent/{__version__}"},
+        headers={"X-Api-Key": api_key, "User-Agent": f"octo-agent/{AGENT_VERSION}"},
     )
 
 
@@ -86,7 +88,7 @@ class RegisterRequest:
             "communication_style": self.mode,
             "thumbprint": identity.thumbprint,
             "certificate": identity.cert_pem.decode("ascii"),
-            "agent_version": __version__,
+            "agent_version": AGENT_VERSION,
         }
         if self.mode == "listening":
             body["uri"] = self.uri()
@@ -150,6 +152,7 @@ def register(
             "server_thumbprint do not match; nothing was stored",
             hint="report this appliance bug; delete the target in the portal and retry",
         ) from None
+    signing_key = _signing_key(data, target_id)
     polling = ""
     if request.mode == "polling":
         polling = request.polling_address or str(data.get("polling_address") or "")
@@ -167,6 +170,7 @@ def register(
         api_certificate=server.certificate_pem,
         comms_thumbprint=normalize_thumbprint(str(comms_thumbprint)),
         comms_certificate=str(comms_pem),
+        signing_public_key=signing_key,
         target_id=target_id,
         environments=list(request.environments),
         roles=list(request.roles),
@@ -174,6 +178,22 @@ def register(
     )
     home.save_config(config)
     return config
+
+
+def _signing_key(data: dict[str, Any], target_id: str) -> str:
+    """The appliance's build-signing public key from the answer ("" from an older appliance)."""
+    text = data.get("signing_public_key")
+    if text is None:
+        return ""
+    try:
+        load_public_key(str(text))
+    except ManifestError:
+        raise RegistrationError(
+            f"the appliance registered target {target_id}, but its signing_public_key is not "
+            "an Ed25519 public key; nothing was stored",
+            hint="report this appliance bug; delete the target in the portal and retry",
+        ) from None
+    return str(text)
 
 
 def deregister(home: Home, api_key: str) -> tuple[AgentConfig, bool]:

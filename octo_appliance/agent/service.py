@@ -28,7 +28,6 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 
-from octo_appliance import __version__
 from octo_appliance.agent.errors import AgentError
 from octo_appliance.agent.handlers import AgentHandlers
 from octo_appliance.agent.home import (
@@ -38,6 +37,7 @@ from octo_appliance.agent.home import (
     format_address,
     parse_address,
 )
+from octo_appliance.agent.version import AGENT_VERSION
 from octo_appliance.comms import (
     CommsServer,
     CommsSettings,
@@ -81,7 +81,7 @@ class AgentRuntime:
             role="agent",
             id=self.config.target_id,
             extra={
-                "agent_version": __version__,
+                "agent_version": AGENT_VERSION,
                 "name": self.config.name,
                 "hostname": socket.gethostname(),
                 "os": platform.system(),
@@ -179,7 +179,7 @@ def run(homes: Sequence[Home], *, log_level: str = "INFO") -> int:
     with _logging(runtimes, log_level):
         log.info(
             "octo-agent %s starting %d agent identit%s",
-            __version__,
+            AGENT_VERSION,
             len(runtimes),
             "y" if len(runtimes) == 1 else "ies",
         )

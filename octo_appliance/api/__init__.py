@@ -36,6 +36,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "audit",
     "tasks",
     "agents",
+    "builds",
     "bootstrap",
     "scripts",
     "packages",

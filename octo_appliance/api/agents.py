@@ -1,9 +1,10 @@
-"""Agent-facing endpoints: registration, on-demand health checks and the runner build.
+"""Agent-facing endpoints: registration and on-demand health checks.
 
 ``POST /targets/register`` is what ``octo-agent register`` calls, over TLS pinned to the
 appliance's thumbprint and with an API key or a registration token: it records the agent's
 certificate (the trust anchor its connections are checked against), queues the target's first
-health check at once, and answers with what the agent must pin. With a token, the install
+health check at once, and answers with what the agent must pin and the public key that signs
+the builds it will download (:mod:`octo_appliance.api.builds`). With a token, the install
 script also reads the new target's health (``GET /targets/{ref}/registration``) and, on
 ``--uninstall``, deregisters it (``POST /targets/{ref}/deregister``); both need the target's
 thumbprint and a target the token could have registered (:mod:`.registration_scope`).
@@ -17,7 +18,7 @@ from typing import Any, Literal
 from cryptography import x509
 from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, resolve_many
@@ -50,6 +51,7 @@ from octo_appliance.api.targets import (
     remove_target,
 )
 from octo_appliance.api.tasks import enqueue_for_request, find_engine
+from octo_appliance.builds.manifest import public_key_text
 from octo_appliance.comms import thumbprint_of_pem
 from octo_appliance.config import parse_host_port
 from octo_appliance.db import Environment, Target
@@ -95,14 +97,9 @@ class RegisterIn(Body):
 class RegisteredOut(TargetOut):
     server_thumbprint: str
     server_certificate: str
+    #: base64 of the raw Ed25519 public key that signs build manifests
+    signing_public_key: str
     polling_address: str
-
-
-class RunnerOut(Out):
-    version: str
-    sha256: str
-    size: int
-    download: str
 
 
 class TaskQueued(Out):
@@ -203,6 +200,7 @@ def register_agent(ctx: RequestContext, body: RegisterIn, request: Request) -> R
     payload = _one(target) | {
         "server_thumbprint": cert.thumbprint_sha256_hex,
         "server_certificate": cert.cert_file.read_text(encoding="ascii"),
+        "signing_public_key": public_key_text(ctx.appliance.signing_key()),
         "polling_address": _polling_address(ctx, request),
     }
     return json_response(payload, 201)
@@ -310,31 +308,3 @@ def check_all_health(ctx: RequestContext) -> dict[str, Any]:
     )
     ctx.audit("health-check", "task", task_id, "all agent targets")
     return {"id": task_id, "task_id": task_id}
-
-
-@router.get("/runner", summary="The runner build this appliance serves", response=RunnerOut)
-def runner_info(ctx: RequestContext) -> dict[str, Any]:
-    ctx.require(Permission.SYSTEM_VIEW)
-    runner = ctx.appliance.runner_build()
-    return {
-        "version": runner.version,
-        "sha256": runner.sha256,
-        "size": runner.size,
-        "download": "/api/v1/runner/download",
-    }
-
-
-@router.get(
-    "/runner/download",
-    summary="Download the runner zipapp (agents fetch it over their own connection)",
-    raw_response=True,
-)
-def runner_download(ctx: RequestContext, request: Request) -> Response:
-    ctx.require(Permission.SYSTEM_VIEW)
-    runner = ctx.appliance.runner_build()
-    return FileResponse(
-        runner.path,
-        media_type="application/octet-stream",
-        filename=runner.path.name,
-        headers={"x-sha256": runner.sha256},
-    )

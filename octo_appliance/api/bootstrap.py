@@ -31,6 +31,7 @@ from octo_appliance.api.context import RequestContext
 from octo_appliance.api.registration_tokens import TokenCreated, TokenIn, issue_token
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Out
+from octo_appliance.builds.manifest import public_key_text
 from octo_appliance.exceptions import ConfigError, ValidationFailed
 
 if TYPE_CHECKING:
@@ -92,9 +93,8 @@ def _address(request: Request, appliance: Appliance) -> tuple[str, int]:
 
 
 def _signing_key(appliance: Appliance) -> str:
-    """The public key agent builds are signed with, if this appliance signs them."""
-    getter = getattr(appliance, "agent_signing_public_key", None)
-    return str(getter()) if callable(getter) else ""
+    """The public key agent builds are signed with (base64 of the raw Ed25519 key)."""
+    return public_key_text(appliance.signing_key())
 
 
 def render_script(appliance: Appliance, host: str, port: int) -> str:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -90,9 +90,12 @@ def make_home(
 class AgentProcess:
     """``python -m octo_appliance.agent.cli run --home ...`` and its banner."""
 
-    def __init__(self, homes: list[Home], *, log_level: str = "DEBUG") -> None:
+    def __init__(
+        self, homes: list[Home], *, log_level: str = "DEBUG", command: Sequence[str] = ()
+    ) -> None:
         self.homes = homes
-        self.args = [sys.executable, "-m", "octo_appliance.agent.cli", "run"]
+        #: the development install unless ``command`` names another octo-agent (the frozen one)
+        self.args = [*(command or (sys.executable, "-m", "octo_appliance.agent.cli")), "run"]
         for home in homes:
             self.args += ["--home", str(home.root)]
         self.args += ["--log-level", log_level]

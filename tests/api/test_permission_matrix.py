@@ -28,6 +28,7 @@ import pytest
 
 from octo_appliance.api import all_endpoints
 from octo_appliance.api.routing import Endpoint
+from octo_appliance.builds.serving import AgentBuilds
 from octo_appliance.comms import generate_identity, thumbprint_of_pem
 from octo_appliance.db import (
     AuditEvent,
@@ -55,6 +56,7 @@ from octo_appliance.feed.storage import store_bytes
 from octo_appliance.security.permissions import ROLES, Permission
 from tests.api.deploy_support import held_engine
 from tests.api.helpers import make_user, session_client
+from tests.builds.support import put_stand_in
 from tests.packages_support import zip_bytes
 
 PUBLIC = "public"  # no authentication at all
@@ -87,6 +89,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/targets/{}/registration": (P.TARGET_VIEW, None),
     "/targets/{}/deregister": (None, P.TARGET_EDIT),
     "/runner": (P.SYSTEM_VIEW, None),
+    "/agent": (PUBLIC, None),
     "/agent/install-command": (None, P.TARGET_EDIT),
     "/scripts": (None, P.SCRIPT_RUN),
     "/lifecycles": (P.PROJECT_VIEW, P.PROJECT_EDIT),
@@ -513,8 +516,15 @@ def task_engine(octo):  # type: ignore[no-untyped-def]
         yield held
 
 
+@pytest.fixture
+def agent_build(octo, tmp_path):  # type: ignore[no-untyped-def]
+    """A (stand-in) agent build to serve: the public agent endpoints then answer 200."""
+    put_stand_in(tmp_path / "agent-builds")
+    octo.appliance._agent_builds = AgentBuilds(tmp_path / "agent-builds", build_on_request=False)
+
+
 @pytest.mark.parametrize("batch", ["read", "write"])
-def test_permission_matrix(octo, task_engine, batch):
+def test_permission_matrix(octo, task_engine, agent_build, batch):
     """Reads and writes run as two tests so a failure report stays readable."""
     client = session_client(octo)
     callers = make_callers(octo)

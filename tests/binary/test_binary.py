@@ -24,6 +24,7 @@ import pytest
 
 from octo_appliance.runner_bundle import archive_bytes
 from octo_appliance.transports.worker_account import SYSTEM_PATH
+from tests.conftest import AGENT_BUILDS
 from tests.deployment_scenario import run_scenario
 from tests.fleet import running_fleet
 from tests.h3client import h3_get
@@ -42,6 +43,7 @@ HEALTH = "/api/v1/health"
 def _sources() -> Iterator[Path]:
     yield ROOT / "appliance.spec"
     yield BUILD_SCRIPT
+    yield ROOT / "agent.spec"  # the embedded agent is built from it
     for package in (ROOT / "octo_appliance", ROOT / "runner" / "octo_runner"):
         for path in package.rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
@@ -65,6 +67,8 @@ def binary() -> Path:
         result = subprocess.run(
             ["bash", str(BUILD_SCRIPT)],
             cwd=ROOT,
+            # embed the agent build the frozen-agent fixtures share (built there at most once)
+            env={**os.environ, "OCTO_AGENT_BUILD_DIR": str(AGENT_BUILDS)},
             capture_output=True,
             text=True,
             timeout=900,
@@ -158,3 +162,34 @@ def test_deploys_end_to_end_like_the_development_install(
     with running_fleet(tmp_path, appliance_command=command) as fleet:
         run_scenario(fleet)
         assert "Traceback" not in fleet.server.output()
+
+
+def test_serves_the_agent_it_embeds_signed_and_that_agent_connects(
+    binary: Path, tmp_path: Path
+) -> None:
+    """The frozen appliance serves its embedded octo-agent without an API key (over its own
+    TLS); the manifest verifies with the key registration hands out, the bytes match it, and
+    the downloaded executable registers, connects and runs a script."""
+    from octo_appliance.builds.manifest import verify
+
+    with running_fleet(tmp_path, appliance_command=[str(binary)]) as fleet:
+        with fleet.server.http2_client() as client:
+            manifest = client.get("/api/v1/agent", params={"platform": "linux-x86_64"})
+            download = client.get("/api/v1/agent/download", params={"platform": "linux-x86_64"})
+        assert manifest.status_code == 200, manifest.text
+        assert download.status_code == 200, download.text
+        body = manifest.json()
+        assert body["component"] == "octo-agent"
+        assert body["size"] == len(download.content)
+        assert body["sha256"] == hashlib.sha256(download.content).hexdigest()
+        agent = tmp_path / "octo-agent"
+        agent.write_bytes(download.content)
+        agent.chmod(0o755)
+
+        fleet.agent_command = (str(agent),)
+        polling = fleet.register("poll-downloaded", "polling")
+        verify(body, polling.home.require_registered().signing_public_key)
+        fleet.start_agents([polling])
+        fleet.wait_connected([polling])
+        task = fleet.wait_task(fleet.run_script("echo downloaded-agent-ran"), timeout=120)
+        assert task["state"] == "success", task

@@ -10,7 +10,6 @@ still a dependency, only a later one.
 
 from __future__ import annotations
 
-import ast
 import re
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from octo_appliance.builds.sources import imported
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "octo_appliance"
@@ -39,22 +40,6 @@ def source_modules(root: Path, package: str) -> Iterator[tuple[str, Path]]:
         if parts[-1] == "__init__":
             parts.pop()
         yield ".".join(parts), path
-
-
-def imported(module: str, path: Path) -> Iterator[str]:
-    """Every module name ``module`` imports, relative imports resolved."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, base] if base else anchor)
-            yield base
-            # ``from octo_appliance import tls`` names a module, not an attribute
-            yield from (f"{base}.{alias.name}" for alias in node.names)
 
 
 def is_within(name: str, prefixes: tuple[str, ...]) -> bool:
