@@ -1,15 +1,15 @@
 """The one-line agent install, from paste to a healthy target (issue 16, goal < 10 s).
 
-Starts an appliance (``--binary PATH``: the single executable; default: this checkout, with
-:mod:`tests.agent_build_standin` serving this checkout's agent as the agent build until the
-appliance serves its own), then ``--runs`` times for each style (polling, listening): prints
-``octo-appliance agent install-command`` (not timed), runs the line with ``sh`` as root where
-no systemd runs (``--prefix`` a fresh directory, ``--run-as root``) and times it to its exit,
-which comes only once the appliance reports the target healthy; then ``--uninstall`` (not
-timed). The wall time is split at the script's own lines: the agent downloaded and checked,
-registered, and healthy.
+Starts an appliance: by default this checkout serving the frozen agent of these sources from
+``dist/agent-builds`` (built first when missing); ``--binary PATH``: the single executable and
+the agent it embeds; ``--standin``: this checkout's agent under Python. Then ``--runs`` times
+for each style (polling, listening): prints ``octo-appliance agent install-command`` (not
+timed), runs the line with ``sh`` as root where no systemd runs (``--prefix`` a fresh
+directory, ``--run-as root``) and times it to its exit, which comes only once the appliance
+reports the target healthy; then ``--uninstall`` (not timed). The wall time is split at the
+script's own lines: the agent downloaded and checked, registered, and healthy.
 
-Usage: ``.venv/bin/python bench/oneliner.py [--runs 3] [--binary PATH]``
+Usage: ``.venv/bin/python bench/oneliner.py [--runs 3] [--binary PATH | --standin]``
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.agent_build_standin import FILE_ENV, write_standin_agent  # noqa: E402
+from octo_appliance.builds.agent import cached_build  # noqa: E402
+from tests.agent_build_standin import put_standin_build, serve_env  # noqa: E402
 from tests.fleet import Fleet, free_port  # noqa: E402
 from tests.oneliner_support import PATH, install_command  # noqa: E402
 
@@ -62,20 +63,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--binary", type=Path, help="the single executable to measure")
+    parser.add_argument(
+        "--standin", action="store_true", help="serve this checkout's agent under Python"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="octo-bench-oneliner-"))
     os.chmod(root, 0o755)
+    builds = root / "agent-builds"
     if args.binary is not None:
         fleet = Fleet(root / "fleet", appliance_command=(str(args.binary),))
-        label = f"appliance {args.binary}"
+        label = f"appliance {args.binary} and the agent it embeds"
+    elif args.standin:
+        put_standin_build(builds)
+        fleet = Fleet(root / "fleet", serve_env=serve_env(builds))
+        label = "development install; agent: this checkout under Python (not the frozen build)"
     else:
-        agent = write_standin_agent(root / "octo-agent-standin")
-        fleet = Fleet(
-            root / "fleet",
-            appliance_command=(sys.executable, "-m", "tests.agent_build_standin"),
-            serve_env={FILE_ENV: str(agent)},
-        )
-        label = "development install (agent: this checkout under python, not the frozen build)"
+        built = cached_build(ROOT / "dist" / "agent-builds")
+        fleet = Fleet(root / "fleet", serve_env=serve_env(built.path.parents[1]))
+        label = f"development install; agent: the frozen build ({built.size / 2**20:.1f} MiB)"
     results: dict[str, list[dict[str, float]]] = {"polling": [], "listening": []}
     with fleet:
         for run in range(args.runs):

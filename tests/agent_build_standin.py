@@ -1,31 +1,29 @@
-"""A stand-in for the frozen agent build, until the appliance serves its own (issue 16.2).
+"""A stand-in for the frozen agent build, for tests that must not wait for PyInstaller.
 
-``python -m tests.agent_build_standin ARGS`` is ``octo-appliance ARGS`` with two endpoints
-added: ``GET /api/v1/agent?platform=`` (the manifest: component, version, platform, size,
-SHA-256) and ``GET /api/v1/agent/download?platform=``, serving ``$STANDIN_AGENT_FILE``, a
-small script that runs this checkout's ``octo-agent``. The install script downloads, checks
-and runs it exactly as it will the frozen build.
+:func:`put_standin_build` writes a small script that runs this checkout's ``octo-agent`` where
+a development install caches the build of today's sources; an appliance whose
+``agent_build_dir`` is that folder serves it (signed manifest, download) exactly as it serves
+the frozen build, and the install script downloads, checks and runs it the same way.
+``tests/binary`` uses the frozen build itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Any
-
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
 
 from octo_appliance import __version__
-from octo_appliance.api import agents
-from octo_appliance.api.context import RequestContext
-from octo_appliance.exceptions import NotFound
+from octo_appliance.builds.agent import EXECUTABLE_NAME, INFO_NAME, LINUX_X86_64, cache_entry
 
-FILE_ENV = "STANDIN_AGENT_FILE"
+
+def serve_env(cache_dir: Path) -> dict[str, str]:
+    """The settings that make an appliance serve the builds of ``cache_dir`` and build none."""
+    return {"OCTO_AGENT_BUILD_DIR": str(cache_dir), "OCTO_AGENT_BUILD_ON_REQUEST": "false"}
 
 
 def _interpreter() -> str:
@@ -35,45 +33,30 @@ def _interpreter() -> str:
     return str(system) if system.exists() else sys.executable
 
 
-def write_standin_agent(path: Path) -> Path:
-    """An executable that runs this checkout's agent (readable by every user)."""
+def standin_agent() -> bytes:
+    """An executable that runs this checkout's agent (for every user)."""
     root = Path(__file__).resolve().parents[1]
     paths = [*sysconfig.get_paths()["purelib"].split(os.pathsep), str(root), str(root / "runner")]
-    path.write_text(
+    return (
         "#!/bin/sh\n"
         f"PYTHONPATH={shlex.quote(os.pathsep.join(paths))} "
         f'exec {_interpreter()} -m octo_appliance.agent "$@"\n'
-    )
+    ).encode()
+
+
+def put_standin_build(cache_dir: Path) -> Path:
+    """Cache the stand-in as the build of today's sources in ``cache_dir``; its path."""
+    data = standin_agent()
+    entry = cache_entry(cache_dir, None)
+    entry.mkdir(parents=True, exist_ok=True)
+    path = entry / EXECUTABLE_NAME
+    path.write_bytes(data)
     path.chmod(0o755)
+    info = {
+        "version": __version__,
+        "platform": LINUX_X86_64,
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    (entry / INFO_NAME).write_text(json.dumps(info), encoding="utf-8")
     return path
-
-
-def _file(platform: str) -> Path:
-    if platform != "linux-x86_64":
-        raise NotFound(f"no agent build for platform '{platform}'")
-    return Path(os.environ[FILE_ENV])
-
-
-def _install() -> None:
-    @agents.router.get("/agent", summary="stand-in manifest", auth=False, raw_response=True)
-    def manifest(ctx: RequestContext, request: Request) -> dict[str, Any]:
-        data = _file(request.query_params.get("platform", "")).read_bytes()
-        return {
-            "component": "octo-agent",
-            "version": __version__,
-            "platform": "linux-x86_64",
-            "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "signature": "",
-        }
-
-    @agents.router.get("/agent/download", summary="stand-in", auth=False, raw_response=True)
-    def download(ctx: RequestContext, request: Request) -> Response:
-        return FileResponse(_file(request.query_params.get("platform", "")))
-
-
-if __name__ == "__main__":
-    _install()
-    from octo_appliance.cli import main
-
-    sys.exit(main())

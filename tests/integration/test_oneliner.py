@@ -4,7 +4,8 @@ and the machine becomes a healthy polling or listening target that runs a script
 deployment (:func:`tests.deployment_scenario.script_and_deployment`); a rerun
 changes nothing, ``--uninstall`` leaves nothing, and every refusal installs nothing.
 
-The agent build is :mod:`tests.agent_build_standin` until the appliance serves its own.
+The agent build the appliance serves is :mod:`tests.agent_build_standin` (this checkout's agent
+under Python), so the suite does not wait for PyInstaller; ``tests/binary`` runs the frozen one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent_build_standin import FILE_ENV, write_standin_agent
+from tests.agent_build_standin import put_standin_build, serve_env
 from tests.deployment_scenario import script_and_deployment
 from tests.fleet import Fleet, free_port, running_fleet, wait_until
 from tests.oneliner_support import PATH, install_command
@@ -35,7 +35,6 @@ pytestmark = [
 ]
 
 NOBODY = 65534
-STANDIN_COMMAND = (sys.executable, "-m", "tests.agent_build_standin")
 
 
 @dataclass
@@ -56,12 +55,9 @@ def shared_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def fleet(shared_dir: Path) -> Iterator[Fleet]:
-    agent = write_standin_agent(shared_dir / "octo-agent-standin")
-    with running_fleet(
-        shared_dir / "fleet",
-        appliance_command=STANDIN_COMMAND,
-        serve_env={FILE_ENV: str(agent)},
-    ) as fleet:
+    builds = shared_dir / "agent-builds"
+    put_standin_build(builds)
+    with running_fleet(shared_dir / "fleet", serve_env=serve_env(builds)) as fleet:
         yield fleet
 
 
