@@ -1,13 +1,19 @@
-"""What the one-line install's test and bench share: asking the appliance for the line."""
+"""What the one-line install's tests and bench share: asking the appliance for the line, and
+running it as ``sh`` does on a target (as root or as ``nobody``)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from tests.fleet import Fleet
 
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+NOBODY = 65534
 
 
 def install_command(fleet: Fleet, *args: str, program: Sequence[str] = ()) -> str:
@@ -32,3 +38,33 @@ def install_command(fleet: Fleet, *args: str, program: Sequence[str] = ()) -> st
     command = done.stdout.strip().splitlines()[-1]
     assert command.startswith("curl -fsSk --pinnedpubkey 'sha256//"), command
     return command
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run(
+    command: str, *, user: int | None = None, home: Path | None = None, path: str = PATH
+) -> Run:
+    """``sh -c COMMAND`` in a clean environment, as ``user`` (setpriv) or as root."""
+    env = {"PATH": path, "HOME": str(home or "/root"), "LANG": "C.UTF-8"}
+    argv = ["sh", "-c", command]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def fresh_home(shared_dir: Path, name: str) -> Path:
+    home = shared_dir / name
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    return home
+
+
+def targets(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    return {t["name"]: t for t in fleet.api().get("/api/v1/targets").json()["items"]}

@@ -17,31 +17,20 @@ import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.agent_build_standin import put_standin_build, serve_env
 from tests.deployment_scenario import script_and_deployment
 from tests.fleet import Fleet, free_port, running_fleet, wait_until
-from tests.oneliner_support import PATH, install_command
+from tests.oneliner_support import NOBODY, PATH, Run, fresh_home, install_command, run, targets
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="runs the install as another user (needs root)"),
     pytest.mark.skipif(shutil.which("curl") is None, reason="the one-liner needs curl"),
 ]
-
-NOBODY = 65534
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +48,6 @@ def fleet(shared_dir: Path) -> Iterator[Fleet]:
     put_standin_build(builds)
     with running_fleet(shared_dir / "fleet", serve_env=serve_env(builds)) as fleet:
         yield fleet
-
-
-def run(
-    command: str, *, user: int | None = None, home: Path | None = None, path: str = PATH
-) -> Run:
-    """``sh -c COMMAND`` in a clean environment, as ``user`` (setpriv) or as root."""
-    env = {"PATH": path, "HOME": str(home or "/root"), "LANG": "C.UTF-8"}
-    argv = ["sh", "-c", command]
-    if user is not None:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env)
-    return Run(done.returncode, done.stdout, done.stderr)
-
-
-def fresh_home(shared_dir: Path, name: str) -> Path:
-    home = shared_dir / name
-    home.mkdir()
-    os.chown(home, NOBODY, NOBODY)
-    return home
-
-
-def targets(fleet: Fleet) -> dict[str, dict[str, Any]]:
-    return {t["name"]: t for t in fleet.api().get("/api/v1/targets").json()["items"]}
 
 
 def token_uses(fleet: Fleet) -> list[int]:
