@@ -33,6 +33,7 @@ run_as=
 service=auto
 uninstall=0
 wait_seconds=60
+thumb=
 
 say() { printf '%s\n' "$*"; }
 fail() {
@@ -311,22 +312,33 @@ else
         --server-thumbprint "$OCTO_THUMBPRINT" --name "$name" "$@" 2>&1) ||
         fail "$(printf '%s\n' "$out" | sed -n 's/^octo-agent: error: //p' | head -n 1)"
     registered_now=1
+    thumb=$(printf '%s\n' "$out" | sed -n 's/^agent thumbprint: //p')
     say "registered $name with $SERVER ($mode)"
 fi
 if [ "$as_root" = 1 ] && [ "$run_as" != root ]; then
     chown -R "$run_as" "$home" || fail "cannot give $home to $run_as"
 fi
 start_agent
-# wait for the appliance to call it healthy (a background agent that exits ends the wait)
-set --
-use_systemd || set -- --pid "$(running_pid)"
-if ! out=$("$bin" wait-healthy --home "$home" --timeout "$wait_seconds" "$@" 2>&1); then
+# wait for the appliance to call it healthy, asking with curl (no agent start per question);
+# the token goes in a header file, not on curl's command line; a background agent that exits
+# ends the wait
+target_id=$(json_field target_id "$home/agent.json")
+[ -n "$thumb" ] || thumb=$("$bin" show-thumbprint --home "$home")
+(umask 077 && printf 'X-Api-Key: %s\n' "$token" >"$tmp/header") || fail "cannot write $tmp"
+deadline=$(($(date +%s) + wait_seconds))
+while :; do
+    status=$(fetch -H "@$tmp/header" \
+        "$SERVER/api/v1/targets/$target_id/registration?thumbprint=$thumb" 2>/dev/null |
+        sed -n 's/.*"health_status":"\([^"]*\)".*/\1/p')
+    case $status in Healthy|HealthyWithWarnings) break ;; esac
     if ! use_systemd && ! running_pid >/dev/null; then
         fail "the agent stopped: $(tail -n 1 "$log_file" 2>/dev/null)" "see $log_file"
     fi
-    fail "$(printf '%s\n' "$out" | sed -n 's/^octo-agent: error: //p' | head -n 1)" \
-        "see $log_file or: journalctl $systemctl_user -u $UNIT"
-fi
+    [ "$(date +%s)" -lt "$deadline" ] ||
+        fail "the appliance still reports this target ${status:-Unknown} after $wait_seconds s" \
+            "see $log_file or: journalctl $systemctl_user -u $UNIT"
+    sleep 0.2 2>/dev/null || sleep 1
+done
 trap - INT TERM
 [ -n "$tmp" ] && rm -rf "$tmp"
 say "$name is a healthy target of $SERVER"

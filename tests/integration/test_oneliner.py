@@ -115,6 +115,10 @@ def test_as_root_without_systemd_a_listening_target(fleet: Fleet, shared_dir: Pa
     assert shown["communication_style"] == "listening"
     assert shown["uri"] == f"https://127.0.0.1:{port}"
     assert shown["health_status"] == "Healthy"
+    token = command.split("--token ", 1)[1].split()[0]
+    agent = f"OCTO_REGISTRATION_TOKEN={token} {prefix}/bin/octo-agent"
+    asked = run(f"{agent} wait-healthy --home {prefix}/home --timeout 5")
+    assert asked.out.strip() == "the appliance reports this target Healthy", asked.err
     pid = int((prefix / "agent.pid").read_text())
     assert Path(f"/proc/{pid}").stat().st_uid == NOBODY
     script_and_deployment(fleet, ["root-listen"])
