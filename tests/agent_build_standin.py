@@ -9,8 +9,6 @@ the frozen build, and the install script downloads, checks and runs it the same 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
 import sys
@@ -18,7 +16,7 @@ import sysconfig
 from pathlib import Path
 
 from octo_appliance import __version__
-from octo_appliance.builds.agent import EXECUTABLE_NAME, INFO_NAME, LINUX_X86_64, cache_entry
+from tests.builds.support import put_stand_in
 
 
 def serve_env(cache_dir: Path) -> dict[str, str]:
@@ -44,19 +42,6 @@ def standin_agent() -> bytes:
     ).encode()
 
 
-def put_standin_build(cache_dir: Path) -> Path:
-    """Cache the stand-in as the build of today's sources in ``cache_dir``; its path."""
-    data = standin_agent()
-    entry = cache_entry(cache_dir, None)
-    entry.mkdir(parents=True, exist_ok=True)
-    path = entry / EXECUTABLE_NAME
-    path.write_bytes(data)
-    path.chmod(0o755)
-    info = {
-        "version": __version__,
-        "platform": LINUX_X86_64,
-        "size": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
-    (entry / INFO_NAME).write_text(json.dumps(info), encoding="utf-8")
-    return path
+def put_standin_build(cache_dir: Path) -> None:
+    """Cache the stand-in as the build of today's sources in ``cache_dir``."""
+    put_stand_in(cache_dir, __version__, standin_agent())

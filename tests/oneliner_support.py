@@ -4,16 +4,35 @@ running it as ``sh`` does on a target (as root or as ``nobody``)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.fleet import Fleet
 
 PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 NOBODY = 65534
+#: the marks of a module of one-liner tests: slow, root (to run as nobody), curl
+MARKS = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="runs the install as another user (needs root)"),
+    pytest.mark.skipif(shutil.which("curl") is None, reason="the one-liner needs curl"),
+]
+
+
+@pytest.fixture(scope="module", name="shared_dir")
+def shared_dir_fixture() -> Iterator[Path]:
+    """A directory every user may enter (pytest's own are root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="octo-oneliner-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def install_command(fleet: Fleet, *args: str, program: Sequence[str] = ()) -> str:

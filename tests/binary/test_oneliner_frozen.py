@@ -4,9 +4,6 @@ the signed manifest by itself, run as ``nobody`` in a fresh home until healthy, 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,22 +12,17 @@ import pytest
 from octo_appliance.builds.agent import AgentBuild
 from tests.agent_build_standin import serve_env
 from tests.fleet import Fleet, running_fleet
-from tests.oneliner_support import NOBODY, fresh_home, install_command, run, targets
+from tests.oneliner_support import (
+    MARKS,
+    NOBODY,
+    fresh_home,
+    install_command,
+    run,
+    shared_dir_fixture,  # noqa: F401  (the shared_dir fixture)
+    targets,
+)
 
-pytestmark = [
-    pytest.mark.binary,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="runs the install as nobody (needs root)"),
-    pytest.mark.skipif(shutil.which("curl") is None, reason="the one-liner needs curl"),
-]
-
-
-@pytest.fixture(scope="module")
-def shared_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="octo-oneliner-frozen-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+pytestmark = [pytest.mark.binary, *MARKS]
 
 
 @pytest.fixture(scope="module")

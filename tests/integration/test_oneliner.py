@@ -10,12 +10,9 @@ under Python), so the suite does not wait for PyInstaller; ``tests/binary`` runs
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import sqlite3
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,22 +21,19 @@ import pytest
 from tests.agent_build_standin import put_standin_build, serve_env
 from tests.deployment_scenario import script_and_deployment
 from tests.fleet import Fleet, free_port, running_fleet, wait_until
-from tests.oneliner_support import NOBODY, PATH, Run, fresh_home, install_command, run, targets
+from tests.oneliner_support import (
+    MARKS,
+    NOBODY,
+    PATH,
+    Run,
+    fresh_home,
+    install_command,
+    run,
+    shared_dir_fixture,  # noqa: F401  (the shared_dir fixture)
+    targets,
+)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="runs the install as another user (needs root)"),
-    pytest.mark.skipif(shutil.which("curl") is None, reason="the one-liner needs curl"),
-]
-
-
-@pytest.fixture(scope="module")
-def shared_dir() -> Iterator[Path]:
-    """A directory every user may enter (pytest's own are root's alone)."""
-    path = Path(tempfile.mkdtemp(prefix="octo-oneliner-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
