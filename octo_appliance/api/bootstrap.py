@@ -56,6 +56,7 @@ class InstallCommandIn(TokenIn):
 
 
 class InstallCommandOut(Out):
+    id: str = Field(description="The registration token's id (revoke it to void the command).")
     command: str = Field(description="Paste it on the target as root or as the user to run it.")
     script_url: str
     pinned_public_key: str = Field(description="curl's --pinnedpubkey value (sha256//...).")
@@ -151,6 +152,7 @@ def create_install_command(
     pin = spki_pin(ctx.appliance.server_certificate().cert_file.read_bytes())
     command = install_command(host, port, pin, created["token"], body.mode, body.listen_port or 0)
     return {
+        "id": created["id"],
         "command": command,
         "script_url": f"https://{host}:{port}{SCRIPT_PATH}",
         "pinned_public_key": pin,
