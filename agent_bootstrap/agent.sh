@@ -24,6 +24,7 @@ SERVER="https://$OCTO_HOST:$OCTO_PORT"
 UNIT=octo-agent.service
 
 token=${OCTO_REGISTRATION_TOKEN:-}
+unset OCTO_REGISTRATION_TOKEN  # handed to the two commands that need it, not to the agent
 mode=poll
 listen_port=
 public_host=
@@ -298,7 +299,6 @@ mkdir -p "$prefix" || fail "cannot create $prefix" "run as root, or pass --prefi
 ensure_user
 download_agent "$plat"
 
-export OCTO_REGISTRATION_TOKEN="$token"
 if is_registered; then
     say "already registered: $home (target $(json_field target_id "$home/agent.json")); repairing the service"
 else
@@ -308,7 +308,7 @@ else
         set -- --poll
     fi
     # register creates the agent's certificate first (a home that has one keeps it)
-    out=$("$bin" register --home "$home" --server "$SERVER" \
+    out=$(OCTO_REGISTRATION_TOKEN=$token "$bin" register --home "$home" --server "$SERVER" \
         --server-thumbprint "$OCTO_THUMBPRINT" --name "$name" "$@" 2>&1) ||
         fail "$(printf '%s\n' "$out" | sed -n 's/^octo-agent: error: //p' | head -n 1)"
     registered_now=1
