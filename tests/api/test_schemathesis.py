@@ -15,6 +15,7 @@ number of examples, so a run is repeatable and takes well under three minutes:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,8 +33,10 @@ from schemathesis.checks import (
 from octo_appliance.api import API_PREFIX, all_endpoints
 from octo_appliance.api.openapi import build_openapi
 from octo_appliance.api.routing import SCHEMA_REJECTIONS
+from octo_appliance.config import CONFIG_FILE_NAME
 from octo_appliance.testing import OctoTestAppliance, start_test_appliance
 from tests.api.deploy_support import held_engine
+from tests.builds.support import put_stand_in
 from tests.conftest import reset_pg_schema
 
 EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 4}
@@ -74,7 +77,11 @@ def fuzz_target(
     if request.param == "postgres":
         database = request.getfixturevalue("pg_url")
         reset_pg_schema(database)
-    octo = start_test_appliance(tmp_path_factory.mktemp("fuzz"), database=database)
+    data_dir = tmp_path_factory.mktemp("fuzz")
+    # an agent build to serve (a stand-in), so GET /agent answers as it does once built
+    cache = put_stand_in(tmp_path_factory.mktemp("agent-builds"))
+    (data_dir / CONFIG_FILE_NAME).write_text(f"agent_build_dir = {json.dumps(str(cache))}\n")
+    octo = start_test_appliance(data_dir, database=database)
     # Some data so GET/PUT/DELETE by name or id can hit real rows as well as missing ones.
     octo.api.post("/environments", json={"name": "Dev"})
     octo.api.post("/projects", json={"name": "Web"})

@@ -12,9 +12,9 @@ from octo_appliance.builds.agent import INFO_NAME, LINUX_X86_64, cache_entry
 STAND_IN = b"#!/bin/sh\necho a stand-in for the frozen octo-agent\n"
 
 
-def put_stand_in(cache_dir: Path, version: str = "0.1.0", data: bytes = STAND_IN) -> bytes:
+def put_stand_in(cache_dir: Path, version: str = "0.1.0", data: bytes = STAND_IN) -> Path:
     """Cache ``data`` (an executable; default :data:`STAND_IN`) as the build of today's
-    sources; returns its bytes."""
+    sources in ``cache_dir`` (returned)."""
     entry = cache_entry(cache_dir, None)
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "octo-agent").write_bytes(data)
@@ -26,4 +26,4 @@ def put_stand_in(cache_dir: Path, version: str = "0.1.0", data: bytes = STAND_IN
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     (entry / INFO_NAME).write_text(json.dumps(info), encoding="utf-8")
-    return data
+    return cache_dir

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from octo_appliance import tls
 from octo_appliance.appliance import open_appliance
+from octo_appliance.builds.signing import SIGNING_KEY_AAD, signing_key_path
 from octo_appliance.cli import main
 from octo_appliance.config import load_config
 from octo_appliance.db import Project, Variable, new_id
@@ -118,6 +119,9 @@ def _populate(data_dir: Path, database: str | None, count: int) -> Populated:
             writer.write(data)
         result.files[files_dir / name] = (name.encode(), data)
     (files_dir / "README.txt").write_text("not sealed")
+    # the build-signing key the first start made is a sealed file like the others
+    signing = signing_key_path(data_dir)
+    result.files[signing] = (SIGNING_KEY_AAD, read_sealed_file(vault, signing, SIGNING_KEY_AAD))
     appliance.close()
     return result
 
@@ -156,7 +160,7 @@ def test_rotate_reseals_every_value_and_file(populated: Populated) -> None:
         "re-sealed 1000/1200 values",
         "re-sealed 1200/1200 values",
     ]
-    assert "re-sealed 3/3 files" in lines
+    assert "re-sealed 4/4 files" in lines  # the three above and the build-signing key
     assert "left alone (not a sealed file): files/README.txt" in lines
     ring = read_keyring_file(populated.key_path)
     assert not ring.rotating and ring.current != old.current
