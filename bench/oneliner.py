@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,9 +82,19 @@ def main() -> int:
         built = cached_build(ROOT / "dist" / "agent-builds")
         fleet = Fleet(root / "fleet", serve_env=serve_env(built.path.parents[1]))
         label = f"development install; agent: the frozen build ({built.size / 2**20:.1f} MiB)"
+    try:
+        results = measure(fleet, root, args.runs)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report(results, args.runs, label)
+    return 0
+
+
+def measure(fleet: Fleet, root: Path, runs: int) -> dict[str, list[dict[str, float]]]:
+    """Each style ``runs`` times: the install timed, then uninstalled."""
     results: dict[str, list[dict[str, float]]] = {"polling": [], "listening": []}
     with fleet:
-        for run in range(args.runs):
+        for run in range(runs):
             for style, flags in (("polling", ["--poll"]), ("listening", ["--listen"])):
                 prefix = root / f"{style}-{run}"
                 extra = f" --prefix {prefix} --run-as root --name bench-{style}-{run}"
@@ -100,19 +111,22 @@ def main() -> int:
                     capture_output=True,
                     env={"PATH": PATH, "HOME": "/root"},
                 )
-    print(f"one-line install to a healthy target, {args.runs} run(s) each; {label}")
+    return results
+
+
+def report(results: dict[str, list[dict[str, float]]], runs: int, label: str) -> None:
+    print(f"one-line install to a healthy target, {runs} run(s) each; {label}")
     print(f"{'style':<10} {'download':>9} {'register':>9} {'healthy':>9} {'best':>7}  goal")
-    for style, runs in results.items():
-        medians = {p: statistics.median(r.get(p, float("nan")) for r in runs) for p, _ in MARKS}
-        best = min(r["total"] for r in runs)
-        total = statistics.median(r["total"] for r in runs)
+    for style, timings in results.items():
+        medians = {p: statistics.median(r.get(p, float("nan")) for r in timings) for p, _ in MARKS}
+        best = min(r["total"] for r in timings)
+        total = statistics.median(r["total"] for r in timings)
         verdict = "met" if total < GOAL else "MISSED"
         print(
             f"{style:<10} {medians['download']:>8.2f}s {medians['register']:>8.2f}s "
             f"{total:>8.2f}s {best:>6.2f}s  < {GOAL:g} s: {verdict}"
         )
     print("(seconds from the paste to the script's line, medians; 'healthy' is its exit)")
-    return 0
 
 
 if __name__ == "__main__":
