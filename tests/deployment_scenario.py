@@ -27,7 +27,12 @@ def run_scenario(fleet: Fleet) -> None:
     agents = fleet.register_many(AGENTS)
     fleet.start_agents(agents, together=True)
     fleet.wait_connected(agents)
-    names = [name for name, _ in AGENTS]
+    script_and_deployment(fleet, [name for name, _ in AGENTS])
+
+
+def script_and_deployment(fleet: Fleet, names: list[str]) -> None:
+    """The script and the deployment on the connected targets ``names`` (role ``web`` in Dev;
+    also used by the one-line install's test, on the targets it installed)."""
 
     # an ad-hoc script on the agents (POST /api/v1/scripts)
     marker = f"script-{secrets.token_hex(4)}"

@@ -22,8 +22,11 @@ from octo_appliance.agent.home import WILDCARD_HOSTS, Home, parse_address
 from octo_appliance.agent.version import running_version
 from octo_appliance.appliance_client.api_key_input import (
     API_KEY_ENV,
+    TOKEN_ENV,
     add_api_key_options,
-    read_api_key,
+    add_token_options,
+    is_registration_token,
+    read_credential,
 )
 from octo_appliance.comms import PROTOCOL_VERSION
 from octo_appliance.exceptions import ConfigError, OctoError
@@ -71,9 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _api_key_options(reg)
     reg.add_argument(
-        "--environment", action="append", required=True, metavar="ENV", help="repeatable"
+        "--environment",
+        action="append",
+        metavar="ENV",
+        help="repeatable; needed with an API key (a token's default: all of its environments)",
     )
-    reg.add_argument("--role", action="append", required=True, metavar="ROLE", help="repeatable")
+    reg.add_argument(
+        "--role",
+        action="append",
+        metavar="ROLE",
+        help="repeatable; needed with an API key (a token's default: all of its roles)",
+    )
     reg.add_argument("--name", help="target name (default: this machine's host name)")
     style = reg.add_mutually_exclusive_group(required=True)
     style.add_argument(
@@ -126,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     _api_key_options(dereg)
     dereg.set_defaults(handler=cmd_deregister)
 
+    wait = commands.add_parser(
+        "wait-healthy", help="wait until the appliance reports this agent's target healthy"
+    )
+    _home_option(wait)
+    _api_key_options(wait)
+    wait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    wait.add_argument(
+        "--pid", type=int, metavar="PID", help="give up at once when this process (the agent) ends"
+    )
+    wait.set_defaults(handler=cmd_wait_healthy)
+
+    check = commands.add_parser(
+        "verify-manifest", help="check a downloaded build against its signed manifest"
+    )
+    check.add_argument("--manifest", required=True, type=Path, metavar="F", help="its JSON")
+    check.add_argument("--public-key", required=True, metavar="KEY", help="base64 Ed25519")
+    check.add_argument("--file", required=True, type=Path, metavar="F", help="the download")
+    check.set_defaults(handler=cmd_verify_manifest)
+
     svc = commands.add_parser("service", help="manage the systemd service")
     svc_commands = svc.add_subparsers(dest="service_command", metavar="ACTION", required=True)
     install = svc_commands.add_parser("install", help="write a systemd unit for this agent")
@@ -157,7 +187,9 @@ def _home_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _api_key_options(parser: argparse.ArgumentParser) -> None:
-    add_api_key_options(parser.add_mutually_exclusive_group())
+    group = parser.add_mutually_exclusive_group()
+    add_api_key_options(group)
+    add_token_options(group)
 
 
 def _home(args: argparse.Namespace) -> Home:
@@ -165,9 +197,11 @@ def _home(args: argparse.Namespace) -> Home:
 
 
 def api_key(args: argparse.Namespace) -> str:
-    return read_api_key(
+    """The API key or registration token the command authenticates with (never printed)."""
+    return read_credential(
         args,
-        missing_hint=f"pass --api-key-file F (or set ${API_KEY_ENV}); create a key in the portal",
+        missing_hint=f"pass --api-key-file F or --token-file F (or set ${API_KEY_ENV} or "
+        f"${TOKEN_ENV}); create a key in the portal",
     )
 
 
@@ -217,8 +251,8 @@ def cmd_register(args: argparse.Namespace) -> int:
         public_host = "" if host in WILDCARD_HOSTS else host
     request = registration.RegisterRequest(
         name=args.name or socket.gethostname(),
-        environments=list(args.environment),
-        roles=list(args.role),
+        environments=list(args.environment or []),
+        roles=list(args.role or []),
         mode="polling" if args.poll else "listening",
         listen=args.listen or "",
         public_host=public_host,
@@ -226,6 +260,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     )
     registration.check_request(request)
     key = api_key(args)
+    if not is_registration_token(key) and not (request.environments and request.roles):
+        raise ConfigError(
+            "registering with an API key needs --environment and --role",
+            hint="name at least one of each (a registration token brings its own)",
+        )
     server = registration.pin_server(args.server, args.server_thumbprint)
     config = registration.register(home, server, key, request, force=args.force)
     print(f"registered {config.name!r} as target {config.target_id} with {config.server_url}")
@@ -251,6 +290,39 @@ def cmd_deregister(args: argparse.Namespace) -> int:
         print(f"{config.server_url} no longer knew target {config.target_id}")
     print(f"removed the registration from {home.config_file} (the certificate is kept)")
     return 0
+
+
+def cmd_wait_healthy(args: argparse.Namespace) -> int:
+    """Exit 0 once the appliance reports Healthy (or with warnings), 1 when it reports
+    Unhealthy/Unavailable after its check or the timeout passes first."""
+    home = _home(args)
+    from octo_appliance.agent import registration  # httpx only for the commands that call
+
+    pid = args.pid
+    alive = None if pid is None else (lambda: _process_exists(pid))
+    status = registration.wait_healthy(home, api_key(args), timeout=args.timeout, alive=alive)
+    print(f"the appliance reports this target {status}")
+    return 0
+
+
+def cmd_verify_manifest(args: argparse.Namespace) -> int:
+    from octo_appliance.agent.verify import verify_download
+
+    manifest = verify_download(args.manifest, args.public_key, args.file)
+    print(
+        f"verified {manifest.component} {manifest.version} ({manifest.platform}, {manifest.sha256})"
+    )
+    return 0
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        return True
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:

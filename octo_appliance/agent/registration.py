@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from octo_appliance.agent.home import (
 )
 from octo_appliance.agent.version import AGENT_VERSION, running_version
 from octo_appliance.appliance_client import pinned_http
+from octo_appliance.appliance_client.api_key_input import is_registration_token
 from octo_appliance.appliance_client.pinned_http import PinnedServer, pinned_ssl_context
 from octo_appliance.builds.manifest import ManifestError, load_public_key
 from octo_appliance.comms import Identity, normalize_thumbprint, thumbprint_of_pem
@@ -41,6 +44,8 @@ from octo_appliance.exceptions import ConfigError
 
 REGISTER_PATH = "/api/v1/targets/register"
 TARGET_PATH = "/api/v1/targets/{id}"
+DEREGISTER_PATH = "/api/v1/targets/{id}/deregister"
+STATUS_PATH = "/api/v1/targets/{id}/registration"
 TIMEOUT = 30.0
 
 
@@ -194,6 +199,8 @@ def _signing_key(data: dict[str, Any], target_id: str) -> str:
 def deregister(home: Home, api_key: str) -> tuple[AgentConfig, bool]:
     """Delete this agent's target on the appliance, then forget the registration.
 
+    ``api_key`` may be a registration token (the install script's ``--uninstall``): the
+    target is then named with this agent's thumbprint, which a token needs.
     Returns the old configuration and whether the appliance still knew the target.
     """
     config = home.require_registered()
@@ -201,11 +208,55 @@ def deregister(home: Home, api_key: str) -> tuple[AgentConfig, bool]:
     known = True
     with pinned_client(server, api_key) as client:
         try:
-            _send(client, "DELETE", TARGET_PATH.format(id=config.target_id))
+            if is_registration_token(api_key):
+                thumbprint = {"thumbprint": home.load_identity().thumbprint}
+                path = DEREGISTER_PATH.format(id=config.target_id)
+                _send(client, "POST", path, json=thumbprint)
+            else:
+                _send(client, "DELETE", TARGET_PATH.format(id=config.target_id))
         except _NotFound:
             known = False
     home.save_config(config.without_registration())
     return config, known
+
+
+def health_status(home: Home, credential: str) -> str:
+    """The health the appliance reports for this agent's target (``Unknown`` until checked)."""
+    config = home.require_registered()
+    server = pin_server(config.server_url, config.api_thumbprint)
+    params = {"thumbprint": home.load_identity().thumbprint}
+    with pinned_client(server, credential) as client:
+        response = _send(client, "GET", STATUS_PATH.format(id=config.target_id), params=params)
+    return str(_json_object(response, "the status request").get("health_status") or "Unknown")
+
+
+#: what the health check may report, and which of it counts as up
+HEALTHY = ("Healthy", "HealthyWithWarnings")
+POLL_PAUSE = 0.25
+
+
+def wait_healthy(
+    home: Home, credential: str, *, timeout: float, alive: Callable[[], bool] | None = None
+) -> str:
+    """Ask until the target is healthy; a RegistrationError naming the last status when
+    ``timeout`` seconds pass first (an Unhealthy target may recover, so it is asked again),
+    or at once when ``alive`` says the agent's process is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = health_status(home, credential)
+        if status in HEALTHY:
+            return status
+        if alive is not None and not alive():
+            raise RegistrationError(
+                f"the agent stopped before the appliance reported it healthy ({status})",
+                hint="see the agent's log",
+            )
+        if time.monotonic() >= deadline:
+            raise RegistrationError(
+                f"the appliance still reports this target {status} after {timeout:g} s",
+                hint="see the target's health-check task in the portal, and the agent's log",
+            )
+        time.sleep(POLL_PAUSE)
 
 
 class _NotFound(RegistrationError):
@@ -223,6 +274,11 @@ def _send(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.
     if response.is_success:
         return response
     status, message = response.status_code, _error_message(response)
+    if status == 401 and is_registration_token(str(client.headers.get("X-Api-Key", ""))):
+        raise RegistrationError(
+            f"the appliance refused the registration token: {message}",
+            hint="ask for a new install command (octo-appliance agent install-command)",
+        )
     if status == 401:
         raise RegistrationError(
             f"the appliance refused the API key ({message})",
@@ -244,7 +300,7 @@ def _send(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.
             f"the appliance rejected the registration: {message}",
             hint="check --environment (it must exist on the appliance) and --role values",
         )
-    if status == 404 and method == "DELETE":
+    if status == 404 and method in ("DELETE", "POST") and path != REGISTER_PATH:
         raise _NotFound(f"the appliance has no target {path.rsplit('/', 1)[-1]}")
     if status in (404, 405):
         raise RegistrationError(

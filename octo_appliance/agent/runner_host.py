@@ -48,7 +48,7 @@ LINE_LIMIT = 8 * 1024 * 1024
 STDERR_LINES = 200
 STDERR_LINE_CHARS = 1000
 #: environment variables the runner (and so every script) must not inherit
-SCRUBBED_ENV = ("OCTO_API_KEY",)
+SCRUBBED_ENV = ("OCTO_API_KEY", "OCTO_REGISTRATION_TOKEN")
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 #: how a runner is started: argv, environment, extra ``create_subprocess_exec`` options

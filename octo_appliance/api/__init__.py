@@ -33,11 +33,13 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "users",
     "teams",
     "api_keys",
+    "registration_tokens",
     "audit",
     "tasks",
     "agents",
     "agent_updates",
     "builds",
+    "bootstrap",
     "scripts",
     "packages",
     "meta",
@@ -53,5 +55,9 @@ def all_endpoints() -> list[Endpoint]:
 
 
 def build_routes(appliance: Appliance) -> list[BaseRoute]:
+    """The API's routes, and the agent bootstrap script beside them (``/bootstrap/agent.sh``)."""
+    from octo_appliance.api.bootstrap import bootstrap_routes
+
     responses = attach_response_cache(appliance)
-    return [build_route(endpoint, appliance, API_PREFIX, responses) for endpoint in all_endpoints()]
+    api = [build_route(endpoint, appliance, API_PREFIX, responses) for endpoint in all_endpoints()]
+    return [*api, *bootstrap_routes(appliance)]

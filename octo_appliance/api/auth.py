@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from octo_appliance.appliance_client.api_key_input import is_registration_token
 from octo_appliance.db import ApiKey, LoginSession, TeamMember, TeamRole, User, utcnow
+from octo_appliance.db.registration_tokens import find_token
 from octo_appliance.exceptions import Forbidden, Unauthenticated
 from octo_appliance.security.passwords import token_hash
 from octo_appliance.security.permissions import Principal, PrincipalCache, grants_from_rows
@@ -60,15 +62,44 @@ def cached_principal(appliance: Appliance, credential: str) -> Principal | None:
     return None if hit is None else hit[0]
 
 
+def registration_principal(token: str, *, accepted: bool) -> Principal:
+    """The grant-less principal of a registration token, only where the endpoint takes one."""
+    if not accepted:
+        raise Unauthenticated(
+            "a registration token can only register targets",
+            hint="use an API key for this endpoint",
+        )
+    row = find_token(token)
+    if row is None or not row.user.is_active:
+        raise Unauthenticated(
+            "the registration token is not valid (expired, revoked or unknown)",
+            hint="ask for a new install command: octo-appliance agent install-command",
+        )
+    return Principal(
+        row.user.id,
+        f"{row.user.username} (registration token {row.prefix})",
+        (),
+        "registration-token",
+        registration_token=row.id,
+    )
+
+
 def authenticate(
-    appliance: Appliance, request: Request, csrf_token: str | None = None
+    appliance: Appliance,
+    request: Request,
+    csrf_token: str | None = None,
+    *,
+    registration_token: bool = False,
 ) -> Principal:
     """Return the principal or raise 401 (no/bad credentials) or 403 (CSRF).
 
     ``csrf_token`` is the token a form sent in a field (the portal's forms); None reads the
-    ``X-CSRF-Token`` header (the API's callers)."""
+    ``X-CSRF-Token`` header (the API's callers). ``registration_token``: the endpoint also
+    takes a registration token in ``X-Api-Key``; every other endpoint answers 401 to one."""
     cache: PrincipalCache = appliance.principal_cache
     api_key = request.headers.get(API_KEY_HEADER)
+    if api_key and is_registration_token(api_key):
+        return registration_principal(api_key, accepted=registration_token)
     if api_key:
         digest = "k:" + token_hash(api_key)
         hit = cache.get(digest)

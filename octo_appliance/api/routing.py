@@ -35,6 +35,7 @@ from octo_appliance.exceptions import BadRequest, PayloadTooLarge, ValidationFai
 if TYPE_CHECKING:
     from octo_appliance.api.response_cache import ResponseCache
     from octo_appliance.appliance import Appliance
+    from octo_appliance.security.permissions import Principal
 
 Handler = Callable[..., Any]
 
@@ -80,6 +81,8 @@ class Endpoint:
     request_content: dict[str, Any] | None = None
     response_content: dict[str, Any] | None = None
     description: str = ""
+    #: True where a registration token is taken besides an API key (registering a target)
+    registration_token: bool = False
 
     @property
     def operation_id(self) -> str:
@@ -111,6 +114,7 @@ class Router:
         cache: bool = False,
         request_content: dict[str, Any] | None = None,
         response_content: dict[str, Any] | None = None,
+        registration_token: bool = False,
     ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -133,6 +137,7 @@ class Router:
                     request_content=request_content,
                     response_content=response_content,
                     description=(handler.__doc__ or "").strip(),
+                    registration_token=registration_token,
                 )
             )
             return handler
@@ -288,6 +293,9 @@ def build_route(
 
     limit = appliance.config.max_body_bytes
 
+    def login(request: Request) -> Principal:
+        return authenticate(appliance, request, registration_token=endpoint.registration_token)
+
     async def in_worker(fn: Callable[[], Any]) -> Any:
         return await anyio.to_thread.run_sync(fn, limiter=appliance.worker_limiter())
 
@@ -295,7 +303,7 @@ def build_route(
         path_params = {k: str(v) for k, v in request.path_params.items()}
 
         def prepare() -> tuple[RequestContext, dict[str, Any]]:
-            principal = authenticate(appliance, request) if endpoint.auth else None
+            principal = login(request) if endpoint.auth else None
             _check_path(path_params)
             kwargs: dict[str, Any] = dict(path_params)
             if endpoint.query is not None:
@@ -321,7 +329,7 @@ def build_route(
 
         def run() -> Any:
             # Who is asking comes first: an anonymous caller learns nothing from validation.
-            principal = authenticate(appliance, request) if endpoint.auth else None
+            principal = login(request) if endpoint.auth else None
             _check_path(path_params)
             ctx = RequestContext(appliance, principal, path_params)
             kwargs: dict[str, Any] = dict(path_params)

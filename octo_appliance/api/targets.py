@@ -385,14 +385,19 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
     return _one(target)
 
 
+def remove_target(target: Target) -> None:
+    """Delete a target with its environment and role links."""
+    TargetEnvironment.delete().where(TargetEnvironment.target == target.id).execute()
+    TargetRole.delete().where(TargetRole.target == target.id).execute()
+    target.delete_instance()
+
+
 @router.delete("/targets/{ref}", summary="Delete a target", response=Deleted)
 def delete_target(ctx: RequestContext, ref: str) -> dict[str, Any]:
     """Needs ``target.edit`` in every environment the target is in."""
     target = get_or_404(Target, ref, "target")
     _require_all(ctx, Permission.TARGET_EDIT, _environment_ids(target))
-    TargetEnvironment.delete().where(TargetEnvironment.target == target.id).execute()
-    TargetRole.delete().where(TargetRole.target == target.id).execute()
-    target.delete_instance()
+    remove_target(target)
     ctx.audit("delete", "target", target.id, target.name)
     ctx.targets_changed()
     return {"id": target.id, "deleted": True}

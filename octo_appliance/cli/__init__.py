@@ -35,6 +35,12 @@ class Command(NamedTuple):
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "serve", "run the appliance: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 on one port"),
     Command("api-key", "api_key", "manage API keys"),
+    Command(
+        "registration-token",
+        "registration_token",
+        "create, list or revoke tokens that only register targets",
+    ),
+    Command("agent", "agent", "print the one-line agent install for a target, or update agents"),
     Command("master-key", "master_key", "back up or rotate the master key"),
     Command(
         "backup",
@@ -68,7 +74,6 @@ COMMANDS: tuple[Command, ...] = (
         "target",
         "list, show, health-check or delete targets (agents register themselves)",
     ),
-    Command("agent", "agent", "update the agents of targets"),
     Command("lifecycle", "lifecycle", "list, create or show lifecycles"),
     Command("team", "team", "list, create or show teams; add members, grant roles"),
     Command("user", "user", "list, create or show users"),

@@ -21,7 +21,15 @@ from octo_appliance.db.deployments import (
 from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.db.projects import Project, Variable
-from octo_appliance.db.security import ApiKey, LoginSession, Team, TeamMember, TeamRole, User
+from octo_appliance.db.security import (
+    ApiKey,
+    LoginSession,
+    RegistrationToken,
+    Team,
+    TeamMember,
+    TeamRole,
+    User,
+)
 from octo_appliance.db.tasks import ServerTask, TaskLogLine, TaskTargetResult
 
 #: Every table's model. The migrations create the tables (never from these classes);
@@ -53,6 +61,7 @@ MODELS: list[type[BaseModel]] = [
     Interruption,
     Package,
     ReleasePackage,
+    RegistrationToken,
 ]
 
 #: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.
@@ -83,6 +92,7 @@ __all__ = [
     "Project",
     "ProjectProcess",
     "ProjectSettings",
+    "RegistrationToken",
     "Release",
     "ReleasePackage",
     "ServerTask",

@@ -1,4 +1,4 @@
-"""Users, teams, role grants, API keys and login sessions."""
+"""Users, teams, role grants, API keys, registration tokens and login sessions."""
 
 from __future__ import annotations
 
@@ -61,6 +61,30 @@ class ApiKey(BaseModel):
     #: the first characters of the key, shown so a person can tell keys apart
     prefix = peewee.CharField(max_length=16)
     created_at = peewee.DateTimeField(default=utcnow)
+    last_used = peewee.DateTimeField(null=True)
+
+
+class RegistrationToken(BaseModel):
+    """A token that may only register targets (the one-line install carries it, never an API
+    key): limited to some environments and roles, a communication style, an expiry and a
+    number of uses. Only its SHA-256 is stored, as for API keys."""
+
+    id_prefix = "rgt"
+
+    user = peewee.ForeignKeyField(User, backref="registration_tokens", on_delete="CASCADE")
+    name = peewee.CharField(max_length=200, default="")
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField(max_length=16)
+    #: environment ids the registered targets may be placed in (at least one)
+    environments = JSONField(default=list)
+    #: roles the registered targets may carry (at least one)
+    roles = JSONField(default=list)
+    #: ``listening``, ``polling`` or ``any``
+    mode = peewee.CharField(max_length=20, default="any")
+    max_uses = peewee.IntegerField(default=1)
+    uses = peewee.IntegerField(default=0)
+    created_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField()
     last_used = peewee.DateTimeField(null=True)
 
 

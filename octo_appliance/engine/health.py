@@ -4,6 +4,10 @@ Each target's agent reports its version and directories (``agent.info``), then i
 runs ``health-check`` (OS, CPU, memory, free disk; an optional health script). The target's
 status becomes Healthy / HealthyWithWarnings / Unhealthy from the runner's verdict, or
 Unavailable when the agent cannot be reached.
+
+A target's first check is queued when it registers, usually a moment before its agent starts:
+that task carries ``connect_within`` (seconds), and a listening agent that refuses the
+connection is dialled again until then (a polling agent's call already waits in its queue).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from octo_appliance.db import Target, utcnow
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import load_addresses
 from octo_appliance.engine.tasks import RunningTask, TargetRef, TaskFailed, TaskHandler
-from octo_appliance.transports.base import RunnerCommand, TargetAddress
+from octo_appliance.transports.base import RunnerCommand, TargetAddress, Transport
 
 KIND = "health-check"
 HEALTHY, WITH_WARNINGS, UNHEALTHY, UNAVAILABLE = (
@@ -28,7 +32,28 @@ HEALTHY, WITH_WARNINGS, UNHEALTHY, UNAVAILABLE = (
     "Unavailable",
 )
 
+#: seconds the check at registration waits for the new agent to answer
+FIRST_CHECK_WAIT = 60.0
+#: pause between two dials of an agent that is not up yet
+REDIAL_PAUSE = 0.25
+
 log = logging.getLogger("octo_appliance.engine")
+
+
+async def _info_within(
+    transport: Transport, target: TargetAddress, within: float
+) -> dict[str, Any]:
+    """``agent.info``, dialled again on failure until ``within`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            info: dict[str, Any] = await transport.info(target)
+            return info
+        except CommsError:
+            if loop.time() + REDIAL_PAUSE >= deadline:
+                raise
+        await asyncio.sleep(REDIAL_PAUSE)
 
 
 def _record(target_id: str, status: str, agent_version: str | None, seen: bool) -> None:
@@ -50,7 +75,8 @@ def make_health_handler(dispatcher: Dispatcher) -> TaskHandler:
             return UNAVAILABLE
         await task.set_target_result(target.id, target.name, "executing")
         try:
-            info = await transport.info(target)
+            within = float(task.arguments.get("connect_within") or 0)
+            info = await _info_within(transport, target, within)
         except CommsError as exc:
             task.error(f"{target.name} is unavailable: {exc.message}", ref)
             await task.set_target_result(target.id, target.name, "failed", message=exc.message)

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import secrets
 
+from octo_appliance.appliance_client.api_key_input import REGISTRATION_TOKEN_PREFIX
+
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
@@ -52,6 +54,11 @@ def generate_password() -> str:
 def generate_api_key() -> str:
     """A new API key: ``OCTO-`` and 43 url-safe characters (256 bits)."""
     return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def generate_registration_token() -> str:
+    """A new registration token: ``OCTOREG-`` and 43 url-safe characters (256 bits)."""
+    return REGISTRATION_TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def generate_token() -> str:

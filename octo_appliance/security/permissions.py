@@ -128,6 +128,9 @@ class Principal:
     username: str
     grants: tuple[Grant, ...] = field(default_factory=tuple)
     via: str = "api-key"
+    #: the id of the registration token presented (``via == "registration-token"``): such a
+    #: principal holds no grant and is let through only by endpoints that accept tokens
+    registration_token: str | None = None
 
     def can(
         self,

@@ -18,6 +18,7 @@ of rows made for the purpose) and, for writes, a body generated from the endpoin
 
 from __future__ import annotations
 
+import datetime
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from octo_appliance.db import (
 )
 from octo_appliance.db.api_keys import create_api_key
 from octo_appliance.db.packages import Package
+from octo_appliance.db.registration_tokens import create_registration_token
 from octo_appliance.feed.names import PackageName
 from octo_appliance.feed.records import save_package
 from octo_appliance.feed.sealed_files import store_bytes
@@ -77,6 +79,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/teams": (P.TEAM_VIEW, P.TEAM_EDIT),
     "/roles": (SIGNED_IN, None),
     "/api-keys": (SIGNED_IN, SIGNED_IN),
+    "/registration-tokens": (SIGNED_IN, P.TARGET_EDIT),
     "/audit": (P.AUDIT_VIEW, None),
     "/plugins": (P.SYSTEM_VIEW, None),
     "/step-types": (P.PROJECT_VIEW, None),
@@ -84,8 +87,11 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/targets/register": (None, P.TARGET_EDIT),
     "/targets/health-check": (None, P.TARGET_EDIT),
     "/targets/{}/health-check": (None, P.TARGET_VIEW),
+    "/targets/{}/registration": (P.TARGET_VIEW, None),
+    "/targets/{}/deregister": (None, P.TARGET_EDIT),
     "/runner": (P.SYSTEM_VIEW, None),
     "/agent": (PUBLIC, None),
+    "/agent/install-command": (None, P.TARGET_EDIT),
     "/scripts": (None, P.SCRIPT_RUN),
     "/lifecycles": (P.PROJECT_VIEW, P.PROJECT_EDIT),
     "/library-variable-sets": (P.VARIABLE_VIEW, P.VARIABLE_EDIT),
@@ -109,6 +115,7 @@ COLLECTIONS = {
     "users": "user",
     "teams": "team",
     "api-keys": "api-key",
+    "registration-tokens": "registration-token",
     "tasks": "task",
     "lifecycles": "lifecycle",
     "library-variable-sets": "library-set",
@@ -299,6 +306,19 @@ class Fixtures:
             # the caller's own spare key: self-service endpoints act on the caller's rows
             owner = User.get_by_id(self.caller.user_id or self.id_of("user"))
             return str(create_api_key(owner, name)[0].id)
+        if kind == "registration-token":
+            owner = User.get_by_id(self.caller.user_id or self.id_of("user"))
+            return str(
+                create_registration_token(
+                    owner,
+                    name=name,
+                    environments=[self.id_of("environment")],
+                    roles=["web"],
+                    mode="any",
+                    max_uses=1,
+                    expires_in=datetime.timedelta(hours=1),
+                )[0].id
+            )
         raise AssertionError(f"no fixture for '{kind}': teach Fixtures._make to create one")
 
 
@@ -354,15 +374,25 @@ def _agent_registration(octo: Any, fx: Fixtures) -> dict[str, Any]:
 
 
 MATRIX_ZIP = zip_bytes({"index.html": b"<html/>"})
+MATRIX_THUMBPRINT = "ab" * 32
+
+
+def _thumbprint_of_target(fx: Fixtures) -> dict[str, str]:
+    """The fixture target gets a thumbprint, which the agents' own endpoints must be sent."""
+    Target.update(thumbprint=MATRIX_THUMBPRINT).where(Target.id == fx.id_of("target")).execute()
+    return {"thumbprint": MATRIX_THUMBPRINT}
+
 
 #: (method, path) -> request arguments, for bodies that are not JSON
 REQUESTS: dict[tuple[str, str], Any] = {
+    ("GET", "/targets/{ref}/registration"): lambda octo, fx: {"params": _thumbprint_of_target(fx)},
     ("POST", "/packages"): lambda octo, fx: {
         "files": {"file": (f"mx-pkg.2.0.{secrets.randbelow(10**9)}.zip", MATRIX_ZIP)}
     },
 }
 
 BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/targets/{ref}/deregister"): lambda octo, fx: _thumbprint_of_target(fx),
     ("POST", "/targets/register"): _agent_registration,
     ("POST", "/scripts"): lambda octo, fx: {
         "targets": [fx.id_of("target")],
