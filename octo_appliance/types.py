@@ -1,4 +1,5 @@
-"""Type aliases shared across the package, so signatures stay short and consistent."""
+"""Type aliases shared across the package, so signatures stay short and consistent, and the
+one credential format both the agent and the server must agree on."""
 
 from __future__ import annotations
 
@@ -10,3 +11,7 @@ JSONObject: TypeAlias = dict[str, Any]
 ResourceId: TypeAlias = str
 #: Associated data bound into an encrypted value: ``b"table/row-id/column"``.
 AssociatedData: TypeAlias = bytes
+
+#: what every registration token starts with (``security.passwords`` makes them, the agent's
+#: command line and the API's authentication tell them from API keys by it)
+REGISTRATION_TOKEN_PREFIX = "OCTOREG-"

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.types import REGISTRATION_TOKEN_PREFIX
 
 API_KEY_ENV = "OCTO_API_KEY"
 TOKEN_ENV = "OCTO_REGISTRATION_TOKEN"
 #: registration tokens start with this; no API key does (``OCTO-`` is followed by random text)
-REGISTRATION_TOKEN_PREFIX = "OCTOREG-"
 
 
 def is_registration_token(credential: str) -> bool:

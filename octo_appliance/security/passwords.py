@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from octo_appliance.appliance_client.api_key_input import REGISTRATION_TOKEN_PREFIX
+from octo_appliance.types import REGISTRATION_TOKEN_PREFIX
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8

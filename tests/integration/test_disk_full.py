@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_package_memory import api_key
 from tests.packages_support import stored_files, tar_bytes
 from tests.serve_process import ServeProcess
 from tests.tmpfs import fill, mounted_tmpfs
@@ -56,7 +55,7 @@ def test_a_full_disk_is_a_507_and_the_appliance_recovers(tmp_path: Path) -> None
     with mounted_tmpfs(tmp_path / "disk", "30m") as disk:
         data = disk / "data"
         with ServeProcess(data) as server:
-            key = api_key(data)
+            key = server.create_api_key()
             with server.http2_client(headers={"X-Api-Key": key}, timeout=60) as client:
                 streamed = client.post(
                     "/api/v1/packages",

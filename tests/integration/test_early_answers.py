@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.h2client import RawH2
-from tests.integration.test_package_memory import api_key
 from tests.serve_process import ServeProcess
 
 PIECE = 1024 * 1024
@@ -38,7 +37,7 @@ def json_body(mib: int) -> Iterator[bytes]:
 def test_early_answers_reach_an_http2_client_still_sending(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with ServeProcess(data, env={"OCTO_MAX_PACKAGE_MB": "1"}) as server:
-        key = api_key(data)
+        key = server.create_api_key()
         multipart = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
         with server.http2_client(headers={"X-Api-Key": key}, timeout=60) as client:
             too_big = client.post("/api/v1/packages", content=package_body(8), headers=multipart)
