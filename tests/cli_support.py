@@ -13,7 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -75,10 +75,13 @@ def running_appliance(data_dir: Path) -> Iterator[Appliance]:
         yield Appliance(server, server.create_api_key())
 
 
-def run_octo(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``octo-appliance ARGS`` of this checkout, with none of the caller's ``OCTO_*`` settings."""
+def run_octo(
+    *args: str, timeout: float = 60, command: Sequence[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``octo-appliance ARGS`` of this checkout (or of ``command``, e.g. a frozen executable),
+    with none of the caller's ``OCTO_*`` settings."""
     return subprocess.run(
-        [sys.executable, "-m", "octo_appliance", *args],
+        [*(command or [sys.executable, "-m", "octo_appliance"]), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -79,6 +79,21 @@ def system_python() -> str:
     return python
 
 
+def as_the_service(service: pwd.struct_passwd) -> list[str]:
+    """The ``setpriv`` prefix that runs a command as the unit would: the service account with
+    the unit's ambient capabilities."""
+    caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in CAPABILITIES.split())
+    return [
+        "setpriv",
+        f"--reuid={service.pw_uid}",
+        f"--regid={service.pw_gid}",
+        "--clear-groups",
+        f"--inh-caps={caps}",
+        f"--ambient-caps={caps}",
+        "--",
+    ]
+
+
 def test_install_rerun_run_as_the_unit_and_remove(place: Path) -> None:
     first = octo(*install_args(place))
     assert first.returncode == 0, first.stderr
@@ -109,16 +124,7 @@ def test_install_rerun_run_as_the_unit_and_remove(place: Path) -> None:
     assert (place / "units" / "octo-appliance.service").read_text() == unit_text
 
     # run what the unit runs, as the unit runs it: the service account with its capabilities
-    caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in CAPABILITIES.split())
-    setpriv = [
-        "setpriv",
-        f"--reuid={service.pw_uid}",
-        f"--regid={service.pw_gid}",
-        "--clear-groups",
-        f"--inh-caps={caps}",
-        f"--ambient-caps={caps}",
-        "--",
-    ]
+    setpriv = as_the_service(service)
     source = Path(octo_appliance.__file__).resolve().parents[1]
     python_path = [str(source), str(source / "runner"), sysconfig.get_paths()["purelib"]]
     env = {

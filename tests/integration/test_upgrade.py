@@ -18,6 +18,7 @@ import tarfile
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.test_builtin_worker import deploy, ok, session, setup_world
@@ -84,6 +85,17 @@ def previous_python(source: Path, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def history_kept_then_deploys(admin: httpx.Client, written_before: str) -> None:
+    """The upgraded appliance shows the one deployment made before (its log too) and deploys."""
+    history = ok(admin.get("/api/v1/deployments"))["items"]
+    assert [d["state"] for d in history] == ["success"]
+    log = ok(admin.get(f"/api/v1/tasks/{history[0]['task_id']}/log"))["items"]
+    assert written_before in "\n".join(x["message"] for x in log)
+    task, text = deploy(admin, "echo written-by-this-version")
+    assert task["state"] == "success", text
+    assert "written-by-this-version" in text
+
+
 def test_upgrade_backs_up_keeps_history_and_the_backup_restores_on_the_previous_version(
     tmp_path: Path, previous: Path
 ) -> None:
@@ -103,12 +115,7 @@ def test_upgrade_backs_up_keeps_history_and_the_backup_restores_on_the_previous_
         assert len(backups) == 1, output
         assert str(backups[0]) in output
         with closing(session(new, "admin", PASSWORD)) as admin:
-            history = ok(admin.get("/api/v1/deployments"))["items"]
-            assert [d["state"] for d in history] == ["success"]
-            log = ok(admin.get(f"/api/v1/tasks/{history[0]['task_id']}/log"))["items"]
-            assert "written-by-the-previous-version" in "\n".join(x["message"] for x in log)
-            task, log = deploy(admin, "echo written-by-this-version")
-            assert task["state"] == "success", log
+            history_kept_then_deploys(admin, "written-by-the-previous-version")
 
     # a second start migrates nothing and takes no backup
     with ServeProcess(data) as again:
