@@ -56,11 +56,16 @@ def upload(api: Any, file_name: str, data: bytes, **params: str) -> Any:
 
 
 def stored_files(data_dir: Path) -> list[str]:
-    """Every file under the data dir's ``files/`` (sealed packages, temporaries, anything)."""
+    """Every file under the data dir's ``files/`` (sealed packages, temporaries, anything) but
+    the appliance's own keys (``keys/``: the build-signing key made at the first start)."""
     root = data_dir / "files"
     if not root.is_dir():
         return []
-    return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+    return sorted(
+        name
+        for path in root.rglob("*")
+        if path.is_file() and not (name := str(path.relative_to(root))).startswith("keys/")
+    )
 
 
 # ---------------------------------------------------------------- archive bombs
