@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import queue
 import signal
 import ssl
 import subprocess
@@ -119,6 +120,12 @@ class AgentProcess:
         except ChildFailed as exc:
             raise AssertionError(f"the agent: {exc}\n{self.stderr()}") from None
         return self
+
+    @property
+    def stdout_lines(self) -> queue.Queue[str | None]:
+        """What the agent prints after ``ready``, line by line (None once it ended)."""
+        assert self._stdout is not None, "start() it first"
+        return self._stdout.lines
 
     def listen_port(self, name: str) -> int:
         for line in self.banner:
