@@ -38,6 +38,8 @@ from octo_appliance.agent.version import LAUNCHER_VERSION_ENV
 log = logging.getLogger("octo_appliance.agent.supervisor")
 
 STOP_GRACE = 30.0
+#: an agent that exits this soon after the supervisor's first start could not start at all
+FIRST_START_SECONDS = 15.0
 CRASH_BACKOFF = (1.0, 30.0)
 _PR_SET_PDEATHSIG = 1
 
@@ -67,17 +69,26 @@ class Supervisor:
         if self.builds.read().trial is not None:
             self._fail("the agent restarted before the new build confirmed")
         backoff = CRASH_BACKOFF[0]
+        first = True
         while True:
             state = self.builds.read()
             trial = state.trial
+            began = time.monotonic()
             code = self._run_child(trial or state.current, trial)
             if self.stopping:
                 return code
             if code == RESTART_FOR_UPDATE:
                 backoff = CRASH_BACKOFF[0]
+                first = False
                 continue
             if code == 0:
                 return 0
+            if first and trial is None and time.monotonic() - began < FIRST_START_SECONDS:
+                # it could not start at all (a port in use, a broken home): starting it again
+                # would fail the same way; say so by exiting (a service manager may restart)
+                log.error("the agent could not start (exit code %s); not restarting it", code)
+                return code
+            first = False
             log.warning("the agent exited with %s; starting it again in %g s", code, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, CRASH_BACKOFF[1])
