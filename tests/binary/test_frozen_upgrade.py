@@ -32,7 +32,7 @@ from tests.integration.test_install import (  # noqa: F401 (place: a fixture)
     install_args,
     place,
 )
-from tests.integration.test_upgrade import history_kept_then_deploys
+from tests.integration.test_upgrade import history_kept_then_deploys, require_previous_commit
 from tests.serve_process import ServeProcess
 
 pytestmark = [
@@ -52,10 +52,7 @@ def build_previous() -> Path:
     """The frozen executable of :data:`PREVIOUS`, built once with its own spec and kept."""
     if PREVIOUS_BINARY.is_file():
         return PREVIOUS_BINARY
-    known = subprocess.run(
-        ["git", "-C", str(ROOT), "cat-file", "-e", f"{PREVIOUS}^{{commit}}"], check=False
-    )
-    assert known.returncode == 0, f"commit {PREVIOUS} is not in this clone: fetch the history"
+    require_previous_commit()
     work = ROOT / "build" / "work" / f"previous-{PREVIOUS}"
     shutil.rmtree(work, ignore_errors=True)
     source = work / "source"
