@@ -161,3 +161,15 @@ def test_every_page_has_the_csp_landmarks_no_inline_script_and_no_secret(
         assert len(ids_seen) == len(set(ids_seen)), (path, "duplicate ids")
         for label_for in re.findall(r'<label for="([^"]+)"', html):
             assert f'id="{label_for}"' in html, (path, label_for)
+
+
+def test_a_form_with_too_many_fields_is_a_422_page(
+    world: tuple[OctoTestAppliance, dict[str, str]],
+) -> None:
+    octo, ids = world
+    sign_in(octo.client, "admin", octo.admin_password)
+    fields = {f"env.{index}": "1" for index in range(600)}
+    answer = post(octo, f"/projects/{ids['project']}/variables", name="X", value="1", **fields)
+    assert answer.status_code == 422
+    assert "more than 500 fields" in answer.text
+    unchanged(octo, ids)
