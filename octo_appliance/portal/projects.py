@@ -105,7 +105,8 @@ def project_nav(project: dict[str, Any], current: str) -> dict[str, Any]:
         (base + "/variables", "Variables"),
         (base + "/releases", "Releases"),
     ]
-    return {"project": project, "tabs": tabs, "tab": current}
+    # the main navigation marks "Projects" on every page of a project
+    return {"project": project, "tabs": tabs, "tab": current, "current": "/projects"}
 
 
 def overview_rows(cells: dict[str, Any]) -> list[dict[str, Any]]:

@@ -78,6 +78,7 @@ class Owner:
                 "owner": library_set,
                 "base": f"/library-sets/{library_set['id']}",
                 "home": f"/library-sets/{library_set['id']}",
+                "current": "/library-sets",
                 "can_edit": ctx.user.can_unscoped(Permission.VARIABLE_EDIT),
                 "step_names": [],
             }

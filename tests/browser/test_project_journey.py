@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.browser.axe import axe_source, serious, violations
-from tests.browser.conftest import chromium_args
+from tests.browser.conftest import chromium_args, spki_hash
 from tests.browser.test_portal_browser import Watched
 from tests.packages_support import zip_bytes
 from tests.serve_process import ServeProcess
@@ -32,6 +32,7 @@ class Appliance:
     origin: str
     password: str
     secret: str
+    cert_file: Path
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,8 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
             files = {"file": ("shop.1.0.0.zip", package)}
             uploaded = client.post("/api/v1/packages", files=files, headers=headers)
             assert uploaded.status_code == 201, uploaded.text
-        yield Appliance(f"https://127.0.0.1:{server.port}", password, secret)
+        origin = f"https://127.0.0.1:{server.port}"
+        yield Appliance(origin, password, secret, server.cert_file)
 
 
 @pytest.fixture
@@ -154,6 +156,22 @@ def test_create_a_project_its_process_variables_release_and_deploy(
     assert re.search(r"sensitive\s+set", table)
     journey.check("variables")
 
+    page.click("nav[aria-label=Main] >> text=Library sets")
+    page.wait_for_url("**/library-sets")
+    page.fill("#f-name", "Common")
+    page.click("button:has-text('Create library set')")
+    page.wait_for_url(re.compile(r".*/library-sets/\w+$"))
+    page.fill("#f-name", "Region")
+    page.fill("#f-value", "eu-west")
+    page.click("button:has-text('Add variable')")
+    assert "eu-west" in page.locator("table.list tbody").inner_text()
+    journey.check("library-set")
+    page.goto(project + "/variables")
+    page.check("text=Common")
+    page.click("button:has-text('Save included sets')")
+    page.wait_for_url(project + "/variables#library-sets")
+    assert page.locator("#library-sets input[type=checkbox]").is_checked()
+
     page.click("nav[aria-label=Project] >> text=Releases")
     page.click("text=Create a release")
     page.wait_for_url(project + "/releases/new")
@@ -163,6 +181,7 @@ def test_create_a_project_its_process_variables_release_and_deploy(
     page.click("button:has-text('Create release')")
     page.wait_for_url(project + "/releases/1.0.0")
     assert "shop 1.0.0 for step Web" in page.inner_text("main")
+    assert "library:Common" in page.inner_text("main")
     deploy = page.locator("button:has-text('Deploy to Dev')")
     promote = page.locator("button:has-text('Promote to Prod')")
     assert deploy.is_enabled() and promote.is_disabled()
@@ -179,3 +198,31 @@ def test_create_a_project_its_process_variables_release_and_deploy(
     journey.check("overview-deployed")
     print("axe's moderate and minor findings per page:", journey.minor)
     context.close()
+
+
+NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
+
+
+def test_the_project_pages_load_over_http3(chromium: Path, appliance: Appliance) -> None:
+    """Forced QUIC, the certificate trusted by its key: the project pages arrive over h3
+    (after the journey above, so there is a project, a process, variables and a release)."""
+    port = appliance.origin.rsplit(":", 1)[1]
+    args = chromium_args(
+        f"--origin-to-force-quic-on=127.0.0.1:{port}",
+        f"--ignore-certificate-errors-spki-list={spki_hash(appliance.cert_file)}",
+    )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=args)
+        page = launched.new_page()
+        page.goto(appliance.origin + "/signin?next=/projects")
+        page.fill("#username", "admin")
+        page.fill("#password", appliance.password)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/projects")
+        assert page.evaluate(NAVIGATION_PROTOCOL) == "h3"
+        page.click("text=Shop")
+        project = page.url
+        for path in ("", "/process", "/process/steps/1", "/variables", "/releases/1.0.0"):
+            page.goto(project + path)
+            assert page.evaluate(NAVIGATION_PROTOCOL) == "h3", path
+        launched.close()

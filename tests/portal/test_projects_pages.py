@@ -88,6 +88,8 @@ def test_overview_shows_releases_and_the_latest_deployment_per_environment(
     by_slug = octo.client.get("/projects/Shop")
     assert by_slug.status_code == 200
     html = octo.client.get(f"/projects/{pid}").text
+    assert '<a href="/projects" aria-current="page">Projects</a>' in html
+    assert f'<a href="/projects/{pid}" aria-current="page">Overview</a>' in html
     assert "<h1>Shop</h1>" in html and "The shop" in html
     dev_row = re.search(r'<th scope="row">Dev</th>(.*?)</tr>', html, re.DOTALL)
     assert dev_row is not None
