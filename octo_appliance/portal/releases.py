@@ -139,15 +139,18 @@ async def create(portal: Portal, request: Request) -> Response:
 
 def deploy_buttons(ctx: RequestContext, release: dict[str, Any]) -> list[dict[str, Any]]:
     """Per environment of the lifecycle: the API's verdict, and whether this user may deploy
-    there at all (no button without ``deployment.create`` in that environment)."""
+    there at all (no button without ``deployment.create`` in that environment); "Deploy" in
+    the first phase, "Promote" after it."""
     rows = []
-    for index, env in enumerate(release["environments"]):
+    first_phase = release["environments"][0]["phase"] if release["environments"] else None
+    for env in release["environments"]:
         allowed = ctx.user.can(
             Permission.DEPLOYMENT_CREATE,
             project=release["project_id"],
             environment=env["environment_id"],
         )
-        rows.append({**env, "may": allowed, "verb": "Deploy" if index == 0 else "Promote"})
+        verb = "Deploy" if env["phase"] == first_phase else "Promote"
+        rows.append({**env, "may": allowed, "verb": verb})
     return rows
 
 

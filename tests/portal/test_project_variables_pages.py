@@ -10,6 +10,7 @@ import pytest
 
 from octo_appliance.testing import OctoTestAppliance
 from tests.api.deploy_support import held_engine
+from tests.api.helpers import make_user
 from tests.portal.support import sign_in
 from tests.portal.test_projects_pages import field_error, make_project, post
 
@@ -192,3 +193,16 @@ def test_deploy_buttons_follow_the_lifecycle_and_deploying_opens_the_task(
     assert deployed.status_code == 303, deployed.text
     task = octo.api.get(f"/deployments?project={pid}").json()["items"][0]["task_id"]
     assert deployed.headers["location"] == f"/tasks/{task}"
+
+
+def test_a_deployer_limited_to_dev_gets_no_button_for_prod(octo: OctoTestAppliance) -> None:
+    pid, dev, prod = lifecycle_world(octo)
+    octo.api.post(f"/projects/{pid}/releases", json={"version": "1.0.0"})
+    make_user(octo, "dee", "project-deployer", environments=[dev], password="dee-password-1")
+    octo.client.cookies.clear()
+    sign_in(octo.client, "dee", "dee-password-1")
+    page = octo.client.get(f"/projects/{pid}/releases/1.0.0").text
+    assert '<button type="submit">Deploy to Dev</button>' in page
+    assert "Promote to Prod" not in page and "you may not deploy here" in page
+    forged = post(octo, f"/projects/{pid}/releases/1.0.0/deploy", environment=prod)
+    assert forged.status_code == 403
