@@ -66,6 +66,15 @@ def browser(chromium: Path) -> Iterator[Browser]:
         launched.close()
 
 
+def tab_to(page: Page, element_id: str, most: int = 60) -> None:
+    """Press Tab until the element with ``element_id`` has the focus (fails after ``most``)."""
+    for _ in range(most):
+        if page.evaluate("document.activeElement.id") == element_id:
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
 class Journey:
     """A watched page that also runs axe-core on every page it checks."""
 
@@ -140,9 +149,14 @@ def test_create_a_project_its_process_variables_release_and_deploy(
 
     page.click("nav[aria-label=Project] >> text=Variables")
     page.wait_for_url(project + "/variables")
-    page.fill("#f-name", "Port")
-    page.fill("#f-value", "8080")
-    page.click("button:has-text('Add variable')")
+    # the keyboard alone: Tab reaches the form in document order, Enter on the button adds
+    tab_to(page, "f-name")
+    page.keyboard.type("Port")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "f-value"
+    page.keyboard.type("8080")
+    tab_to(page, "add-variable")
+    page.keyboard.press("Enter")
     page.wait_for_url(project + "/variables")
     page.click("text=Add a sensitive variable instead")
     page.wait_for_url(project + "/variables?sensitive=1")
