@@ -132,3 +132,22 @@ def get_dashboard(ctx: RequestContext) -> dict[str, Any]:
         "environments": list(environments.dicts()),
         "items": _latest(condition),
     }
+
+
+def project_cells(ctx: RequestContext, project_id: str) -> dict[str, Any]:
+    """One project's row of the dashboard (the portal's project overview): the environments
+    the caller may view and the latest deployment in each, with the same limits as above."""
+    ctx.require(Permission.PROJECT_VIEW, project=project_id)
+    environments = Environment.select(
+        Environment.id, Environment.name, Environment.sort_order
+    ).order_by(Environment.sort_order, Environment.name)
+    environments = ctx.only_visible(
+        environments, Permission.PROJECT_VIEW, "environments", Environment.id
+    )
+    condition = Deployment.project == project_id
+    scoped = grant_condition(
+        ctx.user, Permission.PROJECT_VIEW, Deployment.project, Deployment.environment
+    )
+    if scoped is not None:
+        condition = condition & scoped
+    return {"environments": list(environments.dicts()), "items": _latest(condition)}

@@ -5,7 +5,8 @@
 condition ``"success"`` (the steps before succeeded; also ``"always"``, ``"failure"`` or
 ``{"variable": "#{Expr}"}``: run when the expression substitutes to a truthy value),
 environments ``[]`` (all), start_with_previous false, window null (all targets at once),
-required false, retries 0, timeout null (seconds; none).
+required false, retries 0, timeout null (seconds; none), disabled false (a disabled step
+stays in the process, and in releases, but no deployment runs it).
 
 ``type`` names a registered step type; the step's ``properties`` are checked against its
 declared schema (``GET /api/v1/step-types``), then by the step type itself (problems are
@@ -78,6 +79,7 @@ class StepIn(Body):
     required: bool = Field(False, description="Cannot be skipped when deploying.")
     retries: int = Field(0, ge=0, le=100)
     timeout: int | None = Field(None, ge=1, le=7 * 86_400, description="Seconds.")
+    disabled: bool = Field(False, description="Kept in the process but never run.")
 
     @field_validator("roles", "environments")
     @classmethod
@@ -113,6 +115,7 @@ class StepOut(Out):
     required: bool
     retries: int
     timeout: int | None
+    disabled: bool = False
 
 
 class ProcessOut(Out):
@@ -202,6 +205,7 @@ class _Checker:
                     "required": step.required,
                     "retries": step.retries,
                     "timeout": step.timeout,
+                    "disabled": step.disabled,
                 }
             )
         if self.errors:

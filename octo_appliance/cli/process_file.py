@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "required": False,
     "retries": 0,
     "timeout": None,
+    "disabled": False,
 }
 FORMAT_HINT = (
     'the file is {"steps": [{"name": ..., "type": ..., ...}]}, as '

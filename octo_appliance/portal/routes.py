@@ -22,6 +22,7 @@ from octo_appliance.api.errors import http_error
 from octo_appliance.api.routing import in_worker
 from octo_appliance.exceptions import ApiError
 from octo_appliance.portal.assets import STATIC_PREFIX, Assets
+from octo_appliance.portal.project_routes import PROJECT_NAVIGATION
 from octo_appliance.portal.session import csrf_token, here, page_context, sign_in_redirect
 from octo_appliance.portal.templating import Templates
 
@@ -30,7 +31,13 @@ if TYPE_CHECKING:
 
 View = Callable[["Portal", Request], Awaitable[Response]]
 #: the pages of the navigation bar: (path, label)
-NAVIGATION = (("/", "Dashboard"), ("/about", "About"))
+NAVIGATION = (
+    ("/", "Dashboard"),
+    # -- portal-proj: projects and library sets
+    *PROJECT_NAVIGATION,
+    # -- end portal-proj
+    ("/about", "About"),
+)
 
 
 class Portal:
@@ -42,7 +49,7 @@ class Portal:
         self.templates = Templates(self.assets)
 
     def routes(self) -> list[BaseRoute]:
-        from octo_appliance.portal import about, dashboard, signin
+        from octo_appliance.portal import about, dashboard, project_routes, signin
 
         pages: list[tuple[str, View, list[str]]] = [
             ("/", dashboard.show, ["GET"]),
@@ -50,6 +57,9 @@ class Portal:
             ("/signin", signin.submit, ["POST"]),
             ("/signout", signin.leave, ["POST"]),
             ("/about", about.show, ["GET"]),
+            # -- portal-proj: projects, process, variables, library sets, releases
+            *project_routes.pages(),
+            # -- end portal-proj
         ]
         routes: list[BaseRoute] = [
             Route(path, self._page(view), methods=methods) for path, view, methods in pages

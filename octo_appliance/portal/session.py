@@ -17,15 +17,16 @@ from starlette.responses import RedirectResponse
 from octo_appliance.api.auth import CSRF_COOKIE, authenticate
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import read_body
-from octo_appliance.exceptions import Forbidden, Unauthenticated
+from octo_appliance.exceptions import Forbidden, Unauthenticated, ValidationFailed
 
 if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance
 
 CSRF_FIELD = "csrf_token"
 SIGN_IN_PATH = "/signin"
-#: a form has a handful of fields: more is not a person's form
-MAX_FORM_FIELDS = 50
+#: a form has a handful of fields, plus a checkbox per environment or library set ticked:
+#: more is not a person's form
+MAX_FORM_FIELDS = 500
 CROSS_SITE = frozenset({"cross-site", "same-site"})
 
 
@@ -53,11 +54,16 @@ async def read_form(appliance: Appliance, request: Request) -> dict[str, str]:
     if request.headers.get("sec-fetch-site", "") in CROSS_SITE:
         raise Forbidden("a form posted from another site", hint="use the portal's own forms")
     raw = await read_body(request, appliance.config.max_body_bytes)
-    fields = parse_qs(
-        raw.decode("utf-8", errors="replace"),
-        keep_blank_values=True,
-        max_num_fields=MAX_FORM_FIELDS,
-    )
+    try:
+        fields = parse_qs(
+            raw.decode("utf-8", errors="replace"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError:  # more fields than any of the portal's forms has
+        raise ValidationFailed(
+            f"the form has more than {MAX_FORM_FIELDS} fields", hint="send the portal's own form"
+        ) from None
     return {name: values[-1] for name, values in fields.items()}
 
 

@@ -7,6 +7,7 @@ response: they show one person's view of live data.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ def when(iso: str | None) -> str:
     return datetime.fromisoformat(iso.removesuffix("Z")).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def field_id(name: str) -> str:
+    """A form field's name as an element id (``prop.body`` -> ``f-prop-body``)."""
+    return "f-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)
+
+
 class Templates:
     def __init__(self, assets: Assets) -> None:
         self.env = jinja2.Environment(
@@ -40,6 +46,7 @@ class Templates:
         )
         self.env.globals.update(asset=assets.url, version=__version__)
         self.env.filters["when"] = when
+        self.env.filters["fid"] = field_id
 
     def render(self, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         html = self.env.get_template(name).render(context)

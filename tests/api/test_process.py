@@ -96,6 +96,7 @@ def test_put_get_defaults_and_versions(api, world):
         "required": False,
         "retries": 0,
         "timeout": None,
+        "disabled": False,
     }
     assert approve["roles"] == [] and approve["environments"] == [world["Prod"]]
     assert migrate["condition"] == {"variable": "#{if Migrate}true#{/if}"}

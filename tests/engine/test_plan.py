@@ -74,6 +74,12 @@ CASES = [
         id="environments-by-name",
     ),
     pytest.param(
+        [step("A", roles=["db"], disabled=True), step("B", roles=["db"])],
+        {},
+        {"A": "disabled in the process", "B": ["both-01", "db-01"]},
+        id="disabled-step",
+    ),
+    pytest.param(
         [step("A", roles=["db"]), step("B", roles=["db"])],
         {"skip_steps": ["A"]},
         {"A": "skipped on request", "B": ["both-01", "db-01"]},

@@ -4,7 +4,8 @@ Pure (no database): :func:`plan_deployment` takes the process snapshot, the envi
 targets and the deployment's options. The rules (docs/deployments.md, "Execution"):
 
 - a step whose ``environments`` list is not empty runs only in those environments (ids or
-  names); a step named in ``skip_steps`` is skipped, unless it is ``required`` (an error);
+  names); a ``disabled`` step never runs; a step named in ``skip_steps`` is skipped,
+  unless it is ``required`` (an error);
 - a step that runs on targets runs on the environment's enabled targets that have any of its
   roles (no roles: every target of the environment), narrowed to the deployment's
   ``targets`` when given, minus ``exclude_targets``; targets whose last health check said
@@ -123,7 +124,9 @@ def plan_deployment(
     group = -1
     for index, spec in enumerate(steps):
         reason = ""
-        if spec.environments and not set(spec.environments) & set(environment):
+        if spec.disabled:
+            reason = "disabled in the process"
+        elif spec.environments and not set(spec.environments) & set(environment):
             reason = "not for this environment"
         elif spec.name in skip_steps:
             reason = "skipped on request"

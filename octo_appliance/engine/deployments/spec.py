@@ -34,6 +34,8 @@ class StepSpec:
     required: bool = False
     retries: int = 0
     timeout: int | None = None
+    #: kept in the process but never run (the portal's "disable")
+    disabled: bool = False
 
     @classmethod
     def from_snapshot(cls, index: int, raw: Any) -> StepSpec:
@@ -58,6 +60,7 @@ class StepSpec:
             required=bool(raw.get("required", False)),
             retries=_count(raw.get("retries"), name, "retries", minimum=0) or 0,
             timeout=_count(raw.get("timeout"), name, "timeout", minimum=1),
+            disabled=bool(raw.get("disabled", False)),
         )
 
 

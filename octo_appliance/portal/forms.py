@@ -1,0 +1,143 @@
+"""What the project pages' forms share: a signed-in form post, a write through the API, and
+the API's ``details[].field`` errors placed next to the form's fields.
+
+A write either succeeds (the caller redirects: POST-redirect-GET) or raises the API's own
+refusal; :func:`attempt` turns a refusal into a :class:`Refused` the view renders again with
+what was typed. The rules stay the API's: nothing here decides what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.routing import validation_details, write_in_worker
+from octo_appliance.exceptions import ApiError, ValidationFailed
+from octo_appliance.portal.session import read_form
+
+if TYPE_CHECKING:
+    from octo_appliance.portal.routes import Portal
+
+
+@dataclass
+class Refused:
+    """A refused write: errors by form field, and what belongs to no field of this form."""
+
+    status_code: int
+    fields: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, name: str, message: str) -> None:
+        self.fields.setdefault(name, message)
+
+
+def refused(
+    exc: ApiError, place: Callable[[str], str | None], conflict: str | None = None
+) -> Refused:
+    """The API's refusal as form errors; ``place`` maps a ``details[].field`` to a form field
+    (None: not a field of this form, shown above the form); a 409 (a name taken) goes next
+    to the ``conflict`` field when given."""
+    result = Refused(exc.status_code)
+    if conflict is not None and exc.status_code == 409:
+        result.add(conflict, exc.message.capitalize() + (f": {exc.hint}." if exc.hint else "."))
+        return result
+    details = exc.details if isinstance(exc.details, list) else []
+    for detail in details:
+        name = place(str(detail.get("field") or ""))
+        if name is None:
+            result.problems.append(f"{detail.get('field')}: {detail.get('message')}")
+        else:
+            result.add(name, str(detail.get("message")))
+    if not result.fields and not result.problems:
+        result.problems.append(exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    return result
+
+
+def checked(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    """``data`` as the API's request model; a mismatch is the API's own 422 with its details."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise ValidationFailed(
+            f"{len(details)} field(s) are not valid: {details[0]['message']}",
+            details=details,
+            hint="fix the fields marked",
+        ) from None
+
+
+async def attempt(
+    ctx: RequestContext,
+    write: Callable[[], Any],
+    place: Callable[[str], str | None],
+    conflict: str | None = None,
+) -> tuple[Any, Refused | None]:
+    """Run ``write`` in a write transaction; a refusal comes back as form errors, not raised.
+
+    A 403 is raised on (a page, not a form): the user may not do this at all."""
+    try:
+        return await write_in_worker(ctx, write), None
+    except ApiError as exc:
+        if exc.status_code in (401, 403, 404):
+            raise
+        return None, refused(exc, place, conflict)
+
+
+async def posted(portal: Portal, request: Request) -> tuple[RequestContext | None, dict[str, str]]:
+    """The form and its signed-in context (CSRF field checked: a bad token is the API's 403)."""
+    form = await read_form(portal.appliance, request)
+    return await portal.signed_in(request, form), form
+
+
+def render_form(
+    portal: Portal,
+    request: Request,
+    ctx: RequestContext,
+    template: str,
+    data: dict[str, Any],
+    typed: dict[str, str] | None = None,
+    errors: Refused | None = None,
+) -> Response:
+    """A page with a form: what was typed, errors by field and the rest above the form; the
+    refusal's status (422, 409, ...) or 200."""
+    context = {
+        **data,
+        "typed": typed or {},
+        "errors": errors.fields if errors else {},
+        "problems": errors.problems if errors else [],
+    }
+    return portal.render(request, ctx, template, context, errors.status_code if errors else 200)
+
+
+def redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def lines(text: str) -> list[str]:
+    """A textarea or comma-separated field as a list: one item per line or comma, no blanks."""
+    return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+
+
+def checked_ids(form: dict[str, str], prefix: str, choices: Iterable[str]) -> list[str]:
+    """The ids of the ticked ``prefix<id>`` checkboxes, in the order of ``choices``."""
+    return [choice for choice in choices if form.get(prefix + choice)]
+
+
+def whole_number(
+    form: dict[str, str], name: str, errors: dict[str, str], label: str = "a whole number"
+) -> int | None:
+    """An optional integer field: empty is None; anything else not a number is an error."""
+    text = form.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        errors[name] = f"Enter {label}."
+        return None
