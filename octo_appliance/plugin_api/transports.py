@@ -4,11 +4,14 @@ A transport turns these operations into calls on an agent: run a runner command 
 input and stream its events back, place a package in the agent's cache (whole, or as a delta
 against a version it holds), list the versions of a package it holds, fetch a file from a
 task's work dir, and check health. The listening and polling transports differ only in how
-they get a connection (:meth:`Transport.call`), so everything else lives here once.
-Third-party transports (SSH, WinRM, ...) subclass this and register with
-``register_transports``; one that is no agent at all (the built-in worker) overrides the
-operations themselves. Each is built with a :class:`TransportContext` (what it may use of the
-appliance) and may declare settings.
+they carry a call to the agent (:meth:`AgentTransport.send`), so everything else lives here
+once, the wait at the agent's update gate included (:meth:`AgentTransport.call`).
+Third-party transports (SSH, WinRM, ...) subclass :class:`Transport` and register with
+``register_transports``; one that is no agent at all (the built-in worker, SSH) overrides the
+operations themselves, and any contract call it does not carry fails as a
+:class:`~octo_appliance.comms.CallFailed` ``unknown_method`` with a hint, as an agent that
+does not know the method answers. Each is built with a :class:`TransportContext` (what it
+may use of the appliance) and may declare settings.
 
 Content to upload is an :data:`~octo_appliance.comms.UploadSource`: a path, bytes, or an
 opener returning a fresh stream, so a package decrypted on the fly never has to be written
@@ -239,8 +242,17 @@ class Transport:
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
         """Send one contract call to the target's agent (see ``agent/contract.py``), carried
-        as ``options`` says (events, an upload, where a download goes, a timeout)."""
-        raise NotImplementedError(f"transport {self.name!r} does not implement call()")
+        as ``options`` says (events, an upload, where a download goes, a timeout).
+
+        Default, for a transport with no agent to call: refused as ``unknown_method`` (what an
+        agent answers to a method it does not know), so the step asking fails with a message
+        and a hint, and :meth:`cached_versions` sees no versions."""
+        raise CallFailed(
+            "unknown_method",
+            f"the {self.name} transport does not carry {method!r}: it has no agent to call",
+            hint="run this on an agent target (listening or polling), which handles every "
+            "contract call",
+        )
 
     async def run_runner(
         self, target: TargetAddress, command: RunnerCommand, on_event: EventSink | None = None
@@ -345,6 +357,39 @@ class Transport:
         return dict(response.result or {})
 
 
+@dataclass(frozen=True)
+class AgentCall:
+    """One contract call as :meth:`AgentTransport.send` carries it to an agent."""
+
+    method: str
+    params: dict[str, Any]
+    options: CallOptions = NO_OPTIONS
+
+
+class AgentTransport(Transport):
+    """Base class of transports that carry contract calls to agents (listening, polling, a
+    third party's variant). :meth:`call` waits (bounded) while the agent updates itself (the
+    update gate, docs/agent.md, "Self-update") and then hands the call to :meth:`send`, the
+    one method such a transport implements: none of them can skip the gate."""
+
+    agent_transport: ClassVar[bool] = True
+
+    async def call(
+        self,
+        target: TargetAddress,
+        method: str,
+        params: dict[str, Any],
+        options: CallOptions = NO_OPTIONS,
+    ) -> Response:
+        async with self.network.gated(target.thumbprint, options.on_event):
+            return await self.send(target, AgentCall(method, params, options))
+
+    async def send(self, target: TargetAddress, call: AgentCall) -> Response:
+        """Carry ``call`` to the target's agent, the update gate passed (default: refused,
+        as :meth:`Transport.call` refuses)."""
+        return await super().call(target, call.method, call.params, call.options)
+
+
 async def _length_of(content: UploadSource, length: int | None) -> int:
     if length is not None:
         return length
@@ -358,7 +403,9 @@ async def _length_of(content: UploadSource, length: int | None) -> int:
 __all__ = [
     "APPLIANCE_WORKER",
     "NO_OPTIONS",
+    "AgentCall",
     "AgentLinks",
+    "AgentTransport",
     "CallOptions",
     "EventSink",
     "PluginBundle",
