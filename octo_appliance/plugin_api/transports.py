@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from octo_appliance.agent import contract
 from octo_appliance.comms import CallFailed, UploadSource
-from octo_appliance.config import Setting
 from octo_appliance.plugin_api.transport_context import TransportContext
+from octo_appliance.setting import Setting
 
 if TYPE_CHECKING:
     from octo_appliance.builds.runner import RunnerBuild

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from octo_appliance.config import (
-    SETTINGS,
-    Config,
-    load_config,
-    parse_host_port,
-    resolve_data_dir,
-)
+from octo_appliance.config import SETTINGS, Config, load_config, resolve_data_dir
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.setting import parse_host_port
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
