@@ -6,7 +6,6 @@ import contextlib
 import importlib
 import inspect
 import sys
-import textwrap
 import types
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from octo_appliance.transports.base import (
     Transport,
 )
 from octo_appliance.transports.ssh import SshTransport
+from tests.plugin_wheels import plugin_source
 
 
 class Echo(StepType):
@@ -116,23 +116,7 @@ def test_registering_a_non_step_type_is_rejected() -> None:
 
 
 def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
-    (tmp_path / "greeter.py").write_text(
-        textwrap.dedent(
-            """
-            from octo_appliance.hookspecs import hookimpl
-            from octo_appliance.steps.base import StepType
-
-            OCTO_PLUGIN_API = 2
-
-            class Greet(StepType):
-                name = "greet"
-
-            @hookimpl
-            def register_step_types(registry):
-                registry.add(Greet)
-            """
-        )
-    )
+    (tmp_path / "greeter.py").write_text(plugin_source("greet"))
     try:
         plugins = create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
     finally:
@@ -145,24 +129,7 @@ def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
 
 def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A third-party package installed beside the appliance, found by its entry point."""
-    package = tmp_path / "octo_thirdparty.py"
-    package.write_text(
-        textwrap.dedent(
-            """
-            from octo_appliance.hookspecs import hookimpl
-            from octo_appliance.transports.base import Transport
-
-            OCTO_PLUGIN_API = 2
-
-            class Smoke(Transport):
-                name = "smoke-signal"
-
-            @hookimpl
-            def register_transports(registry):
-                registry.add(Smoke)
-            """
-        )
-    )
+    (tmp_path / "octo_thirdparty.py").write_text(plugin_source("smoke-signal", transport=True))
     dist_info = tmp_path / "octo_thirdparty-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
