@@ -172,6 +172,15 @@ def runner_request(
     return document, kill_grace
 
 
+@dataclass(frozen=True)
+class AgentCall:
+    """One contract call as :meth:`AgentTransport.send` carries it to an agent."""
+
+    method: str
+    params: dict[str, Any]
+    options: CallOptions = NO_OPTIONS
+
+
 class AgentLinks(Protocol):
     """What the appliance hands an agent transport (in its context): its ways to reach agents.
 
@@ -244,10 +253,24 @@ class Transport:
         """Send one contract call to the target's agent (see ``agent/contract.py``), carried
         as ``options`` says (events, an upload, where a download goes, a timeout).
 
-        Default, for a transport with no agent to call: refused as ``unknown_method`` (what an
-        agent answers to a method it does not know), so the step asking fails with a message
-        and a hint, and :meth:`cached_versions` sees no versions."""
-        raise CallFailed(
+        An agent transport's (:class:`AgentTransport`) waits (bounded) while that agent
+        updates itself (the update gate, docs/agent.md, "Self-update") and then hands the
+        call to :meth:`send`, so none can skip the gate. Any other transport has no agent to
+        call: refused as ``unknown_method`` (what an agent answers to a method it does not
+        know), so the step asking fails with a message and a hint, and
+        :meth:`cached_versions` sees no versions."""
+        if not self.agent_transport:
+            raise self._refused(method)
+        async with self.network.gated(target.thumbprint, options.on_event):
+            return await self.send(target, AgentCall(method, params, options))
+
+    async def send(self, target: TargetAddress, call: AgentCall) -> Response:
+        """What an agent transport implements: carry ``call`` to the target's agent, the
+        update gate passed. Default: refused, as by a transport with no agent."""
+        raise self._refused(call.method)
+
+    def _refused(self, method: str) -> CallFailed:
+        return CallFailed(
             "unknown_method",
             f"the {self.name} transport does not carry {method!r}: it has no agent to call",
             hint="run this on an agent target (listening or polling), which handles every "
@@ -357,37 +380,13 @@ class Transport:
         return dict(response.result or {})
 
 
-@dataclass(frozen=True)
-class AgentCall:
-    """One contract call as :meth:`AgentTransport.send` carries it to an agent."""
-
-    method: str
-    params: dict[str, Any]
-    options: CallOptions = NO_OPTIONS
-
-
 class AgentTransport(Transport):
     """Base class of transports that carry contract calls to agents (listening, polling, a
-    third party's variant). :meth:`call` waits (bounded) while the agent updates itself (the
-    update gate, docs/agent.md, "Self-update") and then hands the call to :meth:`send`, the
-    one method such a transport implements: none of them can skip the gate."""
+    third party's variant): such a transport implements :meth:`send` only, and its
+    :meth:`call` waits (bounded) while the agent updates itself before handing the call
+    over (the update gate, docs/agent.md, "Self-update"): none of them can skip the gate."""
 
     agent_transport: ClassVar[bool] = True
-
-    async def call(
-        self,
-        target: TargetAddress,
-        method: str,
-        params: dict[str, Any],
-        options: CallOptions = NO_OPTIONS,
-    ) -> Response:
-        async with self.network.gated(target.thumbprint, options.on_event):
-            return await self.send(target, AgentCall(method, params, options))
-
-    async def send(self, target: TargetAddress, call: AgentCall) -> Response:
-        """Carry ``call`` to the target's agent, the update gate passed (default: refused,
-        as :meth:`Transport.call` refuses)."""
-        return await super().call(target, call.method, call.params, call.options)
 
 
 async def _length_of(content: UploadSource, length: int | None) -> int:

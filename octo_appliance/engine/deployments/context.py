@@ -7,7 +7,6 @@ step's timeout, automatic retries, then (when the deployment asked for it) guide
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from octo_appliance.engine.deployments import guided_failure, interruptions
@@ -23,6 +22,7 @@ from octo_appliance.plugin_api.transports import APPLIANCE_WORKER as WORKER
 from octo_appliance.plugin_api.transports import PluginBundle
 from octo_appliance.steps.base import (
     InterruptionAnswer,
+    InterruptionQuestion,
     MakeRequest,
     OutputValue,
     PackageInfo,
@@ -136,31 +136,24 @@ class EngineStepContext(StepContext):
         """Stop transfers nobody will wait for any more (the step ended or was cancelled)."""
         await self.packages.close()
 
-    async def interrupt(
-        self,
-        kind: str,
-        title: str,
-        instructions: str,
-        teams: Sequence[str],
-        options: Sequence[str],
-        target: StepTarget | None = None,
-    ) -> InterruptionAnswer:
-        loaded = self.run.loaded
-        question = Question(
-            task_id=self.run.task.id,
-            deployment_id=loaded.deployment_id,
-            kind=kind,
-            title=title,
-            instructions=instructions,
-            step_name=self.step.name,
-            options=tuple(options),
-            teams=tuple(teams),
-            target_id=None if target is None else target.id,
-            target_name="" if target is None else target.name,
-            environment_id=loaded.environment[0],
-            project_id=loaded.project[0],
+    async def ask(self, question: InterruptionQuestion) -> InterruptionAnswer:
+        loaded, target = self.run.loaded, question.target
+        return await self._ask(
+            Question(
+                task_id=self.run.task.id,
+                deployment_id=loaded.deployment_id,
+                kind=question.kind,
+                title=question.title,
+                instructions=question.instructions,
+                step_name=self.step.name,
+                options=question.options,
+                teams=question.teams,
+                target_id=None if target is None else target.id,
+                target_name="" if target is None else target.name,
+                environment_id=loaded.environment[0],
+                project_id=loaded.project[0],
+            )
         )
-        return await self._ask(question)
 
     def log(self, level: str, message: str, target: StepTarget | None = None) -> None:
         self.run.task.log(
