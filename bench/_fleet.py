@@ -25,17 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import _repo  # noqa: F401  (the repository on sys.path, first)
 import httpx
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from octo_appliance import __version__  # noqa: E402
-from octo_appliance.agent.home import AgentConfig, Home  # noqa: E402
-from tests.agent.support import AgentProcess  # noqa: E402
-from tests.serve_process import ServeProcess  # noqa: E402
+from octo_appliance import __version__
+from octo_appliance.agent.home import AgentConfig, Home
+from tests.agent.support import AgentProcess
+from tests.serve_process import ServeProcess
 
 FINAL_STATES = ("success", "failed", "canceled", "timed_out")
 ENVIRONMENT = "Bench"
@@ -83,6 +80,18 @@ class AgentSpec:
     name: str
     mode: str  # polling | listening
     listen: str = ""
+
+
+def mixed_specs(prefix: str, total: int) -> list[AgentSpec]:
+    """``total`` agents named ``<prefix>-NNN``: every fifth listening (on a port reserved
+    now), the others polling."""
+    ports = iter(reserve_ports(total))
+    return [
+        AgentSpec(f"{prefix}-{i:03d}", "listening", f"127.0.0.1:{next(ports)}")
+        if i % 5 == 4
+        else AgentSpec(f"{prefix}-{i:03d}", "polling")
+        for i in range(total)
+    ]
 
 
 def new_home(root: Path, spec: AgentSpec) -> Home:

@@ -27,18 +27,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import _repo  # noqa: F401  (the repository on sys.path, first)
 import psutil
+from startup import tree_cpu
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from startup import tree_cpu  # noqa: E402
-
-from octo_appliance.builds.agent import cached_build  # noqa: E402
-from tests.agent.support import AgentProcess  # noqa: E402
-from tests.conftest import AGENT_BUILDS  # noqa: E402
-from tests.fleet import AGENT_COMMAND, Fleet, FleetAgent, running_fleet  # noqa: E402
+from octo_appliance.builds.agent import cached_build
+from tests.agent.support import AgentProcess
+from tests.conftest import AGENT_BUILDS
+from tests.fleet import AGENT_COMMAND, Fleet, FleetAgent, running_fleet
 
 BUDGET_SIZE_MB = 20.0
 BUDGET_RSS_MB = 40.0

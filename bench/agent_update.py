@@ -30,11 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401  (the repository on sys.path, first)
 
-from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until  # noqa: E402
-from tests.update_support import declare, launcher, supervised_agent  # noqa: E402
+from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
+from tests.update_support import declare, launcher, supervised_agent
 
 V1, V2 = "1.0.0", "2.0.0"
 GOAL_ALL_UPDATED_S = 60.0

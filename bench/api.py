@@ -29,14 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+import _repo  # noqa: F401  (the repository on sys.path, first)
+from _fleet import percentile
 
-from _fleet import percentile  # noqa: E402
-
-from tests.h3client import H3Client  # noqa: E402
-from tests.serve_process import ServeProcess  # noqa: E402
+from tests.h3client import H3Client
+from tests.serve_process import ServeProcess
 
 GOAL_RPS = 1500.0
 GOAL_P99_MS = 20.0

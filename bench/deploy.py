@@ -48,28 +48,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _repo  # noqa: F401  (the repository on sys.path, first)
 import httpx
 import psutil
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _fleet import (  # noqa: E402
+from _fleet import (
     FINAL_STATES,
     ROLE,
     AgentFleet,
-    AgentSpec,
     api_client,
     create_key,
+    mixed_specs,
     parse_iso,
     register_agents,
-    reserve_ports,
     start_appliance,
     wait_for_task,
 )
 
-from octo_appliance.builds.runner import prepare_runner  # noqa: E402
+from octo_appliance.builds.runner import prepare_runner
 
 GOALS = {20: 1.5, 100: 5.0}
 STEP_ONE = 'date +%s.%N > "$D/one-$M.start"; echo "one on $M"; date +%s.%N > "$D/one-$M.end"'
@@ -197,13 +192,7 @@ def main() -> None:
     total = max(sizes)
     with tempfile.TemporaryDirectory(prefix="octo-bench-deploy-") as tmp_name:
         tmp = Path(tmp_name)
-        ports = iter(reserve_ports(total))
-        specs = [
-            AgentSpec(f"dep-{i:03d}", "listening", f"127.0.0.1:{next(ports)}")
-            if i % 5 == 4
-            else AgentSpec(f"dep-{i:03d}", "polling")
-            for i in range(total)
-        ]
+        specs = mixed_specs("dep", total)
         names = [spec.name for spec in specs]
         server = start_appliance(tmp / "data")
         pyz = prepare_runner(tmp / "runner").path

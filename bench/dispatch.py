@@ -39,30 +39,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import _latency  # noqa: E402
-from _fleet import (  # noqa: E402
+import _latency
+import _repo  # noqa: F401  (the repository on sys.path, first)
+from _fleet import (
     AgentFleet,
     AgentSpec,
     EstablishedWatcher,
     api_client,
     create_key,
     hub_connections,
+    mixed_specs,
     percentile,
     pid_of,
     register_agents,
-    reserve_ports,
     run_script,
     start_appliance,
     tree_rss,
     wait_established,
 )
 
-from octo_appliance.builds.runner import RunnerBuild, prepare_runner  # noqa: E402
-from tests.serve_process import ServeProcess  # noqa: E402
+from octo_appliance.builds.runner import RunnerBuild, prepare_runner
+from tests.serve_process import ServeProcess
 
 GOAL_DISPATCH_P99_MS = 20.0
 GOAL_FANOUT_20_S = 1.0
@@ -158,13 +155,7 @@ def bench_fanout(tmp: Path, runner: RunnerBuild, sizes: Sequence[int]) -> tuple[
         f"N = {', '.join(map(str, sizes))} ...",
         flush=True,
     )
-    ports = iter(reserve_ports(total))
-    specs = [
-        AgentSpec(f"fan-{i:03d}", "listening", f"127.0.0.1:{next(ports)}")
-        if i % 5 == 4
-        else AgentSpec(f"fan-{i:03d}", "polling")
-        for i in range(total)
-    ]
+    specs = mixed_specs("fan", total)
     names = [spec.name for spec in specs]
     rows, all_cpus = [], []
     server = start_appliance(tmp / "fan-data")

@@ -49,7 +49,6 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -57,12 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _job import MB, make_package  # noqa: E402
-from _peers import Ansible, Floor, Pyinfra, ToolFailed, describe_commands, ensure_venv  # noqa: E402
+import _repo  # noqa: F401  (the repository on sys.path, first)
+from _job import MB, make_package
+from _peers import Ansible, Floor, Pyinfra, ToolFailed, describe_commands, ensure_venv
 
 GOAL_VS_FLOOR = 1.5
 GOAL_VS_PEER = 2.0

@@ -24,13 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _repo import ROOT
 
-from octo_appliance.builds.agent import cached_build  # noqa: E402
-from tests.agent_build_standin import put_standin_build, serve_env  # noqa: E402
-from tests.fleet import Fleet, free_port  # noqa: E402
-from tests.oneliner_support import PATH, install_command  # noqa: E402
+from octo_appliance.builds.agent import cached_build
+from tests.agent_build_standin import put_standin_build, serve_env
+from tests.fleet import Fleet, free_port
+from tests.oneliner_support import PATH, install_command
 
 GOAL = 10.0
 #: the script's lines that end each phase

@@ -39,12 +39,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import psutil
+from _repo import ROOT
 
-import psutil  # noqa: E402
-
-from octo_appliance.testing import keep_key_beside  # noqa: E402
+from octo_appliance.testing import keep_key_beside
 
 GOAL_CLI = 0.5
 GOAL_HEALTH = 1.5

@@ -7,18 +7,15 @@ this program's interpreter, which is how the single executable runs the runner
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
-from octo_appliance.agent.interpreter import is_zipapp_call, run_zipapp
+from octo_appliance.agent.interpreter import main_unless_zipapp
 
 
-def _main() -> int:
-    if is_zipapp_call(sys.argv[1:]):
-        run_zipapp(sys.argv[1:])
-        return 0
+def _command_line() -> Callable[[], int]:
     from octo_appliance.cli import main  # only now: the runner needs none of the CLI
 
-    return main()
+    return main
 
 
-raise SystemExit(_main())
+raise SystemExit(main_unless_zipapp(_command_line))

@@ -32,7 +32,6 @@ from octo_appliance.builds.agent import (
 from octo_appliance.builds.manifest import sign
 from octo_appliance.builds.runner import RunnerBuild
 from octo_appliance.comms import CommsSettings, load_identity
-from octo_appliance.config import parse_host_port
 from octo_appliance.db import Target
 from octo_appliance.engine import console, deployments, health
 from octo_appliance.engine.acquisition import Acquirer
@@ -45,6 +44,7 @@ from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
 from octo_appliance.plugin_api import APPLIANCE_WORKER, Transport, TransportContext
 from octo_appliance.plugin_api.settings import resolve_settings
 from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
+from octo_appliance.setting import parse_host_port
 from octo_appliance.transports.agent_build import OfferedBuild, declared_version
 from octo_appliance.transports.network import AgentNetwork, spool_dir
 from octo_appliance.vault.keys import key_file_path, key_from_env

@@ -82,6 +82,7 @@ Every error carries a ``hint``: what the person who sees it should do next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -99,6 +100,19 @@ class OctoError(Exception):
 
 class ConfigError(OctoError):
     """A setting is missing or malformed."""
+
+
+def exit_status(command: Callable[[], int], report: Callable[[OctoError], None]) -> int:
+    """What a command line (``octo-appliance``, ``octo-agent``) exits with: ``command()``'s
+    status; an error raised on purpose is reported (``report``: its message and hint) and
+    exits 2 for a setting (:class:`ConfigError`), 1 for any other; Ctrl-C exits 130."""
+    try:
+        return command()
+    except OctoError as exc:
+        report(exc)
+        return 2 if isinstance(exc, ConfigError) else 1
+    except KeyboardInterrupt:
+        return 130
 
 
 class VaultError(OctoError):

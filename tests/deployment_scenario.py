@@ -82,14 +82,8 @@ def script_and_deployment(fleet: Fleet, names: list[str]) -> None:
         },
     ]
     variables = [{"name": "Greeting", "value": "hello from #{Octo.Environment.Name}"}]
-    project = fleet.call("POST", "/projects", 201, json={"name": f"p-{secrets.token_hex(4)}"})
-    fleet.call("PUT", f"/projects/{project['id']}/process", json={"steps": steps})
-    fleet.call("PUT", f"/projects/{project['id']}/variables", json={"variables": variables})
-    release = fleet.call("POST", f"/projects/{project['id']}/releases", 201, json={})
-    body = {"release": release["id"], "environment": "Dev"}
-    deployment = fleet.call("POST", "/deployments", 201, json=body)
-    task = fleet.wait_task(deployment["task_id"], timeout=180)
-    log = "\n".join(line["message"] for line in fleet.log(task["id"]))
+    task = fleet.wait_task(fleet.start_deployment(steps, variables), timeout=180)
+    log = fleet.text_log(task["id"])
     assert task["state"] == "success", f"{task['error']}\n{log}"
 
     for name in names:

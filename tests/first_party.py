@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.fleet import Fleet
 from tests.packages_support import zip_bytes
-from tests.plugin_fleet import deploy, task_log
+from tests.plugin_fleet import deploy
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_SYSTEMCTL = ROOT / "plugins" / "systemd-service" / "tests" / "fake_systemctl.py"
@@ -117,7 +117,7 @@ def check_from_agents_and_appliance(fleet: Fleet, server: HealthServer) -> None:
         },
     ]
     task = deploy(fleet, steps)
-    assert task["state"] == "success", f"{task['error']}\n{task_log(fleet, task['id'])}"
+    assert task["state"] == "success", f"{task['error']}\n{fleet.text_log(task['id'])}"
     for name in ("web-listening", "web-polling", "appliance"):
         assert any("answered HTTP 200" in line for line in fleet.log_of(task["id"], name))
 
@@ -141,7 +141,7 @@ def install_then_roll_back(fleet: Fleet, systemd: FakeSystemd) -> None:
         upload = {"file": (f"App.{version}.zip", archive, "application/octet-stream")}
         fleet.call("POST", "/packages", 201, files=upload, timeout=120)
         task = deploy(fleet, steps)
-        assert task["state"] == state, task_log(fleet, str(task["id"]))
+        assert task["state"] == state, fleet.text_log(str(task["id"]))
         assert (systemd.units / "app.service").read_text() == GOOD_UNIT
         assert systemd.state("app.service") == "active"
     lines = fleet.log_of(str(task["id"]), "svc-1")

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import httpx
@@ -332,6 +333,20 @@ class Fleet:
         assert response.status_code == 202, response.text
         return str(response.json()["task_id"])
 
+    def start_deployment(
+        self, steps: list[dict[str, Any]], variables: Sequence[Any] = (), name: str = ""
+    ) -> str:
+        """A new project with ``steps`` (and ``variables``), a release of it deployed to Dev:
+        the deployment's task id."""
+        project = self.call("POST", "/projects", 201, json={"name": name or f"p-{token_hex(4)}"})
+        self.call("PUT", f"/projects/{project['id']}/process", json={"steps": steps})
+        if variables:
+            body = {"variables": list(variables)}
+            self.call("PUT", f"/projects/{project['id']}/variables", json=body)
+        release = self.call("POST", f"/projects/{project['id']}/releases", 201, json={})
+        deployment = {"release": release["id"], "environment": "Dev"}
+        return str(self.call("POST", "/deployments", 201, json=deployment)["task_id"])
+
     def task(self, task_id: str) -> dict[str, Any]:
         response = self.api().get(f"/api/v1/tasks/{task_id}")
         assert response.status_code == 200, response.text
@@ -372,6 +387,10 @@ class Fleet:
             if not page["items"]:
                 return lines
             since = page["next_since"]
+
+    def text_log(self, task_id: str) -> str:
+        """The task's log messages, one a line (for an assertion's message)."""
+        return "\n".join(line["message"] for line in self.log(task_id))
 
     def log_of(self, task_id: str, target: str) -> list[str]:
         """The messages of the lines tagged with ``target`` (a target name)."""

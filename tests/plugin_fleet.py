@@ -6,7 +6,6 @@ demand."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,4 @@ def fleet_with_plugins(root: Path, distributions: Sequence[str], **kwargs: Any) 
 
 def deploy(fleet: Fleet, steps: list[dict[str, Any]], timeout: float = 180) -> dict[str, Any]:
     """A project with ``steps``, a release, a deployment to Dev; the finished task."""
-    project = fleet.call("POST", "/projects", 201, json={"name": f"p-{os.urandom(4).hex()}"})
-    fleet.call("PUT", f"/projects/{project['id']}/process", json={"steps": steps})
-    release = fleet.call("POST", f"/projects/{project['id']}/releases", 201, json={})
-    body = {"release": release["id"], "environment": "Dev"}
-    deployment = fleet.call("POST", "/deployments", 201, json=body)
-    return fleet.wait_task(deployment["task_id"], timeout=timeout)
-
-
-def task_log(fleet: Fleet, task_id: str) -> str:
-    return "\n".join(line["message"] for line in fleet.log(task_id))
+    return fleet.wait_task(fleet.start_deployment(steps), timeout=timeout)

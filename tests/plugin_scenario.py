@@ -50,13 +50,8 @@ def run_plugin_scenario(fleet: Fleet) -> None:
     fleet.wait_connected(agents)
     who = f"plugin-{secrets.token_hex(3)}"
     steps = [{"name": "Greet", "type": "greeting", "roles": ["web"], "properties": {"name": who}}]
-    project = fleet.call("POST", "/projects", 201, json={"name": f"p-{secrets.token_hex(4)}"})
-    fleet.call("PUT", f"/projects/{project['id']}/process", json={"steps": steps})
-    release = fleet.call("POST", f"/projects/{project['id']}/releases", 201, json={})
-    body = {"release": release["id"], "environment": "Dev"}
-    deployment = fleet.call("POST", "/deployments", 201, json=body)
-    task = fleet.wait_task(deployment["task_id"], timeout=180)
-    log = "\n".join(line["message"] for line in fleet.log(task["id"]))
+    task = fleet.wait_task(fleet.start_deployment(steps), timeout=180)
+    log = fleet.text_log(task["id"])
     assert task["state"] == "success", f"{task['error']}\n{log}"
     for name, _ in AGENTS:
         lines = fleet.log_of(task["id"], name)

@@ -1,9 +1,11 @@
-"""Plugin wheels for tests: the fixture distributions of tests/plugin_fixtures/ built by the
-same ``build/build_plugins.py`` that builds the first-party plugins' wheels."""
+"""Plugins for tests: the fixture distributions of tests/plugin_fixtures/ as wheels, built by
+the same ``build/build_plugins.py`` that builds the first-party plugins' wheels, and the
+source of a one-class plugin that a test writes where the loader looks."""
 
 from __future__ import annotations
 
 import importlib.util
+import textwrap
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +14,26 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "plugin_fixtures"
 GREETING = "octo-greeting"
 NEEDS_MISSING = "octo-needs-missing"
+
+PLUGIN_SOURCE = """
+from octo_appliance.plugin_api import {base}, hookimpl
+{extra}
+OCTO_PLUGIN_API = 2
+
+class Added({base}):
+    name = "{name}"
+
+@hookimpl
+def register_{hook}(registry):
+    registry.add(Added)
+"""
+
+
+def plugin_source(name: str, *, transport: bool = False, extra: str = "") -> str:
+    """A plugin module adding one step type (or transport) called ``name``; ``extra``: lines
+    run first, at its import."""
+    base, hook = ("Transport", "transports") if transport else ("StepType", "step_types")
+    return PLUGIN_SOURCE.format(base=base, hook=hook, name=name, extra=textwrap.dedent(extra))
 
 
 @cache

@@ -7,18 +7,15 @@ program's interpreter: a frozen agent starts its runner that way
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 
-from octo_appliance.agent.interpreter import is_zipapp_call, run_zipapp
+from octo_appliance.agent.interpreter import main_unless_zipapp
 
 
-def _main() -> int:
-    if is_zipapp_call(sys.argv[1:]):
-        run_zipapp(sys.argv[1:])
-        return 0
+def _command_line() -> Callable[[], int]:
     from octo_appliance.agent.cli import main
 
-    return main()
+    return main
 
 
-sys.exit(_main())
+raise SystemExit(main_unless_zipapp(_command_line))

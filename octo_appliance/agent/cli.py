@@ -29,7 +29,7 @@ from octo_appliance.appliance_client.api_key_input import (
     read_credential,
 )
 from octo_appliance.comms import PROTOCOL_VERSION
-from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.exceptions import ConfigError, OctoError, exit_status
 
 PROG = "octo-agent"
 HOME_ENV = "OCTO_AGENT_HOME"
@@ -373,17 +373,7 @@ def report_error(exc: OctoError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.handler(args)
-    except ConfigError as exc:
-        report_error(exc)
-        return 2
-    except OctoError as exc:
-        report_error(exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return code
+    return exit_status(lambda: args.handler(args), report_error)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import os
 import platform
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,18 +209,14 @@ class AgentHandlers:
         return {"present": length is not None, "length": length}
 
     async def cache_put(self, request: IncomingRequest) -> dict[str, Any]:
-        params = request.params
-        sha256 = check_sha256(params.get("sha256"))
-        length, name = _length(params), _text(params, "name")
-        if request.upload_path is None:
-            raise _bad("cache.put needs the file as an upload")
+        new = _arriving(request, "the file")
         path = await self.cache.store(
-            request.upload_path,
-            sha256,
-            length,
-            name,
-            package_id=_text(params, "package_id") or None,
-            version=_text(params, "version") or None,
+            new.upload,
+            new.sha256,
+            new.length,
+            new.name,
+            package_id=new.package_id,
+            version=new.version,
             verified_sha256=request.upload_sha256,
         )
         return {"stored": True, "path": str(path)}
@@ -231,21 +228,17 @@ class AgentHandlers:
         return {"packages": await asyncio.to_thread(self.cache.versions_of, package_id)}
 
     async def cache_patch(self, request: IncomingRequest) -> dict[str, Any]:
-        params = request.params
-        base_sha256 = check_sha256(params.get("base_sha256"), "base_sha256")
-        sha256 = check_sha256(params.get("sha256"))
-        length, name = _length(params), _text(params, "name")
-        if request.upload_path is None:
-            raise _bad("cache.patch needs the delta as an upload")
+        base_sha256 = check_sha256(request.params.get("base_sha256"), "base_sha256")
+        new = _arriving(request, "the delta")
         path = await self.cache.patch(
-            request.upload_path,
+            new.upload,
             base_sha256,
-            sha256,
-            length,
-            name,
+            new.sha256,
+            new.length,
+            new.name,
             scratch=self.home.tmp_dir,
-            package_id=_text(params, "package_id") or None,
-            version=_text(params, "version") or None,
+            package_id=new.package_id,
+            version=new.version,
         )
         return {"stored": True, "path": str(path)}
 
@@ -256,6 +249,30 @@ class AgentHandlers:
         path = await asyncio.to_thread(self.work.resolve_file, task_id, request.params.get("path"))
         request.respond_with_file(path)
         return {"path": str(path), "length": os.path.getsize(path)}
+
+
+@dataclass(frozen=True)
+class _Arriving:
+    """The content a ``cache.put`` or ``cache.patch`` brings, as its parameters name it."""
+
+    upload: Path
+    sha256: str
+    length: int
+    name: str
+    package_id: str | None
+    version: str | None
+
+
+def _arriving(request: IncomingRequest, what: str) -> _Arriving:
+    """The request's upload and its checked parameters (``what``: the upload, for the error
+    when there is none)."""
+    params = request.params
+    sha256 = check_sha256(params.get("sha256"))
+    length, name = _length(params), _text(params, "name")
+    if request.upload_path is None:
+        raise _bad(f"{request.method} needs {what} as an upload")
+    package_id, version = _text(params, "package_id") or None, _text(params, "version") or None
+    return _Arriving(request.upload_path, sha256, length, name, package_id, version)
 
 
 def _forwarder(request: IncomingRequest, task_id: str) -> Emit:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import runpy
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 ZIPAPP_SUFFIX = ".pyz"
 
@@ -62,6 +62,16 @@ def run_zipapp(argv: Sequence[str]) -> None:
     if frozen():
         restore_environment(os.environ)
     runpy.run_path(argv[0], run_name="__main__")
+
+
+def main_unless_zipapp(load_main: Callable[[], Callable[[], int]]) -> int:
+    """What a ``__main__`` runs: the zipapp given as the first argument (how a frozen
+    program runs the runner), else the command line ``load_main()`` returns, imported only
+    then (the runner needs none of it)."""
+    if is_zipapp_call(sys.argv[1:]):
+        run_zipapp(sys.argv[1:])
+        return 0
+    return load_main()()
 
 
 def restore_environment(environ: MutableMapping[str, str]) -> None:

@@ -54,12 +54,12 @@ from octo_appliance.api.tasks import enqueue_for_request, find_engine
 from octo_appliance.background import agent_target_ids
 from octo_appliance.builds.manifest import public_key_text
 from octo_appliance.comms import thumbprint_of_pem
-from octo_appliance.config import parse_host_port
 from octo_appliance.db import Environment, Target
 from octo_appliance.engine import health
 from octo_appliance.engine.tasks.creation import create_task
 from octo_appliance.exceptions import ValidationFailed
 from octo_appliance.security.permissions import Permission
+from octo_appliance.setting import parse_host_port
 
 router = Router("agents")
 THUMBPRINT = r"^[0-9a-fA-F]{64}$"

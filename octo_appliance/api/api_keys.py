@@ -15,7 +15,7 @@ from pydantic import Field
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, name_field
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, name_field
 from octo_appliance.db import ApiKey, User
 from octo_appliance.db.api_keys import create_api_key
 from octo_appliance.db.base import iso
@@ -99,12 +99,7 @@ def _owner(ctx: RequestContext, ref: str | None, permission: Permission) -> User
     return user
 
 
-@router.get(
-    "/api-keys",
-    summary="List API keys (yours by default)",
-    query=ApiKeyQuery,
-    response=Page[ApiKeyOut],
-)
+@router.listing("/api-keys", "List API keys (yours by default)", ApiKeyOut, query=ApiKeyQuery)
 def list_api_keys(ctx: RequestContext, query: ApiKeyQuery) -> dict[str, Any]:
     """``?name=`` filters by label; the keys themselves are never shown again."""
     user = _owner(ctx, query.user, Permission.USER_VIEW)

@@ -24,7 +24,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, paginate, resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import NAME_PATTERN, Body, Line, ListQuery, Out, Page
+from octo_appliance.api.schemas import NAME_PATTERN, Body, Line, ListQuery, Out
 from octo_appliance.api.tasks import enqueue_for_request
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release, Target, TargetEnvironment
@@ -286,11 +286,8 @@ def create_deployment(ctx: RequestContext, body: DeploymentIn) -> dict[str, Any]
     return deployment_json(deployment.id)
 
 
-@router.get(
-    "/deployments",
-    summary="List deployments, newest first",
-    query=DeploymentListQuery,
-    response=Page[DeploymentOut],
+@router.listing(
+    "/deployments", "List deployments, newest first", DeploymentOut, query=DeploymentListQuery
 )
 def list_deployments(ctx: RequestContext, query: DeploymentListQuery) -> dict[str, Any]:
     """Filter by ``project`` and ``environment`` (ids or names) and ``release`` (id)."""

@@ -62,14 +62,7 @@ def list_environments(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     return paginate(rows, query, to_json, Environment.sort_order, Environment.name, plain_rows=True)
 
 
-@router.post(
-    "/environments",
-    summary="Create an environment",
-    body=EnvironmentIn,
-    response=EnvironmentOut,
-    status_code=201,
-    errors=(409,),
-)
+@router.create("/environments", "Create an environment", EnvironmentIn, EnvironmentOut)
 def create_environment(ctx: RequestContext, body: EnvironmentIn) -> dict[str, Any]:
     ctx.require_unscoped(Permission.ENVIRONMENT_EDIT)
     require_unique_name(Environment, body.name, "environment")
@@ -87,12 +80,11 @@ def get_environment(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return to_json(env)
 
 
-@router.put(
+@router.update(
     "/environments/{ref}",
-    summary="Update an environment (fields left out keep their value)",
-    body=EnvironmentUpdate,
-    response=EnvironmentOut,
-    errors=(409,),
+    "Update an environment (fields left out keep their value)",
+    EnvironmentUpdate,
+    EnvironmentOut,
 )
 def update_environment(ctx: RequestContext, ref: str, body: EnvironmentUpdate) -> dict[str, Any]:
     env = get_or_404(Environment, ref, "environment")

@@ -23,7 +23,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Line, ListQuery, Out, Page, Text
+from octo_appliance.api.schemas import Body, Line, ListQuery, Out, Text
 from octo_appliance.api.tasks import find_engine
 from octo_appliance.db import Interruption, Team, TeamMember
 from octo_appliance.db.base import fk_id, iso, tuples, utcnow
@@ -139,11 +139,11 @@ def _visible(caller: _Caller, interruption_id: str) -> Interruption:
     return row
 
 
-@router.get(
+@router.listing(
     "/interruptions",
-    summary="List interruptions (deployments waiting for a person), newest first",
+    "List interruptions (deployments waiting for a person), newest first",
+    InterruptionOut,
     query=InterruptionQuery,
-    response=Page[InterruptionOut],
 )
 def list_interruptions(ctx: RequestContext, query: InterruptionQuery) -> dict[str, Any]:
     """``pending=true`` for those still waiting; ``task`` and ``deployment`` narrow by id.

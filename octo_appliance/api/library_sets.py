@@ -19,7 +19,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import get_or_404, name_filter, paginate, require_unique_name
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Text, name_field
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Text, name_field
 from octo_appliance.api.variable_lists import (
     MAX_VARIABLES,
     VariableIn,
@@ -90,25 +90,15 @@ def including_projects(set_id: str) -> list[str]:
     return sorted(name for sets, name in tuples(query) if set_id in (sets or []))
 
 
-@router.get(
-    "/library-variable-sets",
-    summary="List library variable sets",
-    query=ListQuery,
-    response=Page[LibrarySetOut],
-)
+@router.listing("/library-variable-sets", "List library variable sets", LibrarySetOut)
 def list_library_sets(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     ctx.require(Permission.VARIABLE_VIEW)
     rows = name_filter(LibraryVariableSet.select(), LibraryVariableSet.name, query.name)
     return paginate(rows, query, to_json, LibraryVariableSet.name, plain_rows=True)
 
 
-@router.post(
-    "/library-variable-sets",
-    summary="Create a library variable set",
-    body=LibrarySetIn,
-    response=LibrarySetOut,
-    status_code=201,
-    errors=(409,),
+@router.create(
+    "/library-variable-sets", "Create a library variable set", LibrarySetIn, LibrarySetOut
 )
 def create_library_set(ctx: RequestContext, body: LibrarySetIn) -> dict[str, Any]:
     ctx.require_unscoped(Permission.VARIABLE_EDIT)
@@ -126,12 +116,11 @@ def get_library_set(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return to_json(get_or_404(LibraryVariableSet, ref, KIND))
 
 
-@router.put(
+@router.update(
     "/library-variable-sets/{ref}",
-    summary="Update a library variable set (fields left out keep their value)",
-    body=LibrarySetUpdate,
-    response=LibrarySetOut,
-    errors=(409,),
+    "Update a library variable set (fields left out keep their value)",
+    LibrarySetUpdate,
+    LibrarySetOut,
 )
 def update_library_set(ctx: RequestContext, ref: str, body: LibrarySetUpdate) -> dict[str, Any]:
     row = get_or_404(LibraryVariableSet, ref, KIND)

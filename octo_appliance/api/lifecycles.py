@@ -147,14 +147,7 @@ def list_lifecycles(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     return paginate(rows, query, lambda row: to_json(row, present), Lifecycle.name)
 
 
-@router.post(
-    "/lifecycles",
-    summary="Create a lifecycle",
-    body=LifecycleIn,
-    response=LifecycleOut,
-    status_code=201,
-    errors=(409,),
-)
+@router.create("/lifecycles", "Create a lifecycle", LifecycleIn, LifecycleOut)
 def create_lifecycle(ctx: RequestContext, body: LifecycleIn) -> dict[str, Any]:
     """Needs ``project.edit`` through a grant limited to no project or environment."""
     ctx.require_unscoped(Permission.PROJECT_EDIT)
@@ -177,12 +170,11 @@ def get_lifecycle(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return to_json(get_or_404(Lifecycle, ref, "lifecycle"))
 
 
-@router.put(
+@router.update(
     "/lifecycles/{ref}",
-    summary="Update a lifecycle (fields left out keep their value)",
-    body=LifecycleUpdate,
-    response=LifecycleOut,
-    errors=(409,),
+    "Update a lifecycle (fields left out keep their value)",
+    LifecycleUpdate,
+    LifecycleOut,
 )
 def update_lifecycle(ctx: RequestContext, ref: str, body: LifecycleUpdate) -> dict[str, Any]:
     """``phases``, when given, replace the whole list. Releases already created keep the

@@ -26,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router, in_worker, json_response, write_in_worker
-from octo_appliance.api.schemas import Line, ListQuery, Out, Page
+from octo_appliance.api.schemas import Line, ListQuery, Out
 from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.packages import Package
 from octo_appliance.exceptions import NotFound, VaultError
@@ -258,11 +258,11 @@ async def upload_package(ctx: RequestContext, query: UploadQuery, request: Reque
 # ---------------------------------------------------------------- reads
 
 
-@router.get(
+@router.listing(
     "/packages",
-    summary="List packages (by id, newest version first within an id)",
+    "List packages (by id, newest version first within an id)",
+    PackageOut,
     query=PackageListQuery,
-    response=Page[PackageOut],
 )
 def list_packages(ctx: RequestContext, query: PackageListQuery) -> dict[str, Any]:
     """Ordered by package id, then by semantic version, highest first. ``id`` selects one

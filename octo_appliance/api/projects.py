@@ -149,14 +149,7 @@ def list_projects(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     return paginate(rows, query, _row_json, Project.name, plain_rows=True)
 
 
-@router.post(
-    "/projects",
-    summary="Create a project",
-    body=ProjectCreate,
-    response=ProjectOut,
-    status_code=201,
-    errors=(409,),
-)
+@router.create("/projects", "Create a project", ProjectCreate, ProjectOut)
 def create_project(ctx: RequestContext, body: ProjectCreate) -> dict[str, Any]:
     """Needs ``project.edit`` through a grant limited to no project or environment."""
     ctx.require_unscoped(Permission.PROJECT_EDIT)
@@ -181,12 +174,11 @@ def get_project(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return project_json(project)
 
 
-@router.put(
+@router.update(
     "/projects/{ref}",
-    summary="Update a project (fields left out keep their value; lifecycle null: the default)",
-    body=ProjectUpdate,
-    response=ProjectOut,
-    errors=(409,),
+    "Update a project (fields left out keep their value; lifecycle null: the default)",
+    ProjectUpdate,
+    ProjectOut,
 )
 def update_project(ctx: RequestContext, ref: str, body: ProjectUpdate) -> dict[str, Any]:
     project = get_or_404(Project, ref, "project")

@@ -19,7 +19,7 @@ from pydantic import Field
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.refs import resolve_many
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Page, Ref, Role
+from octo_appliance.api.schemas import Body, Deleted, Line, ListQuery, Out, Ref, Role
 from octo_appliance.db import Environment, RegistrationToken, User
 from octo_appliance.db.base import fk_id, iso, tuples
 from octo_appliance.db.registration_tokens import create_registration_token
@@ -89,11 +89,10 @@ def _sees_all(ctx: RequestContext) -> bool:
     return ctx.user.can_unscoped(Permission.USER_VIEW)
 
 
-@router.get(
+@router.listing(
     "/registration-tokens",
-    summary="List registration tokens (yours; every one for administrators)",
-    query=ListQuery,
-    response=Page[TokenOut],
+    "List registration tokens (yours; every one for administrators)",
+    TokenOut,
 )
 def list_tokens(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     """Expired and used-up tokens are listed too, until revoked; the tokens are never shown."""

@@ -23,7 +23,7 @@ from octo_appliance.api.lifecycles import PhaseOut
 from octo_appliance.api.process import StepOut
 from octo_appliance.api.refs import get_or_404, paginate
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import NAME_PATTERN, Body, Deleted, Line, ListQuery, Out, Page, Text
+from octo_appliance.api.schemas import NAME_PATTERN, Body, Deleted, Line, ListQuery, Out, Text
 from octo_appliance.api.variable_lists import VariableScopeOut, scope_json
 from octo_appliance.api.worker_access import appliance_steps, require_worker_use
 from octo_appliance.db import Deployment, Environment, Project, Release
@@ -163,13 +163,11 @@ def release_for(ctx: RequestContext, release_id: str, permission: Permission) ->
     return release
 
 
-@router.post(
+@router.create(
     "/projects/{ref}/releases",
-    summary="Create a release (snapshot of the process, lifecycle and variables)",
-    body=ReleaseIn,
-    response=ReleaseOut,
-    status_code=201,
-    errors=(409,),
+    "Create a release (snapshot of the process, lifecycle and variables)",
+    ReleaseIn,
+    ReleaseOut,
 )
 def create_release(ctx: RequestContext, ref: str, body: ReleaseIn) -> dict[str, Any]:
     """``version`` must be a semantic version (``1.2.3``, ``1.2.3-beta.1``, ``1.2.3+build.5``);
@@ -233,11 +231,8 @@ def create_release(ctx: RequestContext, ref: str, body: ReleaseIn) -> dict[str, 
     return release_json(ctx, release)
 
 
-@router.get(
-    "/projects/{ref}/releases",
-    summary="List a project's releases, newest first",
-    query=ListQuery,
-    response=Page[ReleaseSummaryOut],
+@router.listing(
+    "/projects/{ref}/releases", "List a project's releases, newest first", ReleaseSummaryOut
 )
 def list_releases(ctx: RequestContext, ref: str, query: ListQuery) -> dict[str, Any]:
     """``name`` matches part of the version."""

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from octo_appliance.api.context import RequestContext
+from octo_appliance.api.schemas import ListQuery, Page
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.exceptions import BadRequest, PayloadTooLarge, ValidationFailed
 
@@ -146,6 +147,38 @@ class Router:
 
     def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
         return self.route("GET", path, **kw)
+
+    def listing(
+        self, path: str, summary: str, item: Any, *, query: type[BaseModel] = ListQuery, **kw: Any
+    ) -> Callable[[Handler], Handler]:
+        """A collection, a page at a time: GET ``path`` with ``query`` (paging and a name
+        filter unless a collection says otherwise), answering a ``Page`` of ``item``."""
+        return self.route("GET", path, summary=summary, query=query, response=Page[item], **kw)
+
+    def create(
+        self, path: str, summary: str, body: type[BaseModel], response: Any, **kw: Any
+    ) -> Callable[[Handler], Handler]:
+        """A resource created in the collection ``path`` (POST): 201 with the new resource,
+        409 when its name is taken."""
+        return self.route(
+            "POST",
+            path,
+            summary=summary,
+            body=body,
+            response=response,
+            status_code=201,
+            errors=(409,),
+            **kw,
+        )
+
+    def update(
+        self, path: str, summary: str, body: type[BaseModel], response: Any, **kw: Any
+    ) -> Callable[[Handler], Handler]:
+        """A resource changed in place (PUT ``path``): the changed resource, 409 when a new
+        name is taken."""
+        return self.route(
+            "PUT", path, summary=summary, body=body, response=response, errors=(409,), **kw
+        )
 
     def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
         return self.route("POST", path, **kw)

@@ -294,14 +294,7 @@ def list_teams(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     return {"items": _teams_json(page), "total": total}
 
 
-@router.post(
-    "/teams",
-    summary="Create a team",
-    body=TeamIn,
-    response=TeamOut,
-    status_code=201,
-    errors=(409,),
-)
+@router.create("/teams", "Create a team", TeamIn, TeamOut)
 def create_team(ctx: RequestContext, body: TeamIn) -> dict[str, Any]:
     require_global(ctx, Permission.TEAM_EDIT)
     require_unique_name(Team, body.name, "team")
@@ -327,12 +320,11 @@ def get_team(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return _teams_json([get_or_404(Team, ref, "team")])[0]
 
 
-@router.put(
+@router.update(
     "/teams/{ref}",
-    summary="Update a team (members and roles, when given, replace the whole list)",
-    body=TeamUpdate,
-    response=TeamOut,
-    errors=(409,),
+    "Update a team (members and roles, when given, replace the whole list)",
+    TeamUpdate,
+    TeamOut,
 )
 def update_team(ctx: RequestContext, ref: str, body: TeamUpdate) -> dict[str, Any]:
     require_global(ctx, Permission.TEAM_EDIT)

@@ -244,14 +244,7 @@ def list_users(ctx: RequestContext, query: ListQuery) -> dict[str, Any]:
     return {"items": _users_json(page), "total": total}
 
 
-@router.post(
-    "/users",
-    summary="Create a user",
-    body=UserIn,
-    response=UserOut,
-    status_code=201,
-    errors=(409,),
-)
+@router.create("/users", "Create a user", UserIn, UserOut)
 def create_user(ctx: RequestContext, body: UserIn) -> dict[str, Any]:
     """A new user belongs to no team, so holds no permission until a team takes them in."""
     require_global(ctx, Permission.USER_EDIT)
@@ -269,12 +262,8 @@ def get_user(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return _users_json([get_or_404(User, ref, "user")])[0]
 
 
-@router.put(
-    "/users/{ref}",
-    summary="Update a user (fields left out keep their value)",
-    body=UserUpdate,
-    response=UserOut,
-    errors=(409,),
+@router.update(
+    "/users/{ref}", "Update a user (fields left out keep their value)", UserUpdate, UserOut
 )
 def update_user(ctx: RequestContext, ref: str, body: UserUpdate) -> dict[str, Any]:
     """Deactivating a user or setting a password ends their sessions."""

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from octo_appliance.exceptions import ConfigError, OctoError
+from octo_appliance.exceptions import OctoError, exit_status
 
 
 class Command(NamedTuple):
@@ -126,15 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = parser_for(argv)
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
-    except ConfigError as exc:
-        report_error(exc)
-        return 2
-    except OctoError as exc:
-        report_error(exc)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        return exit_status(lambda: args.handler(args), report_error)
     except BrokenPipeError:
         # stdout went away (``| head``): say nothing more, and keep Python's exit flush quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -152,4 +144,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return code

@@ -6,7 +6,7 @@ import argparse
 
 from octo_appliance.appliance import Appliance, open_appliance
 from octo_appliance.backup.upgrade import upgrade_hook
-from octo_appliance.config import load_config
+from octo_appliance.config import Config, load_config
 
 #: the defaults ``config.resolve_data_dir`` uses (tests/unit/test_docs.py keeps them equal)
 DATA_DIR_HELP = (
@@ -24,8 +24,13 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def data_config(args: argparse.Namespace) -> Config:
+    """The settings, with the data dir and database of :func:`add_data_options`."""
+    return load_config({"data_dir": args.data_dir, "database": getattr(args, "database", None)})
+
+
 def open_existing(args: argparse.Namespace) -> Appliance:
     """Open an initialised appliance (for commands run beside a server)."""
-    config = load_config({"data_dir": args.data_dir, "database": args.database})
+    config = data_config(args)
     appliance, _ = open_appliance(config, initialise=False, before_upgrade=upgrade_hook(config))
     return appliance

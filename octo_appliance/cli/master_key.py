@@ -14,8 +14,8 @@ from typing import Any
 
 import peewee
 
-from octo_appliance.cli.common import DATA_DIR_HELP, add_data_options
-from octo_appliance.config import Config, load_config
+from octo_appliance.cli.common import DATA_DIR_HELP, add_data_options, data_config
+from octo_appliance.config import Config
 from octo_appliance.db.connection import SQLITE_FILE_NAME, open_database
 from octo_appliance.db.in_use import hold_exclusive
 from octo_appliance.db.migrations import current_version, migrate
@@ -50,7 +50,7 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    config = load_config({"data_dir": args.data_dir, "database": getattr(args, "database", None)})
+    config = data_config(args)
     if not config.data_path.is_dir():
         raise ConfigError(
             f"data dir {config.data_path} does not exist",

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from octo_appliance.backup.restore import restore_backup
-from octo_appliance.cli.common import add_data_options
-from octo_appliance.config import load_config
+from octo_appliance.cli.common import add_data_options, data_config
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +28,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config({"data_dir": args.data_dir, "database": args.database})
+    config = data_config(args)
     result = restore_backup(config, Path(args.input))
     manifest = result.manifest
     print(

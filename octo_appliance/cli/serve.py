@@ -29,12 +29,13 @@ from octo_appliance.backup.upgrade import upgrade_hook
 from octo_appliance.certificate import ServerCertificate
 from octo_appliance.cli.common import add_data_options
 from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
-from octo_appliance.config import Config, load_config, parse_host_port
+from octo_appliance.config import Config, load_config
 from octo_appliance.db.connection import describe_database
 from octo_appliance.db.in_use import hold_for_server
 from octo_appliance.db.rekey import remove_rotation_leftovers
 from octo_appliance.exceptions import OctoError
 from octo_appliance.security.process import make_undumpable
+from octo_appliance.setting import parse_host_port
 from octo_appliance.vault.keys import ENV_VAR
 from octo_appliance.web.app import create_app
 from octo_appliance.web.server import (

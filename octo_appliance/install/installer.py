@@ -2,7 +2,9 @@
 
 Every step checks what is there first, so a rerun repairs and repeats nothing: the accounts
 (the service's own, which owns the data and the key, and ``octo-worker`` for the built-in
-worker), the data dir and the key's dir (owned by the service account, 0700), the first
+worker), the data dir and the key's dir (owned by the service account, 0700: a rerun changes
+the owner of only what another account owns, and leaves the worker's own files in the
+worker dir to it), the first
 start's initialisation (done here, as root, so the generated admin password is printed to the
 operator once and never reaches the service's journal), the unit (written, checked, enabled
 and started when systemd runs this machine). Removal keeps the data and the key unless
@@ -92,15 +94,42 @@ def program(options: InstallOptions, report: InstallReport) -> list[str]:
     return [str(target)]
 
 
-def _own_dir(path: Path, user: pwd.struct_passwd, report: InstallReport) -> None:
+def _own_dir(
+    path: Path, user: pwd.struct_passwd, report: InstallReport, *, leave_uid: int | None = None
+) -> None:
+    """``path`` (created when missing) 0700 and the account's, with everything in it. Only
+    what is wrong changes: an entry already the account's is not written to, so a rerun over
+    a large data dir touches nothing, and what the first start (run here as root) created is
+    given to the account. Entries of ``leave_uid`` (the worker account's parts of its dir,
+    handed to it on purpose) are left to it, and not descended into."""
     existed = path.is_dir()
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
-    for root, dirs, files in os.walk(path):
-        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-            os.lchown(name, user.pw_uid, user.pw_gid)
+    for name in wrongly_owned(path, (user.pw_uid, user.pw_gid), leave_uid):
+        os.lchown(name, user.pw_uid, user.pw_gid)
     if not existed:
         report.done.append(f"created {path} (owner {user.pw_name}, mode 0700)")
+
+
+def wrongly_owned(top: Path, owner: tuple[int, int], leave_uid: int | None) -> list[str]:
+    """``top`` and what is under it whose owner or group is not ``owner`` (links themselves,
+    never followed), except what ``leave_uid`` owns and all below it."""
+    found: list[str] = []
+
+    def check(name: str) -> bool:
+        st = os.lstat(name)
+        if st.st_uid == leave_uid:
+            return False
+        if (st.st_uid, st.st_gid) != owner:
+            found.append(name)
+        return True
+
+    check(str(top))
+    for root, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if check(os.path.join(root, d))]
+        for name in files:
+            check(os.path.join(root, name))
+    return found
 
 
 def _initialise(options: InstallOptions, report: InstallReport) -> None:
@@ -133,8 +162,9 @@ def install(options: InstallOptions, say: Say) -> InstallReport:
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o700)
     _initialise(options, report)
-    for path in (options.key_dir, options.data_dir, worker_dir):
-        _own_dir(path, service, report)
+    _own_dir(options.key_dir, service, report)
+    _own_dir(options.data_dir, service, report)
+    _own_dir(worker_dir, service, report, leave_uid=pwd.getpwnam(DEFAULT_ACCOUNT).pw_uid)
     spec = UnitSpec(argv, options.user, options.data_dir, options.key_file, worker_dir)
     _write_unit(options, spec.render(), report)
     if options.start and systemd_running():

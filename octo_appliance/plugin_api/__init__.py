@@ -9,7 +9,6 @@ documents every name in ``__all__`` (a test checks it).
 
 from __future__ import annotations
 
-from octo_appliance.config import Setting
 from octo_appliance.plugin_api import steps, transports
 from octo_appliance.plugin_api.hookspecs import PROJECT_NAME, hookimpl, hookspec
 from octo_appliance.plugin_api.properties import PROPERTY_TYPES
@@ -28,6 +27,7 @@ from octo_appliance.plugin_api.transport_context import (
 )
 from octo_appliance.plugin_api.transports import *  # noqa: F403
 from octo_appliance.plugin_api.version import DECLARATION, PLUGIN_API_VERSION
+from octo_appliance.setting import Setting
 
 __all__ = [
     *steps.__all__,

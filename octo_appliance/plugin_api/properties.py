@@ -14,7 +14,7 @@ variable the property names with ``#{...}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,13 @@ def _length(kind: str, value: Any) -> int:
     return len(value)
 
 
+def unknown_properties(
+    properties: Mapping[str, Any], known: Collection[str], message: str
+) -> list[FieldProblem]:
+    """``message`` for each of ``properties`` (sorted) that is not one of ``known``."""
+    return [FieldProblem(key, message) for key in sorted(set(properties) - set(known))]
+
+
 def schema_problems(
     step_type: str, schema: Sequence[Property], properties: Mapping[str, Any]
 ) -> list[FieldProblem]:
@@ -135,10 +142,8 @@ def schema_problems(
         return []
     declared = {prop.name: prop for prop in schema}
     names = ", ".join(declared)
-    problems = [
-        FieldProblem(key, f"is not a property of {step_type} (its properties: {names})")
-        for key in sorted(set(properties) - set(declared))
-    ]
+    unknown = f"is not a property of {step_type} (its properties: {names})"
+    problems = unknown_properties(properties, declared, unknown)
     for prop in schema:
         message = prop.problem(properties.get(prop.name))
         if message:

@@ -1,7 +1,7 @@
 """Transport settings: declared by each transport the way ``config.py`` declares the
 appliance's, read and checked once at start, handed over in the transport's context.
 
-A transport lists :class:`~octo_appliance.config.Setting` declarations in its ``settings``
+A transport lists :class:`~octo_appliance.setting.Setting` declarations in its ``settings``
 class attribute (build them with :func:`transport_setting`: name, type, default, help, and
 ``minimum``/``choices`` where useful). For transport ``T`` and setting ``s`` the value comes
 from ``OCTO_T_S`` in the environment (``T`` upper-case, dashes as underscores), else from the
@@ -19,8 +19,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from octo_appliance.config import SETTINGS_BY_NAME, Config, Setting, config_table
+from octo_appliance.config import SETTINGS_BY_NAME, Config, config_table
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.setting import Setting
 
 SETTING_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: the config file's table of per-transport tables

@@ -126,6 +126,18 @@ class InterruptionAnswer:
     submitted_by: str = ""
 
 
+@dataclass(frozen=True)
+class InterruptionQuestion:
+    """What :meth:`StepContext.interrupt` asks a person (as :meth:`StepContext.ask` gets it)."""
+
+    kind: str
+    title: str
+    instructions: str
+    teams: tuple[str, ...]
+    options: tuple[str, ...]
+    target: StepTarget | None = None
+
+
 class StepFailed(OctoError):
     """Raised by :meth:`StepType.execute`: the step fails with this message."""
 
@@ -193,7 +205,6 @@ class StepContext(ABC):
         target's transfer only, so a target installs while others still receive (the task
         log and progress still record each transfer)."""
 
-    @abstractmethod
     async def interrupt(
         self,
         kind: str,
@@ -205,6 +216,15 @@ class StepContext(ABC):
     ) -> InterruptionAnswer:
         """Pause until a member of ``teams`` (ids or names; empty: anyone allowed to deploy)
         answers with one of ``options``; the question and answer go to the task log."""
+        question = InterruptionQuestion(
+            kind, title, instructions, tuple(teams), tuple(options), target
+        )
+        return await self.ask(question)
+
+    @abstractmethod
+    async def ask(self, question: InterruptionQuestion) -> InterruptionAnswer:
+        """What :meth:`interrupt` does, for whoever implements this interface (the engine,
+        the authors' kit's fake): ask a person ``question`` and wait for the answer."""
 
     @abstractmethod
     def log(self, level: str, message: str, target: StepTarget | None = None) -> None:
@@ -312,6 +332,7 @@ __all__ = [
     "TRANSFER_MODES",
     "FieldProblem",
     "InterruptionAnswer",
+    "InterruptionQuestion",
     "MakeRequest",
     "OutputValue",
     "PackageInfo",

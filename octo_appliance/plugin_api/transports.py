@@ -4,11 +4,14 @@ A transport turns these operations into calls on an agent: run a runner command 
 input and stream its events back, place a package in the agent's cache (whole, or as a delta
 against a version it holds), list the versions of a package it holds, fetch a file from a
 task's work dir, and check health. The listening and polling transports differ only in how
-they get a connection (:meth:`Transport.call`), so everything else lives here once.
-Third-party transports (SSH, WinRM, ...) subclass this and register with
-``register_transports``; one that is no agent at all (the built-in worker) overrides the
-operations themselves. Each is built with a :class:`TransportContext` (what it may use of the
-appliance) and may declare settings.
+they carry a call to the agent (:meth:`AgentTransport.send`), so everything else lives here
+once, the wait at the agent's update gate included (:meth:`AgentTransport.call`).
+Third-party transports (SSH, WinRM, ...) subclass :class:`Transport` and register with
+``register_transports``; one that is no agent at all (the built-in worker, SSH) overrides the
+operations themselves, and any contract call it does not carry fails as a
+:class:`~octo_appliance.comms.CallFailed` ``unknown_method`` with a hint, as an agent that
+does not know the method answers. Each is built with a :class:`TransportContext` (what it
+may use of the appliance) and may declare settings.
 
 Content to upload is an :data:`~octo_appliance.comms.UploadSource`: a path, bytes, or an
 opener returning a fresh stream, so a package decrypted on the fly never has to be written
@@ -28,8 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from octo_appliance.agent import contract
 from octo_appliance.comms import CallFailed, UploadSource
-from octo_appliance.config import Setting
 from octo_appliance.plugin_api.transport_context import TransportContext
+from octo_appliance.setting import Setting
 
 if TYPE_CHECKING:
     from octo_appliance.builds.runner import RunnerBuild
@@ -169,6 +172,15 @@ def runner_request(
     return document, kill_grace
 
 
+@dataclass(frozen=True)
+class AgentCall:
+    """One contract call as :meth:`AgentTransport.send` carries it to an agent."""
+
+    method: str
+    params: dict[str, Any]
+    options: CallOptions = NO_OPTIONS
+
+
 class AgentLinks(Protocol):
     """What the appliance hands an agent transport (in its context): its ways to reach agents.
 
@@ -239,8 +251,31 @@ class Transport:
         options: CallOptions = NO_OPTIONS,
     ) -> Response:
         """Send one contract call to the target's agent (see ``agent/contract.py``), carried
-        as ``options`` says (events, an upload, where a download goes, a timeout)."""
-        raise NotImplementedError(f"transport {self.name!r} does not implement call()")
+        as ``options`` says (events, an upload, where a download goes, a timeout).
+
+        An agent transport's (:class:`AgentTransport`) waits (bounded) while that agent
+        updates itself (the update gate, docs/agent.md, "Self-update") and then hands the
+        call to :meth:`send`, so none can skip the gate. Any other transport has no agent to
+        call: refused as ``unknown_method`` (what an agent answers to a method it does not
+        know), so the step asking fails with a message and a hint, and
+        :meth:`cached_versions` sees no versions."""
+        if not self.agent_transport:
+            raise self._refused(method)
+        async with self.network.gated(target.thumbprint, options.on_event):
+            return await self.send(target, AgentCall(method, params, options))
+
+    async def send(self, target: TargetAddress, call: AgentCall) -> Response:
+        """What an agent transport implements: carry ``call`` to the target's agent, the
+        update gate passed. Default: refused, as by a transport with no agent."""
+        raise self._refused(call.method)
+
+    def _refused(self, method: str) -> CallFailed:
+        return CallFailed(
+            "unknown_method",
+            f"the {self.name} transport does not carry {method!r}: it has no agent to call",
+            hint="run this on an agent target (listening or polling), which handles every "
+            "contract call",
+        )
 
     async def run_runner(
         self, target: TargetAddress, command: RunnerCommand, on_event: EventSink | None = None
@@ -345,6 +380,15 @@ class Transport:
         return dict(response.result or {})
 
 
+class AgentTransport(Transport):
+    """Base class of transports that carry contract calls to agents (listening, polling, a
+    third party's variant): such a transport implements :meth:`send` only, and its
+    :meth:`call` waits (bounded) while the agent updates itself before handing the call
+    over (the update gate, docs/agent.md, "Self-update"): none of them can skip the gate."""
+
+    agent_transport: ClassVar[bool] = True
+
+
 async def _length_of(content: UploadSource, length: int | None) -> int:
     if length is not None:
         return length
@@ -358,7 +402,9 @@ async def _length_of(content: UploadSource, length: int | None) -> int:
 __all__ = [
     "APPLIANCE_WORKER",
     "NO_OPTIONS",
+    "AgentCall",
     "AgentLinks",
+    "AgentTransport",
     "CallOptions",
     "EventSink",
     "PluginBundle",

@@ -22,16 +22,8 @@ from octo_appliance.plugin_api import steps as api
 Respond = Callable[[api.StepTarget | None, api.RunnerRequest], api.TargetRun]
 
 
-@dataclass(frozen=True)
-class Question:
-    """One :meth:`StepContext.interrupt` the step asked."""
-
-    kind: str
-    title: str
-    instructions: str
-    teams: tuple[str, ...]
-    options: tuple[str, ...]
-    target: api.StepTarget | None
+#: one :meth:`StepContext.interrupt` the step asked
+Question = api.InterruptionQuestion
 
 
 @dataclass(frozen=True)
@@ -110,20 +102,12 @@ class FakeStepContext(api.StepContext):
         where = [api.StepTarget("appliance", "appliance")] if appliance else list(self.targets)
         return [api.PackageTransfer(target, "full", package.size) for target in where]
 
-    async def interrupt(
-        self,
-        kind: str,
-        title: str,
-        instructions: str,
-        teams: Sequence[str],
-        options: Sequence[str],
-        target: api.StepTarget | None = None,
-    ) -> api.InterruptionAnswer:
-        self.questions.append(
-            Question(kind, title, instructions, tuple(teams), tuple(options), target)
-        )
+    async def ask(self, question: api.InterruptionQuestion) -> api.InterruptionAnswer:
+        self.questions.append(question)
         if not self.answers:
-            raise AssertionError(f"the step asked {title!r}; give FakeStepContext answers=[...]")
+            raise AssertionError(
+                f"the step asked {question.title!r}; give FakeStepContext answers=[...]"
+            )
         return self.answers.pop(0)
 
     def log(self, level: str, message: str, target: api.StepTarget | None = None) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from octo_runner.substitution import TemplateSyntaxError, parse
 
 from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.properties import unknown_properties
 from octo_appliance.plugin_api.steps import (
     FieldProblem,
     PackageInfo,
@@ -160,10 +161,7 @@ class DeployPackage(StepType):
     )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
-        problems = [
-            FieldProblem(key, "is not a property of deploy-package")
-            for key in sorted(set(properties) - KNOWN)
-        ]
+        problems = unknown_properties(properties, KNOWN, "is not a property of deploy-package")
         package = properties.get("package")
         if not isinstance(package, str) or not package:
             problems.append(FieldProblem("package", "is required: the id of a feed package"))

@@ -12,6 +12,7 @@ from typing import Any
 from octo_runner.substitution import TemplateSyntaxError, parse
 
 from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.properties import unknown_properties
 from octo_appliance.plugin_api.steps import (
     FieldProblem,
     Property,
@@ -48,10 +49,7 @@ class ManualIntervention(StepType):
     )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
-        problems = [
-            FieldProblem(key, "is not a property of manual-intervention")
-            for key in sorted(set(properties) - KNOWN)
-        ]
+        problems = unknown_properties(properties, KNOWN, "is not a property of manual-intervention")
         instructions = properties.get("instructions")
         if not isinstance(instructions, str) or not instructions.strip():
             problems.append(FieldProblem("instructions", "is required: what to check"))

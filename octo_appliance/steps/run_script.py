@@ -14,6 +14,7 @@ from typing import Any
 from octo_runner.substitution import TemplateSyntaxError, parse
 
 from octo_appliance.plugin_api import PLUGIN_API_VERSION, StepTypeRegistry, hookimpl
+from octo_appliance.plugin_api.properties import unknown_properties
 from octo_appliance.plugin_api.steps import (
     FieldProblem,
     Property,
@@ -57,10 +58,9 @@ class RunScript(StepType):
     )
 
     def validate(self, properties: dict[str, Any]) -> list[FieldProblem]:
-        problems = [
-            FieldProblem(key, "is not a property of run-script (use syntax, body, run_on)")
-            for key in sorted(set(properties) - KNOWN)
-        ]
+        problems = unknown_properties(
+            properties, KNOWN, "is not a property of run-script (use syntax, body, run_on)"
+        )
         syntax = properties.get("syntax")
         if syntax is None:
             problems.append(FieldProblem("syntax", "is required: " + ", ".join(SYNTAXES)))

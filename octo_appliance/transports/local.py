@@ -20,7 +20,8 @@ its work dirs: ``cache/`` (a :class:`~octo_appliance.agent.cache.PackageCache`: 
 SHA-256, deltas applied locally), ``applications/`` and ``journal.json``, named to the runner
 in its document's context exactly as an agent names its own. The package operations
 (``has_file``, ``upload``, ``cached_versions``, ``upload_delta``) work on that cache
-in-process; ``call`` still refuses everything else (there is no agent to call).
+in-process; ``call`` still refuses everything else (there is no agent to call: the base
+class's ``unknown_method``).
 
 The runner's environment is an allow-list (PATH, HOME, LANG, TZ, USER, LOGNAME), never the
 appliance's own. Only the worker's own address is served: a target registered with
@@ -44,7 +45,7 @@ from octo_appliance.agent.cache import PackageCache, finish_in_thread
 from octo_appliance.agent.interpreter import frozen, python_command
 from octo_appliance.agent.runner_host import Command, RunnerHost
 from octo_appliance.agent.workdirs import WorkDirs
-from octo_appliance.comms import CallFailed, Response, UploadSource
+from octo_appliance.comms import CallFailed, UploadSource
 from octo_appliance.plugin_api import (
     PLUGIN_API_VERSION,
     TransportRegistry,
@@ -54,8 +55,6 @@ from octo_appliance.plugin_api import (
 from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.plugin_api.transports import (
     APPLIANCE_WORKER,
-    NO_OPTIONS,
-    CallOptions,
     EventSink,
     RunnerCommand,
     RunnerResult,
@@ -229,21 +228,7 @@ class LocalTransport(Transport):
             "journal_file": str(root / "state" / "journal.json"),
         }
 
-    # -- the interface -------------------------------------------------------------------
-
-    async def call(
-        self,
-        target: TargetAddress,
-        method: str,
-        params: dict[str, Any],
-        options: CallOptions = NO_OPTIONS,
-    ) -> Response:
-        raise CallFailed(
-            "unknown_method",
-            f"the built-in worker does not handle {method!r}: it runs runner commands and "
-            "keeps a package cache, nothing else",
-            hint="use an agent target for file fetches",
-        )
+    # -- the interface (a contract call, a file fetch, is refused by the base class) -------
 
     async def info(self, target: TargetAddress, timeout: float | None = 30.0) -> dict[str, Any]:
         info: dict[str, Any] = {

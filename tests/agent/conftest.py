@@ -3,6 +3,7 @@ agent process (listening and polling) in front of an appliance stand-in."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,15 @@ def runner_build(tmp_path_factory: pytest.TempPathFactory) -> RunnerBuild:
     out = tmp_path_factory.mktemp("runner-dist")
     info = build_runner(out)
     return RunnerBuild(Path(info["path"]), info["version"], info["sha256"])
+
+
+@pytest.fixture
+def pyz(tmp_path: Path, runner_build: RunnerBuild) -> Path:
+    """A copy of the runner build that a test may replace."""
+    path = tmp_path / "runners" / runner_build.path.name
+    path.parent.mkdir()
+    shutil.copy(runner_build.path, path)
+    return path
 
 
 @pytest.fixture(scope="session")

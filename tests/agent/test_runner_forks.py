@@ -5,7 +5,7 @@ process is quiet, and later tasks get a runner forked from that server. These te
 that such a runner is the same process a task would have started (flags, session,
 environment, work dir, exit code, parent death), that cancelling it kills its whole tree,
 and that fork servers are started only when quiet, replaced when they die or their build
-does, and ended with their host or their agent.
+does, and ended with their host (with their agent: test_fork_server_agent_death.py).
 """
 
 from __future__ import annotations
@@ -26,161 +26,24 @@ import pytest
 from octo_appliance.agent import quiet
 from octo_appliance.agent.runner_host import RunnerHost
 
-from .conftest import RunnerBuild
-from .support import ROOT, wait_for
-
-
-class Task:
-    """One ``host.run`` with a bash script; its events and outcome."""
-
-    def __init__(self, host: RunnerHost, pyz: Path, work_dir: Path, body: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        work_dir.mkdir(parents=True)
-        self.work_dir = work_dir
-        document = {
-            "protocol": 1,
-            "command": "run-script",
-            "arguments": {"syntax": "bash", "body": body, "cancel_grace_seconds": 1},
-            "variables": [],
-            "work_dir": str(work_dir),
-            "context": {"task_id": work_dir.name},
-        }
-        self.running = asyncio.ensure_future(
-            host.run(
-                pyz,
-                document,
-                work_dir=work_dir,
-                task_id=work_dir.name,
-                emit=self._emit,
-                kill_grace=5,
-            )
-        )
-
-    async def _emit(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    def said(self, prefix: str) -> str:
-        """The rest of the first script line that starts with ``prefix``."""
-        for event in self.events:
-            message = str(event.get("message", ""))
-            if event.get("stream") == "stdout" and message.startswith(prefix):
-                return message[len(prefix) :]
-        raise AssertionError(f"the script did not say {prefix!r}: {self.events}")
-
-    async def saying(self, prefix: str) -> str:
-        """:meth:`said`, once the running script has said it."""
-        for _ in range(600):  # bounded polling, up to 30 s
-            with contextlib.suppress(AssertionError):
-                return self.said(prefix)
-            if self.running.done():
-                break
-            await asyncio.sleep(0.05)
-        return self.said(prefix)
-
-    def release(self) -> None:
-        """Let a script waiting in :data:`HELD` end."""
-        (self.work_dir / "release").touch()
-
-    async def outcome(self) -> dict[str, Any]:
-        """The outcome, bounded: a task that never ends fails the test instead of hanging."""
-        return await asyncio.wait_for(asyncio.shield(self.running), 60)
-
-
-async def run(host: RunnerHost, pyz: Path, work_dir: Path, body: str) -> Task:
-    task = Task(host, pyz, work_dir, body)
-    outcome = await task.outcome()
-    assert outcome["success"], outcome
-    return task
-
-
-#: the runner's pid, and the pid of the runner's parent (``/proc/PID/stat``: pid (comm) state ppid)
-RUNNER_PID = 'echo "runner $PPID"'
-RUNNER_PARENT = 'read -r _ _ _ parent _ < "/proc/$PPID/stat"; echo "parent $parent"'
-RUNNER = f"{RUNNER_PID}\n{RUNNER_PARENT}"
-#: a script that says its runner and waits until the test calls :meth:`Task.release`
-HELD = f"{RUNNER_PID}\nwhile [ ! -e release ]; do sleep 0.05; done"
-REAL_IDLE_SHARE = quiet.IDLE_SHARE
-
-
-async def parent_of_runner(host: RunnerHost, pyz: Path, work_dir: Path) -> int:
-    """Run a task; the pid of its runner's parent (the fork server's, or ours if direct)."""
-    task = await run(host, pyz, work_dir, RUNNER)
-    return int(task.said("parent "))
-
-
-async def fork_server(host: RunnerHost, other_than: int | None = None, *, limit: float = 30) -> int:
-    """The pid of the host's fork server, once one is ready (and is not ``other_than``)."""
-    for _ in range(int(limit / 0.05)):  # bounded polling
-        server = host.fork_pool.server
-        if server is not None and server.pid != other_than:
-            return server.pid
-        await asyncio.sleep(0.05)
-    raise AssertionError("no runner fork server was started")
-
-
-def fork_servers() -> list[int]:
-    """The fork servers running as children of this process (started by any host)."""
-    found = []
-    for child in psutil.Process().children():
-        with contextlib.suppress(psutil.Error):
-            if child.status() != psutil.STATUS_ZOMBIE and child.cmdline()[-1:] == ["--fork-server"]:
-                found.append(child.pid)
-    return found
-
-
-async def none_started(*hosts: RunnerHost) -> None:
-    """Give quiet moments their chance, then check that no fork server was started."""
-    await asyncio.sleep(4 * quiet.QUIET_SECONDS)
-    assert all(host.fork_pool.server is None for host in hosts)
-    assert fork_servers() == []
-
-
-def gone(pid: int) -> bool:
-    try:
-        process = psutil.Process(pid)
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-async def wait_gone(pid: int, what: str) -> None:
-    for _ in range(600):
-        if gone(pid):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} (pid {pid}) is still running")
-
-
-async def descendants(runner: psutil.Process, sleeps: int) -> list[psutil.Process]:
-    """The runner's tree, once the script has started its ``sleeps`` sleep commands."""
-
-    def started() -> bool:
-        with contextlib.suppress(psutil.Error):
-            tree = runner.children(recursive=True)
-            return sum(process.name() == "sleep" for process in tree) >= sleeps
-        return False
-
-    await asyncio.to_thread(wait_for, started, 30, "the script's sleeps")
-    return runner.children(recursive=True)
-
-
-async def warm_fork_server(host: RunnerHost, pyz: Path, tmp_path: Path) -> int:
-    """Run one task, after which the host forks runners from a fork server: its pid."""
-    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
-    return await fork_server(host)
-
-
-async def forked_task(
-    host: RunnerHost, pyz: Path, tmp_path: Path, sleeps: int
-) -> tuple[int, Task, psutil.Process, list[psutil.Process]]:
-    """A task forked by the fork server whose script sleeps in ``sleeps`` processes: the fork
-    server's pid, the task, its runner, and the runner's tree."""
-    server = await warm_fork_server(host, pyz, tmp_path)
-    body = f"{RUNNER_PID}\n" + "sleep 300 &\n" * (sleeps - 1) + "sleep 300"
-    task = Task(host, pyz, tmp_path / "work" / "t2-1", body)
-    runner = psutil.Process(int(await task.saying("runner ")))
-    assert runner.ppid() == server
-    return server, task, runner, await descendants(runner, sleeps)
+from .fork_support import (
+    HELD,
+    REAL_IDLE_SHARE,
+    RUNNER,
+    RUNNER_PARENT,
+    RUNNER_PID,
+    Task,
+    descendants,
+    fork_server,
+    fork_servers,
+    forked_task,
+    gone,
+    none_started,
+    parent_of_runner,
+    run,
+    wait_gone,
+    warm_fork_server,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -188,15 +51,6 @@ def busy_machine_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fork servers start when this process is quiet even if the machine is busy (other
     tests running beside these); the machine's share is tested on its own below."""
     monkeypatch.setattr(quiet, "IDLE_SHARE", 0.0)
-
-
-@pytest.fixture
-def pyz(tmp_path: Path, runner_build: RunnerBuild) -> Path:
-    """A copy of the runner build that a test may replace."""
-    path = tmp_path / "runners" / runner_build.path.name
-    path.parent.mkdir()
-    shutil.copy(runner_build.path, path)
-    return path
 
 
 @pytest.fixture
@@ -463,91 +317,3 @@ async def test_a_forked_runner_whose_fork_server_dies_is_cancelled(
     assert await parent_of_runner(host, pyz, tmp_path / "work" / "t3-1") == os.getpid()
     new = await fork_server(host, other_than=server)
     assert await parent_of_runner(host, pyz, tmp_path / "work" / "t4-1") == new
-
-
-AGENT_STAND_IN = """
-import asyncio, sys
-from pathlib import Path
-from octo_appliance.agent import quiet
-from octo_appliance.agent.runner_host import RunnerHost
-
-quiet.IDLE_SHARE = 0.0  # the machine may be busy with other tests
-
-async def main():
-    host = RunnerHost()
-    pyz, root, then = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-
-    async def emit(event):
-        message = str(event.get("message", ""))
-        if event.get("stream") == "stdout" and message.startswith("runner "):
-            print(message, flush=True)
-
-    async def run(name, body):
-        work = root / name
-        work.mkdir(parents=True)
-        document = {"protocol": 1, "command": "run-script", "variables": [],
-                    "arguments": {"syntax": "bash", "body": body, "cancel_grace_seconds": 1},
-                    "work_dir": str(work)}
-        await host.run(pyz, document, work_dir=work, task_id=name, emit=emit, kill_grace=5)
-
-    await run("t1-1", "true")
-    while host.fork_pool.server is None:
-        await asyncio.sleep(0.05)
-    print("server", host.fork_pool.server.pid, flush=True)
-    if then == "busy":
-        await run("t2-1", 'echo "runner $PPID"; sleep 300')
-    await asyncio.sleep(600)
-
-asyncio.run(main())
-"""
-
-
-class AgentStandIn:
-    """A process playing the agent: one task, then its fork server, then maybe a long task."""
-
-    def __init__(self, pyz: Path, work: Path, then: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", AGENT_STAND_IN, str(pyz), str(work), then],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    async def said(self, prefix: str) -> int:
-        """The pid on the stand-in's next line, which starts with ``prefix``."""
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 60)
-        assert line.startswith(prefix), line
-        return int(line[len(prefix) :])
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-
-async def test_an_idle_fork_server_ends_with_its_agent(pyz: Path, tmp_path: Path) -> None:
-    """The agent is SIGKILLed: its idle fork server (control socket at end-of-file) ends."""
-    agent = AgentStandIn(pyz, tmp_path / "work", "idle")
-    try:
-        server = await agent.said("server ")
-        assert psutil.Process(server).ppid() == agent.process.pid
-    finally:
-        agent.kill()
-    await wait_gone(server, "the idle fork server of the killed agent")
-
-
-async def test_a_forked_runner_is_cancelled_when_its_agent_dies(pyz: Path, tmp_path: Path) -> None:
-    """The agent is SIGKILLed mid-script: its fork server ends, so the runner gets its
-    parent-death signal and cancels the script."""
-    agent = AgentStandIn(pyz, tmp_path / "work", "busy")
-    try:
-        server = await agent.said("server ")
-        runner = psutil.Process(await agent.said("runner "))
-        assert runner.ppid() == server
-        tree = await descendants(runner, 1)
-    finally:
-        agent.kill()
-    for pid in [server, runner.pid, *(process.pid for process in tree)]:
-        await wait_gone(pid, "a process of the killed agent's task")

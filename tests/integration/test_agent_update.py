@@ -104,11 +104,7 @@ def _deploy(fleet: Fleet, body: str) -> str:
         "roles": ["web"],
         "properties": {"syntax": "bash", "run_on": "targets", "body": body},
     }
-    project = fleet.call("POST", "/projects", 201, json={"name": "updating"})
-    fleet.call("PUT", f"/projects/{project['id']}/process", json={"steps": [step]})
-    release = fleet.call("POST", f"/projects/{project['id']}/releases", 201, json={})
-    body_ = {"release": release["id"], "environment": "Dev"}
-    return str(fleet.call("POST", "/deployments", 201, json=body_)["task_id"])
+    return fleet.start_deployment([step], name="updating")
 
 
 def _cli(fleet: Fleet, *args: str) -> str:

@@ -19,20 +19,18 @@ import pytest
 
 from octo_appliance.comms import (
     CommsError,
-    CommsSettings,
     Identity,
     LocalHello,
     PeerRejected,
     connect,
-    generate_identity,
 )
 from octo_appliance.engine.health import KIND as HEALTH_CHECK
 from tests.agent.support import StandIn
+from tests.dialing import SETTINGS, dial, pinned_thumbprint, stranger_identity
 from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
 from tests.integration.test_canary import leaks
 from tests.strays import stray_processes
 
-SETTINGS = CommsSettings(handshake_timeout=10.0)
 AGENT_HELLO = LocalHello(role="agent", id="tgt_intruder")
 APPLIANCE_HELLO = LocalHello(role="appliance", id="intruder")
 REFUSED_PIN = "presented a certificate other than the pinned one"
@@ -60,27 +58,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="module")
 def stranger() -> Identity:
-    return generate_identity("stranger", ["127.0.0.1"])
-
-
-def comms_thumbprint(agent: FleetAgent) -> str:
-    """The appliance certificate the agent pinned at registration."""
-    return agent.home.require_registered().comms_thumbprint
-
-
-def dial(port: int, identity: Identity, pinned: str, hello: LocalHello) -> dict[str, Any]:
-    """Connect, and if that works ask the peer for ``agent.info`` (which an appliance refuses);
-    raises CommsError when the peer drops us."""
-
-    async def go() -> dict[str, Any]:
-        conn = await connect("127.0.0.1", port, identity, pinned, hello=hello, settings=SETTINGS)
-        try:
-            return {"peer": conn.peer_thumbprint}
-        finally:
-            conn.close("done")
-            await conn.wait_closed()
-
-    return asyncio.run(go())
+    return stranger_identity()
 
 
 def dial_and_call(port: int, identity: Identity, pinned: str) -> Any:
@@ -111,7 +89,7 @@ def test_polling_listener_drops_an_unregistered_certificate(
     fleet: Fleet, stranger: Identity
 ) -> None:
     ctl = fleet.agents["poll-ctl"]
-    port, pinned = fleet.server.banner.polling_port, comms_thumbprint(ctl)
+    port, pinned = fleet.server.banner.polling_port, pinned_thumbprint(ctl)
 
     with pytest.raises(PeerRejected, match="does not trust this side's certificate"):
         dial(port, stranger, pinned, AGENT_HELLO)
@@ -201,7 +179,7 @@ def test_a_deleted_target_is_cut_off(fleet: Fleet) -> None:
         dial(
             fleet.server.banner.polling_port,
             poll.home.load_identity(),
-            comms_thumbprint(poll),
+            pinned_thumbprint(poll),
             AGENT_HELLO,
         )
     # nothing can be queued for them any more

@@ -17,17 +17,13 @@ from collections.abc import Iterator
 import pytest
 
 from octo_appliance.comms import (
-    CommsSettings,
     Identity,
     LocalHello,
     PeerRejected,
-    connect,
-    generate_identity,
 )
 from tests.comms.rawpeer import refused_burst
-from tests.fleet import Fleet, FleetAgent, running_fleet, wait_until
-
-SETTINGS = CommsSettings(handshake_timeout=10.0)
+from tests.dialing import dial, pinned_thumbprint, stranger_identity
+from tests.fleet import Fleet, running_fleet, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +38,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 @pytest.fixture(scope="module")
 def stranger() -> Identity:
-    return generate_identity("stranger", ["127.0.0.1"])
-
-
-def pinned_appliance(agent: FleetAgent) -> str:
-    return agent.home.require_registered().comms_thumbprint
-
-
-def dial(port: int, identity: Identity, pinned: str, hello: LocalHello) -> None:
-    async def go() -> None:
-        conn = await connect("127.0.0.1", port, identity, pinned, hello=hello, settings=SETTINGS)
-        conn.close("done")
-        await conn.wait_closed()
-
-    asyncio.run(go())
+    return stranger_identity()
 
 
 def lines_with(text: str, *needles: str) -> list[str]:
@@ -91,7 +74,7 @@ def test_a_listening_targets_certificate_cannot_open_a_polling_session(fleet: Fl
         dial(
             fleet.server.banner.polling_port,
             listening.home.load_identity(),
-            pinned_appliance(listening),
+            pinned_thumbprint(listening),
             hello,
         )
 
@@ -111,7 +94,7 @@ def test_a_polling_session_is_named_by_its_certificates_target(fleet: Fleet) -> 
     dial(
         fleet.server.banner.polling_port,
         poll_a.home.load_identity(),
-        pinned_appliance(poll_a),
+        pinned_thumbprint(poll_a),
         hello,
     )
 

@@ -332,13 +332,27 @@ def test_a_message_with_too_many_descriptors_gets_an_error_answer(
         os.close(out_r)
 
 
+@contextlib.contextmanager
+def script_running(
+    fork_server: ForkServer, work_dir: Path, body: str
+) -> Iterator[tuple[Child, int]]:
+    """A runner forked with a bash script that writes its pid, then runs ``body``: the runner
+    and the script's pid once it runs; the script's group is killed at the end (its runner
+    may have died before it could stop it)."""
+    body = f"echo $$ > pid.txt\n{body}"
+    child = fork_server.fork(make_request("run-script", script("bash", body), work_dir=work_dir))
+    script_pid = int(wait_for_file(work_dir / "pid.txt"))
+    try:
+        yield child, script_pid
+    finally:
+        _kill_group(script_pid)
+
+
 def test_closing_the_control_socket_ends_the_server_and_cancels_its_runners(
     fork_server: ForkServer, tmp_path: Path
 ) -> None:
-    body = "echo $$ > pid.txt\nsleep 300\necho 'not reached'\n"
-    child = fork_server.fork(make_request("run-script", script("bash", body), work_dir=tmp_path))
-    script_pid = int(wait_for_file(tmp_path / "pid.txt"))
-    try:
+    body = "sleep 300\necho 'not reached'\n"
+    with script_running(fork_server, tmp_path, body) as (child, script_pid):
         fork_server.control.close()  # the agent is gone
         assert fork_server.proc.wait(TIMEOUT) == 0
         events, stderr = child.output()
@@ -350,23 +364,16 @@ def test_closing_the_control_socket_ends_the_server_and_cancels_its_runners(
         assert "not reached" not in [e.get("message") for e in events]
         assert _wait_gone(child.pid)
         assert _wait_gone(script_pid)
-    finally:
-        _kill_group(script_pid)
 
 
 def test_a_runner_killed_by_sigkill_is_reported_with_minus_nine(
     fork_server: ForkServer, tmp_path: Path
 ) -> None:
-    body = "echo $$ > pid.txt\nexec sleep 300\n"
-    child = fork_server.fork(make_request("run-script", script("bash", body), work_dir=tmp_path))
-    script_pid = int(wait_for_file(tmp_path / "pid.txt"))
-    try:
+    with script_running(fork_server, tmp_path, "exec sleep 300\n") as (child, _):
         os.kill(child.pid, signal.SIGKILL)
         assert fork_server.exit_code(child.pid) == -signal.SIGKILL
         events, _ = child.output()
         assert not [e for e in events if e["type"] == "result"]
-    finally:
-        _kill_group(script_pid)  # the runner died before it could stop its script
 
 
 RENDEZVOUS = """

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from octo_appliance.config import (
-    SETTINGS,
-    Config,
-    load_config,
-    parse_host_port,
-    resolve_data_dir,
-)
+from octo_appliance.config import SETTINGS, Config, load_config, resolve_data_dir
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.setting import parse_host_port
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
@@ -43,23 +38,28 @@ def test_bad_values_name_their_source(tmp_path: Path) -> None:
         load_config({"data_dir": str(tmp_path), "max_body_bytes": "-3"}, environ={})
 
 
-# (setting, bad value as text for a flag or env var, bad TOML value, what the message expects)
-BAD_VALUES = [
-    ("task_cap", "0", "0", "a whole number of at least 1"),
-    ("task_cap", "-2", "-2", "a whole number of at least 1"),
-    ("task_cap", "five", '"5"', "a whole number of at least 1"),
-    ("task_cap", "2.5", "2.5", "a whole number of at least 1"),
-    ("task_cap", "true", "true", "a whole number of at least 1"),
-    ("http3", "5", "5", "true or false"),
-    ("http3", "maybe", '"yes"', "true or false"),
-    ("listen", "8443", "8443", "HOST:PORT"),
-    ("listen", "host:70000", '"host:70000"', "HOST:PORT"),
-    ("polling_listen", ":1", "[1]", "HOST:PORT"),
-    ("log_level", "loud", '"loud"', "one of debug, info, warning, error"),
-    ("log_level", "5", "5", "one of debug, info, warning, error"),
-    ("worker_user", None, "0", "text"),
-    ("database", None, "false", "text"),
-]
+#: what the message expects -> (setting, bad value as text for a flag or env var, bad TOML
+#: value); no text for a text setting (any text is good)
+BAD_VALUES: dict[str, list[tuple[str, str | None, str]]] = {
+    "a whole number of at least 1": [
+        ("task_cap", "0", "0"),
+        ("task_cap", "-2", "-2"),
+        ("task_cap", "five", '"5"'),
+        ("task_cap", "2.5", "2.5"),
+        ("task_cap", "true", "true"),
+    ],
+    "true or false": [("http3", "5", "5"), ("http3", "maybe", '"yes"')],
+    "HOST:PORT": [
+        ("listen", "8443", "8443"),
+        ("listen", "host:70000", '"host:70000"'),
+        ("polling_listen", ":1", "[1]"),
+    ],
+    "one of debug, info, warning, error": [
+        ("log_level", "loud", '"loud"'),
+        ("log_level", "5", "5"),
+    ],
+    "text": [("worker_user", None, "0"), ("database", None, "false")],
+}
 
 
 def _source(kind: str, name: str, data_dir: Path) -> str:
@@ -74,7 +74,8 @@ def _source(kind: str, name: str, data_dir: Path) -> str:
     ("kind", "name", "bad", "expected"),
     [
         pytest.param(kind, name, toml if kind == "file" else text, expected, id=f"{kind}-{name}")
-        for name, text, toml, expected in BAD_VALUES
+        for expected, cases in BAD_VALUES.items()
+        for name, text, toml in cases
         for kind in ("flag", "env", "file")
         if kind == "file" or text is not None  # any text is good for a text setting
     ],

@@ -20,7 +20,7 @@ from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_loading import state
 from octo_appliance.plugin_loading.wheels import file_sha256
 from octo_appliance.plugins import create_plugin_manager, load_plugins
-from tests.plugin_wheels import GREETING, NEEDS_MISSING, fixture_wheel
+from tests.plugin_wheels import GREETING, NEEDS_MISSING, fixture_wheel, plugin_source
 
 
 @pytest.fixture(autouse=True)
@@ -33,25 +33,10 @@ def isolated_imports() -> Iterator[None]:
     sys.path[:] = path
 
 
-STEP_PLUGIN = """
-from octo_appliance.plugin_api import StepType, hookimpl
-{extra}
-OCTO_PLUGIN_API = 2
-
-class Step(StepType):
-    name = "{step}"
-
-@hookimpl
-def register_step_types(registry):
-    registry.add(Step)
-"""
-
-
 def write_package(folder: Path, name: str, step: str, extra: str = "") -> Path:
     package = folder / name
     package.mkdir(parents=True)
-    source = STEP_PLUGIN.format(step=step, extra=textwrap.dedent(extra))
-    (package / "__init__.py").write_text(source)
+    (package / "__init__.py").write_text(plugin_source(step, extra=extra))
     return package
 
 
@@ -172,27 +157,6 @@ def test_a_plugin_reusing_a_step_type_name_fails_and_its_other_registrations_are
     assert not plugins.manager.has_plugin("octo-dupe")
 
 
-def test_a_misspelt_hook_in_a_found_plugin_fails_it(tmp_path: Path) -> None:
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "typo.py").write_text(
-        "from octo_appliance.plugin_api import hookimpl\n\nOCTO_PLUGIN_API = 2\n\n"
-        "@hookimpl\ndef register_step_typos(registry):\n    pass\n"
-    )
-    row = load(folder)["typo"]
-    assert row["state"] == "failed"
-    assert "register_step_typos" in str(row["error"])
-
-
-def test_a_module_name_taken_by_another_module_is_refused(tmp_path: Path) -> None:
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    (folder / "json.py").write_text("raise AssertionError('never imported')\n")
-    row = load(folder)["json"]
-    assert row["state"] == "failed"
-    assert "already taken" in str(row["error"])
-
-
 def test_one_plugin_name_found_twice_stops_the_start_naming_both(tmp_path: Path) -> None:
     folder = tmp_path / "plugins"
     wheel = fixture_wheel(GREETING, folder)
@@ -268,13 +232,44 @@ def test_a_wheel_the_appliance_cannot_use_is_reported(
     assert expected in str(row["error"])
 
 
-def test_a_damaged_wheel_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("file", "content", "row_name", "expected"),
+    [
+        pytest.param(
+            "typo.py",
+            b"from octo_appliance.plugin_api import hookimpl\n\nOCTO_PLUGIN_API = 2\n\n"
+            b"@hookimpl\ndef register_step_typos(registry):\n    pass\n",
+            "typo",
+            "register_step_typos",
+            id="misspelt-hook",
+        ),
+        pytest.param(
+            "json.py",
+            b"raise AssertionError('never imported')\n",
+            "json",
+            "already taken",
+            id="module-name-another-module-holds",
+        ),
+        pytest.param(
+            "octo_damaged-1.0-py3-none-any.whl",
+            b"not a zip",
+            "octo-damaged",
+            "not a readable wheel",
+            id="damaged-wheel",
+        ),
+    ],
+)
+def test_a_found_file_that_is_no_working_plugin_is_reported_failed(
+    tmp_path: Path, file: str, content: bytes, row_name: str, expected: str
+) -> None:
+    """Reported failed with why; the rest loads (a module name another module holds is
+    never imported)."""
     folder = tmp_path / "plugins"
     folder.mkdir()
-    (folder / "octo_damaged-1.0-py3-none-any.whl").write_bytes(b"not a zip")
-    row = load(folder)["octo-damaged"]
+    (folder / file).write_bytes(content)
+    row = load(folder)[row_name]
     assert row["state"] == "failed"
-    assert "not a readable wheel" in str(row["error"])
+    assert expected in str(row["error"])
 
 
 def test_hidden_files_and_other_files_are_ignored(tmp_path: Path) -> None:

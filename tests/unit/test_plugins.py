@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
-import textwrap
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from octo_appliance.agent import contract
-from octo_appliance.comms import Response
+from octo_appliance.comms import CallFailed, Response
 from octo_appliance.exceptions import PluginError
 from octo_appliance.hookspecs import hookimpl
-from octo_appliance.plugin_api.transport_context import TransportContext
+from octo_appliance.plugin_api.transport_context import agent_context
+from octo_appliance.plugin_api.transports import AgentCall, AgentTransport
 from octo_appliance.plugins import create_plugin_manager
 from octo_appliance.steps.base import StepType
 from octo_appliance.transports import BUILTIN_MODULES
 from octo_appliance.transports.base import (
-    NO_OPTIONS,
     CallOptions,
     RunnerCommand,
     TargetAddress,
     Transport,
 )
+from octo_appliance.transports.ssh import SshTransport
+from tests.plugin_wheels import plugin_source
 
 
 class Echo(StepType):
@@ -113,23 +116,7 @@ def test_registering_a_non_step_type_is_rejected() -> None:
 
 
 def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
-    (tmp_path / "greeter.py").write_text(
-        textwrap.dedent(
-            """
-            from octo_appliance.hookspecs import hookimpl
-            from octo_appliance.steps.base import StepType
-
-            OCTO_PLUGIN_API = 2
-
-            class Greet(StepType):
-                name = "greet"
-
-            @hookimpl
-            def register_step_types(registry):
-                registry.add(Greet)
-            """
-        )
-    )
+    (tmp_path / "greeter.py").write_text(plugin_source("greet"))
     try:
         plugins = create_plugin_manager(plugin_dir=tmp_path, load_entry_points=False)
     finally:
@@ -142,24 +129,7 @@ def test_plugins_folder_is_loaded(tmp_path: Path) -> None:
 
 def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A third-party package installed beside the appliance, found by its entry point."""
-    package = tmp_path / "octo_thirdparty.py"
-    package.write_text(
-        textwrap.dedent(
-            """
-            from octo_appliance.hookspecs import hookimpl
-            from octo_appliance.transports.base import Transport
-
-            OCTO_PLUGIN_API = 2
-
-            class Smoke(Transport):
-                name = "smoke-signal"
-
-            @hookimpl
-            def register_transports(registry):
-                registry.add(Smoke)
-            """
-        )
-    )
+    (tmp_path / "octo_thirdparty.py").write_text(plugin_source("smoke-signal", transport=True))
     dist_info = tmp_path / "octo_thirdparty-1.0.dist-info"
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
@@ -183,28 +153,38 @@ def test_builtins_are_registered_as_modules() -> None:
     assert set(builtin_modules()) <= names
 
 
-class Recorder(Transport):
-    """A third-party transport that implements only ``call``: what every operation asks."""
+class GateLog:
+    """Stands for the agent network: records what passes its update gate, and when."""
+
+    runner = types.SimpleNamespace(version="1", sha256="s")
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def gated(self, thumbprint: str, on_event: object) -> AsyncIterator[None]:
+        self.events.append(f"gate {thumbprint}")
+        yield
+        self.events.append("left")
+
+
+class Recorder(AgentTransport):
+    """A third-party agent transport that implements only ``send``: what every operation asks."""
 
     name = "recorder"
     summary = "Records its calls"
 
     def __init__(self) -> None:
-        runner = types.SimpleNamespace(version="1", sha256="s")
-        super().__init__(TransportContext("recorder", runner))  # type: ignore[arg-type]
+        self.gate = GateLog()
+        super().__init__(agent_context("recorder", self.gate))  # type: ignore[arg-type]
         self.calls: list[tuple[str, CallOptions]] = []
 
-    async def call(
-        self,
-        target: TargetAddress,
-        method: str,
-        params: dict[str, Any],
-        options: CallOptions = NO_OPTIONS,
-    ) -> Response:
-        self.calls.append((method, options))
-        if method == contract.FILES_FETCH:
-            assert options.download_dir is not None
-            return Response(result={}, file_path=options.download_dir / "fetched")
+    async def send(self, target: TargetAddress, call: AgentCall) -> Response:
+        self.gate.events.append(f"send {call.method}")
+        self.calls.append((call.method, call.options))
+        if call.method == contract.FILES_FETCH:
+            assert call.options.download_dir is not None
+            return Response(result={}, file_path=call.options.download_dir / "fetched")
         return Response(result={})
 
 
@@ -212,7 +192,7 @@ async def test_a_transport_implementing_only_call_gets_each_operations_options(
     tmp_path: Path,
 ) -> None:
     """The operations of the base class carry their options in one CallOptions."""
-    transport, target = Recorder(), TargetAddress("tgt_1", "web", "recorder")
+    transport, target = Recorder(), TargetAddress("tgt_1", "web", "recorder", thumbprint="AB")
 
     def on_event(event: dict[str, Any]) -> None:
         pass
@@ -229,6 +209,38 @@ async def test_a_transport_implementing_only_call_gets_each_operations_options(
         (contract.AGENT_INFO, CallOptions(timeout=5)),
         (contract.CACHE_HAS, CallOptions()),
     ]
+    # each call waited at the agent's update gate, and was sent while inside it
+    assert transport.gate.events[:3] == ["gate AB", f"send {contract.RUNNER_RUN}", "left"]
+    assert transport.gate.events.count("gate AB") == len(transport.calls)
+
+
+class Mute(AgentTransport):
+    """An agent transport that forgot to implement ``send``."""
+
+    name = "mute"
+
+
+@pytest.mark.parametrize("transport_class", [Carrier, Mute, SshTransport])
+async def test_a_transport_that_carries_no_contract_call_refuses_it_with_a_hint(
+    transport_class: type[Transport], tmp_path: Path
+) -> None:
+    """The default ``call`` fails the operation as an agent refuses a method it does not know
+    (``unknown_method``, with a hint), so a step gets a clear failure; the SSH transport
+    offers no file fetch, and a package then sees no cached versions to patch."""
+    transport = transport_class(agent_context(transport_class.name, GateLog()))  # type: ignore[arg-type]
+    target = TargetAddress("tgt_1", "web", transport_class.name, thumbprint="AB")
+    with pytest.raises(CallFailed) as caught:
+        await transport.fetch(target, "tsk_1", "out.txt", tmp_path)
+    assert caught.value.code == "unknown_method"
+    assert caught.value.message == (
+        f"the {transport_class.name} transport does not carry 'files.fetch': it has no agent "
+        "to call"
+    )
+    assert "agent target" in (caught.value.hint or "")
+    if transport_class is not SshTransport:
+        with pytest.raises(CallFailed, match=r"does not carry 'runner\.run'"):
+            await transport.run_runner(target, RunnerCommand("tsk_1", "run-script", {}))
+    assert await transport.cached_versions(target, "app") == []
 
 
 @pytest.mark.parametrize("module", BUILTIN_MODULES)

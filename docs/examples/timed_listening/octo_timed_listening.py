@@ -5,15 +5,12 @@ setting (``[transports.timed-listening] call_timeout_seconds = 30`` in config.to
 
 from __future__ import annotations
 
-from typing import Any
-
 from octo_appliance.comms import Response
 from octo_appliance.plugin_api import (
-    NO_OPTIONS,
     PLUGIN_API_VERSION,
-    CallOptions,
+    AgentCall,
+    AgentTransport,
     TargetAddress,
-    Transport,
     TransportContext,
     TransportRegistry,
     hookimpl,
@@ -23,11 +20,12 @@ from octo_appliance.plugin_api import (
 OCTO_PLUGIN_API = PLUGIN_API_VERSION
 
 
-class TimedListening(Transport):
+class TimedListening(AgentTransport):
+    """An agent transport: the base class's ``call`` waits while the agent updates itself,
+    then hands the call to ``send``; its context holds the agent network."""
+
     name = "timed-listening"
     summary = "Listening agents, with a per-call time limit"
-    #: it talks to agents, so its context holds the agent network
-    agent_transport = True
     settings = (
         transport_setting(
             "call_timeout_seconds", int, 60, "Longest one call to an agent may take.", minimum=1
@@ -41,15 +39,10 @@ class TimedListening(Transport):
     async def start(self) -> None:
         self.context.log.info("calls to agents time out after %.0f s", self.limit)
 
-    async def call(
-        self,
-        target: TargetAddress,
-        method: str,
-        params: dict[str, Any],
-        options: CallOptions = NO_OPTIONS,
-    ) -> Response:
-        connection = await self.context.agents.listening_connection(target)
-        return await connection.call(method, params, **options.limited(self.limit).as_kwargs())
+    async def send(self, target: TargetAddress, call: AgentCall) -> Response:
+        connection = await self.network.listening_connection(target)
+        options = call.options.limited(self.limit)
+        return await connection.call(call.method, call.params, **options.as_kwargs())
 
 
 @hookimpl

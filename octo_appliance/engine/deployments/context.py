@@ -7,14 +7,13 @@ step's timeout, automatic retries, then (when the deployment asked for it) guide
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from octo_appliance.engine.acquisition import Acquirer, Transfer
 from octo_appliance.engine.deployments import guided_failure, interruptions
 from octo_appliance.engine.deployments.interruptions import Question
 from octo_appliance.engine.deployments.plan import PlannedStep, TargetInfo
 from octo_appliance.engine.deployments.run import DeploymentRun
+from octo_appliance.engine.deployments.step_packages import StepPackages, step_target
 from octo_appliance.engine.deployments.window import effective_window, rolling
 from octo_appliance.engine.tasks import OutputVariable, TargetRef, TaskFailed
 from octo_appliance.engine.variables import Resolved, VariableProblem, substitute_properties
@@ -23,6 +22,7 @@ from octo_appliance.plugin_api.transports import APPLIANCE_WORKER as WORKER
 from octo_appliance.plugin_api.transports import PluginBundle
 from octo_appliance.steps.base import (
     InterruptionAnswer,
+    InterruptionQuestion,
     MakeRequest,
     OutputValue,
     PackageInfo,
@@ -67,18 +67,12 @@ class EngineStepContext(StepContext):
             timeout=spec.timeout,
         )
         self._infos = {t.id: t for t in run.active_targets(planned)}
-        self.targets = [
-            StepTarget(t.id, t.name, tuple(sorted(t.roles))) for t in self._infos.values()
-        ]
+        self.targets = [step_target(t) for t in self._infos.values()]
         #: targets that ended failed (after retries and guided failure), for the engine
         self.failed_targets: list[str] = []
         self.force = run.options.force
-        #: (target id, package sha256) whose transfer succeeded in this step
-        self._placed: set[tuple[str, str]] = set()
-        #: transfers started by ``acquire_package(wait=False)``, until a run of that target
-        #: takes its own
-        self._inflight: dict[tuple[str, str], asyncio.Future[PackageTransfer]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        #: the step's package transfers (engine/deployments/step_packages.py)
+        self.packages = StepPackages(run, planned.index)
 
     # -- StepContext ---------------------------------------------------------------------
 
@@ -136,122 +130,30 @@ class EngineStepContext(StepContext):
                 for t in self._infos.values()
                 if t.id not in self.run.excluded and t.address is not None and not t.unavailable
             ]
-        if wait:
-            return await self._acquire(package, infos)
-        self._acquirer()  # no feed: the step fails now, not once per target
-        loop = asyncio.get_running_loop()
-        futures: dict[str, asyncio.Future[PackageTransfer]] = {}
-        for info in infos:
-            futures[info.id] = self._inflight[(info.id, package.sha256)] = loop.create_future()
-
-        def placed(result: PackageTransfer) -> None:
-            future = futures.get(result.target.id)
-            if future is not None and not future.done():
-                future.set_result(result)
-
-        async def in_background() -> None:
-            try:
-                await self._acquire(package, infos, placed)
-            except Exception as exc:  # the runs of those targets try again on their own
-                for info in infos:
-                    placed(PackageTransfer(_step_target(info), "failed", 0, str(exc)))
-            finally:
-                for future in futures.values():
-                    future.cancel()  # only those never answered (a cancelled step)
-
-        work = loop.create_task(in_background())
-        self._background.add(work)
-        work.add_done_callback(self._background.discard)
-        return []
+        return await self.packages.acquire(package, infos, wait=wait)
 
     async def close(self) -> None:
         """Stop transfers nobody will wait for any more (the step ended or was cancelled)."""
-        for work in list(self._background):
-            work.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
-        self._inflight.clear()
+        await self.packages.close()
 
-    def _acquirer(self) -> Acquirer:
-        acquirer = self.run.services.acquirer
-        if acquirer is None:
-            raise StepFailed(
-                "this appliance has no package feed to send packages from",
-                hint="the step needs the built-in feed; check the appliance's start-up log",
+    async def ask(self, question: InterruptionQuestion) -> InterruptionAnswer:
+        loaded, target = self.run.loaded, question.target
+        return await self._ask(
+            Question(
+                task_id=self.run.task.id,
+                deployment_id=loaded.deployment_id,
+                kind=question.kind,
+                title=question.title,
+                instructions=question.instructions,
+                step_name=self.step.name,
+                options=question.options,
+                teams=question.teams,
+                target_id=None if target is None else target.id,
+                target_name="" if target is None else target.name,
+                environment_id=loaded.environment[0],
+                project_id=loaded.project[0],
             )
-        return acquirer
-
-    async def _acquire(
-        self,
-        package: PackageInfo,
-        infos: Sequence[TargetInfo],
-        on_placed: Callable[[PackageTransfer], None] | None = None,
-    ) -> list[PackageTransfer]:
-        acquirer = self._acquirer()
-        by_id = {info.id: info for info in infos}
-        addresses = [info.address for info in infos if info.address is not None]
-        task = self.run.task
-
-        def log(level: str, message: str, address: TargetAddress | None) -> None:
-            ref = None if address is None else TargetRef(address.id, address.name)
-            task.log(level, message, ref)
-
-        def record(transfer: Transfer) -> PackageTransfer:
-            info = by_id[transfer.target_id]
-            result = PackageTransfer(
-                _step_target(info), transfer.mode, transfer.bytes_sent, transfer.message
-            )
-            if result.ok:
-                self._placed.add((info.id, package.sha256))
-            self.run.progress.target_package(
-                self.planned.index,
-                info.id,
-                info.name,
-                {
-                    "package_id": package.package_id,
-                    "version": package.version,
-                    "mode": transfer.mode,
-                    "bytes_sent": transfer.bytes_sent,
-                    "base_version": transfer.base_version,
-                    "message": transfer.message,
-                },
-            )
-            if on_placed is not None:
-                on_placed(result)
-            return result
-
-        recorded: dict[str, PackageTransfer] = {}
-
-        def each(transfer: Transfer) -> None:  # the acquirer calls it for every target
-            recorded[transfer.target_id] = record(transfer)
-
-        transfers = await acquirer.acquire(package, addresses, log, each)
-        return [recorded[target_id] for target_id in transfers]
-
-    async def interrupt(
-        self,
-        kind: str,
-        title: str,
-        instructions: str,
-        teams: Sequence[str],
-        options: Sequence[str],
-        target: StepTarget | None = None,
-    ) -> InterruptionAnswer:
-        loaded = self.run.loaded
-        question = Question(
-            task_id=self.run.task.id,
-            deployment_id=loaded.deployment_id,
-            kind=kind,
-            title=title,
-            instructions=instructions,
-            step_name=self.step.name,
-            options=tuple(options),
-            teams=tuple(teams),
-            target_id=None if target is None else target.id,
-            target_name="" if target is None else target.name,
-            environment_id=loaded.environment[0],
-            project_id=loaded.project[0],
         )
-        return await self._ask(question)
 
     def log(self, level: str, message: str, target: StepTarget | None = None) -> None:
         self.run.task.log(
@@ -292,7 +194,7 @@ class EngineStepContext(StepContext):
         self, info: TargetInfo, make_request: MakeRequest, appliance: bool = False
     ) -> TargetRun:
         run, index = self.run, self.planned.index
-        target = StepTarget(info.id, info.name, tuple(sorted(info.roles)))
+        target = step_target(info)
         ref = TargetRef(info.id, info.name)
         retries_left = self.step.retries
         unavailable = info.unavailable
@@ -384,17 +286,10 @@ class EngineStepContext(StepContext):
         except StepFailed as exc:
             task.error(exc.message, ref)
             return "failed", None, exc.message, []
-        package = request.package
-        if package is not None and (info.id, package.sha256) not in self._placed:
-            pending = self._inflight.pop((info.id, package.sha256), None)
-            if pending is not None:  # sent with the others: wait for this target's only
-                await asyncio.wait([pending])
-        if package is not None and (info.id, package.sha256) not in self._placed:
-            transfers = await self._acquire(package, [info])
-            if not transfers or not transfers[0].ok:
-                why = transfers[0].message if transfers else "no transfer was made"
-                message = f"package {package.package_id} {package.version} was not sent: {why}"
-                return "failed", None, message, []
+        if request.package is not None:
+            problem = await self.packages.place(request.package, info)
+            if problem is not None:
+                return "failed", None, problem, []
         try:
             plugin = await self._bundle_for(request.command)
         except (StepFailed, PluginError) as exc:
@@ -462,7 +357,3 @@ class EngineStepContext(StepContext):
         self.run.progress.target_outputs(
             info.id, self.step.name, [OutputVariable(v.name, v.value, v.sensitive) for v in outputs]
         )
-
-
-def _step_target(info: TargetInfo) -> StepTarget:
-    return StepTarget(info.id, info.name, tuple(sorted(info.roles)))

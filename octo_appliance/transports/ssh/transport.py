@@ -8,8 +8,10 @@ task. Packages go into ``cache/<sha256>`` the same way (no deltas: ``cached_vers
 empty, so acquisition sends whole packages or nothing, and never asks for ``upload_delta``).
 Runs that are ``exclusive`` wait for each other per target, as on an agent.
 
-There is no agent to send contract calls to, so :meth:`Transport.call` is not implemented:
-every operation the engine uses is overridden here (``files.fetch`` is not offered).
+There is no agent to send contract calls to, so :meth:`Transport.call` is the base class's:
+a refusal (``CallFailed`` ``unknown_method``, with a hint). Every operation the engine uses is
+overridden here; ``fetch`` (``files.fetch``) and ``upload_delta`` are not offered and fail
+with that refusal.
 
 Targets come from :meth:`SshTransport.start`, which reads them from the database and the
 appliance's vault (:mod:`~octo_appliance.transports.ssh.stored`); a test may hand its own
