@@ -159,7 +159,7 @@ class OctoSsh(Octo):
             "environments": [ENVIRONMENT],
             "roles": [ROLE],
             "communication_style": "ssh",
-            "ssh": {
+            "transport_settings": {
                 "host": "127.0.0.1",
                 "port": self.server.sshd.port,
                 "user": self.server.sshd.user,

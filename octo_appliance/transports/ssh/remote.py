@@ -101,7 +101,7 @@ async def prepare(conn: asyncssh.SSHClientConnection, directory: str, label: str
             "prepare_failed",
             f"cannot prepare the directory {directory!r} on {label}: "
             f"{stderr.strip()[-500:] or f'exit code {done.exit_status}'}",
-            hint="check that the SSH user may create that directory (ssh.directory)",
+            hint="check that the SSH user may create that directory (transport_settings.directory)",
         )
     if not facts.get("ok"):
         raise CallFailed(

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from octo_appliance.agent.runner_host import agent_log_event
 from octo_appliance.comms import CallFailed, UploadSource
+from octo_appliance.plugin_api.target_settings import CheckedTargetSettings, TargetSettings
 from octo_appliance.plugin_api.transports import runner_request
 from octo_appliance.transports import base
 from octo_appliance.transports.base import (
@@ -37,6 +38,7 @@ from octo_appliance.transports.base import (
     TargetAddress,
     Transport,
 )
+from octo_appliance.transports.ssh import declared
 from octo_appliance.transports.ssh.settings import remote_path
 
 if TYPE_CHECKING:
@@ -54,12 +56,21 @@ T = TypeVar("T")
 class SshTransport(Transport):
     name = "ssh"
     summary = "The appliance logs in over SSH and runs the runner with the target's python3"
+    target_settings = declared.TARGET_SETTINGS
 
     def __init__(self, context: TransportContext) -> None:
         super().__init__(context)
         self.pool: ConnectionPool | None = None
         self._mutexes: dict[str, asyncio.Lock] = {}
         self._cleanups: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def check_target_settings(cls, given: TargetSettings) -> CheckedTargetSettings:
+        return declared.check(given)
+
+    @classmethod
+    def shown_target_settings(cls, values: dict[str, Any], target: TargetAddress) -> dict[str, Any]:
+        return declared.shown(values, target)
 
     async def start(self) -> None:
         """Read targets and their credentials from the database and the appliance's vault
