@@ -46,8 +46,9 @@ class Targets:
         """Never called: every target is pinned."""
 
 
-async def push(sshd: Sshd, root: Path, count: int, data: KnownContent) -> tuple[float, float]:
-    """Wall and CPU seconds of one push to ``count`` fresh targets (connections made first)."""
+async def push(sshd: Sshd, root: Path, count: int, data: KnownContent) -> tuple[float, float, str]:
+    """Wall and CPU seconds of one push to ``count`` fresh targets (connections made first),
+    and what the connections negotiated."""
     targets = Targets()
     transport = SshTransport(TransportContext("ssh", prepare_runner(root / "runner")))
     transport.configure(targets)
@@ -67,11 +68,19 @@ async def push(sshd: Sshd, root: Path, count: int, data: KnownContent) -> tuple[
         addresses.append(TargetAddress(id=target.id, name=target.name, communication_style="ssh"))
     try:
         await asyncio.gather(*(transport.info(a) for a in addresses))
+        assert transport.pool is not None
+        pooled = await transport.pool.get(addresses[0].id)
+        limits = (await pooled.sftp()).limits
+        negotiated = (
+            f"cipher {pooled.conn.get_extra_info('send_cipher')}, compression "
+            f"{pooled.conn.get_extra_info('send_compression')}, SFTP writes of at most "
+            f"{limits.max_write_len} bytes"
+        )
         wall, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(
             *(transport.upload(a, data, data.sha256, "p.zip", length=len(data)) for a in addresses)
         )
-        return time.monotonic() - wall, time.process_time() - cpu
+        return time.monotonic() - wall, time.process_time() - cpu, negotiated
     finally:
         await transport.close()
 
@@ -89,7 +98,7 @@ def main() -> None:
         profiler = cProfile.Profile() if args.profile else None
         if profiler is not None:
             profiler.enable()
-        wall, cpu = asyncio.run(push(sshd, Path(tmp), args.targets, data))
+        wall, cpu, negotiated = asyncio.run(push(sshd, Path(tmp), args.targets, data))
         if profiler is not None:
             profiler.disable()
         gigabytes = len(data) * args.targets / 1e9
@@ -98,7 +107,7 @@ def main() -> None:
             f"{args.targets} targets x {args.package_mb} MiB = {gigabytes:.2f} GB: "
             f"{wall:.1f} s wall, {gigabytes / wall * 1000:.0f} MB/s; appliance CPU "
             f"{cpu:.1f} s = {cpu / gigabytes:.1f} CPU s per GB (load average {load}; "
-            f"{os.cpu_count()} cores)"
+            f"{os.cpu_count()} cores); {negotiated}"
         )
         if profiler is not None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
