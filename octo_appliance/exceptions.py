@@ -27,6 +27,7 @@ HTTP status and a stable ``code``; ``api/errors.py`` turns each failure into its
     ├── PlanError                   engine/deployments/plan: options that do not fit the release
     ├── WorkerUnavailable           transports/worker_account: the built-in worker is disabled
     ├── SettingError                transports/ssh/settings: an SSH target setting is malformed
+    ├── TargetSettingsInvalid       plugin_api/target_settings: a transport refused settings
     ├── UpdateFailed                engine/agent_updates: an agent's self-update did not succeed
     ├── CommsError                  comms/errors: agent communication failed
     │   ├── IdentityError           a certificate or key cannot be used

@@ -20,6 +20,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "session",
     "environments",
     "targets",
+    "transports",
     "projects",
     "variables",
     "lifecycles",

@@ -8,6 +8,7 @@ process needs (``project.view``, on any project).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import Field
@@ -16,6 +17,7 @@ from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import Router
 from octo_appliance.api.schemas import Out
 from octo_appliance.plugin_api.properties import PROPERTY_TYPES
+from octo_appliance.plugin_api.registry import Registered
 from octo_appliance.security.permissions import Permission
 
 router = Router("process")
@@ -55,13 +57,20 @@ class StepTypeList(Out):
 )
 def list_step_types(ctx: RequestContext) -> dict[str, Any]:
     ctx.require(Permission.PROJECT_VIEW)
+    return described(ctx.appliance.plugins.step_types, "properties")
+
+
+def described(entries: Iterable[Registered[Any]], schema: str, **more: str) -> dict[str, Any]:
+    """A registry as listed: each class's name, summary, plugin, its ``schema`` attribute's
+    properties described, and the class attributes named in ``more`` (answer key -> attr)."""
     items = [
         {
             "name": entry.name,
             "summary": entry.cls.summary,
             "plugin": entry.plugin,
-            "properties": [prop.describe() for prop in entry.cls.properties],
+            schema: [prop.describe() for prop in getattr(entry.cls, schema)],
+            **{key: getattr(entry.cls, attr) for key, attr in more.items()},
         }
-        for entry in ctx.appliance.plugins.step_types
+        for entry in entries
     ]
     return {"items": items, "total": len(items)}

@@ -28,16 +28,11 @@ from octo_appliance.api.schemas import (
     Role,
     name_field,
 )
-from octo_appliance.api.ssh_settings import (
-    SshSettingsIn,
-    SshSettingsOut,
-    apply_ssh,
-    check_style,
-    ssh_json,
-)
+from octo_appliance.api.transport_settings import apply_settings, check_presence, settings_json
 from octo_appliance.db import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.base import iso, new_id, tuples
 from octo_appliance.exceptions import BadRequest, Conflict, ValidationFailed
+from octo_appliance.plugin_api.registry import TransportRegistry
 from octo_appliance.security.permissions import Permission
 
 router = Router("targets")
@@ -72,8 +67,10 @@ class TargetCreate(Body):
         "", pattern=THUMBPRINT_PATTERN, description="SHA-256 of the agent's certificate (hex)."
     )
     disabled: bool = False
-    ssh: SshSettingsIn | None = Field(
-        None, description="For communication_style ssh: address, host key, credentials."
+    transport_settings: dict[str, Any] | None = Field(
+        None,
+        description="The per-target settings the target's transport declares "
+        "(GET /api/v1/transports); secret ones are write-only.",
     )
 
     @field_validator("environments")
@@ -95,7 +92,9 @@ class TargetUpdate(Body):
     uri: str | None = Field(None, max_length=500, pattern=URI_PATTERN)
     thumbprint: str | None = Field(None, pattern=THUMBPRINT_PATTERN)
     disabled: bool | None = None
-    ssh: SshSettingsIn | None = None
+    transport_settings: dict[str, Any] | None = Field(
+        None, description="Replaces the settings; a secret left out keeps its stored value."
+    )
 
     @field_validator("environments")
     @classmethod
@@ -137,7 +136,12 @@ class TargetOut(Out):
     )
     last_seen: str | None
     created_at: str
-    ssh: SshSettingsOut | None = None
+    transport_settings: dict[str, Any] | None = Field(
+        None, description="The transport's per-target settings, without secrets."
+    )
+    transport_secrets: dict[str, str] | None = Field(
+        None, description="Each secret setting: set or not set (never its value)."
+    )
 
 
 def _check_refs(refs: list[str]) -> list[str]:
@@ -198,8 +202,13 @@ def _links(target_ids: list[str]) -> tuple[dict[str, list[EnvPair]], dict[str, l
 
 
 def to_json(
-    target: Target, envs: list[EnvPair], roles: list[str], update: str = "none"
+    target: Target,
+    envs: list[EnvPair],
+    roles: list[str],
+    update: str = "none",
+    transports: TransportRegistry | None = None,
 ) -> dict[str, Any]:
+    settings, secrets = settings_json(transports, target) if transports else (None, None)
     return {
         "id": target.id,
         "name": target.name,
@@ -214,7 +223,8 @@ def to_json(
         "update": update,
         "last_seen": iso(target.last_seen),
         "created_at": iso(target.created_at),
-        "ssh": ssh_json(target),
+        "transport_settings": settings,
+        "transport_secrets": secrets,
     }
 
 
@@ -227,7 +237,8 @@ def update_state(ctx: RequestContext, target: Target) -> str:
 def _one(target: Target, ctx: RequestContext | None = None) -> dict[str, Any]:
     envs, roles = _links([target.id])
     update = update_state(ctx, target) if ctx is not None else "none"
-    return to_json(target, envs[target.id], roles[target.id], update)
+    transports = ctx.appliance.plugins.transports if ctx is not None else None
+    return to_json(target, envs[target.id], roles[target.id], update, transports)
 
 
 def _environment_ids(target: Target) -> list[str]:
@@ -302,7 +313,8 @@ def list_targets(ctx: RequestContext, query: TargetListQuery) -> dict[str, Any]:
     total = rows.count()
     page = list(rows.order_by(Target.name).offset(query.skip).limit(query.take))
     envs, roles = _links([t.id for t in page])
-    items = [to_json(t, envs[t.id], roles[t.id], update_state(ctx, t)) for t in page]
+    transports = ctx.appliance.plugins.transports
+    items = [to_json(t, envs[t.id], roles[t.id], update_state(ctx, t), transports) for t in page]
     return {"items": items, "total": total}
 
 
@@ -320,7 +332,8 @@ def create_target(ctx: RequestContext, body: TargetCreate) -> dict[str, Any]:
     envs = resolve_many(Environment, body.environments, "environment", "environments")
     _require_all(ctx, Permission.TARGET_EDIT, [e.id for e in envs])
     _check_style(ctx, body.communication_style)
-    check_style(body.communication_style, body.ssh)
+    transports = ctx.appliance.plugins.transports
+    check_presence(transports, body.communication_style, body.transport_settings, None)
     _check_unique(body.name)
     target = Target(
         id=new_id(Target.id_prefix),
@@ -330,15 +343,17 @@ def create_target(ctx: RequestContext, body: TargetCreate) -> dict[str, Any]:
         thumbprint=body.thumbprint.lower(),
         disabled=body.disabled,
     )
-    details = body.model_dump(exclude={"ssh"})
-    if body.ssh is not None:
-        details["ssh"] = apply_ssh(ctx.appliance.vault, target, body.ssh, creating=True)
+    details = body.model_dump(exclude={"transport_settings"})
+    if body.transport_settings is not None:
+        details["transport_settings"] = apply_settings(
+            ctx.appliance.vault, transports, target, body.transport_settings, creating=True
+        )
     target.save(force_insert=True)
     _set_links(target, [e.id for e in envs], body.roles)
     details["environments"] = [e.name for e in envs]
     ctx.audit("create", "target", target.id, target.name, details)
     ctx.targets_changed()
-    return _one(target)
+    return _one(target, ctx)
 
 
 @router.get("/targets/{ref}", summary="Get a target", response=TargetOut)
@@ -359,7 +374,7 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
     """Needs ``target.edit`` in every environment the target is in, before and after."""
     target = get_or_404(Target, ref, "target")
     _require_all(ctx, Permission.TARGET_EDIT, _environment_ids(target))
-    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"ssh"})
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"transport_settings"})
     env_ids: list[str] | None = None
     if body.environments is not None:
         envs = resolve_many(Environment, body.environments, "environment", "environments")
@@ -368,7 +383,10 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
         changes["environments"] = [e.name for e in envs]
     if body.communication_style is not None:
         _check_style(ctx, body.communication_style)
-    check_style(body.communication_style or target.communication_style, body.ssh, target)
+    transports = ctx.appliance.plugins.transports
+    style = body.communication_style or target.communication_style
+    check_presence(transports, style, body.transport_settings, target)
+    changes_style = style != target.communication_style
     if body.name is not None:
         _check_unique(body.name, exclude=target.id)
     for key in ("name", "communication_style", "uri", "disabled"):
@@ -376,13 +394,19 @@ def update_target(ctx: RequestContext, ref: str, body: TargetUpdate) -> dict[str
             setattr(target, key, changes[key])
     if body.thumbprint is not None:
         target.thumbprint = body.thumbprint.lower()
-    if body.ssh is not None:
-        changes["ssh"] = apply_ssh(ctx.appliance.vault, target, body.ssh, creating=False)
+    if body.transport_settings is not None:
+        changes["transport_settings"] = apply_settings(
+            ctx.appliance.vault,
+            transports,
+            target,
+            body.transport_settings,
+            creating=changes_style,
+        )
     target.save()
     _set_links(target, env_ids, body.roles)
     ctx.audit("update", "target", target.id, target.name, changes)
     ctx.targets_changed()
-    return _one(target)
+    return _one(target, ctx)
 
 
 def remove_target(target: Target) -> None:

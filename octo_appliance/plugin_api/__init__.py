@@ -20,6 +20,11 @@ from octo_appliance.plugin_api.registry import (
 )
 from octo_appliance.plugin_api.settings import appliance_setting, transport_setting
 from octo_appliance.plugin_api.steps import *  # noqa: F403
+from octo_appliance.plugin_api.target_settings import (
+    CheckedTargetSettings,
+    TargetSettings,
+    TargetSettingsInvalid,
+)
 from octo_appliance.plugin_api.transport_context import (
     SealingVault,
     TransportContext,
@@ -32,6 +37,7 @@ from octo_appliance.setting import Setting
 __all__ = [
     *steps.__all__,
     *transports.__all__,
+    "CheckedTargetSettings",
     "DECLARATION",
     "PLUGIN_API_VERSION",
     "PROJECT_NAME",
@@ -41,6 +47,8 @@ __all__ = [
     "SealingVault",
     "Setting",
     "StepTypeRegistry",
+    "TargetSettings",
+    "TargetSettingsInvalid",
     "TransportContext",
     "TransportRegistry",
     "TransportVault",

@@ -3,7 +3,7 @@
 They live in the plugin API (not in the loader) so built-ins and third parties type their hook
 implementations against them. A registry rejects, at start, a class that is not a subclass of
 its base, a malformed name, a name added twice (naming both plugins) and, for transports,
-malformed setting declarations.
+malformed setting and per-target setting declarations.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from octo_appliance.exceptions import PluginError
 from octo_appliance.plugin_api.properties import check_schema
 from octo_appliance.plugin_api.settings import check_declarations
 from octo_appliance.plugin_api.steps import StepType, TargetCode
+from octo_appliance.plugin_api.target_settings import check_target_schema
 from octo_appliance.plugin_api.transports import Transport
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -123,3 +124,15 @@ class TransportRegistry(Registry[Transport]):
 
     def __init__(self) -> None:
         super().__init__("transport", Transport, "settings", check_declarations)
+
+    def check(self, cls: type[Transport]) -> None:
+        """Its settings (as every registry checks its declaration), then its per-target
+        settings schema."""
+        super().check(cls)
+        wrong = check_target_schema(cls.target_settings)
+        if wrong:
+            raise PluginError(
+                f"plugin {self.current_plugin}: transport '{cls.name}' declares bad target "
+                f"settings: {wrong}",
+                hint='see docs/plugins.md, "Per-target settings"',
+            )

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from octo_appliance.agent import contract
 from octo_appliance.comms import CallFailed, UploadSource
+from octo_appliance.plugin_api.properties import Property
+from octo_appliance.plugin_api.target_settings import CheckedTargetSettings, TargetSettings
 from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.setting import Setting
 
@@ -225,9 +227,29 @@ class Transport:
     #: the settings it declares (``transport_setting(...)``), read and checked at start and
     #: handed over as ``context.settings`` (docs/plugins.md, "Transport settings")
     settings: ClassVar[tuple[Setting, ...]] = ()
+    #: what each of its targets needs (``Property(...)``; ``secret=True`` for credentials):
+    #: validated, stored and published by the targets API (docs/plugins.md, "Per-target
+    #: settings"); empty: its targets take no ``transport_settings``
+    target_settings: ClassVar[tuple[Property, ...]] = ()
 
     def __init__(self, context: TransportContext) -> None:
         self.context = context
+
+    @classmethod
+    def check_target_settings(cls, given: TargetSettings) -> CheckedTargetSettings:
+        """What the schema cannot check of a target's settings (called by the API, on its
+        thread, with no instance: no I/O here). Raise
+        :class:`~octo_appliance.plugin_api.TargetSettingsInvalid` naming the settings;
+        return what to store, and the target's ``uri``/``thumbprint`` if it sets them.
+        Default: the values as given; given secrets replace the stored ones (none given:
+        kept)."""
+        return CheckedTargetSettings(given.values, dict(given.secrets) or None)
+
+    @classmethod
+    def shown_target_settings(cls, values: dict[str, Any], target: TargetAddress) -> dict[str, Any]:
+        """The non-secret settings as the API answers them (a transport may show what it
+        learnt since, e.g. a host key recorded on first use). Default: as stored."""
+        return values
 
     @property
     def network(self) -> AgentLinks:

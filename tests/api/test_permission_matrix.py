@@ -69,6 +69,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/audit": (P.AUDIT_VIEW, None),
     "/plugins": (P.SYSTEM_VIEW, None),
     "/step-types": (P.PROJECT_VIEW, None),
+    "/transports": (P.TARGET_VIEW, None),
     "/tasks": (P.TASK_VIEW, P.TASK_CANCEL),
     "/targets/register": (None, P.TARGET_EDIT),
     "/targets/health-check": (None, P.TARGET_EDIT),

@@ -26,7 +26,9 @@ def create(api, key_text: str, **ssh):  # type: ignore[no-untyped-def]
     block.update(ssh)
     block.setdefault("private_key", key_text)
     body = {"name": "web", "environments": ["Dev"], "roles": ["web"]}
-    response = api.post("/targets", json={**body, "communication_style": "ssh", "ssh": block})
+    response = api.post(
+        "/targets", json={**body, "communication_style": "ssh", "transport_settings": block}
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -47,7 +49,7 @@ def test_credentials_are_sealed_and_read_back(octo, api, key_text: str) -> None:
     assert openssh_fingerprint(target.fingerprint) == FINGERPRINT
     # an update without credentials keeps them
     block = {"host": "web2.example", "user": "deploy", "host_key_fingerprint": FINGERPRINT}
-    response = api.put(f"/targets/{created['id']}", json={"ssh": block})
+    response = api.put(f"/targets/{created['id']}", json={"transport_settings": block})
     assert response.status_code == 200, response.text
     assert source.load(created["id"]).credentials.private_key.strip() == key_text.strip()
     # master-key rotation re-seals them
@@ -62,9 +64,9 @@ def test_credentials_are_sealed_and_read_back(octo, api, key_text: str) -> None:
 
 def test_trust_on_first_use_records_the_key_once(octo, api, key_text: str) -> None:
     created = create(api, key_text, trust_on_first_use=True)
-    assert created["ssh"]["host_key_fingerprint"] is None
+    assert created["transport_settings"]["host_key_fingerprint"] is None
     source = StoredSshTargets(octo.appliance.vault)
     source.record_host_key(created["id"], "ab" * 32)
     source.record_host_key(created["id"], "cd" * 32)  # a later key never replaces the first
     answered = api.get(f"/targets/{created['id']}").json()
-    assert answered["ssh"]["host_key_fingerprint"] == openssh_fingerprint("ab" * 32)
+    assert answered["transport_settings"]["host_key_fingerprint"] == openssh_fingerprint("ab" * 32)

@@ -71,7 +71,7 @@ def add_ssh_target(
         "environments": ["Dev"],
         "roles": list(roles),
         "communication_style": "ssh",
-        "ssh": ssh,
+        "transport_settings": ssh,
     }
     return call(fleet, "POST", "/targets", status, json=body)
 
@@ -82,38 +82,45 @@ def fields_of(error: dict[str, Any]) -> list[str]:
 
 def test_target_input_is_checked_naming_the_field(fleet: Fleet, sshd: Sshd, tmp_path: Path) -> None:
     cases: list[tuple[dict[str, Any] | None, str]] = [
-        (None, "ssh"),
-        (ssh_block(sshd, tmp_path, host_key_fingerprint="SHA256:nope"), "ssh.host_key_fingerprint"),
-        (ssh_block(sshd, tmp_path, host_key_fingerprint=None), "ssh.host_key_fingerprint"),
-        (ssh_block(sshd, tmp_path, password="pw"), "ssh.password"),
-        (ssh_block(sshd, tmp_path, private_key="not a key"), "ssh.private_key"),
-        (ssh_block(sshd, tmp_path, private_key=None), "ssh.private_key"),
-        (ssh_block(sshd, tmp_path, port=70000), "ssh.port"),
-        (ssh_block(sshd, tmp_path, user="-oProxyCommand=x"), "ssh.user"),
-        (ssh_block(sshd, tmp_path, host="-oProxyCommand=x"), "ssh.host"),
+        (None, "transport_settings"),
+        (ssh_block(sshd, tmp_path, host_key_fingerprint="SHA256:nope"), "host_key_fingerprint"),
+        (ssh_block(sshd, tmp_path, host_key_fingerprint=None), "host_key_fingerprint"),
+        (ssh_block(sshd, tmp_path, password="pw"), "password"),
+        (ssh_block(sshd, tmp_path, private_key="not a key"), "private_key"),
+        (ssh_block(sshd, tmp_path, private_key=None), "private_key"),
+        (ssh_block(sshd, tmp_path, port=70000), "port"),
+        (ssh_block(sshd, tmp_path, user="-oProxyCommand=x"), "user"),
+        (ssh_block(sshd, tmp_path, host="-oProxyCommand=x"), "host"),
     ]
     for ssh, field in cases:
         body = {"name": "bad", "environments": ["Dev"], "roles": ["web"]}
-        body.update(communication_style="ssh", **({"ssh": ssh} if ssh is not None else {}))
+        body.update(
+            communication_style="ssh", **({"transport_settings": ssh} if ssh is not None else {})
+        )
         error = call(fleet, "POST", "/targets", 422, json=body)
-        assert field in fields_of(error), (field, error)
+        wanted = field if field == "transport_settings" else f"transport_settings.{field}"
+        assert wanted in fields_of(error), (field, error)
     encrypted = asyncssh.generate_private_key("ssh-ed25519")
     key = encrypted.export_private_key(passphrase="right horse").decode()
     error = add_ssh_target(fleet, "bad", ssh_block(sshd, tmp_path, private_key=key), 422)
-    assert fields_of(error) == ["ssh.passphrase"]
+    assert fields_of(error) == ["transport_settings.passphrase"]
     error = add_ssh_target(
         fleet, "bad", ssh_block(sshd, tmp_path, private_key=key, passphrase="wrong"), 422
     )
-    assert fields_of(error) == ["ssh.passphrase"]
+    assert fields_of(error) == ["transport_settings.passphrase"]
     listening = {"name": "bad", "environments": ["Dev"], "roles": ["web"]}
-    listening.update(communication_style="listening", ssh=ssh_block(sshd, tmp_path))
-    assert fields_of(call(fleet, "POST", "/targets", 422, json=listening)) == ["ssh"]
+    listening.update(communication_style="listening", transport_settings=ssh_block(sshd, tmp_path))
+    assert fields_of(call(fleet, "POST", "/targets", 422, json=listening)) == ["transport_settings"]
     created = add_ssh_target(
         fleet,
         f"enc-{secrets.token_hex(2)}",
         ssh_block(sshd, tmp_path, private_key=key, passphrase="right horse"),
     )
-    assert created["ssh"]["credentials"] == "private_key"
+    assert created["transport_secrets"] == {
+        "private_key": "set",
+        "passphrase": "set",
+        "password": "not set",
+    }
 
 
 def test_credentials_are_never_answered_audited_or_logged(
@@ -123,14 +130,18 @@ def test_credentials_are_never_answered_audited_or_logged(
     created = add_ssh_target(
         fleet, "pw-target", ssh_block(sshd, tmp_path, private_key=None, password=password)
     )
-    assert created["ssh"] == {
+    assert created["transport_settings"] == {
         "host": "127.0.0.1",
         "port": sshd.port,
         "user": sshd.user,
         "host_key_fingerprint": sshd.host_key_fingerprint,
         "trust_on_first_use": False,
         "directory": str(tmp_path),
-        "credentials": "password",
+    }
+    assert created["transport_secrets"] == {
+        "private_key": "not set",
+        "passphrase": "not set",
+        "password": "set",
     }
     assert created["uri"] == f"ssh://{sshd.user}@127.0.0.1:{sshd.port}"
     # an update without credentials keeps them; the key replaces the password
@@ -138,9 +149,9 @@ def test_credentials_are_never_answered_audited_or_logged(
         fleet,
         "PUT",
         f"/targets/{created['id']}",
-        json={"ssh": ssh_block(sshd, tmp_path, private_key=None)},
+        json={"transport_settings": ssh_block(sshd, tmp_path, private_key=None)},
     )
-    assert updated["ssh"]["credentials"] == "password"
+    assert updated["transport_secrets"]["password"] == "set"
     task = fleet.wait_task(
         call(fleet, "POST", f"/targets/{created['id']}/health-check", 202)["task_id"]
     )

@@ -180,9 +180,6 @@ def test_the_engine_reaches_built_ins_through_the_registry_only() -> None:
     # the agent network and its parts (the build it offers agents, the update gate), not transports
     allowed += ("octo_appliance.transports.network", "octo_appliance.transports.agent_build")
     allowed += ("octo_appliance.transports.update_gate",)
-    # Known debt: the API's ``ssh`` block of /api/v1/targets parses SSH settings itself, until
-    # transports declare per-target settings the API validates from (docs/ssh-targets.md).
-    exempt = ("octo_appliance.api.ssh_settings",)
     offenders = [
         f"{module} -> {name}"
         for module, path in MODULES.items()
@@ -190,7 +187,6 @@ def test_the_engine_reaches_built_ins_through_the_registry_only() -> None:
             is_within(module, ("octo_appliance.engine", "octo_appliance.api"))
             or module == "octo_appliance.background"
         )
-        and module not in exempt
         for name in imported(module, path)
         if is_within(name, builtins) and not is_within(name, allowed) and name not in builtins
     ]

@@ -33,7 +33,7 @@ def test_fingerprints_read_as_openssh_prints_them_or_as_hex() -> None:
 def test_a_malformed_fingerprint_names_the_field(bad: str) -> None:
     with pytest.raises(SettingError) as raised:
         parse_fingerprint(bad)
-    assert raised.value.field == "ssh.host_key_fingerprint"
+    assert raised.value.field == "host_key_fingerprint"
 
 
 def test_the_address_lives_in_the_uri() -> None:

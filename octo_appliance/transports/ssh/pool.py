@@ -43,7 +43,7 @@ ENCRYPTION_ALGS = (
 HOST_KEY_HINT = (
     "if the server's key was changed on purpose, check the new fingerprint on the server "
     "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and set it on the target "
-    "(PUT /api/v1/targets/{id} with ssh.host_key_fingerprint)"
+    "(PUT /api/v1/targets/{id} with transport_settings.host_key_fingerprint)"
 )
 
 
@@ -208,6 +208,6 @@ def _host_key_refused(target: SshTarget, client: _Client) -> CallFailed:
         "host_key_unknown",
         f"{target.label} has no pinned host-key fingerprint (it presented {presented}); "
         "the connection was refused before logging in",
-        hint="set ssh.host_key_fingerprint on the target, or ssh.trust_on_first_use: true "
-        "to record the key presented at the first connection",
+        hint="set transport_settings.host_key_fingerprint on the target, or "
+        "trust_on_first_use: true to record the key presented at the first connection",
     )

@@ -1,12 +1,12 @@
 """What the ``ssh`` transport does on a target over one connection, needing only ``python3``.
 
 - :func:`prepare`: one ``python3`` call makes the transport's directory (``runners/``,
-  ``cache/``, ``applications/``, ``state/``, ``work/``, ``tmp/``, each 0700) and says where
-  it is, the Python version and which runner builds are there already; no ``python3`` on the
-  PATH fails with a ``python_missing`` call failure naming it.
+  ``plugins/``, ``cache/``, ``applications/``, ``state/``, ``work/``, ``tmp/``, each 0700)
+  and says where it is, the Python version and which runner builds are there already; no
+  ``python3`` on the PATH fails with a ``python_missing`` call failure naming it.
 - :func:`put_file`: content into the directory over SFTP, to a temporary name first, checked
   by length (and SHA-256 unless the sender already knows it), then renamed into place: a name
-  in ``runners/`` or ``cache/`` always means the content its SHA-256 says.
+  in ``runners/``, ``plugins/`` or ``cache/`` always means the content its SHA-256 says.
 - :func:`run_runner`: the runner as ``python3 -I -S <runner>.pyz`` in a fresh work dir
   (made 0700 first, the runner's cwd, as on an agent), in its own session (sshd
   starts every command as a session leader, so its process group is the runner's pid, which
@@ -39,7 +39,7 @@ from octo_appliance.transports.worker_files import open_source
 log = logging.getLogger("octo_appliance.ssh")
 CHUNK = 4 * 1024 * 1024
 PID_PREFIX = "octo-runner-pid "
-SUBDIRS = ("runners", "cache", "applications", "state", "work", "tmp")
+SUBDIRS = ("runners", "plugins", "cache", "applications", "state", "work", "tmp")
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 _PREPARE = """
@@ -101,7 +101,7 @@ async def prepare(conn: asyncssh.SSHClientConnection, directory: str, label: str
             "prepare_failed",
             f"cannot prepare the directory {directory!r} on {label}: "
             f"{stderr.strip()[-500:] or f'exit code {done.exit_status}'}",
-            hint="check that the SSH user may create that directory (ssh.directory)",
+            hint="check that the SSH user may create that directory (transport_settings.directory)",
         )
     if not facts.get("ok"):
         raise CallFailed(

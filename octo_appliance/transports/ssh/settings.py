@@ -30,7 +30,7 @@ _B64 = re.compile(r"^[A-Za-z0-9+/]{43}=?$")
 
 
 class SettingError(OctoError):
-    """One bad setting: ``field`` names it (``ssh.private_key``), the message says why."""
+    """One bad setting: ``field`` names the setting (``private_key``), the message says why."""
 
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message, hint="see docs/ssh-targets.md")
@@ -113,7 +113,7 @@ def parse_fingerprint(text: str) -> str:
         except (binascii.Error, ValueError):
             pass
     raise SettingError(
-        "ssh.host_key_fingerprint",
+        "host_key_fingerprint",
         "a host-key fingerprint is SHA256:<43 base64 characters> (as ssh-keygen -lf prints "
         "it) or 64 hex digits",
     )
@@ -133,21 +133,15 @@ def check_private_key(private_key: str, passphrase: str) -> None:
     try:
         asyncssh.import_private_key(private_key, passphrase or None)
     except asyncssh.KeyEncryptionError:
-        raise SettingError(
-            "ssh.passphrase", "the passphrase does not open the private key"
-        ) from None
+        raise SettingError("passphrase", "the passphrase does not open the private key") from None
     except asyncssh.KeyImportError as exc:
         if "passphrase" in str(exc).lower():
             raise SettingError(
-                "ssh.passphrase", "the private key is encrypted: give its passphrase"
+                "passphrase", "the private key is encrypted: give its passphrase"
             ) from None
-        raise SettingError(
-            "ssh.private_key", "not a private key in OpenSSH or PEM format"
-        ) from None
+        raise SettingError("private_key", "not a private key in OpenSSH or PEM format") from None
     except Exception:  # a parser's surprise on arbitrary input is still bad input, not a 500
-        raise SettingError(
-            "ssh.private_key", "not a private key in OpenSSH or PEM format"
-        ) from None
+        raise SettingError("private_key", "not a private key in OpenSSH or PEM format") from None
 
 
 def remote_path(directory: str, *parts: str) -> str:

@@ -1,20 +1,18 @@
 """SSH targets as stored: the ``ssh`` transport's view of the database and the vault.
 
 A target row holds the address (``uri`` ``ssh://user@host:port``), the pinned host key
-(``thumbprint``, hex), the non-secret settings (``transport_settings`` JSON) and the
-credentials sealed by the vault (``sealed_credentials``, bound to the row and column, so a
-copy into another target does not open). :class:`StoredSshTargets` is what the transport
-reads them through (its :class:`~octo_appliance.transports.ssh.pool.TargetSource`); the API
-writes them with :func:`seal_credentials`.
+(``thumbprint``, hex), and the per-target settings the transport declares
+(:mod:`.declared`), which the targets API stores for every transport alike
+(:mod:`octo_appliance.db.transport_settings`: JSON, and the credentials sealed by the vault,
+bound to the row). :class:`StoredSshTargets` is what the transport reads them through (its
+:class:`~octo_appliance.transports.ssh.pool.TargetSource`).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from octo_appliance.comms import CallFailed
 from octo_appliance.db import Target
+from octo_appliance.db.transport_settings import open_secrets, stored_values
 from octo_appliance.plugin_api.transport_context import SealingVault
 from octo_appliance.transports.ssh.settings import (
     DEFAULT_DIRECTORY,
@@ -24,33 +22,10 @@ from octo_appliance.transports.ssh.settings import (
     parse_ssh_uri,
 )
 
-CREDENTIALS_COLUMN = "sealed_credentials"
-
-
-def settings_of(target: Target) -> dict[str, Any]:
-    try:
-        data = json.loads(target.transport_settings or "{}")
-    except ValueError:
-        data = {}
-    return data if isinstance(data, dict) else {}
-
-
-def seal_credentials(vault: SealingVault, target: Target, credentials: SshCredentials) -> None:
-    """Seal the credentials into the row (the caller saves it)."""
-    plain = json.dumps(credentials.to_json())
-    target.sealed_credentials = vault.seal(plain, target.aad(CREDENTIALS_COLUMN))
-
-
-def open_credentials(vault: SealingVault, target: Target) -> SshCredentials:
-    if not target.sealed_credentials:
-        return SshCredentials()
-    plain = vault.open(target.sealed_credentials, target.aad(CREDENTIALS_COLUMN))
-    return SshCredentials.from_json(json.loads(plain))
-
 
 def ssh_target(vault: SealingVault, target: Target) -> SshTarget:
     user, host, port = parse_ssh_uri(target.uri)
-    settings = settings_of(target)
+    settings = stored_values(target)
     return SshTarget(
         id=target.id,
         name=target.name,
@@ -60,7 +35,7 @@ def ssh_target(vault: SealingVault, target: Target) -> SshTarget:
         fingerprint=target.thumbprint.lower(),
         trust_on_first_use=bool(settings.get("trust_on_first_use")),
         directory=str(settings.get("directory") or DEFAULT_DIRECTORY),
-        credentials=open_credentials(vault, target),
+        credentials=SshCredentials.from_json(open_secrets(vault, target)),
     )
 
 

@@ -30,9 +30,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from octo_appliance.agent.runner_host import agent_log_event
 from octo_appliance.comms import CallFailed, UploadSource
+from octo_appliance.plugin_api.target_settings import CheckedTargetSettings, TargetSettings
 from octo_appliance.plugin_api.transports import runner_request
 from octo_appliance.transports import base
-from octo_appliance.transports.base import EventSink, RunnerCommand, TargetAddress, Transport
+from octo_appliance.transports.base import (
+    EventSink,
+    PluginBundle,
+    RunnerCommand,
+    TargetAddress,
+    Transport,
+)
+from octo_appliance.transports.ssh import declared
 from octo_appliance.transports.ssh.settings import remote_path
 
 if TYPE_CHECKING:
@@ -50,12 +58,21 @@ T = TypeVar("T")
 class SshTransport(Transport):
     name = "ssh"
     summary = "The appliance logs in over SSH and runs the runner with the target's python3"
+    target_settings = declared.TARGET_SETTINGS
 
     def __init__(self, context: TransportContext) -> None:
         super().__init__(context)
         self.pool: ConnectionPool | None = None
         self._mutexes: dict[str, asyncio.Lock] = {}
         self._cleanups: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def check_target_settings(cls, given: TargetSettings) -> CheckedTargetSettings:
+        return declared.check(given)
+
+    @classmethod
+    def shown_target_settings(cls, values: dict[str, Any], target: TargetAddress) -> dict[str, Any]:
+        return declared.shown(values, target)
 
     async def start(self) -> None:
         """Read targets and their credentials from the database and the appliance's vault
@@ -112,13 +129,16 @@ class SshTransport(Transport):
 
         pooled = await self._ready(target)
         pyz = await self._runner(target, pooled)
+        bundle = None
+        if command.plugin is not None:
+            bundle = await self._bundle(target, pooled, command.plugin)
         if not command.exclusive:
-            return await self._run(pooled, pyz, command, emit)
+            return await self._run(pooled, pyz, command, emit, bundle)
         mutex = self._mutexes.setdefault(target.id, asyncio.Lock())
         if mutex.locked():
             await emit(agent_log_event(WAITING_MESSAGE))
         async with mutex:
-            return await self._run(pooled, pyz, command, emit)
+            return await self._run(pooled, pyz, command, emit, bundle)
 
     async def has_file(self, target: TargetAddress, sha256: str) -> bool:
         from octo_appliance.transports.ssh import remote
@@ -188,13 +208,35 @@ class SshTransport(Transport):
                 log.info("%s: runner %s uploaded", target.name, build.version)
         return path
 
+    async def _bundle(self, target: TargetAddress, pooled: Pooled, bundle: PluginBundle) -> str:
+        """The plugin's command bundle on the target: ``plugins/<sha256>.zip``, uploaded over
+        SFTP once (checked against its SHA-256 before it is renamed into place) and reused by
+        every later task and connection; the runner checks the hash again before loading."""
+        from octo_appliance.transports.ssh import remote
+
+        file_name = f"{_hash(bundle.sha256)}.zip"
+        path = self._path(pooled, "plugins", file_name)
+        present: set[str] = pooled.facts.setdefault("plugins", set())
+        lock = pooled.facts.setdefault("plugin_lock", asyncio.Lock())
+        async with lock:
+            if file_name in present:
+                return path
+            sftp = await pooled.sftp()
+            if not await remote.is_file(sftp, path):
+                await remote.put_file(sftp, bundle.path, path, bundle.sha256, bundle.size)
+                log.info("%s: plugin bundle of %s uploaded", target.name, bundle.name)
+            present.add(file_name)
+        return path
+
     async def _run(
         self,
         pooled: Pooled,
         pyz: str,
         command: RunnerCommand,
         emit: Callable[[dict[str, Any]], Awaitable[None]],
+        bundle: str | None = None,
     ) -> base.RunnerResult:
+        """One runner process; ``bundle``: the path of the command's plugin bundle there."""
         from octo_appliance.transports.ssh import remote
 
         directory = pooled.facts["directory"]
@@ -207,6 +249,8 @@ class SshTransport(Transport):
             "journal_file": remote_path(directory, "state", "journal.json"),
         }
         document, kill_grace = runner_request(command, work_dir, paths)
+        if command.plugin is not None and bundle is not None:
+            document["plugin"] = {**command.plugin.as_param(), "path": bundle}
         try:
             raw = await remote.run_runner(
                 pooled.conn,
