@@ -18,10 +18,12 @@ import pytest
 from octo_appliance.builds.agent import AgentBuild, cached_build
 from octo_appliance.testing import OctoTestAppliance
 from octo_appliance.vault import keys
+from tests import build_cache
 
 #: where the tests keep the frozen octo-agent builds, one folder per source hash: a run builds
-#: each version at most once, and later runs reuse it until the agent's sources change
-AGENT_BUILDS = Path(__file__).resolve().parents[1] / "dist" / "agent-builds"
+#: each version at most once, and later runs reuse it until the agent's sources or the build
+#: environment change (tests/build_cache.py)
+AGENT_BUILDS = build_cache.root() / "agent-builds"
 PG_SERVER = os.environ.get("OCTO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 
 

@@ -140,7 +140,11 @@ def _run_locked(config: Config, listener: Listener) -> int:
         cert = appliance.server_certificate()
         app = create_app(appliance)
         try:
-            run_server(_serve(app, appliance, listener, cert, config), handshake_limits(config))
+            first_start = report.admin_password is not None
+            run_server(
+                _serve(app, appliance, listener, cert, config, first_start),
+                handshake_limits(config),
+            )
         except ssl.SSLError as exc:
             raise OctoError(
                 f"the TLS certificate or key cannot be used: {exc.reason or exc}",
@@ -155,7 +159,12 @@ def _run_locked(config: Config, listener: Listener) -> int:
 
 
 async def _serve(
-    app: Any, appliance: Appliance, listener: Listener, cert: ServerCertificate, config: Config
+    app: Any,
+    appliance: Appliance,
+    listener: Listener,
+    cert: ServerCertificate,
+    config: Config,
+    first_start: bool,
 ) -> None:
     trigger = install_shutdown_trigger()
     services = await start_services(appliance)
@@ -163,7 +172,7 @@ async def _serve(
         network = services.network
         _say(f"polling listener: {_shown_host(config.polling_listen)}:{network.polling_port}")
         _say(f"runner: {network.runner.version} sha256 {network.runner.sha256}")
-        _say_listening(listener, cert)
+        _say_listening(listener, cert, first_start)
         await serve(
             app,
             listener,
@@ -219,7 +228,13 @@ def _say_first_start(report: InitReport) -> None:
         _say(f"admin password: taken from {ADMIN_PASSWORD_ENV}")
 
 
-def _say_listening(listener: Listener, cert: ServerCertificate) -> None:
+def _say_listening(listener: Listener, cert: ServerCertificate, first_start: bool) -> None:
+    """The addresses last, so the final lines of a start are where to go and who to be."""
+    signin = (
+        " with the admin password above"
+        if first_start
+        else "; its password was printed at the first start"
+    )
     host = listener.host
     if host in {"", "0.0.0.0", "::"}:
         shown = socket.gethostname() or "localhost"
@@ -236,4 +251,5 @@ def _say_listening(listener: Listener, cert: ServerCertificate) -> None:
         kind += ", new"
     _say(f"certificate: {cert.cert_file} ({kind})")
     _say(f"certificate SHA-256 thumbprint: {cert.thumbprint_sha256_hex}")
+    _say(f"portal: https://{shown}:{listener.port}/ (sign in as '{ADMIN_USERNAME}'{signin})")
     _say("ready (stop with SIGTERM or Ctrl+C)")

@@ -13,6 +13,10 @@ that fails verification before :mod:`ssl` can show it. The server contexts there
 handshake messages (``SSLContext._msg_callback``, CPython's hook for debugging, the only way to
 see them) and keep the thumbprint of the client's Certificate message per connection
 (:meth:`ServerTLS.presented_thumbprint`). Where the hook is missing the thumbprint is unknown.
+The hook runs for every TLS record, application data too (about 1 s of CPU per GB received,
+measured by ``bench/receive.py``), so once the handshake is over the listener moves the
+connection to a *quiet* context (:meth:`ServerTLS.settle`): the same identity, no hook, and no
+trusted certificate, so a renegotiation attempted later fails closed.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class ServerTLS:
         self._presented: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()
         self.base = self._new_context(())
         self.base.sni_callback = self._on_client_hello
+        self._quiet = self._new_context((), watch=False)
         self.current_context()  # fail at start, not in the first handshake, on a bad trust list
 
     def snapshot(self) -> TrustSnapshot:
@@ -136,6 +141,11 @@ class ServerTLS:
         """The thumbprint of the certificate the client sent on this connection, if any,
         whether or not it was trusted."""
         return None if ssl_object is None else self._presented.get(ssl_object)
+
+    def settle(self, ssl_object: ssl.SSLObject | None) -> None:
+        """The handshake is over: stop watching this connection's TLS messages."""
+        if ssl_object is not None:
+            ssl_object.context = self._quiet
 
     def _on_tls_message(
         self,
@@ -166,11 +176,11 @@ class ServerTLS:
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
 
-    def _new_context(self, cert_pems: Sequence[bytes]) -> ssl.SSLContext:
+    def _new_context(self, cert_pems: Sequence[bytes], *, watch: bool = True) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.verify_mode = ssl.CERT_REQUIRED
-        if hasattr(context, "_msg_callback"):
+        if watch and hasattr(context, "_msg_callback"):
             context._msg_callback = self._on_tls_message  # type: ignore[attr-defined]
         self._identity.load_into(context)
         if cert_pems:

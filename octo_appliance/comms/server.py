@@ -111,6 +111,7 @@ class CommsServer:
         peer = writer.get_extra_info("peername")
         address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         set_tcp_keepalive(writer.get_extra_info("socket"), *self._settings.tcp_keepalive)
+        self.tls.settle(writer.get_extra_info("ssl_object"))
         try:
             async with asyncio.timeout(self._settings.handshake_timeout):
                 conn = await establish(

@@ -3,7 +3,8 @@ agent's job against a real appliance (register, connect, run a script).
 
 The executable comes from the session fixtures of tests/conftest.py (``frozen_agent``,
 ``frozen_agent_of``): built by ``octo_appliance.builds.agent`` (what the appliance itself uses)
-once per source hash, into dist/agent-builds/, so reruns of an unchanged agent build nothing.
+once per source hash, into the tests' build cache (tests/build_cache.py), so reruns of an
+unchanged agent build nothing.
 """
 
 from __future__ import annotations

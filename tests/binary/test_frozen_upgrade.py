@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from octo_appliance.install.unit import parse_unit
+from tests import build_cache
 from tests.binary.test_binary import binary  # noqa: F401 (the fixture: v2, cached by hash)
 from tests.cli_support import run_octo
 from tests.integration.test_builtin_worker import deploy, session, setup_world
@@ -44,15 +45,19 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 #: ``main`` just before schema version 6 (as in tests/integration/test_upgrade.py)
 PREVIOUS = "3fa79b9"
-PREVIOUS_BINARY = ROOT / "dist" / f"octo-appliance-{PREVIOUS}"
 PASSWORD = "frozen-upgrade-password-1"
 
 
 def build_previous() -> Path:
-    """The frozen executable of :data:`PREVIOUS`, built once with its own spec and kept."""
-    if PREVIOUS_BINARY.is_file():
-        return PREVIOUS_BINARY
-    require_previous_commit()
+    """The frozen executable of :data:`PREVIOUS`, built once with its own spec and kept in the
+    build cache (tests/build_cache.py): that commit never changes."""
+    target = build_cache.root() / f"octo-appliance-{PREVIOUS}"
+    if not target.is_file():
+        require_previous_commit()
+    return build_cache.cached_file(target, _build_previous)
+
+
+def _build_previous(destination: Path) -> None:
     work = ROOT / "build" / "work" / f"previous-{PREVIOUS}"
     shutil.rmtree(work, ignore_errors=True)
     source = work / "source"
@@ -67,11 +72,8 @@ def build_previous() -> Path:
     places = ["--distpath", str(work / "dist"), "--workpath", str(work / "build")]
     # its output goes to the test's own (shown by pytest when the build fails)
     subprocess.run([*pyinstaller, *places, "appliance.spec"], cwd=source, env=env, check=True)
-    partial = PREVIOUS_BINARY.with_name(f".{PREVIOUS_BINARY.name}.building")
-    shutil.copy2(work / "dist" / "octo-appliance", partial)
-    os.replace(partial, PREVIOUS_BINARY)
+    shutil.copy2(work / "dist" / "octo-appliance", destination)
     shutil.rmtree(work, ignore_errors=True)
-    return PREVIOUS_BINARY
 
 
 @pytest.fixture(scope="module")

@@ -139,6 +139,25 @@ async def test_revoked_thumbprint_cannot_connect_again(
     assert (await (await agent.dial()).call("after")).result == "ok"
 
 
+async def test_an_established_connection_no_longer_runs_the_handshake_watcher(
+    start_agent: StartAgent, ids: Identities
+) -> None:
+    """The listener watches TLS messages only to name a refused certificate; once the
+    handshake is over the connection moves to the quiet context (the hook would otherwise run
+    for every record of every package), and a revoked peer is still refused afterwards."""
+    agent = await start_agent(Recorder())
+    conn = await agent.dial()
+    assert (await conn.call("hello")).result == "ok"
+    (server_side,) = agent.server.connections
+    context = server_side._writer.get_extra_info("ssl_object").context
+    assert getattr(context, "_msg_callback", None) is None
+    assert agent.server.tls.base._msg_callback is not None  # new handshakes are still watched
+
+    agent.trust.remove(ids.appliance.thumbprint)
+    with pytest.raises(PeerRejected):
+        await agent.dial()
+
+
 async def test_allowed_check_covers_a_revocation_the_tls_context_has_not_seen(
     start_agent: StartAgent, ids: Identities
 ) -> None:

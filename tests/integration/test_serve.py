@@ -51,6 +51,10 @@ def test_first_start_prints_generated_admin_password_and_facts(server: ServeProc
     assert f"data dir: {server.data_dir}" in banner.lines
     assert banner.cert_file == server.data_dir / "tls.crt"
     assert len(banner.thumbprint) == 64 and banner.thumbprint == banner.thumbprint.lower()
+    # the README's first command ends with where to go and who to sign in as
+    assert banner.lines[-1] == (
+        f"portal: {banner.url} (sign in as 'admin' with the admin password above)"
+    )
 
 
 def test_the_key_file_is_encrypted_and_private(server: ServeProcess) -> None:
