@@ -19,11 +19,13 @@ fi
 
 if ! command -v "${CC:-gcc}" >/dev/null; then
     echo "error: no C compiler (${CC:-gcc}) for the launcher" >&2
-    echo "hint: install gcc and zlib's headers (apt-get install gcc zlib1g-dev)" >&2
+    echo "hint: install gcc and liblzma's headers (apt-get install gcc liblzma-dev)" >&2
     exit 1
 fi
+# liblzma linked in statically: the launcher runs before anything is unpacked, on machines
+# that may lack the library
 "${CC:-gcc}" -O2 -s -Wall -Wextra -Werror -o build/work/octo-launcher \
-    build/launcher/octo_launcher.c -lz
+    build/launcher/octo_launcher.c -l:liblzma.a
 
 binary=dist/octo-appliance
 "$PYTHON" build/pack_onefile.py build/work/octo-launcher dist/octo-appliance.folder "$binary"

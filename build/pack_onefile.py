@@ -6,11 +6,17 @@ The layout the launcher (build/launcher/octo_launcher.c) reads: the launcher's o
 one record per file, folder or link of FOLDER (sorted, so the same build packs to the same
 bytes), an end record, and a trailer: ``OCTOSFX1``, the payload's offset, and the payload's
 SHA-256 in hex, which names the folder the launcher unpacks it to (docs/executable-cache.md).
+
+Each file is one xz stream (LZMA2 at its strongest preset, after the x86 filter for machine
+code): 4.7 MiB smaller than zlib level 9 over the same files (docs/executable-cache.md), and
+the slower unpacking happens once per build and user. Each stream's dictionary is no larger
+than its file, so unpacking a small file needs little memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import struct
 import sys
@@ -21,6 +27,20 @@ MAGIC = b"OCTOSFX1"
 #: kind, mode, name length, CRC-32, packed length, size (the C ``struct entry``)
 ENTRY = struct.Struct("<IIIIQQ")
 FILE, FOLDER, LINK, END = 0, 1, 2, 3
+ELF = b"\x7fELF"
+MAX_DICT = 64 << 20
+MIN_DICT = 4096
+
+
+def compress(data: bytes) -> bytes:
+    """One xz stream of ``data`` (no xz check: the record's CRC-32 is what the launcher checks)."""
+    lzma2 = {
+        "id": lzma.FILTER_LZMA2,
+        "preset": 9 | lzma.PRESET_EXTREME,
+        "dict_size": max(MIN_DICT, min(MAX_DICT, len(data))),
+    }
+    filters = [{"id": lzma.FILTER_X86}, lzma2] if data.startswith(ELF) else [lzma2]
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters)
 
 
 def records(folder: Path) -> bytes:
@@ -36,7 +56,7 @@ def records(folder: Path) -> bytes:
             out += ENTRY.pack(FOLDER, mode, len(name), 0, 0, 0) + name
         else:
             data = path.read_bytes()
-            packed = zlib.compress(data, 9)
+            packed = compress(data)
             crc = zlib.crc32(data)
             out += ENTRY.pack(FILE, mode, len(name), crc, len(packed), len(data)) + name + packed
     out += ENTRY.pack(END, 0, 0, 0, 0, 0)

@@ -1,7 +1,7 @@
 /* The one-file launcher of octo-appliance: unpack once, start from the cache ever after.
  *
  * The executable is this program followed by a payload (the PyInstaller one-folder build, each
- * file zlib-compressed) and a trailer naming the payload's SHA-256 (computed at build time).
+ * file an xz stream: LZMA2, with the x86 filter for machine code) and a trailer naming the payload's SHA-256 (computed at build time).
  * PyInstaller's own one-file bootloader unpacks all of its 54 MiB into a fresh temp dir at
  * every start and deletes it at exit, which cost more than everything `--help` does. This
  * launcher unpacks into <cache>/octo-appliance/<sha256>/ the first time only, then execs the
@@ -14,7 +14,8 @@
  * complete, so a concurrent first start either wins the rename or uses the winner's copy, and
  * no half-written build is ever run.
  *
- * Build: gcc -O2 -s -o octo-launcher octo_launcher.c -lz (build/build_appliance.sh does it).
+ * Build: gcc -O2 -s -o octo-launcher octo_launcher.c -l:liblzma.a (build/build_appliance.sh does
+ * it; liblzma is linked in, so the launcher needs nothing beyond the C library).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,7 +30,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <lzma.h>
 
 #define MAGIC "OCTOSFX1"
 #define KEY_LEN 64
@@ -50,7 +51,16 @@ struct entry {
     uint64_t size;
 };
 
+/* the private folder being unpacked into, removed if the launcher stops half-way */
+static char unpacking[PATH_MAX];
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static void die(const char *what, const char *detail) {
+    if (unpacking[0]) nftw(unpacking, remove_one, 16, FTW_DEPTH | FTW_PHYS);
     fprintf(stderr, "error: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     fprintf(stderr, "hint: set XDG_CACHE_HOME to a directory only you can write "
                     "(see docs/executable-cache.md)\n");
@@ -159,39 +169,38 @@ static void cache_root(char *out, size_t size) {
 static int unpack_file(int in, const struct entry *e, const char *path) {
     int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, e->mode & 0700);
     if (out < 0) return -1;
-    unsigned char inbuf[1 << 16], outbuf[1 << 17];
-    z_stream z = {0};
-    if (inflateInit(&z) != Z_OK) return -1;
+    static uint8_t inbuf[1 << 16], outbuf[1 << 17];
+    lzma_stream z = LZMA_STREAM_INIT;
+    /* no memory limit: the packer sizes each file's dictionary to the file (at most 64 MiB) */
+    if (lzma_stream_decoder(&z, UINT64_MAX, 0) != LZMA_OK) return -1;
     uint64_t left = e->packed_len;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    int rc = Z_OK;
-    while (left > 0 && rc != Z_STREAM_END) {
-        size_t chunk = left < sizeof inbuf ? (size_t)left : sizeof inbuf;
-        if (read_full(in, inbuf, chunk) != 0) return -1;
-        left -= chunk;
-        z.next_in = inbuf;
-        z.avail_in = (uInt)chunk;
-        do {
-            z.next_out = outbuf;
-            z.avail_out = sizeof outbuf;
-            rc = inflate(&z, Z_NO_FLUSH);
-            if (rc != Z_OK && rc != Z_STREAM_END) return -1;
-            size_t got = sizeof outbuf - z.avail_out;
-            crc = crc32(crc, outbuf, (uInt)got);
-            if (write_full(out, outbuf, got) != 0) return -1;
-        } while (z.avail_out == 0);
+    uint32_t crc = 0;
+    lzma_ret rc = LZMA_OK;
+    while (rc != LZMA_STREAM_END) {
+        if (z.avail_in == 0 && left > 0) {
+            size_t chunk = left < sizeof inbuf ? (size_t)left : sizeof inbuf;
+            if (read_full(in, inbuf, chunk) != 0) break;
+            left -= chunk;
+            z.next_in = inbuf;
+            z.avail_in = chunk;
+        }
+        z.next_out = outbuf;
+        z.avail_out = sizeof outbuf;
+        rc = lzma_code(&z, left > 0 ? LZMA_RUN : LZMA_FINISH);
+        if (rc != LZMA_OK && rc != LZMA_STREAM_END) break;
+        size_t got = sizeof outbuf - z.avail_out;
+        crc = lzma_crc32(outbuf, got, crc);
+        if (write_full(out, outbuf, got) != 0) break;
     }
-    inflateEnd(&z);
-    if (left != 0 || rc != Z_STREAM_END || z.total_out != e->size || crc != e->crc) {
+    uint64_t total = z.total_out;
+    lzma_end(&z);
+    if (left != 0 || z.avail_in != 0 || rc != LZMA_STREAM_END || total != e->size ||
+        crc != e->crc) {
+        close(out);
         errno = EILSEQ;
         return -1;
     }
     return close(out);
-}
-
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 /* Unpack the payload into a private temp folder inside root and rename it to final. */
@@ -199,6 +208,7 @@ static void unpack(int in, const struct trailer *t, const char *root, const char
     char tmp[PATH_MAX];
     join(tmp, sizeof tmp, root, ".unpacking-XXXXXX");
     if (!mkdtemp(tmp)) die("cannot create a folder in the cache", root);
+    memcpy(unpacking, tmp, sizeof unpacking);
     if (lseek(in, (off_t)t->payload_offset, SEEK_SET) < 0) die("cannot read the payload", NULL);
     for (;;) {
         struct entry e;
@@ -235,6 +245,7 @@ static void unpack(int in, const struct trailer *t, const char *root, const char
         if (errno != EEXIST && errno != ENOTEMPTY) die("cannot unpack", final);
         nftw(tmp, remove_one, 16, FTW_DEPTH | FTW_PHYS);
     }
+    unpacking[0] = '\0';
 }
 
 int main(int argc, char **argv) {

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from octo_appliance.backup.create import make_backup
 from octo_appliance.config import Config
 from octo_appliance.exceptions import ConfigError, OctoError
 
@@ -41,6 +40,9 @@ def backup_before_upgrade(config: Config, have: int, latest: int) -> Path | None
             latest,
         )
         return None
+    # only now: every start reads this module, and only an upgrade takes a backup
+    from octo_appliance.backup.create import make_backup
+
     output = upgrade_backup_path(config, have, latest, datetime.now(UTC))
     try:
         result = make_backup(config, output)

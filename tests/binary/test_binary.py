@@ -288,6 +288,29 @@ def test_the_launcher_refuses_a_cache_folder_others_can_write(binary: Path, tmp_
     assert list(shared.iterdir()) == []  # nothing unpacked where others could swap it
 
 
+def test_the_launcher_publishes_nothing_from_a_damaged_executable(
+    binary: Path, tmp_path: Path
+) -> None:
+    """A flipped bit in a packed file (docs/executable-cache.md): its xz stream or its CRC-32
+    fails, the launcher stops with an error and a hint, and leaves no unpacked build to run."""
+    damaged = tmp_path / "octo-appliance"
+    data = bytearray(binary.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside the payload: the embedded agent sits mid-file
+    damaged.write_bytes(bytes(data))
+    damaged.chmod(0o755)
+    cache = tmp_path / "cache"
+    done = subprocess.run(
+        [str(damaged), "version"],
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "cannot unpack" in done.stderr and "hint: " in done.stderr
+    assert _unpacked(cache) == []
+
+
 def test_serves_the_agent_it_embeds_signed_and_that_agent_connects(
     binary: Path, tmp_path: Path
 ) -> None:

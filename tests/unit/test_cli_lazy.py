@@ -8,13 +8,15 @@ any command module must read exactly as the one the modules build themselves, so
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import subprocess
 import sys
 
 import pytest
 
-from octo_appliance.cli import build_parser, parser_for
+from octo_appliance.cli import build_parser, main, parser_for
 
 #: what a server start needs and a help text does not
 HEAVY = ("starlette", "hypercorn", "aioquic", "peewee", "psycopg", "cryptography", "jinja2")
@@ -70,3 +72,15 @@ def test_a_named_command_gets_its_full_parser_and_nothing_else() -> None:
     assert args.command == "api-key" and args.user == "admin"
     with pytest.raises(SystemExit):
         parser.parse_args(["version"])  # only api-key was loaded
+
+
+@pytest.mark.parametrize("argv", [["version"], ["no-such-command"], ["serve", "--listen"]])
+def test_the_collector_paused_for_the_start_runs_again_after_it(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``main`` pauses the cyclic garbage collector while it imports the command (start time);
+    whether the command ran or the arguments were refused, it collects again afterwards."""
+    with contextlib.suppress(SystemExit):
+        main(argv)
+    capsys.readouterr()
+    assert gc.isenabled()
