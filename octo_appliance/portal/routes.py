@@ -30,7 +30,18 @@ if TYPE_CHECKING:
 
 View = Callable[["Portal", Request], Awaitable[Response]]
 #: the pages of the navigation bar: (path, label)
-NAVIGATION = (("/", "Dashboard"), ("/about", "About"))
+NAVIGATION = (
+    ("/", "Dashboard"),
+    # portal-admin: environments, targets and administration
+    ("/environments", "Environments"),
+    ("/users", "Users"),
+    ("/teams", "Teams"),
+    ("/keys", "API keys"),
+    ("/audit", "Audit"),
+    ("/plugins", "Plugins"),
+    # end portal-admin
+    ("/about", "About"),
+)
 
 
 class Portal:
@@ -43,6 +54,7 @@ class Portal:
 
     def routes(self) -> list[BaseRoute]:
         from octo_appliance.portal import about, dashboard, signin
+        from octo_appliance.portal.admin_routes import ADMIN_PAGES
 
         pages: list[tuple[str, View, list[str]]] = [
             ("/", dashboard.show, ["GET"]),
@@ -50,6 +62,7 @@ class Portal:
             ("/signin", signin.submit, ["POST"]),
             ("/signout", signin.leave, ["POST"]),
             ("/about", about.show, ["GET"]),
+            *ADMIN_PAGES,
         ]
         routes: list[BaseRoute] = [
             Route(path, self._page(view), methods=methods) for path, view, methods in pages
