@@ -87,7 +87,7 @@ async def submit(portal: Portal, request: Request) -> Response:
     ref = request.path_params["id"]
     env = await portal.run(lambda: get_environment(ctx, ref))
     typed = {key: form.get(key, "").strip() for key in FIELDS}
-    mode = typed["mode"]
+    mode = typed["mode"] or "polling"
     values: dict[str, Any] = {
         "name": typed["name"] or f"portal: {env['name']}",
         "environments": [env["id"]],

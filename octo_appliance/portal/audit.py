@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from octo_appliance.api.audit import AuditQuery, list_audit
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.form_input import field_errors, refusal_errors, validate
+from octo_appliance.portal.form_input import PROBLEM, field_errors, refusal_errors, validate
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -60,7 +60,8 @@ async def show(portal: Portal, request: Request) -> Response:
         except ApiError as exc:
             if exc.status_code != 400:
                 raise
-            errors = refusal_errors(exc, FILTERS, "until")
+            # the one 400 left after validation: a time range the wrong way round
+            errors = {"until": refusal_errors(exc, ())[PROBLEM]}
     start = query.skip if query is not None else 0
     events = [{**event, "summary": _details(event)} for event in page["items"]]
     context = {

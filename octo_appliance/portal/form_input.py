@@ -18,6 +18,8 @@ from octo_appliance.exceptions import ApiError
 M = TypeVar("M", bound=BaseModel)
 #: the key of errors that name no field of the form: shown above it
 PROBLEM = ""
+#: how the API words a unique name already in use (``refs.require_unique_name`` and others)
+TAKEN = "already exists"
 
 
 def lines(value: str) -> list[str]:
@@ -63,13 +65,15 @@ def field_errors(details: Any, fields: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 def refusal_errors(exc: ApiError, fields: tuple[str, ...], fallback: str = "") -> dict[str, str]:
-    """An API refusal as errors by field: its details where they name a field, else the
-    message under ``fallback`` (e.g. a 409 on a taken name, under ``name``) or above the form."""
+    """An API refusal as errors by field: its details where they name a field; a taken name
+    (the API's 409 "... already exists", which names no field) under ``fallback``; anything
+    else above the form."""
     errors = field_errors(exc.details, fields)
     if not errors:
         message = exc.message[:1].upper() + exc.message[1:]
         hint = f" ({exc.hint})" if exc.hint else ""
-        errors[fallback if fallback in fields else PROBLEM] = f"{message}{hint}."
+        taken = fallback in fields and TAKEN in exc.message
+        errors[fallback if taken else PROBLEM] = f"{message}{hint}."
     elif PROBLEM not in errors:
         errors[PROBLEM] = exc.message[:1].upper() + exc.message[1:] + "."
     return errors
