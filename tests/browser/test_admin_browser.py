@@ -7,6 +7,8 @@ axe-core finds no serious or critical violation, and a screenshot for the review
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from octo_appliance.agent.home import Home
+from tests.agent.support import AgentProcess
 from tests.browser.conftest import PortalServer, chromium_args
 from tests.browser.test_portal_browser import Watched
+from tests.child_process import clean_env
+from tests.fleet import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -168,4 +174,52 @@ def test_users_teams_keys_audit_and_plugins(
     page.click("nav >> text=Plugins")
     assert page.locator("tbody tr").count() >= 1
     _check(watched, axe, "admin-13-plugins")
+    context.close()
+
+
+def test_the_printed_register_command_brings_a_healthy_agent(
+    browser: Browser,
+    portal_server: PortalServer,
+    axe: Callable[[Any, str], None],
+    tmp_path: Path,
+) -> None:
+    """The add-target page's ``octo-agent register`` line, run as printed (only the home and
+    the program's path changed for the test), registers a real polling agent, which the
+    environment page then shows healthy, with its agent version and comms style."""
+    context = browser.new_context(ignore_https_errors=True)
+    watched = Watched(context.new_page(), portal_server.secret)
+    page = watched.page
+    _sign_in(page, portal_server, "/environments")
+    page.click("text=Dev")
+    env_url = page.url
+    page.click("text=Add a target")
+    page.fill("#add-roles", "app")
+    page.click("text=Make the install command")
+    line = page.locator("pre[aria-label='octo-agent register command']").inner_text()
+    home = tmp_path / "agent-home"
+    program = f"{sys.executable} -m octo_appliance.agent.cli register"
+    line = line.replace("octo-agent register", program).replace("/var/lib/octo-agent", str(home))
+    done = subprocess.run(
+        ["sh", "-c", line + " --name portal-agent"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    agent = AgentProcess([Home(home)]).start()
+    try:
+
+        def healthy() -> bool:
+            page.goto(env_url)
+            row = page.locator("tr", has_text="portal-agent")
+            return row.count() == 1 and row.locator("td").first.inner_text() == "Healthy"
+
+        wait_until(healthy, 90, "the registered agent to be healthy on the environment page")
+        cells = page.locator("tr", has_text="portal-agent").locator("td").all_inner_texts()
+        assert cells[1] not in ("", "—") and cells[2] == "polling" and cells[3] != "never"
+        _check(watched, axe, "admin-14-agent-healthy")
+    finally:
+        agent.stop()
     context.close()
