@@ -64,6 +64,7 @@ async def show(portal: Portal, request: Request) -> Response:
         "name": name,
         "errors": field_errors(details, ("name",)),
         "total": data["total"],
+        "page_size": PAGE_SIZE,
         "first": query.skip + 1,
         "last": query.skip + len(data["projects"]),
         **pages(name, query.skip, data["total"]),
