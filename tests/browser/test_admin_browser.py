@@ -221,5 +221,5 @@ def test_the_printed_register_command_brings_a_healthy_agent(
         assert cells[1] not in ("", "—") and cells[2] == "polling" and cells[3] != "never"
         _check(watched, axe, "admin-14-agent-healthy")
     finally:
-        agent.stop()
+        agent.close()
     context.close()
