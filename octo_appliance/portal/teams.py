@@ -130,7 +130,7 @@ def named_grants(team: dict[str, Any], names: dict[str, str]) -> list[dict[str, 
     ]
 
 
-def _roles(ctx: RequestContext, names: dict[str, str], teams: list[dict[str, Any]]) -> Any:
+def _shared(ctx: RequestContext, names: dict[str, str], teams: list[dict[str, Any]]) -> Any:
     """What the team pages share: the roles to pick from, and every team's grants by name."""
     roles = list_roles(ctx)["items"]
     for team in teams:
@@ -169,7 +169,7 @@ async def _index(
 ) -> Response:
     def read() -> dict[str, Any]:
         teams = list_teams(ctx, ListQuery(take=1000))["items"]
-        return {"teams": teams, **_roles(ctx, _names(ctx), teams)}
+        return {"teams": teams, **_shared(ctx, _names(ctx), teams)}
 
     data = await portal.run(read)
     context = {**data, "typed": typed, "errors": errors, "can_edit": _can_edit(ctx)}
@@ -221,7 +221,7 @@ async def _show(
 
     def read() -> dict[str, Any]:
         team, names = get_team(ctx, ref), _names(ctx)
-        return {"team": team, "names": names, **_roles(ctx, names, [team])}
+        return {"team": team, "names": names, **_shared(ctx, names, [team])}
 
     data = await portal.run(read)
     context = {
