@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import peewee
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from octo_appliance.api.context import RequestContext
+from octo_appliance.api.refs import name_filter
 from octo_appliance.api.routing import Router
-from octo_appliance.api.schemas import Out
+from octo_appliance.api.schemas import Line, Out
 from octo_appliance.db import Deployment, Environment, Project, Release
 from octo_appliance.db.base import iso, tuples
 from octo_appliance.db.tasks import ServerTask
@@ -49,7 +50,22 @@ class DashboardItemOut(Out):
     finished_at: str | None
 
 
+class DashboardQuery(BaseModel):
+    """``?skip=&take=&name=``: a page of projects (all of them when ``take`` is left out)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    skip: int = Field(0, ge=0, le=1_000_000_000, description="Projects to skip.")
+    take: int | None = Field(
+        None, ge=1, le=1000, description="Projects to return (default: every one)."
+    )
+    name: Line | None = Field(
+        None, max_length=200, description="Case-insensitive substring of the project name."
+    )
+
+
 class DashboardOut(Out):
+    total: int = Field(description="Projects the caller may view that match ``name``.")
     projects: list[DashboardProjectOut]
     environments: list[DashboardEnvironmentOut]
     items: list[DashboardItemOut] = Field(description="The latest deployment per cell.")
@@ -110,14 +126,21 @@ def _latest(condition: Any) -> list[dict[str, Any]]:
 @router.get(
     "/dashboard",
     summary="The latest deployment per project and environment",
+    query=DashboardQuery,
     response=DashboardOut,
 )
-def get_dashboard(ctx: RequestContext) -> dict[str, Any]:
+def get_dashboard(ctx: RequestContext, query: DashboardQuery | None = None) -> dict[str, Any]:
     """``projects`` (by name) and ``environments`` (in sort order) the caller may view, and
-    ``items``: one per project and environment that has a deployment."""
+    ``items``: one per project and environment that has a deployment. With ``take``, a page of
+    projects and only their cells (what a person can look at; the portal shows 50 rows)."""
     ctx.require(Permission.PROJECT_VIEW)
+    query = query or DashboardQuery()
     projects = Project.select(Project.id, Project.name).order_by(Project.name)
     projects = ctx.only_visible(projects, Permission.PROJECT_VIEW, "projects", Project.id)
+    projects = name_filter(projects, Project.name, query.name)
+    paged = query.take is not None or query.skip > 0
+    page = list(projects.offset(query.skip).limit(query.take).dicts())
+    total = projects.count() if paged else len(page)
     environments = Environment.select(
         Environment.id, Environment.name, Environment.sort_order
     ).order_by(Environment.sort_order, Environment.name)
@@ -127,8 +150,12 @@ def get_dashboard(ctx: RequestContext) -> dict[str, Any]:
     condition = grant_condition(
         ctx.user, Permission.PROJECT_VIEW, Deployment.project, Deployment.environment
     )
+    if paged or query.name:  # only the page's cells: the window runs over theirs alone
+        on_page = Deployment.project.in_([p["id"] for p in page])
+        condition = on_page if condition is None else (condition & on_page)
     return {
-        "projects": list(projects.dicts()),
+        "total": total,
+        "projects": page,
         "environments": list(environments.dicts()),
         "items": _latest(condition),
     }

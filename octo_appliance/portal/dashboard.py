@@ -7,11 +7,13 @@ It reads exactly what ``GET /api/v1/dashboard`` answers (the same handler, so th
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from octo_appliance.api.dashboard import get_dashboard
+from octo_appliance.api.dashboard import DashboardQuery, get_dashboard
+from octo_appliance.portal.form_input import field_errors, validate
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -29,10 +31,42 @@ def grid(data: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+#: projects per page: what a person looks at, and a page that stays small and fast with
+#: thousands of projects (bench/portal.py); ``?name=`` finds the others
+PAGE_SIZE = 50
+
+
+def pages(name: str, skip: int, total: int) -> dict[str, str | None]:
+    """Links to the previous and next page of projects, keeping the name filter."""
+
+    def link(at: int) -> str:
+        query = urlencode({k: v for k, v in (("name", name), ("skip", at)) if v})
+        return "/?" + query if query else "/"
+
+    return {
+        "previous": link(max(skip - PAGE_SIZE, 0)) if skip > 0 else None,
+        "next": link(skip + PAGE_SIZE) if skip + PAGE_SIZE < total else None,
+    }
+
+
 async def show(portal: Portal, request: Request) -> Response:
     ctx = await portal.signed_in(request)
     if ctx is None:
         return portal.sign_in_first(request)
-    data = await portal.run(lambda: get_dashboard(ctx))
-    context = {"environments": data["environments"], "rows": grid(data)}
-    return portal.render(request, ctx, "dashboard.html", context)
+    name = request.query_params.get("name", "").strip()
+    values = {"name": name or None, "skip": request.query_params.get("skip", "0")}
+    query, details = validate(DashboardQuery, {**values, "take": PAGE_SIZE})
+    query = query or DashboardQuery(take=PAGE_SIZE, name=None if details else name or None)
+    data = await portal.run(lambda: get_dashboard(ctx, query))
+    context = {
+        "environments": data["environments"],
+        "rows": grid(data),
+        "name": name,
+        "errors": field_errors(details, ("name",)),
+        "total": data["total"],
+        "page_size": PAGE_SIZE,
+        "first": query.skip + 1,
+        "last": query.skip + len(data["projects"]),
+        **pages(name, query.skip, data["total"]),
+    }
+    return portal.render(request, ctx, "dashboard.html", context, 422 if details else 200)

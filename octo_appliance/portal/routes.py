@@ -36,6 +36,14 @@ NAVIGATION = (
     # -- portal-proj: projects and library sets
     *PROJECT_NAVIGATION,
     # -- end portal-proj
+    # portal-admin: environments, targets and administration
+    ("/environments", "Environments"),
+    ("/users", "Users"),
+    ("/teams", "Teams"),
+    ("/keys", "API keys"),
+    ("/audit", "Audit"),
+    ("/plugins", "Plugins"),
+    # end portal-admin
     ("/about", "About"),
 )
 
@@ -50,6 +58,7 @@ class Portal:
 
     def routes(self) -> list[BaseRoute]:
         from octo_appliance.portal import about, dashboard, project_routes, signin
+        from octo_appliance.portal.admin_routes import ADMIN_PAGES
 
         pages: list[tuple[str, View, list[str]]] = [
             ("/", dashboard.show, ["GET"]),
@@ -60,6 +69,7 @@ class Portal:
             # -- portal-proj: projects, process, variables, library sets, releases
             *project_routes.pages(),
             # -- end portal-proj
+            *ADMIN_PAGES,
         ]
         routes: list[BaseRoute] = [
             Route(path, self._page(view), methods=methods) for path, view, methods in pages

@@ -95,3 +95,17 @@ def test_query_count_does_not_grow_with_deployments(octo, api, monkeypatch):
     assert len(board["items"]) == 6
     assert {i["release_version"] for i in board["items"]} == {"1.0.0"}
     assert len(statements) == 3, statements  # projects, environments, latest deployments
+
+
+def test_a_page_of_projects_holds_only_their_cells(api):  # type: ignore[no-untyped-def]
+    ids = seed(api)
+    for project in ("Shop", "Blog", "Idle"):
+        deployment(ids[project], ids["Dev"], "1.0.0", "success", 10)
+    page = api.get("/dashboard?take=1&skip=1").json()
+    assert page["total"] == 3
+    assert [p["name"] for p in page["projects"]] == ["Idle"]
+    assert [i["project_id"] for i in page["items"]] == [ids["Idle"]]
+    named = api.get("/dashboard?name=sho").json()
+    assert (named["total"], [p["name"] for p in named["projects"]]) == (1, ["Shop"])
+    assert [i["project_id"] for i in named["items"]] == [ids["Shop"]]
+    assert api.get("/dashboard?take=0").status_code == 400

@@ -11,14 +11,16 @@ import base64
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests.browser.axe import assert_accessible, axe_source
 from tests.serve_process import ServeProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,3 +91,15 @@ def portal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalSe
     with ServeProcess(data_dir, env={"OCTO_ADMIN_PASSWORD": password}) as server:
         seed(server, password, secret)
         yield PortalServer(server, password, secret)
+
+
+@pytest.fixture(scope="session")
+def axe() -> Callable[[Any, str], None]:
+    """``axe(page, name)``: fail on the page's serious or critical accessibility violations
+    (axe-core fetched from npm once per run; see ``tests/browser/axe.py``)."""
+    source = axe_source()
+
+    def check(page: Any, name: str) -> None:
+        assert_accessible(page, name, source)
+
+    return check

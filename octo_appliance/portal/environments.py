@@ -1,0 +1,182 @@
+"""Environments: the list (with a create form), one environment with its targets, edit, delete.
+
+Every read and write is the API's own handler (``api/environments.py``, ``api/targets.py``), so
+the same permissions hold: the forms are drawn only for someone who may use them, and a forged
+post from anyone else is refused by the handler (403), not by the page.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.environments import (
+    EnvironmentIn,
+    EnvironmentUpdate,
+    create_environment,
+    delete_environment,
+    get_environment,
+    list_environments,
+    update_environment,
+)
+from octo_appliance.api.routing import write_in_worker
+from octo_appliance.api.schemas import ListQuery
+from octo_appliance.api.targets import TargetListQuery, list_targets
+from octo_appliance.exceptions import ApiError
+from octo_appliance.portal.form_input import number, parse, refusal_errors
+from octo_appliance.portal.session import read_form
+from octo_appliance.security.permissions import Permission
+
+if TYPE_CHECKING:
+    from octo_appliance.portal.routes import Portal
+
+FIELDS = ("name", "description", "sort_order")
+#: refusals a form shows next to its fields; any other (403, 404) is a page of its own
+FORM_REFUSALS = frozenset({400, 409, 422})
+ALL = ListQuery(take=1000)
+
+
+def _values(form: dict[str, str]) -> dict[str, Any]:
+    """The form as the API's body (an empty order is the default, 0)."""
+    values: dict[str, Any] = {k: form.get(k, "").strip() for k in ("name", "description")}
+    values["sort_order"] = number(form.get("sort_order", "").strip() or "0")
+    return values
+
+
+def _health(ctx: RequestContext) -> dict[str, Counter[str]]:
+    """environment id -> how many of its targets are in each health state (one listing)."""
+    counts: dict[str, Counter[str]] = {}
+    if not ctx.user.can(Permission.TARGET_VIEW):
+        return counts
+    for target in list_targets(ctx, TargetListQuery(take=1000))["items"]:
+        for env in target["environments"]:
+            counts.setdefault(env["id"], Counter())[target["health_status"]] += 1
+    return counts
+
+
+async def index(portal: Portal, request: Request) -> Response:
+    """``GET /environments``."""
+    ctx = await portal.signed_in(request)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    return await _index(portal, request, ctx, {"sort_order": "0"}, {})
+
+
+async def _index(
+    portal: Portal,
+    request: Request,
+    ctx: RequestContext,
+    typed: dict[str, Any],
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Response:
+    def read() -> dict[str, Any]:
+        return {"environments": list_environments(ctx, ALL)["items"], "health": _health(ctx)}
+
+    data = await portal.run(read)
+    context = {
+        **data,
+        "can_create": ctx.user.can_unscoped(Permission.ENVIRONMENT_EDIT),
+        "typed": typed,
+        "errors": errors,
+    }
+    return portal.render(request, ctx, "admin/environments.html", context, status_code)
+
+
+async def create(portal: Portal, request: Request) -> Response:
+    """``POST /environments``: to the new environment, or the form again with its errors."""
+    form = await read_form(portal.appliance, request)
+    ctx = await portal.signed_in(request, form)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    values = _values(form)
+    body, errors = parse(EnvironmentIn, values)
+    if body is not None:
+        try:
+            made = await write_in_worker(ctx, lambda: create_environment(ctx, body))
+        except ApiError as exc:
+            if exc.status_code not in FORM_REFUSALS:
+                raise
+            errors = refusal_errors(exc, FIELDS, "name")
+        else:
+            return RedirectResponse(f"/environments/{made['id']}", status_code=303)
+    return await _index(portal, request, ctx, values, errors, 422)
+
+
+async def show(portal: Portal, request: Request) -> Response:
+    """``GET /environments/{id}``: its settings and its targets."""
+    ctx = await portal.signed_in(request)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    return await _show(portal, request, ctx, None, {})
+
+
+async def _show(
+    portal: Portal,
+    request: Request,
+    ctx: RequestContext,
+    typed: dict[str, Any] | None,
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> Response:
+    ref = request.path_params["id"]
+
+    def read() -> dict[str, Any]:
+        env = get_environment(ctx, ref)
+        targets: list[dict[str, Any]] = []
+        if ctx.user.can(Permission.TARGET_VIEW, environment=env["id"]):
+            query = TargetListQuery(environment=env["id"], take=1000)
+            targets = list_targets(ctx, query)["items"]
+        return {"environment": env, "targets": targets}
+
+    data = await portal.run(read)
+    env_id = data["environment"]["id"]
+    context = {
+        **data,
+        "typed": typed or data["environment"],
+        "errors": errors,
+        "can_edit": ctx.user.can(Permission.ENVIRONMENT_EDIT, environment=env_id),
+        "can_add_target": ctx.user.can(Permission.TARGET_EDIT, environment=env_id),
+    }
+    return portal.render(request, ctx, "admin/environment.html", context, status_code)
+
+
+async def update(portal: Portal, request: Request) -> Response:
+    """``POST /environments/{id}``: save the edit form."""
+    form = await read_form(portal.appliance, request)
+    ctx = await portal.signed_in(request, form)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    ref = request.path_params["id"]
+    values = _values(form)
+    body, errors = parse(EnvironmentUpdate, values)
+    if body is not None:
+        try:
+            await write_in_worker(ctx, lambda: update_environment(ctx, ref, body))
+        except ApiError as exc:
+            if exc.status_code not in FORM_REFUSALS:
+                raise
+            errors = refusal_errors(exc, FIELDS, "name")
+        else:
+            return RedirectResponse(f"/environments/{ref}", status_code=303)
+    return await _show(portal, request, ctx, values, errors, 422)
+
+
+async def delete(portal: Portal, request: Request) -> Response:
+    """``POST /environments/{id}/delete``: a 409 (it still holds targets) says so on its page."""
+    form = await read_form(portal.appliance, request)
+    ctx = await portal.signed_in(request, form)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    ref = request.path_params["id"]
+    try:
+        await write_in_worker(ctx, lambda: delete_environment(ctx, ref))
+    except ApiError as exc:
+        if exc.status_code not in FORM_REFUSALS:
+            raise
+        return await _show(portal, request, ctx, None, refusal_errors(exc, ()), 409)
+    return RedirectResponse("/environments", status_code=303)

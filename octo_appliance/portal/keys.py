@@ -1,0 +1,77 @@
+"""Your API keys: list, create (the key shown once, in the answer to the create form), revoke.
+
+The key exists in clear only in the answer to ``POST /keys`` (a ``no-store`` page); the list
+shows the prefix people recognise a key by, never the key. Every user manages their own keys,
+as in the API (``api/api_keys.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from octo_appliance.api.api_keys import ApiKeyIn, ApiKeyQuery, create_key, delete_key, list_api_keys
+from octo_appliance.api.context import RequestContext
+from octo_appliance.api.routing import write_in_worker
+from octo_appliance.exceptions import ApiError
+from octo_appliance.portal.environments import FORM_REFUSALS
+from octo_appliance.portal.form_input import parse, refusal_errors
+from octo_appliance.portal.session import read_form
+
+if TYPE_CHECKING:
+    from octo_appliance.portal.routes import Portal
+
+
+async def index(portal: Portal, request: Request) -> Response:
+    """``GET /keys``."""
+    ctx = await portal.signed_in(request)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    return await _page(portal, request, ctx, "", {})
+
+
+async def _page(
+    portal: Portal,
+    request: Request,
+    ctx: RequestContext,
+    name: str,
+    errors: dict[str, str],
+    created: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    keys = await portal.run(lambda: list_api_keys(ctx, ApiKeyQuery(take=1000)))
+    context = {"keys": keys["items"], "name": name, "errors": errors, "created": created}
+    return portal.render(request, ctx, "admin/keys.html", context, status_code)
+
+
+async def create(portal: Portal, request: Request) -> Response:
+    """``POST /keys``: the new key, on this answer only."""
+    form = await read_form(portal.appliance, request)
+    ctx = await portal.signed_in(request, form)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    name = form.get("name", "").strip()
+    body, errors = parse(ApiKeyIn, {"name": name})
+    if body is not None:
+        try:
+            created = await write_in_worker(ctx, lambda: create_key(ctx, body))
+        except ApiError as exc:
+            if exc.status_code not in FORM_REFUSALS:
+                raise
+            errors = refusal_errors(exc, ("name",), "name")
+        else:
+            return await _page(portal, request, ctx, "", {}, created, 201)
+    return await _page(portal, request, ctx, name, errors, status_code=422)
+
+
+async def revoke(portal: Portal, request: Request) -> Response:
+    """``POST /keys/{id}/revoke``."""
+    form = await read_form(portal.appliance, request)
+    ctx = await portal.signed_in(request, form)
+    if ctx is None:
+        return portal.sign_in_first(request)
+    key_id = request.path_params["id"]
+    await write_in_worker(ctx, lambda: delete_key(ctx, key_id))
+    return RedirectResponse("/keys", status_code=303)
