@@ -43,6 +43,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "scripts",
     "packages",
     "meta",
+    "nodes",
 )
 
 

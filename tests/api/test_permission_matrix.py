@@ -37,6 +37,7 @@ from octo_appliance.db import (
     Interruption,
     LibraryVariableSet,
     Lifecycle,
+    Node,
     Project,
     Release,
     ServerTask,
@@ -104,6 +105,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/dashboard": (P.PROJECT_VIEW, None),
     "/packages": (P.PACKAGE_VIEW, P.PACKAGE_PUSH),
     "/packages/{}/{}": (P.PACKAGE_VIEW, P.PACKAGE_DELETE),
+    "/nodes": (P.SYSTEM_VIEW, P.SYSTEM_EDIT),
 }
 
 #: the collection a path parameter follows -> the kind of row it names
@@ -122,6 +124,7 @@ COLLECTIONS = {
     "releases": "release",
     "deployments": "deployment",
     "interruptions": "interruption",
+    "nodes": "node",
 }
 
 #: path parameters named for a field of a row rather than following a collection:
@@ -302,6 +305,10 @@ class Fixtures:
                     appliance.data_dir, received, replace=False, uploaded_by="x"
                 ).package.id
             )
+        if kind == "node":
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            node = Node.create_new(name=name, started_at=now, heartbeat_at=now)
+            return str(node.id)
         if kind == "api-key":
             # the caller's own spare key: self-service endpoints act on the caller's rows
             owner = User.get_by_id(self.caller.user_id or self.id_of("user"))
