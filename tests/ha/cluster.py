@@ -104,6 +104,13 @@ class Cluster:
             )
         )
 
+    def forget(self, name: str) -> None:
+        """Stop node ``name`` (if it still runs), close its files, drop it from the cluster."""
+        client = self._clients.pop(name, None)
+        if client is not None:
+            client.close()
+        self.nodes.pop(name).__exit__(None, None, None)
+
     def kill(self, name: str) -> None:
         client = self._clients.pop(name, None)
         if client is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import secrets
+import signal
 import time
 import zipfile
 from collections.abc import Iterator
@@ -220,3 +221,73 @@ def test_a_killed_node_s_deployment_fails_naming_it_and_redeploys_through_anothe
             f"second-end {new}",
         ]
     )
+
+
+def three_step_project(cluster: Cluster, via: str, record: Path, gates: Path) -> dict[str, Any]:
+    """The two steps of :func:`two_step_project` and a third that records itself."""
+    release = two_step_project(cluster, via, record, gates)
+    project = release["project_id"]
+    process = cluster.call(via, "GET", f"/projects/{project}/process")
+    third = {
+        "name": "Third",
+        "type": "run-script",
+        "roles": ["web"],
+        "properties": {"syntax": "bash", "body": f'echo "third #{{Octo.Task.Id}}" >> "{record}"'},
+    }
+    steps = [*process["steps"], third]
+    cluster.call(via, "PUT", f"/projects/{project}/process", json={"steps": steps})
+    return dict(cluster.call(via, "POST", f"/projects/{project}/releases", 201, json={}))
+
+
+def test_a_node_declared_dead_while_only_paused_stops_its_task_when_it_wakes(
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP stands for a node that is slow, not dead: the others declare it dead and fail
+    its task; when it runs again it finds out at its next heartbeat, stops the task before
+    any later step, leaves the task's failure as it is, and joins again under a new start."""
+    record, gates = tmp_path / "record", tmp_path / "gates"
+    gates.mkdir()
+    with running_cluster(tmp_path / "cluster", count=2) as cluster:
+        agent = cluster.fleet.register("web-1", "listening")
+        cluster.fleet.start_agents([agent])
+        release = three_step_project(cluster, "node-1", record, gates)
+        body = {"release": release["id"], "environment": "Dev"}
+        deployment = cluster.call("node-1", "POST", "/deployments", 201, json=body)
+        task_id = deployment["task_id"]
+        victim = cluster.wait_running("node-1", task_id)
+        survivor = other(victim)
+        wait_until(lambda: f"second-start {task_id}" in lines(record), 60, "step 2 to start")
+        before = cluster.node_rows(survivor)[victim]["started_at"]
+        process = cluster.nodes[victim].process
+        assert process is not None
+        process.send_signal(signal.SIGSTOP)
+        try:
+            failed = cluster.wait_final(survivor, task_id, timeout=60)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        assert failed["state"] == "failed" and f"appliance node '{victim}'" in failed["error"]
+        assert cluster.node_rows(survivor)[victim]["state"] == "dead"
+        rejoined = wait_until(
+            lambda: (
+                (row := cluster.node_rows(survivor)[victim])["state"] == "alive"
+                and row["started_at"] != before
+                and row
+            ),
+            60,
+            f"{victim} to find itself declared dead and join again",
+        )
+        assert rejoined["running"] == 0
+        assert "was declared dead by another node" in cluster.nodes[victim].output()
+        (gates / task_id).touch()  # step 2 could end now; step 3 must never start
+        time.sleep(QUIET_SECONDS)
+        assert f"third {task_id}" not in lines(record)
+        after = cluster.task(survivor, task_id)
+        assert after["state"] == "failed" and after["error"] == failed["error"]
+        # the node works again: a new deployment runs through
+        again = cluster.call(survivor, "POST", "/deployments", 201, json=body)
+        wait_until(lambda: f"second-start {again['task_id']}" in lines(record), 60, "step 2")
+        (gates / again["task_id"]).touch()
+        assert cluster.wait_final(survivor, again["task_id"], timeout=90)["state"] == "success"
+    assert lines(record).count(f"first {task_id}") == 1
+    assert lines(record).count(f"second-start {task_id}") == 1
+    assert f"third {again['task_id']}" in lines(record)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from octo_appliance.api.response_cache import SHARED_DATABASE_TTL
 from octo_appliance.security.permissions import CACHE_SECONDS
 from tests.child_process import clean_env
 from tests.fleet import wait_until
@@ -112,7 +113,7 @@ def test_a_node_missing_a_plugin_another_live_node_has_says_so(cluster: Cluster)
     plugins = cluster.root / "node-3" / "plugins"
     plugins.mkdir(parents=True)
     shutil.copytree(GREETING, plugins / "octo_greeting")
-    having = cluster.start_node("node-3")
+    cluster.start_node("node-3")
     lacking = cluster.start_node("node-4")
     try:
         rows = cluster.node_rows("node-1")
@@ -124,9 +125,8 @@ def test_a_node_missing_a_plugin_another_live_node_has_says_so(cluster: Cluster)
         log = lacking.output()
         assert "node node-4 lacks plugin(s) another live node loaded: " + missing[0] in log
     finally:
-        for name, server in (("node-3", having), ("node-4", lacking)):
-            server.__exit__(None, None, None)
-            del cluster.nodes[name]
+        cluster.forget("node-3")
+        cluster.forget("node-4")
     stopped = cluster.node_rows("node-1")["node-4"]
     assert stopped["state"] == "stopped" and "SIGTERM" in stopped["reason"]
     assert cluster.node_rows("node-1")["node-1"]["missing_plugins"] == []
@@ -147,3 +147,18 @@ def test_an_api_key_made_on_one_node_works_on_the_other_and_its_revocation_too(
             "node-2 to refuse the revoked key",
         )
         assert status == 401
+
+
+def test_a_cached_listing_on_one_node_sees_a_write_through_the_other(cluster: Cluster) -> None:
+    """The response cache empties on its own node's writes; on PostgreSQL its answers also
+    expire after SHARED_DATABASE_TTL, so another node's write shows within that bound."""
+    listed = cluster.call("node-2", "GET", "/environments")  # now cached on node-2
+    name = f"env-{len(listed['items'])}-cross"
+    cluster.call("node-1", "POST", "/environments", 201, json={"name": name})
+    wait_until(
+        lambda: (
+            name in [e["name"] for e in cluster.call("node-2", "GET", "/environments")["items"]]
+        ),
+        SHARED_DATABASE_TTL + 5,
+        "node-2 to list the environment node-1 created",
+    )
