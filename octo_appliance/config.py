@@ -15,7 +15,6 @@ so the documentation cannot drift from the code.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -24,12 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from octo_appliance.exceptions import ConfigError
+from octo_appliance.setting import Setting as Setting
 
 CONFIG_FILE_NAME = "config.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-_BOOLEAN_WORDS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(
-    ("0", "false", "no", "off"), False
-)
 
 T = TypeVar("T")
 
@@ -306,85 +303,6 @@ class Config:
     def shared_path(self) -> Path:
         """Where sealed files shared by every node live: ``shared_dir``, else the data dir."""
         return Path(self.shared_dir).expanduser() if self.shared_dir else self.data_path
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting as :class:`Config` declares it, with how to check a value for it."""
-
-    name: str
-    default: Any
-    help: str
-    type: type
-    optional: bool = False
-    minimum: int | None = None
-    choices: tuple[str, ...] = ()
-    check: Callable[[str], object] | None = None
-    expected_text: str | None = None
-
-    @property
-    def env_var(self) -> str:
-        return "OCTO_" + self.name.upper()
-
-    @property
-    def expected(self) -> str:
-        """What a good value looks like, for error messages."""
-        if self.expected_text:
-            return self.expected_text
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.type is bool:
-            return "true or false"
-        if self.type is int:
-            floor = "" if self.minimum is None else f" of at least {self.minimum}"
-            return f"a whole number{floor}"
-        return "text" + (" (empty for none)" if self.optional else "")
-
-    def convert(self, raw: object, source: str, *, text: bool) -> Any:
-        """``raw`` checked (and parsed from text when ``text``: flags and env), else a
-        :class:`ConfigError` naming ``source`` and what was expected."""
-        problem = f"got {_shown(raw)}"
-        value: Any = raw
-        if text and isinstance(raw, str) and self.type is not str:
-            value = self._from_text(raw.strip())
-        if self.type is int and not isinstance(value, bool) and isinstance(value, int):
-            if self.minimum is None or value >= self.minimum:
-                return value
-        elif self.type is bool and isinstance(value, bool):
-            return value
-        elif self.type is str and isinstance(value, str):
-            if self.optional and not value:
-                return None
-            if self.choices:
-                if value.lower() in self.choices:
-                    return value.lower()
-            elif self.check is None:
-                return value
-            else:
-                try:
-                    self.check(value)
-                    return value
-                except ConfigError as exc:
-                    problem = exc.message
-        raise ConfigError(
-            f"{source}: {problem}; expected {self.expected}",
-            hint=f"correct {source} (docs/configuration.md lists every setting)",
-        )
-
-    def _from_text(self, raw: str) -> object:
-        if self.type is bool:
-            return _BOOLEAN_WORDS.get(raw.lower(), raw)
-        try:
-            return int(raw)
-        except ValueError:
-            return raw
-
-
-def _shown(value: object) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _declared() -> tuple[Setting, ...]:
