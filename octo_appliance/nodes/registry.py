@@ -183,25 +183,31 @@ def heartbeat(db: peewee.Database, name: str, generation: int, running: int) -> 
 def holds_lease(db: peewee.Database, name: str, generation: int, dead_after: float) -> bool:
     """Whether this node may claim tasks now (inside the claim's transaction; see the module
     doc): alive under its generation, fresh, not draining."""
-    now = db_now(db)
-    query = Node.select(Node.id).where(
+    condition = (
         (Node.name == name)
         & (Node.generation == generation)
         & (Node.state == ALIVE)
         & (Node.draining == False)  # noqa: E712
-        & (Node.heartbeat_at > now - timedelta(seconds=dead_after))
     )
+    if isinstance(db, peewee.PostgresqlDatabase):  # SQLite: one node, nobody declares it dead
+        condition &= Node.heartbeat_at > db_now(db) - timedelta(seconds=dead_after)
+    query = Node.select(Node.id).where(condition)
     return bool(list(_locked(db, query, "FOR SHARE")))
 
 
-def reap(db: peewee.Database, vault: Vault, dead_after: float) -> dict[str, list[str]]:
-    """Declare dead every node whose heartbeat is older than ``dead_after`` and fail its
-    executing tasks naming it. Returns node name -> the ids of the tasks failed."""
+def reap(
+    db: peewee.Database, vault: Vault, dead_after: float, me: str = ""
+) -> dict[str, list[str]]:
+    """Declare dead every other node (not ``me``: a node late with its own heartbeat fences
+    itself instead) whose heartbeat is older than ``dead_after`` and fail its executing tasks
+    naming it. Returns node name -> the ids of the tasks failed."""
     reaped: dict[str, list[str]] = {}
     with write_transaction(db):
         now = db_now(db)
         stale = Node.select().where(
-            (Node.state == ALIVE) & (Node.heartbeat_at <= now - timedelta(seconds=dead_after))
+            (Node.state == ALIVE)
+            & (Node.name != me)
+            & (Node.heartbeat_at <= now - timedelta(seconds=dead_after))
         )
         if isinstance(db, peewee.PostgresqlDatabase):
             stale = stale.for_update(skip_locked=True)

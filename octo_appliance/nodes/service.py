@@ -51,6 +51,9 @@ class NodeService:
     ) -> None:
         self.db, self.vault, self.info = db, vault, info
         self.dead_after, self.interval = dead_after, heartbeat
+        #: only a shared database (PostgreSQL) has other nodes that could take over: on SQLite
+        #: a heartbeat that cannot be stored in time (a long lock) stops no task
+        self.shared = isinstance(db, peewee.PostgresqlDatabase)
         self.generation = 0
         self.draining = False
         self.missing_plugins: list[str] = []
@@ -98,7 +101,7 @@ class NodeService:
 
     def lease(self) -> bool:
         """May this node claim tasks now? Asked inside the claim's transaction (thread)."""
-        if self._fenced or time.monotonic() - self._last_ok >= self.dead_after:
+        if self._fenced or (self.shared and time.monotonic() - self._last_ok >= self.dead_after):
             return False
         return registry.holds_lease(self.db, self.name, self.generation, self.dead_after)
 
@@ -133,7 +136,7 @@ class NodeService:
 
     def _check_lease_age(self) -> None:
         age = time.monotonic() - self._last_ok
-        if not self._fenced and age >= self.dead_after:
+        if self.shared and not self._fenced and age >= self.dead_after:
             self._fence(
                 f"appliance node '{self.name}' could not store its heartbeat for {age:.0f} s "
                 "and stopped this task (another node may have declared it dead); re-run it"
@@ -168,7 +171,7 @@ class NodeService:
 
     async def _reap(self) -> None:
         reaped = await self._db(
-            functools.partial(registry.reap, self.db, self.vault, self.dead_after)
+            functools.partial(registry.reap, self.db, self.vault, self.dead_after, self.name)
         )
         for name, task_ids in reaped.items():
             log.warning(
