@@ -47,8 +47,6 @@ class NodeInfo:
 class Registered:
     generation: int
     draining: bool
-    #: what an earlier life of this name left: the ids of the tasks failed for it
-    recovered: list[str]
     #: plugins another live node loaded that this one did not
     missing_plugins: list[str]
 
@@ -109,13 +107,16 @@ def check_master_key(db: peewee.Database, key_id: str, dead_after: float) -> Non
 
 def register(db: peewee.Database, vault: Vault, info: NodeInfo, dead_after: float) -> Registered:
     """Record this node as alive under a new generation, or refuse (ConfigError) when a live
-    node already has its name, or when a live node seals with another master key."""
+    node already has its name (PostgreSQL), or when a live node seals with another master key."""
     with write_transaction(db):
         now = db_now(db)
         others = list(_locked(db, Node.select()))
         live = [row for row in others if _live(row, now, dead_after)]
+        # SQLite is one node's own file: a row of its name is a previous run of it (or of the
+        # data a restored backup holds), never another live node
+        shared = isinstance(db, peewee.PostgresqlDatabase)
         for row in live:
-            if row.name == info.name:
+            if row.name == info.name and shared:
                 age = (now - row.heartbeat_at).total_seconds()
                 raise ConfigError(
                     f"a live appliance node named '{info.name}' is already registered "
@@ -126,11 +127,9 @@ def register(db: peewee.Database, vault: Vault, info: NodeInfo, dead_after: floa
                 )
             if row.key_id and row.key_id != info.key_id:
                 raise _refuse_other_key(row, info.key_id)
+        # what a previous run of this name left executing, the task engine fails at its start
+        # with the restart message, as a single node always did
         mine = next((row for row in others if row.name == info.name), None)
-        recovered: list[str] = []
-        if mine is not None and mine.state == ALIVE:  # its previous life died without a word
-            message = dead_message(info.name, mine.heartbeat_at)
-            recovered = fail_tasks_of(db, vault, info.name, message)
         fields = {
             "address": info.address,
             "polling_address": info.polling_address,
@@ -154,7 +153,7 @@ def register(db: peewee.Database, vault: Vault, info: NodeInfo, dead_after: floa
             draining = mine.draining
     theirs = {p for row in live if row.name != info.name for p in row.plugins}
     missing = sorted(theirs - set(info.plugins))
-    return Registered(generation, draining, recovered, missing)
+    return Registered(generation, draining, missing)
 
 
 @dataclass(frozen=True)

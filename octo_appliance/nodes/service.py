@@ -71,7 +71,7 @@ class NodeService:
         return await asyncio.to_thread(call)
 
     async def register(self) -> None:
-        """Register (raises ConfigError when refused); say what an earlier life left."""
+        """Register (raises ConfigError when refused); say which plugins it lacks."""
         sent = time.monotonic()
         done = await self._db(
             functools.partial(registry.register, self.db, self.vault, self.info, self.dead_after)
@@ -79,12 +79,6 @@ class NodeService:
         self.generation, self.draining = done.generation, done.draining
         self.missing_plugins = done.missing_plugins
         self._last_ok, self._fenced = sent, False
-        if done.recovered:
-            log.warning(
-                "node %s: failed %d task(s) its previous run left executing",
-                self.name,
-                len(done.recovered),
-            )
         if done.missing_plugins:
             log.warning(
                 "node %s lacks plugin(s) another live node loaded: %s; install the same "

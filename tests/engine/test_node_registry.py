@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import peewee
 import pytest
 
-from octo_appliance.db.base import utcnow
 from octo_appliance.db.nodes import Node
 from octo_appliance.db.tasks import ServerTask
 from octo_appliance.engine.tasks.creation import create_task
@@ -33,22 +33,21 @@ def age(name: str, seconds: float) -> None:
 def test_a_live_name_and_another_key_are_refused_a_stale_name_is_taken_over(octo) -> None:
     db, vault = octo.appliance.db, octo.appliance.vault
     first = registry.register(db, vault, info("a"), DEAD_AFTER)
-    assert first.generation == 1 and first.recovered == []
-    with pytest.raises(ConfigError, match="a live appliance node named 'a'"):
-        registry.register(db, vault, info("a"), DEAD_AFTER)
+    assert first.generation == 1
+    if isinstance(db, peewee.PostgresqlDatabase):  # SQLite: one node, a row is its own past
+        with pytest.raises(ConfigError, match="a live appliance node named 'a'"):
+            registry.register(db, vault, info("a"), DEAD_AFTER)
     with pytest.raises(ConfigError, match=r"master key \(id k2\) differs .* live node 'a'"):
         registry.register(db, vault, info("b", key_id="k2"), DEAD_AFTER)
     with pytest.raises(ConfigError, match="differs from the key of live node 'a'"):
         registry.check_master_key(db, "k2", DEAD_AFTER)
     registry.check_master_key(db, "k1", DEAD_AFTER)
-    # its process died: a new start of the name fails what it left executing
-    task_id = create_task(vault, kind=DEMO, description="left running")
-    ServerTask.update(state="executing", node="a", started_at=utcnow()).execute()
+    # its process died: a new start of the name takes over under a new generation (the task
+    # engine then fails what it left, with the restart message, as ever)
     age("a", DEAD_AFTER + 1)
     again = registry.register(db, vault, info("a"), DEAD_AFTER)
-    assert again.generation == 2 and again.recovered == [task_id]
-    failed = ServerTask.get_by_id(task_id)
-    assert failed.state == "failed" and "appliance node 'a' stopped sending" in failed.error
+    assert again.generation == 2
+    assert not registry.holds_lease(db, "a", 1, DEAD_AFTER)
 
 
 def test_the_lease_heartbeat_and_reaper(octo) -> None:
