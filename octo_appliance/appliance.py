@@ -23,6 +23,7 @@ from octo_appliance.db import Team, TeamMember, TeamRole, User
 from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import current_version, latest_version, migrate
 from octo_appliance.db.reconnect import ReconnectingPostgresqlDatabase
+from octo_appliance.nodes.registry import check_master_key
 from octo_appliance.plugins import Plugins, load_plugins
 from octo_appliance.security.passwords import generate_password, hash_password
 from octo_appliance.security.permissions import ADMINISTRATORS_TEAM, PrincipalCache
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from octo_appliance.engine.agent_updates import AgentUpdates
     from octo_appliance.engine.tasks import TaskEngine
     from octo_appliance.feed.reader import PackageFeed
+    from octo_appliance.nodes.service import NodeService
     from octo_appliance.transports.network import AgentNetwork
 
 ADMIN_USERNAME = "admin"
@@ -78,6 +80,8 @@ class Appliance:
     task_engine: TaskEngine | None = None
     agent_network: AgentNetwork | None = None
     agent_updates: AgentUpdates | None = None
+    #: this node's membership in the node registry (octo_appliance/nodes/), while serving
+    node: NodeService | None = None
     #: called (from any thread) after a commit that added, changed or removed targets
     target_listeners: list[Callable[[], None]] = field(default_factory=list)
 
@@ -94,7 +98,7 @@ class Appliance:
         if self._feed is None:
             from octo_appliance.feed.reader import PackageFeed
 
-            self._feed = PackageFeed(self.vault, self.data_dir)
+            self._feed = PackageFeed(self.vault, self.files_root)
         return self._feed
 
     @property
@@ -138,7 +142,7 @@ class Appliance:
         if self._signing_key is None:
             from octo_appliance.builds.signing import load_or_create_signing_key
 
-            self._signing_key = load_or_create_signing_key(self.vault, self.data_dir)
+            self._signing_key = load_or_create_signing_key(self.vault, self.files_root)
         return self._signing_key
 
     def server_certificate(self) -> ServerCertificate:
@@ -167,6 +171,12 @@ class Appliance:
     @property
     def data_dir(self) -> Path:
         return self.config.data_path
+
+    @property
+    def files_root(self) -> Path:
+        """Where the sealed files every node must reach live (packages, the signing key):
+        ``shared_dir`` when several nodes share one, else the data dir (docs/ha.md)."""
+        return self.config.shared_path
 
     def security_changed(self) -> None:
         """Users, teams, grants or keys changed: forget cached principals (and the answers
@@ -240,7 +250,8 @@ def open_appliance(
     if before_upgrade is not None and 0 < have < latest:
         report.upgrade_backup = before_upgrade(have, latest)
     report.migrations = migrate(db)
-    if initialise:
+    if initialise:  # another node's key: say so before a sealed file fails to open
+        check_master_key(db, ring.current.key_id, float(config.node_dead_after_seconds))
         with db.atomic():
             _ensure_admin(env, report)
     appliance = Appliance(config, db, Vault(ring), plugins)

@@ -21,6 +21,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from octo_appliance import __version__
 from octo_appliance.appliance import Appliance
 from octo_appliance.builds.agent import (
     LINUX_X86_64,
@@ -32,6 +33,7 @@ from octo_appliance.builds.agent import (
 from octo_appliance.builds.manifest import sign
 from octo_appliance.builds.runner import RunnerBuild
 from octo_appliance.comms import CommsSettings, load_identity
+from octo_appliance.config import Config
 from octo_appliance.db import Target
 from octo_appliance.engine import console, deployments, health
 from octo_appliance.engine.acquisition import Acquirer
@@ -40,7 +42,9 @@ from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import trusted_agents
 from octo_appliance.engine.tasks import TaskEngine, TaskKindRegistry
 from octo_appliance.exceptions import OctoError
-from octo_appliance.feed.sealed_files import incoming_dir, sweep_incoming
+from octo_appliance.feed.sealed_files import STALE_INCOMING_SECONDS, incoming_dir, sweep_incoming
+from octo_appliance.nodes.registry import NodeInfo
+from octo_appliance.nodes.service import NodeService
 from octo_appliance.plugin_api import APPLIANCE_WORKER, Transport, TransportContext
 from octo_appliance.plugin_api.settings import resolve_settings
 from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
@@ -60,13 +64,18 @@ class Services:
     health: health.HealthScheduler
     dispatcher: Dispatcher
     updates: AgentUpdates
+    node: NodeService
+    #: seconds running tasks may finish on stop (setting stop_grace_seconds)
+    stop_grace: float = 0.0
 
     async def stop(self) -> None:
-        """In order: no new tasks, running ones stopped, then what the transports hold (the
-        built-in worker's fork server), then the agent connections."""
+        """In order: no new tasks (claimed ones not started go back to the queue), running
+        ones finish within the grace or are stopped, this node leaves the node list, then what
+        the transports hold (the built-in worker's fork server), then the agent connections."""
         await self.updates.stop()
         await self.health.stop()
-        await self.tasks.stop()
+        await self.tasks.stop(finish_within=self.stop_grace)
+        await self.node.stop("stopped (SIGTERM)")
         await self.dispatcher.close()
         await self.network.stop()
 
@@ -142,15 +151,23 @@ def offered_agent_build(appliance: Appliance) -> OfferedBuild | None:
     return OfferedBuild(build.path, manifest.to_json())
 
 
-async def start_services(appliance: Appliance, *, testing: bool = False) -> Services:
+async def start_services(
+    appliance: Appliance, *, testing: bool = False, listen_address: str = ""
+) -> Services:
     """Start everything that runs beside the server. ``testing`` (``octo_appliance.testing``
     only): transports are told so in their context (the built-in worker then runs as the
-    test's own user)."""
+    test's own user). ``listen_address``: the HTTPS ``host:port`` bound (the node list)."""
     config = appliance.config
-    # no upload runs yet: whatever is in the feed's .incoming was left by a crash
-    removed = await asyncio.to_thread(sweep_incoming, appliance.data_dir, 0)
+    # no upload runs here yet: what is in the feed's .incoming was left by a crash (in a
+    # shared dir only old leftovers: another node may be receiving one now)
+    shared = appliance.files_root != appliance.data_dir
+    removed = await asyncio.to_thread(
+        sweep_incoming, appliance.files_root, STALE_INCOMING_SECONDS if shared else 0
+    )
     if removed:
-        log.info("removed %d partial upload(s) from %s", removed, incoming_dir(appliance.data_dir))
+        log.info(
+            "removed %d partial upload(s) from %s", removed, incoming_dir(appliance.files_root)
+        )
     runner = await asyncio.to_thread(appliance.runner_build)
     cert = await asyncio.to_thread(appliance.server_certificate)
     identity = load_identity(cert.cert_file, cert.key_file, cert.key_password)
@@ -223,15 +240,31 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
         bundles=bundles,
     )
     kinds.register(deployments.KIND, deployments.make_deployment_handler(deployment_services))
+    node = NodeService(
+        appliance.db,
+        appliance.vault,
+        node_info(appliance, network.polling_port, listen_address),
+        dead_after=float(config.node_dead_after_seconds),
+        heartbeat=float(config.node_heartbeat_seconds),
+    )
+    try:
+        await node.register()  # a refused start stops here, before any task is touched
+    except BaseException:
+        await dispatcher.close()
+        await network.stop()
+        raise
+    appliance.node = node
     engine = TaskEngine(
         appliance.db,
         appliance.vault,
-        socket.gethostname() or "appliance",
+        node.name,
         task_cap=config.task_cap,
         kinds=kinds,
         task_log_max_lines=config.task_log_max_lines,
+        lease=node.lease,
     )
     await engine.start()
+    node.start(engine)
     deployment_services.enqueue = engine.enqueue
     # deployments whose task failed at this start (the appliance died under it) or ended
     # while queued take their task's state; their pending interruptions are closed
@@ -246,4 +279,26 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
 
     scheduler = health.HealthScheduler(config.health_check_minutes * 60, enqueue_all)
     scheduler.start()
-    return Services(network, engine, scheduler, dispatcher, updates)
+    return Services(
+        network, engine, scheduler, dispatcher, updates, node, float(config.stop_grace_seconds)
+    )
+
+
+def node_name(config: Config) -> str:
+    return config.node_name or socket.gethostname() or "appliance"
+
+
+def node_info(appliance: Appliance, polling_port: int, listen_address: str = "") -> NodeInfo:
+    """What this node registers: its name, addresses, version, cap, key id and plugins."""
+    config = appliance.config
+    host, _ = parse_host_port(config.polling_listen)
+    loaded = [r for r in appliance.plugins.describe() if r["state"] == "loaded"]
+    return NodeInfo(
+        name=node_name(config),
+        address=config.node_address or listen_address or config.listen,
+        polling_address=f"{host}:{polling_port}",
+        version=__version__,
+        task_cap=config.task_cap,
+        key_id=appliance.vault.current_key_id,
+        plugins=[f"{r['name']} {r['version']}".strip() for r in loaded],
+    )

@@ -81,7 +81,7 @@ def load_or_create_certificate(config: Config, keyring: KeyRing) -> ServerCertif
                 hint="pass both --tls-cert and --tls-key, or neither to use the generated one",
             )
         return _operator_certificate(Path(cert_setting), Path(key_setting))
-    return _generated_certificate(config.data_path, keyring)
+    return _generated_certificate(config.shared_path, keyring)
 
 
 def reencrypt_key(old_ring: KeyRing, new_ring: KeyRing, data_dir: Path) -> None:

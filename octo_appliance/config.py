@@ -105,6 +105,24 @@ class Config:
         minimum=1,
     )
     task_cap: int = setting(5, "Server tasks this node runs at once.", minimum=1)
+    node_name: str = setting(
+        "", "This node's name in the node list (default: the host name); unique among nodes."
+    )
+    node_address: str = setting(
+        "", "HOST:PORT other nodes and the node list show for this node (default: listen)."
+    )
+    node_dead_after_seconds: int = setting(
+        30, "A node whose heartbeat is older is declared dead; its tasks fail.", minimum=3
+    )
+    node_heartbeat_seconds: int = setting(5, "Seconds between node heartbeats.", minimum=1)
+    stop_grace_seconds: int = setting(
+        0, "On SIGTERM, seconds running tasks may finish before they are failed.", minimum=0
+    )
+    shared_dir: str | None = setting(
+        None,
+        "Directory every node mounts for packages, the signing key and the generated "
+        "certificate (default: the data dir); see docs/ha.md.",
+    )
     task_log_max_lines: int = setting(
         1_000_000,
         "Script output lines one task keeps in its log; past it a count and the last lines.",
@@ -263,6 +281,11 @@ class Config:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def shared_path(self) -> Path:
+        """Where sealed files shared by every node live: ``shared_dir``, else the data dir."""
+        return Path(self.shared_dir).expanduser() if self.shared_dir else self.data_path
 
 
 def _declared() -> tuple[Setting, ...]:

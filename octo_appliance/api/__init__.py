@@ -44,6 +44,7 @@ RESOURCE_MODULES: tuple[str, ...] = (
     "scripts",
     "packages",
     "meta",
+    "nodes",
 )
 
 

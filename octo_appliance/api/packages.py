@@ -164,7 +164,7 @@ def _refuse_declared_size(request: Request, limit: int, data_dir: Path) -> None:
 def _record(ctx: RequestContext, received: ReceivedPackage, query: UploadQuery) -> Saved:
     appliance = ctx.appliance
     saved = save_package(
-        appliance.data_dir,
+        appliance.files_root,
         received,
         replace=query.replace,
         force=query.force,
@@ -188,7 +188,7 @@ def _record(ctx: RequestContext, received: ReceivedPackage, query: UploadQuery) 
         ctx.audit("update", "package", row.id, _label(row), details)
         old_file = saved.old_file
         if old_file and old_file != row.file_name:
-            ctx.after_commit(partial(remove_kept, appliance.data_dir, old_file))
+            ctx.after_commit(partial(remove_kept, appliance.files_root, old_file))
     return saved
 
 
@@ -214,7 +214,7 @@ async def upload_package(ctx: RequestContext, query: UploadQuery, request: Reque
     naming them, checked once the content's hash is known)."""
     ctx.require_unscoped(Permission.PACKAGE_PUSH)
     appliance = ctx.appliance
-    data_dir = appliance.data_dir
+    data_dir = appliance.files_root
     limit = appliance.config.max_package_mb * MIB
     _refuse_declared_size(request, limit, data_dir)
     upload = MultipartUpload(
@@ -363,5 +363,5 @@ def delete_package(
         details["forced"] = True
         details["releases"] = [f"{item['project']} {item['release']}" for item in users]
     ctx.audit("delete", "package", row.id, _label(row), details)
-    ctx.after_commit(partial(remove_kept, ctx.appliance.data_dir, row.file_name))
+    ctx.after_commit(partial(remove_kept, ctx.appliance.files_root, row.file_name))
     return Response(status_code=204)

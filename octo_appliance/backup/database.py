@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 from octo_appliance.db import SEALED_COLUMNS
 from octo_appliance.db.connection import SQLITE_FILE_NAME, _redact
 from octo_appliance.db.in_use import connect_session
+from octo_appliance.db.nodes import ALIVE, STOPPED, Node
 from octo_appliance.db.schema import SchemaVersion
 from octo_appliance.exceptions import ConfigError, DatabaseError
 from octo_appliance.vault.values import FORMAT
@@ -217,3 +218,19 @@ def restore_postgres(url: str, dump: Path) -> None:
     """``pg_restore`` the dump into the (empty) database, all or nothing."""
     args = ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", str(dump)]
     _run_tool("pg_restore", args, url)
+
+
+def forget_live_nodes(url: str) -> None:
+    """After a restore no node runs on the database: mark the nodes an online backup caught
+    alive as stopped, so the first start under a name is not refused as a live twin
+    (docs/ha.md). A dump from before the node registry has no such table."""
+    with connect_session(url) as conn:
+        exists = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = %s",
+            (Node._meta.table_name,),
+        ).fetchone()
+        if exists and exists[0]:
+            conn.execute(
+                f'UPDATE "{Node._meta.table_name}" SET state = %s, reason = %s WHERE state = %s',
+                (STOPPED, "restored from a backup", ALIVE),
+            )

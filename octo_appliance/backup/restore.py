@@ -238,6 +238,7 @@ def _restore(
         if manifest.database == "postgresql":
             dump = staging / PurePosixPath(database.POSTGRES_MEMBER).name
             database.restore_postgres(str(config.database), dump)
+            database.forget_live_nodes(str(config.database))
             dump.unlink()
         else:
             snapshot = staging / PurePosixPath(database.SQLITE_MEMBER).name

@@ -83,6 +83,7 @@ COMMANDS: tuple[Command, ...] = (
         "plugin",
         "list, install, remove, disable or enable plugins (data dir, offline)",
     ),
+    Command("node", "node", "list the appliance nodes, or drain or undrain one"),
     Command("version", "version", "print the version"),
 )
 

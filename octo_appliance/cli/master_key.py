@@ -127,6 +127,7 @@ def _rotate(config: Config, resuming: bool, batch_size: int) -> int:
             key_file=config.master_key_file,
             progress=_print_progress,
             batch_size=batch_size,
+            shared_dir=config.shared_path,
         )
     except peewee.PeeweeException as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

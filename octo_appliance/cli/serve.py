@@ -180,7 +180,9 @@ async def _serve(
     first_start: bool,
 ) -> None:
     trigger = install_shutdown_trigger()
-    services = await start_services(appliance)
+    host = listener.host or "0.0.0.0"
+    shown = f"[{host}]" if ":" in host else host
+    services = await start_services(appliance, listen_address=f"{shown}:{listener.port}")
     try:
         network = services.network
         _say(f"polling listener: {_shown_host(config.polling_listen)}:{network.polling_port}")

@@ -19,6 +19,7 @@ from octo_appliance.db.deployments import (
     Release,
 )
 from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
+from octo_appliance.db.nodes import Node
 from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.db.projects import Project, Variable
 from octo_appliance.db.security import (
@@ -62,6 +63,7 @@ MODELS: list[type[BaseModel]] = [
     Package,
     ReleasePackage,
     RegistrationToken,
+    Node,
 ]
 
 #: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.
@@ -88,6 +90,7 @@ __all__ = [
     "LibraryVariableSet",
     "Lifecycle",
     "LoginSession",
+    "Node",
     "Package",
     "Project",
     "ProjectProcess",

@@ -280,8 +280,11 @@ def rotate_master_key(
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     environ: Mapping[str, str] | None = None,
+    shared_dir: Path | None = None,
 ) -> RotationResult:
-    """Rotate (or finish rotating) the master key in the key file; see the module docstring."""
+    """Rotate (or finish rotating) the master key in the key file; see the module docstring.
+    ``shared_dir`` (several nodes' sealed files, docs/ha.md) is rewrapped like the data dir."""
+    roots = [data_dir] + ([shared_dir] if shared_dir and shared_dir != data_dir else [])
     refuse_key_from_env(environ)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -289,7 +292,8 @@ def rotate_master_key(
     hooks = rekey_hooks()  # resolved first: a broken name fails before the key file changes
     key_path = find_key_file(data_dir, key_file)
     with rotation_lock(key_path):
-        remove_rotation_leftovers(data_dir)
+        for root in roots:
+            remove_rotation_leftovers(root)
         ring, resumed = begin_rotation(key_path)
         vault = Vault(ring)
         result = RotationResult(
@@ -298,10 +302,14 @@ def rotate_master_key(
             resumed=resumed,
         )
         result.values_resealed = reseal_values(db, vault, batch_size=batch_size, progress=report)
-        result.files_resealed, result.files_skipped = rewrap_files(data_dir, vault, progress=report)
+        for root in roots:
+            resealed, skipped = rewrap_files(root, vault, progress=report)
+            result.files_resealed += resealed
+            result.files_skipped += skipped
         old_ring = KeyRing(ring.previous[0], ring.previous[1:])
         new_ring = KeyRing(ring.current)
         for hook in hooks:
-            hook(old_ring, new_ring, data_dir)
+            for root in roots:
+                hook(old_ring, new_ring, root)
         write_keyring(key_path, new_ring)
     return result

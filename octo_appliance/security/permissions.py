@@ -50,6 +50,8 @@ class Permission(StrEnum):
     TEAM_EDIT = "team.edit"
     AUDIT_VIEW = "audit.view"
     SYSTEM_VIEW = "system.view"
+    #: manage the appliance itself: drain and undrain nodes (administrators)
+    SYSTEM_EDIT = "system.edit"
     #: the built-in package feed: list, read and download packages
     PACKAGE_VIEW = "package.view"
     #: upload (and replace) packages; Octopus's BuiltInFeedPush

@@ -19,6 +19,7 @@ from octo_appliance.db import (
     Interruption,
     LibraryVariableSet,
     Lifecycle,
+    Node,
     Project,
     Release,
     ServerTask,
@@ -65,6 +66,7 @@ COLLECTIONS = {
     "releases": "release",
     "deployments": "deployment",
     "interruptions": "interruption",
+    "nodes": "node",
 }
 
 #: path parameters named for a field of a row rather than following a collection:
@@ -194,6 +196,10 @@ class Fixtures:
                     appliance.data_dir, received, replace=False, uploaded_by="x"
                 ).package.id
             )
+        if kind == "node":
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            node = Node.create_new(name=name, started_at=now, heartbeat_at=now)
+            return str(node.id)
         if kind == "api-key":
             # the caller's own spare key: self-service endpoints act on the caller's rows
             owner = User.get_by_id(self.caller.user_id or self.id_of("user"))

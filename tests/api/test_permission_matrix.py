@@ -91,6 +91,7 @@ RULES: dict[str, tuple[Any, Any]] = {
     "/dashboard": (P.PROJECT_VIEW, None),
     "/packages": (P.PACKAGE_VIEW, P.PACKAGE_PUSH),
     "/packages/{}/{}": (P.PACKAGE_VIEW, P.PACKAGE_DELETE),
+    "/nodes": (P.SYSTEM_VIEW, P.SYSTEM_EDIT),
 }
 
 CALLER_ROLES = ("viewer", "project-deployer", "administrator")

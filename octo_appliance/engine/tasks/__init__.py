@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskHandler, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TargetRef, TaskLogWriter
+from octo_appliance.engine.tasks.running import RESTART_MESSAGE
 from octo_appliance.engine.tasks.store import OutputVariable, TargetResult
-from octo_appliance.engine.tasks.task_engine import RESTART_MESSAGE, TaskEngine
+from octo_appliance.engine.tasks.task_engine import TaskEngine
 
 __all__ = [
     "RESTART_MESSAGE",

@@ -14,7 +14,7 @@ when another connection wrote in between.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -137,13 +137,21 @@ def next_due(now: datetime) -> datetime | None:
     return moment
 
 
-def claim_tasks(db: peewee.Database, vault: Vault, node: str, limit: int) -> list[ClaimedTask]:
+def claim_tasks(
+    db: peewee.Database,
+    vault: Vault,
+    node: str,
+    limit: int,
+    lease: Callable[[], bool] | None = None,
+) -> list[ClaimedTask]:
     """Claim up to ``limit`` due queued tasks for ``node``, oldest first (a scheduled task
-    counts from its time)."""
+    counts from its time); none unless ``lease()``, asked inside the claim's transaction."""
     if limit <= 0:
         return []
     now = utcnow()
     with write_transaction(db):
+        if lease is not None and not lease():
+            return []
         candidates: Any = (
             ServerTask.select(ServerTask.id)
             .where(_due(now))
@@ -360,25 +368,30 @@ def recover_orphans(db: peewee.Database, vault: Vault, node: str, message: str) 
     recovered = []
     for task_id in orphans:
         with write_transaction(db):
-            now = utcnow()
-            changed = (
-                ServerTask.update(state=FAILED, error=message, finished_at=now)
-                .where(
-                    (ServerTask.id == task_id)
-                    & (ServerTask.state == EXECUTING)
-                    & (ServerTask.node == node)
-                )
-                .execute()
-            )
-            if changed != 1:
-                continue
-            TaskTargetResult.update(state=FAILED, finished_at=now, message=message).where(
-                (TaskTargetResult.task == task_id)
-                & TaskTargetResult.state.not_in(sorted(FINAL_TARGET_STATES))
-            ).execute()
-            append_line_now(db, vault, task_id, "error", message)
-        recovered.append(task_id)
+            if fail_orphan(db, vault, task_id, node, message):
+                recovered.append(task_id)
     return recovered
+
+
+def fail_orphan(db: peewee.Database, vault: Vault, task_id: str, node: str, message: str) -> bool:
+    """Fail one task still ``executing`` under ``node`` (whose process is gone), its unfinished
+    targets and its log with ``message``; False when it was not. In the caller's transaction."""
+    now = utcnow()
+    changed = (
+        ServerTask.update(state=FAILED, error=message, finished_at=now)
+        .where(
+            (ServerTask.id == task_id) & (ServerTask.state == EXECUTING) & (ServerTask.node == node)
+        )
+        .execute()
+    )
+    if changed != 1:
+        return False
+    TaskTargetResult.update(state=FAILED, finished_at=now, message=message).where(
+        (TaskTargetResult.task == task_id)
+        & TaskTargetResult.state.not_in(sorted(FINAL_TARGET_STATES))
+    ).execute()
+    append_line_now(db, vault, task_id, "error", message)
+    return True
 
 
 def cancel_task(

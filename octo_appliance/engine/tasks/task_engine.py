@@ -29,10 +29,8 @@ import dataclasses
 import functools
 import logging
 import threading
-import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar, Unpack
 
 import peewee
@@ -49,10 +47,11 @@ from octo_appliance.db.tasks import (
 )
 from octo_appliance.engine.tasks import store
 from octo_appliance.engine.tasks.creation import TaskOptions, create_task
-from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed, TaskKindRegistry
+from octo_appliance.engine.tasks.kinds import RunningTask, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
 from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
+from octo_appliance.engine.tasks.running import RESTART_MESSAGE, Running, outcome
 from octo_appliance.engine.tasks.store import ClaimedTask, TargetResult
 from octo_appliance.exceptions import DatabaseUnavailable
 from octo_appliance.vault import Vault
@@ -61,21 +60,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RESTART_MESSAGE = "the appliance stopped while this task was running; re-run it"
 DEFAULT_POLL_INTERVAL = 3.0
 #: how long stop() waits for cancelled handlers to clean up before giving up on them
 STOP_GRACE_SECONDS = 10.0
-
-
-@dataclass
-class _Running:
-    task: RunningTask
-    runner: asyncio.Task[None] | None = None
-    handler: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None
-    canceled_by: str = ""
-    #: the latest target-result save; each save waits for the one before (see _save_result)
-    last_save: asyncio.Future[None] | None = None
 
 
 class TaskEngine:
@@ -92,6 +79,7 @@ class TaskEngine:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         db_threads: int = 4,
         task_log_max_lines: int = DEFAULT_MAX_LINES,
+        lease: Callable[[], bool] | None = None,
     ) -> None:
         if task_cap < 1:
             raise ValueError("the task cap must be at least 1")
@@ -103,12 +91,17 @@ class TaskEngine:
         self.poll_interval = poll_interval
         #: lines of script output one task logs before the rest is summarised
         self.task_log_max_lines = task_log_max_lines
+        #: asked inside every claim's transaction: may this node take tasks now (its node
+        #: registry lease: alive, not draining; see octo_appliance/nodes/)
+        self.lease = lease
+        #: why the tasks were stopped by :meth:`fence` (the error they end with)
+        self._fenced_reason = ""
         self._db_threads = db_threads
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_event: asyncio.Event | None = None
         self._claim_task: asyncio.Task[None] | None = None
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}
         self._stopping = False
         #: a claim's commit was lost with the connection: it may have claimed tasks we never got
         self._claim_unsure = False
@@ -142,8 +135,10 @@ class TaskEngine:
             )
         self._claim_task = asyncio.create_task(self._claim_loop(), name="octo-task-claims")
 
-    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """Stop claiming; running tasks are cancelled and failed with the restart message."""
+    async def stop(self, grace: float = STOP_GRACE_SECONDS, finish_within: float = 0.0) -> None:
+        """Stop claiming (a claim in flight hands its tasks back to the queue); running tasks
+        may finish for ``finish_within`` seconds, then are cancelled and failed with the
+        restart message."""
         if self._loop is None or self._stopping:
             return
         self._stopping = True
@@ -152,6 +147,7 @@ class TaskEngine:
         if self._claim_task is not None:
             # not cancelled: a claim in flight must finish so its tasks can be handed back
             await asyncio.gather(self._claim_task, return_exceptions=True)
+        await self._let_finish(finish_within)
         for task_id in list(self._running):
             self._interrupt(task_id, "shutdown")
         runners = [entry.runner for entry in self._running.values() if entry.runner is not None]
@@ -168,6 +164,23 @@ class TaskEngine:
         executor = self._executor
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True)
+
+    async def _let_finish(self, seconds: float) -> None:
+        runners = [entry.runner for entry in self._running.values() if entry.runner is not None]
+        if runners and seconds > 0:
+            log.info("waiting up to %.0f s for %d running task(s)", seconds, len(runners))
+            await asyncio.wait(runners, timeout=seconds)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def fence(self, reason: str) -> None:
+        """This node lost its lease (declared dead, or its heartbeat could not be stored in
+        time): stop every running task now, failed with ``reason``; in the loop."""
+        self._fenced_reason = reason
+        for task_id in list(self._running):
+            self._interrupt(task_id, "fenced")
 
     def start_in_thread(self, timeout: float = 30.0) -> None:
         """Run the engine in a private event loop on a background thread."""
@@ -264,7 +277,9 @@ class TaskEngine:
                 free = self.task_cap - len(self._running)
                 if free > 0:
                     claimed = await self._run_db(
-                        functools.partial(store.claim_tasks, self.db, self.vault, self.node, free)
+                        functools.partial(
+                            store.claim_tasks, self.db, self.vault, self.node, free, self.lease
+                        )
                     )
                     if self._stopping:  # stop() came while claiming: hand them back
                         ids = [task.id for task in claimed]
@@ -308,7 +323,7 @@ class TaskEngine:
         running = RunningTask(
             claimed, self.node, self.log, masker, self._save_result, self.task_log_max_lines
         )
-        entry = _Running(running)
+        entry = Running(running)
         self._running[claimed.id] = entry
         entry.runner = asyncio.create_task(self._run(entry), name=f"octo-task-{claimed.id}")
         if claimed.cancel_requested:  # flagged while we claimed it
@@ -351,7 +366,7 @@ class TaskEngine:
         if entry.handler is not None:
             entry.handler.cancel()
 
-    async def _run(self, entry: _Running) -> None:
+    async def _run(self, entry: Running) -> None:
         task = entry.task
         state, error = SUCCESS, ""
         try:
@@ -369,7 +384,7 @@ class TaskEngine:
                 if task.stop_reason is not None:
                     entry.handler.cancel()
                 await asyncio.wait({entry.handler})
-                state, error = self._outcome(entry)
+                state, error = outcome(entry, self._fenced_reason)
         except Exception as exc:  # bookkeeping must still record the end
             state, error = FAILED, task.mask(f"the task engine failed: {exc}")
             log.error("task %s: %s", task.id, error)
@@ -378,28 +393,7 @@ class TaskEngine:
                 entry.timer.cancel()
         await self._finish(entry, state, error)
 
-    def _outcome(self, entry: _Running) -> tuple[str, str]:
-        task = entry.task
-        assert entry.handler is not None
-        reason = task.stop_reason
-        if reason == "canceled":
-            return CANCELED, f"canceled by {entry.canceled_by}" if entry.canceled_by else "canceled"
-        if reason == "timed_out":
-            return TIMED_OUT, f"the task ran longer than its timeout of {task.timeout_seconds} s"
-        if reason == "shutdown":
-            return FAILED, RESTART_MESSAGE
-        if entry.handler.cancelled():
-            return FAILED, "the task's handler was cancelled without a request"
-        exc = entry.handler.exception()
-        if isinstance(exc, TaskFailed):
-            return FAILED, task.mask(exc.message)
-        if exc is not None:
-            text = task.mask("".join(traceback.format_exception(exc)))
-            log.error("task %s (%s) hit an unexpected error:\n%s", task.id, task.kind, text)
-            return FAILED, task.mask(f"unexpected error ({type(exc).__name__}): {exc}")
-        return SUCCESS, ""
-
-    async def _finish(self, entry: _Running, state: str, error: str) -> None:
+    async def _finish(self, entry: Running, state: str, error: str) -> None:
         task = entry.task
         try:
             target_state = state if state in (CANCELED, TIMED_OUT) else FAILED

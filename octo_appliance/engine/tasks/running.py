@@ -1,0 +1,57 @@
+"""A task the engine runs (its handler, timer and stop reason) and how it ended.
+
+The stop reasons: ``canceled`` (someone asked), ``timed_out`` (its own timeout), ``shutdown``
+(this node stops), ``fenced`` (this node lost its node-registry lease: another node may have
+declared it dead, so the task must not go on here; octo_appliance/nodes/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from dataclasses import dataclass
+
+from octo_appliance.db.tasks import CANCELED, FAILED, SUCCESS, TIMED_OUT
+from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed
+
+log = logging.getLogger("octo_appliance.engine.tasks.task_engine")
+
+RESTART_MESSAGE = "the appliance stopped while this task was running; re-run it"
+
+
+@dataclass
+class Running:
+    task: RunningTask
+    runner: asyncio.Task[None] | None = None
+    handler: asyncio.Task[None] | None = None
+    timer: asyncio.TimerHandle | None = None
+    canceled_by: str = ""
+    #: the latest target-result save; each save waits for the one before (see _save_result)
+    last_save: asyncio.Future[None] | None = None
+
+
+def outcome(entry: Running, fenced_reason: str) -> tuple[str, str]:
+    """The final state and error of a task whose handler ended (``fenced_reason``: the error
+    of a task stopped because its node lost its lease)."""
+    task = entry.task
+    assert entry.handler is not None
+    reason = task.stop_reason
+    if reason == "canceled":
+        return CANCELED, f"canceled by {entry.canceled_by}" if entry.canceled_by else "canceled"
+    if reason == "timed_out":
+        return TIMED_OUT, f"the task ran longer than its timeout of {task.timeout_seconds} s"
+    if reason == "shutdown":
+        return FAILED, RESTART_MESSAGE
+    if reason == "fenced":
+        return FAILED, fenced_reason
+    if entry.handler.cancelled():
+        return FAILED, "the task's handler was cancelled without a request"
+    exc = entry.handler.exception()
+    if isinstance(exc, TaskFailed):
+        return FAILED, task.mask(exc.message)
+    if exc is not None:
+        text = task.mask("".join(traceback.format_exception(exc)))
+        log.error("task %s (%s) hit an unexpected error:\n%s", task.id, task.kind, text)
+        return FAILED, task.mask(f"unexpected error ({type(exc).__name__}): {exc}")
+    return SUCCESS, ""
