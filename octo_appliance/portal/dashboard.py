@@ -1,7 +1,8 @@
 """The dashboard page: projects down, environments across, the latest deployment per cell.
 
 It reads exactly what ``GET /api/v1/dashboard`` answers (the same handler, so the same
-``project.view`` limits) and only arranges it into rows.
+``project.view`` limits) and only arranges it into rows. The cells change live
+(``portal/live.py``): the page carries the change token it was drawn at.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from octo_appliance.api.dashboard import get_dashboard
+from octo_appliance.portal.live import dashboard_now
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -33,6 +34,6 @@ async def show(portal: Portal, request: Request) -> Response:
     ctx = await portal.signed_in(request)
     if ctx is None:
         return portal.sign_in_first(request)
-    data = await portal.run(lambda: get_dashboard(ctx))
-    context = {"environments": data["environments"], "rows": grid(data)}
+    version, data = await portal.run(lambda: dashboard_now(ctx))
+    context = {"environments": data["environments"], "rows": grid(data), "version": version}
     return portal.render(request, ctx, "dashboard.html", context)

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 
 View = Callable[["Portal", Request], Awaitable[Response]]
 #: the pages of the navigation bar: (path, label)
-NAVIGATION = (("/", "Dashboard"), ("/about", "About"))
+NAVIGATION = (
+    ("/", "Dashboard"),
+    # -- portal-tasks: tasks, script console, packages
+    ("/tasks", "Tasks"),
+    ("/scripts", "Script console"),
+    ("/packages", "Packages"),
+    # -- end portal-tasks
+    ("/about", "About"),
+)
 
 
 class Portal:
@@ -43,6 +51,7 @@ class Portal:
 
     def routes(self) -> list[BaseRoute]:
         from octo_appliance.portal import about, dashboard, signin
+        from octo_appliance.portal.task_routes import TASK_PAGES
 
         pages: list[tuple[str, View, list[str]]] = [
             ("/", dashboard.show, ["GET"]),
@@ -50,6 +59,7 @@ class Portal:
             ("/signin", signin.submit, ["POST"]),
             ("/signout", signin.leave, ["POST"]),
             ("/about", about.show, ["GET"]),
+            *TASK_PAGES,  # portal-tasks: tasks, live dashboard, scripts, packages
         ]
         routes: list[BaseRoute] = [
             Route(path, self._page(view), methods=methods) for path, view, methods in pages

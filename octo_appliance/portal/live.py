@@ -1,0 +1,117 @@
+"""The dashboard, live: ``GET /dashboard/events``, a server-sent-events stream of changed cells.
+
+Deployments run in the engine (started from the portal, the API or the CLI, maybe on another
+node), so the stream watches the database rather than one process: every second it reads a
+small *change token* (the number of deployments and the state of the unfinished ones, through
+the index on ``Deployment.state``). Only when the token changes does it read the caller's
+dashboard again (the API's ``get_dashboard``, so the caller's ``project.view`` scope), and it
+sends each cell that differs from what it sent before as a ``cell`` event holding the cell's
+HTML, which ``static/dashboard-live.js`` swaps in.
+
+Each event's id is the token's hash, as is the page's ``data-version``: a browser that
+reconnects (``Last-Event-ID``) or opens the stream after a change it did not see is told
+``stale`` and reloads the page. A stream ends after :data:`MAX_STREAM_SECONDS`; the browser
+reconnects, so the session is checked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import peewee
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from octo_appliance.api.dashboard import get_dashboard
+from octo_appliance.db import Deployment
+from octo_appliance.db.base import tuples
+from octo_appliance.db.tasks import FINAL_STATES, ServerTask
+from octo_appliance.exceptions import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from octo_appliance.api.context import RequestContext
+    from octo_appliance.portal.routes import Portal
+
+POLL_SECONDS = 1.0
+KEEPALIVE_SECONDS = 15.0
+MAX_STREAM_SECONDS = 300.0
+RETRY_MILLISECONDS = 2000
+
+Cells = dict[str, dict[str, Any]]
+
+
+def change_token() -> str:
+    """A hash that changes whenever any dashboard cell may have changed."""
+    count = Deployment.select().count()
+    unfinished = (
+        Deployment.select(Deployment.id, Deployment.state, ServerTask.state)
+        .join(ServerTask, peewee.JOIN.LEFT_OUTER, on=(ServerTask.id == Deployment.task_id))
+        .where(Deployment.state.not_in(sorted(FINAL_STATES)))
+        .order_by(Deployment.id)
+    )
+    text = repr((count, list(tuples(unfinished))))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cells(data: dict[str, Any]) -> Cells:
+    """The dashboard's items by cell key ``PROJECT:ENVIRONMENT``."""
+    return {f"{item['project_id']}:{item['environment_id']}": item for item in data["items"]}
+
+
+def dashboard_now(ctx: RequestContext) -> tuple[str, dict[str, Any]]:
+    """The token read *before* the dashboard: a change in between shows as a new token."""
+    return change_token(), get_dashboard(ctx)
+
+
+async def events(portal: Portal, request: Request) -> Response:
+    """``GET /dashboard/events?version=`` (``text/event-stream``)."""
+    ctx = await portal.signed_in(request)
+    if ctx is None:
+        return Response("sign in first", 401, media_type="text/plain")
+    seen = request.headers.get("last-event-id") or request.query_params.get("version", "")
+    return StreamingResponse(
+        _stream(portal, ctx, seen.strip()),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _cell_event(portal: Portal, token: str, key: str, item: dict[str, Any]) -> str:
+    html = portal.templates.env.get_template("_dashboard_cell.html").module.cell(key, item)  # type: ignore[attr-defined]
+    payload = {"cell": key, "state": item["state"], "html": str(html)}
+    return f"id: {token}\nevent: cell\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def _stream(portal: Portal, ctx: RequestContext, seen: str) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    started = sent_at = loop.time()
+    token, data = await portal.run(lambda: dashboard_now(ctx))
+    yield f"retry: {RETRY_MILLISECONDS}\n\n"  # sent once the baseline is read
+    if seen and seen != token:
+        yield f"id: {token}\nevent: stale\ndata: {{}}\n\n"
+        return
+    shown = cells(data)
+    while loop.time() - started < MAX_STREAM_SECONDS:
+        await asyncio.sleep(POLL_SECONDS)
+        try:
+            fresh_token = await portal.run(change_token)
+            if fresh_token != token:
+                fresh_token, data = await portal.run(lambda: dashboard_now(ctx))
+        except DatabaseUnavailable:  # the stream outlives an outage
+            continue
+        if fresh_token != token:
+            token, fresh = fresh_token, cells(data)
+            for key, item in fresh.items():
+                if shown.get(key) != item:
+                    yield _cell_event(portal, token, key, item)
+                    sent_at = loop.time()
+            shown = fresh
+            yield f"id: {token}\n\n"  # the browser's Last-Event-ID, whatever it was shown
+            sent_at = loop.time()
+        if loop.time() - sent_at >= KEEPALIVE_SECONDS:
+            yield ": keepalive\n\n"
+            sent_at = loop.time()
