@@ -34,6 +34,10 @@ async def show(portal: Portal, request: Request) -> Response:
     ctx = await portal.signed_in(request)
     if ctx is None:
         return portal.sign_in_first(request)
-    version, data = await portal.run(lambda: dashboard_now(ctx))
-    context = {"environments": data["environments"], "rows": grid(data), "version": version}
+    board_version, data = await portal.run(lambda: dashboard_now(ctx))
+    context = {
+        "environments": data["environments"],
+        "rows": grid(data),
+        "board_version": board_version,
+    }
     return portal.render(request, ctx, "dashboard.html", context)

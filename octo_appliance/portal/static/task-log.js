@@ -16,6 +16,7 @@
   var status = document.getElementById("log-status");
   var targetSelect = document.getElementById("log-target");
   var artifacts = document.getElementById("artifact-list");
+  var count = document.getElementById("log-count");
   var following = true;
   var queue = [];       // lines received, not yet in the page
   var held = 0;         // lines received while paused
@@ -95,6 +96,8 @@
     list.appendChild(fragment);
     rows += batch.length;
     trim();
+    var last = batch[batch.length - 1].seq;
+    count.textContent = "(" + last + " lines" + (last > rows ? ", showing the last " + rows : "") + ")";
     toBottom();
   }
 
