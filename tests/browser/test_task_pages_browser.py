@@ -12,12 +12,11 @@ import secrets
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.browser.conftest import chromium_args, screenshot_path
+from tests.browser.conftest import screenshot_path
 from tests.fleet import Fleet, FleetAgent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -65,23 +64,18 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(fleet, password, agent)
 
 
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
-        yield launched
-        launched.close()
-
-
-def signed_in(browser: Browser, world: World) -> Any:
+def signed_in(browser: Browser, world: World) -> tuple[BrowserContext, Page, list[str]]:
+    """A new browser context signed in as admin, its first page, and that page's script
+    errors (filled as they happen)."""
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    problems = no_script_errors(page)
     page.goto(world.origin + "/signin")
     page.fill("#username", "admin")
     page.fill("#password", world.password)
     page.click("button[type=submit]")
     page.wait_for_url(world.origin + "/")
-    return context
+    return context, page, problems
 
 
 def no_script_errors(page: Page) -> list[str]:
@@ -101,9 +95,7 @@ def no_script_errors(page: Page) -> list[str]:
 def test_a_deployment_followed_live_approved_and_green_on_the_dashboard(
     browser: Browser, world: World
 ) -> None:
-    context = signed_in(browser, world)
-    board = context.pages[0]
-    board_problems = no_script_errors(board)
+    context, board, board_problems = signed_in(browser, world)
     board.goto(world.origin + "/")
     board.evaluate("window.notReloaded = true")
     release = world.fleet.call("POST", "/projects/Shop/releases", 201, json={"version": "1.0.0"})
@@ -170,9 +162,7 @@ def test_a_100000_line_log_opens_and_follows_with_a_bounded_page(
 ) -> None:
     lines = 100_000
     task_id = world.fleet.run_script(f'seq -f "row %g of the long log" 1 {lines}', roles=["web"])
-    context = signed_in(browser, world)
-    page = context.pages[0]
-    problems = no_script_errors(page)
+    context, page, problems = signed_in(browser, world)
     page.goto(f"{world.origin}/tasks/{task_id}")
     page.evaluate("window.notReloaded = true")
     # follow mode appends as the script writes; the page never holds more than a window
@@ -216,9 +206,7 @@ def _package(name: str, mib: int) -> Path:
 def test_a_package_uploaded_with_the_form_shows_its_progress(
     browser: Browser, world: World
 ) -> None:
-    context = signed_in(browser, world)
-    page = context.pages[0]
-    problems = no_script_errors(page)
+    context, page, problems = signed_in(browser, world)
     seen: list[str] = []
     page.expose_function("reportProgress", lambda value: seen.append(value))
     page.goto(world.origin + "/packages")
@@ -257,9 +245,7 @@ def test_a_package_uploaded_with_the_form_shows_its_progress(
 def test_the_script_console_opens_its_task_and_the_list_finds_it(
     browser: Browser, world: World
 ) -> None:
-    context = signed_in(browser, world)
-    page = context.pages[0]
-    problems = no_script_errors(page)
+    context, page, problems = signed_in(browser, world)
     page.goto(world.origin + "/scripts")
     page.select_option("#environment", "Dev")
     page.fill("#roles", "web")
