@@ -14,11 +14,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import peewee
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from octo_appliance.api.tasks import LogQuery, get_task, get_task_log
-from octo_appliance.engine.tasks.log import count_lines
+from octo_appliance.db.tasks import FINAL_STATES, TaskLogLine
+from octo_appliance.engine.tasks.log import line_json, read_lines
 
 if TYPE_CHECKING:
     from octo_appliance.api.context import RequestContext
@@ -48,29 +50,42 @@ def parse_before(value: str | None) -> int | None:
     return None
 
 
-def window(ctx: RequestContext, task_id: str, before: int | None) -> dict[str, Any]:
+def highest_seq(task_id: str) -> int:
+    """The task's last stored line number: one step down the ``(task, seq)`` index (a
+    ``COUNT`` would read every line of a 100,000-line log)."""
+    query = TaskLogLine.select(peewee.fn.MAX(TaskLogLine.seq)).where(TaskLogLine.task == task_id)
+    return int(query.scalar() or 0)
+
+
+def window(
+    ctx: RequestContext, task_id: str, before: int | None, task: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The lines to render: the last :data:`WINDOW` (or those before ``before``), marked.
 
-    The caller has read the task through the API (its permission checked)."""
+    The task is read through the API first (``get_task``: its ``task.view`` scope; ``task``
+    when the caller has just read it); the
+    lines through the engine's ``read_lines``, as the API's log endpoint reads them, without
+    that endpoint's count of every line."""
+    task = task or get_task(ctx, task_id)
+    highest = highest_seq(task_id)
     if before is None:
-        _total, highest = count_lines(task_id)
         since, take = max(0, highest - WINDOW), WINDOW
     else:
-        since = max(0, before - 1 - WINDOW)
-        take = max(1, before - 1 - since)
-    page = get_task_log(ctx, task_id, LogQuery(since=since, take=take))
-    lines = page["items"] if before is None or before > 1 else []
+        since = max(0, min(before, highest + 1) - 1 - WINDOW)
+        take = max(0, min(before, highest + 1) - 1 - since)
+    lines = [line_json(line) for line in read_lines(ctx.appliance.vault, task_id, since, take)]
     for line in lines:
         line["step"] = step_name(line)
     first = lines[0]["seq"] if lines else since + 1
     return {
         "lines": lines,
-        "total": page["total"],
+        "total": highest,
         "first": first,
         "last": lines[-1]["seq"] if lines else since,
-        "earlier": first > 1 and page["total"] > 0,
-        "finished": page["finished"],
-        "state": page["state"],
+        "earlier": first > 1 and highest > 0,
+        "finished": task["state"] in FINAL_STATES,
+        "state": task["state"],
+        "task": task,
     }
 
 

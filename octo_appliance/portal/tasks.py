@@ -102,7 +102,7 @@ async def page(
 
     def read() -> dict[str, Any]:
         shown = progress(ctx, task_id)
-        shown["log"] = task_log.window(ctx, task_id, before)
+        shown["log"] = task_log.window(ctx, task_id, before, shown["task"])
         return shown
 
     context = await portal.run(read)

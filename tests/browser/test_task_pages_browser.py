@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.browser.conftest import screenshot_path
+from tests.browser.conftest import chromium_args, screenshot_path, spki_hash
 from tests.fleet import Fleet, FleetAgent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,6 +26,11 @@ MAX_ROWS = 2000
 ROWS = "document.querySelectorAll('#log-lines li.line').length"
 LAST_SEQ = "Number([...document.querySelectorAll('#log-lines li.line')].pop()?.dataset.seq || 0)"
 NAVIGATIONS = 'performance.getEntriesByType("navigation").length'
+NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
+RESOURCE_PROTOCOLS = (
+    "Object.fromEntries(performance.getEntriesByType('resource')"
+    ".map((e) => [new URL(e.name).pathname, e.nextHopProtocol]))"
+)
 SLOW_SCRIPT = 'for i in $(seq 1 30); do echo "tick $i of the web step"; sleep 0.2; done'
 PROCESS = [
     {
@@ -264,3 +269,41 @@ def test_the_script_console_opens_its_task_and_the_list_finds_it(
     page.screenshot(path=screenshot_path("tasks-11-tasks-list"), full_page=True)
     assert problems == []
     context.close()
+
+
+def test_the_live_parts_work_over_http3(chromium: Path, world: World) -> None:
+    """Forced QUIC (a fallback to HTTP/2 fails): the dashboard cell and the task log follow a
+    deployment live over h3, the progress refresh (htmx) and the SSE streams included."""
+    server = world.fleet.server
+    args = chromium_args(
+        f"--origin-to-force-quic-on=127.0.0.1:{server.port}",
+        f"--ignore-certificate-errors-spki-list={spki_hash(server.cert_file)}",
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=args)
+        context, board, problems = signed_in(browser, world)
+        assert board.evaluate(NAVIGATION_PROTOCOL) == "h3"
+        board.evaluate("window.notReloaded = true")
+        release = world.fleet.call("POST", "/projects/Shop/releases", 201, json={})
+        task_id = world.fleet.call(
+            "POST", "/deployments", 201, json={"release": release["id"], "environment": "Dev"}
+        )["task_id"]
+        page = context.new_page()
+        page.goto(f"{world.origin}/tasks/{task_id}")
+        assert page.evaluate(NAVIGATION_PROTOCOL) == "h3"
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#log-lines .msg')]"
+            ".some(m => m.textContent === 'tick 30 of the web step')",
+            timeout=90_000,
+        )
+        page.wait_for_selector("form.answer textarea", timeout=60_000)
+        page.click("form.answer button[value=approve]")
+        page.wait_for_selector("#task-state.state-success", timeout=60_000)
+        version = release["version"]
+        board.wait_for_selector(f'td.state-success a.release:text-is("{version}")', timeout=60_000)
+        assert board.evaluate("window.notReloaded") is True
+        protocols = page.evaluate(RESOURCE_PROTOCOLS)
+        assert protocols and set(protocols.values()) == {"h3"}, protocols
+        assert any("/progress" in name for name in protocols)  # htmx's refresh, over h3
+        assert problems == []
+        browser.close()
