@@ -52,3 +52,11 @@ def task_with_log(
     if stored:
         insert_lines(octo.appliance.db, octo.appliance.vault, stored)
     return str(task.id)
+
+
+def dev_with_a_local_target(octo: OctoTestAppliance) -> None:
+    """The environment Dev with one target on the built-in worker (``here``, role ``web``)."""
+    api = octo.api
+    assert api.post("/environments", json={"name": "Dev"}).status_code == 201
+    target = {"name": "here", "environments": ["Dev"], "roles": ["web"]}
+    assert api.post("/targets", json={**target, "communication_style": "local"}).status_code == 201

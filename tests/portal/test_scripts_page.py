@@ -13,21 +13,13 @@ from octo_appliance.testing import OctoTestAppliance
 from tests.api.deploy_support import held_engine
 from tests.api.helpers import make_user
 from tests.portal.support import inline_scripts, sign_in
-from tests.portal.task_support import csrf_of
+from tests.portal.task_support import csrf_of, dev_with_a_local_target
 
 
 @pytest.fixture
 def octo(octo_appliance_factory) -> Iterator[OctoTestAppliance]:  # type: ignore[no-untyped-def]
     octo = octo_appliance_factory()
-    api = octo.api
-    assert api.post("/environments", json={"name": "Dev"}).status_code == 201
-    target = {
-        "name": "here",
-        "environments": ["Dev"],
-        "roles": ["web"],
-        "communication_style": "local",
-    }
-    assert api.post("/targets", json=target).status_code == 201
+    dev_with_a_local_target(octo)
     with held_engine(octo, kinds=("script",)):
         yield octo
 

@@ -12,7 +12,7 @@ from octo_appliance.db import Interruption
 from octo_appliance.testing import OctoTestAppliance
 from tests.api.deploy_support import held_engine
 from tests.portal.support import sign_in
-from tests.portal.task_support import csrf_of
+from tests.portal.task_support import csrf_of, dev_with_a_local_target
 
 SECRET = "hunter2-canary-5d1f"
 
@@ -70,15 +70,8 @@ def test_a_guided_failure_is_answered_with_its_own_options(octo: OctoTestApplian
 
 
 def test_no_page_shows_a_sensitive_script_variable(octo: OctoTestAppliance) -> None:
+    dev_with_a_local_target(octo)
     api = octo.api
-    api.post("/environments", json={"name": "Dev"})
-    target = {
-        "name": "here",
-        "environments": ["Dev"],
-        "roles": ["w"],
-        "communication_style": "local",
-    }
-    assert api.post("/targets", json=target).status_code == 201
     body = {
         "environment": "Dev",
         "syntax": "bash",
