@@ -18,6 +18,8 @@ from octo_appliance.api.interruptions import InterruptionQuery, list_interruptio
 from octo_appliance.api.routing import validation_details
 from octo_appliance.api.tasks import TaskListQuery, get_task, list_tasks, task_allowed
 from octo_appliance.db.tasks import FINAL_STATES, TASK_STATES, ServerTask
+from octo_appliance.engine import console, health
+from octo_appliance.engine.lifecycles import DEPLOYMENT_TASK_KIND
 from octo_appliance.exceptions import ApiError, Forbidden
 from octo_appliance.portal import task_log
 from octo_appliance.security.permissions import Permission
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 PAGE_SIZE = 50
-KINDS = ("deployment", "script", "health-check", "guided-failure", "agent-update")
+#: the kinds the engine runs (``background.py`` registers them)
+KINDS = (DEPLOYMENT_TASK_KIND, console.KIND, health.KIND)
 
 
 def _query(params: Any) -> tuple[TaskListQuery, dict[str, str]]:
