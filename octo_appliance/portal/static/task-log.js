@@ -69,6 +69,12 @@
     earlierLink(Number(lines[extra].dataset.seq));
   }
 
+  function showCount() {
+    var lines = list.querySelectorAll("li.line");
+    var last = lines.length ? Number(lines[lines.length - 1].dataset.seq) : 0;
+    count.textContent = "(" + last + " lines" + (last > rows ? ", showing " + rows : "") + ")";
+  }
+
   function noteArtifact(line) {
     var found = line.level === "info" && ARTIFACT.exec(line.message);
     if (!found || !artifacts) { return; }
@@ -96,8 +102,7 @@
     list.appendChild(fragment);
     rows += batch.length;
     trim();
-    var last = batch[batch.length - 1].seq;
-    count.textContent = "(" + last + " lines" + (last > rows ? ", showing the last " + rows : "") + ")";
+    showCount();
     toBottom();
   }
 
@@ -153,6 +158,7 @@
         });
         link.parentNode.replaceWith(template.content);
         rows += added;
+        showCount();
         programmatic = true;
         scroller.scrollTop += scroller.scrollHeight - height;  // keep the reader's place
       })
@@ -164,7 +170,7 @@
     if (link) { event.preventDefault(); loadEarlier(link); }
   });
   targetSelect.addEventListener("change", applyTarget);
-  followButton.hidden = false;
+  followButton.hidden = panel.dataset.live !== "true";
   followButton.addEventListener("click", function () { setFollowing(!following); });
   scroller.addEventListener("scroll", function () {
     if (programmatic) { programmatic = false; return; }
