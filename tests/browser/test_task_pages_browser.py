@@ -1,5 +1,5 @@
 """The task pages in Debian's chromium against a real appliance and a real agent: a deployment
-started through the API, its log followed live on the task page, its manual intervention
+started from the CLI, its log followed live on the task page, its manual intervention
 approved there, the dashboard cell turning running then green without a reload; a 100,000-line
 log that opens and follows with a bounded DOM; a package uploaded with the form's progress bar;
 the script console and the tasks list. A screenshot of each page goes to tests/screenshots/."""
@@ -7,6 +7,7 @@ the script console and the tasks list. A screenshot of each page goes to tests/s
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import zipfile
@@ -17,6 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.browser.conftest import chromium_args, screenshot_path, spki_hash
+from tests.cli_support import Appliance
 from tests.fleet import Fleet, FleetAgent
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -106,10 +108,19 @@ def test_a_deployment_followed_live_approved_and_green_on_the_dashboard(
     release = world.fleet.call("POST", "/projects/Shop/releases", 201, json={"version": "1.0.0"})
     env = world.fleet.call("GET", "/environments?name=Dev")["items"][0]
     project = world.fleet.call("GET", "/projects/Shop")
-    deployment = world.fleet.call(
-        "POST", "/deployments", 201, json={"release": release["id"], "environment": "Dev"}
+    # started from the CLI, as an operator would: the open dashboard learns it from the database
+    started = Appliance(world.fleet.server, world.fleet.api_key).cli(
+        "deploy",
+        "--project",
+        "Shop",
+        "--release",
+        release["version"],
+        "--environment",
+        "Dev",
+        "--json",
     )
-    task_id = deployment["task_id"]
+    assert started.returncode == 0, started.stderr
+    task_id = json.loads(started.stdout)["task_id"]
     cell = f'td[data-cell="{project["id"]}:{env["id"]}"]'
     board.wait_for_selector(f"{cell}.state-executing", timeout=60_000)
     assert board.evaluate("window.notReloaded") is True and board.evaluate(NAVIGATIONS) == 1
