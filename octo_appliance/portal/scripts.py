@@ -18,6 +18,7 @@ from octo_appliance.api.environments import list_environments
 from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.scripts import ScriptIn, run_script
+from octo_appliance.api.targets import TargetListQuery, list_targets
 from octo_appliance.exceptions import ApiError, Forbidden
 from octo_appliance.portal.forms import by_field, posted, problem
 
@@ -29,11 +30,26 @@ SYNTAXES = ("bash", "sh", "python", "pwsh")
 FIELDS = ("environment", "roles", "targets", "syntax", "body", "timeout")
 
 
-def _environments(ctx: RequestContext) -> list[dict[str, Any]]:
+#: targets offered as suggestions in the form (the field takes any name or id)
+SUGGESTED_TARGETS = 500
+
+
+def _choices(ctx: RequestContext) -> dict[str, Any]:
+    """Environments to pick, and target names and roles to suggest (what the caller may view)."""
     try:
-        return list(list_environments(ctx, ListQuery(take=1000))["items"])
+        environments = list(list_environments(ctx, ListQuery(take=1000))["items"])
     except Forbidden:
-        return []
+        environments = []
+    try:
+        targets = list_targets(ctx, TargetListQuery(take=SUGGESTED_TARGETS))["items"]
+    except Forbidden:
+        targets = []
+    roles = sorted({role for target in targets for role in target["roles"]})
+    return {
+        "environments": environments,
+        "target_names": [target["name"] for target in targets],
+        "role_names": roles,
+    }
 
 
 def _names(text: str) -> list[str]:
@@ -50,9 +66,9 @@ async def _page(
     message: str = "",
     status_code: int = 200,
 ) -> Response:
-    environments = await portal.run(lambda: _environments(ctx))
+    choices = await portal.run(lambda: _choices(ctx))
     context = {
-        "environments": environments,
+        **choices,
         "syntaxes": SYNTAXES,
         "typed": typed,
         "errors": errors or {},

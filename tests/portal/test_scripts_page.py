@@ -35,6 +35,8 @@ def test_a_script_runs_and_opens_its_task(octo: OctoTestAppliance) -> None:
     page = octo.client.get("/scripts")
     assert page.status_code == 200 and inline_scripts(page.text) == []
     assert '<option value="Dev">Dev</option>' in page.text
+    assert '<datalist id="target-names"><option value="here"></option></datalist>' in page.text
+    assert '<datalist id="role-names"><option value="web"></option></datalist>' in page.text
     answer = _run(octo, environment="Dev", roles="web", body="echo #{Octo.Machine.Name}")
     assert answer.status_code == 303  # type: ignore[attr-defined]
     task_id = answer.headers["location"].removeprefix("/tasks/")  # type: ignore[attr-defined]
