@@ -3,7 +3,8 @@
 Deployments run in the engine (started from the portal, the API or the CLI, maybe on another
 node), so the stream watches the database rather than one process: every second it reads a
 small *change token* (the number of deployments and the state of the unfinished ones, through
-the index on ``Deployment.state``). Only when the token changes does it read the caller's
+the index on ``Deployment.state``), once for all of a process's open streams
+(:class:`TokenWatch`). Only when the token changes does it read the caller's
 dashboard again (the API's ``get_dashboard``, so the caller's ``project.view`` scope), and it
 sends each cell that differs from what it sent before as a ``cell`` event holding the cell's
 HTML, which ``static/dashboard-live.js`` swaps in.
@@ -17,8 +18,10 @@ reconnects, so the session is checked again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +83,65 @@ async def events(portal: Portal, request: Request) -> Response:
     )
 
 
+class TokenWatch:
+    """One reader of the change token for every open dashboard stream of a portal: it reads
+    once a second while at least one stream listens, and wakes them all when it moves, so a
+    hundred open dashboards cost one small query a second, not a hundred."""
+
+    def __init__(self, portal: Portal) -> None:
+        self._portal = portal
+        self._token = ""
+        #: how many times the token moved; a stream waits for it to change
+        self.generation = 0
+        self._listeners = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._moved: asyncio.Event | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    def listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # (tests run each stream's loop anew)
+            self._loop, self._moved, self._poller = loop, asyncio.Event(), None
+        self._listeners += 1
+        if self._poller is None or self._poller.done():
+            self._poller = loop.create_task(self._poll())
+
+    def leave(self) -> None:
+        self._listeners -= 1
+
+    async def moved_since(self, generation: int, timeout: float) -> int:
+        """The generation once it is past ``generation``, or after ``timeout`` as it is."""
+        moved = self._moved
+        if self.generation == generation and moved is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await moved.wait()
+        return self.generation
+
+    async def _poll(self) -> None:
+        while self._listeners > 0:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                token = await self._portal.run(change_token)
+            except DatabaseUnavailable:  # the streams outlive an outage
+                continue
+            if token != self._token:
+                self._token = token
+                self.generation += 1
+                assert self._moved is not None
+                self._moved.set()
+                self._moved = asyncio.Event()
+
+
+_WATCHES: weakref.WeakKeyDictionary[Portal, TokenWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(portal: Portal) -> TokenWatch:
+    if portal not in _WATCHES:
+        _WATCHES[portal] = TokenWatch(portal)
+    return _WATCHES[portal]
+
+
 def _cell_event(portal: Portal, token: str, key: str, item: dict[str, Any]) -> str:
     html = portal.templates.env.get_template("_dashboard_cell.html").module.cell(key, item)  # type: ignore[attr-defined]
     payload = {"cell": key, "state": item["state"], "html": str(html)}
@@ -95,23 +157,28 @@ async def _stream(portal: Portal, ctx: RequestContext, seen: str) -> AsyncIterat
         yield f"id: {token}\nevent: stale\ndata: {{}}\n\n"
         return
     shown = cells(data)
-    while loop.time() - started < MAX_STREAM_SECONDS:
-        await asyncio.sleep(POLL_SECONDS)
-        try:
-            fresh_token = await portal.run(change_token)
-            if fresh_token != token:
-                fresh_token, data = await portal.run(lambda: dashboard_now(ctx))
-        except DatabaseUnavailable:  # the stream outlives an outage
-            continue
-        if fresh_token != token:
-            token, fresh = fresh_token, cells(data)
-            for key, item in fresh.items():
-                if shown.get(key) != item:
-                    yield _cell_event(portal, token, key, item)
+    watch = watch_of(portal)
+    watch.listen()
+    try:
+        generation = watch.generation
+        while loop.time() - started < MAX_STREAM_SECONDS:
+            moved = await watch.moved_since(generation, KEEPALIVE_SECONDS)
+            if moved != generation:
+                generation = moved
+                try:
+                    fresh_token, data = await portal.run(lambda: dashboard_now(ctx))
+                except DatabaseUnavailable:
+                    continue
+                if fresh_token != token:
+                    token, fresh = fresh_token, cells(data)
+                    for key, item in fresh.items():
+                        if shown.get(key) != item:
+                            yield _cell_event(portal, token, key, item)
+                    shown = fresh
+                    yield f"id: {token}\n\n"  # the browser's Last-Event-ID, whatever it saw
                     sent_at = loop.time()
-            shown = fresh
-            yield f"id: {token}\n\n"  # the browser's Last-Event-ID, whatever it was shown
-            sent_at = loop.time()
-        if loop.time() - sent_at >= KEEPALIVE_SECONDS:
-            yield ": keepalive\n\n"
-            sent_at = loop.time()
+            if loop.time() - sent_at >= KEEPALIVE_SECONDS:
+                yield ": keepalive\n\n"
+                sent_at = loop.time()
+    finally:
+        watch.leave()
