@@ -1,19 +1,22 @@
 """The dashboard page: projects down, environments across, the latest deployment per cell.
 
 It reads exactly what ``GET /api/v1/dashboard`` answers (the same handler, so the same
-``project.view`` limits) and only arranges it into rows.
+``project.view`` limits) and only arranges it into rows. The cells change live
+(``portal/live.py``): the page carries the change token it was drawn at.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from octo_appliance.api.dashboard import DashboardQuery, get_dashboard
+from octo_appliance.api.dashboard import DashboardQuery
 from octo_appliance.portal.form_input import field_errors, validate
+from octo_appliance.portal.live import dashboard_now
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -49,18 +52,26 @@ def pages(name: str, skip: int, total: int) -> dict[str, str | None]:
     }
 
 
+def page_query(params: Mapping[str, str]) -> tuple[DashboardQuery, list[dict[str, Any]]]:
+    """The page of projects ``?name=&skip=`` asks for (the first page when they are refused),
+    and the refusal's details; the live stream reads the same page the page shows."""
+    name = params.get("name", "").strip()
+    values = {"name": name or None, "skip": params.get("skip", "0")}
+    query, details = validate(DashboardQuery, {**values, "take": PAGE_SIZE})
+    return query or DashboardQuery(take=PAGE_SIZE, name=None if details else name or None), details
+
+
 async def show(portal: Portal, request: Request) -> Response:
     ctx = await portal.signed_in(request)
     if ctx is None:
         return portal.sign_in_first(request)
     name = request.query_params.get("name", "").strip()
-    values = {"name": name or None, "skip": request.query_params.get("skip", "0")}
-    query, details = validate(DashboardQuery, {**values, "take": PAGE_SIZE})
-    query = query or DashboardQuery(take=PAGE_SIZE, name=None if details else name or None)
-    data = await portal.run(lambda: get_dashboard(ctx, query))
+    query, details = page_query(request.query_params)
+    board_version, data = await portal.run(lambda: dashboard_now(ctx, query))
     context = {
         "environments": data["environments"],
         "rows": grid(data),
+        "board_version": board_version,
         "name": name,
         "errors": field_errors(details, ("name",)),
         "total": data["total"],

@@ -141,3 +141,25 @@ def whole_number(
     except ValueError:
         errors[name] = f"Enter {label}."
         return None
+
+
+def by_field(exc: ValidationError | ApiError) -> dict[str, str]:
+    """``{field: message}`` (the first part of a dotted location: ``roles.0`` is ``roles``)."""
+    details: list[dict[str, Any]]
+    if isinstance(exc, ValidationError):
+        details = validation_details(exc)
+    else:
+        details = [d for d in exc.details or [] if isinstance(d, dict)]
+    errors: dict[str, str] = {}
+    for detail in details:
+        name = str(detail.get("field") or "").split(".")[0]
+        if name:
+            errors.setdefault(name, str(detail.get("message", "")))
+    return errors
+
+
+def problem(exc: ValidationError | ApiError) -> str:
+    """The message shown above the form."""
+    if isinstance(exc, ValidationError):
+        return "Some fields need another value."
+    return exc.message[:1].upper() + exc.message[1:] + (f" ({exc.hint})" if exc.hint else "")

@@ -36,6 +36,11 @@ NAVIGATION = (
     # -- portal-proj: projects and library sets
     *PROJECT_NAVIGATION,
     # -- end portal-proj
+    # -- portal-tasks: tasks, script console, packages
+    ("/tasks", "Tasks"),
+    ("/scripts", "Script console"),
+    ("/packages", "Packages"),
+    # -- end portal-tasks
     # portal-admin: environments, targets and administration
     ("/environments", "Environments"),
     ("/users", "Users"),
@@ -59,6 +64,7 @@ class Portal:
     def routes(self) -> list[BaseRoute]:
         from octo_appliance.portal import about, dashboard, project_routes, signin
         from octo_appliance.portal.admin_routes import ADMIN_PAGES
+        from octo_appliance.portal.task_routes import TASK_PAGES
 
         pages: list[tuple[str, View, list[str]]] = [
             ("/", dashboard.show, ["GET"]),
@@ -70,6 +76,7 @@ class Portal:
             *project_routes.pages(),
             # -- end portal-proj
             *ADMIN_PAGES,
+            *TASK_PAGES,  # portal-tasks: tasks, live dashboard, scripts, packages
         ]
         routes: list[BaseRoute] = [
             Route(path, self._page(view), methods=methods) for path, view, methods in pages

@@ -34,6 +34,20 @@ def field_id(name: str) -> str:
     return "f-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)
 
 
+def duration(ms: int | None) -> str:
+    """``93500`` -> ``1 min 33 s`` (empty for a task that has not started)."""
+    if ms is None:
+        return ""
+    seconds = ms // 1000
+    if seconds < 60:
+        return f"{ms / 1000:.1f} s" if ms < 10_000 else f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
 class Templates:
     def __init__(self, assets: Assets) -> None:
         self.env = jinja2.Environment(
@@ -47,6 +61,7 @@ class Templates:
         self.env.globals.update(asset=assets.url, version=__version__)
         self.env.filters["when"] = when
         self.env.filters["fid"] = field_id
+        self.env.filters["duration"] = duration
 
     def render(self, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
         html = self.env.get_template(name).render(context)

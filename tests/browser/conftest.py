@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.browser.axe import assert_accessible, axe_source
 from tests.serve_process import ServeProcess
@@ -62,6 +63,15 @@ def chromium() -> Path:
             pytest.fail(f"{CHROMIUM} is missing: build/test.sh installs it with apt-get")
         pytest.skip(f"{CHROMIUM} is missing: run build/test.sh (apt-get install chromium)")
     return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[Browser]:
+    """Debian's chromium, launched by Playwright for one test."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
+        yield launched
+        launched.close()
 
 
 def seed(server: ServeProcess, password: str, secret: str) -> None:

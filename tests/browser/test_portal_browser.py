@@ -4,7 +4,6 @@ no page carries inline script or the sensitive value; the same pages over HTTP/3
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 NO_INLINE_SCRIPT = "[...document.scripts].filter((s) => !s.src || s.text.trim()).length"
 NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
 ASSET_PROTOCOLS = 'performance.getEntriesByType("resource").map((e) => e.nextHopProtocol)'
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
-        yield launched
-        launched.close()
 
 
 class Watched:

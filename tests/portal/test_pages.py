@@ -103,9 +103,13 @@ def test_dashboard_draws_the_latest_deployment_per_cell(octo: OctoTestAppliance)
     assert headers == ["Project", "Dev", "Prod"]
     rows = re.findall(r'<th scope="row">([^<]+)</th>', html)
     assert rows == ["Blog", "Idle", "Shop"]
-    cells = re.findall(r'<td class="cell state-(\w+)">\s*<span class="release">([^<]+)<', html)
+    cells = re.findall(
+        r'<td class="cell state-(\w+)" data-cell="\w+:\w+">\s*<a class="release" href="/tasks/'
+        r'\w+">([^<]+)<',
+        html,
+    )
     assert cells == [("executing", "0.0.1"), ("failed", "1.1.0")]
-    assert html.count('<td class="cell empty">') == 4
+    assert html.count('<td class="cell empty"') == 4
 
 
 def test_dashboard_shows_only_what_the_viewer_may_view(octo: OctoTestAppliance) -> None:
