@@ -154,7 +154,7 @@ def _cell_event(portal: Portal, token: str, key: str, item: dict[str, Any]) -> s
 
 
 async def _stream(
-    portal: Portal, ctx: RequestContext, seen: str, query: DashboardQuery
+    portal: Portal, ctx: RequestContext, seen: str, query: DashboardQuery | None = None
 ) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     started = sent_at = loop.time()
