@@ -171,7 +171,9 @@ class OutputVariables:
     #: ``(version, names)``: the part of ``for_machine`` that is the same for every machine.
     #: Built once per change, not once per target: every machine's indexed values made
     #: each of N targets' variables cost O(N) Python work, O(N^2) per step (issue 14)
-    _shared: tuple[int, dict[str, Resolved]] = (-1, {})
+    _shared: tuple[int, dict[str, Resolved]] = field(
+        default_factory=lambda: (-1, {}), repr=False, compare=False
+    )
 
     def record(self, step: str, machine: str, values: Iterable[Resolved]) -> None:
         _, machines = self._steps.setdefault(step.lower(), (step, {}))
