@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _fanout_phases import phases_text
 from _fleet import (
     ENVIRONMENT,
     FINAL_STATES,
@@ -241,10 +242,11 @@ class Octo:
             )
         self.last_task_seconds = parse_iso(task["finished_at"]) - parse_iso(task["created_at"])
         self._check(n, sent_at)
-        placed = self._package_seconds(client, task_id)
+        items = self._log(client, task_id)
+        placed = self._package_seconds(items)
         self.last_detail = (
             "" if placed is None else f"(package on all targets after {placed:.2f} s)"
-        )
+        ) + phases_text(items)
         if placed is not None:
             self.package_seconds.setdefault((n, self.phase), []).append(placed)
         return elapsed
@@ -266,12 +268,11 @@ class Octo:
         ]
         return "\n".join(shown)
 
-    def _package_seconds(self, client: httpx.Client, task_id: str) -> float | None:
+    def _package_seconds(self, items: list[dict[str, Any]]) -> float | None:
         """From the task's first log line to the last target's transfer line
         (``MyApp 1.0.0: sent ...`` or ``...: already in the target's cache``): how long
         placing the package took, by the appliance's clock. None if the log has no such
         line (the wording belongs to the engine)."""
-        items = self._log(client, task_id)
         prefix = f"{PACKAGE_ID} {PACKAGE_VERSION}: "
         placed = [
             parse_iso(item["time"]) for item in items if str(item["message"]).startswith(prefix)

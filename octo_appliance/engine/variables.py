@@ -166,11 +166,20 @@ class OutputVariables:
 
     #: lower step name -> (step name, machine name -> {lower name: value})
     _steps: dict[str, tuple[str, dict[str, dict[str, Resolved]]]] = field(default_factory=dict)
+    #: bumped by every ``record``: what ``_shared`` was built from
+    version: int = 0
+    #: ``(version, names)``: the part of ``for_machine`` that is the same for every machine.
+    #: Built once per change, not once per target: every machine's indexed values made
+    #: each of N targets' variables cost O(N) Python work, O(N^2) per step (issue 14)
+    _shared: tuple[int, dict[str, Resolved]] = field(
+        default_factory=lambda: (-1, {}), repr=False, compare=False
+    )
 
     def record(self, step: str, machine: str, values: Iterable[Resolved]) -> None:
         _, machines = self._steps.setdefault(step.lower(), (step, {}))
         machines.pop(machine, None)  # re-inserted last: the latest machine wins
         machines[machine] = {v.name.lower(): v for v in values}
+        self.version += 1
 
     def values(self) -> list[Resolved]:
         return [
@@ -180,6 +189,22 @@ class OutputVariables:
     def for_machine(self, machine: str | None) -> dict[str, Resolved]:
         """``Octo.Action[S].Output[M].N`` for every machine, and ``Octo.Action[S].Output.N``:
         this machine's own value if it ran ``S``, else the value of the last machine to finish."""
+        named = dict(self._shared_names())
+        if machine is None:
+            return named
+        for step, machines in self._steps.values():
+            # every own name is already a key (from the last machine's values): overwriting
+            # keeps the order of the names
+            for value in machines.get(machine, {}).values():
+                for prefix in PREFIXES:
+                    full = f"{prefix}.Action[{step}].Output.{value.name}"
+                    named[full.lower()] = Resolved(full, value.value, value.sensitive)
+        return named
+
+    def _shared_names(self) -> dict[str, Resolved]:
+        """Every machine's indexed values and each name's last value, as of ``version``."""
+        if self._shared[0] == self.version:
+            return self._shared[1]
         named: dict[str, Resolved] = {}
         for step, machines in self._steps.values():
             plain: dict[str, Resolved] = {}
@@ -189,12 +214,11 @@ class OutputVariables:
                     for prefix in PREFIXES:
                         full = f"{prefix}.Action[{step}].Output[{name}].{value.name}"
                         named[full.lower()] = Resolved(full, value.value, value.sensitive)
-            if machine is not None and machine in machines:
-                plain.update(machines[machine])
             for value in plain.values():
                 for prefix in PREFIXES:
                     full = f"{prefix}.Action[{step}].Output.{value.name}"
                     named[full.lower()] = Resolved(full, value.value, value.sensitive)
+        self._shared = (self.version, named)
         return named
 
 

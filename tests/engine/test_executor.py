@@ -199,3 +199,36 @@ def test_enqueue_stores_every_option(octo, engine):
 def test_an_unknown_task_option_is_refused(octo, engine):
     with pytest.raises(TypeError, match="unknown task options: timeout"):
         engine.enqueue(DEMO, "x", {}, timeout=5)  # type: ignore[call-arg]
+
+
+def test_a_burst_of_target_results_is_stored_together_in_call_order(octo):
+    """The engine writes the results that queued up behind a save in one transaction: each
+    target gets one row, and a later result of the same target wins over an earlier one."""
+    from octo_appliance.engine.tasks import store
+    from octo_appliance.engine.tasks.kinds import OutputVariable
+
+    task_id = create_task(octo.appliance.vault, kind=DEMO, description="burst")
+    burst = [
+        store.TargetResult("tgt_1", "web-1", "executing"),
+        store.TargetResult("tgt_2", "web-2", "success", exit_code=0),
+        store.TargetResult(
+            "tgt_1",
+            "web-1",
+            "failed",
+            exit_code=3,
+            message="boom",
+            output_variables=[OutputVariable("Token", "t0ken", sensitive=True)],
+        ),
+    ]
+    store.save_target_results(octo.appliance.db, octo.appliance.vault, task_id, burst)
+    rows = {
+        r.target_id: r for r in TaskTargetResult.select().where(TaskTargetResult.task == task_id)
+    }
+    assert sorted(rows) == ["tgt_1", "tgt_2"]
+    assert (rows["tgt_1"].state, rows["tgt_1"].exit_code, rows["tgt_1"].message) == (
+        "failed",
+        3,
+        "boom",
+    )
+    assert rows["tgt_2"].state == "success"
+    assert store.open_output_variables(octo.appliance.vault, rows["tgt_1"]) == {"Token": "t0ken"}

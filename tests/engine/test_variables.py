@@ -288,3 +288,25 @@ def test_layers_system_wins_over_project() -> None:
     project = {"octo.machine.name": Resolved("Octo.Machine.Name", "spoofed")}
     system = both_prefixes({"Machine.Name": "web-01"})
     assert VariableSet.layered(project, system).mapping()["Octo.Machine.Name"] == "web-01"
+
+
+def test_output_variables_follow_each_new_record() -> None:
+    """The names shared by every machine are built once per change: a record after a read
+    is seen by the next read, for machines that ran the step and for the others."""
+    outputs = OutputVariables()
+    outputs.record("Build", "web-01", [Resolved("Port", "1")])
+    assert outputs.for_machine("db-01")["octo.action[build].output.port"].value == "1"
+    outputs.record("Build", "web-02", [Resolved("port", "2")])
+    outputs.record("Test", "web-01", [Resolved("Result", "ok")])
+    elsewhere = VariableSet.layered(outputs.for_machine("db-01")).mapping()
+    assert elsewhere["Octo.Action[Build].Output.port"] == "2"
+    assert elsewhere["Octo.Action[Build].Output[web-02].port"] == "2"
+    assert elsewhere["Octopus.Action[Test].Output.Result"] == "ok"
+    own = VariableSet.layered(outputs.for_machine("web-01")).mapping()
+    assert own["Octo.Action[Build].Output.Port"] == "1"  # its own value, its own spelling
+    assert "Octo.Action[Build].Output.port" not in own
+    # one machine's own values never leak into what another machine reads next
+    assert outputs.for_machine("db-01")["octo.action[build].output.port"].value == "2"
+    outputs.record("Build", "web-01", [Resolved("Port", "3")])  # web-01 finished again: last
+    assert outputs.for_machine(None)["octo.action[build].output.port"].value == "3"
+    assert outputs.for_machine("web-02")["octo.action[build].output.port"].value == "2"

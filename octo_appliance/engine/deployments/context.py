@@ -78,7 +78,7 @@ class EngineStepContext(StepContext):
 
     def properties_for(self, target: StepTarget | None) -> dict[str, Any]:
         info = None if target is None else self._infos.get(target.id)
-        variables = self.run.variables(self.planned, info).mapping()
+        variables = self.run.variables(self.planned, info, keep=True).mapping()
         step_type = self.run.step_types.get(self.step.type)
         keep = step_type.runner_substituted if step_type is not None else ()
         try:

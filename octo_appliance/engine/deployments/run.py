@@ -38,6 +38,13 @@ class DeploymentRun:
     excluded: set[str] = field(default_factory=set)
     #: ``(step name, message)`` of every failed step, in order
     failures: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(step index, target id) -> (inputs stamp, variables)`` kept by ``variables(keep=
+    #: True)`` (a target's request properties) for the next call (its runner command), which
+    #: takes and drops it when nothing they depend on changed in between: built once per
+    #: target instead of twice (each holds every machine's output variables: O(N), issue 14)
+    _variables: dict[tuple[int, str | None], tuple[tuple[int, int], VariableSet]] = field(
+        default_factory=dict
+    )
 
     @property
     def failed(self) -> bool:
@@ -66,8 +73,23 @@ class DeploymentRun:
             values["Machine.Name"] = target.name
         return values
 
-    def variables(self, planned: PlannedStep, target: TargetInfo | None) -> VariableSet:
-        """Everything a command of ``planned`` on ``target`` (None: the appliance) sees."""
+    def variables(
+        self, planned: PlannedStep, target: TargetInfo | None, *, keep: bool = False
+    ) -> VariableSet:
+        """Everything a command of ``planned`` on ``target`` (None: the appliance) sees;
+        ``keep``: kept for the next call for the same step and target."""
+        key = (planned.index, None if target is None else target.id)
+        stamp = (self.outputs.version, len(self.failures))
+        kept = self._variables.pop(key, None)
+        if kept is not None and kept[0] == stamp:
+            variables = kept[1]
+        else:
+            variables = self._build_variables(planned, target)
+        if keep:
+            self._variables[key] = (stamp, variables)
+        return variables
+
+    def _build_variables(self, planned: PlannedStep, target: TargetInfo | None) -> VariableSet:
         env_id, env_name = self.loaded.environment
         scope = Scope(
             environment_id=env_id,

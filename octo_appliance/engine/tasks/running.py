@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from octo_appliance.db.tasks import CANCELED, FAILED, SUCCESS, TIMED_OUT
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskFailed
+from octo_appliance.engine.tasks.store import TargetResult
 
 log = logging.getLogger("octo_appliance.engine.tasks.task_engine")
 
@@ -27,8 +28,10 @@ class Running:
     handler: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     canceled_by: str = ""
-    #: the latest target-result save; each save waits for the one before (see _save_result)
+    #: the latest target-result save; each save waits for the one before (see _save_result),
+    #: and ``waiting`` are the results it will write while it waits (later ones join them)
     last_save: asyncio.Future[None] | None = None
+    waiting: list[TargetResult] | None = None
 
 
 def outcome(entry: Running, fenced_reason: str) -> tuple[str, str]:

@@ -279,10 +279,18 @@ def append_line_now(
     return seq
 
 
-def save_target_result(
-    db: peewee.Database, vault: Vault, task_id: str, result: TargetResult
+def save_target_results(
+    db: peewee.Database, vault: Vault, task_id: str, results: Sequence[TargetResult]
 ) -> None:
-    """Insert or update the row for one target; sensitive output values are sealed."""
+    """Insert or update the row of each target, in order, in one transaction (one commit
+    for a burst of results, e.g. every target's at the end of a deployment: issue 14);
+    sensitive output values are sealed."""
+    with write_transaction(db):
+        for result in results:
+            _save_target_result(vault, task_id, result)
+
+
+def _save_target_result(vault: Vault, task_id: str, result: TargetResult) -> None:
     plain = [
         {"name": v.name, "value": None if v.sensitive else v.value, "sensitive": v.sensitive}
         for v in result.output_variables
@@ -297,22 +305,21 @@ def save_target_result(
         "output_variables": plain,
         "message": result.message,
     }
-    with write_transaction(db):
-        row = TaskTargetResult.get_or_none(
-            (TaskTargetResult.task == task_id) & (TaskTargetResult.target_id == result.target_id)
-        )
-        if row is None:
-            row = TaskTargetResult(id=new_id(TaskTargetResult.id_prefix), task=task_id)
-            row.target_id = result.target_id
-            created = True
-        else:
-            created = False
-        for key, value in fields.items():
-            setattr(row, key, value)
-        row.sealed_output_variables = (
-            vault.seal(json.dumps(secret), row.aad("sealed_output_variables")) if secret else None
-        )
-        row.save(force_insert=created)
+    row = TaskTargetResult.get_or_none(
+        (TaskTargetResult.task == task_id) & (TaskTargetResult.target_id == result.target_id)
+    )
+    if row is None:
+        row = TaskTargetResult(id=new_id(TaskTargetResult.id_prefix), task=task_id)
+        row.target_id = result.target_id
+        created = True
+    else:
+        created = False
+    for key, value in fields.items():
+        setattr(row, key, value)
+    row.sealed_output_variables = (
+        vault.seal(json.dumps(secret), row.aad("sealed_output_variables")) if secret else None
+    )
+    row.save(force_insert=created)
 
 
 def open_output_variables(vault: Vault, row: TaskTargetResult) -> dict[str, str]:

@@ -221,11 +221,8 @@ class TaskEngine:
         **options: Unpack[TaskOptions],
     ) -> str:
         """Queue a task and return its id (:func:`create_task`, same parameters).
-        Blocking (database): call it from a worker thread.
-
-        Inside a transaction the engine is woken when it commits, so it never looks before
-        the row is visible.
-        """
+        Blocking (database): call it from a worker thread. Inside a transaction the engine
+        is woken when it commits, so it never looks before the row is visible."""
         if kind not in self.kinds:
             raise ValueError(f"no handler is registered for task kind '{kind}'")
         task_id = create_task(
@@ -330,23 +327,26 @@ class TaskEngine:
             self._interrupt(claimed.id, "canceled", claimed.canceled_by)
 
     async def _save_result(self, task_id: str, result: TargetResult) -> None:
-        """Store a target result, in call order, even if the awaiting handler is cancelled.
-
-        A cancelled handler stops waiting, but its save still runs in a worker thread; the
-        final result written by ``_finish`` must land after it, not race it.
-        """
+        """Store a target result, in call order, even if the awaiting handler is cancelled
+        (its save still runs: ``_finish``'s final result must land after it, not race it);
+        results arriving while a save waits join it: one commit per burst (issue 14)."""
         entry = self._running[task_id]
         snapshot = dataclasses.replace(result, output_variables=list(result.output_variables))
-        previous = entry.last_save
+        if entry.waiting is not None and entry.last_save is not None:
+            entry.waiting.append(snapshot)
+            return await asyncio.shield(entry.last_save)
+        previous, entry.waiting = entry.last_save, (batch := [snapshot])
 
         async def save() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
+            if entry.waiting is batch:
+                entry.waiting = None  # from here on, results wait for this save
             await until_stored(
-                functools.partial(store.save_target_result, self.db, self.vault, task_id, snapshot),
+                functools.partial(store.save_target_results, self.db, self.vault, task_id, batch),
                 run=self._run_db,
                 keep_trying=self._keep_trying,
-                what=f"the result of task {task_id} on {snapshot.target_name}",
+                what=f"the results of task {task_id} on {batch[0].target_name} and others",
             )
 
         current = asyncio.ensure_future(save())
