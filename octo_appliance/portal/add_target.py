@@ -18,11 +18,7 @@ from starlette.responses import Response
 
 from octo_appliance.api.bootstrap import InstallCommandIn, create_install_command
 from octo_appliance.api.environments import get_environment
-from octo_appliance.api.routing import write_in_worker
-from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import lines, number, parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import lines, number, parse, posted, refusal_errors, save
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -80,8 +76,7 @@ def _form(
 
 async def submit(portal: Portal, request: Request) -> Response:
     """``POST /environments/{id}/add-target``: the command, shown in this answer only."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
+    ctx, form = await posted(portal, request)
     if ctx is None:
         return portal.sign_in_first(request)
     ref = request.path_params["id"]
@@ -99,16 +94,16 @@ async def submit(portal: Portal, request: Request) -> Response:
         "expires_in": number(typed["expires_in"] or "3600"),
         "max_uses": number(typed["max_uses"] or "1"),
     }
-    body, errors = parse(InstallCommandIn, values)
-    if body is not None:
-        try:
-            made = await write_in_worker(ctx, lambda: create_install_command(ctx, body, request))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS)
-        else:
-            thumbprint = portal.appliance.server_certificate().thumbprint_sha256_hex
-            register = register_command(made, thumbprint, body.mode, body.listen_port or 0)
-            return _form(portal, request, ctx, env, typed, {}, made, register, 201)
+    parsed = parse(InstallCommandIn, values)
+    made, errors = await save(
+        ctx,
+        parsed,
+        lambda body: create_install_command(ctx, body, request),
+        lambda exc: refusal_errors(exc, FIELDS),
+    )
+    body = parsed[0]
+    if body is not None and not errors:
+        thumbprint = portal.appliance.server_certificate().thumbprint_sha256_hex
+        register = register_command(made, thumbprint, body.mode, body.listen_port or 0)
+        return _form(portal, request, ctx, env, typed, {}, made, register, 201)
     return _form(portal, request, ctx, env, typed, errors, status_code=422)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from octo_appliance.api.audit import AuditQuery, list_audit
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.form_input import PROBLEM, field_errors, refusal_errors, validate
+from octo_appliance.portal.forms import PROBLEM, field_errors, refusal_errors, validate
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from octo_appliance.api.dashboard import DashboardQuery, get_dashboard
-from octo_appliance.portal.form_input import field_errors, validate
+from octo_appliance.portal.forms import field_errors, validate
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal

@@ -11,7 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.environments import (
@@ -23,20 +23,25 @@ from octo_appliance.api.environments import (
     list_environments,
     update_environment,
 )
-from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.targets import TargetListQuery, list_targets
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.form_input import number, parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import (
+    above_form,
+    number,
+    parse,
+    posted,
+    redirect,
+    refusal_errors,
+    save,
+    submit,
+)
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 FIELDS = ("name", "description", "sort_order")
-#: refusals a form shows next to its fields; any other (403, 404) is a page of its own
-FORM_REFUSALS = frozenset({400, 409, 422})
 ALL = ListQuery(take=1000)
 
 
@@ -45,6 +50,10 @@ def _values(form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {k: form.get(k, "").strip() for k in ("name", "description")}
     values["sort_order"] = number(form.get("sort_order", "").strip() or "0")
     return values
+
+
+def _refusal(exc: ApiError) -> dict[str, str]:
+    return refusal_errors(exc, FIELDS, "name")
 
 
 def _health(ctx: RequestContext) -> dict[str, Counter[str]]:
@@ -89,21 +98,15 @@ async def _index(
 
 async def create(portal: Portal, request: Request) -> Response:
     """``POST /environments``: to the new environment, or the form again with its errors."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
+    ctx, form = await posted(portal, request)
     if ctx is None:
         return portal.sign_in_first(request)
     values = _values(form)
-    body, errors = parse(EnvironmentIn, values)
-    if body is not None:
-        try:
-            made = await write_in_worker(ctx, lambda: create_environment(ctx, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "name")
-        else:
-            return RedirectResponse(f"/environments/{made['id']}", status_code=303)
+    made, errors = await save(
+        ctx, parse(EnvironmentIn, values), lambda body: create_environment(ctx, body), _refusal
+    )
+    if not errors:
+        return redirect(f"/environments/{made['id']}")
     return await _index(portal, request, ctx, values, errors, 422)
 
 
@@ -147,36 +150,25 @@ async def _show(
 
 async def update(portal: Portal, request: Request) -> Response:
     """``POST /environments/{id}``: save the edit form."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
+    ctx, form = await posted(portal, request)
     if ctx is None:
         return portal.sign_in_first(request)
     ref = request.path_params["id"]
     values = _values(form)
-    body, errors = parse(EnvironmentUpdate, values)
-    if body is not None:
-        try:
-            await write_in_worker(ctx, lambda: update_environment(ctx, ref, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "name")
-        else:
-            return RedirectResponse(f"/environments/{ref}", status_code=303)
+    parsed = parse(EnvironmentUpdate, values)
+    _, errors = await save(ctx, parsed, lambda body: update_environment(ctx, ref, body), _refusal)
+    if not errors:
+        return redirect(f"/environments/{ref}")
     return await _show(portal, request, ctx, values, errors, 422)
 
 
 async def delete(portal: Portal, request: Request) -> Response:
     """``POST /environments/{id}/delete``: a 409 (it still holds targets) says so on its page."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
+    ctx, _form = await posted(portal, request)
     if ctx is None:
         return portal.sign_in_first(request)
     ref = request.path_params["id"]
-    try:
-        await write_in_worker(ctx, lambda: delete_environment(ctx, ref))
-    except ApiError as exc:
-        if exc.status_code not in FORM_REFUSALS:
-            raise
-        return await _show(portal, request, ctx, None, refusal_errors(exc, ()), 409)
-    return RedirectResponse("/environments", status_code=303)
+    _, errors = await submit(ctx, lambda: delete_environment(ctx, ref), above_form)
+    if errors:
+        return await _show(portal, request, ctx, None, errors, 409)
+    return redirect("/environments")

@@ -10,16 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.users import UserIn, UserUpdate, create_user, list_users, update_user
-from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import (
+    above_form,
+    parse,
+    posted,
+    redirect,
+    refusal_errors,
+    save,
+    submit,
+)
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -57,39 +61,32 @@ async def _page(
 
 async def create(portal: Portal, request: Request) -> Response:
     """``POST /users``: back to the list, or the form again (without the password)."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
+    ctx, form = await posted(portal, request)
     if ctx is None:
         return portal.sign_in_first(request)
     typed: dict[str, Any] = {key: form.get(key, "").strip() for key in FIELDS[:3]}
     typed["is_active"] = form.get("is_active") == "on"
     password = form.get("password", "")
-    body, errors = parse(UserIn, {**typed, "password": password or None})
-    if body is not None:
-        try:
-            await write_in_worker(ctx, lambda: create_user(ctx, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "username")
-        else:
-            return RedirectResponse("/users", status_code=303)
+    _, errors = await save(
+        ctx,
+        parse(UserIn, {**typed, "password": password or None}),
+        lambda body: create_user(ctx, body),
+        lambda exc: refusal_errors(exc, FIELDS, "username"),
+    )
+    if not errors:
+        return redirect("/users")
     return await _page(portal, request, ctx, typed, errors, 422)
 
 
 async def set_active(portal: Portal, request: Request) -> Response:
     """``POST /users/{id}/active``: ``active=on`` activates, anything else deactivates (their
     sessions end, their keys stop working)."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
+    ctx, form = await posted(portal, request)
     if ctx is None:
         return portal.sign_in_first(request)
     ref = request.path_params["id"]
     body = UserUpdate(is_active=form.get("active") == "on")
-    try:
-        await write_in_worker(ctx, lambda: update_user(ctx, ref, body))
-    except ApiError as exc:
-        if exc.status_code not in FORM_REFUSALS:
-            raise
-        return await _page(portal, request, ctx, {"is_active": True}, refusal_errors(exc, ()), 409)
-    return RedirectResponse("/users", status_code=303)
+    _, errors = await submit(ctx, lambda: update_user(ctx, ref, body), above_form)
+    if errors:
+        return await _page(portal, request, ctx, {"is_active": True}, errors, 409)
+    return redirect("/users")
