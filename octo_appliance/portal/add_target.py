@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from octo_appliance.api.bootstrap import InstallCommandIn, create_install_command
+from octo_appliance.api.context import RequestContext
 from octo_appliance.api.environments import get_environment
-from octo_appliance.portal.forms import lines, number, parse, posted, refusal_errors, save
+from octo_appliance.portal.forms import lines, number, parse, refusal_errors, save
+from octo_appliance.portal.session import signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -40,11 +42,9 @@ def register_command(made: dict[str, Any], thumbprint: str, mode: str, port: int
     return f"printf '%s' {token} | octo-agent register {shlex.join(args)}{public}"
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /environments/{id}/add-target``: the form (no token is made by reading a page)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     env = await portal.run(lambda: get_environment(ctx, ref))
     typed = {"name": "", "roles": "", "mode": "polling", "listen_port": "10933"}
@@ -74,11 +74,11 @@ def _form(
     return portal.render(request, ctx, "admin/add_target.html", context, status_code)
 
 
-async def submit(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def submit(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /environments/{id}/add-target``: the command, shown in this answer only."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     env = await portal.run(lambda: get_environment(ctx, ref))
     typed = {key: form.get(key, "").strip() for key in FIELDS}

@@ -12,8 +12,10 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
+from octo_appliance.api.context import RequestContext
 from octo_appliance.api.dashboard import DashboardQuery, get_dashboard
 from octo_appliance.portal.forms import field_errors, validate
+from octo_appliance.portal.session import signed_in
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -49,10 +51,8 @@ def pages(name: str, skip: int, total: int) -> dict[str, str | None]:
     }
 
 
-async def show(portal: Portal, request: Request) -> Response:
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     name = request.query_params.get("name", "").strip()
     values = {"name": name or None, "skip": request.query_params.get("skip", "0")}
     query, details = validate(DashboardQuery, {**values, "take": PAGE_SIZE})

@@ -30,12 +30,12 @@ from octo_appliance.portal.forms import (
     above_form,
     number,
     parse,
-    posted,
     redirect,
     refusal_errors,
     save,
     submit,
 )
+from octo_appliance.portal.session import signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -67,11 +67,9 @@ def _health(ctx: RequestContext) -> dict[str, Counter[str]]:
     return counts
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /environments``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _index(portal, request, ctx, {"sort_order": "0"}, {})
 
 
@@ -96,11 +94,11 @@ async def _index(
     return portal.render(request, ctx, "admin/environments.html", context, status_code)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /environments``: to the new environment, or the form again with its errors."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     values = _values(form)
     made, errors = await save(
         ctx, parse(EnvironmentIn, values), lambda body: create_environment(ctx, body), _refusal
@@ -110,11 +108,9 @@ async def create(portal: Portal, request: Request) -> Response:
     return await _index(portal, request, ctx, values, errors, 422)
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /environments/{id}``: its settings and its targets."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _show(portal, request, ctx, None, {})
 
 
@@ -148,11 +144,11 @@ async def _show(
     return portal.render(request, ctx, "admin/environment.html", context, status_code)
 
 
-async def update(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def update(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /environments/{id}``: save the edit form."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     values = _values(form)
     parsed = parse(EnvironmentUpdate, values)
@@ -162,11 +158,11 @@ async def update(portal: Portal, request: Request) -> Response:
     return await _show(portal, request, ctx, values, errors, 422)
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /environments/{id}/delete``: a 409 (it still holds targets) says so on its page."""
-    ctx, _form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     _, errors = await submit(ctx, lambda: delete_environment(ctx, ref), above_form)
     if errors:

@@ -15,17 +15,16 @@ from starlette.responses import Response
 from octo_appliance.api.api_keys import ApiKeyIn, ApiKeyQuery, create_key, delete_key, list_api_keys
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import write_in_worker
-from octo_appliance.portal.forms import parse, posted, redirect, refusal_errors, save
+from octo_appliance.portal.forms import parse, redirect, refusal_errors, save
+from octo_appliance.portal.session import signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /keys``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _page(portal, request, ctx, "", {})
 
 
@@ -43,11 +42,11 @@ async def _page(
     return portal.render(request, ctx, "admin/keys.html", context, status_code)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /keys``: the new key, on this answer only."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     name = form.get("name", "").strip()
     created, errors = await save(
         ctx,
@@ -60,11 +59,11 @@ async def create(portal: Portal, request: Request) -> Response:
     return await _page(portal, request, ctx, name, errors, status_code=422)
 
 
-async def revoke(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def revoke(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /keys/{id}/revoke``."""
-    ctx, _form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     key_id = request.path_params["id"]
     await write_in_worker(ctx, lambda: delete_key(ctx, key_id))
     return redirect("/keys")

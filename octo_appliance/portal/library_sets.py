@@ -11,7 +11,8 @@ from starlette.responses import Response
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.library_sets import LibrarySetIn, create_library_set, list_library_sets
 from octo_appliance.api.schemas import ListQuery
-from octo_appliance.portal.forms import Refused, attempt, checked, posted, redirect, render_form
+from octo_appliance.portal.forms import Refused, attempt, checked, redirect, render_form
+from octo_appliance.portal.session import signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -37,19 +38,17 @@ async def _page(
     return render_form(portal, request, ctx, "projects/library_sets.html", data, typed, errors)
 
 
-async def show_list(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /library-sets``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _page(portal, request, ctx)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /library-sets``: the API's create, then the new set's variables page."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = {name: form.get(name, "") for name in FIELDS}
     made, errors = await attempt(
         ctx,

@@ -8,11 +8,13 @@ posted from another site is refused before that (``Sec-Fetch-Site``), the sign-i
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 
 from octo_appliance.api.auth import CSRF_COOKIE, authenticate
 from octo_appliance.api.context import RequestContext
@@ -21,6 +23,7 @@ from octo_appliance.exceptions import Forbidden, Unauthenticated, ValidationFail
 
 if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance
+    from octo_appliance.portal.routes import Portal, View
 
 CSRF_FIELD = "csrf_token"
 SIGN_IN_PATH = "/signin"
@@ -85,3 +88,35 @@ def here(request: Request) -> str:
     """The path and query of the request: where to come back to after signing in."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
+
+
+def signed_in(
+    view: Callable[[Portal, Request, RequestContext], Awaitable[Response]],
+) -> View:
+    """A page that needs a session: ``view`` gets its context; without one, sign in first."""
+
+    @functools.wraps(view)
+    async def page(portal: Portal, request: Request) -> Response:
+        ctx = await portal.signed_in(request)
+        if ctx is None:
+            return portal.sign_in_first(request)
+        return await view(portal, request, ctx)
+
+    return page
+
+
+def signed_in_post(
+    view: Callable[[Portal, Request, RequestContext, dict[str, str]], Awaitable[Response]],
+) -> View:
+    """A form post that needs a session: ``view`` gets its context and the form (its CSRF
+    field checked: a bad token is the API's 403); without a session, sign in first."""
+
+    @functools.wraps(view)
+    async def post(portal: Portal, request: Request) -> Response:
+        form = await read_form(portal.appliance, request)
+        ctx = await portal.signed_in(request, form)
+        if ctx is None:
+            return portal.sign_in_first(request)
+        return await view(portal, request, ctx, form)
+
+    return post

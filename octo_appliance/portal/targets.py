@@ -17,7 +17,8 @@ from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.targets import TargetUpdate, delete_target, get_target, update_target
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.forms import lines, parse, posted, redirect, refusal_errors, save
+from octo_appliance.portal.forms import lines, parse, redirect, refusal_errors, save
+from octo_appliance.portal.session import signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -33,11 +34,9 @@ def _can_edit(ctx: RequestContext, target: dict[str, Any]) -> bool:
     )
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /targets/{id}``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _show(portal, request, ctx, None, {})
 
 
@@ -67,11 +66,11 @@ async def _show(
     return portal.render(request, ctx, "admin/target.html", context, status_code)
 
 
-async def health_check(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def health_check(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /targets/{id}/health-check``: queue the check, then watch its task."""
-    ctx, _form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     try:
         queued = await write_in_worker(ctx, lambda: check_target_health(ctx, ref))
@@ -82,11 +81,11 @@ async def health_check(portal: Portal, request: Request) -> Response:
     return redirect(f"/tasks/{queued['task_id']}")
 
 
-async def update(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def update(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /targets/{id}``: name, environments, roles, disabled."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     typed: dict[str, Any] = {k: form.get(k, "").strip() for k in ("name", "roles", "environments")}
     typed["disabled"] = form.get("disabled") == "on"
@@ -107,11 +106,11 @@ async def update(portal: Portal, request: Request) -> Response:
     return await _show(portal, request, ctx, typed, errors, 422)
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /targets/{id}/delete``: back to the environment it was in."""
-    ctx, _form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
 
     def remove() -> str:

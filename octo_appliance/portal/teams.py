@@ -37,13 +37,13 @@ from octo_appliance.portal.forms import (
     above_form,
     field_errors,
     lines,
-    posted,
     redirect,
     refusal_errors,
     save,
     submit,
     validate,
 )
+from octo_appliance.portal.session import signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -173,11 +173,9 @@ def _names(ctx: RequestContext) -> dict[str, str]:
     return {row["id"]: row["name"] for row in [*envs, *projects]}
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /teams``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     blank = {"name": "", "description": "", "members": "", "grants": []}
     return await _index(portal, request, ctx, blank, {})
 
@@ -203,11 +201,11 @@ def _can_edit(ctx: RequestContext) -> bool:
     return ctx.user.can_unscoped(Permission.TEAM_EDIT)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /teams``: to the new team, or the form again with its errors."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = _typed(form)
     made, errors = await save(
         ctx, _parsed(TeamIn, typed), lambda body: create_team(ctx, body), _refusal(typed)
@@ -217,11 +215,9 @@ async def create(portal: Portal, request: Request) -> Response:
     return await _index(portal, request, ctx, typed, errors, 422)
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /teams/{id}``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _show(portal, request, ctx, None, {})
 
 
@@ -249,11 +245,11 @@ async def _show(
     return portal.render(request, ctx, "admin/team.html", context, status_code)
 
 
-async def update(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def update(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /teams/{id}``: name, description, members and grants, replaced as a whole."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     typed = _typed(form)
     parsed = _parsed(TeamUpdate, typed)
@@ -263,11 +259,11 @@ async def update(portal: Portal, request: Request) -> Response:
     return await _show(portal, request, ctx, typed, errors, 422)
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /teams/{id}/delete``."""
-    ctx, _form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     _, errors = await submit(ctx, lambda: delete_team(ctx, ref), above_form)
     if errors:

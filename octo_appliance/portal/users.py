@@ -18,12 +18,12 @@ from octo_appliance.api.users import UserIn, UserUpdate, create_user, list_users
 from octo_appliance.portal.forms import (
     above_form,
     parse,
-    posted,
     redirect,
     refusal_errors,
     save,
     submit,
 )
+from octo_appliance.portal.session import signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -32,11 +32,9 @@ if TYPE_CHECKING:
 FIELDS = ("username", "display_name", "email", "password", "is_active")
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /users``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _page(portal, request, ctx, {"is_active": True}, {})
 
 
@@ -59,11 +57,11 @@ async def _page(
     return portal.render(request, ctx, "admin/users.html", context, status_code)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /users``: back to the list, or the form again (without the password)."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed: dict[str, Any] = {key: form.get(key, "").strip() for key in FIELDS[:3]}
     typed["is_active"] = form.get("is_active") == "on"
     password = form.get("password", "")
@@ -78,12 +76,12 @@ async def create(portal: Portal, request: Request) -> Response:
     return await _page(portal, request, ctx, typed, errors, 422)
 
 
-async def set_active(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def set_active(
+    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+) -> Response:
     """``POST /users/{id}/active``: ``active=on`` activates, anything else deactivates (their
     sessions end, their keys stop working)."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     body = UserUpdate(is_active=form.get("active") == "on")
     _, errors = await submit(ctx, lambda: update_user(ctx, ref, body), above_form)
