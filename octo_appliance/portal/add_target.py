@@ -20,7 +20,7 @@ from octo_appliance.api.bootstrap import InstallCommandIn, create_install_comman
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.environments import get_environment
 from octo_appliance.portal.forms import lines, number, parse, refusal_errors, save
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -75,9 +75,7 @@ def _form(
 
 
 @signed_in_post
-async def submit(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def submit(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments/{id}/add-target``: the command, shown in this answer only."""
     ref = request.path_params["id"]
     env = await portal.run(lambda: get_environment(ctx, ref))

@@ -27,6 +27,7 @@ from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.targets import TargetListQuery, list_targets
 from octo_appliance.exceptions import ApiError
 from octo_appliance.portal.forms import (
+    Again,
     above_form,
     number,
     parse,
@@ -35,7 +36,7 @@ from octo_appliance.portal.forms import (
     save,
     submit,
 )
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -67,20 +68,12 @@ def _health(ctx: RequestContext) -> dict[str, Counter[str]]:
     return counts
 
 
-@signed_in
-async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /environments``."""
-    return await _index(portal, request, ctx, {"sort_order": "0"}, {})
-
-
 async def _index(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any],
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /environments``; after a refused create, the form again with its errors."""
+    again = again or Again({"sort_order": "0"})
+
     def read() -> dict[str, Any]:
         return {"environments": list_environments(ctx, ALL)["items"], "health": _health(ctx)}
 
@@ -88,16 +81,17 @@ async def _index(
     context = {
         **data,
         "can_create": ctx.user.can_unscoped(Permission.ENVIRONMENT_EDIT),
-        "typed": typed,
-        "errors": errors,
+        "typed": again.typed,
+        "errors": again.errors,
     }
-    return portal.render(request, ctx, "admin/environments.html", context, status_code)
+    return portal.render(request, ctx, "admin/environments.html", context, again.status_code)
+
+
+index = signed_in(_index)
 
 
 @signed_in_post
-async def create(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments``: to the new environment, or the form again with its errors."""
     values = _values(form)
     made, errors = await save(
@@ -105,23 +99,14 @@ async def create(
     )
     if not errors:
         return redirect(f"/environments/{made['id']}")
-    return await _index(portal, request, ctx, values, errors, 422)
-
-
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /environments/{id}``: its settings and its targets."""
-    return await _show(portal, request, ctx, None, {})
+    return await _index(portal, request, ctx, Again(values, errors, 422))
 
 
 async def _show(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any] | None,
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /environments/{id}``: its settings and its targets (or a refused edit again)."""
+    again = again or Again()
     ref = request.path_params["id"]
 
     def read() -> dict[str, Any]:
@@ -136,18 +121,19 @@ async def _show(
     env_id = data["environment"]["id"]
     context = {
         **data,
-        "typed": typed or data["environment"],
-        "errors": errors,
+        "typed": again.typed or data["environment"],
+        "errors": again.errors,
         "can_edit": ctx.user.can(Permission.ENVIRONMENT_EDIT, environment=env_id),
         "can_add_target": ctx.user.can(Permission.TARGET_EDIT, environment=env_id),
     }
-    return portal.render(request, ctx, "admin/environment.html", context, status_code)
+    return portal.render(request, ctx, "admin/environment.html", context, again.status_code)
+
+
+show = signed_in(_show)
 
 
 @signed_in_post
-async def update(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def update(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments/{id}``: save the edit form."""
     ref = request.path_params["id"]
     values = _values(form)
@@ -155,16 +141,14 @@ async def update(
     _, errors = await save(ctx, parsed, lambda body: update_environment(ctx, ref, body), _refusal)
     if not errors:
         return redirect(f"/environments/{ref}")
-    return await _show(portal, request, ctx, values, errors, 422)
+    return await _show(portal, request, ctx, Again(values, errors, 422))
 
 
 @signed_in_post
-async def delete(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments/{id}/delete``: a 409 (it still holds targets) says so on its page."""
     ref = request.path_params["id"]
     _, errors = await submit(ctx, lambda: delete_environment(ctx, ref), above_form)
     if errors:
-        return await _show(portal, request, ctx, None, errors, 409)
+        return await _show(portal, request, ctx, Again(None, errors, 409))
     return redirect("/environments")

@@ -36,6 +36,16 @@ TAKEN = "already exists"
 FORM_REFUSALS = frozenset({400, 409, 422})
 
 
+@dataclass(frozen=True)
+class Again:
+    """An admin page's form drawn again after a refusal: what was typed (None: the record's
+    own values), errors by field, the refusal's status. ``Again()``: the page as first shown."""
+
+    typed: dict[str, Any] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    status_code: int = 200
+
+
 @dataclass
 class Refused:
     """A refused write: errors by form field, and what belongs to no field of this form."""

@@ -16,7 +16,7 @@ from octo_appliance.api.api_keys import ApiKeyIn, ApiKeyQuery, create_key, delet
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import write_in_worker
 from octo_appliance.portal.forms import parse, redirect, refusal_errors, save
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -43,9 +43,7 @@ async def _page(
 
 
 @signed_in_post
-async def create(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /keys``: the new key, on this answer only."""
     name = form.get("name", "").strip()
     created, errors = await save(
@@ -60,9 +58,7 @@ async def create(
 
 
 @signed_in_post
-async def revoke(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def revoke(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /keys/{id}/revoke``."""
     key_id = request.path_params["id"]
     await write_in_worker(ctx, lambda: delete_key(ctx, key_id))

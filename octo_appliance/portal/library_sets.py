@@ -12,7 +12,7 @@ from octo_appliance.api.context import RequestContext
 from octo_appliance.api.library_sets import LibrarySetIn, create_library_set, list_library_sets
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.portal.forms import Refused, attempt, checked, redirect, render_form
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Re
 
 
 @signed_in_post
-async def create(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /library-sets``: the API's create, then the new set's variables page."""
     typed = {name: form.get(name, "") for name in FIELDS}
     made, errors = await attempt(

@@ -24,7 +24,7 @@ from octo_appliance.exceptions import Forbidden, NotFound
 from octo_appliance.portal import step_form
 from octo_appliance.portal.forms import Refused, attempt, checked, redirect
 from octo_appliance.portal.projects import project_nav
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -144,9 +144,7 @@ def _save(ctx: RequestContext, pid: str, version: str, steps: list[dict[str, Any
 
 
 @signed_in_post
-async def save_step(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def save_step(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST .../process/steps`` (add) or ``.../steps/{position}`` (replace one step)."""
     data = await portal.run(lambda: _read(ctx, request.path_params["ref"]))
     pid = data["project"]["id"]
@@ -192,9 +190,7 @@ def _changed(steps: list[dict[str, Any]], index: int, action: str) -> list[dict[
 
 
 @signed_in_post
-async def act(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def act(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST .../steps/{position}/{action}``: move up or down, disable, enable, delete."""
     action = request.path_params["action"]
     if action not in ACTIONS:

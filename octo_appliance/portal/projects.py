@@ -20,7 +20,7 @@ from octo_appliance.api.releases import list_releases
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.exceptions import Forbidden
 from octo_appliance.portal.forms import Refused, attempt, checked, redirect, render_form
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -76,9 +76,7 @@ async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Re
 
 
 @signed_in_post
-async def create(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /projects``: the API's create; back to the form with errors next to fields."""
     typed = {name: form.get(name, "") for name in CREATE_FIELDS}
     body = {"name": typed["name"], "description": typed["description"]}

@@ -30,7 +30,7 @@ from octo_appliance.engine.release_packages import packages_needed
 from octo_appliance.exceptions import Forbidden
 from octo_appliance.portal.forms import Refused, attempt, checked, redirect, render_form
 from octo_appliance.portal.projects import PAGE_SIZE, page_query, project_nav
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -108,9 +108,7 @@ def _release_field(field: str) -> str | None:
 
 
 @signed_in_post
-async def create(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /projects/{ref}/releases``: then the new release's page."""
     ref = request.path_params["ref"]
     typed = {k: v for k, v in form.items() if k != "csrf_token"}
@@ -174,9 +172,7 @@ async def _release_page(
 
 
 @signed_in_post
-async def deploy(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def deploy(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST .../releases/{version}/deploy`` (``environment``): the task page after."""
 
     def write() -> dict[str, Any]:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance
     from octo_appliance.portal.routes import Portal, View
 
+#: a posted form: ``{name: last value}``
+Form = dict[str, str]
 CSRF_FIELD = "csrf_token"
 SIGN_IN_PATH = "/signin"
 #: a form has a handful of fields, plus a checkbox per environment or library set ticked:
@@ -106,7 +108,7 @@ def signed_in(
 
 
 def signed_in_post(
-    view: Callable[[Portal, Request, RequestContext, dict[str, str]], Awaitable[Response]],
+    view: Callable[[Portal, Request, RequestContext, Form], Awaitable[Response]],
 ) -> View:
     """A form post that needs a session: ``view`` gets its context and the form (its CSRF
     field checked: a bad token is the API's 403); without a session, sign in first."""

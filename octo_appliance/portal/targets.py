@@ -17,8 +17,8 @@ from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.targets import TargetUpdate, delete_target, get_target, update_target
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.forms import lines, parse, redirect, refusal_errors, save
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.forms import Again, lines, parse, redirect, refusal_errors, save
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -34,22 +34,14 @@ def _can_edit(ctx: RequestContext, target: dict[str, Any]) -> bool:
     )
 
 
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /targets/{id}``."""
-    return await _show(portal, request, ctx, None, {})
-
-
 async def _show(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any] | None,
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /targets/{id}`` (or a refused edit again)."""
+    again = again or Again()
     ref = request.path_params["id"]
     target = await portal.run(lambda: get_target(ctx, ref))
+    typed = again.typed
     if typed is None:
         typed = {
             "name": target["name"],
@@ -60,15 +52,18 @@ async def _show(
     context = {
         "target": target,
         "typed": typed,
-        "errors": errors,
+        "errors": again.errors,
         "can_edit": _can_edit(ctx, target),
     }
-    return portal.render(request, ctx, "admin/target.html", context, status_code)
+    return portal.render(request, ctx, "admin/target.html", context, again.status_code)
+
+
+show = signed_in(_show)
 
 
 @signed_in_post
 async def health_check(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
+    portal: Portal, request: Request, ctx: RequestContext, form: Form
 ) -> Response:
     """``POST /targets/{id}/health-check``: queue the check, then watch its task."""
     ref = request.path_params["id"]
@@ -77,14 +72,12 @@ async def health_check(
     except ApiError as exc:
         if exc.status_code != 503:  # no task engine: say so on the target's page
             raise
-        return await _show(portal, request, ctx, None, refusal_errors(exc, ()), 503)
+        return await _show(portal, request, ctx, Again(None, refusal_errors(exc, ()), 503))
     return redirect(f"/tasks/{queued['task_id']}")
 
 
 @signed_in_post
-async def update(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def update(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /targets/{id}``: name, environments, roles, disabled."""
     ref = request.path_params["id"]
     typed: dict[str, Any] = {k: form.get(k, "").strip() for k in ("name", "roles", "environments")}
@@ -103,13 +96,11 @@ async def update(
     )
     if not errors:
         return redirect(f"/targets/{ref}")
-    return await _show(portal, request, ctx, typed, errors, 422)
+    return await _show(portal, request, ctx, Again(typed, errors, 422))
 
 
 @signed_in_post
-async def delete(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /targets/{id}/delete``: back to the environment it was in."""
     ref = request.path_params["id"]
 

@@ -34,6 +34,7 @@ from octo_appliance.api.teams import (
 from octo_appliance.exceptions import ApiError
 from octo_appliance.portal.forms import (
     PROBLEM,
+    Again,
     above_form,
     field_errors,
     lines,
@@ -43,7 +44,7 @@ from octo_appliance.portal.forms import (
     submit,
     validate,
 )
-from octo_appliance.portal.session import signed_in, signed_in_post
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -173,28 +174,22 @@ def _names(ctx: RequestContext) -> dict[str, str]:
     return {row["id"]: row["name"] for row in [*envs, *projects]}
 
 
-@signed_in
-async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /teams``."""
-    blank = {"name": "", "description": "", "members": "", "grants": []}
-    return await _index(portal, request, ctx, blank, {})
-
-
 async def _index(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any],
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /teams``; after a refused create, the form again with its errors."""
+    again = again or Again({"name": "", "description": "", "members": "", "grants": []})
+
     def read() -> dict[str, Any]:
         teams = list_teams(ctx, ListQuery(take=1000))["items"]
         return {"teams": teams, **_shared(ctx, _names(ctx), teams)}
 
     data = await portal.run(read)
-    context = {**data, "typed": typed, "errors": errors, "can_edit": _can_edit(ctx)}
-    return portal.render(request, ctx, "admin/teams.html", context, status_code)
+    context = {**data, "typed": again.typed, "errors": again.errors, "can_edit": _can_edit(ctx)}
+    return portal.render(request, ctx, "admin/teams.html", context, again.status_code)
+
+
+index = signed_in(_index)
 
 
 def _can_edit(ctx: RequestContext) -> bool:
@@ -202,9 +197,7 @@ def _can_edit(ctx: RequestContext) -> bool:
 
 
 @signed_in_post
-async def create(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /teams``: to the new team, or the form again with its errors."""
     typed = _typed(form)
     made, errors = await save(
@@ -212,23 +205,14 @@ async def create(
     )
     if not errors:
         return redirect(f"/teams/{made['id']}")
-    return await _index(portal, request, ctx, typed, errors, 422)
-
-
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /teams/{id}``."""
-    return await _show(portal, request, ctx, None, {})
+    return await _index(portal, request, ctx, Again(typed, errors, 422))
 
 
 async def _show(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any] | None,
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /teams/{id}`` (or a refused edit again)."""
+    again = again or Again()
     ref = request.path_params["id"]
 
     def read() -> dict[str, Any]:
@@ -238,17 +222,18 @@ async def _show(
     data = await portal.run(read)
     context = {
         **data,
-        "typed": typed or _from_team(data["team"], data["names"]),
-        "errors": errors,
+        "typed": again.typed or _from_team(data["team"], data["names"]),
+        "errors": again.errors,
         "can_edit": _can_edit(ctx),
     }
-    return portal.render(request, ctx, "admin/team.html", context, status_code)
+    return portal.render(request, ctx, "admin/team.html", context, again.status_code)
+
+
+show = signed_in(_show)
 
 
 @signed_in_post
-async def update(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def update(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /teams/{id}``: name, description, members and grants, replaced as a whole."""
     ref = request.path_params["id"]
     typed = _typed(form)
@@ -256,16 +241,14 @@ async def update(
     _, errors = await save(ctx, parsed, lambda body: update_team(ctx, ref, body), _refusal(typed))
     if not errors:
         return redirect(f"/teams/{ref}")
-    return await _show(portal, request, ctx, typed, errors, 422)
+    return await _show(portal, request, ctx, Again(typed, errors, 422))
 
 
 @signed_in_post
-async def delete(
-    portal: Portal, request: Request, ctx: RequestContext, form: dict[str, str]
-) -> Response:
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /teams/{id}/delete``."""
     ref = request.path_params["id"]
     _, errors = await submit(ctx, lambda: delete_team(ctx, ref), above_form)
     if errors:
-        return await _show(portal, request, ctx, None, errors, 409)
+        return await _show(portal, request, ctx, Again(None, errors, 409))
     return redirect("/teams")
