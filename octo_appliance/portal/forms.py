@@ -58,6 +58,10 @@ class Refused:
         self.fields.setdefault(name, message)
 
 
+#: a project page's form drawn again: what was typed, and the API's refusal of it
+Retry = tuple[dict[str, str], Refused]
+
+
 def refused(
     exc: ApiError, place: Callable[[str], str | None], conflict: str | None = None
 ) -> Refused:

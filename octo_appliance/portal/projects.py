@@ -19,7 +19,7 @@ from octo_appliance.api.projects import ProjectCreate, create_project, get_proje
 from octo_appliance.api.releases import list_releases
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.exceptions import Forbidden
-from octo_appliance.portal.forms import Refused, attempt, checked, redirect, render_form
+from octo_appliance.portal.forms import Retry, attempt, checked, redirect, render_form
 from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
@@ -48,11 +48,7 @@ def _lifecycles(ctx: RequestContext) -> list[dict[str, Any]]:
 
 
 async def _list_page(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, str] | None = None,
-    errors: Refused | None = None,
+    portal: Portal, request: Request, ctx: RequestContext, retry: Retry | None = None
 ) -> Response:
     query = page_query(request)
 
@@ -66,7 +62,7 @@ async def _list_page(
         }
 
     data = {**await portal.run(read), "query": query, "page_size": PAGE_SIZE}
-    return render_form(portal, request, ctx, "projects/list.html", data, typed, errors)
+    return render_form(portal, request, ctx, "projects/list.html", data, *(retry or ()))
 
 
 @signed_in
@@ -89,7 +85,7 @@ async def create(portal: Portal, request: Request, ctx: RequestContext, form: Fo
         conflict="name",
     )
     if errors is not None:
-        return await _list_page(portal, request, ctx, typed, errors)
+        return await _list_page(portal, request, ctx, (typed, errors))
     return redirect(f"/projects/{made['id']}")
 
 

@@ -28,7 +28,7 @@ from octo_appliance.api.releases import (
 )
 from octo_appliance.engine.release_packages import packages_needed
 from octo_appliance.exceptions import Forbidden
-from octo_appliance.portal.forms import Refused, attempt, checked, redirect, render_form
+from octo_appliance.portal.forms import Retry, attempt, checked, redirect, render_form
 from octo_appliance.portal.projects import PAGE_SIZE, page_query, project_nav
 from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
@@ -80,11 +80,7 @@ def _needed(ctx: RequestContext, pid: str) -> list[dict[str, Any]]:
 
 
 async def _form(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, str] | None = None,
-    errors: Refused | None = None,
+    portal: Portal, request: Request, ctx: RequestContext, retry: Retry | None = None
 ) -> Response:
     def read() -> dict[str, Any]:
         data = _project(ctx, request.path_params["ref"])
@@ -92,7 +88,7 @@ async def _form(
         return {**data, "needed": _needed(ctx, data["pid"])}
 
     data = await portal.run(read)
-    return render_form(portal, request, ctx, "projects/release_new.html", data, typed, errors)
+    return render_form(portal, request, ctx, "projects/release_new.html", data, *(retry or ()))
 
 
 @signed_in
@@ -128,7 +124,7 @@ async def create(portal: Portal, request: Request, ctx: RequestContext, form: Fo
 
     made, errors = await attempt(ctx, write, _release_field, conflict="version")
     if errors is not None:
-        return await _form(portal, request, ctx, typed, errors)
+        return await _form(portal, request, ctx, (typed, errors))
     return redirect(f"/projects/{made['project_id']}/releases/{made['version']}")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.browser.axe import assert_accessible, axe_source
 from tests.serve_process import ServeProcess
@@ -39,8 +40,20 @@ class PortalServer:
         return f"https://127.0.0.1:{self.server.port}"
 
 
+#: the protocol the page itself came over (``h3`` when forced to QUIC)
+NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
+
+
 def chromium_args(*extra: str) -> list[str]:
     return (["--no-sandbox"] if os.geteuid() == 0 else []) + list(extra)
+
+
+def quic_args(port: int | str, cert_file: Path) -> list[str]:
+    """Chromium forced to HTTP/3 on the appliance's port, its certificate trusted by its key."""
+    return chromium_args(
+        f"--origin-to-force-quic-on=127.0.0.1:{port}",
+        f"--ignore-certificate-errors-spki-list={spki_hash(cert_file)}",
+    )
 
 
 def spki_hash(cert_file: Path) -> str:
@@ -62,6 +75,15 @@ def chromium() -> Path:
             pytest.fail(f"{CHROMIUM} is missing: build/test.sh installs it with apt-get")
         pytest.skip(f"{CHROMIUM} is missing: run build/test.sh (apt-get install chromium)")
     return CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium: Path) -> Iterator[Browser]:
+    """A fresh chromium for one test."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
+        yield launched
+        launched.close()
 
 
 def seed(server: ServeProcess, password: str, secret: str) -> None:
