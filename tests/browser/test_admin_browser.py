@@ -9,29 +9,21 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from octo_appliance.agent.home import Home
 from tests.agent.support import AgentProcess
-from tests.browser.conftest import PortalServer, chromium_args
+from tests.browser.conftest import PortalServer
 from tests.browser.test_portal_browser import Watched
 from tests.child_process import clean_env
 from tests.fleet import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
-        yield launched
-        launched.close()
 
 
 def _target(server: PortalServer) -> str:
