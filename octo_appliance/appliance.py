@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from octo_appliance.engine.tasks import TaskEngine
     from octo_appliance.feed.reader import PackageFeed
     from octo_appliance.transports.network import AgentNetwork
+    from octo_appliance.transports.relay import CallRelay
 
 ADMIN_USERNAME = "admin"
 #: ``(schema version found, version this code migrates to)`` -> the backup written, if any
@@ -77,6 +78,8 @@ class Appliance:
     #: set by :mod:`octo_appliance.background` while the server runs
     task_engine: TaskEngine | None = None
     agent_network: AgentNetwork | None = None
+    #: calls across nodes, and live task logs from other nodes (PostgreSQL only)
+    call_relay: CallRelay | None = None
     agent_updates: AgentUpdates | None = None
     #: called (from any thread) after a commit that added, changed or removed targets
     target_listeners: list[Callable[[], None]] = field(default_factory=list)

@@ -21,6 +21,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import peewee
+
 from octo_appliance.appliance import Appliance
 from octo_appliance.builds.agent import (
     LINUX_X86_64,
@@ -47,6 +49,7 @@ from octo_appliance.plugin_api.settings import resolve_settings
 from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_dir
 from octo_appliance.transports.agent_build import OfferedBuild, declared_version
 from octo_appliance.transports.network import AgentNetwork, spool_dir
+from octo_appliance.transports.relay import CallRelay, RelayingHub
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
 MIB = 1024 * 1024
@@ -60,6 +63,8 @@ class Services:
     health: health.HealthScheduler
     dispatcher: Dispatcher
     updates: AgentUpdates
+    #: calls across nodes (PostgreSQL only; docs/ha.md)
+    relay: CallRelay | None = None
 
     async def stop(self) -> None:
         """In order: no new tasks, running ones stopped, then what the transports hold (the
@@ -68,6 +73,8 @@ class Services:
         await self.health.stop()
         await self.tasks.stop()
         await self.dispatcher.close()
+        if self.relay is not None:
+            await self.relay.stop()
         await self.network.stop()
 
 
@@ -170,6 +177,7 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
         agent_build=await asyncio.to_thread(offered_agent_build, appliance),
         update_wait=float(config.agent_update_wait_seconds),
     )
+    relay = await start_relay(appliance, network) if is_postgres(appliance.db) else None
     # settings are read and checked before anything listens: a bad one stops the start clean
     dispatcher = Dispatcher(
         build_transports(
@@ -226,7 +234,7 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
     engine = TaskEngine(
         appliance.db,
         appliance.vault,
-        socket.gethostname() or "appliance",
+        node_name(appliance),
         task_cap=config.task_cap,
         kinds=kinds,
         task_log_max_lines=config.task_log_max_lines,
@@ -246,4 +254,34 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
 
     scheduler = health.HealthScheduler(config.health_check_minutes * 60, enqueue_all)
     scheduler.start()
-    return Services(network, engine, scheduler, dispatcher, updates)
+    return Services(network, engine, scheduler, dispatcher, updates, relay)
+
+
+def node_name(appliance: Appliance) -> str:
+    return appliance.config.node_name or socket.gethostname() or "appliance"
+
+
+def is_postgres(db: object) -> bool:
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+async def start_relay(appliance: Appliance, network: AgentNetwork) -> CallRelay:
+    """Several nodes on one PostgreSQL: calls for agents connected to another node go there
+    (docs/ha.md, "Calls across nodes"). Started before the polling listener, so every agent
+    connection is recorded."""
+    hub = RelayingHub()
+    network.hub = hub
+    label = f"{node_name(appliance)} (polling {appliance.config.polling_listen})"
+    relay = CallRelay(
+        str(appliance.config.database),
+        appliance.vault,
+        label,
+        spool_dir(appliance.data_dir),
+        hub.local_call,
+    )
+    relay.on_targets_changed = network.reload_trust
+    await relay.start()
+    hub.relay = relay
+    appliance.target_listeners.append(relay.targets_changed)
+    appliance.call_relay = relay
+    return relay

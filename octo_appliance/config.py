@@ -125,6 +125,9 @@ class Config:
         minimum=1,
     )
     task_cap: int = setting(5, "Server tasks this node runs at once.", minimum=1)
+    node_name: str = setting(
+        "", "This node's name in the node list (default: the host name); unique among nodes."
+    )
     task_log_max_lines: int = setting(
         1_000_000,
         "Script output lines one task keeps in its log; past it a count and the last lines.",

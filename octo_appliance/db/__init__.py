@@ -21,6 +21,7 @@ from octo_appliance.db.deployments import (
 from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironment, TargetRole
 from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.db.projects import Project, Variable
+from octo_appliance.db.relay import RelayAgent, RelayCall, RelayChunk, RelayEvent, RelayNode
 from octo_appliance.db.security import (
     ApiKey,
     LoginSession,
@@ -62,6 +63,11 @@ MODELS: list[type[BaseModel]] = [
     Package,
     ReleasePackage,
     RegistrationToken,
+    RelayNode,
+    RelayAgent,
+    RelayCall,
+    RelayEvent,
+    RelayChunk,
 ]
 
 #: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.
