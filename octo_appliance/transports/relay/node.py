@@ -225,10 +225,10 @@ class CallRelay:
         params: dict[str, Any] | None,
         *,
         pickup_timeout: float,
-        on_event: EventCallback | None,
-        upload: UploadSource | None,
-        download_dir: str | Path | None,
-        timeout: float | None,
+        on_event: EventCallback | None = None,
+        upload: UploadSource | None = None,
+        download_dir: str | Path | None = None,
+        timeout: float | None = None,
     ) -> Response:
         """Hand the call to node ``node_id``, which holds the agent's connection."""
         return await request(
