@@ -20,9 +20,11 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import peewee
 
+from octo_appliance.agent import contract
 from octo_appliance.appliance import Appliance
 from octo_appliance.builds.agent import (
     LINUX_X86_64,
@@ -177,7 +179,7 @@ async def start_services(appliance: Appliance, *, testing: bool = False) -> Serv
         agent_build=await asyncio.to_thread(offered_agent_build, appliance),
         update_wait=float(config.agent_update_wait_seconds),
     )
-    relay = await start_relay(appliance, network) if is_postgres(appliance.db) else None
+    relay = await start_relay(appliance, network, bundles) if is_postgres(appliance.db) else None
     # settings are read and checked before anything listens: a bad one stops the start clean
     dispatcher = Dispatcher(
         build_transports(
@@ -265,7 +267,9 @@ def is_postgres(db: object) -> bool:
     return isinstance(db, peewee.PostgresqlDatabase)
 
 
-async def start_relay(appliance: Appliance, network: AgentNetwork) -> CallRelay:
+async def start_relay(
+    appliance: Appliance, network: AgentNetwork, bundles: BundleStore
+) -> CallRelay:
     """Several nodes on one PostgreSQL: calls for agents connected to another node go there
     (docs/ha.md, "Calls across nodes"). Started before the polling listener, so every agent
     connection is recorded."""
@@ -280,6 +284,21 @@ async def start_relay(appliance: Appliance, network: AgentNetwork) -> CallRelay:
         hub.local_call,
     )
     relay.on_targets_changed = network.reload_trust
+
+    async def prepare(method: str, params: dict[str, Any]) -> None:
+        """A relayed ``runner.run`` of a plugin step: the agent fetches the bundle from this
+        node, which builds it from its own copy of the plugin (bundles are reproducible:
+        the same plugin gives the same SHA-256 on every node)."""
+        plugin = params.get("plugin")
+        if method != contract.RUNNER_RUN or not isinstance(plugin, dict):
+            return
+        name, sha256 = str(plugin.get("name", "")), str(plugin.get("sha256", ""))
+        step_type = appliance.plugins.step_types.get(name)
+        code = step_type.target_code if step_type is not None else None
+        if bundles.get(sha256) is None and code is not None:
+            await asyncio.to_thread(bundles.bundle_for, name, code)
+
+    relay.prepare = prepare
     await relay.start()
     hub.relay = relay
     appliance.target_listeners.append(relay.targets_changed)

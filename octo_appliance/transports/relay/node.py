@@ -74,6 +74,9 @@ class CallRelay:
         self._local_agents: set[str] = set()
         self._heartbeat: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: run on this node before it makes a call handed to it (``prepare(method, params)``:
+        #: e.g. build the plugin bundle the agent will fetch from this node)
+        self.prepare: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
         #: called when another node changed targets (agent trust is reloaded from the database)
         self.on_targets_changed: Callable[[], Awaitable[None]] | None = None
         self._background: set[asyncio.Task[Any]] = set()

@@ -93,6 +93,9 @@ class Server:
         upload: Path | None = None
         outcome: dict[str, Any]
         try:
+            params = dict(request.get("params") or {})
+            if relay.prepare is not None:
+                await relay.prepare(str(request["method"]), params)
             if request.get("chunks"):
                 upload = await get_chunks(
                     relay.pool, relay.vault, call_id, "up", int(request["chunks"]), relay.spool
@@ -100,7 +103,7 @@ class Server:
             response = await self.local_call(
                 str(request["thumbprint"]),
                 str(request["method"]),
-                dict(request.get("params") or {}),
+                params,
                 on_event=events.put,
                 upload=upload,
                 download_dir=relay.spool,
