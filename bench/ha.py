@@ -123,6 +123,9 @@ def keep_b_busy(tmp: Path, a: ServeProcess, api_b: httpx.Client, key: str, datab
     """Node B runs one task at a time: hold it with scripts for an agent that never
     connects (its health check, queued at registration, waits too); how many such tasks."""
     register_agents(a, key, tmp / "ghost", [AgentSpec("ghost", "polling")])
+    moved = api_b.put("/api/v1/targets/ghost", json={"roles": ["ghost"]})  # not deployed to
+    if moved.status_code != 200:
+        sys.exit(f"PUT /targets/ghost failed: {moved.status_code} {moved.text}")
     ghosts = 1
     while busy_nodes(database).get("nodeB", 0) == 0:
         body = {"targets": ["ghost"], "syntax": "bash", "body": "true"}
@@ -203,7 +206,13 @@ def timed(client: httpx.Client, names: Sequence[str], body: str, runs: int) -> l
 def measure(client: httpx.Client, project_id: str, names: list[str], runs: int) -> dict[str, Any]:
     fan = timed(client, names, "echo ok", runs)
     deploys = [deploy_seconds(client, project_id) for _ in range(max(2, runs // 2))]
-    return {"fanout": statistics.median(fan), "deploy": statistics.median(deploys), "load": load()}
+    return {
+        "fanout": statistics.median(fan),
+        "deploy": statistics.median(deploys),
+        "fanout_min": min(fan),
+        "deploy_min": min(deploys),
+        "load": load(),
+    }
 
 
 @contextlib.contextmanager

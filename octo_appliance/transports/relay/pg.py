@@ -25,7 +25,7 @@ RECONNECT_SECONDS = 1.0
 class Pool:
     """At most ``size`` autocommit connections, opened on demand and reused."""
 
-    def __init__(self, url: str, size: int = 4) -> None:
+    def __init__(self, url: str, size: int = 8) -> None:
         self._url = url
         self._idle: list[psycopg.AsyncConnection[tuple[object, ...]]] = []
         self._slots = asyncio.Semaphore(size)

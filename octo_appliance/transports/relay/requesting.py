@@ -122,10 +122,14 @@ async def _insert(
     body: dict[str, Any],
     state: str,
 ) -> None:
-    async with relay.pool.connection() as conn, conn.transaction():
+    # one statement (one round trip, one transaction): the row and, when queued, its wake-up
+    notify = f"{node_id} call {call_id}" if state == "queued" else ""
+    async with relay.pool.connection() as conn:
         await conn.execute(
-            'INSERT INTO "relay_call" ("id", "origin_node", "target_node", "method", "body", '
-            f'"state", "created_at") VALUES (%s, %s, %s, %s, %s, %s, {NOW})',
+            'WITH "added" AS (INSERT INTO "relay_call" ("id", "origin_node", "target_node", '
+            '"method", "body", "state", "created_at") VALUES (%s, %s, %s, %s, %s, %s, '
+            f"{NOW}) RETURNING 1) "
+            "SELECT pg_notify(%s, %s) FROM \"added\" WHERE %s <> ''",
             (
                 call_id,
                 relay.node_id,
@@ -133,10 +137,11 @@ async def _insert(
                 method[:100],
                 seal(relay.vault, call_id, "request", body),
                 state,
+                CHANNEL,
+                notify,
+                notify,
             ),
         )
-        if state == "queued":
-            await _notify(conn, node_id, "call", call_id)
 
 
 async def _notify(conn: Any, node_id: str, kind: str, call_id: str) -> None:
@@ -185,19 +190,19 @@ async def _follow(
 async def _progress(
     relay: CallRelay, call_id: str, last: int
 ) -> tuple[list[tuple[int, str]], str | None, str | None]:
-    """The call's state, then its events after ``last``: read in this order, a ``done``
-    state comes with every event (the agent's node stores them all before it)."""
+    """The call's state and its events after ``last`` (the agent's node stores every event
+    before it stores ``done``)."""
     async with relay.pool.connection() as conn:
+        # one statement, one snapshot: a "done" state comes with every event
         cur = await conn.execute(
-            'SELECT "state", "outcome" FROM "relay_call" WHERE "id" = %s', (call_id,)
+            'SELECT c."state", c."outcome", e."seq", e."body" FROM "relay_call" c '
+            'LEFT JOIN "relay_event" e ON e."call_id" = c."id" AND e."seq" > %s '
+            'WHERE c."id" = %s ORDER BY e."seq"',
+            (last, call_id),
         )
-        row = await cur.fetchone()
-        cur = await conn.execute(
-            'SELECT "seq", "body" FROM "relay_event" WHERE "call_id" = %s AND "seq" > %s '
-            'ORDER BY "seq"',
-            (call_id, last),
-        )
-        events = [(int(str(seq)), str(body)) for seq, body in await cur.fetchall()]
+        rows = await cur.fetchall()
+    row = rows[0] if rows else None
+    events = [(int(str(r[2])), str(r[3])) for r in rows if r[2] is not None]
     if row is None:
         return events, None, None
     return events, str(row[0]), None if row[1] is None else str(row[1])
@@ -220,8 +225,11 @@ async def _response(
 async def _withdraw(relay: CallRelay, call_id: str, node_id: str) -> None:
     """Delete the call (events and chunks go with it) and tell the agent's node to stop."""
     try:
-        async with relay.pool.connection() as conn, conn.transaction():
-            await conn.execute('DELETE FROM "relay_call" WHERE "id" = %s', (call_id,))
-            await _notify(conn, node_id, "cancel", call_id)
+        async with relay.pool.connection() as conn:
+            await conn.execute(
+                'WITH "gone" AS (DELETE FROM "relay_call" WHERE "id" = %s) '
+                "SELECT pg_notify(%s, %s)",
+                (call_id, CHANNEL, f"{node_id} cancel {call_id}"),
+            )
     except Exception:  # the database is away: the agent's node sweeps the orphan
         pass

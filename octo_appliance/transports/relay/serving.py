@@ -130,12 +130,18 @@ class Server:
         finally:
             if upload is not None:
                 upload.unlink(missing_ok=True)
-        async with relay.pool.connection() as conn, conn.transaction():
+        async with relay.pool.connection() as conn:  # one statement: stored and announced
             await conn.execute(
-                'UPDATE "relay_call" SET "state" = %s, "outcome" = %s WHERE "id" = %s',
-                ("done", seal(relay.vault, call_id, "outcome", outcome), call_id),
+                'WITH "set" AS (UPDATE "relay_call" SET "state" = %s, "outcome" = %s '
+                'WHERE "id" = %s) SELECT pg_notify(%s, %s)',
+                (
+                    "done",
+                    seal(relay.vault, call_id, "outcome", outcome),
+                    call_id,
+                    CHANNEL,
+                    f"{origin} done {call_id}",
+                ),
             )
-            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{origin} done {call_id}"))
 
 
 class _EventWriter:
@@ -188,18 +194,16 @@ class _EventWriter:
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         relay, call_id = self.relay, self.call_id
-        rows = []
+        ids, seqs, bodies = [], [], []
         for event in batch:
             self.seq += 1
-            body = seal(relay.vault, call_id, f"event/{self.seq}", event)
-            rows.append((f"{call_id[:30]}-e{self.seq}", call_id, self.seq, body))
-        async with relay.pool.connection() as conn, conn.transaction():
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    'INSERT INTO "relay_event" ("id", "call_id", "seq", "body") '
-                    "VALUES (%s, %s, %s, %s)",
-                    rows,
-                )
+            ids.append(f"{call_id[:30]}-e{self.seq}")
+            seqs.append(self.seq)
+            bodies.append(seal(relay.vault, call_id, f"event/{self.seq}", event))
+        async with relay.pool.connection() as conn:  # one statement: the batch and its wake-up
             await conn.execute(
-                "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.origin} event {call_id}")
+                'WITH "added" AS (INSERT INTO "relay_event" ("id", "call_id", "seq", "body") '
+                "SELECT i, %s, s, b FROM unnest(%s::text[], %s::int[], %s::text[]) AS t(i, s, b)) "
+                "SELECT pg_notify(%s, %s)",
+                (call_id, ids, seqs, bodies, CHANNEL, f"{self.origin} event {call_id}"),
             )
