@@ -14,7 +14,7 @@ when another connection wrote in between.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,7 @@ from octo_appliance.db.tasks import (
     log_line_id,
 )
 from octo_appliance.exceptions import VaultError
+from octo_appliance.transports.relay.wire import LOG_CHANNEL
 from octo_appliance.vault import Vault
 
 
@@ -267,6 +268,15 @@ def insert_lines(
             if ignore_stored:
                 insert = insert.on_conflict_ignore()
             insert.execute()
+        notify_log(db, {line.task_id for line in lines})
+
+
+def notify_log(db: peewee.Database, task_ids: Iterable[str]) -> None:
+    """On PostgreSQL, tell every node these tasks' logs grew or ended (at the commit): their
+    streams on other nodes follow live (docs/ha.md, "Calls across nodes")."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        for task_id in sorted(task_ids):
+            db.execute_sql("SELECT pg_notify(%s, %s)", (LOG_CHANNEL, task_id))  # type: ignore[no-untyped-call]
 
 
 def append_line_now(
@@ -350,6 +360,7 @@ def finish_task(
             .execute()
         )
         if changed == 1:
+            notify_log(db, [task_id])
             return True
         return bool(
             ServerTask.select()
