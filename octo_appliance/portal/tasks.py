@@ -22,6 +22,7 @@ from octo_appliance.engine import console, health
 from octo_appliance.engine.lifecycles import DEPLOYMENT_TASK_KIND
 from octo_appliance.exceptions import ApiError, Forbidden
 from octo_appliance.portal import task_log
+from octo_appliance.portal.session import signed_in
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -46,11 +47,9 @@ def _query(params: Any) -> tuple[TaskListQuery, dict[str, str]]:
         return TaskListQuery.model_validate({**safe, "take": PAGE_SIZE}), errors
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks?state=&kind=&name=&skip=``: newest first, 50 a page."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     query, errors = _query(request.query_params)
     page = await portal.run(lambda: list_tasks(ctx, query))
     context = {
@@ -84,11 +83,9 @@ def progress(ctx: RequestContext, task_id: str) -> dict[str, Any]:
     }
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks/{id}`` (``?before=SEQ``: the log window before that line)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await page(portal, request, ctx)
 
 
@@ -130,11 +127,9 @@ def _log_targets(context: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(named.items(), key=lambda item: (item[1], item[0]))
 
 
-async def progress_part(portal: Portal, request: Request) -> Response:
+@signed_in
+async def progress_part(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks/{id}/progress``: the part of the task page htmx refreshes while it runs."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     task_id = request.path_params["task_id"]
     try:
         context = await portal.run(lambda: progress(ctx, task_id))
