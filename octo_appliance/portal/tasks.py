@@ -83,12 +83,6 @@ def progress(ctx: RequestContext, task_id: str) -> dict[str, Any]:
     }
 
 
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /tasks/{id}`` (``?before=SEQ``: the log window before that line)."""
-    return await page(portal, request, ctx)
-
-
 async def page(
     portal: Portal,
     request: Request,
@@ -96,7 +90,8 @@ async def page(
     answer: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    """The task page; ``answer``: a refused answer to show again (notes, errors)."""
+    """``GET /tasks/{id}`` (``?before=SEQ``: the log window before that line); ``answer``:
+    a refused answer to show again (notes, errors)."""
     task_id = request.path_params["task_id"]
     before = task_log.parse_before(request.query_params.get("before"))
 
@@ -114,6 +109,9 @@ async def page(
         targets=_log_targets(context),
     )
     return portal.render(request, ctx, "task.html", context, status_code)
+
+
+show = signed_in(page)
 
 
 def _log_targets(context: dict[str, Any]) -> list[tuple[str, str]]:

@@ -51,10 +51,10 @@ class Appliance:
     hub: PollingHub
 
 
-@pytest.fixture
-async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[Appliance]:
-    hub = PollingHub()
-    server = await serve(
+async def hub_server(ids: Identities, settings: CommsSettings, hub: PollingHub) -> CommsServer:
+    """The appliance's polling listener on a free port, trusting the agent, handing each
+    connection to ``hub``."""
+    return await serve(
         "127.0.0.1",
         0,
         ids.appliance,
@@ -63,6 +63,12 @@ async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[A
         on_connection=hub.attach,
         settings=settings,
     )
+
+
+@pytest.fixture
+async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[Appliance]:
+    hub = PollingHub()
+    server = await hub_server(ids, settings, hub)
     yield Appliance(server, hub)
     await hub.close()
     await server.close()
@@ -389,18 +395,7 @@ async def test_a_client_of_several_nodes_moves_on_at_once(
             return 30.0  # a backoff would outlast the test
 
     hubs = [PollingHub(), PollingHub()]
-    servers = [
-        await serve(
-            "127.0.0.1",
-            0,
-            ids.appliance,
-            TrustStore([ids.agent.cert_pem]),
-            hello=APPLIANCE_HELLO,
-            on_connection=hub.attach,
-            settings=settings,
-        )
-        for hub in hubs
-    ]
+    servers = [await hub_server(ids, settings, hub) for hub in hubs]
     refusing = await serve(
         "127.0.0.1", 0, ids.appliance, TrustStore([]), hello=APPLIANCE_HELLO, settings=settings
     )
