@@ -78,7 +78,9 @@ async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[A
 async def make_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator[Any]:
     clients: list[ReconnectingClient] = []
 
-    def make(port: int, handler: Any, backoff: Backoff | None = None) -> ReconnectingClient:
+    def make(
+        port: int, handler: Any, backoff: Backoff | None = None, **extra: Any
+    ) -> ReconnectingClient:
         client = ReconnectingClient(
             "127.0.0.1",
             port,
@@ -89,6 +91,7 @@ async def make_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator[
             handler=handler,
             settings=settings,
             backoff=backoff or Backoff(base=0.02, cap=0.1),
+            **extra,
         )
         clients.append(client)
         return client
@@ -383,7 +386,7 @@ async def test_backoff_resets_only_after_a_stable_connection(
 
 
 async def test_a_client_of_several_nodes_moves_on_at_once(
-    ids: Identities, settings: CommsSettings
+    ids: Identities, settings: CommsSettings, make_agent: Any
 ) -> None:
     """An agent given several appliance addresses: one that refuses and one whose node then
     goes away are passed over at once, with no backoff, to the next that answers."""
@@ -401,17 +404,8 @@ async def test_a_client_of_several_nodes_moves_on_at_once(
     )
     refused_port = refusing.port
     await refusing.close()  # nothing listens there now
-    client = ReconnectingClient(
-        "127.0.0.1",
-        refused_port,
-        ids.agent,
-        ids.appliance.thumbprint,
-        ids.appliance.cert_pem,
-        hello=AGENT_HELLO,
-        settings=settings,
-        backoff=Recording(),
-        alternates=[("127.0.0.1", servers[0].port), ("127.0.0.1", servers[1].port)],
-    )
+    alternates = [("127.0.0.1", servers[0].port), ("127.0.0.1", servers[1].port)]
+    client = make_agent(refused_port, None, Recording(), alternates=alternates)
     try:
         client.start()
         await _until(lambda: hubs[0].is_connected(ids.agent.thumbprint))
