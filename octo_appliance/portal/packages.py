@@ -77,10 +77,8 @@ async def _page(
     return portal.render(request, ctx, "packages.html", context, status_code)
 
 
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /packages?name=&skip=``."""
-    return await _page(portal, request, ctx)
+#: ``GET /packages?name=&skip=``
+show = signed_in(_page)
 
 
 async def upload(portal: Portal, request: Request) -> Response:
