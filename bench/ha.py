@@ -54,7 +54,8 @@ from _fleet import (  # noqa: E402
 )
 
 from octo_appliance.agent.home import Home  # noqa: E402
-from tests.ha.cluster import shared_certificate, throwaway_database  # noqa: E402
+from tests.ha.cluster import throwaway_database  # noqa: E402
+from tests.ha.relay_cluster import shared_certificate  # noqa: E402
 from tests.serve_process import ServeProcess  # noqa: E402
 
 N = 100
@@ -94,17 +95,20 @@ def create_key(node: ServeProcess, database: str) -> str:
     return out.strip().splitlines()[-1].strip()
 
 
-def busy_nodes(database: str) -> dict[str, int]:
+def rows_of(database: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one read of the cluster's database."""
     with psycopg.connect(database, autocommit=True) as conn:
-        rows = conn.execute(
-            'SELECT "node", count(*) FROM "server_task" WHERE "state" = \'executing\' '
-            'GROUP BY "node"'
-        ).fetchall()
-        queued = conn.execute(
-            'SELECT count(*) FROM "server_task" WHERE "state" = \'queued\''
-        ).fetchone()
+        return conn.execute(sql).fetchall()
+
+
+def busy_nodes(database: str) -> dict[str, int]:
+    rows = rows_of(
+        database,
+        'SELECT "node", count(*) FROM "server_task" WHERE "state" = \'executing\' GROUP BY "node"',
+    )
+    queued = rows_of(database, 'SELECT count(*) FROM "server_task" WHERE "state" = \'queued\'')
     found = {str(node): int(count) for node, count in rows}
-    found["queued"] = int(queued[0]) if queued else 0
+    found["queued"] = int(queued[0][0]) if queued else 0
     return found
 
 
@@ -146,11 +150,11 @@ def point_agents(homes: Sequence[Home], addresses: Sequence[str]) -> None:
 
 
 def connected_per_node(database: str) -> dict[str, int]:
-    with psycopg.connect(database, autocommit=True) as conn:
-        rows = conn.execute(
-            'SELECT n."label", count(*) FROM "relay_agent" a JOIN "relay_node" n '
-            'ON n."id" = a."node_id" GROUP BY n."label"'
-        ).fetchall()
+    rows = rows_of(
+        database,
+        'SELECT n."label", count(*) FROM "relay_agent" a JOIN "relay_node" n '
+        'ON n."id" = a."node_id" GROUP BY n."label"',
+    )
     return {str(label).split()[0]: int(count) for label, count in rows}
 
 
@@ -217,23 +221,21 @@ def measure(client: httpx.Client, project_id: str, names: list[str], runs: int) 
 
 @contextlib.contextmanager
 def cluster(tmp: Path) -> Iterator[tuple[str, ServeProcess, ServeProcess]]:
-    databases = throwaway_database()
-    database = next(databases)
     tls = shared_certificate(tmp / "tls")
     nodes: list[ServeProcess] = []
-    try:
-        a = start_node(tmp, "nodeA", database, tls, OCTO_TASK_CAP="10")
-        nodes.append(a)
-        assert a.key_file is not None
-        b = start_node(tmp, "nodeB", database, tls, OCTO_TASK_CAP="1", key_file=str(a.key_file))
-        nodes.append(b)
-        yield database, a, b
-    finally:
-        for node in nodes:
-            node.stop()
-            node.__exit__(None, None, None)
-        with contextlib.suppress(StopIteration):
-            next(databases)
+    with throwaway_database() as database:
+        try:
+            a = start_node(tmp, "nodeA", database, tls, OCTO_TASK_CAP="10")
+            nodes.append(a)
+            assert a.key_file is not None
+            key_file = str(a.key_file)
+            b = start_node(tmp, "nodeB", database, tls, OCTO_TASK_CAP="1", key_file=key_file)
+            nodes.append(b)
+            yield database, a, b
+        finally:
+            for node in nodes:
+                node.stop()
+                node.__exit__(None, None, None)
 
 
 def main() -> None:

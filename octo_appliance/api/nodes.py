@@ -51,6 +51,14 @@ class NodeList(Out):
     total: int
 
 
+def _state(ctx: RequestContext) -> tuple[list[Node], Any, dict[str, list[str]]]:
+    """Every node row, the database's clock, and the plugins each live node lacks."""
+    rows = registry.list_nodes()
+    now = registry.db_now(ctx.appliance.db)
+    dead_after = float(ctx.appliance.config.node_dead_after_seconds)
+    return rows, now, registry.missing_plugins(rows, now, dead_after)
+
+
 def _out(ctx: RequestContext, row: Node, now: Any, missing: dict[str, list[str]]) -> dict[str, Any]:
     dead_after = float(ctx.appliance.config.node_dead_after_seconds)
     age = max((now - row.heartbeat_at).total_seconds(), 0.0)
@@ -84,10 +92,7 @@ def _out(ctx: RequestContext, row: Node, now: Any, missing: dict[str, list[str]]
 )
 def list_nodes(ctx: RequestContext) -> dict[str, Any]:
     ctx.require(Permission.SYSTEM_VIEW)
-    rows = registry.list_nodes()
-    now = registry.db_now(ctx.appliance.db)
-    dead_after = float(ctx.appliance.config.node_dead_after_seconds)
-    missing = registry.missing_plugins(rows, now, dead_after)
+    rows, now, missing = _state(ctx)
     items = [_out(ctx, row, now, missing) for row in rows]
     return {"items": items, "total": len(items)}
 
@@ -99,11 +104,7 @@ def _set_draining(ctx: RequestContext, name: str, draining: bool) -> dict[str, A
         known = ", ".join(r.name for r in registry.list_nodes()) or "none"
         raise NotFound(f"no appliance node named '{name}'", hint=f"known nodes: {known}")
     ctx.audit("drain" if draining else "undrain", "node", row.id, row.name)
-    now = registry.db_now(ctx.appliance.db)
-    rows = registry.list_nodes()
-    missing = registry.missing_plugins(
-        rows, now, float(ctx.appliance.config.node_dead_after_seconds)
-    )
+    _rows, now, missing = _state(ctx)
     return _out(ctx, row, now, missing)
 
 

@@ -21,70 +21,50 @@ from octo_appliance.exceptions import OctoError, exit_status
 
 
 class Command(NamedTuple):
-    """One command group: its name, the module under ``octo_appliance.cli`` that registers
-    it, and the one line ``octo-appliance --help`` shows for it (the same words the module
-    gives ``add_parser``: ``tests/unit/test_cli_lazy.py`` checks that they agree)."""
+    """One command group: its name and the one line ``octo-appliance --help`` shows for it
+    (the same words its module gives ``add_parser``: ``tests/unit/test_cli_lazy.py`` checks
+    that they agree)."""
 
     name: str
-    module: str
     help: str
+
+    @property
+    def module(self) -> str:
+        """The module under ``octo_appliance.cli`` that registers it: ``api-key``, ``api_key``."""
+        return self.name.replace("-", "_")
 
 
 #: every command group, in ``--help`` order. A module is imported only when its command is
 #: the one being run, so ``--help`` imports none and ``version`` only its own: adding a
 #: command group is one row here and its module with a ``register(subparsers)``.
 COMMANDS: tuple[Command, ...] = (
-    Command("serve", "serve", "run the appliance: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 on one port"),
-    Command("api-key", "api_key", "manage API keys"),
+    Command("serve", "run the appliance: HTTPS (HTTP/1.1, HTTP/2) and HTTP/3 on one port"),
+    Command("api-key", "manage API keys"),
+    Command("registration-token", "create, list or revoke tokens that only register targets"),
+    Command("agent", "print the one-line agent install for a target, or update agents"),
+    Command("master-key", "back up or rotate the master key"),
+    Command("backup", "write a backup of the database and sealed files (never the master key)"),
+    Command("restore", "restore a backup into an empty data dir and database (the server stopped)"),
     Command(
-        "registration-token",
-        "registration_token",
-        "create, list or revoke tokens that only register targets",
+        "install", "install the appliance as a system service (as root; --uninstall to remove it)"
     ),
-    Command("agent", "agent", "print the one-line agent install for a target, or update agents"),
-    Command("master-key", "master_key", "back up or rotate the master key"),
-    Command(
-        "backup",
-        "backup",
-        "write a backup of the database and sealed files (never the master key)",
-    ),
-    Command(
-        "restore",
-        "restore",
-        "restore a backup into an empty data dir and database (the server stopped)",
-    ),
-    Command(
-        "install",
-        "install",
-        "install the appliance as a system service (as root; --uninstall to remove it)",
-    ),
-    Command("release", "release", "create or list a project's releases"),
-    Command(
-        "deploy", "deploy", "deploy a release to an environment (--wait: follow it to the end)"
-    ),
-    Command("task", "task", "show, follow or cancel a server task (deployments are tasks)"),
-    Command("interruption", "interruption", "list or answer deployments waiting for a person"),
-    Command("package", "package", "push packages to the feed, or list them"),
-    Command("environment", "environment", "list, create, show or delete environments"),
-    Command("project", "project", "list, create, show or delete projects"),
-    Command("variables", "variables", "list, set, delete, export or import a project's variables"),
-    Command("process", "process", "show, export or import a project's deployment process"),
-    Command("script", "script", "run a script on targets (script console)"),
-    Command(
-        "target",
-        "target",
-        "list, show, health-check or delete targets (agents register themselves)",
-    ),
-    Command("lifecycle", "lifecycle", "list, create or show lifecycles"),
-    Command("team", "team", "list, create or show teams; add members, grant roles"),
-    Command("user", "user", "list, create or show users"),
-    Command(
-        "plugin",
-        "plugin",
-        "list, install, remove, disable or enable plugins (data dir, offline)",
-    ),
-    Command("node", "node", "list the appliance nodes, or drain or undrain one"),
-    Command("version", "version", "print the version"),
+    Command("release", "create or list a project's releases"),
+    Command("deploy", "deploy a release to an environment (--wait: follow it to the end)"),
+    Command("task", "show, follow or cancel a server task (deployments are tasks)"),
+    Command("interruption", "list or answer deployments waiting for a person"),
+    Command("package", "push packages to the feed, or list them"),
+    Command("environment", "list, create, show or delete environments"),
+    Command("project", "list, create, show or delete projects"),
+    Command("variables", "list, set, delete, export or import a project's variables"),
+    Command("process", "show, export or import a project's deployment process"),
+    Command("script", "run a script on targets (script console)"),
+    Command("target", "list, show, health-check or delete targets (agents register themselves)"),
+    Command("lifecycle", "list, create or show lifecycles"),
+    Command("team", "list, create or show teams; add members, grant roles"),
+    Command("user", "list, create or show users"),
+    Command("plugin", "list, install, remove, disable or enable plugins (data dir, offline)"),
+    Command("node", "list the appliance nodes, or drain or undrain one"),
+    Command("version", "print the version"),
 )
 
 

@@ -24,8 +24,7 @@ import peewee
 from octo_appliance.db.base import new_id, utcnow
 from octo_appliance.db.connection import write_transaction
 from octo_appliance.db.nodes import ALIVE, DEAD, STOPPED, Node
-from octo_appliance.db.tasks import EXECUTING, ServerTask
-from octo_appliance.engine.tasks.store import fail_orphan
+from octo_appliance.engine.tasks.store import executing_on, fail_orphan
 from octo_appliance.exceptions import ConfigError
 from octo_appliance.vault import Vault
 
@@ -74,12 +73,7 @@ def dead_message(name: str, last: datetime | None) -> str:
 
 def fail_tasks_of(db: peewee.Database, vault: Vault, name: str, message: str) -> list[str]:
     """Fail every task ``executing`` under node ``name`` (inside the caller's transaction)."""
-    query: Any = (
-        ServerTask.select(ServerTask.id)
-        .where((ServerTask.state == EXECUTING) & (ServerTask.node == name))
-        .tuples()
-    )
-    ids: list[str] = [task_id for (task_id,) in query]
+    ids = executing_on(name)
     return [task_id for task_id in ids if fail_orphan(db, vault, task_id, name, message)]
 
 

@@ -183,11 +183,16 @@ def by_field(exc: ValidationError | ApiError) -> dict[str, str]:
     return errors
 
 
+def capitalized(text: str) -> str:
+    """``text`` with its first letter upper case (an API message begins lower case)."""
+    return text[:1].upper() + text[1:]
+
+
 def problem(exc: ValidationError | ApiError) -> str:
     """The message shown above the form."""
     if isinstance(exc, ValidationError):
         return "Some fields need another value."
-    return exc.message[:1].upper() + exc.message[1:] + (f" ({exc.hint})" if exc.hint else "")
+    return capitalized(exc.message) + (f" ({exc.hint})" if exc.hint else "")
 
 
 def number(value: str) -> int | str:
@@ -222,7 +227,7 @@ def field_errors(details: Any, fields: tuple[str, ...] = ()) -> dict[str, str]:
         if fields and field not in fields:
             field = PROBLEM
         message = str(detail.get("message", "")).removeprefix("Value error, ")
-        errors.setdefault(field, message[:1].upper() + message[1:])
+        errors.setdefault(field, capitalized(message))
     return errors
 
 
@@ -232,12 +237,10 @@ def refusal_errors(exc: ApiError, fields: tuple[str, ...], fallback: str = "") -
     else above the form."""
     errors = field_errors(exc.details, fields)
     if not errors:
-        message = exc.message[:1].upper() + exc.message[1:]
-        hint = f" ({exc.hint})" if exc.hint else ""
         taken = fallback in fields and TAKEN in exc.message
-        errors[fallback if taken else PROBLEM] = f"{message}{hint}."
+        errors[fallback if taken else PROBLEM] = problem(exc) + "."
     elif PROBLEM not in errors:
-        errors[PROBLEM] = exc.message[:1].upper() + exc.message[1:] + "."
+        errors[PROBLEM] = capitalized(exc.message) + "."
     return errors
 
 

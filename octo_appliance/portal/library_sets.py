@@ -34,10 +34,8 @@ async def _page(
     return render_form(portal, request, ctx, "projects/library_sets.html", data, *(retry or ()))
 
 
-@signed_in
-async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /library-sets``."""
-    return await _page(portal, request, ctx)
+#: ``GET /library-sets``
+show_list = signed_in(_page)
 
 
 @signed_in_post

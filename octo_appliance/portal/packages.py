@@ -26,9 +26,9 @@ from octo_appliance.api.packages import (
 )
 from octo_appliance.api.routing import write_in_worker
 from octo_appliance.exceptions import ApiError, Conflict, Forbidden
-from octo_appliance.portal.forms import by_field, posted, problem
+from octo_appliance.portal.forms import by_field, problem
 from octo_appliance.portal.package_upload import peek_fields
-from octo_appliance.portal.session import CROSS_SITE
+from octo_appliance.portal.session import CROSS_SITE, Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -77,12 +77,8 @@ async def _page(
     return portal.render(request, ctx, "packages.html", context, status_code)
 
 
-async def show(portal: Portal, request: Request) -> Response:
-    """``GET /packages?name=&skip=``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await _page(portal, request, ctx)
+#: ``GET /packages?name=&skip=``
+show = signed_in(_page)
 
 
 async def upload(portal: Portal, request: Request) -> Response:
@@ -108,11 +104,9 @@ async def upload(portal: Portal, request: Request) -> Response:
     return RedirectResponse(f"/packages?uploaded={label}", status_code=303)
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /packages/{id}/{version}/delete`` (``force=on``: even if releases use it)."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     package_id, version = request.path_params["package_id"], request.path_params["version"]
     query = DeleteQuery(force=form.get("force") == "on")
     try:

@@ -62,12 +62,6 @@ def _position(request: Request, steps: list[Any]) -> int:
     return int(raw) - 1
 
 
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /projects/{ref}/process``: the steps in run order with their actions."""
-    return await _list(portal, request, ctx)
-
-
 async def _list(
     portal: Portal, request: Request, ctx: RequestContext, refusal: Refused | None = None
 ) -> Response:
@@ -77,6 +71,10 @@ async def _list(
     context = {**data, "env_names": names, "problems": refusal.problems if refusal else []}
     status = refusal.status_code if refusal else 200
     return portal.render(request, ctx, "projects/process.html", context, status)
+
+
+#: ``GET /projects/{ref}/process``: the steps in run order with their actions.
+show = signed_in(_list)
 
 
 def _form_page(

@@ -65,10 +65,8 @@ async def _list_page(
     return render_form(portal, request, ctx, "projects/list.html", data, *(retry or ()))
 
 
-@signed_in
-async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /projects``: a page of projects, filtered by name with ``?q=``."""
-    return await _list_page(portal, request, ctx)
+#: ``GET /projects``: a page of projects, filtered by name with ``?q=``.
+show_list = signed_in(_list_page)
 
 
 @signed_in_post

@@ -91,10 +91,8 @@ async def _form(
     return render_form(portal, request, ctx, "projects/release_new.html", data, *(retry or ()))
 
 
-@signed_in
-async def new(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /projects/{ref}/releases/new``."""
-    return await _form(portal, request, ctx)
+#: ``GET /projects/{ref}/releases/new``
+new = signed_in(_form)
 
 
 def _release_field(field: str) -> str | None:
@@ -145,12 +143,6 @@ def deploy_buttons(ctx: RequestContext, release: dict[str, Any]) -> list[dict[st
     return rows
 
 
-@signed_in
-async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
-    """``GET /projects/{ref}/releases/{version}``: the snapshot and the deploy buttons."""
-    return await _release_page(portal, request, ctx)
-
-
 async def _release_page(
     portal: Portal,
     request: Request,
@@ -165,6 +157,10 @@ async def _release_page(
 
     context = {**await portal.run(read), "problems": problems or []}
     return portal.render(request, ctx, "projects/release.html", context, status)
+
+
+#: ``GET /projects/{ref}/releases/{version}``: the snapshot and the deploy buttons
+show = signed_in(_release_page)
 
 
 @signed_in_post

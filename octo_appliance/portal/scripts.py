@@ -20,7 +20,8 @@ from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.scripts import ScriptIn, run_script
 from octo_appliance.api.targets import TargetListQuery, list_targets
 from octo_appliance.exceptions import ApiError, Forbidden
-from octo_appliance.portal.forms import by_field, posted, problem
+from octo_appliance.portal.forms import by_field, problem
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.api.context import RequestContext
@@ -77,21 +78,17 @@ async def _page(
     return portal.render(request, ctx, "scripts.html", context, status_code)
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /scripts`` (``?environment=&roles=&targets=`` fill the form: a deep link)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = {name: request.query_params.get(name, "") for name in FIELDS}
     typed["syntax"] = typed["syntax"] or "bash"
     return await _page(portal, request, ctx, typed)
 
 
-async def submit(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def submit(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /scripts``: queue the script, then its task page."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = {name: form.get(name, "") for name in FIELDS}
     raw: dict[str, Any] = {
         "environment": typed["environment"] or None,

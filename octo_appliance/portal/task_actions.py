@@ -18,27 +18,24 @@ from octo_appliance.api.routing import validation_details, write_in_worker
 from octo_appliance.api.tasks import cancel_task
 from octo_appliance.exceptions import Conflict, ValidationFailed
 from octo_appliance.portal import tasks
-from octo_appliance.portal.forms import posted
+from octo_appliance.portal.session import Form, signed_in_post
 
 if TYPE_CHECKING:
+    from octo_appliance.api.context import RequestContext
     from octo_appliance.portal.routes import Portal
 
 
-async def cancel(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def cancel(portal: Portal, request: Request, ctx: RequestContext, _form: Form) -> Response:
     """``POST /tasks/{id}/cancel``: back to the task page (a finished task: 409 page)."""
-    ctx, _form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     task_id = request.path_params["task_id"]
     await write_in_worker(ctx, lambda: cancel_task(ctx, task_id))
     return RedirectResponse(f"/tasks/{task_id}", status_code=303)
 
 
-async def answer(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def answer(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /tasks/{id}/interruptions/{iid}``: approve/reject/retry/... with notes."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     task_id = request.path_params["task_id"]
     interruption_id = request.path_params["interruption_id"]
     typed = {"id": interruption_id, "notes": form.get("notes", ""), "errors": {}}

@@ -21,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from octo_appliance.api.tasks import LogQuery, get_task, get_task_log
 from octo_appliance.db.tasks import FINAL_STATES, TaskLogLine
 from octo_appliance.engine.tasks.log import line_json, read_lines
+from octo_appliance.portal.session import signed_in
 
 if TYPE_CHECKING:
     from octo_appliance.api.context import RequestContext
@@ -89,22 +90,18 @@ def window(
     }
 
 
-async def lines(portal: Portal, request: Request) -> Response:
+@signed_in
+async def lines(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks/{id}/lines?before=SEQ``: the rows before ``SEQ`` (the "earlier" link)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     task_id = request.path_params["task_id"]
     before = parse_before(request.query_params.get("before")) or 1
     data = await portal.run(lambda: window(ctx, task_id, before))
     return portal.render(request, ctx, "task_lines.html", {"task_id": task_id, "log": data})
 
 
-async def download(portal: Portal, request: Request) -> Response:
+@signed_in
+async def download(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks/{id}/log.txt``: the whole log as text, read a page at a time."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     task_id = request.path_params["task_id"]
     await portal.run(lambda: get_task(ctx, task_id))  # refused (403/404) before streaming
 

@@ -22,6 +22,7 @@ from octo_appliance.engine import console, health
 from octo_appliance.engine.lifecycles import DEPLOYMENT_TASK_KIND
 from octo_appliance.exceptions import ApiError, Forbidden
 from octo_appliance.portal import task_log
+from octo_appliance.portal.session import signed_in
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -46,11 +47,9 @@ def _query(params: Any) -> tuple[TaskListQuery, dict[str, str]]:
         return TaskListQuery.model_validate({**safe, "take": PAGE_SIZE}), errors
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks?state=&kind=&name=&skip=``: newest first, 50 a page."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     query, errors = _query(request.query_params)
     page = await portal.run(lambda: list_tasks(ctx, query))
     context = {
@@ -84,14 +83,6 @@ def progress(ctx: RequestContext, task_id: str) -> dict[str, Any]:
     }
 
 
-async def show(portal: Portal, request: Request) -> Response:
-    """``GET /tasks/{id}`` (``?before=SEQ``: the log window before that line)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await page(portal, request, ctx)
-
-
 async def page(
     portal: Portal,
     request: Request,
@@ -99,7 +90,8 @@ async def page(
     answer: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    """The task page; ``answer``: a refused answer to show again (notes, errors)."""
+    """``GET /tasks/{id}`` (``?before=SEQ``: the log window before that line); ``answer``:
+    a refused answer to show again (notes, errors)."""
     task_id = request.path_params["task_id"]
     before = task_log.parse_before(request.query_params.get("before"))
 
@@ -119,6 +111,9 @@ async def page(
     return portal.render(request, ctx, "task.html", context, status_code)
 
 
+show = signed_in(page)
+
+
 def _log_targets(context: dict[str, Any]) -> list[tuple[str, str]]:
     """The targets a person may narrow the log to: the task's, by name."""
     named = {item["target_id"]: item["target_name"] for item in context["task"]["targets"]}
@@ -130,11 +125,9 @@ def _log_targets(context: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(named.items(), key=lambda item: (item[1], item[0]))
 
 
-async def progress_part(portal: Portal, request: Request) -> Response:
+@signed_in
+async def progress_part(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /tasks/{id}/progress``: the part of the task page htmx refreshes while it runs."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     task_id = request.path_params["task_id"]
     try:
         context = await portal.run(lambda: progress(ctx, task_id))

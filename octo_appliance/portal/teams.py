@@ -36,6 +36,7 @@ from octo_appliance.portal.forms import (
     PROBLEM,
     Again,
     above_form,
+    capitalized,
     field_errors,
     lines,
     redirect,
@@ -98,7 +99,7 @@ def _errors(raw: dict[str, str], details: Any, typed: dict[str, Any]) -> dict[st
             index = typed["grants"].index(kept[min(int(parts[1]), len(kept) - 1)])
             part = parts[2] if len(parts) > 2 and parts[2] in GRANT_PARTS else "role"
             message = str(detail.get("message", "")).removeprefix("Value error, ")
-            errors.setdefault(f"grant-{index}-{part}", message[:1].upper() + message[1:])
+            errors.setdefault(f"grant-{index}-{part}", capitalized(message))
     if "roles" in raw and not any(k.startswith("grant-") for k in errors):
         errors[PROBLEM] = raw["roles"]
     return errors

@@ -21,6 +21,7 @@ writers hold one or two chunks at a time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -173,6 +174,20 @@ def _commit(tmp: Path, handle: BinaryIO, path: Path) -> None:
     fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def _replacing(path: Path, suffix: str) -> Iterator[BinaryIO]:
+    """A temporary file beside ``path`` that replaces it when the block ends without an
+    exception (:func:`_commit`); after an exception it is removed and ``path`` is untouched."""
+    tmp, handle = _temp_beside(path, suffix)
+    try:
+        yield handle
+        _commit(tmp, handle, path)
+    except BaseException:
+        handle.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class SealedWriter:
     """Writes a sealed file; it appears at ``path`` only when :meth:`close` succeeds.
 
@@ -310,17 +325,11 @@ def seal_file(
 def unseal_file(vault: Vault, src_path: Path | str, dst_path: Path | str, aad: bytes) -> int:
     """Write the plaintext of a sealed file to ``dst_path``, only once all of it verified."""
     dst = Path(dst_path)
-    tmp, handle = _temp_beside(dst, ".unsealing")
     size = 0
-    try:
+    with _replacing(dst, ".unsealing") as handle:
         for piece in open_sealed(vault, src_path, aad):
             handle.write(piece)
             size += len(piece)
-        _commit(tmp, handle, dst)
-    except BaseException:
-        handle.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return size
 
 
@@ -341,16 +350,10 @@ def rewrap_file(vault: Vault, path: Path | str) -> bool:
             return False
         data_key = header.unwrap(vault, path.name)
         header.rewrap(vault, data_key)
-        tmp, handle = _temp_beside(path, REKEY_SUFFIX)
-        try:
+        with _replacing(path, REKEY_SUFFIX) as handle:
             handle.write(header.to_bytes())
             while piece := source.read(_COPY_BYTES):
                 handle.write(piece)
-            _commit(tmp, handle, path)
-        except BaseException:
-            handle.close()
-            tmp.unlink(missing_ok=True)
-            raise
     return True
 
 

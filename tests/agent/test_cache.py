@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,25 +49,27 @@ async def test_storing_twice_is_a_no_op(cache: PackageCache, tmp_path: Path) -> 
     assert json.loads(cache.index_file.read_text())[sha]["name"] == "a.zip"
 
 
+async def refusal(cache: PackageCache, *args: Any, **kw: Any) -> str:
+    """The code of the :class:`CallFailed` the cache's ``store`` raises."""
+    with pytest.raises(CallFailed) as refused:
+        await cache.store(*args, **kw)
+    return refused.value.code
+
+
 async def test_content_that_is_not_the_named_hash_is_refused(
     cache: PackageCache, tmp_path: Path
 ) -> None:
     path, _ = upload(tmp_path, b"evil")
     claimed = hashlib.sha256(b"good").hexdigest()
 
-    with pytest.raises(CallFailed) as refused:
-        await cache.store(path, claimed, 4, "x")
-
-    assert refused.value.code == "hash_mismatch"
+    assert await refusal(cache, path, claimed, 4, "x") == "hash_mismatch"
     assert cache.lookup(claimed) is None
     assert list(cache.directory.iterdir()) == []
 
 
 async def test_wrong_length_is_refused(cache: PackageCache, tmp_path: Path) -> None:
     path, sha = upload(tmp_path, b"1234")
-    with pytest.raises(CallFailed) as refused:
-        await cache.store(path, sha, 5, "x")
-    assert refused.value.code == "length_mismatch"
+    assert await refusal(cache, path, sha, 5, "x") == "length_mismatch"
 
 
 def test_a_truncated_cached_file_is_not_present(cache: PackageCache, tmp_path: Path) -> None:
@@ -93,9 +96,8 @@ async def test_a_hash_the_transfer_computed_is_trusted_only_when_it_matches(
 ) -> None:
     path, sha = upload(tmp_path, b"verified on arrival")
     other = hashlib.sha256(b"something else").hexdigest()
-    with pytest.raises(CallFailed) as refused:
-        await cache.store(path, sha, 19, "a.zip", verified_sha256=other)
-    assert refused.value.code == "hash_mismatch"
+    code = await refusal(cache, path, sha, 19, "a.zip", verified_sha256=other)
+    assert code == "hash_mismatch"
     assert cache.lookup(sha) is None and path.exists()
 
     stored = await cache.store(path, sha, 19, "a.zip", verified_sha256=sha)

@@ -51,10 +51,10 @@ class Appliance:
     hub: PollingHub
 
 
-@pytest.fixture
-async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[Appliance]:
-    hub = PollingHub()
-    server = await serve(
+async def hub_server(ids: Identities, settings: CommsSettings, hub: PollingHub) -> CommsServer:
+    """The appliance's polling listener on a free port, trusting the agent, handing each
+    connection to ``hub``."""
+    return await serve(
         "127.0.0.1",
         0,
         ids.appliance,
@@ -63,6 +63,12 @@ async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[A
         on_connection=hub.attach,
         settings=settings,
     )
+
+
+@pytest.fixture
+async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[Appliance]:
+    hub = PollingHub()
+    server = await hub_server(ids, settings, hub)
     yield Appliance(server, hub)
     await hub.close()
     await server.close()
@@ -72,7 +78,9 @@ async def appliance(ids: Identities, settings: CommsSettings) -> AsyncIterator[A
 async def make_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator[Any]:
     clients: list[ReconnectingClient] = []
 
-    def make(port: int, handler: Any, backoff: Backoff | None = None) -> ReconnectingClient:
+    def make(
+        port: int, handler: Any, backoff: Backoff | None = None, **extra: Any
+    ) -> ReconnectingClient:
         client = ReconnectingClient(
             "127.0.0.1",
             port,
@@ -83,6 +91,7 @@ async def make_agent(ids: Identities, settings: CommsSettings) -> AsyncIterator[
             handler=handler,
             settings=settings,
             backoff=backoff or Backoff(base=0.02, cap=0.1),
+            **extra,
         )
         clients.append(client)
         return client
@@ -377,7 +386,7 @@ async def test_backoff_resets_only_after_a_stable_connection(
 
 
 async def test_a_client_of_several_nodes_moves_on_at_once(
-    ids: Identities, settings: CommsSettings
+    ids: Identities, settings: CommsSettings, make_agent: Any
 ) -> None:
     """An agent given several appliance addresses: one that refuses and one whose node then
     goes away are passed over at once, with no backoff, to the next that answers."""
@@ -389,34 +398,14 @@ async def test_a_client_of_several_nodes_moves_on_at_once(
             return 30.0  # a backoff would outlast the test
 
     hubs = [PollingHub(), PollingHub()]
-    servers = [
-        await serve(
-            "127.0.0.1",
-            0,
-            ids.appliance,
-            TrustStore([ids.agent.cert_pem]),
-            hello=APPLIANCE_HELLO,
-            on_connection=hub.attach,
-            settings=settings,
-        )
-        for hub in hubs
-    ]
+    servers = [await hub_server(ids, settings, hub) for hub in hubs]
     refusing = await serve(
         "127.0.0.1", 0, ids.appliance, TrustStore([]), hello=APPLIANCE_HELLO, settings=settings
     )
     refused_port = refusing.port
     await refusing.close()  # nothing listens there now
-    client = ReconnectingClient(
-        "127.0.0.1",
-        refused_port,
-        ids.agent,
-        ids.appliance.thumbprint,
-        ids.appliance.cert_pem,
-        hello=AGENT_HELLO,
-        settings=settings,
-        backoff=Recording(),
-        alternates=[("127.0.0.1", servers[0].port), ("127.0.0.1", servers[1].port)],
-    )
+    alternates = [("127.0.0.1", servers[0].port), ("127.0.0.1", servers[1].port)]
+    client = make_agent(refused_port, None, Recording(), alternates=alternates)
     try:
         client.start()
         await _until(lambda: hubs[0].is_connected(ids.agent.thumbprint))

@@ -104,17 +104,18 @@ class Cluster:
             )
         )
 
-    def forget(self, name: str) -> None:
-        """Stop node ``name`` (if it still runs), close its files, drop it from the cluster."""
+    def _close_client(self, name: str) -> None:
         client = self._clients.pop(name, None)
         if client is not None:
             client.close()
+
+    def forget(self, name: str) -> None:
+        """Stop node ``name`` (if it still runs), close its files, drop it from the cluster."""
+        self._close_client(name)
         self.nodes.pop(name).__exit__(None, None, None)
 
     def kill(self, name: str) -> None:
-        client = self._clients.pop(name, None)
-        if client is not None:
-            client.close()
+        self._close_client(name)
         self.nodes[name].stop(signal.SIGKILL)
 
     def close(self) -> None:

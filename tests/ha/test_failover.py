@@ -7,12 +7,13 @@ record, not the appliance's): that is how the tests see that no step ran twice.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 import signal
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +171,7 @@ def two_step_project(cluster: Cluster, via: str, record: Path, gates: Path) -> d
 def test_a_killed_node_s_deployment_fails_naming_it_and_redeploys_through_another(
     tmp_path: Path,
 ) -> None:
-    record, gates = tmp_path / "record", tmp_path / "gates"
-    gates.mkdir()
-    with running_cluster(tmp_path / "cluster", count=2) as cluster:
-        agent = cluster.fleet.register("web-1", "listening")
-        cluster.fleet.start_agents([agent])
-        release = two_step_project(cluster, "node-1", record, gates)
+    with gated_cluster(tmp_path, two_step_project) as (cluster, record, gates, release):
         body = {"release": release["id"], "environment": "Dev"}
         first = cluster.call("node-1", "POST", "/deployments", 201, json=body)
         victim = cluster.wait_running("node-1", first["task_id"])
@@ -223,6 +219,20 @@ def test_a_killed_node_s_deployment_fails_naming_it_and_redeploys_through_anothe
     )
 
 
+@contextlib.contextmanager
+def gated_cluster(
+    tmp_path: Path, project: Callable[[Cluster, str, Path, Path], dict[str, Any]]
+) -> Iterator[tuple[Cluster, Path, Path, dict[str, Any]]]:
+    """Two nodes, one listening agent and a release of ``project`` made through node-1 (its
+    steps write to ``record`` and wait on a file in ``gates``)."""
+    record, gates = tmp_path / "record", tmp_path / "gates"
+    gates.mkdir()
+    with running_cluster(tmp_path / "cluster", count=2) as cluster:
+        agent = cluster.fleet.register("web-1", "listening")
+        cluster.fleet.start_agents([agent])
+        yield cluster, record, gates, project(cluster, "node-1", record, gates)
+
+
 def three_step_project(cluster: Cluster, via: str, record: Path, gates: Path) -> dict[str, Any]:
     """The two steps of :func:`two_step_project` and a third that records itself."""
     release = two_step_project(cluster, via, record, gates)
@@ -245,12 +255,7 @@ def test_a_node_declared_dead_while_only_paused_stops_its_task_when_it_wakes(
     """SIGSTOP stands for a node that is slow, not dead: the others declare it dead and fail
     its task; when it runs again it finds out at its next heartbeat, stops the task before
     any later step, leaves the task's failure as it is, and joins again under a new start."""
-    record, gates = tmp_path / "record", tmp_path / "gates"
-    gates.mkdir()
-    with running_cluster(tmp_path / "cluster", count=2) as cluster:
-        agent = cluster.fleet.register("web-1", "listening")
-        cluster.fleet.start_agents([agent])
-        release = three_step_project(cluster, "node-1", record, gates)
+    with gated_cluster(tmp_path, three_step_project) as (cluster, record, gates, release):
         body = {"release": release["id"], "environment": "Dev"}
         deployment = cluster.call("node-1", "POST", "/deployments", 201, json=body)
         task_id = deployment["task_id"]

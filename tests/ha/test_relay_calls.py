@@ -114,12 +114,7 @@ async def test_the_timeout_cancels_the_agents_call(nodes: tuple[Node, Node]) -> 
 
     async def agent(thumbprint: str, method: str, params: dict[str, Any], **kw: Any) -> Response:
         assert kw["timeout"] == 1.5  # the same timeout on the agent's node
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return Response(None)
+        return await _hang(cancelled)
 
     b.agent = agent
     with pytest.raises(CallTimeout, match=r"did not finish within 1\.5 s"):
@@ -134,12 +129,7 @@ async def test_a_cancelled_caller_cancels_the_agents_call(nodes: tuple[Node, Nod
     async def agent(thumbprint: str, method: str, params: dict[str, Any], **kw: Any) -> Response:
         await kw["on_event"]({"type": "log", "message": "started"})
         started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        return Response(None)
+        return await _hang(cancelled)
 
     b.agent = agent
     task = asyncio.ensure_future(call(a, b, "runner.run"))
@@ -293,6 +283,16 @@ async def kill(node: Node) -> None:
 
 def database_of(node: Node) -> str:
     return str(node.relay.pool._url)
+
+
+async def _hang(cancelled: asyncio.Event) -> Response:
+    """The agent's side of a call that never ends: it sets ``cancelled`` when cancelled."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+    return Response(None)
 
 
 async def _age(url: str, node_id: str) -> None:

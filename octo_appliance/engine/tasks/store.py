@@ -228,16 +228,20 @@ def finish_task(
         )
 
 
-def recover_orphans(db: peewee.Database, vault: Vault, node: str, message: str) -> list[str]:
-    """Fail every task left ``executing`` by ``node`` (it died), with ``message`` in its log."""
+def executing_on(node: str) -> list[str]:
+    """The ids of the tasks ``executing`` under ``node``."""
     query: Any = (
         ServerTask.select(ServerTask.id)
         .where((ServerTask.state == EXECUTING) & (ServerTask.node == node))
         .tuples()
     )
-    orphans: list[str] = [task_id for (task_id,) in query]
+    return [task_id for (task_id,) in query]
+
+
+def recover_orphans(db: peewee.Database, vault: Vault, node: str, message: str) -> list[str]:
+    """Fail every task left ``executing`` by ``node`` (it died), with ``message`` in its log."""
     recovered = []
-    for task_id in orphans:
+    for task_id in executing_on(node):
         with write_transaction(db):
             if fail_orphan(db, vault, task_id, node, message):
                 recovered.append(task_id)
