@@ -36,13 +36,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import httpx  # noqa: E402
-import psycopg  # noqa: E402
-from _fleet import (  # noqa: E402
+import httpx
+import psycopg
+from _fleet import (
     ENVIRONMENT,
     ROLE,
     AgentFleet,
@@ -53,10 +49,10 @@ from _fleet import (  # noqa: E402
     wait_for_task,
 )
 
-from octo_appliance.agent.home import Home  # noqa: E402
-from tests.ha.cluster import throwaway_database  # noqa: E402
-from tests.ha.relay_cluster import shared_certificate  # noqa: E402
-from tests.serve_process import ServeProcess  # noqa: E402
+from octo_appliance.agent.home import Home
+from tests.ha.cluster import throwaway_database
+from tests.ha.relay_cluster import shared_certificate
+from tests.serve_process import ServeProcess
 
 N = 100
 PER_PROCESS = 25

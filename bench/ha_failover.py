@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import _repo  # noqa: F401 (puts this checkout on sys.path)
 
-from tests.fleet import wait_until  # noqa: E402
-from tests.ha.cluster import running_cluster  # noqa: E402
+from tests.fleet import wait_until
+from tests.ha.cluster import running_cluster
 
 GOAL_SECONDS = 60.0
 

@@ -34,22 +34,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from _fleet import percentile
+from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 
-from _fleet import percentile  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
-from starlette.types import Message, Receive, Scope, Send  # noqa: E402
-
-from octo_appliance.db import (  # noqa: E402
+from octo_appliance.db import (
     Deployment,
     Environment,
     Project,
@@ -59,10 +54,10 @@ from octo_appliance.db import (  # noqa: E402
     TargetRole,
     Variable,
 )
-from octo_appliance.db.base import new_id, utcnow  # noqa: E402
-from octo_appliance.db.tasks import ServerTask, TaskLogLine, TaskTargetResult  # noqa: E402
-from octo_appliance.testing import start_test_appliance  # noqa: E402
-from octo_appliance.web.app import create_app  # noqa: E402
+from octo_appliance.db.base import new_id, utcnow
+from octo_appliance.db.tasks import ServerTask, TaskLogLine, TaskTargetResult
+from octo_appliance.testing import start_test_appliance
+from octo_appliance.web.app import create_app
 
 PROJECTS, ENVIRONMENTS, TASKS = 1000, 5, 10_000
 GOAL_P99_MS = 30.0

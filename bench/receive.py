@@ -24,13 +24,12 @@ import os
 import resource
 import socket
 import ssl
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _repo  # noqa: F401 (puts this checkout on sys.path)
 
 from octo_appliance.comms import (
     CommsSettings,
