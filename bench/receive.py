@@ -31,16 +31,7 @@ from typing import Any
 
 import _repo  # noqa: F401 (puts this checkout on sys.path)
 
-from octo_appliance.comms import (
-    CommsSettings,
-    IncomingRequest,
-    LocalHello,
-    TrustStore,
-    connect,
-    generate_identity,
-    serve,
-)
-from octo_appliance.comms.identity import Identity
+from octo_appliance import comms
 from octo_appliance.comms.transfer import KnownContent
 
 GOAL_SECONDS_PER_GB = 1.5
@@ -63,7 +54,7 @@ async def _octo_receiver(ids: dict[str, Any], ready: Any, results: Any, workdir:
     kept.mkdir()
     state = {"received": 0, "start": 0.0, "cpu": 0.0}
 
-    async def handler(request: IncomingRequest) -> Any:
+    async def handler(request: comms.IncomingRequest) -> Any:
         if request.method == "begin":
             state.update(received=0, start=_cpu())
             return {}
@@ -76,14 +67,14 @@ async def _octo_receiver(ids: dict[str, Any], ready: Any, results: Any, workdir:
         state["cpu"] = _cpu() - state["start"]
         return {"size": size}
 
-    server = await serve(
+    server = await comms.serve(
         "127.0.0.1",
         0,
-        Identity(ids["agent_cert"], ids["agent_key"]),
-        TrustStore([ids["appliance_cert"]]),
-        hello=LocalHello(role="agent", id="bench"),
+        comms.Identity(ids["agent_cert"], ids["agent_key"]),
+        comms.TrustStore([ids["appliance_cert"]]),
+        hello=comms.LocalHello(role="agent", id="bench"),
         handler=handler,
-        settings=CommsSettings(spool_dir=spool),
+        settings=comms.CommsSettings(spool_dir=spool),
     )
     ready.put(server.port)
     await asyncio.get_running_loop().run_in_executor(None, results.get)
@@ -107,12 +98,12 @@ def _octo_process(
 
 
 async def _octo_send(port: int, ids: dict[str, Any], content: KnownContent, rounds: int) -> float:
-    conn = await connect(
+    conn = await comms.connect(
         "127.0.0.1",
         port,
-        Identity(ids["appliance_cert"], ids["appliance_key"]),
+        comms.Identity(ids["appliance_cert"], ids["appliance_key"]),
         ids["agent_thumbprint"],
-        hello=LocalHello(role="appliance", id="bench"),
+        hello=comms.LocalHello(role="appliance", id="bench"),
     )
     try:
         await conn.call("begin")
@@ -222,8 +213,8 @@ def main() -> None:
     parser.add_argument("--dir", help="where the receivers write (default: the temp dir)")
     parser.add_argument("--profile", help="write the Octo receiver's cProfile here")
     args = parser.parse_args()
-    appliance = generate_identity("appliance", ["127.0.0.1"])
-    agent = generate_identity("agent", ["127.0.0.1"])
+    appliance = comms.generate_identity("appliance", ["127.0.0.1"])
+    agent = comms.generate_identity("agent", ["127.0.0.1"])
     ids = {
         "appliance_cert": appliance.cert_pem,
         "appliance_key": appliance.key_pem,

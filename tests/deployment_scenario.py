@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 
-from tests.fleet import Fleet
+from tests.fleet import Fleet, script_step
 from tests.packages_support import zip_bytes
 
 AGENTS = (("web-listening", "listening"), ("web-polling", "polling"))
@@ -58,28 +58,17 @@ def script_and_deployment(fleet: Fleet, names: list[str]) -> None:
             "roles": ["web"],
             "properties": {"package": package_id, "substitute_files": ["config/*.conf"]},
         },
-        {
-            "name": "On the appliance",
-            "type": "run-script",
-            "properties": {
-                "syntax": "bash",
-                "run_on": "appliance",
-                # the environment is the worker's allow-list, whatever starts the runner
-                "body": 'echo "worker says #{Greeting}"\n'
-                'echo "library path: ${LD_LIBRARY_PATH:-none}"\n',
-            },
-        },
-        {
-            "name": "Report",
-            "type": "run-script",
-            "roles": ["web"],
-            "properties": {
-                "syntax": "bash",
-                "run_on": "targets",
-                "body": 'cat "#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}'
-                '/config/app.conf"',
-            },
-        },
+        # the environment is the worker's allow-list, whatever starts the runner
+        script_step(
+            "On the appliance",
+            'echo "worker says #{Greeting}"\necho "library path: ${LD_LIBRARY_PATH:-none}"\n',
+            run_on="appliance",
+        ),
+        script_step(
+            "Report",
+            'cat "#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}'
+            '/config/app.conf"',
+        ),
     ]
     variables = [{"name": "Greeting", "value": "hello from #{Octo.Environment.Name}"}]
     task = fleet.wait_task(fleet.start_deployment(steps, variables), timeout=180)

@@ -60,6 +60,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def script_step(
+    name: str, body: str, *, run_on: str = "targets", roles: Sequence[str] = ("web",)
+) -> dict[str, Any]:
+    """A bash ``run-script`` step: on the targets of ``roles``, or on the appliance."""
+    step: dict[str, Any] = {
+        "name": name,
+        "type": "run-script",
+        "properties": {"syntax": "bash", "run_on": run_on, "body": body},
+    }
+    if run_on == "targets":
+        step["roles"] = list(roles)
+    return step
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
     """Poll until ``predicate()`` is truthy and return it; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.fleet import Fleet, running_fleet
+from tests.fleet import Fleet, running_fleet, script_step
 
 AGENTS = [
     ("web-l1", "listening"),
@@ -168,17 +168,12 @@ def test_deploy_conventions_journal_cache_and_delta(fleet: Fleet) -> None:
                     "substitute_files": ["config/*.conf"],
                 },
             },
-            {  # a later step reads the install step's output as a port from Octopus would
-                "name": "Report",
-                "type": "run-script",
-                "roles": ["web"],
-                "properties": {
-                    "syntax": "bash",
-                    "run_on": "targets",
-                    "body": 'echo "#{Octo.Machine.Name} installed at '
-                    '#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}"',
-                },
-            },
+            # a later step reads the install step's output as a port from Octopus would
+            script_step(
+                "Report",
+                'echo "#{Octo.Machine.Name} installed at '
+                '#{Octopus.Action[Install].Output.Package.InstallationDirectoryPath}"',
+            ),
         ],
         [
             {"name": "Greeting", "value": "hello from #{Octo.Environment.Name}"},
