@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from octo_appliance.agent.home import Home
 from tests.agent.support import AgentProcess
@@ -110,6 +110,7 @@ def create_environment(journey: Journey, name: str, order: str) -> str:
     page.click("text=Create environment")
     page.wait_for_url(re.compile(r".*/environments/env_\w+$"))
     assert page.locator("h1").inner_text() == name
+    journey.check(f"environment-{name.lower()}")
     return page.url
 
 
@@ -161,6 +162,8 @@ def test_the_whole_journey_through_the_portal(browser: Browser, appliance: Appli
     page.wait_for_url(re.compile(r".*/targets/\w+$"))
     page.fill("#target-environments", "Dev, Prod")
     page.click("main form.stacked button[type=submit]")
+    expect(page.locator("dl.facts")).to_contain_text("Dev, Prod")  # saved, page drawn again
+    journey.check("target")
     page.goto(prod_url)
     assert page.locator("tr", has_text="web-01").count() == 1
     journey.check("target-in-prod")
