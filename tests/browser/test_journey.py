@@ -28,7 +28,7 @@ from tests.browser import journey_support
 from tests.browser.conftest import chromium_args, screenshot_path, spki_hash
 from tests.browser.journey_support import Journey, add_step, run_register_line, sign_in
 from tests.browser.test_portal_browser import Watched
-from tests.browser.test_task_pages_browser import LAST_SEQ, NAVIGATION_PROTOCOL, NAVIGATIONS
+from tests.browser.test_task_pages_browser import NAVIGATION_PROTOCOL, NAVIGATIONS
 from tests.fleet import wait_until
 from tests.packages_support import zip_bytes
 from tests.serve_process import ServeProcess
@@ -221,19 +221,24 @@ def test_the_whole_journey_through_the_portal(browser: Browser, appliance: Appli
     prod_cell = f'td[data-cell="{project_id}:{prod_url.rsplit("/", 1)[1]}"]'
 
     deploy(page, "Deploy to Dev")
-    page.evaluate("window.notReloaded = true")
-    first = page.evaluate(LAST_SEQ)
     board.wait_for_selector(f"{dev_cell}.state-executing", timeout=60_000)
-    # the step's lines and then the intervention arrive in place: the log stream and htmx
     log_shows(page, "Step 'Web'")
-    page.wait_for_selector("form.answer textarea", timeout=90_000)
-    assert page.evaluate("window.notReloaded") is True and page.evaluate(LAST_SEQ) > first
+    page.wait_for_selector("form.answer textarea", timeout=90_000)  # in place, by htmx
     assert page.locator("#log-lines li.step-start").count() >= 1
     journey.check("task-intervention")
+    # a second tab on the task page follows what the approval makes happen, never reloaded
+    live = Journey(context.new_page(), appliance.secret, prefix="journey-live")
+    live.page.goto(page.url)
+    live.page.evaluate("window.notReloaded = true")
     approve(page, "shop checked in the browser")  # the answer is a form post: a new page
-    log_shows(page, "Deployed release 1.0.0 to Dev")
     assert "approve</strong> by admin: shop checked in the browser" in page.content()
     journey.check("task-done")
+    log_shows(live.page, "Deployed release 1.0.0 to Dev")  # written after the approval
+    live.page.wait_for_selector("#task-state.state-success", timeout=60_000)
+    assert live.page.evaluate("window.notReloaded") is True
+    assert live.page.evaluate(NAVIGATIONS) == 1
+    live.check("task-followed")
+    live.page.close()
 
     board.wait_for_selector(f"{dev_cell}.state-success", timeout=60_000)
     assert board.evaluate("window.notReloaded") is True and board.evaluate(NAVIGATIONS) == 1
@@ -296,22 +301,27 @@ def test_the_journeys_pages_over_http3(chromium: Path, appliance: Appliance) -> 
         deploy(page, "Deploy to Dev")
         assert page.evaluate(NAVIGATION_PROTOCOL) == "h3"
         log_shows(page, "Step 'Web'")
+        page.wait_for_selector("form.answer textarea", timeout=90_000)
+        live = context.new_page()  # follows what the approval makes happen
+        live_answers = protocols_seen(context, live)
+        live.goto(page.url)
         approve(page, "approved over h3")
-        log_shows(page, "Deployed release 1.0.1 to Dev")
+        log_shows(live, "Deployed release 1.0.1 to Dev")
+        live.wait_for_selector("#task-state.state-success", timeout=60_000)
         board.wait_for_selector('td.state-success a.release:text-is("1.0.1")', timeout=60_000)
         assert board.evaluate("window.notReloaded") is True
-        fetched = dict(page.evaluate(FETCHED_PROTOCOLS))
-        assert any(name.endswith("/progress") for name in fetched), fetched  # htmx's refresh
+        fetched = dict(live.evaluate(FETCHED_PROTOCOLS))
+        assert any(name.endswith("/progress") for name in fetched), fetched  # after the end
         assert set(fetched.values()) == {"h3"}, fetched
+        seen = {**answers, **live_answers, **board_answers}
         streams = {
             url: protocol
-            for url, protocol in {**answers, **board_answers}.items()
+            for url, protocol in seen.items()
             if "/log/stream" in url or "/dashboard/events" in url
         }
         assert any("/log/stream" in url for url in streams), streams
         assert any("/dashboard/events" in url for url in streams), streams
-        assert set(streams.values()) == {"h3"}, streams
-        assert set(answers.values()) | set(board_answers.values()) == {"h3"}
+        assert set(seen.values()) == {"h3"}, seen
         watched.check("journey-h3-task")
         board.screenshot(path=screenshot_path("journey-h3-dashboard"))
         launched.close()
