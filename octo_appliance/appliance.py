@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from octo_appliance.feed.reader import PackageFeed
     from octo_appliance.nodes.service import NodeService
     from octo_appliance.transports.network import AgentNetwork
+    from octo_appliance.transports.relay import CallRelay
 
 ADMIN_USERNAME = "admin"
 #: ``(schema version found, version this code migrates to)`` -> the backup written, if any
@@ -79,6 +80,8 @@ class Appliance:
     #: set by :mod:`octo_appliance.background` while the server runs
     task_engine: TaskEngine | None = None
     agent_network: AgentNetwork | None = None
+    #: calls across nodes, and live task logs from other nodes (PostgreSQL only)
+    call_relay: CallRelay | None = None
     agent_updates: AgentUpdates | None = None
     #: this node's membership in the node registry (octo_appliance/nodes/), while serving
     node: NodeService | None = None

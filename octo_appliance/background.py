@@ -20,8 +20,12 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import peewee
 
 from octo_appliance import __version__
+from octo_appliance.agent import contract
 from octo_appliance.appliance import Appliance
 from octo_appliance.builds.agent import (
     LINUX_X86_64,
@@ -51,6 +55,7 @@ from octo_appliance.plugin_loading.bundles import BundleStore, plugin_bundles_di
 from octo_appliance.setting import parse_host_port
 from octo_appliance.transports.agent_build import OfferedBuild, declared_version
 from octo_appliance.transports.network import AgentNetwork, spool_dir
+from octo_appliance.transports.relay import CallRelay, RelayingHub
 from octo_appliance.vault.keys import key_file_path, key_from_env
 
 MIB = 1024 * 1024
@@ -67,6 +72,8 @@ class Services:
     node: NodeService
     #: seconds running tasks may finish on stop (setting stop_grace_seconds)
     stop_grace: float = 0.0
+    #: calls across nodes (PostgreSQL only; docs/ha.md)
+    relay: CallRelay | None = None
 
     async def stop(self) -> None:
         """In order: no new tasks (claimed ones not started go back to the queue), running
@@ -77,6 +84,8 @@ class Services:
         await self.tasks.stop(finish_within=self.stop_grace)
         await self.node.stop("stopped (SIGTERM)")
         await self.dispatcher.close()
+        if self.relay is not None:
+            await self.relay.stop()
         await self.network.stop()
 
 
@@ -187,6 +196,7 @@ async def start_services(
         agent_build=await asyncio.to_thread(offered_agent_build, appliance),
         update_wait=float(config.agent_update_wait_seconds),
     )
+    relay = await start_relay(appliance, network, bundles) if is_postgres(appliance.db) else None
     # settings are read and checked before anything listens: a bad one stops the start clean
     dispatcher = Dispatcher(
         build_transports(
@@ -251,6 +261,8 @@ async def start_services(
         await node.register()  # a refused start stops here, before any task is touched
     except BaseException:
         await dispatcher.close()
+        if relay is not None:
+            await relay.stop()
         await network.stop()
         raise
     appliance.node = node
@@ -280,7 +292,14 @@ async def start_services(
     scheduler = health.HealthScheduler(config.health_check_minutes * 60, enqueue_all)
     scheduler.start()
     return Services(
-        network, engine, scheduler, dispatcher, updates, node, float(config.stop_grace_seconds)
+        network,
+        engine,
+        scheduler,
+        dispatcher,
+        updates,
+        node,
+        float(config.stop_grace_seconds),
+        relay,
     )
 
 
@@ -302,3 +321,46 @@ def node_info(appliance: Appliance, polling_port: int, listen_address: str = "")
         key_id=appliance.vault.current_key_id,
         plugins=[f"{r['name']} {r['version']}".strip() for r in loaded],
     )
+
+
+def is_postgres(db: object) -> bool:
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+async def start_relay(
+    appliance: Appliance, network: AgentNetwork, bundles: BundleStore
+) -> CallRelay:
+    """Several nodes on one PostgreSQL: calls for agents connected to another node go there
+    (docs/ha.md, "Calls across nodes"). Started before the polling listener, so every agent
+    connection is recorded."""
+    hub = RelayingHub()
+    network.hub = hub
+    label = f"{node_name(appliance.config)} (polling {appliance.config.polling_listen})"
+    relay = CallRelay(
+        str(appliance.config.database),
+        appliance.vault,
+        label,
+        spool_dir(appliance.data_dir),
+        hub.local_call,
+    )
+    relay.on_targets_changed = network.reload_trust
+
+    async def prepare(method: str, params: dict[str, Any]) -> None:
+        """A relayed ``runner.run`` of a plugin step: the agent fetches the bundle from this
+        node, which builds it from its own copy of the plugin (bundles are reproducible:
+        the same plugin gives the same SHA-256 on every node)."""
+        plugin = params.get("plugin")
+        if method != contract.RUNNER_RUN or not isinstance(plugin, dict):
+            return
+        name, sha256 = str(plugin.get("name", "")), str(plugin.get("sha256", ""))
+        step_type = appliance.plugins.step_types.get(name)
+        code = step_type.target_code if step_type is not None else None
+        if bundles.get(sha256) is None and code is not None:
+            await asyncio.to_thread(bundles.bundle_for, name, code)
+
+    relay.prepare = prepare
+    await relay.start()
+    hub.relay = relay
+    appliance.target_listeners.append(relay.targets_changed)
+    appliance.call_relay = relay
+    return relay

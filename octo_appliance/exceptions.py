@@ -44,6 +44,7 @@ HTTP status and a stable ``code``; ``api/errors.py`` turns each failure into its
     │   ├── CallTimeout             the call did not finish within its timeout
     │   ├── TransferError           a file transfer was cut off or did not verify
     │   ├── PickupTimeout           a polling agent did not collect the request in time
+    │   ├── NotPickedUp             transports/relay: the agent's node went before taking it
     │   └── _PeerError              comms/connection: the peer sent ERROR and closes (internal)
     ├── AgentError                  agent/errors: the agent cannot do what was asked
     │   ├── ForkServerGone          agent/forkserver: start runners directly (also an OSError)

@@ -229,8 +229,10 @@ class Fleet:
         *,
         environments: Iterable[str] = ("Dev",),
         roles: Iterable[str] = ("web",),
+        polling_address: str | None = None,
     ) -> FleetAgent:
-        """``new-certificate`` + ``register`` through the CLI, as an operator would."""
+        """``new-certificate`` + ``register`` through the CLI, as an operator would
+        (``polling_address``: ``--polling-address``, one node's or several)."""
         home = Home(self.root / "agents" / name)
         self.agent_cli("new-certificate", "--home", str(home.root))
         args = ["register", "--home", str(home.root), "--server", self.server.url.rstrip("/")]
@@ -246,6 +248,8 @@ class Fleet:
             args += ["--listen", f"127.0.0.1:{port}"]
         else:
             args += ["--poll"]
+            if polling_address:
+                args += ["--polling-address", polling_address]
         self.agent_cli(*args)
         config = home.require_registered()
         agent = FleetAgent(name, mode, home, config.target_id, port)

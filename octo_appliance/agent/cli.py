@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reg.add_argument(
         "--polling-address",
-        metavar="HOST:PORT",
-        help="polling: where to dial (default: what the appliance says)",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="polling: where to dial; the nodes of an appliance of several, comma-separated, "
+        "tried in turn (default: what the appliance says)",
     )
     reg.add_argument("--force", action="store_true", help="replace an existing registration")
     reg.set_defaults(handler=cmd_register)

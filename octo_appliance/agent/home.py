@@ -61,6 +61,18 @@ def parse_address(value: str, what: str = "address") -> tuple[str, int]:
     return match["v6"] or match["host"], port
 
 
+def parse_addresses(value: str, what: str = "address") -> list[tuple[str, int]]:
+    """One ``HOST:PORT`` or several separated by commas (the nodes of one appliance, or one
+    load-balanced address: docs/ha.md, "Calls across nodes")."""
+    parts = [part.strip() for part in value.split(",")]
+    if not any(parts) or not all(parts):
+        raise ConfigError(
+            f"{what} {value!r} is not HOST:PORT[,HOST:PORT...]",
+            hint="write it like node1.example.com:10943,node2.example.com:10943",
+        )
+    return [parse_address(part, what) for part in parts]
+
+
 def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -126,7 +138,7 @@ class AgentConfig:
         if self.mode == "listening" and self.listen:
             parse_address(self.listen, "listen address")
         if self.mode == "polling" and self.polling_address:
-            parse_address(self.polling_address, "polling address")
+            parse_addresses(self.polling_address, "polling address")
         for key in ("api_thumbprint", "comms_thumbprint"):
             value = getattr(self, key)
             if value:

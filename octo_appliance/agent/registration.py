@@ -32,6 +32,7 @@ from octo_appliance.agent.home import (
     Mode,
     format_address,
     parse_address,
+    parse_addresses,
 )
 from octo_appliance.agent.version import AGENT_VERSION, running_version
 from octo_appliance.appliance_client import pinned_http
@@ -117,7 +118,7 @@ def check_request(request: RegisterRequest) -> None:
                 "machine by)",
             )
     elif request.polling_address:
-        parse_address(request.polling_address, "--polling-address")
+        parse_addresses(request.polling_address, "--polling-address")
 
 
 def register(
@@ -158,7 +159,7 @@ def register(
         polling = request.polling_address or str(data.get("polling_address") or "")
         if not polling:
             polling = format_address(server.host, DEFAULT_POLLING_PORT)
-        parse_address(polling, "the polling address")
+        parse_addresses(polling, "the polling address")
     config = AgentConfig(
         name=str(data.get("name") or request.name),
         mode=request.mode,

@@ -38,6 +38,7 @@ from octo_appliance.agent.home import (
     Home,
     format_address,
     parse_address,
+    parse_addresses,
 )
 from octo_appliance.agent.version import running_version
 from octo_appliance.comms import (
@@ -129,7 +130,8 @@ class AgentRuntime:
                 ) from None
             log.info("listening on %s for the appliance", format_address(host, self.server.port))
             return f"listening: {config.name} {format_address(host, self.server.port)}"
-        host, port = parse_address(config.polling_address, "polling address")
+        addresses = parse_addresses(config.polling_address, "polling address")
+        host, port = addresses[0]
         self.client = ReconnectingClient(
             host,
             port,
@@ -140,10 +142,12 @@ class AgentRuntime:
             handler=self.handlers,
             settings=self.settings,
             on_connected=lambda conn: log.info("connected to %s", conn.label),
+            alternates=addresses[1:],
         )
         self.client.start()
-        log.info("polling the appliance at %s", format_address(host, port))
-        return f"polling: {config.name} {format_address(host, port)}"
+        where = ",".join(format_address(h, p) for h, p in addresses)
+        log.info("polling the appliance at %s", where)
+        return f"polling: {config.name} {where}"
 
     async def stop(self) -> None:
         """Stop accepting, drop the connections, kill what is running."""

@@ -4,7 +4,9 @@ The generator runs on the event loop; every database read goes to the thread poo
 task runs in this process, new lines arrive through a :class:`~octo_appliance.engine.tasks.log.
 Subscription` the moment they are appended, and the database is read only to start, to fill a
 gap and as a slow safety net. Otherwise (the task is queued, or another node runs it) the
-stream reads the database every second. Either way the stream ends with an ``end`` event once
+stream reads the database every second, or, with several nodes on PostgreSQL, whenever the
+task's node notifies that its log grew or the task ended (a 10-second read as the safety
+net). Either way the stream ends with an ``end`` event once
 the stored state is final: the engine stores every line before the final state, so nothing can
 follow it. While the database is unavailable the stream stays open (keepalives) and reads
 again every second; lines appended meanwhile wait in the subscription.
@@ -16,7 +18,7 @@ import asyncio
 import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from octo_appliance.db.base import iso
 from octo_appliance.db.tasks import FINAL_STATES, ServerTask
@@ -24,6 +26,9 @@ from octo_appliance.engine.tasks.log import Subscription, TaskLogWriter, line_js
 from octo_appliance.engine.tasks.store import StoredLine
 from octo_appliance.exceptions import BadRequest, DatabaseUnavailable
 from octo_appliance.vault import Vault
+
+if TYPE_CHECKING:
+    from octo_appliance.transports.relay.node import LogWatch
 
 KEEPALIVE_SECONDS = 15.0
 #: how often the database is read when lines cannot come from this process
@@ -80,11 +85,26 @@ def _newer(last: int, *sources: Iterable[StoredLine]) -> list[StoredLine]:
 InWorker = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
+class LogNotices(Protocol):
+    """Notifications that a task's log grew on another node (the relay's, on PostgreSQL)."""
+
+    def watch_log(self, task_id: str) -> LogWatch: ...
+
+    def unwatch_log(self, watch: LogWatch) -> None: ...
+
+
 async def log_events(
-    vault: Vault, task_id: str, since: int, writer: TaskLogWriter | None, in_worker: InWorker
+    vault: Vault,
+    task_id: str,
+    since: int,
+    writer: TaskLogWriter | None,
+    in_worker: InWorker,
+    notices: LogNotices | None = None,
 ) -> AsyncIterator[str]:
-    """The event stream text, chunk by chunk."""
+    """The event stream text, chunk by chunk; with ``notices`` (several nodes on PostgreSQL),
+    a task another node runs is read when that node says its log grew, not every second."""
     loop = asyncio.get_running_loop()
+    watch = notices.watch_log(task_id) if notices is not None else None
     subscription: Subscription | None = None
     memory: list[StoredLine] = []
     if writer is not None:
@@ -116,10 +136,14 @@ async def log_events(
                 yield _end_event(state)
                 return
             local = writer is not None and writer.is_open(task_id)
-            next_read = loop.time() + (LOCAL_POLL_SECONDS if local else POLL_SECONDS)
+            pushed = local or watch is not None
+            next_read = loop.time() + (LOCAL_POLL_SECONDS if pushed else POLL_SECONDS)
             while True:
                 wait = min(next_read, sent_at + KEEPALIVE_SECONDS) - loop.time()
-                if subscription is not None:
+                if watch is not None and not local:
+                    if await watch.wait(max(wait, 0.0)):
+                        break  # the log grew (or the task ended) on its node: read it
+                elif subscription is not None:
                     await subscription.wait(max(wait, 0.0))
                     fresh = subscription.drain()
                     if subscription.overflowed or (fresh and fresh[0].seq > last + 1):
@@ -142,3 +166,5 @@ async def log_events(
     finally:
         if subscription is not None and writer is not None:
             writer.unsubscribe(subscription)
+        if watch is not None and notices is not None:
+            notices.unwatch_log(watch)

@@ -378,7 +378,7 @@ def stream_task_log(
         return await anyio.to_thread.run_sync(call, limiter=appliance.worker_limiter())
 
     writer = engine.log if engine else None
-    events = log_events(appliance.vault, task.id, since, writer, in_worker)
+    events = log_events(appliance.vault, task.id, since, writer, in_worker, appliance.call_relay)
     return StreamingResponse(
         events,
         media_type="text/event-stream",

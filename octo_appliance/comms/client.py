@@ -5,6 +5,11 @@ connection open with a ReconnectingClient. Its backoff is exponential with *full
 (a uniformly random delay below the exponential ceiling), so when a restarted appliance drops
 1,000 agents at once their retries spread out instead of arriving together; the backoff starts
 over after a connection that lived ``stable_after`` seconds.
+
+A polling agent of several appliance nodes (docs/ha.md, "Calls across nodes") gives the
+client several addresses: it dials them in turn, moving on to the next one at once when a
+dial fails or a connection is lost (a node that died is not waited for), and backs off only
+when a whole round failed. Every node presents the same pinned certificate.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import os
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from octo_appliance.comms.call_types import Handler
@@ -149,17 +154,18 @@ class ReconnectingClient:
         backoff: Backoff | None = None,
         on_connected: OnConnected | None = None,
         rand: Callable[[], float] = random.random,
+        alternates: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.host, self.port = host, port
+        #: every address to dial, in turn: ``(host, port)`` first, then ``alternates``
+        self.addresses = [(host, port), *[a for a in alternates if a != (host, port)]]
         self._identity, self._pinned_cert_pem = identity, pinned_cert_pem
         self._context: ssl.SSLContext | None = None
         self._connect = functools.partial(
             connect,
-            host,
-            port,
-            identity,
-            pinned_thumbprint,
-            pinned_cert_pem,
+            identity=identity,
+            pinned_thumbprint=pinned_thumbprint,
+            pinned_cert_pem=pinned_cert_pem,
             hello=hello,
             handler=handler,
             settings=settings,
@@ -203,12 +209,17 @@ class ReconnectingClient:
         # seconds, and a fleet of them would otherwise spend its CPU loading keys
         if self._context is None:
             self._context = client_context(self._identity, self._pinned_cert_pem)
-        return await self._connect(ssl_context=self._context)
+        return await self._connect(host=self.host, port=self.port, ssl_context=self._context)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        where = f"{self.host}:{self.port}"
+        count = len(self.addresses)
+        turn = failures = 0
         while True:
+            self.host, self.port = self.addresses[turn % count]
+            where = f"{self.host}:{self.port}"
+            turn += 1
+            failures += 1
             try:
                 conn = await self._dial()
             except CommsError as exc:
@@ -218,8 +229,15 @@ class ReconnectingClient:
             else:
                 started = loop.time()
                 await self._serve(conn)
-                if loop.time() - started >= self.backoff.stable_after:
+                lived = loop.time() - started
+                if lived >= self.backoff.stable_after:
                     self.attempt = 0
+                if lived >= 1.0:  # a real connection, not one refused after the handshake
+                    failures = 0
+            if count > 1 and failures < count:
+                log.info("trying the next appliance address")
+                continue  # another node may answer: only a whole failed round backs off
+            failures = 0
             delay = self.backoff.delay(self.attempt, self._rand)
             self.attempt += 1
             log.info("reconnecting to %s in %.2f s", where, delay)

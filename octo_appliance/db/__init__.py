@@ -22,6 +22,7 @@ from octo_appliance.db.infrastructure import Environment, Target, TargetEnvironm
 from octo_appliance.db.nodes import Node
 from octo_appliance.db.packages import Package, ReleasePackage
 from octo_appliance.db.projects import Project, Variable
+from octo_appliance.db.relay import RelayAgent, RelayCall, RelayChunk, RelayEvent, RelayNode
 from octo_appliance.db.security import (
     ApiKey,
     LoginSession,
@@ -64,6 +65,11 @@ MODELS: list[type[BaseModel]] = [
     ReleasePackage,
     RegistrationToken,
     Node,
+    RelayNode,
+    RelayAgent,
+    RelayCall,
+    RelayEvent,
+    RelayChunk,
 ]
 
 #: (model, column) pairs holding values sealed by the vault with ``row.aad(column)``.

@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from octo_appliance import __version__
+from octo_appliance.api.context import RequestContext
 from octo_appliance.db.connection import describe_database
+from octo_appliance.portal.session import signed_in
 from octo_appliance.vault.keys import ENV_VAR, find_key_file, key_from_env
 
 if TYPE_CHECKING:
@@ -36,8 +38,6 @@ def facts(appliance: Appliance) -> dict[str, str]:
     }
 
 
-async def show(portal: Portal, request: Request) -> Response:
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     return portal.render(request, ctx, "about.html", {"facts": facts(portal.appliance)})

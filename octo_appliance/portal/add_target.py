@@ -17,12 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from octo_appliance.api.bootstrap import InstallCommandIn, create_install_command
+from octo_appliance.api.context import RequestContext
 from octo_appliance.api.environments import get_environment
-from octo_appliance.api.routing import write_in_worker
-from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import lines, number, parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import lines, number, parse, refusal_errors, save
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -44,11 +42,9 @@ def register_command(made: dict[str, Any], thumbprint: str, mode: str, port: int
     return f"printf '%s' {token} | octo-agent register {shlex.join(args)}{public}"
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /environments/{id}/add-target``: the form (no token is made by reading a page)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     env = await portal.run(lambda: get_environment(ctx, ref))
     typed = {"name": "", "roles": "", "mode": "polling", "listen_port": "10933"}
@@ -78,12 +74,9 @@ def _form(
     return portal.render(request, ctx, "admin/add_target.html", context, status_code)
 
 
-async def submit(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def submit(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments/{id}/add-target``: the command, shown in this answer only."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     env = await portal.run(lambda: get_environment(ctx, ref))
     typed = {key: form.get(key, "").strip() for key in FIELDS}
@@ -99,16 +92,16 @@ async def submit(portal: Portal, request: Request) -> Response:
         "expires_in": number(typed["expires_in"] or "3600"),
         "max_uses": number(typed["max_uses"] or "1"),
     }
-    body, errors = parse(InstallCommandIn, values)
-    if body is not None:
-        try:
-            made = await write_in_worker(ctx, lambda: create_install_command(ctx, body, request))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS)
-        else:
-            thumbprint = portal.appliance.server_certificate().thumbprint_sha256_hex
-            register = register_command(made, thumbprint, body.mode, body.listen_port or 0)
-            return _form(portal, request, ctx, env, typed, {}, made, register, 201)
+    parsed = parse(InstallCommandIn, values)
+    made, errors = await save(
+        ctx,
+        parsed,
+        lambda body: create_install_command(ctx, body, request),
+        lambda exc: refusal_errors(exc, FIELDS),
+    )
+    body = parsed[0]
+    if body is not None and not errors:
+        thumbprint = portal.appliance.server_certificate().thumbprint_sha256_hex
+        register = register_command(made, thumbprint, body.mode, body.listen_port or 0)
+        return _form(portal, request, ctx, env, typed, {}, made, register, 201)
     return _form(portal, request, ctx, env, typed, errors, status_code=422)

@@ -15,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from octo_appliance.api.audit import AuditQuery, list_audit
+from octo_appliance.api.context import RequestContext
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.form_input import PROBLEM, field_errors, refusal_errors, validate
+from octo_appliance.portal.forms import PROBLEM, field_errors, refusal_errors, validate
+from octo_appliance.portal.session import signed_in
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -43,11 +45,9 @@ def _pages(typed: dict[str, str], skip: int, total: int) -> dict[str, str | None
     }
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /audit?user=&action=&resource_type=&name=&since=&until=&skip=``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = {key: request.query_params.get(key, "").strip() for key in FILTERS}
     skip = request.query_params.get("skip", "0")
     values: dict[str, Any] = {k: v for k, v in typed.items() if v}

@@ -14,9 +14,11 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import Response
 
+from octo_appliance.api.context import RequestContext
 from octo_appliance.api.dashboard import DashboardQuery
-from octo_appliance.portal.form_input import field_errors, validate
+from octo_appliance.portal.forms import field_errors, validate
 from octo_appliance.portal.live import dashboard_now
+from octo_appliance.portal.session import signed_in
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
@@ -61,10 +63,8 @@ def page_query(params: Mapping[str, str]) -> tuple[DashboardQuery, list[dict[str
     return query or DashboardQuery(take=PAGE_SIZE, name=None if details else name or None), details
 
 
-async def show(portal: Portal, request: Request) -> Response:
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     name = request.query_params.get("name", "").strip()
     query, details = page_query(request.query_params)
     board_version, data = await portal.run(lambda: dashboard_now(ctx, query))

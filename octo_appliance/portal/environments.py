@@ -11,7 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.environments import (
@@ -23,20 +23,26 @@ from octo_appliance.api.environments import (
     list_environments,
     update_environment,
 )
-from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.targets import TargetListQuery, list_targets
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.form_input import number, parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import (
+    Again,
+    above_form,
+    number,
+    parse,
+    redirect,
+    refusal_errors,
+    save,
+    submit,
+)
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 FIELDS = ("name", "description", "sort_order")
-#: refusals a form shows next to its fields; any other (403, 404) is a page of its own
-FORM_REFUSALS = frozenset({400, 409, 422})
 ALL = ListQuery(take=1000)
 
 
@@ -45,6 +51,10 @@ def _values(form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {k: form.get(k, "").strip() for k in ("name", "description")}
     values["sort_order"] = number(form.get("sort_order", "").strip() or "0")
     return values
+
+
+def _refusal(exc: ApiError) -> dict[str, str]:
+    return refusal_errors(exc, FIELDS, "name")
 
 
 def _health(ctx: RequestContext) -> dict[str, Counter[str]]:
@@ -58,22 +68,12 @@ def _health(ctx: RequestContext) -> dict[str, Counter[str]]:
     return counts
 
 
-async def index(portal: Portal, request: Request) -> Response:
-    """``GET /environments``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await _index(portal, request, ctx, {"sort_order": "0"}, {})
-
-
 async def _index(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any],
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /environments``; after a refused create, the form again with its errors."""
+    again = again or Again({"sort_order": "0"})
+
     def read() -> dict[str, Any]:
         return {"environments": list_environments(ctx, ALL)["items"], "health": _health(ctx)}
 
@@ -81,48 +81,32 @@ async def _index(
     context = {
         **data,
         "can_create": ctx.user.can_unscoped(Permission.ENVIRONMENT_EDIT),
-        "typed": typed,
-        "errors": errors,
+        "typed": again.typed,
+        "errors": again.errors,
     }
-    return portal.render(request, ctx, "admin/environments.html", context, status_code)
+    return portal.render(request, ctx, "admin/environments.html", context, again.status_code)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+index = signed_in(_index)
+
+
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments``: to the new environment, or the form again with its errors."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     values = _values(form)
-    body, errors = parse(EnvironmentIn, values)
-    if body is not None:
-        try:
-            made = await write_in_worker(ctx, lambda: create_environment(ctx, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "name")
-        else:
-            return RedirectResponse(f"/environments/{made['id']}", status_code=303)
-    return await _index(portal, request, ctx, values, errors, 422)
-
-
-async def show(portal: Portal, request: Request) -> Response:
-    """``GET /environments/{id}``: its settings and its targets."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await _show(portal, request, ctx, None, {})
+    made, errors = await save(
+        ctx, parse(EnvironmentIn, values), lambda body: create_environment(ctx, body), _refusal
+    )
+    if not errors:
+        return redirect(f"/environments/{made['id']}")
+    return await _index(portal, request, ctx, Again(values, errors, 422))
 
 
 async def _show(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any] | None,
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /environments/{id}``: its settings and its targets (or a refused edit again)."""
+    again = again or Again()
     ref = request.path_params["id"]
 
     def read() -> dict[str, Any]:
@@ -137,46 +121,34 @@ async def _show(
     env_id = data["environment"]["id"]
     context = {
         **data,
-        "typed": typed or data["environment"],
-        "errors": errors,
+        "typed": again.typed or data["environment"],
+        "errors": again.errors,
         "can_edit": ctx.user.can(Permission.ENVIRONMENT_EDIT, environment=env_id),
         "can_add_target": ctx.user.can(Permission.TARGET_EDIT, environment=env_id),
     }
-    return portal.render(request, ctx, "admin/environment.html", context, status_code)
+    return portal.render(request, ctx, "admin/environment.html", context, again.status_code)
 
 
-async def update(portal: Portal, request: Request) -> Response:
+show = signed_in(_show)
+
+
+@signed_in_post
+async def update(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments/{id}``: save the edit form."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     values = _values(form)
-    body, errors = parse(EnvironmentUpdate, values)
-    if body is not None:
-        try:
-            await write_in_worker(ctx, lambda: update_environment(ctx, ref, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "name")
-        else:
-            return RedirectResponse(f"/environments/{ref}", status_code=303)
-    return await _show(portal, request, ctx, values, errors, 422)
+    parsed = parse(EnvironmentUpdate, values)
+    _, errors = await save(ctx, parsed, lambda body: update_environment(ctx, ref, body), _refusal)
+    if not errors:
+        return redirect(f"/environments/{ref}")
+    return await _show(portal, request, ctx, Again(values, errors, 422))
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /environments/{id}/delete``: a 409 (it still holds targets) says so on its page."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
-    try:
-        await write_in_worker(ctx, lambda: delete_environment(ctx, ref))
-    except ApiError as exc:
-        if exc.status_code not in FORM_REFUSALS:
-            raise
-        return await _show(portal, request, ctx, None, refusal_errors(exc, ()), 409)
-    return RedirectResponse("/environments", status_code=303)
+    _, errors = await submit(ctx, lambda: delete_environment(ctx, ref), above_form)
+    if errors:
+        return await _show(portal, request, ctx, Again(None, errors, 409))
+    return redirect("/environments")

@@ -1,16 +1,19 @@
-"""What the project pages' forms share: a signed-in form post, a write through the API, and
-the API's ``details[].field`` errors placed next to the form's fields.
+"""What the portal's forms share: a signed-in form post, its strings as the API's request
+model, a write through the API, and the API's ``details[].field`` errors placed next to the
+form's fields (errors naming no field of the form are shown above it: nothing is lost).
 
 A write either succeeds (the caller redirects: POST-redirect-GET) or raises the API's own
-refusal; :func:`attempt` turns a refusal into a :class:`Refused` the view renders again with
-what was typed. The rules stay the API's: nothing here decides what is allowed.
+refusal, which comes back as errors the view renders again with what was typed: the project
+pages use :func:`attempt` (a :class:`Refused`), the admin pages :func:`save` and
+:func:`submit` (errors by field, :data:`PROBLEM` above the form). The rules stay the API's:
+nothing here decides what is allowed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -24,6 +27,24 @@ from octo_appliance.portal.session import read_form
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
+M = TypeVar("M", bound=BaseModel)
+#: the key of errors that name no field of the form: shown above it
+PROBLEM = ""
+#: how the API words a unique name already in use (``refs.require_unique_name`` and others)
+TAKEN = "already exists"
+#: refusals a form shows next to its fields; any other (403, 404) is a page of its own
+FORM_REFUSALS = frozenset({400, 409, 422})
+
+
+@dataclass(frozen=True)
+class Again:
+    """An admin page's form drawn again after a refusal: what was typed (None: the record's
+    own values), errors by field, the refusal's status. ``Again()``: the page as first shown."""
+
+    typed: dict[str, Any] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    status_code: int = 200
+
 
 @dataclass
 class Refused:
@@ -35,6 +56,10 @@ class Refused:
 
     def add(self, name: str, message: str) -> None:
         self.fields.setdefault(name, message)
+
+
+#: a project page's form drawn again: what was typed, and the API's refusal of it
+Retry = tuple[dict[str, str], Refused]
 
 
 def refused(
@@ -163,3 +188,86 @@ def problem(exc: ValidationError | ApiError) -> str:
     if isinstance(exc, ValidationError):
         return "Some fields need another value."
     return exc.message[:1].upper() + exc.message[1:] + (f" ({exc.hint})" if exc.hint else "")
+
+
+def number(value: str) -> int | str:
+    """A number field: an int when it is one, else the text (the model then says what is
+    wrong with it, as the API would for a JSON string)."""
+    try:
+        return int(value.strip())
+    except ValueError:
+        return value
+
+
+def validate(model: type[M], values: dict[str, Any]) -> tuple[M | None, list[dict[str, Any]]]:
+    """``values`` validated as ``model``: (the body, []) or (None, the API's error details)."""
+    try:
+        return model.model_validate(values), []
+    except ValidationError as exc:
+        return None, validation_details(exc)
+
+
+def parse(model: type[M], values: dict[str, Any]) -> tuple[M | None, dict[str, str]]:
+    """``values`` validated as ``model``: (the body, {}) or (None, errors by field name)."""
+    body, details = validate(model, values)
+    return body, field_errors(details)
+
+
+def field_errors(details: Any, fields: tuple[str, ...] = ()) -> dict[str, str]:
+    """``[{"field": "roles.0.role", "message": ...}]`` as ``{"roles": ...}``: the first part of
+    the dotted path is the form's field; ``fields`` (when given) are the only ones it has."""
+    errors: dict[str, str] = {}
+    for detail in details if isinstance(details, list) else []:
+        field = str(detail.get("field") or "").split(".", 1)[0]
+        if fields and field not in fields:
+            field = PROBLEM
+        message = str(detail.get("message", "")).removeprefix("Value error, ")
+        errors.setdefault(field, message[:1].upper() + message[1:])
+    return errors
+
+
+def refusal_errors(exc: ApiError, fields: tuple[str, ...], fallback: str = "") -> dict[str, str]:
+    """An API refusal as errors by field: its details where they name a field; a taken name
+    (the API's 409 "... already exists", which names no field) under ``fallback``; anything
+    else above the form."""
+    errors = field_errors(exc.details, fields)
+    if not errors:
+        message = exc.message[:1].upper() + exc.message[1:]
+        hint = f" ({exc.hint})" if exc.hint else ""
+        taken = fallback in fields and TAKEN in exc.message
+        errors[fallback if taken else PROBLEM] = f"{message}{hint}."
+    elif PROBLEM not in errors:
+        errors[PROBLEM] = exc.message[:1].upper() + exc.message[1:] + "."
+    return errors
+
+
+def above_form(exc: ApiError) -> dict[str, str]:
+    """A refusal of a form with no fields (a delete button): all of it above the form."""
+    return refusal_errors(exc, ())
+
+
+async def submit(
+    ctx: RequestContext, write: Callable[[], Any], refusal: Callable[[ApiError], dict[str, str]]
+) -> tuple[Any, dict[str, str]]:
+    """Run ``write`` in a write transaction: (its result, {}) or, refused with a status a form
+    shows (:data:`FORM_REFUSALS`), (None, ``refusal(exc)``: never empty). Other refusals are
+    raised: a 403 or 404 is a page of its own."""
+    try:
+        return await write_in_worker(ctx, write), {}
+    except ApiError as exc:
+        if exc.status_code not in FORM_REFUSALS:
+            raise
+        return None, refusal(exc)
+
+
+async def save(
+    ctx: RequestContext,
+    parsed: tuple[M | None, dict[str, str]],
+    write: Callable[[M], Any],
+    refusal: Callable[[ApiError], dict[str, str]],
+) -> tuple[Any, dict[str, str]]:
+    r""":func:`submit` of a :func:`parse`\ d body: the parse's errors when it did not parse."""
+    body, errors = parsed
+    if body is None:
+        return None, errors
+    return await submit(ctx, lambda: write(body), refusal)

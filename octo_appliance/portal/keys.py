@@ -10,25 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.api_keys import ApiKeyIn, ApiKeyQuery, create_key, delete_key, list_api_keys
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import write_in_worker
-from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import parse, redirect, refusal_errors, save
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 
-async def index(portal: Portal, request: Request) -> Response:
+@signed_in
+async def index(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /keys``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _page(portal, request, ctx, "", {})
 
 
@@ -46,32 +42,24 @@ async def _page(
     return portal.render(request, ctx, "admin/keys.html", context, status_code)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /keys``: the new key, on this answer only."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     name = form.get("name", "").strip()
-    body, errors = parse(ApiKeyIn, {"name": name})
-    if body is not None:
-        try:
-            created = await write_in_worker(ctx, lambda: create_key(ctx, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, ("name",), "name")
-        else:
-            return await _page(portal, request, ctx, "", {}, created, 201)
+    created, errors = await save(
+        ctx,
+        parse(ApiKeyIn, {"name": name}),
+        lambda body: create_key(ctx, body),
+        lambda exc: refusal_errors(exc, ("name",), "name"),
+    )
+    if not errors:
+        return await _page(portal, request, ctx, "", {}, created, 201)
     return await _page(portal, request, ctx, name, errors, status_code=422)
 
 
-async def revoke(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def revoke(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /keys/{id}/revoke``."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     key_id = request.path_params["id"]
     await write_in_worker(ctx, lambda: delete_key(ctx, key_id))
-    return RedirectResponse("/keys", status_code=303)
+    return redirect("/keys")

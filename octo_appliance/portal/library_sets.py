@@ -11,7 +11,8 @@ from starlette.responses import Response
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.library_sets import LibrarySetIn, create_library_set, list_library_sets
 from octo_appliance.api.schemas import ListQuery
-from octo_appliance.portal.forms import Refused, attempt, checked, posted, redirect, render_form
+from octo_appliance.portal.forms import Retry, attempt, checked, redirect, render_form
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -21,11 +22,7 @@ FIELDS = ("name", "description")
 
 
 async def _page(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, str] | None = None,
-    errors: Refused | None = None,
+    portal: Portal, request: Request, ctx: RequestContext, retry: Retry | None = None
 ) -> Response:
     def read() -> dict[str, Any]:
         return {
@@ -34,22 +31,18 @@ async def _page(
         }
 
     data = await portal.run(read)
-    return render_form(portal, request, ctx, "projects/library_sets.html", data, typed, errors)
+    return render_form(portal, request, ctx, "projects/library_sets.html", data, *(retry or ()))
 
 
-async def show_list(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /library-sets``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _page(portal, request, ctx)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /library-sets``: the API's create, then the new set's variables page."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = {name: form.get(name, "") for name in FIELDS}
     made, errors = await attempt(
         ctx,
@@ -58,5 +51,5 @@ async def create(portal: Portal, request: Request) -> Response:
         conflict="name",
     )
     if errors is not None:
-        return await _page(portal, request, ctx, typed, errors)
+        return await _page(portal, request, ctx, (typed, errors))
     return redirect(f"/library-sets/{made['id']}")

@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from octo_appliance.api.context import RequestContext
 from octo_appliance.api.meta import list_plugins
+from octo_appliance.portal.session import signed_in
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /plugins``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     plugins = await portal.run(lambda: list_plugins(ctx))
     return portal.render(request, ctx, "admin/plugins.html", {"plugins": plugins["items"]})

@@ -22,8 +22,9 @@ from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.step_types import list_step_types
 from octo_appliance.exceptions import Forbidden, NotFound
 from octo_appliance.portal import step_form
-from octo_appliance.portal.forms import Refused, attempt, checked, posted, redirect
+from octo_appliance.portal.forms import Refused, attempt, checked, redirect
 from octo_appliance.portal.projects import project_nav
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -61,11 +62,9 @@ def _position(request: Request, steps: list[Any]) -> int:
     return int(raw) - 1
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}/process``: the steps in run order with their actions."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _list(portal, request, ctx)
 
 
@@ -116,11 +115,9 @@ def _secret_names(kind: dict[str, Any]) -> set[str]:
     return {prop["name"] for prop in kind["properties"] if prop.get("secret")}
 
 
-async def new_step(portal: Portal, request: Request) -> Response:
+@signed_in
+async def new_step(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}/process/steps/new?type=T``: an empty form for a step of type T."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     data = await portal.run(lambda: _read(ctx, request.path_params["ref"]))
     if not data["can_edit"]:
         raise Forbidden("you may view this project's process, not change it")
@@ -128,11 +125,9 @@ async def new_step(portal: Portal, request: Request) -> Response:
     return _form_page(portal, request, ctx, data, step_type, {}, None)
 
 
-async def edit_step(portal: Portal, request: Request) -> Response:
+@signed_in
+async def edit_step(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}/process/steps/{position}``: one step (read-only to a viewer)."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     data = await portal.run(lambda: _read(ctx, request.path_params["ref"]))
     index = _position(request, data["process"]["steps"])
     step = data["process"]["steps"][index]
@@ -148,11 +143,9 @@ def _save(ctx: RequestContext, pid: str, version: str, steps: list[dict[str, Any
     return put_process(ctx, pid, checked(ProcessIn, body))
 
 
-async def save_step(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def save_step(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST .../process/steps`` (add) or ``.../steps/{position}`` (replace one step)."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     data = await portal.run(lambda: _read(ctx, request.path_params["ref"]))
     pid = data["project"]["id"]
     steps = list(data["process"]["steps"])
@@ -196,11 +189,9 @@ def _changed(steps: list[dict[str, Any]], index: int, action: str) -> list[dict[
     return steps
 
 
-async def act(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def act(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST .../steps/{position}/{action}``: move up or down, disable, enable, delete."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     action = request.path_params["action"]
     if action not in ACTIONS:
         raise NotFound(f"no step action '{action}'", hint="actions: " + ", ".join(ACTIONS))

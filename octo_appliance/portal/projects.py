@@ -19,7 +19,8 @@ from octo_appliance.api.projects import ProjectCreate, create_project, get_proje
 from octo_appliance.api.releases import list_releases
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.exceptions import Forbidden
-from octo_appliance.portal.forms import Refused, attempt, checked, posted, redirect, render_form
+from octo_appliance.portal.forms import Retry, attempt, checked, redirect, render_form
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -47,11 +48,7 @@ def _lifecycles(ctx: RequestContext) -> list[dict[str, Any]]:
 
 
 async def _list_page(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, str] | None = None,
-    errors: Refused | None = None,
+    portal: Portal, request: Request, ctx: RequestContext, retry: Retry | None = None
 ) -> Response:
     query = page_query(request)
 
@@ -65,22 +62,18 @@ async def _list_page(
         }
 
     data = {**await portal.run(read), "query": query, "page_size": PAGE_SIZE}
-    return render_form(portal, request, ctx, "projects/list.html", data, typed, errors)
+    return render_form(portal, request, ctx, "projects/list.html", data, *(retry or ()))
 
 
-async def show_list(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects``: a page of projects, filtered by name with ``?q=``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _list_page(portal, request, ctx)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /projects``: the API's create; back to the form with errors next to fields."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = {name: form.get(name, "") for name in CREATE_FIELDS}
     body = {"name": typed["name"], "description": typed["description"]}
     if typed["lifecycle"]:
@@ -92,7 +85,7 @@ async def create(portal: Portal, request: Request) -> Response:
         conflict="name",
     )
     if errors is not None:
-        return await _list_page(portal, request, ctx, typed, errors)
+        return await _list_page(portal, request, ctx, (typed, errors))
     return redirect(f"/projects/{made['id']}")
 
 
@@ -115,11 +108,9 @@ def overview_rows(cells: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"environment": env, "latest": latest.get(env["id"])} for env in cells["environments"]]
 
 
-async def overview(portal: Portal, request: Request) -> Response:
+@signed_in
+async def overview(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}`` (id or name): releases, latest deployment per environment."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["ref"]
 
     def read() -> dict[str, Any]:

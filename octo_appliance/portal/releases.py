@@ -28,8 +28,9 @@ from octo_appliance.api.releases import (
 )
 from octo_appliance.engine.release_packages import packages_needed
 from octo_appliance.exceptions import Forbidden
-from octo_appliance.portal.forms import Refused, attempt, checked, posted, redirect, render_form
+from octo_appliance.portal.forms import Retry, attempt, checked, redirect, render_form
 from octo_appliance.portal.projects import PAGE_SIZE, page_query, project_nav
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -45,11 +46,9 @@ def _project(ctx: RequestContext, ref: str) -> dict[str, Any]:
     return {**project_nav(project, f"/projects/{project['id']}/releases"), "pid": project["id"]}
 
 
-async def show_list(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show_list(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}/releases``: newest first, a page at a time."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     query = page_query(request)
 
     def read() -> dict[str, Any]:
@@ -81,11 +80,7 @@ def _needed(ctx: RequestContext, pid: str) -> list[dict[str, Any]]:
 
 
 async def _form(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, str] | None = None,
-    errors: Refused | None = None,
+    portal: Portal, request: Request, ctx: RequestContext, retry: Retry | None = None
 ) -> Response:
     def read() -> dict[str, Any]:
         data = _project(ctx, request.path_params["ref"])
@@ -93,14 +88,12 @@ async def _form(
         return {**data, "needed": _needed(ctx, data["pid"])}
 
     data = await portal.run(read)
-    return render_form(portal, request, ctx, "projects/release_new.html", data, typed, errors)
+    return render_form(portal, request, ctx, "projects/release_new.html", data, *(retry or ()))
 
 
-async def new(portal: Portal, request: Request) -> Response:
+@signed_in
+async def new(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}/releases/new``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _form(portal, request, ctx)
 
 
@@ -110,11 +103,9 @@ def _release_field(field: str) -> str | None:
     return field if field in ("version", "notes") else None
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /projects/{ref}/releases``: then the new release's page."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["ref"]
     typed = {k: v for k, v in form.items() if k != "csrf_token"}
 
@@ -133,7 +124,7 @@ async def create(portal: Portal, request: Request) -> Response:
 
     made, errors = await attempt(ctx, write, _release_field, conflict="version")
     if errors is not None:
-        return await _form(portal, request, ctx, typed, errors)
+        return await _form(portal, request, ctx, (typed, errors))
     return redirect(f"/projects/{made['project_id']}/releases/{made['version']}")
 
 
@@ -154,11 +145,9 @@ def deploy_buttons(ctx: RequestContext, release: dict[str, Any]) -> list[dict[st
     return rows
 
 
-async def show(portal: Portal, request: Request) -> Response:
+@signed_in
+async def show(portal: Portal, request: Request, ctx: RequestContext) -> Response:
     """``GET /projects/{ref}/releases/{version}``: the snapshot and the deploy buttons."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
     return await _release_page(portal, request, ctx)
 
 
@@ -178,11 +167,9 @@ async def _release_page(
     return portal.render(request, ctx, "projects/release.html", context, status)
 
 
-async def deploy(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def deploy(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST .../releases/{version}/deploy`` (``environment``): the task page after."""
-    ctx, form = await posted(portal, request)
-    if ctx is None:
-        return portal.sign_in_first(request)
 
     def write() -> dict[str, Any]:
         pid = get_project(ctx, request.path_params["ref"])["id"]

@@ -8,11 +8,13 @@ posted from another site is refused before that (``Sec-Fetch-Site``), the sign-i
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 
 from octo_appliance.api.auth import CSRF_COOKIE, authenticate
 from octo_appliance.api.context import RequestContext
@@ -21,7 +23,10 @@ from octo_appliance.exceptions import Forbidden, Unauthenticated, ValidationFail
 
 if TYPE_CHECKING:
     from octo_appliance.appliance import Appliance
+    from octo_appliance.portal.routes import Portal, View
 
+#: a posted form: ``{name: last value}``
+Form = dict[str, str]
 CSRF_FIELD = "csrf_token"
 SIGN_IN_PATH = "/signin"
 #: a form has a handful of fields, plus a checkbox per environment or library set ticked:
@@ -85,3 +90,35 @@ def here(request: Request) -> str:
     """The path and query of the request: where to come back to after signing in."""
     query = request.url.query
     return request.url.path + (f"?{query}" if query else "")
+
+
+def signed_in(
+    view: Callable[[Portal, Request, RequestContext], Awaitable[Response]],
+) -> View:
+    """A page that needs a session: ``view`` gets its context; without one, sign in first."""
+
+    @functools.wraps(view)
+    async def page(portal: Portal, request: Request) -> Response:
+        ctx = await portal.signed_in(request)
+        if ctx is None:
+            return portal.sign_in_first(request)
+        return await view(portal, request, ctx)
+
+    return page
+
+
+def signed_in_post(
+    view: Callable[[Portal, Request, RequestContext, Form], Awaitable[Response]],
+) -> View:
+    """A form post that needs a session: ``view`` gets its context and the form (its CSRF
+    field checked: a bad token is the API's 403); without a session, sign in first."""
+
+    @functools.wraps(view)
+    async def post(portal: Portal, request: Request) -> Response:
+        form = await read_form(portal.appliance, request)
+        ctx = await portal.signed_in(request, form)
+        if ctx is None:
+            return portal.sign_in_first(request)
+        return await view(portal, request, ctx, form)
+
+    return post

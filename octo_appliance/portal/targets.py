@@ -10,16 +10,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.agents import check_target_health
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.targets import TargetUpdate, delete_target, get_target, update_target
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import lines, parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import Again, lines, parse, redirect, refusal_errors, save
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -35,24 +34,14 @@ def _can_edit(ctx: RequestContext, target: dict[str, Any]) -> bool:
     )
 
 
-async def show(portal: Portal, request: Request) -> Response:
-    """``GET /targets/{id}``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await _show(portal, request, ctx, None, {})
-
-
 async def _show(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any] | None,
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /targets/{id}`` (or a refused edit again)."""
+    again = again or Again()
     ref = request.path_params["id"]
     target = await portal.run(lambda: get_target(ctx, ref))
+    typed = again.typed
     if typed is None:
         typed = {
             "name": target["name"],
@@ -63,34 +52,33 @@ async def _show(
     context = {
         "target": target,
         "typed": typed,
-        "errors": errors,
+        "errors": again.errors,
         "can_edit": _can_edit(ctx, target),
     }
-    return portal.render(request, ctx, "admin/target.html", context, status_code)
+    return portal.render(request, ctx, "admin/target.html", context, again.status_code)
 
 
-async def health_check(portal: Portal, request: Request) -> Response:
+show = signed_in(_show)
+
+
+@signed_in_post
+async def health_check(
+    portal: Portal, request: Request, ctx: RequestContext, form: Form
+) -> Response:
     """``POST /targets/{id}/health-check``: queue the check, then watch its task."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     try:
         queued = await write_in_worker(ctx, lambda: check_target_health(ctx, ref))
     except ApiError as exc:
         if exc.status_code != 503:  # no task engine: say so on the target's page
             raise
-        return await _show(portal, request, ctx, None, refusal_errors(exc, ()), 503)
-    return RedirectResponse(f"/tasks/{queued['task_id']}", status_code=303)
+        return await _show(portal, request, ctx, Again(None, refusal_errors(exc, ()), 503))
+    return redirect(f"/tasks/{queued['task_id']}")
 
 
-async def update(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def update(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /targets/{id}``: name, environments, roles, disabled."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     typed: dict[str, Any] = {k: form.get(k, "").strip() for k in ("name", "roles", "environments")}
     typed["disabled"] = form.get("disabled") == "on"
@@ -100,25 +88,20 @@ async def update(portal: Portal, request: Request) -> Response:
         "environments": lines(typed["environments"]),
         "disabled": typed["disabled"],
     }
-    body, errors = parse(TargetUpdate, values)
-    if body is not None:
-        try:
-            await write_in_worker(ctx, lambda: update_target(ctx, ref, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "name")
-        else:
-            return RedirectResponse(f"/targets/{ref}", status_code=303)
-    return await _show(portal, request, ctx, typed, errors, 422)
+    _, errors = await save(
+        ctx,
+        parse(TargetUpdate, values),
+        lambda body: update_target(ctx, ref, body),
+        lambda exc: refusal_errors(exc, FIELDS, "name"),
+    )
+    if not errors:
+        return redirect(f"/targets/{ref}")
+    return await _show(portal, request, ctx, Again(typed, errors, 422))
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /targets/{id}/delete``: back to the environment it was in."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
 
     def remove() -> str:
@@ -128,4 +111,4 @@ async def delete(portal: Portal, request: Request) -> Response:
         return f"/environments/{envs[0]['id']}" if envs else "/environments"
 
     back = await write_in_worker(ctx, remove)
-    return RedirectResponse(back, status_code=303)
+    return redirect(back)

@@ -10,15 +10,16 @@ unlimited administrator grant, and some active user stays an administrator.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
 from octo_appliance.api.environments import list_environments
 from octo_appliance.api.projects import list_projects
-from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.teams import (
     TeamIn,
@@ -31,13 +32,25 @@ from octo_appliance.api.teams import (
     update_team,
 )
 from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import PROBLEM, field_errors, lines, refusal_errors, validate
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import (
+    PROBLEM,
+    Again,
+    above_form,
+    field_errors,
+    lines,
+    redirect,
+    refusal_errors,
+    save,
+    submit,
+    validate,
+)
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
+
+M = TypeVar("M", bound=BaseModel)
 
 FIELDS = ("name", "description", "members", "roles")
 #: a team form has at most this many grant rows (the form's field limit allows no more)
@@ -89,6 +102,17 @@ def _errors(raw: dict[str, str], details: Any, typed: dict[str, Any]) -> dict[st
     if "roles" in raw and not any(k.startswith("grant-") for k in errors):
         errors[PROBLEM] = raw["roles"]
     return errors
+
+
+def _parsed(model: type[M], typed: dict[str, Any]) -> tuple[M | None, dict[str, str]]:
+    """The team form as ``model``: (the body, {}) or (None, errors by field and grant row)."""
+    body, details = validate(model, _body(typed))
+    return body, _errors(field_errors(details, FIELDS), details, typed)
+
+
+def _refusal(typed: dict[str, Any]) -> Callable[[ApiError], dict[str, str]]:
+    """The API's refusal of this form, errors on a grant next to its row."""
+    return lambda exc: _errors(refusal_errors(exc, FIELDS, "name"), exc.details, typed)
 
 
 def _typed(form: dict[str, str]) -> dict[str, Any]:
@@ -150,73 +174,45 @@ def _names(ctx: RequestContext) -> dict[str, str]:
     return {row["id"]: row["name"] for row in [*envs, *projects]}
 
 
-async def index(portal: Portal, request: Request) -> Response:
-    """``GET /teams``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    blank = {"name": "", "description": "", "members": "", "grants": []}
-    return await _index(portal, request, ctx, blank, {})
-
-
 async def _index(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any],
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /teams``; after a refused create, the form again with its errors."""
+    again = again or Again({"name": "", "description": "", "members": "", "grants": []})
+
     def read() -> dict[str, Any]:
         teams = list_teams(ctx, ListQuery(take=1000))["items"]
         return {"teams": teams, **_shared(ctx, _names(ctx), teams)}
 
     data = await portal.run(read)
-    context = {**data, "typed": typed, "errors": errors, "can_edit": _can_edit(ctx)}
-    return portal.render(request, ctx, "admin/teams.html", context, status_code)
+    context = {**data, "typed": again.typed, "errors": again.errors, "can_edit": _can_edit(ctx)}
+    return portal.render(request, ctx, "admin/teams.html", context, again.status_code)
+
+
+index = signed_in(_index)
 
 
 def _can_edit(ctx: RequestContext) -> bool:
     return ctx.user.can_unscoped(Permission.TEAM_EDIT)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /teams``: to the new team, or the form again with its errors."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed = _typed(form)
-    body, details = validate(TeamIn, _body(typed))
-    errors = _errors(field_errors(details, FIELDS), details, typed)
-    if body is not None:
-        try:
-            made = await write_in_worker(ctx, lambda: create_team(ctx, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = _errors(refusal_errors(exc, FIELDS, "name"), exc.details, typed)
-        else:
-            return RedirectResponse(f"/teams/{made['id']}", status_code=303)
-    return await _index(portal, request, ctx, typed, errors, 422)
-
-
-async def show(portal: Portal, request: Request) -> Response:
-    """``GET /teams/{id}``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await _show(portal, request, ctx, None, {})
+    made, errors = await save(
+        ctx, _parsed(TeamIn, typed), lambda body: create_team(ctx, body), _refusal(typed)
+    )
+    if not errors:
+        return redirect(f"/teams/{made['id']}")
+    return await _index(portal, request, ctx, Again(typed, errors, 422))
 
 
 async def _show(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any] | None,
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /teams/{id}`` (or a refused edit again)."""
+    again = again or Again()
     ref = request.path_params["id"]
 
     def read() -> dict[str, Any]:
@@ -226,46 +222,33 @@ async def _show(
     data = await portal.run(read)
     context = {
         **data,
-        "typed": typed or _from_team(data["team"], data["names"]),
-        "errors": errors,
+        "typed": again.typed or _from_team(data["team"], data["names"]),
+        "errors": again.errors,
         "can_edit": _can_edit(ctx),
     }
-    return portal.render(request, ctx, "admin/team.html", context, status_code)
+    return portal.render(request, ctx, "admin/team.html", context, again.status_code)
 
 
-async def update(portal: Portal, request: Request) -> Response:
+show = signed_in(_show)
+
+
+@signed_in_post
+async def update(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /teams/{id}``: name, description, members and grants, replaced as a whole."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     typed = _typed(form)
-    body, details = validate(TeamUpdate, _body(typed))
-    errors = _errors(field_errors(details, FIELDS), details, typed)
-    if body is not None:
-        try:
-            await write_in_worker(ctx, lambda: update_team(ctx, ref, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = _errors(refusal_errors(exc, FIELDS, "name"), exc.details, typed)
-        else:
-            return RedirectResponse(f"/teams/{ref}", status_code=303)
-    return await _show(portal, request, ctx, typed, errors, 422)
+    parsed = _parsed(TeamUpdate, typed)
+    _, errors = await save(ctx, parsed, lambda body: update_team(ctx, ref, body), _refusal(typed))
+    if not errors:
+        return redirect(f"/teams/{ref}")
+    return await _show(portal, request, ctx, Again(typed, errors, 422))
 
 
-async def delete(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def delete(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /teams/{id}/delete``."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
-    try:
-        await write_in_worker(ctx, lambda: delete_team(ctx, ref))
-    except ApiError as exc:
-        if exc.status_code not in FORM_REFUSALS:
-            raise
-        return await _show(portal, request, ctx, None, refusal_errors(exc, ()), 409)
-    return RedirectResponse("/teams", status_code=303)
+    _, errors = await submit(ctx, lambda: delete_team(ctx, ref), above_form)
+    if errors:
+        return await _show(portal, request, ctx, Again(None, errors, 409))
+    return redirect("/teams")

@@ -10,16 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from octo_appliance.api.context import RequestContext
-from octo_appliance.api.routing import write_in_worker
 from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.users import UserIn, UserUpdate, create_user, list_users, update_user
-from octo_appliance.exceptions import ApiError
-from octo_appliance.portal.environments import FORM_REFUSALS
-from octo_appliance.portal.form_input import parse, refusal_errors
-from octo_appliance.portal.session import read_form
+from octo_appliance.portal.forms import (
+    Again,
+    above_form,
+    parse,
+    redirect,
+    refusal_errors,
+    save,
+    submit,
+)
+from octo_appliance.portal.session import Form, signed_in, signed_in_post
 from octo_appliance.security.permissions import Permission
 
 if TYPE_CHECKING:
@@ -28,68 +33,49 @@ if TYPE_CHECKING:
 FIELDS = ("username", "display_name", "email", "password", "is_active")
 
 
-async def index(portal: Portal, request: Request) -> Response:
-    """``GET /users``."""
-    ctx = await portal.signed_in(request)
-    if ctx is None:
-        return portal.sign_in_first(request)
-    return await _page(portal, request, ctx, {"is_active": True}, {})
-
-
 async def _page(
-    portal: Portal,
-    request: Request,
-    ctx: RequestContext,
-    typed: dict[str, Any],
-    errors: dict[str, str],
-    status_code: int = 200,
+    portal: Portal, request: Request, ctx: RequestContext, again: Again | None = None
 ) -> Response:
+    """``GET /users``; after a refused create, the form again with its errors."""
+    again = again or Again({"is_active": True})
     users = await portal.run(lambda: list_users(ctx, ListQuery(take=1000)))
     context = {
         "users": users["items"],
-        "typed": typed,
-        "errors": errors,
+        "typed": again.typed,
+        "errors": again.errors,
         "can_edit": ctx.user.can_unscoped(Permission.USER_EDIT),
         "me": ctx.user.user_id,
     }
-    return portal.render(request, ctx, "admin/users.html", context, status_code)
+    return portal.render(request, ctx, "admin/users.html", context, again.status_code)
 
 
-async def create(portal: Portal, request: Request) -> Response:
+index = signed_in(_page)
+
+
+@signed_in_post
+async def create(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /users``: back to the list, or the form again (without the password)."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     typed: dict[str, Any] = {key: form.get(key, "").strip() for key in FIELDS[:3]}
     typed["is_active"] = form.get("is_active") == "on"
     password = form.get("password", "")
-    body, errors = parse(UserIn, {**typed, "password": password or None})
-    if body is not None:
-        try:
-            await write_in_worker(ctx, lambda: create_user(ctx, body))
-        except ApiError as exc:
-            if exc.status_code not in FORM_REFUSALS:
-                raise
-            errors = refusal_errors(exc, FIELDS, "username")
-        else:
-            return RedirectResponse("/users", status_code=303)
-    return await _page(portal, request, ctx, typed, errors, 422)
+    _, errors = await save(
+        ctx,
+        parse(UserIn, {**typed, "password": password or None}),
+        lambda body: create_user(ctx, body),
+        lambda exc: refusal_errors(exc, FIELDS, "username"),
+    )
+    if not errors:
+        return redirect("/users")
+    return await _page(portal, request, ctx, Again(typed, errors, 422))
 
 
-async def set_active(portal: Portal, request: Request) -> Response:
+@signed_in_post
+async def set_active(portal: Portal, request: Request, ctx: RequestContext, form: Form) -> Response:
     """``POST /users/{id}/active``: ``active=on`` activates, anything else deactivates (their
     sessions end, their keys stop working)."""
-    form = await read_form(portal.appliance, request)
-    ctx = await portal.signed_in(request, form)
-    if ctx is None:
-        return portal.sign_in_first(request)
     ref = request.path_params["id"]
     body = UserUpdate(is_active=form.get("active") == "on")
-    try:
-        await write_in_worker(ctx, lambda: update_user(ctx, ref, body))
-    except ApiError as exc:
-        if exc.status_code not in FORM_REFUSALS:
-            raise
-        return await _page(portal, request, ctx, {"is_active": True}, refusal_errors(exc, ()), 409)
-    return RedirectResponse("/users", status_code=303)
+    _, errors = await submit(ctx, lambda: update_user(ctx, ref, body), above_form)
+    if errors:
+        return await _page(portal, request, ctx, Again({"is_active": True}, errors, 409))
+    return redirect("/users")

@@ -10,7 +10,13 @@ import pytest
 from cryptography import x509
 
 from octo_appliance.agent.errors import AgentError
-from octo_appliance.agent.home import AgentConfig, Home, format_address, parse_address
+from octo_appliance.agent.home import (
+    AgentConfig,
+    Home,
+    format_address,
+    parse_address,
+    parse_addresses,
+)
 from octo_appliance.exceptions import ConfigError
 
 
@@ -33,6 +39,24 @@ def test_parse_address_refuses(text: str) -> None:
     with pytest.raises(ConfigError) as refused:
         parse_address(text, "--listen")
     assert refused.value.hint
+
+
+def test_several_polling_addresses_are_the_nodes_in_turn() -> None:
+    text = "node1.example.com:10943, [::1]:10944,10.0.0.3:10943"
+    assert parse_addresses(text) == [
+        ("node1.example.com", 10943),
+        ("::1", 10944),
+        ("10.0.0.3", 10943),
+    ]
+    assert parse_addresses("lb.example.com:10943") == [("lb.example.com", 10943)]
+    config = AgentConfig(name="a", mode="polling", polling_address=text)
+    config.validate()  # kept as written in agent.json
+
+
+@pytest.mark.parametrize("text", ["", "a:1,", ",a:1", "a:1,,b:2", "a:1,b"])
+def test_several_polling_addresses_refuse_a_gap_or_a_bad_one(text: str) -> None:
+    with pytest.raises(ConfigError, match="polling address"):
+        parse_addresses(text, "polling address")
 
 
 def test_layout_is_private(tmp_path: Path) -> None:

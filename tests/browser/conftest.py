@@ -40,8 +40,20 @@ class PortalServer:
         return f"https://127.0.0.1:{self.server.port}"
 
 
+#: the protocol the page itself came over (``h3`` when forced to QUIC)
+NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
+
+
 def chromium_args(*extra: str) -> list[str]:
     return (["--no-sandbox"] if os.geteuid() == 0 else []) + list(extra)
+
+
+def quic_args(port: int | str, cert_file: Path) -> list[str]:
+    """Chromium forced to HTTP/3 on the appliance's port, its certificate trusted by its key."""
+    return chromium_args(
+        f"--origin-to-force-quic-on=127.0.0.1:{port}",
+        f"--ignore-certificate-errors-spki-list={spki_hash(cert_file)}",
+    )
 
 
 def spki_hash(cert_file: Path) -> str:

@@ -7,29 +7,21 @@ axe-core finds no serious or critical violation, and a screenshot for the review
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from octo_appliance.agent.home import Home
 from tests.agent.support import AgentProcess
-from tests.browser.conftest import PortalServer, chromium_args
+from tests.browser.conftest import PortalServer
 from tests.browser.journey_support import run_register_line
 from tests.browser.test_portal_browser import Watched
 from tests.fleet import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
-        yield launched
-        launched.close()
 
 
 def _target(server: PortalServer) -> str:

@@ -25,10 +25,10 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from octo_appliance.agent.home import Home
 from tests.agent.support import AgentProcess
 from tests.browser import journey_support
-from tests.browser.conftest import chromium_args, screenshot_path, spki_hash
+from tests.browser.conftest import NAVIGATION_PROTOCOL, quic_args, screenshot_path
 from tests.browser.journey_support import Journey, add_step, run_register_line, sign_in
 from tests.browser.test_portal_browser import Watched
-from tests.browser.test_task_pages_browser import NAVIGATION_PROTOCOL, NAVIGATIONS
+from tests.browser.test_task_pages_browser import NAVIGATIONS
 from tests.fleet import wait_until
 from tests.packages_support import zip_bytes
 from tests.serve_process import ServeProcess
@@ -267,11 +267,7 @@ def test_the_journeys_pages_over_http3(chromium: Path, appliance: Appliance) -> 
     journey, its assets, the htmx refreshes and both live streams (the task log, the dashboard)
     arrive over h3; an answer over HTTP/2 fails the test."""
     assert appliance.paths, "the journey (the test above) makes the pages this one loads"
-    port = appliance.origin.rsplit(":", 1)[1]
-    args = chromium_args(
-        f"--origin-to-force-quic-on=127.0.0.1:{port}",
-        f"--ignore-certificate-errors-spki-list={spki_hash(appliance.cert_file)}",
-    )
+    args = quic_args(appliance.origin.rsplit(":", 1)[1], appliance.cert_file)
     origin = appliance.origin
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(chromium), args=args)

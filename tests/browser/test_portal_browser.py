@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
-from tests.browser.conftest import PortalServer, chromium_args, screenshot_path, spki_hash
+from tests.browser.conftest import NAVIGATION_PROTOCOL, PortalServer, quic_args, screenshot_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NO_INLINE_SCRIPT = "[...document.scripts].filter((s) => !s.src || s.text.trim()).length"
-NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
 ASSET_PROTOCOLS = 'performance.getEntriesByType("resource").map((e) => e.nextHopProtocol)'
 
 
@@ -100,10 +99,7 @@ def test_the_pages_load_over_http3(chromium: Path, portal_server: PortalServer) 
     """Forced QUIC to the appliance's port, its certificate trusted by its key: the page and
     its assets must arrive over h3; a fallback to HTTP/2 fails the test."""
     server = portal_server.server
-    args = chromium_args(
-        f"--origin-to-force-quic-on=127.0.0.1:{server.port}",
-        f"--ignore-certificate-errors-spki-list={spki_hash(server.cert_file)}",
-    )
+    args = quic_args(server.port, server.cert_file)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(chromium), args=args)
         page = browser.new_page()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.browser.conftest import chromium_args, spki_hash
+from tests.browser.conftest import NAVIGATION_PROTOCOL, quic_args
 from tests.browser.journey_support import Appliance, Journey, add_step, tab_to
 from tests.packages_support import zip_bytes
 from tests.serve_process import ServeProcess
@@ -46,14 +46,6 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
             assert uploaded.status_code == 201, uploaded.text
         origin = f"https://127.0.0.1:{server.port}"
         yield Appliance(origin, password, secret, server.cert_file)
-
-
-@pytest.fixture
-def browser(chromium: Path) -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(chromium), args=chromium_args())
-        yield launched
-        launched.close()
 
 
 def test_create_a_project_its_process_variables_release_and_deploy(
@@ -171,17 +163,11 @@ def test_create_a_project_its_process_variables_release_and_deploy(
     context.close()
 
 
-NAVIGATION_PROTOCOL = 'performance.getEntriesByType("navigation")[0].nextHopProtocol'
-
-
 def test_the_project_pages_load_over_http3(chromium: Path, appliance: Appliance) -> None:
     """Forced QUIC, the certificate trusted by its key: the project pages arrive over h3
     (after the journey above, so there is a project, a process, variables and a release)."""
     port = appliance.origin.rsplit(":", 1)[1]
-    args = chromium_args(
-        f"--origin-to-force-quic-on=127.0.0.1:{port}",
-        f"--ignore-certificate-errors-spki-list={spki_hash(appliance.cert_file)}",
-    )
+    args = quic_args(port, appliance.cert_file)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(chromium), args=args)
         page = launched.new_page()

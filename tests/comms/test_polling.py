@@ -374,3 +374,58 @@ async def test_backoff_resets_only_after_a_stable_connection(
         await server.close()
 
     assert attempts[:3] == expected
+
+
+async def test_a_client_of_several_nodes_moves_on_at_once(
+    ids: Identities, settings: CommsSettings
+) -> None:
+    """An agent given several appliance addresses: one that refuses and one whose node then
+    goes away are passed over at once, with no backoff, to the next that answers."""
+    delays: list[int] = []
+
+    class Recording(Backoff):
+        def delay(self, attempt: int, rand: Any = None) -> float:
+            delays.append(attempt)
+            return 30.0  # a backoff would outlast the test
+
+    hubs = [PollingHub(), PollingHub()]
+    servers = [
+        await serve(
+            "127.0.0.1",
+            0,
+            ids.appliance,
+            TrustStore([ids.agent.cert_pem]),
+            hello=APPLIANCE_HELLO,
+            on_connection=hub.attach,
+            settings=settings,
+        )
+        for hub in hubs
+    ]
+    refusing = await serve(
+        "127.0.0.1", 0, ids.appliance, TrustStore([]), hello=APPLIANCE_HELLO, settings=settings
+    )
+    refused_port = refusing.port
+    await refusing.close()  # nothing listens there now
+    client = ReconnectingClient(
+        "127.0.0.1",
+        refused_port,
+        ids.agent,
+        ids.appliance.thumbprint,
+        ids.appliance.cert_pem,
+        hello=AGENT_HELLO,
+        settings=settings,
+        backoff=Recording(),
+        alternates=[("127.0.0.1", servers[0].port), ("127.0.0.1", servers[1].port)],
+    )
+    try:
+        client.start()
+        await _until(lambda: hubs[0].is_connected(ids.agent.thumbprint))
+        await servers[0].close("the node stops")
+        await _until(lambda: hubs[1].is_connected(ids.agent.thumbprint))
+        assert client.port == servers[1].port
+        assert delays == []
+    finally:
+        await client.stop()
+        for hub in hubs:
+            await hub.close()
+        await servers[1].close()

@@ -137,5 +137,6 @@ def test_nodes_starting_together_apply_each_migration_once(
 
     assert all(isinstance(applied, list) for applied in outcomes.values()), outcomes
     applied = sorted([*outcomes["node-a"], *outcomes["node-b"]])  # type: ignore[misc]
-    assert applied == list(range(1, latest_version() + 1))
+    # every migration once (numbers reserved for work in flight may be missing)
+    assert applied == sorted(int(module.VERSION) for module in migrations_package._migrations())
     assert current_version(db) == latest_version()

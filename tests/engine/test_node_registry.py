@@ -10,8 +10,8 @@ import pytest
 
 from octo_appliance.db.nodes import Node
 from octo_appliance.db.tasks import ServerTask
+from octo_appliance.engine.tasks.claims import claim_tasks
 from octo_appliance.engine.tasks.creation import create_task
-from octo_appliance.engine.tasks.store import claim_tasks
 from octo_appliance.exceptions import ConfigError
 from octo_appliance.nodes import registry
 from octo_appliance.nodes.registry import NodeInfo

@@ -7,9 +7,10 @@ import threading
 from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import ServerTask, TaskTargetResult
 from octo_appliance.engine.tasks import RESTART_MESSAGE
+from octo_appliance.engine.tasks.claims import claim_tasks, release_unstarted
 from octo_appliance.engine.tasks.creation import create_task
 from octo_appliance.engine.tasks.log import read_lines
-from octo_appliance.engine.tasks.store import append_line_now, claim_tasks, release_unstarted
+from octo_appliance.engine.tasks.store import append_line_now
 from tests.engine.support import DEMO, task_row, wait_finished, wait_until
 
 

@@ -12,9 +12,15 @@ from octo_appliance.backup.archive import MANIFEST_MEMBER, Manifest
 from octo_appliance.backup.upgrade import upgrade_hook
 from octo_appliance.config import load_config
 from octo_appliance.db.connection import open_database
-from octo_appliance.db.migrations import latest_version, migrate
+from octo_appliance.db.migrations import _migrations, latest_version, migrate
 from octo_appliance.exceptions import ConfigError
 from octo_appliance.testing import keep_key_beside
+
+
+def previous_version() -> int:
+    """The schema version before the latest (numbers reserved for work in flight may be
+    missing, so not always the latest minus one)."""
+    return sorted(int(module.VERSION) for module in _migrations())[-2]
 
 
 def older_data_dir(tmp_path: Path) -> Path:
@@ -22,7 +28,7 @@ def older_data_dir(tmp_path: Path) -> Path:
     data = tmp_path / "data"
     keep_key_beside(data)
     db = open_database(None, data)
-    migrate(db, until=latest_version() - 1)
+    migrate(db, until=previous_version())
     db.close()
     return data
 
@@ -40,12 +46,12 @@ def test_a_start_that_migrates_takes_a_backup_first_and_only_then(tmp_path: Path
     appliance.close()
     latest = latest_version()
 
-    assert calls == [(latest - 1, latest)]
+    assert calls == [(previous_version(), latest)]
     assert report.upgrade_backup is not None and report.upgrade_backup.parent == data / "backups"
     with tarfile.open(report.upgrade_backup) as archive:
         member = archive.extractfile(MANIFEST_MEMBER)
         assert member is not None
-        assert Manifest.from_bytes(member.read(), "backup").schema_version == latest - 1
+        assert Manifest.from_bytes(member.read(), "backup").schema_version == previous_version()
 
     _, again = open_appliance(config, before_upgrade=hook, environ={})
     assert len(calls) == 1 and again.upgrade_backup is None
@@ -63,7 +69,7 @@ def test_a_backup_that_fails_stops_the_start_before_the_migration(tmp_path: Path
     db = open_database(None, data)
     assert migrate(db, until=0) == []  # nothing applied...
     assert db.execute_sql("SELECT MAX(version) FROM schema_version").fetchone()[0] == (
-        latest_version() - 1
+        previous_version()
     )  # ...and the schema still the older one
     db.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.first_party import HealthServer, health_server
-from tests.plugin_fleet import deploy, fleet_with_plugins, task_log
+from tests.plugin_fleet import deploy, fleet_with_plugins
 from tests.sshd import Sshd, available
 
 pytestmark = [
@@ -56,7 +56,7 @@ def test_http_check_runs_from_ssh_targets_with_its_bundle_uploaded_once(
         bundles: dict[str, tuple[Path, int]] = {}
         for _ in range(2):
             task = deploy(fleet, [step])
-            assert task["state"] == "success", f"{task['error']}\n{task_log(fleet, task['id'])}"
+            assert task["state"] == "success", f"{task['error']}\n{fleet.text_log(task['id'])}"
             for name in names:
                 assert any("answered HTTP 200" in line for line in fleet.log_of(task["id"], name))
                 placed = list((tmp_path / name / "plugins").iterdir())

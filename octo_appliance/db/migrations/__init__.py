@@ -43,6 +43,7 @@ MIGRATION_MODULES: tuple[str, ...] = (
     "m0007_target_transport",
     "m0008_registration_tokens",
     "m0009_nodes",
+    "m0010_call_relay",
 )
 
 #: The runner's own table (what :class:`SchemaVersion` reads and writes), frozen like the rest.

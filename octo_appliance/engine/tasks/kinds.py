@@ -17,9 +17,10 @@ from octo_runner.masking import Masker
 
 from octo_appliance.db.base import utcnow
 from octo_appliance.db.tasks import FINAL_TARGET_STATES, TARGET_STATES
+from octo_appliance.engine.tasks.claims import ClaimedTask
 from octo_appliance.engine.tasks.log import TargetRef, TaskLogWriter
 from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES, OutputBudget
-from octo_appliance.engine.tasks.store import ClaimedTask, OutputVariable, TargetResult
+from octo_appliance.engine.tasks.store import OutputVariable, TargetResult
 from octo_appliance.exceptions import OctoError, PluginError
 
 if TYPE_CHECKING:

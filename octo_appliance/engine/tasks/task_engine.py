@@ -45,14 +45,15 @@ from octo_appliance.db.tasks import (
     SUCCESS,
     TIMED_OUT,
 )
-from octo_appliance.engine.tasks import store
+from octo_appliance.engine.tasks import claims, store
+from octo_appliance.engine.tasks.claims import ClaimedTask
 from octo_appliance.engine.tasks.creation import TaskOptions, create_task
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
 from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
 from octo_appliance.engine.tasks.running import RESTART_MESSAGE, Running, outcome
-from octo_appliance.engine.tasks.store import ClaimedTask, TargetResult
+from octo_appliance.engine.tasks.store import TargetResult
 from octo_appliance.exceptions import DatabaseUnavailable
 from octo_appliance.vault import Vault
 
@@ -268,20 +269,20 @@ class TaskEngine:
                 if self._claim_unsure:  # tasks such a claim took never started: re-queue them
                     running = list(self._running)
                     await self._run_db(
-                        functools.partial(store.release_unstarted, self.db, self.node, running)
+                        functools.partial(claims.release_unstarted, self.db, self.node, running)
                     )
                     self._claim_unsure = False
                 free = self.task_cap - len(self._running)
                 if free > 0:
                     claimed = await self._run_db(
                         functools.partial(
-                            store.claim_tasks, self.db, self.vault, self.node, free, self.lease
+                            claims.claim_tasks, self.db, self.vault, self.node, free, self.lease
                         )
                     )
                     if self._stopping:  # stop() came while claiming: hand them back
                         ids = [task.id for task in claimed]
                         await self._run_db(
-                            functools.partial(store.release_tasks, self.db, self.node, ids)
+                            functools.partial(claims.release_tasks, self.db, self.node, ids)
                         )
                         break
                     for task in claimed:
@@ -309,7 +310,7 @@ class TaskEngine:
         if len(self._running) >= self.task_cap:
             return wait  # a finishing task wakes the loop
         now = utcnow()
-        due = await self._run_db(functools.partial(store.next_due, now))
+        due = await self._run_db(functools.partial(claims.next_due, now))
         if due is None:
             return wait
         return min(wait, max((due - now).total_seconds(), 0.0) + 0.001)

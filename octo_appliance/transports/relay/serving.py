@@ -1,0 +1,209 @@
+"""The agent's side of a relayed call: this node holds the agent's connection.
+
+A ``call`` notification names a row; the first node to mark it running takes it (only its
+target node ever tries, the update makes a repeat harmless). The call then runs on this
+node's own connection to the agent, with the caller's timeout, pickup timeout and upload, as
+a local call does; its events are written as rows in batches (whatever arrived while the
+previous batch was written: one insert and one notification per batch, so a chatty runner
+does not cost a round trip per line) and the agent is held back while more than
+:data:`WINDOW` events wait, as the comms flow control holds it back on a slow local consumer.
+A ``cancel`` notification, or the row gone (the caller's node died or withdrew it), cancels
+the agent's call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from octo_appliance.transports.relay.files import get_chunks, put_chunks
+from octo_appliance.transports.relay.wire import CHANNEL, error_json, seal, unseal
+
+if TYPE_CHECKING:
+    from octo_appliance.transports.relay.node import CallRelay, LocalCall
+
+log = logging.getLogger("octo_appliance.relay")
+
+#: events buffered before the agent's call is held back
+WINDOW = 256
+
+
+class Server:
+    def __init__(self, relay: CallRelay, local_call: LocalCall) -> None:
+        self.relay = relay
+        self.local_call = local_call
+        self.serving: dict[str, asyncio.Task[None]] = {}
+
+    def notified(self, kind: str, call_id: str) -> None:
+        if kind == "cancel":
+            task = self.serving.get(call_id)
+            if task is not None:
+                task.cancel()
+            return
+        if call_id not in self.serving:
+            self._start(call_id)
+
+    def _start(self, call_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(call_id))
+        self.serving[call_id] = task
+        task.add_done_callback(lambda _: self.serving.pop(call_id, None))
+
+    async def sweep(self) -> None:
+        """Take calls whose notification was missed; cancel calls whose row is gone."""
+        async with self.relay.pool.connection() as conn:
+            cur = await conn.execute(
+                'SELECT "id" FROM "relay_call" WHERE "target_node" = %s AND "state" = %s',
+                (self.relay.node_id, "queued"),
+            )
+            queued = [str(row[0]) for row in await cur.fetchall()]
+            running = list(self.serving)
+            cur = await conn.execute(
+                'SELECT "id" FROM "relay_call" WHERE "id" = ANY(%s)', (running,)
+            )
+            present = {str(row[0]) for row in await cur.fetchall()}
+        for call_id in queued:
+            if call_id not in self.serving:
+                self._start(call_id)
+        for call_id in running:
+            task = self.serving.get(call_id)
+            if call_id not in present and task is not None:
+                task.cancel()
+
+    async def stop(self) -> None:
+        tasks = list(self.serving.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self, call_id: str) -> None:
+        relay = self.relay
+        async with relay.pool.connection() as conn:
+            cur = await conn.execute(
+                'UPDATE "relay_call" SET "state" = %s WHERE "id" = %s AND "target_node" = %s '
+                'AND "state" = %s RETURNING "origin_node", "body"',
+                ("running", call_id, relay.node_id, "queued"),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return  # withdrawn, or taken already
+        origin, request = str(row[0]), unseal(relay.vault, call_id, "request", str(row[1]))
+        events = _EventWriter(relay, call_id, origin)
+        upload: Path | None = None
+        outcome: dict[str, Any]
+        try:
+            params = dict(request.get("params") or {})
+            if relay.prepare is not None:
+                await relay.prepare(str(request["method"]), params)
+            if request.get("chunks"):
+                upload = await get_chunks(
+                    relay.pool, relay.vault, call_id, "up", int(request["chunks"]), relay.spool
+                )
+            response = await self.local_call(
+                str(request["thumbprint"]),
+                str(request["method"]),
+                params,
+                on_event=events.put,
+                upload=upload,
+                download_dir=relay.spool,
+                timeout=request.get("timeout"),
+                pickup_timeout=float(request.get("pickup_timeout") or 120.0),
+            )
+            await events.close()
+            outcome = {"result": response.result, "file": response.file_path is not None}
+            if response.file_path is not None:
+                try:
+                    outcome["chunks"] = await put_chunks(
+                        relay.pool, relay.vault, call_id, "down", response.file_path
+                    )
+                finally:
+                    response.file_path.unlink(missing_ok=True)
+        except asyncio.CancelledError:
+            events.abort()
+            raise
+        except Exception as exc:
+            events.abort()
+            outcome = {"error": error_json(exc)}
+            if not hasattr(exc, "message"):
+                log.exception("relayed call %s failed", call_id)
+        finally:
+            if upload is not None:
+                upload.unlink(missing_ok=True)
+        async with relay.pool.connection() as conn:  # one statement: stored and announced
+            await conn.execute(
+                'WITH "set" AS (UPDATE "relay_call" SET "state" = %s, "outcome" = %s '
+                'WHERE "id" = %s) SELECT pg_notify(%s, %s)',
+                (
+                    "done",
+                    seal(relay.vault, call_id, "outcome", outcome),
+                    call_id,
+                    CHANNEL,
+                    f"{origin} done {call_id}",
+                ),
+            )
+
+
+class _EventWriter:
+    """A relayed call's events, written in order, in batches, by one task."""
+
+    def __init__(self, relay: CallRelay, call_id: str, origin: str) -> None:
+        self.relay, self.call_id, self.origin = relay, call_id, origin
+        self.pending: list[dict[str, Any]] = []
+        self.seq = 0
+        self.wake = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.closing = False
+        self.failed: BaseException | None = None
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def put(self, event: dict[str, Any]) -> None:
+        if self.failed is not None:
+            raise self.failed
+        self.pending.append(event)
+        self.wake.set()
+        if len(self.pending) >= WINDOW:
+            self.room.clear()
+            await self.room.wait()
+
+    async def close(self) -> None:
+        self.closing = True
+        self.wake.set()
+        await self.task
+        if self.failed is not None:
+            raise self.failed
+
+    def abort(self) -> None:
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                while self.pending:
+                    batch, self.pending = self.pending, []
+                    self.room.set()
+                    await self._write(batch)
+                if self.closing:
+                    return
+        except Exception as exc:
+            self.failed = exc
+            self.room.set()
+
+    async def _write(self, batch: list[dict[str, Any]]) -> None:
+        relay, call_id = self.relay, self.call_id
+        ids, seqs, bodies = [], [], []
+        for event in batch:
+            self.seq += 1
+            ids.append(f"{call_id[:30]}-e{self.seq}")
+            seqs.append(self.seq)
+            bodies.append(seal(relay.vault, call_id, f"event/{self.seq}", event))
+        async with relay.pool.connection() as conn:  # one statement: the batch and its wake-up
+            await conn.execute(
+                'WITH "added" AS (INSERT INTO "relay_event" ("id", "call_id", "seq", "body") '
+                "SELECT i, %s, s, b FROM unnest(%s::text[], %s::int[], %s::text[]) AS t(i, s, b)) "
+                "SELECT pg_notify(%s, %s)",
+                (call_id, ids, seqs, bodies, CHANNEL, f"{self.origin} event {call_id}"),
+            )
