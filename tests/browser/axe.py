@@ -65,12 +65,31 @@ def violations(page: Any, source: str | None = None) -> list[dict[str, Any]]:
     if not page.evaluate("typeof window.axe === 'object'"):
         page.evaluate(source or axe_source())
     results = page.evaluate(
-        "axe.run(document, {resultTypes: ['violations'],"
+        "axe.run(document, {resultTypes: ['violations', 'incomplete'],"
         " runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',"
         " 'best-practice']}})"
     )
     found: list[dict[str, Any]] = results["violations"]
-    return found
+    return found + invisible_text(results["incomplete"])
+
+
+def invisible_text(incomplete: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Text in the very colour of its background (1:1), as one serious violation.
+
+    axe files that under "incomplete" (it might be meant to be hidden), so a red button with
+    red text passed the gate; the portal hides text with ``visually-hidden``, which axe skips,
+    never by colour, so a 1:1 contrast is always a label nobody can read."""
+    nodes = [
+        node
+        for item in incomplete
+        if item["id"] == "color-contrast"
+        for node in item["nodes"]
+        if any((check.get("data") or {}).get("messageKey") == "equalRatio" for check in node["any"])
+    ]
+    if not nodes:
+        return []
+    help_text = "Text in the colour of its own background (contrast 1:1)"
+    return [{"id": "color-contrast", "impact": "serious", "help": help_text, "nodes": nodes}]
 
 
 def describe(found: list[dict[str, Any]]) -> str:

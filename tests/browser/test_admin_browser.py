@@ -7,8 +7,6 @@ axe-core finds no serious or critical violation, and a screenshot for the review
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,8 @@ from playwright.sync_api import Browser, Page
 from octo_appliance.agent.home import Home
 from tests.agent.support import AgentProcess
 from tests.browser.conftest import PortalServer
+from tests.browser.journey_support import run_register_line
 from tests.browser.test_portal_browser import Watched
-from tests.child_process import clean_env
 from tests.fleet import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -189,17 +187,7 @@ def test_the_printed_register_command_brings_a_healthy_agent(
     page.click("text=Make the install command")
     line = page.locator("pre[aria-label='octo-agent register command']").inner_text()
     home = tmp_path / "agent-home"
-    program = f"{sys.executable} -m octo_appliance.agent.cli register"
-    line = line.replace("octo-agent register", program).replace("/var/lib/octo-agent", str(home))
-    done = subprocess.run(
-        ["sh", "-c", line + " --name portal-agent"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    run_register_line(line, home, "portal-agent")
     agent = AgentProcess([Home(home)]).start()
     try:
 

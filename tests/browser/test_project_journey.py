@@ -12,27 +12,17 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, sync_playwright
 
-from tests.browser.axe import axe_source, serious, violations
 from tests.browser.conftest import NAVIGATION_PROTOCOL, quic_args
-from tests.browser.test_portal_browser import Watched
+from tests.browser.journey_support import Appliance, Journey, add_step, tab_to
 from tests.packages_support import zip_bytes
 from tests.serve_process import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-@dataclass
-class Appliance:
-    origin: str
-    password: str
-    secret: str
-    cert_file: Path
 
 
 @pytest.fixture(scope="module")
@@ -56,33 +46,6 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
             assert uploaded.status_code == 201, uploaded.text
         origin = f"https://127.0.0.1:{server.port}"
         yield Appliance(origin, password, secret, server.cert_file)
-
-
-def tab_to(page: Page, element_id: str, most: int = 60) -> None:
-    """Press Tab until the element with ``element_id`` has the focus (fails after ``most``)."""
-    for _ in range(most):
-        if page.evaluate("document.activeElement.id") == element_id:
-            return
-        page.keyboard.press("Tab")
-    raise AssertionError(f"Tab never reached #{element_id}")
-
-
-class Journey:
-    """A watched page that also runs axe-core on every page it checks."""
-
-    def __init__(self, page: Page, secret: str) -> None:
-        self.watched = Watched(page, secret)
-        self.page = page
-        self.axe = axe_source()
-        self.count = 0
-        self.minor: dict[str, list[str]] = {}
-
-    def check(self, name: str) -> None:
-        self.count += 1
-        self.watched.check(f"proj-{self.count:02d}-{name}")
-        found = violations(self.page, self.axe)
-        assert serious(found) == [], (name, serious(found))
-        self.minor[name] = [item["id"] for item in found]
 
 
 def test_create_a_project_its_process_variables_release_and_deploy(
@@ -127,14 +90,8 @@ def test_create_a_project_its_process_variables_release_and_deploy(
     page.fill("#f-prop-package", "shop")
     page.click("button:has-text('Add step')")
     page.wait_for_url(project + "/process#step-1")
-    page.select_option("#new-type", "manual-intervention")
-    page.click("button:has-text('Add step')")
-    page.wait_for_url("**/steps/new?type=manual-intervention")
-    page.fill("#f-name", "Approve")
-    page.fill("#f-prop-instructions", "Check the shop, then approve.")
-    journey.check("step-form-manual-intervention")
-    page.click("button:has-text('Add step')")
-    page.wait_for_url(project + "/process#step-2")
+    fields = {"#f-name": "Approve", "#f-prop-instructions": "Check the shop, then approve."}
+    add_step(journey, project, "manual-intervention", fields, 2)
     rows = page.locator("table.process tbody th").all_inner_texts()
     assert rows == ["Web", "Approve"]
     journey.check("process")
