@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.browser.axe import assert_accessible, axe_source
 from tests.serve_process import ServeProcess
@@ -125,3 +125,9 @@ def axe() -> Callable[[Any, str], None]:
         assert_accessible(page, name, source)
 
     return check
+
+
+def open_page(browser: Browser) -> Page:
+    """A page in a fresh context that accepts the appliance's self-signed certificate (close
+    it with ``page.context.close()``)."""
+    return browser.new_context(ignore_https_errors=True).new_page()

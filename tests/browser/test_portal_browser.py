@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Response, sync_playwright
 
-from tests.browser.conftest import NAVIGATION_PROTOCOL, PortalServer, quic_args, screenshot_path
+from tests.browser.conftest import (
+    NAVIGATION_PROTOCOL,
+    PortalServer,
+    open_page,
+    quic_args,
+    screenshot_path,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,8 +57,7 @@ class Watched:
 def test_sign_in_dashboard_about_and_sign_out(
     browser: Browser, portal_server: PortalServer
 ) -> None:
-    context = browser.new_context(ignore_https_errors=True)
-    watched = Watched(context.new_page(), portal_server.secret)
+    watched = Watched(open_page(browser), portal_server.secret)
     page = watched.page
     first = page.goto(portal_server.origin + "/about")
     assert first is not None and page.url.endswith("/signin?next=/about")
@@ -92,7 +97,7 @@ def test_sign_in_dashboard_about_and_sign_out(
     page.goto(portal_server.origin + "/")
     assert page.url.endswith("/signin")
     watched.check("05-signed-out")
-    context.close()
+    watched.page.context.close()
 
 
 def test_the_pages_load_over_http3(chromium: Path, portal_server: PortalServer) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.browser.conftest import NAVIGATION_PROTOCOL, quic_args
-from tests.browser.journey_support import Appliance, Journey, add_step, tab_to
+from tests.browser.conftest import NAVIGATION_PROTOCOL, open_page, quic_args
+from tests.browser.journey_support import Appliance, Journey, add_step, sign_in, tab_to
 from tests.packages_support import zip_bytes
 from tests.serve_process import ServeProcess
 
@@ -51,14 +51,9 @@ def appliance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
 def test_create_a_project_its_process_variables_release_and_deploy(
     browser: Browser, appliance: Appliance
 ) -> None:
-    context = browser.new_context(ignore_https_errors=True)
-    journey = Journey(context.new_page(), appliance.secret)
+    journey = Journey(open_page(browser), appliance.secret)
     page = journey.page
-    page.goto(appliance.origin + "/projects")
-    page.fill("#username", "admin")
-    page.fill("#password", appliance.password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/projects")
+    sign_in(page, appliance.origin, appliance.password, "/projects")
     assert page.locator("nav[aria-label=Main] a[aria-current=page]").inner_text() == "Projects"
     journey.check("projects-empty")
 
@@ -160,7 +155,7 @@ def test_create_a_project_its_process_variables_release_and_deploy(
     assert page.locator(f"table.list tbody a[href='{task_path}']").count() == 1
     journey.check("overview-deployed")
     print("axe's moderate and minor findings per page:", journey.minor)
-    context.close()
+    journey.page.context.close()
 
 
 def test_the_project_pages_load_over_http3(chromium: Path, appliance: Appliance) -> None:

@@ -84,6 +84,16 @@ async def dial_agent(
     )
 
 
+async def dial_pinned(
+    port: int, identity: Identity, peer: Identity, hello: LocalHello, **kwargs: Any
+) -> Connection:
+    """``identity`` dials 127.0.0.1:``port`` pinning ``peer``'s certificate itself (not only
+    its thumbprint); ``kwargs`` go to :func:`connect` (handler, settings)."""
+    return await connect(
+        "127.0.0.1", port, identity, peer.thumbprint, peer.cert_pem, hello=hello, **kwargs
+    )
+
+
 async def appliance_peer(port: int, ids: Identities) -> RawPeer:
     """A hand-driven appliance side, past the hello exchange with the agent on ``port``."""
     peer = await raw_connect(port, ids.appliance)

@@ -17,12 +17,11 @@ from octo_appliance.comms import (
     IncomingRequest,
     MessageTooLarge,
     TrustStore,
-    connect,
     serve,
 )
 from octo_appliance.comms.framing import PROTOCOL_VERSION
 
-from .conftest import AGENT_HELLO, APPLIANCE_HELLO, Identities, StartAgent
+from .conftest import AGENT_HELLO, APPLIANCE_HELLO, Identities, StartAgent, dial_pinned
 
 
 async def echo(request: IncomingRequest) -> Any:
@@ -63,15 +62,8 @@ async def test_polling_topology_both_directions(ids: Identities, settings: Comms
         settings=settings,
     )
     try:
-        agent_conn = await connect(
-            "127.0.0.1",
-            server.port,
-            ids.agent,
-            ids.appliance.thumbprint,
-            ids.appliance.cert_pem,
-            hello=AGENT_HELLO,
-            handler=echo,
-            settings=settings,
+        agent_conn = await dial_pinned(
+            server.port, ids.agent, ids.appliance, AGENT_HELLO, handler=echo, settings=settings
         )
         appliance_conn = await accepted.get()
         assert appliance_conn.peer_hello["id"] == "web01"

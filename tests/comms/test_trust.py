@@ -16,7 +16,6 @@ from octo_appliance.comms import (
     PeerNotTrusted,
     PeerRejected,
     VersionMismatch,
-    connect,
     serve,
 )
 from octo_appliance.comms.framing import PROTOCOL_VERSION, FrameType
@@ -27,6 +26,7 @@ from .conftest import (
     Identities,
     StartAgent,
     dial_agent,
+    dial_pinned,
 )
 from .rawpeer import RawPeer, raw_connect, raw_server
 
@@ -108,14 +108,8 @@ async def test_client_with_pinned_certificate_refuses_in_the_tls_handshake(
     server = await raw_server(ids.stranger, impostor)
     try:
         with pytest.raises(PeerNotTrusted, match="other than the pinned one"):
-            await connect(
-                "127.0.0.1",
-                server.port,
-                ids.appliance,
-                ids.agent.thumbprint,
-                ids.agent.cert_pem,
-                hello=APPLIANCE_HELLO,
-                settings=settings,
+            await dial_pinned(
+                server.port, ids.appliance, ids.agent, APPLIANCE_HELLO, settings=settings
             )
     finally:
         await server.close()

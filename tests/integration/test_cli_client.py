@@ -151,6 +151,11 @@ def wait_for_line(lines: queue.Queue[str | None], pattern: str) -> re.Match[str]
 # -- releases and deployments ------------------------------------------------------------------
 
 
+def to_dev(project: str, release: str, *extra: str) -> list[str]:
+    """The ``deploy`` command line of ``project``'s ``release`` to Dev."""
+    return ["deploy", "--project", project, "--release", release, "--environment", "Dev", *extra]
+
+
 def test_release_create_then_deploy_wait_shows_the_log_and_succeeds(
     appliance: Appliance,
 ) -> None:
@@ -158,9 +163,7 @@ def test_release_create_then_deploy_wait_shows_the_log_and_succeeds(
     assert created.returncode == 0, created.stderr
     assert created.stdout.startswith("Created release 1.0.0 of project ok (rel_")
 
-    done = appliance.cli(
-        "deploy", "--project", "ok", "--release", "1.0.0", "--environment", "Dev", "--wait"
-    )
+    done = appliance.cli(*to_dev("ok", "1.0.0", "--wait"))
 
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -174,9 +177,7 @@ def test_release_create_then_deploy_wait_shows_the_log_and_succeeds(
 def test_a_failing_script_exits_1_with_its_log(appliance: Appliance) -> None:
     version = new_release(appliance, "bad")
 
-    done = appliance.cli(
-        "deploy", "--project", "bad", "--release", version, "--environment", "Dev", "--wait"
-    )
+    done = appliance.cli(*to_dev("bad", version, "--wait"))
 
     assert done.returncode == 1
     assert "[appliance] about to fail" in done.stdout
@@ -187,17 +188,7 @@ def test_a_failing_script_exits_1_with_its_log(appliance: Appliance) -> None:
 def test_deploy_wait_json_is_one_document_with_the_log_on_stderr(appliance: Appliance) -> None:
     version = new_release(appliance, "ok")
 
-    done = appliance.cli(
-        "deploy",
-        "--project",
-        "ok",
-        "--release",
-        "latest",
-        "--environment",
-        "Dev",
-        "--wait",
-        "--json",
-    )
+    done = appliance.cli(*to_dev("ok", "latest", "--wait", "--json"))
 
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
@@ -210,17 +201,7 @@ def test_deploy_wait_json_is_one_document_with_the_log_on_stderr(appliance: Appl
 
 def test_task_log_prints_a_finished_log_as_text_and_json(appliance: Appliance) -> None:
     version = new_release(appliance, "ok")
-    deployed = appliance.cli(
-        "deploy",
-        "--project",
-        "ok",
-        "--release",
-        version,
-        "--environment",
-        "Dev",
-        "--wait",
-        "--json",
-    )
+    deployed = appliance.cli(*to_dev("ok", version, "--wait", "--json"))
     task_id = json.loads(deployed.stdout)["task"]["id"]
     deployment_id = json.loads(deployed.stdout)["deployment"]["id"]
 
@@ -244,9 +225,7 @@ def test_task_log_prints_a_finished_log_as_text_and_json(appliance: Appliance) -
 
 def test_task_cancel_stops_a_long_sleep(appliance: Appliance) -> None:
     version = new_release(appliance, "slow")
-    started = appliance.cli(
-        "deploy", "--project", "slow", "--release", version, "--environment", "Dev", "--json"
-    )
+    started = appliance.cli(*to_dev("slow", version, "--json"))
     assert started.returncode == 0, started.stderr
     deployment = json.loads(started.stdout)
     task_id = deployment["task_id"]
@@ -273,7 +252,7 @@ def test_task_cancel_stops_a_long_sleep(appliance: Appliance) -> None:
 
 def test_ctrl_c_stops_following_but_not_the_deployment(appliance: Appliance) -> None:
     version = new_release(appliance, "slow")
-    command = ["deploy", "--project", "slow", "--release", version, "--environment", "Dev"]
+    command = to_dev("slow", version)
     deploying = appliance.start(*command, "--wait")
     try:
         lines = follow(deploying.stdout)
@@ -295,7 +274,7 @@ def test_ctrl_c_stops_following_but_not_the_deployment(appliance: Appliance) -> 
 
 def test_a_manual_intervention_is_announced_and_answered(appliance: Appliance) -> None:
     version = new_release(appliance, "ask")
-    command = ["deploy", "--project", "ask", "--release", version, "--environment", "Dev", "--wait"]
+    command = to_dev("ask", version, "--wait")
     deploying = appliance.start(*command)
     try:
         errors = follow(deploying.stderr)
@@ -358,9 +337,7 @@ def test_an_unknown_project_is_named(appliance: Appliance) -> None:
 
 
 def test_an_unknown_release_and_environment_are_named(appliance: Appliance) -> None:
-    no_release = appliance.cli(
-        "deploy", "--project", "ok", "--release", "9.9.9", "--environment", "Dev"
-    )
+    no_release = appliance.cli(*to_dev("ok", "9.9.9"))
     no_env = appliance.cli(
         "deploy", "--project", "ok", "--release", "latest", "--environment", "Nowhere"
     )
