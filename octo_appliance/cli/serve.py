@@ -249,11 +249,7 @@ def _say_first_start(report: InitReport) -> None:
 
 def _say_listening(listener: Listener, cert: ServerCertificate, first_start: bool) -> None:
     """The addresses last, so the final lines of a start are where to go and who to be."""
-    signin = (
-        " with the admin password above"
-        if first_start
-        else "; its password was printed at the first start"
-    )
+    signin = " with the admin password above" if first_start else ", made at the first start"
     host = listener.host
     if host in {"", "0.0.0.0", "::"}:
         shown = socket.gethostname() or "localhost"
