@@ -18,7 +18,7 @@ bound): what the page costs whatever else the shared machine runs. Each page is 
 this branch) prints "missing". The floor is the about page (a session check and a template,
 no query): what any page costs on this machine at this load.
 
-The dashboard shows 50 projects a page (``?name=`` finds the others, ``?skip=`` pages), so
+The dashboard shows 25 projects a page (``?name=`` finds the others, ``?skip=`` pages), so
 its cost does not grow with the number of projects: one query for the page's projects, one
 for the environments, one windowed query for the latest deployment of the page's cells.
 

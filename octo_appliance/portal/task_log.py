@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 #: lines one page (or one "earlier lines" fragment) renders
-WINDOW = 500
+WINDOW = 200
 #: lines per read of the raw-log download (the API's largest page)
 DOWNLOAD_PAGE = 5000
 #: the engine's line that opens a step (``engine/deployments/kind.py``): a header in the log

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from octo_appliance.portal.task_log import WINDOW
 from tests.browser.conftest import chromium_args, screenshot_path, spki_hash
 from tests.cli_support import Appliance
 from tests.fleet import Fleet, FleetAgent
@@ -197,12 +198,12 @@ def test_a_100000_line_log_opens_and_follows_with_a_bounded_page(
     total = world.fleet.call("GET", f"/tasks/{task_id}/log?take=1")["total"]
     assert total > lines
 
-    # opened when finished: the last 500 lines, earlier ones a click away
+    # opened when finished: the last WINDOW lines, earlier ones a click away
     page.goto(f"{world.origin}/tasks/{task_id}")
-    assert page.evaluate(ROWS) == 500
+    assert page.evaluate(ROWS) == WINDOW
     assert page.evaluate(LAST_SEQ) == total
     page.click("#log-lines li.earlier a")
-    page.wait_for_function(f"() => {ROWS} === 1000")
+    page.wait_for_function(f"() => {ROWS} === {2 * WINDOW}")
     assert page.get_attribute("#follow", "aria-pressed") == "false"  # reading back pauses
     page.screenshot(path=screenshot_path("tasks-07-long-log-earlier"))
     assert problems == []

@@ -1,4 +1,4 @@
-"""The dashboard with many projects: 50 rows a page, paging links, a name filter; each page
+"""The dashboard with many projects: PAGE_SIZE rows a page, paging links, a name filter; each page
 holds only its own projects' cells (what keeps it small and fast, bench/portal.py)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import re
 
 from octo_appliance.db import Environment, Project
 from octo_appliance.db.base import new_id
+from octo_appliance.portal.dashboard import PAGE_SIZE
 from tests.api.test_dashboard import deployment
 from tests.portal.admin_support import field_error, signed_in
 
@@ -17,18 +18,20 @@ def test_the_dashboard_pages_and_finds_projects(octo_appliance_factory) -> None:
     rows = [{"id": new_id("prj"), "name": f"p-{n:03d}"} for n in range(120)]
     Project.insert_many(rows).execute()
     deployment(rows[0]["id"], env.id, "1.0.0", "success", 5)
-    deployment(rows[60]["id"], env.id, "6.0.0", "failed", 5)
+    later = PAGE_SIZE + 10  # the tenth project of the second page
+    deployment(rows[later]["id"], env.id, "6.0.0", "failed", 5)
     client = signed_in(octo)
     first = client.get("/").text
     names = re.findall(r'<th scope="row">([^<]+)</th>', first)
-    assert names == [f"p-{n:03d}" for n in range(50)]
+    assert names == [f"p-{n:03d}" for n in range(PAGE_SIZE)]
     assert "1.0.0" in first and "6.0.0" not in first
-    assert "Projects 1 to 50 of 120" in first
-    assert '<a href="/?skip=50" rel="next">' in first and 'rel="prev"' not in first
-    second = client.get("/?skip=50").text
-    assert re.findall(r'<th scope="row">([^<]+)</th>', second)[10] == "p-060"
+    assert f"Projects 1 to {PAGE_SIZE} of 120" in first
+    assert f'<a href="/?skip={PAGE_SIZE}" rel="next">' in first and 'rel="prev"' not in first
+    second = client.get(f"/?skip={PAGE_SIZE}").text
+    assert re.findall(r'<th scope="row">([^<]+)</th>', second)[10] == f"p-{later:03d}"
     assert "6.0.0" in second and "1.0.0" not in second
-    assert '<a href="/" rel="prev">' in second and '<a href="/?skip=100" rel="next">' in second
+    following = f'<a href="/?skip={2 * PAGE_SIZE}" rel="next">'
+    assert '<a href="/" rel="prev">' in second and following in second
     found = client.get("/?name=p-06").text
     assert re.findall(r'<th scope="row">([^<]+)</th>', found) == [f"p-06{n}" for n in range(10)]
     assert 'value="p-06"' in found and 'rel="next"' not in found
