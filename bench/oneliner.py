@@ -28,8 +28,9 @@ from _repo import ROOT
 
 from octo_appliance.builds.agent import cached_build
 from tests.agent_build_standin import put_standin_build, serve_env
-from tests.fleet import Fleet, free_port
+from tests.fleet import Fleet
 from tests.oneliner_support import PATH, install_command
+from tests.ports import free_port
 
 GOAL = 10.0
 #: the script's lines that end each phase

@@ -23,7 +23,8 @@ import psutil
 import pytest
 
 from octo_appliance.testing import keep_key_beside
-from tests.fleet import clean_env, free_port
+from tests.fleet import clean_env
+from tests.ports import free_port
 from tests.serve_process import reachable_worker_dir
 
 pytestmark = pytest.mark.slow

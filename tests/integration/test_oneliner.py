@@ -20,7 +20,7 @@ import pytest
 
 from tests.agent_build_standin import put_standin_build, serve_env
 from tests.deployment_scenario import script_and_deployment
-from tests.fleet import Fleet, free_port, running_fleet, wait_until
+from tests.fleet import Fleet, running_fleet, wait_until
 from tests.oneliner_support import (
     MARKS,
     NOBODY,
@@ -32,6 +32,7 @@ from tests.oneliner_support import (
     shared_dir_fixture,  # noqa: F401  (the shared_dir fixture)
     targets,
 )
+from tests.ports import free_port
 
 pytestmark = MARKS
 
