@@ -18,6 +18,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from octo_appliance.exceptions import ConfigError
+
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     tmp = _durable_temp(path, data, mode)
@@ -51,6 +53,12 @@ def publish_once(tmp: Path, path: Path) -> bool:
         os.link(tmp, path)
     except FileExistsError:
         return False
+    except OSError as exc:  # a file system without hard links (some SMB shares)
+        raise ConfigError(
+            f"cannot create {path}: the file system refuses a hard link ({exc.strerror})",
+            hint="put shared_dir (and master_key_file) on a file system with hard links: a "
+            "local disk, NFS, CephFS, EFS (docs/ha.md)",
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)

@@ -191,7 +191,7 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> bool:
 def write_keyring(path: Path, ring: KeyRing) -> None:
     """Write the key file atomically with mode 0600 (its directory 0700 when created here)."""
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # another node may race
     write_atomic(path, ring.to_json().encode("ascii"), mode=0o600)
 
 
