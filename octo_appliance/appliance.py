@@ -20,8 +20,8 @@ import peewee
 
 from octo_appliance.config import Config
 from octo_appliance.db import Team, TeamMember, TeamRole, User
-from octo_appliance.db.connection import open_database
-from octo_appliance.db.migrations import current_version, latest_version, migrate
+from octo_appliance.db.connection import open_database, write_transaction
+from octo_appliance.db.migrations import current_version, latest_version, migrate, serialise
 from octo_appliance.db.reconnect import ReconnectingPostgresqlDatabase
 from octo_appliance.nodes.registry import check_master_key
 from octo_appliance.plugins import Plugins, load_plugins
@@ -255,7 +255,8 @@ def open_appliance(
     report.migrations = migrate(db)
     if initialise:  # another node's key: say so before a sealed file fails to open
         check_master_key(db, ring.current.key_id, float(config.node_dead_after_seconds))
-        with db.atomic():
+        with write_transaction(db):
+            serialise(db)  # nodes starting at once on an empty database make one admin
             _ensure_admin(env, report)
     appliance = Appliance(config, db, Vault(ring), plugins)
     if initialise:

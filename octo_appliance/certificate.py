@@ -1,8 +1,10 @@
 """The appliance's TLS certificate: generated self-signed on first start, or the operator's.
 
-The generated pair lives in the data dir: ``tls.crt`` (plain PEM, it is public) and ``tls.key``
-(PKCS#8 PEM encrypted under a password derived from the current master key, mode 0600), so a
-copy of the data dir without the master key does not give away the appliance's identity. The
+The generated pair lives in the data dir (or ``shared_dir``): ``tls.crt`` (plain PEM, it is
+public) and ``tls.key`` (PKCS#8 PEM encrypted under a password derived from the current master
+key, mode 0600, followed by a copy of the certificate), so a copy of the data dir without the
+master key does not give away the appliance's identity. The copy makes ``tls.key`` the one
+file that creates a pair, so nodes starting at once on one directory agree on it. The
 thumbprint agents pin is SHA-256 of the certificate's DER bytes, written as 64 lowercase hex
 digits without separators; compare thumbprints case-insensitively.
 
@@ -27,7 +29,7 @@ from octo_appliance.comms.identity import generate_identity
 from octo_appliance.config import Config
 from octo_appliance.db.rekey import REKEY_HOOKS
 from octo_appliance.exceptions import ConfigError, VaultError
-from octo_appliance.filesystem.durable import write_atomic
+from octo_appliance.filesystem.durable import create_once, write_atomic
 from octo_appliance.vault.keys import KeyRing, MasterKey, derive_secret
 
 CERT_FILE_NAME = "tls.crt"
@@ -36,6 +38,7 @@ KEY_FILE_NAME = "tls.key"
 KEY_PASSWORD_PURPOSE = "tls-key-password"
 VALIDITY_DAYS = 3650
 ENCRYPTED_PEM_MARKER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+CERT_PEM_MARKER = b"-----BEGIN CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class ServerCertificate:
 
     def private_key_pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM, for libraries that take no password."""
-        key = _load_key(self.key_file.read_bytes(), self.key_password, str(self.key_file))
+        key_pem, _ = split_key_file(self.key_file.read_bytes())
+        key = _load_key(key_pem, self.key_password, str(self.key_file))
         return key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
@@ -95,42 +99,70 @@ def reencrypt_key(old_ring: KeyRing, new_ring: KeyRing, data_dir: Path) -> None:
         return
     all_keys = (*old_ring.keys, *new_ring.keys)
     key, _ = _open_with_any(key_path, all_keys)
-    _write_private(key_path, _encrypted_pem(key, new_ring.current))
+    _, embedded_cert = split_key_file(key_path.read_bytes())
+    _write_private(key_path, _encrypted_pem(key, new_ring.current) + (embedded_cert or b""))
 
 
 def _generated_certificate(data_dir: Path, keyring: KeyRing) -> ServerCertificate:
     cert_path, key_path = data_dir / CERT_FILE_NAME, data_dir / KEY_FILE_NAME
     created = False
-    if cert_path.is_file() and key_path.is_file():
-        cert = _load_cert(cert_path)
-        key, opened_with = _open_with_any(key_path, keyring.keys)
-        if not _matches(cert, key):
-            raise VaultError(
-                f"{key_path} does not belong to {cert_path}",
-                hint="restore both files from the same backup, or delete both to generate a new "
-                "certificate (agents then have to trust the new thumbprint)",
-            )
-        if opened_with != keyring.current:
-            # A rotation stopped before this file was re-encrypted: finish the job now.
-            _write_private(key_path, _encrypted_pem(key, keyring.current))
-    elif cert_path.exists() or key_path.exists():
-        present, missing = (cert_path, key_path) if cert_path.exists() else (key_path, cert_path)
+    if not key_path.exists():
+        if cert_path.exists():
+            raise _half_a_pair(cert_path, key_path)
+        created = _create_pair(key_path, keyring.current)
+    _, embedded_cert = split_key_file(key_path.read_bytes())
+    if not cert_path.exists():
+        if embedded_cert is None:
+            raise _half_a_pair(key_path, cert_path)
+        # Every node sharing the directory writes the same bytes: the certificate in tls.key.
+        write_atomic(cert_path, embedded_cert, mode=0o644)
+    cert = _load_cert(cert_path)
+    key, opened_with = _open_with_any(key_path, keyring.keys)
+    if not _matches(cert, key):
         raise VaultError(
-            f"{present} exists but {missing} is missing",
-            hint="restore the missing file from a backup, or delete the other one to generate a "
-            "new certificate (agents then have to trust the new thumbprint)",
+            f"{key_path} does not belong to {cert_path}",
+            hint="restore both files from the same backup, or delete both to generate a new "
+            "certificate (agents then have to trust the new thumbprint)",
         )
-    else:
-        key, cert = _self_signed()
-        _write_private(key_path, _encrypted_pem(key, keyring.current))
-        write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-        created = True
+    if opened_with != keyring.current:
+        # A rotation stopped before this file was re-encrypted: finish the job now.
+        _write_private(key_path, _encrypted_pem(key, keyring.current) + (embedded_cert or b""))
     return ServerCertificate(
         cert_file=cert_path,
         key_file=key_path,
         key_password=key_password(keyring.current),
         thumbprint_sha256_hex=thumbprint(cert),
         created=created,
+    )
+
+
+def _create_pair(key_path: Path, master_key: MasterKey) -> bool:
+    """Make a new pair unless another node sharing the directory made one first.
+
+    The key file is the pair's one point of creation: it holds the encrypted key followed by
+    the certificate, and is published only if absent (:func:`create_once`), so of several nodes
+    starting at once on an empty ``shared_dir`` exactly one pair wins and every node writes
+    ``tls.crt`` from it. True when this call's pair won.
+    """
+    key, cert = _self_signed()
+    data = _encrypted_pem(key, master_key) + cert.public_bytes(serialization.Encoding.PEM)
+    return create_once(key_path, data, mode=0o600) == data
+
+
+def split_key_file(data: bytes) -> tuple[bytes, bytes | None]:
+    """The key PEM of ``tls.key`` and the certificate PEM after it (None in files generated
+    before the certificate was kept there)."""
+    start = data.find(CERT_PEM_MARKER)
+    if start < 0:
+        return data, None
+    return data[:start], data[start:]
+
+
+def _half_a_pair(present: Path, missing: Path) -> VaultError:
+    return VaultError(
+        f"{present} exists but {missing} is missing",
+        hint="restore the missing file from a backup, or delete the other one to generate a "
+        "new certificate (agents then have to trust the new thumbprint)",
     )
 
 
@@ -206,7 +238,7 @@ def _open_with_any(
     key_path: Path, keys: tuple[MasterKey, ...]
 ) -> tuple[PrivateKeyTypes, MasterKey]:
     """The decrypted key and the master key whose password opened it."""
-    data = key_path.read_bytes()
+    data, _ = split_key_file(key_path.read_bytes())
     for master_key in keys:
         try:
             key = serialization.load_pem_private_key(data, password=_password_bytes(master_key))

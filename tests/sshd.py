@@ -27,8 +27,10 @@ from pathlib import Path
 
 import asyncssh
 import psutil
+import pytest
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+#: ``OCTO_TEST_SSHD`` names another sshd (tests/unit/test_ssh_skip.py names a missing one)
+SSHD = os.environ.get("OCTO_TEST_SSHD") or shutil.which("sshd") or "/usr/sbin/sshd"
 PASSWORD_USER = "octo-sshtest"
 
 CONFIG = """\
@@ -58,6 +60,10 @@ def free_port() -> int:
 
 def available() -> bool:
     return os.path.exists(SSHD) and shutil.which("ssh-keygen") is not None
+
+
+#: the mark of every test that starts an sshd: skipped, saying why, where there is none
+NEEDS_SSHD = pytest.mark.skipif(not available(), reason="no sshd (build/test.sh installs it)")
 
 
 @dataclass

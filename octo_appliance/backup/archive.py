@@ -4,9 +4,14 @@ Members, in this order::
 
     octo-backup.json              the manifest (versions, database kind, master-key ids)
     database/octo.db              SQLite snapshot   (or database/postgresql.dump: pg_dump -Fc)
-    data/files/...                packages, artifacts: sealed files, copied still sealed
+    data/files/...                packages, artifacts, the signing key: sealed files, still sealed
     data/tls.crt, data/tls.key    the generated certificate; its key encrypted under the master key
     data/plugins/...              plugins installed in the data dir
+
+With a ``shared_dir`` (several nodes, docs/ha.md) the files every node reads there are taken
+from it and named ``shared/files/...``, ``shared/tls.crt``, ``shared/tls.key`` instead of
+``data/...``. A restore puts them where the restoring appliance reads them: its ``shared_dir``
+when it has one, else its data dir (:func:`restore_root`), whichever prefix they carry.
 
 Never the master key: the data dir entries are an allow-list (:data:`DATA_ENTRIES`), and the
 key file is skipped even where an operator keeps it inside the data dir. The manifest names
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import tarfile
 from dataclasses import asdict, dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from octo_appliance.exceptions import ConfigError
 
@@ -30,6 +35,35 @@ DATA_PREFIX = "data"
 #: What of the data dir a backup holds; the rest (runner build, work dirs, spool, the lock) is
 #: made again at start.
 DATA_ENTRIES = ("files", "plugins", "tls.crt", "tls.key")
+SHARED_PREFIX = "shared"
+#: Of those, what lives in ``shared_dir`` when one is set (every node reads it there).
+SHARED_ENTRIES = ("files", "tls.crt", "tls.key")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A directory a backup copies entries of, and the prefix they get in the file."""
+
+    root: Path
+    prefix: str
+    entries: tuple[str, ...]
+
+
+def backup_sources(data_dir: Path, shared_dir: Path) -> list[Source]:
+    """The data dir's entries; with a separate ``shared_dir``, the shared ones from there."""
+    if shared_dir == data_dir:
+        return [Source(data_dir, DATA_PREFIX, DATA_ENTRIES)]
+    node_only = tuple(entry for entry in DATA_ENTRIES if entry not in SHARED_ENTRIES)
+    return [
+        Source(data_dir, DATA_PREFIX, node_only),
+        Source(shared_dir, SHARED_PREFIX, SHARED_ENTRIES),
+    ]
+
+
+def restore_root(member_name: str, data_dir: Path, shared_dir: Path) -> Path:
+    """Where a ``data/…`` or ``shared/…`` entry goes back: shared entries to ``shared_dir``
+    (the data dir when none is set), the rest to the data dir."""
+    return shared_dir if PurePosixPath(member_name).parts[1] in SHARED_ENTRIES else data_dir
 
 
 def not_a_backup(source: str, why: str) -> ConfigError:
@@ -77,8 +111,8 @@ class Manifest:
         return manifest
 
 
-def data_member_name(relative: PurePosixPath) -> str:
-    return str(PurePosixPath(DATA_PREFIX) / relative)
+def member_name(prefix: str, relative: PurePosixPath) -> str:
+    return str(PurePosixPath(prefix) / relative)
 
 
 def check_member(member: tarfile.TarInfo, source: str, database_member: str) -> None:
@@ -91,5 +125,7 @@ def check_member(member: tarfile.TarInfo, source: str, database_member: str) -> 
     if member.name in {MANIFEST_MEMBER, database_member}:
         return
     if len(parts) >= 2 and parts[0] == DATA_PREFIX and parts[1] in DATA_ENTRIES:
+        return
+    if len(parts) >= 2 and parts[0] == SHARED_PREFIX and parts[1] in SHARED_ENTRIES:
         return
     raise not_a_backup(source, f"unexpected entry {member.name!r}")

@@ -1,11 +1,12 @@
 """``octo-appliance backup``: write a consistent backup while the server keeps running.
 
 The database is copied first (one consistent instant: SQLite's backup API or ``pg_dump``), then
-the sealed files. Sealed files are never changed in place (written to a temporary name and
-renamed), so each file copied is whole; a file added after the database snapshot is an
-unreferenced extra, and one deleted meanwhile is reported as left out. The backup holds the
-shared in-use lock (``db.in_use``): a master-key rotation cannot run during it, so the key ids
-recorded are the ones the data is under. It needs no master key and never contains one.
+the sealed files (of the data dir and, with several nodes, of ``shared_dir``: packages, the
+signing key, the generated certificate). Sealed files are never changed in place (written to a
+temporary name and renamed), so each file copied is whole; a file added after the database
+snapshot is an unreferenced extra, and one deleted meanwhile is reported as left out. The backup
+holds the shared in-use lock (``db.in_use``): a master-key rotation cannot run during it, so the
+key ids recorded are the ones the data is under. It needs no master key and never contains one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from pathlib import Path, PurePosixPath
 
 from octo_appliance import __version__
 from octo_appliance.backup import database
-from octo_appliance.backup.archive import DATA_ENTRIES, MANIFEST_MEMBER, Manifest, data_member_name
+from octo_appliance.backup.archive import (
+    MANIFEST_MEMBER,
+    Manifest,
+    Source,
+    backup_sources,
+    member_name,
+)
 from octo_appliance.certificate import ENCRYPTED_PEM_MARKER
 from octo_appliance.certificate import KEY_FILE_NAME as TLS_KEY_FILE_NAME
 from octo_appliance.config import Config
@@ -53,10 +60,28 @@ def _never_copied(data_dir: Path, config: Config) -> set[Path]:
     return {key_file_path(config.master_key_file).resolve(), legacy_key_file(data_dir).resolve()}
 
 
-def _data_files(data_dir: Path, config: Config, left_out: list[str]) -> Iterator[Path]:
+def _data_files(config: Config, left_out: list[str]) -> Iterator[tuple[Path, str]]:
+    """Every file to copy and its name in the backup."""
+    data_dir = config.data_path
     never = _never_copied(data_dir, config)
-    for entry in DATA_ENTRIES:
-        root = data_dir / entry
+    for source in backup_sources(data_dir, _shared_dir(config)):
+        for path in _entry_files(source):
+            relative = PurePosixPath(path.relative_to(source.root).as_posix())
+            if path.resolve() in never:
+                left_out.append(f"{relative} (the master key)")
+                continue
+            if (
+                path == source.root / TLS_KEY_FILE_NAME
+                and ENCRYPTED_PEM_MARKER not in path.read_bytes()
+            ):
+                left_out.append(f"{TLS_KEY_FILE_NAME} (not encrypted: an operator's key)")
+                continue
+            yield path, member_name(source.prefix, relative)
+
+
+def _entry_files(source: Source) -> Iterator[Path]:
+    for entry in source.entries:
+        root = source.root / entry
         if root.is_file() and not root.is_symlink():
             candidates: Iterator[Path] = iter([root])
         elif root.is_dir() and not root.is_symlink():
@@ -66,23 +91,24 @@ def _data_files(data_dir: Path, config: Config, left_out: list[str]) -> Iterator
         for path in candidates:
             if path.name.endswith((WRITING_SUFFIX, REKEY_SUFFIX)) or path.is_symlink():
                 continue  # an upload or a rotation in progress: not data yet
-            if path.resolve() in never:
-                left_out.append(f"{path.relative_to(data_dir)} (the master key)")
-                continue
-            if (
-                path == data_dir / TLS_KEY_FILE_NAME
-                and ENCRYPTED_PEM_MARKER not in path.read_bytes()
-            ):
-                left_out.append(f"{TLS_KEY_FILE_NAME} (not encrypted: an operator's key)")
-                continue
             yield path
 
 
-def _file_key_ids(paths: list[Path], data_dir: Path) -> set[str]:
-    files_dir = data_dir / FILES_DIR_NAME
+def _shared_dir(config: Config) -> Path:
+    """``shared_dir`` (else the data dir); a missing one is an error, not an empty backup."""
+    shared = config.shared_path
+    if not shared.is_dir():
+        raise ConfigError(
+            f"shared_dir {shared} does not exist",
+            hint="run the backup on a node that has the shared directory mounted",
+        )
+    return shared
+
+
+def _file_key_ids(copies: list[tuple[Path, str]]) -> set[str]:
     found = set()
-    for path in paths:
-        if files_dir in path.parents and is_sealed_file(path):
+    for path, name in copies:
+        if PurePosixPath(name).parts[1] == FILES_DIR_NAME and is_sealed_file(path):
             try:
                 found.add(key_id_of_file(path))
             except OSError:
@@ -111,6 +137,7 @@ def make_backup(config: Config, output: Path) -> BackupResult:
             f"data dir {data_dir} does not exist",
             hint="pass the --data-dir (and --database) the server uses",
         )
+    _shared_dir(config)  # before the dump: a node without the mount cannot make a whole backup
     if output.exists() and output.is_dir():
         raise ConfigError(f"--output {output} is a directory", hint="name a file to write")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -132,8 +159,8 @@ def _write(config: Config, output: Path, work: Path) -> BackupResult:
         source = database.sqlite_path(config.database, data_dir)
         key_ids, version = database.snapshot_sqlite(source, dump)
     left_out: list[str] = []
-    paths = list(_data_files(data_dir, config, left_out))
-    key_ids |= _file_key_ids(paths, data_dir)
+    copies = list(_data_files(config, left_out))
+    key_ids |= _file_key_ids(copies)
     manifest = Manifest(
         appliance_version=__version__,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -150,11 +177,10 @@ def _write(config: Config, output: Path, work: Path) -> BackupResult:
             manifest_file.write_bytes(manifest.to_bytes())
             _add_file(archive, manifest_file, MANIFEST_MEMBER)
             _add_file(archive, dump, member)
-            for path in paths:
-                relative = PurePosixPath(path.relative_to(data_dir).as_posix())
-                size = _add_file(archive, path, data_member_name(relative))
+            for path, name in copies:
+                size = _add_file(archive, path, name)
                 if size is None:
-                    left_out.append(f"{relative} (deleted during the backup)")
+                    left_out.append(f"{name} (deleted during the backup)")
                     continue
                 result.files += 1
                 result.bytes += size

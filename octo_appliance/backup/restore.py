@@ -3,8 +3,9 @@
 Everything is checked before anything is written: the file is a backup (only the entries
 ``archive`` writes), the master key this appliance will start with opens what the backup was
 sealed under (by key id, and the TLS key by trying), the data dir holds nothing but its
-settings, the database is empty. Then the files go to a staging directory inside the data dir,
-the database is restored (SQLite: a file renamed into place; PostgreSQL: ``pg_restore`` in one
+settings, a separate ``shared_dir`` none of the shared files, the database is empty. Then the
+files go to a staging directory inside the data dir (and one inside ``shared_dir``), the
+database is restored (SQLite: a file renamed into place; PostgreSQL: ``pg_restore`` in one
 transaction), and the staged files are renamed into place. A failure before the end leaves the
 data dir and database as they were. It holds the exclusive in-use lock: no server meanwhile.
 """
@@ -25,12 +26,15 @@ from octo_appliance.backup import database
 from octo_appliance.backup.archive import (
     DATA_PREFIX,
     MANIFEST_MEMBER,
+    SHARED_ENTRIES,
+    SHARED_PREFIX,
     Manifest,
     check_member,
     not_a_backup,
+    restore_root,
 )
 from octo_appliance.certificate import KEY_FILE_NAME as TLS_KEY_FILE_NAME
-from octo_appliance.certificate import key_password
+from octo_appliance.certificate import key_password, split_key_file
 from octo_appliance.config import CONFIG_FILE_NAME, Config
 from octo_appliance.db.in_use import LOCK_FILE_NAME, hold_exclusive
 from octo_appliance.db.migrations import latest_version
@@ -93,6 +97,11 @@ def _read_index(archive: tarfile.TarFile, source: str) -> tuple[Manifest, list[t
         names.add(member.name)
     if database_member not in names:
         raise not_a_backup(source, "it holds no database")
+    if any(
+        name.startswith(f"{DATA_PREFIX}/") and f"{SHARED_PREFIX}/{name.partition('/')[2]}" in names
+        for name in names
+    ):
+        raise not_a_backup(source, "it holds the same file under data/ and shared/")
     if manifest.schema_version > latest_version():
         raise DatabaseError(
             f"the backup is at schema version {manifest.schema_version}, newer than this "
@@ -155,11 +164,11 @@ def _check_tls_key(
     archive: tarfile.TarFile, members: list[tarfile.TarInfo], ring: KeyRing, source: str
 ) -> None:
     """The generated TLS key opens with the ring (the one check when nothing else is sealed)."""
-    name = f"{DATA_PREFIX}/{TLS_KEY_FILE_NAME}"
-    member = next((m for m in members if m.name == name), None)
+    names = {f"{prefix}/{TLS_KEY_FILE_NAME}" for prefix in (DATA_PREFIX, SHARED_PREFIX)}
+    member = next((m for m in members if m.name in names), None)
     if member is None:
         return
-    data = _read_member(archive, member)
+    data, _ = split_key_file(_read_member(archive, member))
     for key in ring.keys:
         try:
             load_pem_private_key(data, password=key_password(key).encode())
@@ -189,6 +198,14 @@ def _check_empty(config: Config) -> None:
             hint="restore into a new, empty data dir (move this one aside): restore never "
             "overwrites",
         )
+    shared = config.shared_path
+    taken = [entry for entry in SHARED_ENTRIES if (shared / entry).exists()]
+    if shared != data_dir and taken:
+        raise ConfigError(
+            f"the shared_dir {shared} is not empty (it holds {', '.join(taken)})",
+            hint="restore once, on one node, into an empty shared_dir (move the old one "
+            "aside); the other nodes then start on the restored database and shared_dir",
+        )
     if database.is_postgres(config.database):
         database.check_postgres_empty(config.database)
     else:
@@ -214,10 +231,14 @@ def _copy_out(handle: IO[bytes], dest: Path) -> None:
 def _restore(
     archive: tarfile.TarFile, members: list[tarfile.TarInfo], manifest: Manifest, config: Config
 ) -> int:
-    data_dir = config.data_path
-    staging = data_dir / STAGING_NAME
-    shutil.rmtree(staging, ignore_errors=True)  # a restore that died before its end
-    staging.mkdir(mode=0o700)
+    data_dir, shared = config.data_path, config.shared_path
+    # A staging directory in each destination, so the last step is a rename on its own file
+    # system (shared_dir is often a network mount).
+    stagings = {root: root / STAGING_NAME for root in {data_dir, shared}}
+    for staging in stagings.values():
+        staging.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)  # a restore that died before its end
+        staging.mkdir(mode=0o700)
     try:
         files = 0
         database_member = _database_member(manifest)
@@ -226,30 +247,37 @@ def _restore(
                 continue
             relative = PurePosixPath(member.name)
             if member.name == database_member:
-                dest = staging / relative.name
+                dest = stagings[data_dir] / relative.name
             else:
-                dest = staging.joinpath(*relative.parts[1:])
+                root = restore_root(member.name, data_dir, shared)
+                dest = stagings[root].joinpath(*relative.parts[1:])
                 files += 1
             dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             handle = archive.extractfile(member)
             assert handle is not None
             with handle:
                 _copy_out(handle, dest)
-        if manifest.database == "postgresql":
-            dump = staging / PurePosixPath(database.POSTGRES_MEMBER).name
-            database.restore_postgres(str(config.database), dump)
-            database.forget_live_nodes(str(config.database))
-            dump.unlink()
-        else:
-            snapshot = staging / PurePosixPath(database.SQLITE_MEMBER).name
-            database.check_sqlite_snapshot(snapshot)
-            target = database.sqlite_path(config.database, data_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(snapshot, target)
-            fsync_dir(target.parent)
-        for entry in sorted(staging.iterdir()):
-            os.replace(entry, data_dir / entry.name)
-        fsync_dir(data_dir)
+        _restore_database(manifest, config, stagings[data_dir])
+        for root, staging in stagings.items():
+            for entry in sorted(staging.iterdir()):
+                os.replace(entry, root / entry.name)
+            fsync_dir(root)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for staging in stagings.values():
+            shutil.rmtree(staging, ignore_errors=True)
     return files
+
+
+def _restore_database(manifest: Manifest, config: Config, staging: Path) -> None:
+    if manifest.database == "postgresql":
+        dump = staging / PurePosixPath(database.POSTGRES_MEMBER).name
+        database.restore_postgres(str(config.database), dump)
+        database.forget_live_nodes(str(config.database))
+        dump.unlink()
+    else:
+        snapshot = staging / PurePosixPath(database.SQLITE_MEMBER).name
+        database.check_sqlite_snapshot(snapshot)
+        target = database.sqlite_path(config.database, config.data_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(snapshot, target)
+        fsync_dir(target.parent)

@@ -11,8 +11,6 @@ before this key existed gets one the first time it is needed.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,20 +31,17 @@ def signing_key_path(data_dir: Path) -> Path:
 def load_or_create_signing_key(vault: Vault, data_dir: Path) -> Ed25519PrivateKey:
     """The signing key of this data dir, created (and sealed) on first use.
 
-    Several processes may share a data dir (a server and a CLI command beside it): creation
-    holds a lock on the keys directory so they all end up with the one key.
+    Several processes may share the directory (a server and a CLI command beside it, or
+    several nodes starting at once on one ``shared_dir``, where a lock may not reach across
+    machines): the file is published only if none exists yet (a hard link, atomic on NFS too),
+    so the first writer wins and every other one reads its key.
     """
     path = signing_key_path(data_dir)
     if not path.is_file():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(directory, fcntl.LOCK_EX)  # released when the descriptor closes
-            if not path.is_file():
-                key = Ed25519PrivateKey.generate()
-                with SealedWriter(vault, path, SIGNING_KEY_AAD) as writer:
-                    writer.write(key.private_bytes_raw())
-                return key
-        finally:
-            os.close(directory)
+        key = Ed25519PrivateKey.generate()
+        with SealedWriter(vault, path, SIGNING_KEY_AAD, exclusive=True) as writer:
+            writer.write(key.private_bytes_raw())
+        if writer.created:
+            return key
     return Ed25519PrivateKey.from_private_bytes(read_sealed_file(vault, path, SIGNING_KEY_AAD))

@@ -140,6 +140,11 @@ def _rotate(config: Config, resuming: bool, batch_size: int) -> int:
         db.close()
     for path in result.files_skipped:
         print(f"left alone (not a sealed file): {_relative(path, config.data_path)}")
+    if result.relay_rows_dropped:
+        print(
+            f"deleted {result.relay_rows_dropped} row(s) of calls between nodes that stopped "
+            "nodes left (nothing could use them)"
+        )
     print(f"rotated: new key id {result.new_key_id}; back up the new key with master-key show")
     retired = ", ".join(result.retired_key_ids)
     print(f"retired key id {retired}: keep it with the backups made before this rotation")

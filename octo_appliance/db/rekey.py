@@ -7,7 +7,9 @@ opens with one of the keys in the key file on disk.
    with its new key. Otherwise generate a key and write the ring ``{current: new, previous:
    [old]}`` atomically.
 2. Re-seal the values in every :data:`~octo_appliance.db.SEALED_COLUMNS` column that are not
-   under the current key, in batches, each batch its own transaction.
+   under the current key, in batches, each batch its own transaction. The relay's rows (calls
+   between nodes) are deleted instead: only nodes killed in a call leave any while no node
+   runs, and nothing can use them (:func:`~octo_appliance.db.relay.drop_relay_rows`).
 3. Rewrap every sealed file under ``<data dir>/files`` that is not under the current key
    (temporary file + atomic rename).
 4. Run the rekey hooks (:data:`REKEY_HOOKS`, :data:`HOOK_NAMES`): modules holding data under
@@ -34,6 +36,7 @@ from typing import Any
 import peewee
 
 from octo_appliance.db import SEALED_COLUMNS, BaseModel
+from octo_appliance.db.relay import drop_relay_rows
 from octo_appliance.exceptions import VaultError
 from octo_appliance.vault.files import (
     FILES_DIR_NAME,
@@ -82,6 +85,8 @@ class RotationResult:
     retired_key_ids: list[str]
     resumed: bool
     values_resealed: int = 0
+    #: relay rows (calls between nodes) that stopped nodes left, deleted
+    relay_rows_dropped: int = 0
     files_resealed: int = 0
     #: Paths under ``files/`` that are not sealed files (left alone).
     files_skipped: list[Path] = field(default_factory=list)
@@ -301,6 +306,8 @@ def rotate_master_key(
             retired_key_ids=[key.key_id for key in ring.previous],
             resumed=resumed,
         )
+        with db.atomic():
+            result.relay_rows_dropped = drop_relay_rows()
         result.values_resealed = reseal_values(db, vault, batch_size=batch_size, progress=report)
         for root in roots:
             resealed, skipped = rewrap_files(root, vault, progress=report)

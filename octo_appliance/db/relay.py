@@ -3,6 +3,9 @@
 The relay itself (``transports/relay/``) reads and writes them with its own SQL over an
 asynchronous PostgreSQL connection; these models exist so the schema check sees them. Rows are
 transient and their ``body``/``outcome`` sealed by the relay, bound to the call's id.
+
+They are not in ``SEALED_COLUMNS``: a master-key rotation deletes them instead
+(:func:`drop_relay_rows`, docs/ha.md "Master-key rotation and the relay").
 """
 
 from __future__ import annotations
@@ -63,3 +66,27 @@ class RelayChunk(BaseModel):
 
     class Meta:
         indexes = ((("call", "direction", "seq"), True),)
+
+
+#: children before parents
+RELAY_MODELS: tuple[type[BaseModel], ...] = (
+    RelayChunk,
+    RelayEvent,
+    RelayCall,
+    RelayAgent,
+    RelayNode,
+)
+
+
+def drop_relay_rows() -> int:
+    """Delete every relay row; how many there were.
+
+    For a master-key rotation, which runs only while no node runs (it holds the in-use lock
+    exclusive on the database): every relay row then was left by a node killed in a call. No
+    process waits for it (a node's relay id is new at every start, so no node can take or
+    answer it) and the next start would purge it; re-sealed it would only outlive the key.
+    """
+    dropped = 0
+    for model in RELAY_MODELS:
+        dropped += int(model.delete().execute())
+    return dropped

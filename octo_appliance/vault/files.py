@@ -34,7 +34,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from octo_appliance.exceptions import VaultError
-from octo_appliance.filesystem.durable import fsync_dir
+from octo_appliance.filesystem.durable import fsync_dir, publish_once
 from octo_appliance.vault.values import Vault
 
 MAGIC = b"OCTOSEAL"
@@ -165,13 +165,19 @@ def _temp_beside(path: Path, suffix: str) -> tuple[Path, BinaryIO]:
     return tmp, os.fdopen(fd, "wb")
 
 
-def _commit(tmp: Path, handle: BinaryIO, path: Path) -> None:
-    """fsync, rename over ``path`` and fsync the directory: all of the new file or none."""
+def _commit(tmp: Path, handle: BinaryIO, path: Path, *, exclusive: bool = False) -> bool:
+    """fsync, rename over ``path`` and fsync the directory: all of the new file or none.
+
+    ``exclusive``: only if nothing is at ``path`` yet (:func:`publish_once`); False when
+    another writer was first (its file stays, ours is dropped)."""
     handle.flush()
     os.fsync(handle.fileno())
     handle.close()
+    if exclusive:
+        return publish_once(tmp, path)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+    return True
 
 
 @contextlib.contextmanager
@@ -192,17 +198,26 @@ class SealedWriter:
     """Writes a sealed file; it appears at ``path`` only when :meth:`close` succeeds.
 
     Use as a context manager: an exception inside the block discards the temporary file and
-    leaves any existing file at ``path`` untouched.
+    leaves any existing file at ``path`` untouched. ``exclusive``: the file is created only if
+    none is at ``path`` by then (``created`` says whether this writer's file is the one).
     """
 
     def __init__(
-        self, vault: Vault, path: Path | str, aad: bytes, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        vault: Vault,
+        path: Path | str,
+        aad: bytes,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        exclusive: bool = False,
     ) -> None:
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be 1..{MAX_CHUNK_SIZE}")
         self.path = Path(path)
         self.size = 0
         self._chunk_size = chunk_size
+        self._exclusive = exclusive
+        self.created = False
         header, data_key = FileHeader.wrap_new(vault, chunk_size)
         self._cipher = AESGCM(data_key)
         self._binding = header.binding(aad)
@@ -239,7 +254,7 @@ class SealedWriter:
             return
         try:
             self._emit(last=True)
-            _commit(self._tmp, self._handle, self.path)
+            self.created = _commit(self._tmp, self._handle, self.path, exclusive=self._exclusive)
         except BaseException:
             self.abort()
             raise

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from octo_appliance.exceptions import VaultError
-from octo_appliance.filesystem.durable import fsync_dir, write_atomic
+from octo_appliance.filesystem.durable import create_once, fsync_dir, write_atomic
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "master.key"
@@ -191,7 +191,7 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> bool:
 def write_keyring(path: Path, ring: KeyRing) -> None:
     """Write the key file atomically with mode 0600 (its directory 0700 when created here)."""
     if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # another node may race
     write_atomic(path, ring.to_json().encode("ascii"), mode=0o600)
 
 
@@ -243,6 +243,20 @@ def _move_out_of_data_dir(legacy: Path, path: Path) -> None:
     )
 
 
+def _create_key_file(path: Path) -> LoadedKey:
+    """A new key at ``path``, unless another node sharing the file's directory made one first:
+    then its key (so nodes started at once on one ``master_key_file`` agree, and pass the key id
+    check)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ring = KeyRing(MasterKey.generate())
+    text = ring.to_json().encode("ascii")
+    stored = create_once(path, text, mode=0o600)
+    if stored == text:
+        return LoadedKey(ring, path, created=True)
+    return LoadedKey(read_keyring_file(path), path)
+
+
 def _resolve_two_copies(legacy: Path, path: Path) -> None:
     """A key in its place and another in the data dir: equal copies are the trace of a move."""
     if read_keyring_file(legacy) != read_keyring_file(path):
@@ -288,8 +302,7 @@ def open_keyring(
     if path.exists():
         loaded = LoadedKey(read_keyring_file(path), path, moved_from=moved_from)
     else:
-        loaded = LoadedKey(KeyRing(MasterKey.generate()), path, created=True)
-        write_keyring(path, loaded.ring)
+        loaded = _create_key_file(path)
     if key_file is None:  # our own directory (never tighten one the operator named)
         os.chmod(path.parent, 0o700)
     elif data_dir.resolve() in path.resolve().parents:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -234,3 +235,72 @@ def test_a_key_kept_inside_the_data_dir_is_never_backed_up(tmp_path: Path) -> No
     assert "left out: files/master.key (the master key)" in done.stdout
     ring = read_keyring_file(key_file)
     assert ring.current.to_text().encode() not in backup.read_bytes()
+
+
+def _shared_files(shared: Path) -> dict[str, str]:
+    """What every node reads from ``shared_dir``: relative path -> SHA-256 of its bytes."""
+    return {
+        str(path.relative_to(shared)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(shared.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _node_settings(data_dir: Path, shared: Path, key_file: Path) -> None:
+    """The node's config.toml, as an operator of several nodes writes it: a shared_dir and the
+    key kept apart (written again after the data dir is lost)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"shared_dir": str(shared), "master_key_file": str(key_file)}
+    (data_dir / "config.toml").write_text(
+        "".join(f"{name} = {json.dumps(value)}\n" for name, value in settings.items())
+    )
+
+
+@pytest.mark.postgres
+def test_a_node_with_a_shared_dir_backs_it_up_and_restore_puts_it_back(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from tests.conftest import drop_pg_schema
+
+    drop_pg_schema(pg_url)
+    data_dir, shared, backup = tmp_path / "data", tmp_path / "shared", tmp_path / "octo.tar"
+    key_file = tmp_path / "key" / "master.key"
+    _node_settings(data_dir, shared, key_file)
+    with ServeProcess(data_dir, database=pg_url) as server:
+        thumbprint = server.banner.thumbprint
+        release_id = _first_deployment(server, pg_url)
+        done = _cli("backup", "--output", str(backup), *_data_args(data_dir, pg_url))
+        assert done.returncode == 0, done.stderr
+    before = _shared_files(shared)
+    assert "tls.key" in before and "files/keys/signing-ed25519.sealed" in before
+    assert any(name.startswith("files/packages/") for name in before)
+    with tarfile.open(backup) as archive:
+        names = set(archive.getnames())
+    assert {f"shared/{name}" for name in before} <= names
+    assert not [name for name in names if name.startswith(("data/files", "data/tls"))]
+
+    # node and shared directory lost, the database too; the key (kept apart) and settings kept
+    shutil.rmtree(data_dir)
+    shutil.rmtree(server.worker_dir, ignore_errors=True)
+    shutil.rmtree(shared)
+    drop_pg_schema(pg_url)
+    _node_settings(data_dir, shared, key_file)
+
+    restored = _cli("restore", "--input", str(backup), *_data_args(data_dir, pg_url))
+    assert restored.returncode == 0, restored.stderr
+    assert _shared_files(shared) == before
+    assert not (data_dir / "files").exists() and not (data_dir / "tls.key").exists()
+
+    again = tmp_path / "another-node"
+    _node_settings(again, shared, key_file)
+    refused = _cli("restore", "--input", str(backup), *_data_args(again, pg_url))
+    assert refused.returncode == 2
+    assert f"the shared_dir {shared} is not empty" in refused.stderr
+    assert "restore once, on one node" in refused.stderr
+
+    with ServeProcess(data_dir, database=pg_url) as server:
+        assert server.banner.thumbprint == thumbprint  # the same certificate: agents trust it
+        with Api(server, pg_url) as api:
+            task, log = api.deploy(release_id)
+    assert task["state"] == "success", log
+    assert f"package says {PAYLOAD}" in log

@@ -13,11 +13,11 @@ import pytest
 
 from tests.first_party import HealthServer, health_server
 from tests.plugin_fleet import deploy, fleet_with_plugins
-from tests.sshd import Sshd, available
+from tests.sshd import NEEDS_SSHD, Sshd
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not available(), reason="no sshd (build/test.sh installs it)"),
+    NEEDS_SSHD,
 ]
 
 

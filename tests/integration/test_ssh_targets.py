@@ -17,11 +17,11 @@ import asyncssh
 import pytest
 
 from tests.fleet import Fleet, running_fleet
-from tests.sshd import Sshd, available
+from tests.sshd import NEEDS_SSHD, Sshd
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not available(), reason="no sshd (build/test.sh installs it)"),
+    NEEDS_SSHD,
 ]
 
 

@@ -17,9 +17,16 @@ from octo_appliance.plugin_api.transport_context import TransportContext
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.ssh import SshTransport
 from octo_appliance.transports.ssh.settings import SshCredentials, SshTarget, parse_fingerprint
-from tests.sshd import Sshd, available
+from tests.sshd import NEEDS_SSHD, Sshd
 
-pytestmark = pytest.mark.skipif(not available(), reason="no sshd (build/test.sh installs it)")
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here needs an sshd. A ``pytestmark`` in a conftest marks nothing (pytest reads
+    it from test modules only), and this hook sees the whole session's items: mark ours."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(NEEDS_SSHD)
 
 
 class Targets:

@@ -14,12 +14,8 @@ from octo_appliance.plugin_loading.bundles import BundleStore
 from octo_appliance.transports.base import PluginBundle, RunnerCommand
 from tests.runner.test_plugin_commands import SAMPLE
 from tests.ssh.conftest import Rig
-from tests.sshd import available
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not available(), reason="no sshd (build/test.sh installs it)"),
-]
+pytestmark = pytest.mark.slow  # and needs an sshd: tests/ssh/conftest.py marks every test here
 
 
 def greet(bundle: PluginBundle) -> RunnerCommand:

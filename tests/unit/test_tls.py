@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import ssl
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from octo_appliance.certificate import (
     key_password,
     load_or_create_certificate,
     reencrypt_key,
+    split_key_file,
 )
 from octo_appliance.config import Config, load_config
 from octo_appliance.db.rekey import REKEY_HOOKS
@@ -79,8 +81,30 @@ def test_another_master_key_cannot_open_the_key(tmp_path: Path, ring: KeyRing) -
 
 def test_half_a_pair_is_an_error_not_a_silent_new_identity(tmp_path: Path, ring: KeyRing) -> None:
     cert = load_or_create_certificate(config_for(tmp_path), ring)
+    cert.key_file.unlink()
+    with pytest.raises(VaultError, match=r"tls\.key is missing"):
+        load_or_create_certificate(config_for(tmp_path), ring)
+
+
+def test_a_lost_certificate_comes_back_from_the_key_file_unchanged(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    cert = load_or_create_certificate(config_for(tmp_path), ring)
     cert.cert_file.unlink()
-    with pytest.raises(VaultError, match="is missing"):
+    again = load_or_create_certificate(config_for(tmp_path), ring)
+    assert not again.created
+    assert again.thumbprint_sha256_hex == cert.thumbprint_sha256_hex
+
+
+def test_a_key_file_from_before_the_embedded_certificate_still_needs_its_certificate(
+    tmp_path: Path, ring: KeyRing
+) -> None:
+    cert = load_or_create_certificate(config_for(tmp_path), ring)
+    key_pem, _ = split_key_file(cert.key_file.read_bytes())
+    cert.key_file.write_bytes(key_pem)  # the layout generated before
+    assert load_or_create_certificate(config_for(tmp_path), ring) == replace(cert, created=False)
+    cert.cert_file.unlink()
+    with pytest.raises(VaultError, match=r"tls\.crt is missing"):
         load_or_create_certificate(config_for(tmp_path), ring)
 
 

@@ -78,7 +78,7 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
     """Apply pending migrations (up to version ``until``, default all); return those this
     call applied (another node may have applied some meanwhile)."""
     with write_transaction(db):
-        _serialise(db)
+        serialise(db)
         execute(db, [CREATE_SCHEMA_VERSION])
     have = current_version(db)
     if have > latest_version():
@@ -93,7 +93,7 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
         if version <= have or (until is not None and version > until):
             continue
         with write_transaction(db):
-            _serialise(db)
+            serialise(db)
             if version <= current_version(db):  # another node applied it while we waited
                 continue
             module.apply(db)
@@ -102,8 +102,8 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
     return applied
 
 
-def _serialise(db: peewee.Database) -> None:
-    """One migrating node at a time on PostgreSQL, until this transaction ends (on SQLite the
-    write lock that :func:`write_transaction` took does it)."""
+def serialise(db: peewee.Database) -> None:
+    """One migrating (or first-starting) node at a time on PostgreSQL, until this transaction
+    ends (on SQLite the write lock that :func:`write_transaction` took does it)."""
     if backend(db) == "postgresql":
         db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # type: ignore[no-untyped-call]
