@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pkgutil
+import re
 from collections.abc import Mapping
 
 #: Files written into a script's helper directory, by script syntax (the first is started).
@@ -56,7 +57,13 @@ def shell_table(variables: Mapping[str, str]) -> tuple[bytes, list[str]]:
     return "".join(lines).encode("utf-8", "replace"), skipped
 
 
+#: what ``_escape`` rewrites; most values hold none of it and are written as they are
+_SPECIAL = re.compile(r"[\x00-\x1f\\\x7f]")
+
+
 def _escape(value: str) -> str:
+    if _SPECIAL.search(value) is None:
+        return value
     out = []
     for char in value:
         if char == "\\" or char < " " or char == "\x7f":
