@@ -171,9 +171,12 @@ class AgentFleet:
     def __init__(self) -> None:
         self.processes: list[AgentProcess] = []
 
-    def start(self, homes: Sequence[Home], per_process: int) -> AgentFleet:
+    def start(
+        self, homes: Sequence[Home], per_process: int, command: Sequence[str] = ()
+    ) -> AgentFleet:
+        """``command``: another ``octo-agent`` to start (default: the development install)."""
         groups = [list(homes[i : i + per_process]) for i in range(0, len(homes), per_process)]
-        batch = [AgentProcess(group, log_level="WARNING") for group in groups]
+        batch = [AgentProcess(group, log_level="WARNING", command=command) for group in groups]
         self.processes += batch  # before starting: a failed start is still stopped
         # as many starting at once as there are cores: ten interpreters starting together
         # on a small machine make the first handshakes time out
@@ -191,6 +194,34 @@ class AgentFleet:
                 times = psutil.Process(agent.pid).cpu_times()
                 total += times.user + times.system
         return total
+
+    def tree_cpu_seconds(self) -> float:
+        """User + system CPU of the agent processes and everything under them: fork servers,
+        runners and scripts (a process's children times hold the descendants it reaped)."""
+        total = 0.0
+        for agent in self.processes:
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(agent.pid)
+                for process in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        t = process.cpu_times()
+                        total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    def fork_servers(self) -> int:
+        """Children the agent processes keep between tasks: their runner fork servers."""
+        count = 0
+        for agent in self.processes:
+            with contextlib.suppress(psutil.Error):
+                count += len(psutil.Process(agent.pid).children())
+        return count
+
+    def wait_for_fork_servers(self, count: int, timeout: float = 120.0) -> float:
+        """Wait until ``count`` fork servers are up (or ``timeout``); the seconds waited."""
+        started = time.monotonic()
+        while self.fork_servers() < count and time.monotonic() - started < timeout:
+            time.sleep(0.2)
+        return time.monotonic() - started
 
     def settle(self, timeout: float = 120.0) -> float:
         """Wait until the machine is mostly idle (the agents' fork servers, started when

@@ -46,6 +46,8 @@ def serve_forks(control_fd: int = 0) -> int:
     for name in COMMANDS:  # the children's imports, paid once here
         with contextlib.suppress(Exception):
             load(name)
+    with contextlib.suppress(ImportError):  # every child's prctl calls (~3 ms each: issue 14)
+        import ctypes  # noqa: F401
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)

@@ -132,6 +132,9 @@ def _mapping(document: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+_VARIABLE_FIELDS = frozenset({"name", "value", "sensitive"})
+
+
 def _variables(value: Any) -> tuple[Variable, ...]:
     if not isinstance(value, list):
         raise BadInputError("request field 'variables' must be a list of {name, value, sensitive}")
@@ -140,8 +143,8 @@ def _variables(value: Any) -> tuple[Variable, ...]:
         where = f"variables[{index}]"
         if not isinstance(item, dict):
             raise BadInputError(f"{where} must be an object with name, value and sensitive")
-        unknown = sorted(set(item) - {"name", "value", "sensitive"})
-        if unknown:
+        if not item.keys() <= _VARIABLE_FIELDS:  # a view comparison: no set built per item
+            unknown = sorted(item.keys() - _VARIABLE_FIELDS)
             raise BadInputError(f"{where} has unknown field(s) {', '.join(unknown)}")
         name = item.get("name")
         if not isinstance(name, str) or not name:

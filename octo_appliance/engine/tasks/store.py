@@ -149,11 +149,34 @@ def save_target_results(
     for a burst of results, e.g. every target's at the end of a deployment: issue 14);
     sensitive output values are sealed."""
     with write_transaction(db):
+        rows = _target_rows(task_id, {result.target_id for result in results})
         for result in results:
-            _save_target_result(vault, task_id, result)
+            rows[result.target_id] = _save_target_result(
+                vault, task_id, result, rows.get(result.target_id)
+            )
 
 
-def _save_target_result(vault: Vault, task_id: str, result: TargetResult) -> None:
+#: target ids per ``IN (...)`` (far below every SQLite and PostgreSQL parameter limit)
+_ROWS_AT_ONCE = 500
+
+
+def _target_rows(task_id: str, target_ids: set[str]) -> dict[str, TaskTargetResult]:
+    """The stored rows of ``target_ids``: one SELECT per burst, not one per result (at the
+    end of a deployment to N targets, N reads before N writes: issue 14)."""
+    ids = sorted(target_ids)
+    rows: dict[str, TaskTargetResult] = {}
+    for start in range(0, len(ids), _ROWS_AT_ONCE):
+        chunk = ids[start : start + _ROWS_AT_ONCE]
+        query = TaskTargetResult.select().where(
+            (TaskTargetResult.task == task_id) & TaskTargetResult.target_id.in_(chunk)
+        )
+        rows.update((row.target_id, row) for row in query)
+    return rows
+
+
+def _save_target_result(
+    vault: Vault, task_id: str, result: TargetResult, row: TaskTargetResult | None
+) -> TaskTargetResult:
     plain = [
         {"name": v.name, "value": None if v.sensitive else v.value, "sensitive": v.sensitive}
         for v in result.output_variables
@@ -168,9 +191,6 @@ def _save_target_result(vault: Vault, task_id: str, result: TargetResult) -> Non
         "output_variables": plain,
         "message": result.message,
     }
-    row = TaskTargetResult.get_or_none(
-        (TaskTargetResult.task == task_id) & (TaskTargetResult.target_id == result.target_id)
-    )
     if row is None:
         row = TaskTargetResult(id=new_id(TaskTargetResult.id_prefix), task=task_id)
         row.target_id = result.target_id
@@ -183,6 +203,7 @@ def _save_target_result(vault: Vault, task_id: str, result: TargetResult) -> Non
         vault.seal(json.dumps(secret), row.aad("sealed_output_variables")) if secret else None
     )
     row.save(force_insert=created)
+    return row
 
 
 def open_output_variables(vault: Vault, row: TaskTargetResult) -> dict[str, str]:

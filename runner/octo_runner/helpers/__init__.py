@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pkgutil
+import re
 from collections.abc import Mapping
 
 #: Files written into a script's helper directory, by script syntax (the first is started).
@@ -49,14 +50,23 @@ def shell_table(variables: Mapping[str, str]) -> tuple[bytes, list[str]]:
     lines = []
     skipped = []
     for name, value in variables.items():
-        if any(c in name for c in "\t\n\r\0"):
+        if _NOT_A_KEY.search(name) is not None:
             skipped.append(name)
             continue
         lines.append(f"{name}\t{_escape(value)}\n")
     return "".join(lines).encode("utf-8", "replace"), skipped
 
 
+#: what a table key cannot hold (one regex search per name: a deployment's variables hold
+#: every machine's outputs, hundreds of names per request at 100 targets)
+_NOT_A_KEY = re.compile("[\t\n\r\0]")
+#: what ``_escape`` rewrites; most values hold none of it and are written as they are
+_SPECIAL = re.compile(r"[\x00-\x1f\\\x7f]")
+
+
 def _escape(value: str) -> str:
+    if _SPECIAL.search(value) is None:
+        return value
     out = []
     for char in value:
         if char == "\\" or char < " " or char == "\x7f":
