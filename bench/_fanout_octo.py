@@ -112,13 +112,15 @@ class Octo:
         ]
         self.names = [spec.name for spec in specs]
         try:
-            server = start_appliance(self.data_dir)
+            # the appliance and every target's agent each in a session of their own, as the
+            # floor's and the peers' per-target work is (bench/README.md, fairness)
+            server = start_appliance(self.data_dir, new_session=True)
             self._server = server
             self._stack.callback(server.__exit__, None, None, None)
             key = create_key(self.data_dir)
             homes = register_agents(server, key, self.root / "agents", specs)
             self.homes = [home.root for home in homes]
-            fleet = self._stack.enter_context(AgentFleet())
+            fleet = self._stack.enter_context(AgentFleet(new_session=True))
             started = time.monotonic()
             fleet.start(homes, PER_PROCESS)
             client = self._stack.enter_context(
@@ -262,9 +264,13 @@ class Octo:
             since = page["next_since"]
 
     def _log_tail(self, client: httpx.Client, task_id: str, lines: int = 15) -> str:
+        """The warnings and errors (why a target failed), then the log's last lines."""
+        items = self._log(client, task_id)
+        tail = items[-lines:]
+        problems = [i for i in items[:-lines] if i.get("level") in ("warning", "error")]
         shown = [
             f"    {(item.get('target') or {}).get('name', '-')}: {item.get('message')}"
-            for item in self._log(client, task_id)[-lines:]
+            for item in [*problems[-lines:], *tail]
         ]
         return "\n".join(shown)
 

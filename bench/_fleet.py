@@ -69,10 +69,14 @@ def create_key(data_dir: Path) -> str:
     return out.strip().splitlines()[-1].strip()
 
 
-def start_appliance(data_dir: Path, polling_listen: str = "127.0.0.1:0") -> ServeProcess:
-    """``serve`` at log level info: its ``connection from`` lines time the polling hub."""
+def start_appliance(
+    data_dir: Path, polling_listen: str = "127.0.0.1:0", *, new_session: bool = False
+) -> ServeProcess:
+    """``serve`` at log level info: its ``connection from`` lines time the polling hub.
+    ``new_session``: in a session of its own (see :class:`AgentFleet`)."""
     env = {"OCTO_ADMIN_PASSWORD": "bench-admin-password", "OCTO_LOG_LEVEL": "info"}
-    return ServeProcess(data_dir, polling_listen=polling_listen, env=env).start()
+    server = ServeProcess(data_dir, polling_listen=polling_listen, env=env, new_session=new_session)
+    return server.start()
 
 
 @dataclass(frozen=True)
@@ -166,17 +170,25 @@ def register_agents(
 
 
 class AgentFleet:
-    """Agent processes, each running ``per_process`` homes; closing stops every one."""
+    """Agent processes, each running ``per_process`` homes; closing stops every one.
 
-    def __init__(self) -> None:
+    ``new_session``: each agent process in a session of its own. Under the kernel's scheduler
+    autogroups a session gets one share of a busy machine, so agents sharing the bench's
+    session would share one share among all targets (bench/README.md, fairness)."""
+
+    def __init__(self, *, new_session: bool = False) -> None:
         self.processes: list[AgentProcess] = []
+        self.new_session = new_session
 
     def start(
         self, homes: Sequence[Home], per_process: int, command: Sequence[str] = ()
     ) -> AgentFleet:
         """``command``: another ``octo-agent`` to start (default: the development install)."""
         groups = [list(homes[i : i + per_process]) for i in range(0, len(homes), per_process)]
-        batch = [AgentProcess(group, log_level="WARNING", command=command) for group in groups]
+        batch = [
+            AgentProcess(group, log_level="WARNING", command=command, new_session=self.new_session)
+            for group in groups
+        ]
         self.processes += batch  # before starting: a failed start is still stopped
         # as many starting at once as there are cores: ten interpreters starting together
         # on a small machine make the first handshakes time out

@@ -114,8 +114,12 @@ class ServeProcess:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
+        new_session: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: a session of its own: its own share of a busy machine under the kernel's
+        #: scheduler autogroups (a bench's appliance, as on a machine of its own)
+        self.new_session = new_session
         self.command = list(command or [sys.executable, "-m", "octo_appliance"])
         self.database = database
         self.args = [*self.command, "serve"]
@@ -154,6 +158,7 @@ class ServeProcess:
             stderr=self._stderr,
             env=self.env,
             text=True,
+            start_new_session=self.new_session,
         )
         self._stdout = StdoutPump(self.process)
         try:

@@ -20,6 +20,7 @@ so they are cancelled then, as a runner is when its agent dies.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -30,6 +31,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from . import helpers
+from .cancellation import load_prctl
 from .commands import COMMANDS, load
 
 #: a control message is a small JSON object
@@ -46,8 +49,7 @@ def serve_forks(control_fd: int = 0) -> int:
     for name in COMMANDS:  # the children's imports, paid once here
         with contextlib.suppress(Exception):
             load(name)
-    with contextlib.suppress(ImportError):  # every child's prctl calls (~3 ms each: issue 14)
-        import ctypes  # noqa: F401
+    _preload()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
@@ -66,6 +68,17 @@ def serve_forks(control_fd: int = 0) -> int:
                 return 0
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the agent is gone: the children get SIGTERM as this process ends
+
+
+def _preload() -> None:
+    """Load what every child would otherwise load itself, lazily, per request: the C
+    library's ``prctl`` (``ctypes``, ~3 ms of CPU per runner) and the codec ``zipfile``
+    decodes entry names with (cp437, for every name without the UTF-8 flag), and the
+    script helpers' text (read and inflated from the zipapp otherwise)."""
+    load_prctl()
+    helpers.preload()
+    with contextlib.suppress(LookupError):
+        codecs.lookup("cp437")
 
 
 def _detach_stdio() -> None:

@@ -95,9 +95,17 @@ class AgentProcess:
     """``python -m octo_appliance.agent.cli run --home ...`` and its banner."""
 
     def __init__(
-        self, homes: list[Home], *, log_level: str = "DEBUG", command: Sequence[str] = ()
+        self,
+        homes: list[Home],
+        *,
+        log_level: str = "DEBUG",
+        command: Sequence[str] = (),
+        new_session: bool = False,
     ) -> None:
         self.homes = homes
+        #: a session of its own (a bench's target: its own share of a busy machine under
+        #: the kernel's scheduler autogroups, as on a machine of its own)
+        self.new_session = new_session
         #: the development install unless ``command`` names another octo-agent (the frozen one)
         self.args = [*(command or (sys.executable, "-m", "octo_appliance.agent.cli")), "run"]
         for home in homes:
@@ -112,7 +120,12 @@ class AgentProcess:
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if not k.startswith("OCTO_")}
         self.process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            env=env,
+            start_new_session=self.new_session,
         )
         self._stdout = StdoutPump(self.process)
         try:

@@ -148,6 +148,7 @@ async def test_fork_servers_are_started_only_when_the_machine_is_mostly_idle(
     host: RunnerHost, pyz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(quiet, "IDLE_SHARE", REAL_IDLE_SHARE)
+    monkeypatch.setattr(quiet, "PATIENCE_SECONDS", 3600.0)  # the share alone decides here
     spinners = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"])
         for _ in range(os.cpu_count() or 1)
@@ -164,6 +165,21 @@ async def test_fork_servers_are_started_only_when_the_machine_is_mostly_idle(
     # test_idle_share_of_the_machine's.
     quiet.activity().idle_share = 0.0
     await fork_server(host)
+
+
+async def test_a_machine_that_stays_busy_does_not_postpone_the_fork_server_for_ever(
+    host: RunnerHost, pyz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a machine shared with other work the CPUs may never be half idle; after the
+    patience without a task the fork server starts anyway (once), instead of every later
+    task starting a runner of its own."""
+    monkeypatch.setattr(quiet, "IDLE_SHARE", 1.01)  # never idle enough, whatever the machine
+    monkeypatch.setattr(quiet, "PATIENCE_SECONDS", 4 * quiet.QUIET_SECONDS)
+    await run(host, pyz, tmp_path / "work" / "t1-1", "true")
+
+    server = await fork_server(host)
+
+    assert await parent_of_runner(host, pyz, tmp_path / "work" / "t2-1") == server
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ line format for shells (see ``posix.sh``) that a shell decodes with builtins onl
 
 from __future__ import annotations
 
+import functools
 import json
 import pkgutil
 import re
@@ -21,7 +22,10 @@ BOOTSTRAP_FILES = {
 }
 
 
+@functools.cache
 def read_helper(name: str) -> str:
+    """A helper file's text, read from the package once per process (a fork server reads
+    them all before it forks: see ``preload``)."""
     data = pkgutil.get_data(__name__, name)
     if data is None:  # pragma: no cover - only if the package was built without its data
         raise FileNotFoundError(f"runner helper {name} is missing from the package")
@@ -35,6 +39,13 @@ def bootstrap_files(syntax: str) -> dict[str, str]:
     if syntax == "sh":
         return {"bootstrap.sh": _shell(("posix.sh", "run.sh"))}
     return {name: read_helper(name) for name in BOOTSTRAP_FILES[syntax]}
+
+
+def preload() -> None:
+    """Read every helper file now, so the runners a fork server forks find them in memory
+    instead of each reading and inflating them from the zipapp."""
+    for syntax in BOOTSTRAP_FILES:
+        bootstrap_files(syntax)
 
 
 def _shell(parts: tuple[str, ...]) -> str:
