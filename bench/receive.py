@@ -12,6 +12,10 @@ Beside it, in the same run, the floor: the same bytes over TLS into a bare async
 SHA-256 and a write to the same directory — so each phase's cost shows on its own.
 
     python bench/receive.py --gb 1 [--dir /var/tmp] [--profile receiver.txt]
+    python bench/receive.py --callgrind --gb 0.05 --chunk-mb 16 --dir /dev/shm
+
+``--callgrind`` counts instructions instead of CPU seconds (valgrind, user space only): the
+same however loaded the machine is, so two versions of the code compare where seconds cannot.
 """
 
 from __future__ import annotations
