@@ -12,6 +12,10 @@ Beside it, in the same run, the floor: the same bytes over TLS into a bare async
 SHA-256 and a write to the same directory — so each phase's cost shows on its own.
 
     python bench/receive.py --gb 1 [--dir /var/tmp] [--profile receiver.txt]
+    python bench/receive.py --callgrind --gb 0.05 --chunk-mb 16 --dir /dev/shm
+
+``--callgrind`` counts instructions instead of CPU seconds (valgrind, user space only): the
+same however loaded the machine is, so two versions of the code compare where seconds cannot.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import socket
 import ssl
 import tempfile
@@ -29,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _callgrind
 import _repo  # noqa: F401 (puts this checkout on sys.path)
 
 from octo_appliance import comms
@@ -40,6 +46,13 @@ FLOOR_WORK = ("receive", "receive+sha256", "receive+sha256+write")
 PIECE = 1024 * 1024
 
 
+def _settings(patient: bool, **fields: Any) -> comms.CommsSettings:
+    """Under callgrind a receiver runs ~50 times slower: no timeout may take it for dead."""
+    if not patient:
+        return comms.CommsSettings(**fields)
+    return comms.CommsSettings(handshake_timeout=600, ping_interval=60, dead_after=900, **fields)
+
+
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -48,7 +61,9 @@ def _cpu() -> float:
 # -- Octo: the comms listener -------------------------------------------------------------
 
 
-async def _octo_receiver(ids: dict[str, Any], ready: Any, results: Any, workdir: Path) -> None:
+async def _octo_receiver(
+    ids: dict[str, Any], ready: Any, results: Any, workdir: Path, patient: bool
+) -> None:
     spool, kept = workdir / "spool", workdir / "kept"
     spool.mkdir()
     kept.mkdir()
@@ -74,7 +89,7 @@ async def _octo_receiver(ids: dict[str, Any], ready: Any, results: Any, workdir:
         comms.TrustStore([ids["appliance_cert"]]),
         hello=comms.LocalHello(role="agent", id="bench"),
         handler=handler,
-        settings=comms.CommsSettings(spool_dir=spool),
+        settings=_settings(patient, spool_dir=spool),
     )
     ready.put(server.port)
     await asyncio.get_running_loop().run_in_executor(None, results.get)
@@ -82,9 +97,14 @@ async def _octo_receiver(ids: dict[str, Any], ready: Any, results: Any, workdir:
 
 
 def _octo_process(
-    ids: dict[str, Any], ready: Any, results: Any, workdir: str, profile: str | None
+    ready: Any,
+    results: Any,
+    ids: dict[str, Any],
+    workdir: str,
+    profile: str | None,
+    patient: bool = False,
 ) -> None:
-    run = _octo_receiver(ids, ready, results, Path(workdir))
+    run = _octo_receiver(ids, ready, results, Path(workdir), patient)
     if not profile:
         asyncio.run(run)
         return
@@ -97,13 +117,16 @@ def _octo_process(
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
 
 
-async def _octo_send(port: int, ids: dict[str, Any], content: KnownContent, rounds: int) -> float:
+async def _octo_send(
+    port: int, ids: dict[str, Any], content: KnownContent, rounds: int, patient: bool
+) -> float:
     conn = await comms.connect(
         "127.0.0.1",
         port,
         comms.Identity(ids["appliance_cert"], ids["appliance_key"]),
         ids["agent_thumbprint"],
         hello=comms.LocalHello(role="appliance", id="bench"),
+        settings=_settings(patient),
     )
     try:
         await conn.call("begin")
@@ -120,18 +143,32 @@ async def _octo_send(port: int, ids: dict[str, Any], content: KnownContent, roun
     return float(report["cpu"]) / gigabytes
 
 
-def octo(
-    ids: dict[str, Any], content: KnownContent, rounds: int, workdir: str, profile: Any
-) -> float:
+def _receiver(target: Any, args: tuple[Any, ...], wrap: str | None) -> tuple[Any, Any, Any, int]:
+    """A receiver process started with its two queues first (under callgrind with ``wrap``),
+    the queues, and how many seconds to wait for it."""
     ctx = mp.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
-    child = ctx.Process(target=_octo_process, args=(ids, ready, results, workdir, profile))
-    child.start()
+    child = ctx.Process(target=target, args=(ready, results, *args))
+    _callgrind.start(child, wrap)
+    return child, ready, results, 600 if wrap else 60
+
+
+def octo(
+    ids: dict[str, Any],
+    content: KnownContent,
+    rounds: int,
+    workdir: str,
+    profile: Any,
+    wrap: str | None = None,
+) -> float:
+    args = (ids, workdir, profile, wrap is not None)
+    child, ready, results, patience = _receiver(_octo_process, args, wrap)
     try:
-        return asyncio.run(_octo_send(ready.get(timeout=60), ids, content, rounds))
+        port = ready.get(timeout=patience)
+        return asyncio.run(_octo_send(port, ids, content, rounds, wrap is not None))
     finally:
         results.put("done")
-        child.join(60)
+        child.join(patience)
 
 
 # -- the floor: bare TLS into one buffer ---------------------------------------------------
@@ -180,29 +217,32 @@ async def _floor_receiver(
 
 
 def _floor_process(
-    ids: dict[str, Any], ready: Any, results: Any, workdir: str, work: str, total: int
+    ready: Any, results: Any, ids: dict[str, Any], workdir: str, work: str, total: int
 ) -> None:
     asyncio.run(_floor_receiver(ids, ready, results, Path(workdir), work, total))
 
 
-def floor(ids: dict[str, Any], data: bytes, rounds: int, workdir: str, work: str) -> float:
-    ctx = mp.get_context("spawn")
-    ready, results = ctx.Queue(), ctx.Queue()
+def floor(
+    ids: dict[str, Any],
+    data: bytes,
+    rounds: int,
+    workdir: str,
+    work: str,
+    wrap: str | None = None,
+) -> float:
     total = len(data) * rounds
-    args = (ids, ready, results, workdir, work, total)
-    child = ctx.Process(target=_floor_process, args=args)
-    child.start()
+    child, ready, results, patience = _receiver(_floor_process, (ids, workdir, work, total), wrap)
     try:
-        port, start = ready.get(timeout=60)
+        port, start = ready.get(timeout=patience)
         client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         client.check_hostname = False
         client.verify_mode = ssl.CERT_NONE  # the floor measures bytes, not trust
         with client.wrap_socket(socket.create_connection(("127.0.0.1", port))) as sock:
             for _ in range(rounds):
                 sock.sendall(data)
-            end = results.get(timeout=600)
+            end = results.get(timeout=600 + patience)
     finally:
-        child.join(60)
+        child.join(patience)
     return float(end - start) / (total / 1e9)
 
 
@@ -212,6 +252,12 @@ def main() -> None:
     parser.add_argument("--chunk-mb", type=int, default=256, help="size of one upload")
     parser.add_argument("--dir", help="where the receivers write (default: the temp dir)")
     parser.add_argument("--profile", help="write the Octo receiver's cProfile here")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count the receivers' instructions per GB under valgrind instead (slow; use "
+        "--gb 0.25 or so): repeatable however loaded the machine is",
+    )
     args = parser.parse_args()
     appliance = comms.generate_identity("appliance", ["127.0.0.1"])
     agent = comms.generate_identity("agent", ["127.0.0.1"])
@@ -225,6 +271,10 @@ def main() -> None:
     data = os.urandom(args.chunk_mb * PIECE)
     content = KnownContent(data, hashlib.sha256(data).hexdigest())
     rounds = max(1, round(args.gb * 1e9 / len(data)))
+    if args.callgrind:
+        with tempfile.TemporaryDirectory(prefix="octo-bench-receive-", dir=args.dir) as workdir:
+            count_instructions(ids, content, max(rounds, 2), workdir)
+        return
     with tempfile.TemporaryDirectory(prefix="octo-bench-receive-", dir=args.dir) as workdir:
         octo_seconds = octo(ids, content, rounds, workdir, args.profile)
         for file in Path(workdir).glob("kept/*"):
@@ -239,6 +289,37 @@ def main() -> None:
     full = floors[FLOOR_WORK[-1]]
     print(
         f"Octo / floor: {octo_seconds / full:.2f}x (Octo's own cost {octo_seconds - full:.2f} s/GB)"
+    )
+
+
+def count_instructions(
+    ids: dict[str, Any], content: KnownContent, rounds: int, workdir: str
+) -> None:
+    """Each receiver under callgrind for one upload and for ``rounds``: the difference is the
+    per-byte work (start-up, imports and the TLS handshake cancel out)."""
+    per_gb: dict[str, float] = {}
+    extra_gb = (rounds - 1) * len(content) / 1e9
+    for name in ("octo", "floor"):
+        counts = []
+        for count in (1, rounds):
+            script, out = _callgrind.wrapper(workdir, f"{name}-{count}")
+            if name == "octo":
+                octo(ids, content, count, workdir, None, script)
+                for file in Path(workdir).glob("kept/*"):
+                    file.unlink()
+                shutil.rmtree(Path(workdir) / "spool")
+                shutil.rmtree(Path(workdir) / "kept")
+            else:
+                floor(ids, bytes(content), count, workdir, FLOOR_WORK[-1], script)
+            counts.append(_callgrind.instructions(out))
+        per_gb[name] = (counts[1] - counts[0]) / extra_gb
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average: {load} (instruction counts do not depend on it)")
+    print(f"Octo receiver: {per_gb['octo'] / 1e9:.2f} G instructions per GB received")
+    print(f"floor (bare TLS receive+sha256+write): {per_gb['floor'] / 1e9:.2f} G instructions/GB")
+    print(
+        f"Octo / floor: {per_gb['octo'] / per_gb['floor']:.2f}x "
+        f"(Octo's own {(per_gb['octo'] - per_gb['floor']) / 1e9:.2f} G instructions/GB)"
     )
 
 

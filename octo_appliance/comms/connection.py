@@ -27,8 +27,8 @@ from octo_appliance.comms.framing import (
     data_header,
     encode_frame,
     json_frame,
-    read_frame,
 )
+from octo_appliance.comms.reader import FrameProtocol
 from octo_appliance.comms.settings import CommsSettings
 from octo_appliance.comms.transfer import UploadSource
 
@@ -53,7 +53,7 @@ class Connection:
         peer_address: str,
         peer_name: str = "",
     ) -> None:
-        self._reader, self._writer = reader, writer
+        self._writer = writer
         self.peer_thumbprint = peer_thumbprint
         #: what this side knows the peer as (a listener's verdict on its certificate, e.g.
         #: "target 'web-01'"); the label prefers it to anything the peer says in HELLO
@@ -64,6 +64,12 @@ class Connection:
         self.settings = settings
         self._handler = handler
         self._loop = asyncio.get_running_loop()
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        #: frames are decrypted straight into their buffers from here on (comms/reader.py)
+        self._frames = FrameProtocol.adopt(
+            reader, transport, max_payload=settings.max_payload, on_progress=self._touch
+        )
         self._next_stream = 1 if initiator else 2
         self._calls: dict[int, requester.Call] = {}
         self._incoming: dict[int, handling.Incoming] = {}
@@ -202,7 +208,7 @@ class Connection:
 
     async def _drain(self) -> None:
         try:
-            await self._writer.drain()
+            await self._frames.drain()
         except (ConnectionError, OSError) as exc:
             if self._reason is not None:
                 raise self._fresh_reason() from None
@@ -220,9 +226,7 @@ class Connection:
     async def _read_loop(self) -> None:
         try:
             while True:
-                frame = await read_frame(
-                    self._reader, max_payload=self.settings.max_payload, on_progress=self._touch
-                )
+                frame = await self._frames.read_frame()
                 await self._dispatch(frame)
         except asyncio.IncompleteReadError as exc:
             midway = " in the middle of a frame" if exc.partial else ""

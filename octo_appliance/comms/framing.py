@@ -15,7 +15,7 @@ import json
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from octo_appliance.comms.errors import MessageTooLarge, ProtocolError
 
@@ -56,6 +56,11 @@ EVENT_ACK_EVERY = EVENT_WINDOW // 2
 FLOW_CONTROL_VERSION = 2
 
 
+#: a frame's payload: ``bytes`` as parsed or built; a received large frame's own buffer
+#: (``bytearray``, or for DATA a ``memoryview`` of a pooled buffer: see comms/reader.py)
+Payload: TypeAlias = bytes | bytearray | memoryview
+
+
 CONTROL_TYPES = frozenset(
     {FrameType.HELLO, FrameType.PING, FrameType.PONG, FrameType.GOAWAY, FrameType.ERROR}
 )
@@ -65,12 +70,13 @@ CONTROL_TYPES = frozenset(
 class Frame:
     type: FrameType
     stream: int
-    payload: bytes = b""
+    payload: Payload = b""
 
     def json(self) -> dict[str, Any]:
         """The payload as a JSON object; anything else is a protocol error."""
+        payload = self.payload
         try:
-            value = json.loads(self.payload)
+            value = json.loads(payload.tobytes() if isinstance(payload, memoryview) else payload)
         except (ValueError, UnicodeDecodeError):
             raise ProtocolError(f"{self.type.name} frame payload is not valid JSON") from None
         if not isinstance(value, dict):
@@ -109,7 +115,9 @@ def data_header(stream: int, length: int) -> bytes:
     return HEADER.pack(FrameType.DATA, 0, stream, length)
 
 
-def decode_header(header: bytes, max_payload: int = MAX_PAYLOAD) -> tuple[FrameType, int, int]:
+def decode_header(
+    header: bytes | memoryview, max_payload: int = MAX_PAYLOAD
+) -> tuple[FrameType, int, int]:
     """``(type, stream, length)`` from a header; unknown types, bad streams, oversize: error."""
     raw_type, _flags, stream, length = HEADER.unpack(header)
     try:

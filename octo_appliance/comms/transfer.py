@@ -4,6 +4,10 @@ The receiver spools to ``<dir>/octo-comms-*.part`` and renames the file (droppin
 only when DATA_END's length and hash match what arrived; on any failure the partial file is
 deleted, so a path handed to a caller is always a whole, verified file. Disk I/O and hashing
 run in a worker thread: a large transfer never stalls the event loop that serves other agents.
+The next chunks are received while the thread writes, and go to it together once it is free
+(up to ``WRITE_BATCH`` bytes: one hop per batch, not per frame, when the disk is the slower
+side); the chunks' pooled buffers go back to the connection's reader once written
+(comms/reader.py).
 
 What a sender streams (:data:`UploadSource`) is a file path, bytes already in memory, or an
 *opener*: a function returning a fresh readable binary stream. The opener lets content that
@@ -26,9 +30,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeAlias
 
 from octo_appliance.comms.errors import TransferError
+from octo_appliance.comms.framing import Payload
+from octo_appliance.comms.reader import POOL
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 PART_SUFFIX = ".part"
+#: at most this many bytes of received chunks wait for the worker thread: then the receiver
+#: waits for it (a slow disk holds the peer back)
+WRITE_BATCH = 4 * 1024 * 1024
 
 #: a path, bytes in memory, or a function that opens a fresh binary stream (see above)
 UploadSource: TypeAlias = str | os.PathLike[str] | bytes | Callable[[], BinaryIO]
@@ -95,20 +104,49 @@ class FileReceiver:
         self._aborted = False
         #: the SHA-256 of what arrived, once :meth:`finish` verified it
         self.sha256: str | None = None
-        # abort() runs on the event loop while a chunk may be in a worker thread
+        # abort() runs on the event loop while a batch may be in a worker thread
         self._lock = threading.Lock()
         self.received = 0
+        self._batch: list[Payload] = []
+        self._batched = 0
+        self._writing: asyncio.Future[None] | None = None
+        self._in_pool = True
+        POOL.join()
 
-    async def write(self, chunk: bytes) -> None:
-        await asyncio.to_thread(self._write, chunk)
+    async def write(self, chunk: Payload) -> None:
+        """Take ``chunk`` (not copied: it must not change until it is written): to the worker
+        thread at once if it is free, else with the next batch; waits only while a full
+        batch waits for the thread."""
+        self._batch.append(chunk)
+        self._batched += len(chunk)
+        writing = self._writing
+        if writing is None or writing.done() or self._batched >= WRITE_BATCH:
+            await self._flush()
 
-    def _write(self, chunk: bytes) -> None:
+    async def _flush(self) -> None:
+        """Wait for the batch in the worker thread, then hand it the gathered one."""
+        await self._settle()
+        batch, self._batch, self._batched = self._batch, [], 0
+        if batch:
+            writing = asyncio.get_running_loop().run_in_executor(None, self._write, batch)
+            writing.add_done_callback(lambda done: _written(done, batch))
+            self._writing = writing
+
+    async def _settle(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            # shielded: a cancelled caller must not hand the buffers back while the
+            # thread still reads them (they return in the done callback)
+            await asyncio.shield(writing)
+
+    def _write(self, batch: list[Payload]) -> None:
         with self._lock:
-            if self._file is None:  # aborted meanwhile (connection lost): drop the chunk
+            if self._file is None:  # aborted meanwhile (connection lost): drop the chunks
                 return
-            self._file.write(chunk)
-            self._hash.update(chunk)
-            self.received += len(chunk)
+            for chunk in batch:
+                self._file.write(chunk)
+                self._hash.update(chunk)
+                self.received += len(chunk)
 
     async def finish(self, end: dict[str, Any]) -> Path:
         """Verify against the DATA_END body; the final path, or TransferError (file deleted)."""
@@ -123,7 +161,10 @@ class FileReceiver:
                 f"{self._what}: DATA_END carries no valid length and sha256",
                 hint="the peer runs an incompatible or broken version; upgrade it",
             )
+        await self._flush()
+        await self._settle()
         await asyncio.to_thread(self._close)
+        self._leave_pool()
         if self._aborted:
             raise TransferError(f"{self._what} was abandoned before it was complete")
         if length != self.received or digest != self._hash.hexdigest():
@@ -146,7 +187,10 @@ class FileReceiver:
     def abort(self) -> None:
         """Close and delete the partial file (idempotent, safe from any state)."""
         self._aborted = True
+        POOL.give(self._batch)
+        self._batch, self._batched = [], 0
         self._close()
+        self._leave_pool()
         self.path.unlink(missing_ok=True)
 
     def _close(self) -> None:
@@ -154,6 +198,19 @@ class FileReceiver:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+    def _leave_pool(self) -> None:
+        if self._in_pool:
+            self._in_pool = False
+            POOL.leave()
+
+
+def _written(done: asyncio.Future[None], batch: list[Payload]) -> None:
+    """A batch is written (or failed): its buffers may be reused; an error is raised to
+    whoever waits for it, and not logged as unretrieved when the transfer was abandoned."""
+    POOL.give(batch)
+    if not done.cancelled():
+        done.exception()
 
 
 def open_for_sending(path: Path, what: str) -> BinaryIO:
