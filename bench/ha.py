@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 from _fleet import (
     ENVIRONMENT,
@@ -44,6 +45,7 @@ from _fleet import (
     AgentFleet,
     AgentSpec,
     parse_iso,
+    pid_of,
     register_agents,
     run_script,
     wait_for_task,
@@ -203,7 +205,45 @@ def timed(client: httpx.Client, names: Sequence[str], body: str, runs: int) -> l
     return out
 
 
-def measure(client: httpx.Client, project_id: str, names: list[str], runs: int) -> dict[str, Any]:
+def process_cpu(pid: int) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+class CpuMeter:
+    """CPU seconds of the two nodes, the agent processes (not their runners, the same in both
+    layouts) and the PostgreSQL backends serving the cluster's database: what a layout costs,
+    which a loaded shared machine does not blur as it blurs wall-clock times."""
+
+    def __init__(self, database: str, a: ServeProcess, b: ServeProcess, fleet: AgentFleet):
+        self.database, self.nodes, self.fleet = database, {"A": a, "B": b}, fleet
+        self.start = self.read()
+
+    def read(self) -> dict[str, Any]:
+        backends = rows_of(
+            self.database,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()",
+        )
+        return {
+            **{name: process_cpu(pid_of(node)) for name, node in self.nodes.items()},
+            "agents": self.fleet.cpu_seconds(),
+            "postgres": {int(row[0]): process_cpu(int(row[0])) for row in backends},
+        }
+
+    def used(self) -> dict[str, float]:
+        end, start = self.read(), self.start
+        spent = {key: end[key] - start[key] for key in ("A", "B", "agents")}
+        before = start["postgres"]
+        spent["postgres"] = sum(t - before.get(pid, 0.0) for pid, t in end["postgres"].items())
+        return spent
+
+
+def measure(
+    client: httpx.Client, project_id: str, names: list[str], runs: int, meter: CpuMeter
+) -> dict[str, Any]:
     fan = timed(client, names, "echo ok", runs)
     deploys = [deploy_seconds(client, project_id) for _ in range(max(2, runs // 2))]
     return {
@@ -212,6 +252,7 @@ def measure(client: httpx.Client, project_id: str, names: list[str], runs: int) 
         "fanout_min": min(fan),
         "deploy_min": min(deploys),
         "load": load(),
+        "cpu": meter.used(),
     }
 
 
@@ -271,7 +312,8 @@ def main() -> None:
                         fleet.settle()
                         print(f"  {layout}: agents connected {expected}; {load()}", flush=True)
                         timed(api_a, names, "echo warm", 1)
-                        results[layout] = measure(api_a, project_id, names, runs)
+                        meter = CpuMeter(database, a, b, fleet)
+                        results[layout] = measure(api_a, project_id, names, runs, meter)
                         if layout == "2 nodes":
                             local, remote = names[0], names[1]  # even -> A, odd -> B
                             per_call = {
@@ -309,6 +351,13 @@ def report(results: dict[str, dict[str, Any]]) -> None:
             f"{label:<44}{one[key]:>10.2f}{two[key]:>10.2f}{ratio:>8.2f}  <{GOAL_RATIO:.2f} "
             f"{verdict:<6} {one['load']} | {two['load']}"
         )
+    cpu_one, cpu_two = one["cpu"], two["cpu"]
+    print("CPU seconds over those fan-outs and deployments (1 node / 2 nodes):")
+    for key in ("A", "B", "agents", "postgres"):
+        label = {"A": "node A", "B": "node B"}.get(key, key)
+        print(f"  {label:<10}{cpu_one[key]:>8.2f}{cpu_two[key]:>8.2f}")
+    total_one, total_two = sum(cpu_one.values()), sum(cpu_two.values())
+    print(f"  {'total':<10}{total_one:>8.2f}{total_two:>8.2f}  ratio {total_two / total_one:.2f}")
     call, event = calls["call"], calls["event"]
     added_call = (call["B"] - call["A"]) * 1000
     added_event = (event["B"] - event["A"]) / EVENTS * 1e6

@@ -297,6 +297,8 @@ class CallRelay:
                 watch.noticed.set()
         for event in self._agent_arrived.values():
             event.set()
+        for thumbprint in list(self._local_agents):  # rows of the last moments before a
+            self.spawn(self._record_agent(thumbprint))  # PostgreSQL crash may be lost (pg.py)
         self.spawn(self.server.sweep())
         if self.on_targets_changed is not None:
             self.spawn(self.on_targets_changed())
