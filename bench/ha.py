@@ -13,7 +13,10 @@ and a two-step deployment (two ``run-script`` steps on the 100 agents), each tim
 task's own ``created_at`` -> ``finished_at`` (median of several runs). Beside them, per call:
 a one-agent ``true`` script on an agent of node A and on one of node B (the difference is the
 added latency of one relayed call, ``runner.run`` with its few events); per streamed event: a
-one-agent script printing 2,000 lines, on node A and on node B (the difference over 2,000).
+one-agent script printing 2,000 lines, on node A and on node B (the difference over 2,000);
+the fan-out to node A's 50 agents and to node B's 50, alternated (the same N under the same
+moment's load: the two layouts are measured minutes apart); and the CPU seconds each layout's
+fan-outs and deployments cost the nodes, the agents and PostgreSQL.
 
 Goal: the 2-node fan-out and deployment within 10 % of the 1-node ones at N = 100. Figures
 from a shared 2-core machine with other work running: the load average is printed beside
@@ -328,11 +331,23 @@ def main() -> None:
                             results["calls"] = {
                                 "call": per_call,
                                 "event": per_event,
+                                "halves": halves(api_a, names, runs),
                                 "load": load(),
                             }
                     finally:
                         fleet.close()
                 report(results)
+
+
+def halves(client: httpx.Client, names: list[str], runs: int) -> dict[str, float]:
+    """The 50 agents of node A and the 50 of node B, fanned out to in turn (local, relayed,
+    local, ...): the same N and the same moment's load for both, which the two layouts,
+    measured minutes apart on a shared machine, do not get."""
+    spent: dict[str, list[float]] = {"local": [], "relayed": []}
+    for _ in range(runs):
+        for half, group in (("local", names[0::2]), ("relayed", names[1::2])):
+            spent[half] += timed(client, group, "echo ok", 1)
+    return {half: statistics.median(times) for half, times in spent.items()}
 
 
 def report(results: dict[str, dict[str, Any]]) -> None:
@@ -358,6 +373,11 @@ def report(results: dict[str, dict[str, Any]]) -> None:
         print(f"  {label:<10}{cpu_one[key]:>8.2f}{cpu_two[key]:>8.2f}")
     total_one, total_two = sum(cpu_one.values()), sum(cpu_two.values())
     print(f"  {'total':<10}{total_one:>8.2f}{total_two:>8.2f}  ratio {total_two / total_one:.2f}")
+    local, relayed = calls["halves"]["local"], calls["halves"]["relayed"]
+    print(
+        f"fan-out to node A's 50 / node B's 50, alternated (median): {local:.2f} s / "
+        f"{relayed:.2f} s, ratio {relayed / local:.2f}"
+    )
     call, event = calls["call"], calls["event"]
     added_call = (call["B"] - call["A"]) * 1000
     added_event = (event["B"] - event["A"]) / EVENTS * 1e6
