@@ -244,9 +244,26 @@ class CpuMeter:
         return spent
 
 
+def fork_servers(fleet: AgentFleet) -> int:
+    """Runner fork servers the agent processes keep (their children that outlive a task):
+    an agent starts them only while the machine is at least half idle, and a runner forked
+    from one costs ~10 ms of CPU where one started afresh costs an interpreter's start, so
+    the layouts compare fairly only with as many up in each."""
+    count = 0
+    for agent in fleet.processes:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(agent.pid).children():
+                if time.time() - child.create_time() > 5 and "octo-runner" in " ".join(
+                    child.cmdline()
+                ):
+                    count += 1
+    return count
+
+
 def measure(
     client: httpx.Client, project_id: str, names: list[str], runs: int, meter: CpuMeter
 ) -> dict[str, Any]:
+    forks = fork_servers(meter.fleet)
     fan = timed(client, names, "echo ok", runs)
     deploys = [deploy_seconds(client, project_id) for _ in range(max(2, runs // 2))]
     return {
@@ -256,6 +273,7 @@ def measure(
         "deploy_min": min(deploys),
         "load": load(),
         "cpu": meter.used(),
+        "forks": f"{forks} -> {fork_servers(meter.fleet)}",
     }
 
 
@@ -366,6 +384,7 @@ def report(results: dict[str, dict[str, Any]]) -> None:
             f"{label:<44}{one[key]:>10.2f}{two[key]:>10.2f}{ratio:>8.2f}  <{GOAL_RATIO:.2f} "
             f"{verdict:<6} {one['load']} | {two['load']}"
         )
+    print(f"agents' runner fork servers up (before -> after): {one['forks']} / {two['forks']}")
     cpu_one, cpu_two = one["cpu"], two["cpu"]
     print("CPU seconds over those fan-outs and deployments (1 node / 2 nodes):")
     for key in ("A", "B", "agents", "postgres"):
