@@ -13,7 +13,10 @@ and a two-step deployment (two ``run-script`` steps on the 100 agents), each tim
 task's own ``created_at`` -> ``finished_at`` (median of several runs). Beside them, per call:
 a one-agent ``true`` script on an agent of node A and on one of node B (the difference is the
 added latency of one relayed call, ``runner.run`` with its few events); per streamed event: a
-one-agent script printing 2,000 lines, on node A and on node B (the difference over 2,000).
+one-agent script printing 2,000 lines, on node A and on node B (the difference over 2,000);
+the fan-out to node A's 50 agents and to node B's 50, alternated (the same N under the same
+moment's load: the two layouts are measured minutes apart); and the CPU seconds each layout's
+fan-outs and deployments cost the nodes, the agents and PostgreSQL.
 
 Goal: the 2-node fan-out and deployment within 10 % of the 1-node ones at N = 100. Figures
 from a shared 2-core machine with other work running: the load average is printed beside
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import psycopg
 from _fleet import (
     ENVIRONMENT,
@@ -44,6 +48,7 @@ from _fleet import (
     AgentFleet,
     AgentSpec,
     parse_iso,
+    pid_of,
     register_agents,
     run_script,
     wait_for_task,
@@ -203,7 +208,62 @@ def timed(client: httpx.Client, names: Sequence[str], body: str, runs: int) -> l
     return out
 
 
-def measure(client: httpx.Client, project_id: str, names: list[str], runs: int) -> dict[str, Any]:
+def process_cpu(pid: int) -> float:
+    with contextlib.suppress(psutil.Error):
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+class CpuMeter:
+    """CPU seconds of the two nodes, the agent processes (not their runners, the same in both
+    layouts) and the PostgreSQL backends serving the cluster's database: what a layout costs,
+    which a loaded shared machine does not blur as it blurs wall-clock times."""
+
+    def __init__(self, database: str, a: ServeProcess, b: ServeProcess, fleet: AgentFleet):
+        self.database, self.nodes, self.fleet = database, {"A": a, "B": b}, fleet
+        self.start = self.read()
+
+    def read(self) -> dict[str, Any]:
+        backends = rows_of(
+            self.database,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()",
+        )
+        return {
+            **{name: process_cpu(pid_of(node)) for name, node in self.nodes.items()},
+            "agents": self.fleet.cpu_seconds(),
+            "postgres": {int(row[0]): process_cpu(int(row[0])) for row in backends},
+        }
+
+    def used(self) -> dict[str, float]:
+        end, start = self.read(), self.start
+        spent = {key: end[key] - start[key] for key in ("A", "B", "agents")}
+        before = start["postgres"]
+        spent["postgres"] = sum(t - before.get(pid, 0.0) for pid, t in end["postgres"].items())
+        return spent
+
+
+def fork_servers(fleet: AgentFleet) -> int:
+    """Runner fork servers the agent processes keep (their children that outlive a task):
+    an agent starts them only while the machine is at least half idle, and a runner forked
+    from one costs ~10 ms of CPU where one started afresh costs an interpreter's start, so
+    the layouts compare fairly only with as many up in each."""
+    count = 0
+    for agent in fleet.processes:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(agent.pid).children():
+                if time.time() - child.create_time() > 5 and "octo-runner" in " ".join(
+                    child.cmdline()
+                ):
+                    count += 1
+    return count
+
+
+def measure(
+    client: httpx.Client, project_id: str, names: list[str], runs: int, meter: CpuMeter
+) -> dict[str, Any]:
+    forks = fork_servers(meter.fleet)
     fan = timed(client, names, "echo ok", runs)
     deploys = [deploy_seconds(client, project_id) for _ in range(max(2, runs // 2))]
     return {
@@ -212,6 +272,8 @@ def measure(client: httpx.Client, project_id: str, names: list[str], runs: int) 
         "fanout_min": min(fan),
         "deploy_min": min(deploys),
         "load": load(),
+        "cpu": meter.used(),
+        "forks": f"{forks} -> {fork_servers(meter.fleet)}",
     }
 
 
@@ -271,7 +333,8 @@ def main() -> None:
                         fleet.settle()
                         print(f"  {layout}: agents connected {expected}; {load()}", flush=True)
                         timed(api_a, names, "echo warm", 1)
-                        results[layout] = measure(api_a, project_id, names, runs)
+                        meter = CpuMeter(database, a, b, fleet)
+                        results[layout] = measure(api_a, project_id, names, runs, meter)
                         if layout == "2 nodes":
                             local, remote = names[0], names[1]  # even -> A, odd -> B
                             per_call = {
@@ -286,11 +349,23 @@ def main() -> None:
                             results["calls"] = {
                                 "call": per_call,
                                 "event": per_event,
+                                "halves": halves(api_a, names, runs),
                                 "load": load(),
                             }
                     finally:
                         fleet.close()
                 report(results)
+
+
+def halves(client: httpx.Client, names: list[str], runs: int) -> dict[str, float]:
+    """The 50 agents of node A and the 50 of node B, fanned out to in turn (local, relayed,
+    local, ...): the same N and the same moment's load for both, which the two layouts,
+    measured minutes apart on a shared machine, do not get."""
+    spent: dict[str, list[float]] = {"local": [], "relayed": []}
+    for _ in range(runs):
+        for half, group in (("local", names[0::2]), ("relayed", names[1::2])):
+            spent[half] += timed(client, group, "echo ok", 1)
+    return {half: statistics.median(times) for half, times in spent.items()}
 
 
 def report(results: dict[str, dict[str, Any]]) -> None:
@@ -309,6 +384,19 @@ def report(results: dict[str, dict[str, Any]]) -> None:
             f"{label:<44}{one[key]:>10.2f}{two[key]:>10.2f}{ratio:>8.2f}  <{GOAL_RATIO:.2f} "
             f"{verdict:<6} {one['load']} | {two['load']}"
         )
+    print(f"agents' runner fork servers up (before -> after): {one['forks']} / {two['forks']}")
+    cpu_one, cpu_two = one["cpu"], two["cpu"]
+    print("CPU seconds over those fan-outs and deployments (1 node / 2 nodes):")
+    for key in ("A", "B", "agents", "postgres"):
+        label = {"A": "node A", "B": "node B"}.get(key, key)
+        print(f"  {label:<10}{cpu_one[key]:>8.2f}{cpu_two[key]:>8.2f}")
+    total_one, total_two = sum(cpu_one.values()), sum(cpu_two.values())
+    print(f"  {'total':<10}{total_one:>8.2f}{total_two:>8.2f}  ratio {total_two / total_one:.2f}")
+    local, relayed = calls["halves"]["local"], calls["halves"]["relayed"]
+    print(
+        f"fan-out to node A's 50 / node B's 50, alternated (median): {local:.2f} s / "
+        f"{relayed:.2f} s, ratio {relayed / local:.2f}"
+    )
     call, event = calls["call"], calls["event"]
     added_call = (call["B"] - call["A"]) * 1000
     added_event = (event["B"] - event["A"]) / EVENTS * 1e6

@@ -19,12 +19,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from octo_appliance.comms import Response
 from octo_appliance.comms.errors import CallFailed, CallTimeout, PickupTimeout
 from octo_appliance.db.connection import open_database
 from octo_appliance.db.migrations import migrate
 from octo_appliance.transports.relay import CallRelay, RelayingHub
+from octo_appliance.transports.relay.pg import Pool
 from octo_appliance.transports.relay.wire import NotPickedUp
 from octo_appliance.vault import Vault
 from octo_appliance.vault.keys import KeyRing, MasterKey
@@ -272,6 +274,43 @@ async def test_a_call_under_way_when_its_node_dies_fails_naming_the_node(
         await call(a, b, "agent.info")
 
 
+async def test_the_relay_commits_without_waiting_for_the_flush(database: str) -> None:
+    """PostgreSQL commits every transaction that notifies one at a time: the relay's must not
+    hold that lock through a WAL flush each (pg.py), whatever the database's default."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        name = sql.Identifier(str(conn.info.dbname))
+        conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = on").format(name))
+    with psycopg.connect(database, autocommit=True) as conn:
+        default = conn.execute("SHOW synchronous_commit").fetchone()
+    assert default is not None and default[0] == "on"
+    pool = Pool(database)
+    try:
+        async with pool.connection() as conn:
+            row = await (await conn.execute("SHOW synchronous_commit")).fetchone()
+    finally:
+        await pool.close()
+    assert row is not None and row[0] == "off"
+
+
+async def test_agents_are_recorded_again_after_the_listener_reconnects(
+    nodes: tuple[Node, Node],
+) -> None:
+    """An agent row lost with PostgreSQL (a crash takes the last asynchronous commits and
+    every connection) is written again when the node's listener is back."""
+    a, _ = nodes
+    url = database_of(a)
+    thumbprint = "d" * 64
+    a.relay.agent_connected(thumbprint)
+    await _wait_recorded(url, thumbprint)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('DELETE FROM "relay_agent" WHERE "thumbprint" = %s', (thumbprint,))
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+            "current_database() AND query LIKE 'LISTEN %%' AND pid <> pg_backend_pid()"
+        )
+    await _wait_recorded(url, thumbprint)
+
+
 async def kill(node: Node) -> None:
     """As ``kill -9`` leaves it: the rows stay, nothing listens, heartbeats or serves."""
     relay = node.relay
@@ -305,7 +344,7 @@ async def _age(url: str, node_id: str) -> None:
 
 
 async def _wait_recorded(url: str, thumbprint: str) -> None:
-    for _ in range(100):
+    for _ in range(300):
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute(
                 'SELECT 1 FROM "relay_agent" WHERE "thumbprint" = %s', (thumbprint,)

@@ -72,19 +72,14 @@ class RelayingHub(PollingHub):
                 return await super().call(
                     agent_id, method, params, pickup_timeout=max(remaining, 1.0), **kwargs
                 )
-            node = await relay.node_of(agent_id)
-            if node is not None:
-                try:
-                    return await relay.call(
-                        node,
-                        agent_id,
-                        method,
-                        params,
-                        pickup_timeout=max(remaining, 1.0),
-                        **kwargs,
-                    )
-                except NotPickedUp:
-                    continue  # its node died before taking it: wherever the agent is now
+            try:  # to the node holding the agent's connection, if one does
+                response = await relay.call(
+                    None, agent_id, method, params, pickup_timeout=max(remaining, 1.0), **kwargs
+                )
+            except NotPickedUp:
+                continue  # its node died before taking it: wherever the agent is now
+            if response is not None:
+                return response
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise PickupTimeout(

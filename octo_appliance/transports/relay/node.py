@@ -182,19 +182,6 @@ class CallRelay:
                 (thumbprint, self.node_id),
             )
 
-    async def node_of(self, thumbprint: str) -> str | None:
-        """The other live node holding the agent's connection, if any."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                'SELECT a."node_id" FROM "relay_agent" a JOIN "relay_node" n ON n."id" = '
-                f'a."node_id" WHERE a."thumbprint" = %s AND n."seen_at" > {NOW} - %s * '
-                "interval '1 second'",
-                (thumbprint, STALE_SECONDS),
-            )
-            row = await cur.fetchone()
-        node = str(row[0]) if row else None
-        return None if node == self.node_id else node
-
     async def node_alive(self, node_id: str) -> tuple[bool, str]:
         """Whether ``node_id`` heartbeats, and its label (for messages)."""
         async with self.pool.connection() as conn:
@@ -222,7 +209,7 @@ class CallRelay:
 
     async def call(
         self,
-        node_id: str,
+        node_id: str | None,
         thumbprint: str,
         method: str,
         params: dict[str, Any] | None,
@@ -232,8 +219,9 @@ class CallRelay:
         upload: UploadSource | None = None,
         download_dir: str | Path | None = None,
         timeout: float | None = None,
-    ) -> Response:
-        """Hand the call to node ``node_id``, which holds the agent's connection."""
+    ) -> Response | None:
+        """Hand the call to node ``node_id``, or (None) to the other live node that holds the
+        agent's connection; None when no other node holds it (nothing was sent)."""
         return await request(
             self,
             node_id,
@@ -297,6 +285,8 @@ class CallRelay:
                 watch.noticed.set()
         for event in self._agent_arrived.values():
             event.set()
+        for thumbprint in list(self._local_agents):  # rows of the last moments before a
+            self.spawn(self._record_agent(thumbprint))  # PostgreSQL crash may be lost (pg.py)
         self.spawn(self.server.sweep())
         if self.on_targets_changed is not None:
             self.spawn(self.on_targets_changed())

@@ -5,6 +5,18 @@ loop that serves agents, rather than through peewee in worker threads: a relayed
 short round trip, and the listening connection must stay open anyway. A connection that
 failed is dropped and a new one opened on the next use; the listener reconnects on its own
 and says so (``on_reconnect``), since notifications sent while it was away are lost.
+
+The relay's connections commit asynchronously (``synchronous_commit = off``). PostgreSQL
+commits every transaction that sent a ``NOTIFY`` one at a time, under one lock for the whole
+server, and with synchronous commit each holds that lock through its WAL flush: 50 relayed
+calls (a call row, an event batch and an outcome each, every one with its ``NOTIFY``) queued
+behind about 150 flushes in a row, which was the several seconds a 2-node fan-out lost
+(docs/ha.md, "Calls across nodes"). Without the wait for the flush the lock is held for well
+under a millisecond. What that gives up is the durability of the last few hundred
+milliseconds of relay rows if PostgreSQL itself crashes; those rows only live while their
+calls run, and such a crash drops every connection, which fails every relayed call in flight
+anyway. The engine's own writes (tasks, results, logs) stay synchronous: they use peewee's
+connections, not these.
 """
 
 from __future__ import annotations
@@ -20,6 +32,8 @@ log = logging.getLogger("octo_appliance.relay")
 
 #: how long the listener waits before it reconnects after losing PostgreSQL
 RECONNECT_SECONDS = 1.0
+#: set on every connection of the pool (see the module docstring)
+SESSION = "SET synchronous_commit = off"
 
 
 class Pool:
@@ -36,6 +50,11 @@ class Pool:
             conn = self._idle.pop() if self._idle else None
             if conn is None or conn.closed:
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                try:
+                    await conn.execute(SESSION)
+                except BaseException:
+                    await _discard(conn)
+                    raise
             try:
                 yield conn
             except BaseException:
