@@ -192,6 +192,14 @@ class AgentFleet:
                 total += times.user + times.system
         return total
 
+    def rss(self) -> int:
+        """Resident bytes of the agent processes (not their runners or fork servers)."""
+        total = 0
+        for agent in self.processes:
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(agent.pid).memory_info().rss
+        return total
+
     def settle(self, timeout: float = 120.0) -> float:
         """Wait until the machine is mostly idle (the agents' fork servers, started when
         quiet after the warm-up, are up): two 0.5 s readings under 15% CPU. The seconds."""
@@ -333,6 +341,43 @@ def run_script(
     failed = [t["target_name"] for t in task["targets"] if t["state"] != "success"]
     seconds = parse_iso(task["finished_at"]) - parse_iso(task["created_at"])
     return TaskRun(task_id, task["state"], seconds, observed, failed)
+
+
+def failure_lines(client: httpx.Client, task_id: str, targets: int) -> list[str]:
+    """The task's warning and error lines of its first ``targets`` failed targets: why."""
+    task = client.get(f"/api/v1/tasks/{task_id}").json()
+    failed = {t["target_name"] for t in task["targets"] if t["state"] != "success"}
+    shown: dict[str, list[str]] = {}
+    since = 0
+    while True:
+        page = client.get(f"/api/v1/tasks/{task_id}/log", params={"since": since}).json()
+        for item in page["items"]:
+            name = (item.get("target") or {}).get("name")
+            loud = item.get("level") in ("warning", "error")
+            if name in failed and loud and (name in shown or len(shown) < targets):
+                shown.setdefault(name, []).append(f"{name}: {item['message']}")
+        if not page["items"] or page["finished"]:
+            break
+        since = page["next_since"]
+    return [line for lines in shown.values() for line in lines]
+
+
+def wait_health_checks(client: httpx.Client, timeout: float) -> tuple[float, int]:
+    """Wait until no health check is queued or running: every registration queues one for
+    its target, which runs once the agent connects (seconds waited, checks that failed)."""
+    started = time.monotonic()
+    while True:
+        busy = sum(
+            client.get("/api/v1/tasks", params={"kind": "health-check", "state": state}).json()[
+                "total"
+            ]
+            for state in ("queued", "executing")
+        )
+        if not busy or time.monotonic() - started > timeout:
+            break
+        time.sleep(1.0)
+    failed = client.get("/api/v1/tasks", params={"kind": "health-check", "state": "failed"})
+    return time.monotonic() - started, int(failed.json()["total"])
 
 
 @contextlib.contextmanager
