@@ -69,9 +69,13 @@ def create_key(data_dir: Path) -> str:
     return out.strip().splitlines()[-1].strip()
 
 
-def start_appliance(data_dir: Path, polling_listen: str = "127.0.0.1:0") -> ServeProcess:
-    """``serve`` at log level info: its ``connection from`` lines time the polling hub."""
+def start_appliance(
+    data_dir: Path, polling_listen: str = "127.0.0.1:0", settings: dict[str, str] | None = None
+) -> ServeProcess:
+    """``serve`` at log level info: its ``connection from`` lines time the polling hub.
+    ``settings``: more ``OCTO_*`` variables (e.g. ``OCTO_TASK_CAP``)."""
     env = {"OCTO_ADMIN_PASSWORD": "bench-admin-password", "OCTO_LOG_LEVEL": "info"}
+    env.update(settings or {})
     return ServeProcess(data_dir, polling_listen=polling_listen, env=env).start()
 
 

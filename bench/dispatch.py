@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,6 +62,7 @@ from _fleet import (
     wait_established,
     wait_health_checks,
 )
+from _rows import Row, print_table
 
 from octo_appliance.builds.runner import RunnerBuild, prepare_runner
 from tests.serve_process import ServeProcess
@@ -81,16 +81,6 @@ class Goals(NamedTuple):
 #: issue 3's goals at 500 connections; issue 14's (item 4) from 5,000 on
 GOALS_500 = Goals(dispatch_p99_ms=20.0, rss_mb=400.0, reconnect_s=30.0, script_s=30.0)
 GOALS_5000 = Goals(dispatch_p99_ms=5.0, rss_mb=1500.0, reconnect_s=60.0, script_s=30.0)
-
-
-@dataclass
-class Row:
-    figure: str
-    value: float
-    unit: str
-    goal: float | None = None
-    floor: float | None = None
-    floor_label: str = ""
 
 
 def bench_dispatch(
@@ -224,13 +214,17 @@ def bench_fanout(tmp: Path, runner: RunnerBuild, sizes: Sequence[int]) -> tuple[
 # -- 3. many polling connections ------------------------------------------------------------
 
 
+#: ``OCTO_*`` settings of the appliance of [3/3] (``--task-cap``)
+SETTINGS: dict[str, str] = {}
+
+
 def _restart(server: ServeProcess, data: Path, port: int) -> tuple[ServeProcess, float, float]:
     """SIGTERM, then start again on the same data dir and polling port: the new process and
     the times of the SIGTERM and of its ``ready``."""
     sigterm = time.time()
     server.stop()
     exited = time.time()
-    server = start_appliance(data, polling_listen=f"127.0.0.1:{port}")
+    server = start_appliance(data, f"127.0.0.1:{port}", SETTINGS)
     ready = time.time()
     print(
         f"  restart: the old process exited {exited - sigterm:.2f} s after SIGTERM, "
@@ -265,7 +259,7 @@ def bench_connections(
     data = tmp / "conn-data"
     specs = [AgentSpec(f"poll-{i:04d}", "polling") for i in range(count)]
     names = [spec.name for spec in specs]
-    server = start_appliance(data)
+    server = start_appliance(data, settings=SETTINGS)
     try:
         key = create_key(data)
         homes = register_agents(server, key, tmp / "conn-agents", specs)
@@ -285,6 +279,11 @@ def bench_connections(
                 time.monotonic() - idle_from
             )
             rss = tree_rss(pid_of(server))
+            print(
+                f"  appliance RSS {rss / MB:.0f} MB with all {count} connected "
+                f"({rss_idle / MB:.0f} MB before), {idle_share * 100:.1f}% CPU while they idle",
+                flush=True,
+            )
             with api_client(server, key) as client:
                 checks_s, checks_failed = wait_health_checks(client, 1800)
                 print(
@@ -375,27 +374,6 @@ def checked_script(client: httpx.Client, names: Sequence[str], what: str) -> Tas
     return run
 
 
-# -- the table ------------------------------------------------------------------------------
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    print()
-    print(
-        f"{'figure':<46} {'measured':>11} {'goal':>9} {'/goal':>7}   "
-        f"{'floor / peer':<30} {'value':>10} {'/floor':>7}"
-    )
-    for row in rows:
-        measured = f"{row.value:.2f} {row.unit}"
-        goal = f"{row.goal:g} {row.unit}" if row.goal is not None else "-"
-        ratio = f"{row.value / row.goal:.2f}x" if row.goal else "-"
-        floor = f"{row.floor:.2f} {row.unit}" if row.floor is not None else "-"
-        vs_floor = f"{row.value / row.floor:.2f}x" if row.floor else "-"
-        print(
-            f"{row.figure:<46} {measured:>11} {goal:>9} {ratio:>7}   "
-            f"{row.floor_label or '-':<30} {floor:>10} {vs_floor:>7}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -406,7 +384,15 @@ def main() -> None:
         action="store_true",
         help="skip the fan-out; dispatch latency with all the agents connected, then [3/3]",
     )
+    parser.add_argument(
+        "--task-cap",
+        type=int,
+        help="the appliance's task_cap in [3/3] (default 5: each registration queues a health "
+        "check, so 5,000 registrations queue 5,000 tasks that run 5 at a time)",
+    )
     args = parser.parse_args()
+    if args.task_cap:
+        SETTINGS["OCTO_TASK_CAP"] = str(args.task_cap)
     calls = 300 if args.quick else 2000
     sizes = (1, 20) if args.quick else (1, 20, 100)
     conns = args.agents or (50 if args.quick else 500)
