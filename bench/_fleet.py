@@ -388,3 +388,32 @@ def wait_health_checks(client: httpx.Client, timeout: float) -> tuple[float, int
 def api_client(server: ServeProcess, key: str) -> Iterator[httpx.Client]:
     with server.http2_client(headers={"X-Api-Key": key}, timeout=60) as client:
         yield client
+
+
+def failed_suffix(run: TaskRun) -> str:
+    return f" ({len(run.failed_targets)} failed)" if run.failed_targets else ""
+
+
+def appliance_cpu(server: ServeProcess) -> float:
+    times = psutil.Process(pid_of(server)).cpu_times()
+    return float(times.user + times.system)
+
+
+def scripted(
+    server: ServeProcess, client: httpx.Client, names: Sequence[str], what: str
+) -> TaskRun:
+    """A script on every target; prints its time, the appliance's CPU per target, and why
+    targets failed if some did (the run goes on: later figures still count)."""
+    before = appliance_cpu(server)
+    run = run_script(client, names, poll=0.25, timeout=900)
+    cpu = appliance_cpu(server) - before
+    failed = f", {len(run.failed_targets)} failed" if run.failed_targets else ""
+    print(
+        f"  {what} on {len(names)}: {run.seconds:.1f} s created -> done ({run.state}{failed}); "
+        f"appliance CPU {cpu:.1f} s, {cpu / len(names) * 1000:.1f} ms per target",
+        flush=True,
+    )
+    if run.failed_targets:
+        for line in failure_lines(client, run.task_id, 3):
+            print(f"    {line}", flush=True)
+    return run

@@ -41,22 +41,21 @@ from typing import NamedTuple
 
 import _latency
 import _repo  # noqa: F401  (the repository on sys.path, first)
-import httpx
-import psutil
 from _fleet import (
     AgentFleet,
     AgentSpec,
     EstablishedWatcher,
-    TaskRun,
     api_client,
+    appliance_cpu,
     create_key,
-    failure_lines,
+    failed_suffix,
     hub_connections,
     mixed_specs,
     percentile,
     pid_of,
     register_agents,
     run_script,
+    scripted,
     start_appliance,
     tree_rss,
     wait_established,
@@ -346,47 +345,18 @@ def bench_connections(
             Row(figure, value, "s", goal=goal, floor=runners, floor_label=runners_label)
             for figure, value, goal in (
                 (
-                    f"script on all {count}, connected{_failed(again)}",
+                    f"script on all {count}, connected{failed_suffix(again)}",
                     again.seconds,
                     goals.script_s,
                 ),
                 (
-                    f"script on all {count} posted at ready{_failed(after)}",
+                    f"script on all {count} posted at ready{failed_suffix(after)}",
                     after.observed,
                     goals.reconnect_s,
                 ),
             )
         ),
     ]
-
-
-def _failed(run: TaskRun) -> str:
-    return f" ({len(run.failed_targets)} failed)" if run.failed_targets else ""
-
-
-def appliance_cpu(server: ServeProcess) -> float:
-    times = psutil.Process(pid_of(server)).cpu_times()
-    return float(times.user + times.system)
-
-
-def scripted(
-    server: ServeProcess, client: httpx.Client, names: Sequence[str], what: str
-) -> TaskRun:
-    """A script on every target; prints its time, the appliance's CPU per target, and why
-    targets failed if some did (the run goes on: later figures still count)."""
-    before = appliance_cpu(server)
-    run = run_script(client, names, poll=0.25, timeout=900)
-    cpu = appliance_cpu(server) - before
-    failed = f", {len(run.failed_targets)} failed" if run.failed_targets else ""
-    print(
-        f"  {what} on {len(names)}: {run.seconds:.1f} s created -> done ({run.state}{failed}); "
-        f"appliance CPU {cpu:.1f} s, {cpu / len(names) * 1000:.1f} ms per target",
-        flush=True,
-    )
-    if run.failed_targets:
-        for line in failure_lines(client, run.task_id, 3):
-            print(f"    {line}", flush=True)
-    return run
 
 
 def main() -> None:
@@ -405,9 +375,20 @@ def main() -> None:
         help="the appliance's task_cap in [3/3] (default 5: each registration queues a health "
         "check, so 5,000 registrations queue 5,000 tasks that run 5 at a time)",
     )
+    parser.add_argument(
+        "--handshakes-per-address",
+        type=int,
+        help="the appliance's max_pending_handshakes_per_address in [3/3] (default 32; every "
+        "agent of the bench comes from 127.0.0.1, as agents behind one NAT address would)",
+    )
+    parser.add_argument(
+        "--no-latency", action="store_true", help="with --connections-only: [3/3] only"
+    )
     args = parser.parse_args()
     if args.task_cap:
         SETTINGS["OCTO_TASK_CAP"] = str(args.task_cap)
+    if args.handshakes_per_address:
+        SETTINGS["OCTO_MAX_PENDING_HANDSHAKES_PER_ADDRESS"] = str(args.handshakes_per_address)
     calls = 300 if args.quick else 2000
     sizes = (1, 20) if args.quick else (1, 20, 100)
     conns = args.agents or (50 if args.quick else 500)
@@ -420,9 +401,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         runner = prepare_runner(tmp / "runner")
         if args.connections_only:
-            rows = bench_dispatch(
-                tmp / "dispatch", runner, calls, goals.dispatch_p99_ms, conns - 1, per_process
-            )
+            rows = []
+            if not args.no_latency:
+                rows = bench_dispatch(
+                    tmp / "dispatch", runner, calls, goals.dispatch_p99_ms, conns - 1, per_process
+                )
             _, runner_cpu = runner_floor(tmp / "floor", runner, 20)
         else:
             rows = bench_dispatch(tmp / "dispatch", runner, calls, goals.dispatch_p99_ms)
