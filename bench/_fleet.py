@@ -70,11 +70,17 @@ def create_key(data_dir: Path) -> str:
 
 
 def start_appliance(
-    data_dir: Path, polling_listen: str = "127.0.0.1:0", *, new_session: bool = False
+    data_dir: Path,
+    polling_listen: str = "127.0.0.1:0",
+    settings: dict[str, str] | None = None,
+    *,
+    new_session: bool = False,
 ) -> ServeProcess:
     """``serve`` at log level info: its ``connection from`` lines time the polling hub.
-    ``new_session``: in a session of its own (see :class:`AgentFleet`)."""
+    ``settings``: more ``OCTO_*`` variables (e.g. ``OCTO_TASK_CAP``); ``new_session``: in a
+    session of its own (see :class:`AgentFleet`)."""
     env = {"OCTO_ADMIN_PASSWORD": "bench-admin-password", "OCTO_LOG_LEVEL": "info"}
+    env.update(settings or {})
     server = ServeProcess(data_dir, polling_listen=polling_listen, env=env, new_session=new_session)
     return server.start()
 
@@ -235,6 +241,14 @@ class AgentFleet:
             time.sleep(0.2)
         return time.monotonic() - started
 
+    def rss(self) -> int:
+        """Resident bytes of the agent processes (not their runners or fork servers)."""
+        total = 0
+        for agent in self.processes:
+            with contextlib.suppress(psutil.Error):
+                total += psutil.Process(agent.pid).memory_info().rss
+        return total
+
     def settle(self, timeout: float = 120.0) -> float:
         """Wait until the machine is mostly idle (the agents' fork servers, started when
         quiet after the warm-up, are up): two 0.5 s readings under 15% CPU. The seconds."""
@@ -363,9 +377,9 @@ def run_script(
 ) -> TaskRun:
     """Run a bash script on the named targets through the console; wait for the task."""
     sent = time.time()
-    response = client.post(
-        "/api/v1/scripts", json={"targets": list(names), "syntax": "bash", "body": body}
-    )
+    # the console takes at most 1,000 target names: more are every target of the environment
+    chosen = {"targets": list(names)} if len(names) <= 1000 else {"environment": ENVIRONMENT}
+    response = client.post("/api/v1/scripts", json={**chosen, "syntax": "bash", "body": body})
     if response.status_code != 202:
         sys.exit(f"POST /scripts failed: {response.status_code} {response.text}")
     task_id = response.json()["task_id"]
@@ -378,7 +392,73 @@ def run_script(
     return TaskRun(task_id, task["state"], seconds, observed, failed)
 
 
+def failure_lines(client: httpx.Client, task_id: str, targets: int) -> list[str]:
+    """The task's warning and error lines of its first ``targets`` failed targets: why."""
+    task = client.get(f"/api/v1/tasks/{task_id}").json()
+    failed = {t["target_name"] for t in task["targets"] if t["state"] != "success"}
+    shown: dict[str, list[str]] = {}
+    since = 0
+    while True:
+        page = client.get(f"/api/v1/tasks/{task_id}/log", params={"since": since}).json()
+        for item in page["items"]:
+            name = (item.get("target") or {}).get("name")
+            loud = item.get("level") in ("warning", "error")
+            if name in failed and loud and (name in shown or len(shown) < targets):
+                shown.setdefault(name, []).append(f"{name}: {item['message']}")
+        if not page["items"] or page["finished"]:
+            break
+        since = page["next_since"]
+    return [line for lines in shown.values() for line in lines]
+
+
+def wait_health_checks(client: httpx.Client, timeout: float) -> tuple[float, int]:
+    """Wait until no health check is queued or running: every registration queues one for
+    its target, which runs once the agent connects (seconds waited, checks that failed)."""
+    started = time.monotonic()
+    while True:
+        busy = sum(
+            client.get("/api/v1/tasks", params={"kind": "health-check", "state": state}).json()[
+                "total"
+            ]
+            for state in ("queued", "executing")
+        )
+        if not busy or time.monotonic() - started > timeout:
+            break
+        time.sleep(1.0)
+    failed = client.get("/api/v1/tasks", params={"kind": "health-check", "state": "failed"})
+    return time.monotonic() - started, int(failed.json()["total"])
+
+
 @contextlib.contextmanager
 def api_client(server: ServeProcess, key: str) -> Iterator[httpx.Client]:
     with server.http2_client(headers={"X-Api-Key": key}, timeout=60) as client:
         yield client
+
+
+def failed_suffix(run: TaskRun) -> str:
+    return f" ({len(run.failed_targets)} failed)" if run.failed_targets else ""
+
+
+def appliance_cpu(server: ServeProcess) -> float:
+    times = psutil.Process(pid_of(server)).cpu_times()
+    return float(times.user + times.system)
+
+
+def scripted(
+    server: ServeProcess, client: httpx.Client, names: Sequence[str], what: str
+) -> TaskRun:
+    """A script on every target; prints its time, the appliance's CPU per target, and why
+    targets failed if some did (the run goes on: later figures still count)."""
+    before = appliance_cpu(server)
+    run = run_script(client, names, poll=0.25, timeout=900)
+    cpu = appliance_cpu(server) - before
+    failed = f", {len(run.failed_targets)} failed" if run.failed_targets else ""
+    print(
+        f"  {what} on {len(names)}: {run.seconds:.1f} s created -> done ({run.state}{failed}); "
+        f"appliance CPU {cpu:.1f} s, {cpu / len(names) * 1000:.1f} ms per target",
+        flush=True,
+    )
+    if run.failed_targets:
+        for line in failure_lines(client, run.task_id, 3):
+            print(f"    {line}", flush=True)
+    return run

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _fleet import reserve_ports  # noqa: E402
+from _fleet import AgentFleet, reserve_ports  # noqa: E402
 
 from octo_appliance.agent.home import Home  # noqa: E402
 from octo_appliance.builds.runner import RunnerBuild  # noqa: E402
@@ -114,13 +114,31 @@ async def _time_calls(
     return out
 
 
-async def measure(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[float]]:
-    """Round-trip milliseconds: ``polling``, ``listening`` (agent.info) and ``echo``."""
+async def measure(
+    tmp: Path, runner: RunnerBuild, calls: int, idle: int = 0, per_process: int = 250
+) -> dict[str, list[float]]:
+    """Round-trip milliseconds: ``polling``, ``listening`` (agent.info) and ``echo``; with
+    ``idle`` more polling agents (``per_process`` identities per agent process) connected
+    and idle meanwhile, so the listener also carries their keepalives."""
     appliance = generate_identity("octo-bench-appliance")
-    homes: list[Home] = []
+    homes: list[tuple[str, Home]] = []
 
-    def trusted() -> list[tuple[str, str]]:
-        return [(i.thumbprint, i.cert_pem.decode()) for i in (h.load_identity() for h in homes)]
+    def trusted() -> list[TargetAddress]:
+        """The agents as the appliance's trust loader gives them (a polling one must be a
+        polling target to open a polling session)."""
+        out = []
+        for style, home in homes:
+            identity, config = home.load_identity(), home.require_registered()
+            out.append(
+                TargetAddress(
+                    config.target_id,
+                    config.name,
+                    style,
+                    thumbprint=identity.thumbprint,
+                    certificate=identity.cert_pem.decode(),
+                )
+            )
+        return out
 
     (tmp / "spool").mkdir(parents=True)
     network = AgentNetwork(
@@ -134,8 +152,15 @@ async def measure(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[
     listener = _write_home(
         tmp / "agents", "listen-1", "listening", appliance, f"127.0.0.1:{listen_port}"
     )
-    homes += [poller, listener]
+    homes += [("polling", poller), ("listening", listener)]
+    address = f"127.0.0.1:{network.polling_port}"
+    extra = [
+        _write_home(tmp / "idle", f"idle-{i:04d}", "polling", appliance, address)
+        for i in range(idle)
+    ]
+    homes += [("polling", home) for home in extra]
     await network.reload_trust()
+    fleet = AgentFleet()
     echo_cert = generate_identity("octo-bench-echo")
     echo_cert.save(tmp / "echo.pem", tmp / "echo.key")
     echo_proc = subprocess.Popen(
@@ -150,6 +175,10 @@ async def measure(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[
         echo = EchoClient(echo_cert.cert_pem, int(echo_proc.stdout.readline()))
         await echo.open()
         await asyncio.to_thread(agent.start)
+        if extra:
+            await asyncio.to_thread(fleet.start, extra, per_process)
+            while len(network.hub.connected_agents) < idle + 1:
+                await asyncio.sleep(0.2)
         p_id, l_id = poller.load_identity(), listener.load_identity()
         targets = {
             "polling": (
@@ -182,6 +211,7 @@ async def measure(tmp: Path, runner: RunnerBuild, calls: int) -> dict[str, list[
     finally:
         await network.stop()
         await asyncio.to_thread(agent.close)
+        await asyncio.to_thread(fleet.close)
         if echo_proc.stdin is not None:
             echo_proc.stdin.close()
         echo_proc.wait(10)

@@ -36,8 +36,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import _latency
 import _repo  # noqa: F401  (the repository on sys.path, first)
@@ -46,45 +46,54 @@ from _fleet import (
     AgentSpec,
     EstablishedWatcher,
     api_client,
+    appliance_cpu,
     create_key,
+    failed_suffix,
     hub_connections,
     mixed_specs,
     percentile,
     pid_of,
     register_agents,
     run_script,
+    scripted,
     start_appliance,
     tree_rss,
     wait_established,
+    wait_health_checks,
 )
+from _rows import Row, print_table
 
 from octo_appliance.builds.runner import RunnerBuild, prepare_runner
 from tests.serve_process import ServeProcess
 
-GOAL_DISPATCH_P99_MS = 20.0
 GOAL_FANOUT_20_S = 1.0
-GOAL_RSS_MB = 400.0
-GOAL_RECONNECT_S = 30.0
 MB = 1024 * 1024
 
 
-@dataclass
-class Row:
-    figure: str
-    value: float
-    unit: str
-    goal: float | None = None
-    floor: float | None = None
-    floor_label: str = ""
+class Goals(NamedTuple):
+    dispatch_p99_ms: float
+    rss_mb: float
+    reconnect_s: float
+    script_s: float
 
 
-def bench_dispatch(tmp: Path, runner: RunnerBuild, calls: int) -> list[Row]:
-    print(f"[1/3] dispatch latency: agent.info x {calls} per mode ...", flush=True)
-    samples = asyncio.run(_latency.measure(tmp, runner, calls))
+#: issue 3's goals at 500 connections; issue 14's (item 4) from 5,000 on
+GOALS_500 = Goals(dispatch_p99_ms=20.0, rss_mb=400.0, reconnect_s=30.0, script_s=30.0)
+GOALS_5000 = Goals(dispatch_p99_ms=5.0, rss_mb=1500.0, reconnect_s=60.0, script_s=30.0)
+
+
+def bench_dispatch(
+    tmp: Path, runner: RunnerBuild, calls: int, goal_ms: float, idle: int = 0, per_process: int = 1
+) -> list[Row]:
+    """``idle``: that many more polling agents connected (and idle) while it is measured."""
+    also = f", {idle} more polling agents connected" if idle else ""
+    print(f"[1/3] dispatch latency: agent.info x {calls} per mode{also} ...", flush=True)
+    samples = asyncio.run(_latency.measure(tmp, runner, calls, idle, per_process))
     echo = samples["echo"]
     rows = []
     for mode in ("polling", "listening"):
         values = samples[mode]
+        mode = f"{mode}, {idle + 1} conn" if idle else mode
         rows.append(
             Row(
                 f"dispatch p50, {mode}",
@@ -99,11 +108,13 @@ def bench_dispatch(tmp: Path, runner: RunnerBuild, calls: int) -> list[Row]:
                 f"dispatch p99, {mode}",
                 percentile(values, 99),
                 "ms",
-                goal=GOAL_DISPATCH_P99_MS,
+                goal=goal_ms,
                 floor=percentile(echo, 99),
                 floor_label="TLS echo p99",
             )
         )
+    for row in rows:
+        print(f"  {row.figure}: {row.value:.2f} ms (TLS echo {row.floor:.2f} ms)", flush=True)
     return rows
 
 
@@ -204,13 +215,17 @@ def bench_fanout(tmp: Path, runner: RunnerBuild, sizes: Sequence[int]) -> tuple[
 # -- 3. many polling connections ------------------------------------------------------------
 
 
+#: ``OCTO_*`` settings of the appliance of [3/3] (``--task-cap``)
+SETTINGS: dict[str, str] = {}
+
+
 def _restart(server: ServeProcess, data: Path, port: int) -> tuple[ServeProcess, float, float]:
     """SIGTERM, then start again on the same data dir and polling port: the new process and
     the times of the SIGTERM and of its ``ready``."""
     sigterm = time.time()
     server.stop()
     exited = time.time()
-    server = start_appliance(data, polling_listen=f"127.0.0.1:{port}")
+    server = start_appliance(data, f"127.0.0.1:{port}", SETTINGS)
     ready = time.time()
     print(
         f"  restart: the old process exited {exited - sigterm:.2f} s after SIGTERM, "
@@ -230,19 +245,22 @@ def _wait_hub(server: ServeProcess, count: int, timeout: float) -> float:
     return sorted(attached)[count - 1]
 
 
-def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float) -> list[Row]:
-    """RSS with ``count`` polling connections; reconnection after two restarts: the first
-    left alone (hub and sockets are watched), the second followed at once by a script on
-    every target (its runners compete for the CPU with the reconnecting, so it is separate)."""
+def bench_connections(
+    tmp: Path, count: int, per_process: int, runner_cpu: float, goals: Goals
+) -> list[Row]:
+    """RSS with ``count`` polling connections; a script on all of them (first with the runner
+    fetch, then again, all connected); reconnection after two restarts: the first left alone
+    (hub and sockets are watched), the second followed at once by a script on every target
+    (its runners compete for the CPU with the reconnecting, so it is separate)."""
+    processes = -(-count // per_process)
     print(
-        f"[3/3] {count} polling connections ({count // per_process} agent processes), "
-        "RSS, restart ...",
+        f"[3/3] {count} polling connections ({processes} agent processes), RSS, restart ...",
         flush=True,
     )
     data = tmp / "conn-data"
-    specs = [AgentSpec(f"poll-{i:03d}", "polling") for i in range(count)]
+    specs = [AgentSpec(f"poll-{i:04d}", "polling") for i in range(count)]
     names = [spec.name for spec in specs]
-    server = start_appliance(data)
+    server = start_appliance(data, settings=SETTINGS)
     try:
         key = create_key(data)
         homes = register_agents(server, key, tmp / "conn-agents", specs)
@@ -252,56 +270,68 @@ def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float
         with AgentFleet() as fleet:
             started = time.monotonic()
             fleet.start(homes, per_process)
-            wait_established(pid_of(server), port, count, 180)
+            wait_established(pid_of(server), port, count, 600)
             connect_s = time.monotonic() - started
-            time.sleep(5.0)
-            rss = tree_rss(pid_of(server))
+            rss_connected = tree_rss(pid_of(server))
             with api_client(server, key) as client:
-                first = run_script(client, names, poll=0.25, timeout=900)
-            if first.state != "success":
-                sys.exit(f"the script on {count} targets failed on {first.failed_targets[:5]}")
+                checks_s, checks_failed = wait_health_checks(client, 1800)
             print(
-                f"  {count} connected {connect_s:.1f} s after the agents started; first script "
-                f"on all {count} (each fetched the runner): {first.seconds:.1f} s",
+                f"  {count} connected {connect_s:.1f} s after the agents started; the {count} "
+                f"first health checks (queued at registration) were done {checks_s:.0f} s "
+                f"later ({checks_failed} failed); agent processes' RSS {fleet.rss() / MB:.0f} MB",
+                flush=True,
+            )
+            before = appliance_cpu(server)
+            time.sleep(5.0)  # all connected, nothing asked: keepalives only
+            idle_share = (appliance_cpu(server) - before) / 5.0
+            rss = max(rss_connected, tree_rss(pid_of(server)))
+            print(
+                f"  appliance RSS {rss / MB:.0f} MB with all {count} connected "
+                f"({rss_idle / MB:.0f} MB before), {idle_share * 100:.1f}% CPU while they idle",
                 flush=True,
             )
 
             cpu_before = fleet.cpu_seconds()
             server, sigterm, ready = _restart(server, data, port)
             watcher = EstablishedWatcher(pid_of(server), port, count)
-            hub_all = _wait_hub(server, count, 180)
+            hub_all = _wait_hub(server, count, 600)
             watcher.stop()
             print(
-                f"  the agents used {fleet.cpu_seconds() - cpu_before:.1f} CPU s from SIGTERM "
+                f"  all {count} back {hub_all - ready:.1f} s after the new process was ready; "
+                f"the agents used {fleet.cpu_seconds() - cpu_before:.1f} CPU s from SIGTERM "
                 "until all were back",
                 flush=True,
             )
 
             time.sleep(5.0)
+            with api_client(server, key) as client:
+                scripted(server, client, names, "first script (each fetched the runner)")
+                again = scripted(server, client, names, "second script, all connected")
             server, _, _ = _restart(server, data, port)
             with api_client(server, key) as client:
-                after = run_script(client, names, poll=0.25, timeout=900)
-            if after.state != "success":
-                sys.exit(f"the script after the restart failed on {after.failed_targets[:5]}")
+                after = scripted(server, client, names, "script posted at ready")
     finally:
         server.stop()
     cores = os.cpu_count() or 1
+    runners = count * runner_cpu / cores
+    runners_label = f"{count} runners' CPU / {cores} cores"
     return [
         Row(
             f"appliance RSS, {count} polling connections",
             rss / MB,
             "MB",
-            goal=GOAL_RSS_MB,
+            goal=goals.rss_mb,
             floor=rss_idle / MB,
             floor_label=f"RSS, {count} targets, 0 conns",
         ),
         Row(f"  per connection ({count} conns)", (rss - rss_idle) / count / 1024, "KB"),
+        Row(f"appliance CPU, {count} connected and idle", idle_share * 100, "%"),
         Row("restart: SIGTERM -> new process ready", ready - sigterm, "s"),
         Row(
             f"reconnect: ready -> hub has all {count}",
             hub_all - ready,
             "s",
-            goal=GOAL_RECONNECT_S,
+            goal=goals.reconnect_s,
             floor=watcher.seconds,
             floor_label=f"{count} sockets est. (psutil)",
         ),
@@ -309,55 +339,79 @@ def bench_connections(tmp: Path, count: int, per_process: int, runner_cpu: float
             f"reconnect: SIGTERM -> hub has all {count}",
             hub_all - sigterm,
             "s",
-            goal=GOAL_RECONNECT_S,
+            goal=goals.reconnect_s,
         ),
-        Row(
-            f"script on all {count} posted at ready: -> done",
-            after.observed,
-            "s",
-            goal=GOAL_RECONNECT_S,
-            floor=count * runner_cpu / cores,
-            floor_label=f"{count} runners' CPU / {cores} cores",
+        *(
+            Row(figure, value, "s", goal=goal, floor=runners, floor_label=runners_label)
+            for figure, value, goal in (
+                (
+                    f"script on all {count}, connected{failed_suffix(again)}",
+                    again.seconds,
+                    goals.script_s,
+                ),
+                (
+                    f"script on all {count} posted at ready{failed_suffix(after)}",
+                    after.observed,
+                    goals.reconnect_s,
+                ),
+            )
         ),
     ]
-
-
-# -- the table ------------------------------------------------------------------------------
-
-
-def print_table(rows: Sequence[Row]) -> None:
-    print()
-    print(
-        f"{'figure':<46} {'measured':>11} {'goal':>9} {'/goal':>7}   "
-        f"{'floor / peer':<30} {'value':>10} {'/floor':>7}"
-    )
-    for row in rows:
-        measured = f"{row.value:.2f} {row.unit}"
-        goal = f"{row.goal:g} {row.unit}" if row.goal is not None else "-"
-        ratio = f"{row.value / row.goal:.2f}x" if row.goal else "-"
-        floor = f"{row.floor:.2f} {row.unit}" if row.floor is not None else "-"
-        vs_floor = f"{row.value / row.floor:.2f}x" if row.floor else "-"
-        print(
-            f"{row.figure:<46} {measured:>11} {goal:>9} {ratio:>7}   "
-            f"{row.floor_label or '-':<30} {floor:>10} {vs_floor:>7}"
-        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--agents", type=int, help="polling connections (default 500)")
+    parser.add_argument("--per-process", type=int, help="identities per agent process")
+    parser.add_argument(
+        "--connections-only",
+        action="store_true",
+        help="skip the fan-out; dispatch latency with all the agents connected, then [3/3]",
+    )
+    parser.add_argument(
+        "--task-cap",
+        type=int,
+        help="the appliance's task_cap in [3/3] (default 5: each registration queues a health "
+        "check, so 5,000 registrations queue 5,000 tasks that run 5 at a time)",
+    )
+    parser.add_argument(
+        "--handshakes-per-address",
+        type=int,
+        help="the appliance's max_pending_handshakes_per_address in [3/3] (default 32; every "
+        "agent of the bench comes from 127.0.0.1, as agents behind one NAT address would)",
+    )
+    parser.add_argument(
+        "--no-latency", action="store_true", help="with --connections-only: [3/3] only"
+    )
     args = parser.parse_args()
+    if args.task_cap:
+        SETTINGS["OCTO_TASK_CAP"] = str(args.task_cap)
+    if args.handshakes_per_address:
+        SETTINGS["OCTO_MAX_PENDING_HANDSHAKES_PER_ADDRESS"] = str(args.handshakes_per_address)
     calls = 300 if args.quick else 2000
     sizes = (1, 20) if args.quick else (1, 20, 100)
-    conns, per_process = (50, 25) if args.quick else (500, 50)
+    conns = args.agents or (50 if args.quick else 500)
+    per_process = args.per_process or (25 if conns <= 50 else 50 if conns <= 500 else 250)
+    goals = GOALS_5000 if conns >= 5000 else GOALS_500
+    # the latency section's listener, in this process, holds every idle agent too
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     started, load = time.monotonic(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="octo-bench-dispatch-") as tmp_name:
         tmp = Path(tmp_name)
         runner = prepare_runner(tmp / "runner")
-        rows = bench_dispatch(tmp / "dispatch", runner, calls)
-        fanout, runner_cpu = bench_fanout(tmp, runner, sizes)
-        rows += fanout
-        rows += bench_connections(tmp, conns, per_process, runner_cpu)
+        if args.connections_only:
+            rows = []
+            if not args.no_latency:
+                rows = bench_dispatch(
+                    tmp / "dispatch", runner, calls, goals.dispatch_p99_ms, conns - 1, per_process
+                )
+            _, runner_cpu = runner_floor(tmp / "floor", runner, 20)
+        else:
+            rows = bench_dispatch(tmp / "dispatch", runner, calls, goals.dispatch_p99_ms)
+            fanout, runner_cpu = bench_fanout(tmp, runner, sizes)
+            rows += fanout
+        rows += bench_connections(tmp, conns, per_process, runner_cpu, goals)
     print_table(rows)
     print(
         f"\n{os.cpu_count()} cores, everything on 127.0.0.1, SQLite; "

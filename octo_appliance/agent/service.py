@@ -51,7 +51,7 @@ from octo_appliance.comms import (
     TrustStore,
     serve,
 )
-from octo_appliance.comms.admission import raise_open_file_limit
+from octo_appliance.comms.descriptors import raise_open_file_limit
 
 log = logging.getLogger("octo_appliance.agent")
 

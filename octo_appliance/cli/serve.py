@@ -29,7 +29,8 @@ from octo_appliance.background import start_services
 from octo_appliance.backup.upgrade import upgrade_hook
 from octo_appliance.certificate import ServerCertificate
 from octo_appliance.cli.common import add_data_options
-from octo_appliance.comms.admission import HandshakeLimits, raise_open_file_limit
+from octo_appliance.comms.admission import HandshakeLimits
+from octo_appliance.comms.descriptors import raise_open_file_limit
 from octo_appliance.config import Config, load_config
 from octo_appliance.db.connection import describe_database
 from octo_appliance.db.in_use import hold_for_server

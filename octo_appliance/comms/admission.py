@@ -12,8 +12,9 @@ limit reached it logged "socket.accept() out of system resource" 860,000 times i
   one (a legitimate handshake finishes in milliseconds, an idle one is what has waited
   longest), so a legitimate client is still served during a flood;
 - a handshake that is not done within ``timeout`` seconds is dropped;
-- until the handshake completes a connection reads through a 4 KiB buffer, not 256 KiB
-  (asyncio allocates its buffer from ``SSLProtocol.max_size``, set per connection here);
+- no connection has a read buffer of its own: asyncio's TLS protocol would keep 256 KiB per
+  connection, here all of a thread's connections receive into one
+  (:mod:`~octo_appliance.comms.readbuffer`);
 - an ``accept()`` error (out of descriptors) pauses accepting briefly and is logged once per
   interval with a count (:class:`~octo_appliance.comms.ratelog.RateLimitedLog`).
 
@@ -34,24 +35,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from octo_appliance.comms.descriptors import descriptor_limit
 from octo_appliance.comms.ratelog import RateLimitedLog
-
-try:
-    import resource
-except ImportError:  # pragma: no cover - Windows: no descriptor limit to read or raise
-    resource = None  # type: ignore[assignment]
+from octo_appliance.comms.readbuffer import shared_read_buffer
 
 log = logging.getLogger("octo_appliance.comms.admission")
 
-#: read buffer of a connection still in the TLS handshake (a ClientHello and a client
-#: certificate fit; the handshake reads in as many steps as it needs)
+#: the read buffer asyncio allocates when a connection is set up, dropped at once for the
+#: shared one (kept small so accepting does not allocate and clear 256 KiB each time)
 HANDSHAKE_BUFFER = 4096
 #: seconds accepting pauses after the process ran out of descriptors
 ACCEPT_RETRY = 0.5
 #: connections accepted per readiness event before other work gets the loop again
 ACCEPT_BATCH = 128
-BACKLOG = 1024
-_NR_OPEN = 1 << 20
+#: queued connections the kernel keeps before accept() (it caps this at net.core.somaxconn):
+#: 5,000 polling agents reconnecting after a restart arrive within a second or two
+BACKLOG = 4096
 _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 #: ``on_refused(address, exception, ssl_object)``: a handshake that did not complete
@@ -82,32 +81,6 @@ class HandshakeLimits:
         )
 
 
-def descriptor_limit() -> int | None:
-    """This process's soft limit on open descriptors (None: unlimited or unknown)."""
-    if resource is None:
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return None if soft == resource.RLIM_INFINITY else int(soft)
-
-
-def raise_open_file_limit() -> tuple[int, int]:
-    """Raise this process's soft descriptor limit to its hard limit (the usual soft 1,024
-    is far below what a listener serving a fleet needs); returns (old soft, new soft)."""
-    if resource is None:
-        return 0, 0
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # an unlimited hard limit still stops at the kernel's nr_open (1,048,576 by default)
-    target = _NR_OPEN if hard == resource.RLIM_INFINITY else hard
-    if soft == resource.RLIM_INFINITY or soft >= target:
-        return soft, soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    except (ValueError, OSError) as exc:
-        log.debug("cannot raise the descriptor limit to %s: %s", target, exc)
-        return soft, soft
-    return soft, target
-
-
 def format_address(peer: Any) -> tuple[str, str]:
     """``(host, "host:port")`` of a socket address (IPv6 in brackets)."""
     if isinstance(peer, tuple) and len(peer) >= 2:
@@ -118,8 +91,8 @@ def format_address(peer: Any) -> tuple[str, str]:
 
 
 class _Handshake(sslproto.SSLProtocol):
-    """asyncio's server-side TLS protocol with a small read buffer until the handshake is
-    done (it allocates 256 KiB per connection up front), and what admission tracks."""
+    """asyncio's server-side TLS protocol receiving into the thread's shared read buffer
+    (it allocates 256 KiB per connection), and what admission tracks."""
 
     def __init__(
         self,
@@ -134,8 +107,8 @@ class _Handshake(sslproto.SSLProtocol):
         address: str,
         sock: socket.socket,
     ) -> None:
-        # asyncio sizes the read buffer from max_size (and allocates it here): small until
-        # the handshake is over, then the class's default again
+        # asyncio sizes the read buffer from max_size and allocates it here: small, as it is
+        # replaced below by the shared one; then the class's default again (read chunks)
         self.__dict__["max_size"] = HANDSHAKE_BUFFER
         super().__init__(
             loop,
@@ -146,14 +119,18 @@ class _Handshake(sslproto.SSLProtocol):
             ssl_handshake_timeout=timeout,  # type: ignore[arg-type]
             ssl_shutdown_timeout=shutdown_timeout,
         )
+        self.__dict__.pop("max_size", None)
+        self._ssl_buffer_view = shared_read_buffer()
+        self._ssl_buffer = bytearray()
         self.host, self.address, self.sock = host, address, sock
         self.started = False
         self.raw_transport: asyncio.BaseTransport | None = None
         self.task: asyncio.Task[Any] | None = None
 
-    def handshake_over(self) -> None:
-        """Reads may use asyncio's full-size buffer from now on."""
-        self.__dict__.pop("max_size", None)
+    def get_buffer(self, n: int) -> memoryview:
+        # asyncio's buffer_updated() reads what was received from _ssl_buffer_view
+        self._ssl_buffer_view = shared_read_buffer()
+        return self._ssl_buffer_view
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.raw_transport = transport
@@ -349,7 +326,6 @@ class AdmissionServer(asyncio.AbstractServer):
         return True
 
     def _handshake_done(self, handshake: _Handshake, waiter: asyncio.Future[None]) -> None:
-        handshake.handshake_over()
         if not self._forget(handshake):
             return  # dropped by this side: already accounted for
         exc = asyncio.CancelledError() if waiter.cancelled() else waiter.exception()

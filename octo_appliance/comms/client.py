@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,22 @@ from octo_appliance.comms.pinning import client_context, set_tcp_keepalive
 from octo_appliance.comms.settings import CommsSettings
 
 log = logging.getLogger("octo_appliance.comms")
+
+#: dials a process has in flight at once (every ReconnectingClient of its event loop): an
+#: agent process serving 250 identities dialled for all of them together after an appliance
+#: restart, and on a busy 2-core machine 250 TLS handshakes at once each took longer than the
+#: handshake timeout, so all of them started over, again and again (bench/dispatch.py, 5,000
+#: agents); a few at a time each finish in milliseconds
+DIALS_AT_ONCE = 8
+_DIAL_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def dial_gate() -> asyncio.Semaphore:
+    """The running event loop's limit on dials in flight (:data:`DIALS_AT_ONCE`)."""
+    loop = asyncio.get_running_loop()
+    return _DIAL_GATES.setdefault(loop, asyncio.Semaphore(DIALS_AT_ONCE))
 
 
 async def connect(
@@ -209,7 +226,8 @@ class ReconnectingClient:
         # seconds, and a fleet of them would otherwise spend its CPU loading keys
         if self._context is None:
             self._context = client_context(self._identity, self._pinned_cert_pem)
-        return await self._connect(host=self.host, port=self.port, ssl_context=self._context)
+        async with dial_gate():  # the handshake timeout starts once it is this one's turn
+            return await self._connect(host=self.host, port=self.port, ssl_context=self._context)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -31,6 +31,7 @@ from typing import Any
 from octo_appliance.agent.contract import AGENT_INFO, AGENT_UPDATE, AGENT_UPDATE_CONFIRM
 from octo_appliance.comms import CallFailed, CommsError
 from octo_appliance.db import Target, utcnow
+from octo_appliance.db.connection import write_transaction
 from octo_appliance.exceptions import OctoError
 from octo_appliance.transports.base import TargetAddress
 from octo_appliance.transports.network import AgentNetwork
@@ -71,6 +72,10 @@ class AgentUpdates:
         self._seen: dict[str, tuple[str, bool]] = {}
         #: the version last written on each target's row by this node
         self._recorded: dict[str, str] = {}
+        #: versions waiting to be written, and the task writing them (one transaction per
+        #: batch: after a restart every agent reconnects within seconds)
+        self._unwritten: dict[str, str] = {}
+        self._writing: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -83,6 +88,8 @@ class AgentUpdates:
         self.network.hello_observers.append(self.observe)
 
     async def stop(self) -> None:
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
         running = list(self._running.values())
         for task in running:
             task.cancel()
@@ -113,7 +120,9 @@ class AgentUpdates:
             self._failed[target.id] = (str(failed["version"]), str(failed.get("reason", "")))
         if version and self._recorded.get(target.id) != version:
             self._recorded[target.id] = version
-            asyncio.get_running_loop().create_task(_record_version(target.id, version))
+            self._unwritten[target.id] = version
+            if self._writing is None or self._writing.done():
+                self._writing = asyncio.get_running_loop().create_task(self._write_versions())
         if self.policy.mode == "auto" and self._wanted(target.id, version, updatable):
             self._begin(target)
 
@@ -238,14 +247,24 @@ class AgentUpdates:
         )
         return dict(response.result or {})
 
+    async def _write_versions(self) -> None:
+        """Write what agents said at connect, in batches: whatever arrived while one batch
+        was written goes in the next."""
+        while self._unwritten:
+            batch, self._unwritten = self._unwritten, {}
+            try:
+                await asyncio.to_thread(_record_versions, batch)
+            except Exception as exc:  # the database may be away: the next connect records it
+                log.warning(
+                    "could not record the agent versions of %d targets: %s", len(batch), exc
+                )
 
-async def _record_version(target_id: str, version: str) -> None:
-    def write() -> None:
-        Target.update({Target.agent_version: version, Target.last_seen: utcnow()}).where(
-            Target.id == target_id
-        ).execute()
 
-    try:
-        await asyncio.to_thread(write)
-    except Exception as exc:  # the database may be away: the next connect records it
-        log.warning("could not record agent %s of target %s: %s", version, target_id, exc)
+def _record_versions(versions: Mapping[str, str]) -> None:
+    """Each target's agent version and last-seen time, in one transaction."""
+    now = utcnow()
+    with write_transaction(Target._meta.database):
+        for target_id, version in versions.items():
+            Target.update({Target.agent_version: version, Target.last_seen: now}).where(
+                Target.id == target_id
+            ).execute()

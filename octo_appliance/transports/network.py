@@ -43,6 +43,7 @@ from octo_appliance.comms import (
     serve,
 )
 from octo_appliance.comms.call_types import EventCallback, Response
+from octo_appliance.comms.descriptors import DescriptorBudget
 from octo_appliance.comms.errors import CallFailed
 from octo_appliance.plugin_loading.bundles import BundleStore
 from octo_appliance.transports.agent_build import OfferedBuild
@@ -92,6 +93,10 @@ class AgentNetwork:
         self._agents: dict[str, TargetAddress] = {}
         self._listening: dict[str, Connection] = {}
         self._dialing: dict[str, asyncio.Lock] = {}
+        #: the reload that runs now (targets changed meanwhile: one more after it)
+        self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
+        self.descriptors = DescriptorBudget("polling agents")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -131,6 +136,7 @@ class AgentNetwork:
         agents = await run_in_threadpool(self._load_trust)
         self.trust.replace(agent.certificate for agent in agents)
         self._agents = {agent.thumbprint.lower(): agent for agent in agents}
+        self.descriptors.check(sum(a.communication_style == "polling" for a in agents))
         for conn in list(self._listening.values()):
             if conn.peer_thumbprint not in self._agents:
                 log.warning("dropping connection of %s: no longer trusted", conn.label)
@@ -188,8 +194,25 @@ class AgentNetwork:
         return next((t for t in self._agents.values() if t.id == target_id), None)
 
     def reload_trust_soon(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Thread-safe: schedule :meth:`reload_trust` on the network's loop."""
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.reload_trust()))
+        """Thread-safe: schedule :meth:`reload_trust` on the network's loop. Changes that
+        arrive while a reload runs share one more reload after it: registering 5,000 agents
+        is not 5,000 reads of every target."""
+        loop.call_soon_threadsafe(self._reload_coalesced)
+
+    def _reload_coalesced(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True
+            return
+        self._reloading = asyncio.ensure_future(self._reload_while_changed())
+
+    async def _reload_while_changed(self) -> None:
+        self._reload_again = True
+        while self._reload_again:
+            self._reload_again = False
+            try:
+                await self.reload_trust()
+            except Exception:  # the database may be away: the next change reloads again
+                log.exception("reloading the trusted targets failed")
 
     # -- calls to agents -----------------------------------------------------------------------
 

@@ -15,10 +15,12 @@ from octo_appliance.comms import (
     LocalHello,
     PeerNotTrusted,
     PeerRejected,
+    TrustStore,
     VersionMismatch,
     serve,
 )
 from octo_appliance.comms.framing import PROTOCOL_VERSION, FrameType
+from octo_appliance.comms.pinning import ServerTLS
 
 from .conftest import (
     AGENT_HELLO,
@@ -259,3 +261,22 @@ async def test_something_else_on_the_port_is_a_clear_handshake_error(
             await dial_agent(server.port, ids, settings)
     finally:
         await server.close()
+
+
+def test_a_newly_trusted_certificate_joins_the_context_in_use(ids: Identities) -> None:
+    """Adding certificates to OpenSSL's verify store costs a sort of the whole store each, so a
+    new registration adds its certificate to the context in use instead of building a context
+    of every certificate again on the event loop; a removal builds one without it."""
+    trust = TrustStore([ids.stranger.cert_pem])
+    tls = ServerTLS(ids.agent, trust)
+    first = tls.current_context()
+    trust.add(ids.appliance.cert_pem)
+    assert tls.current_context() is first
+    assert first.cert_store_stats()["x509"] == 2
+    assert tls.trusts(ids.appliance.thumbprint)
+
+    trust.remove(ids.stranger.thumbprint)
+    rebuilt = tls.current_context()
+    assert rebuilt is not first
+    assert rebuilt.cert_store_stats()["x509"] == 1
+    assert not tls.trusts(ids.stranger.thumbprint)
