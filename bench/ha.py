@@ -260,6 +260,16 @@ def fork_servers(fleet: AgentFleet) -> int:
     return count
 
 
+def wait_for_forks(fleet: AgentFleet, timeout: float = 180.0) -> None:
+    """Wait until every agent has its runner fork server up (started after 2 s without a
+    task): a layout measured before they are up pays an interpreter start per runner, the
+    other does not, and the ratio would compare fork servers, not nodes."""
+    deadline = time.monotonic() + timeout
+    while (up := fork_servers(fleet)) < N and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"  runner fork servers up: {up} of {N}; {load()}", flush=True)
+
+
 def measure(
     client: httpx.Client, project_id: str, names: list[str], runs: int, meter: CpuMeter
 ) -> dict[str, Any]:
@@ -333,6 +343,7 @@ def main() -> None:
                         fleet.settle()
                         print(f"  {layout}: agents connected {expected}; {load()}", flush=True)
                         timed(api_a, names, "echo warm", 1)
+                        wait_for_forks(fleet)
                         meter = CpuMeter(database, a, b, fleet)
                         results[layout] = measure(api_a, project_id, names, runs, meter)
                         if layout == "2 nodes":
