@@ -1,7 +1,8 @@
 """Tunables of a comms connection, with the defaults docs/protocol.md promises.
 
-Defaults detect a dead peer within 30 s (no frame for ``dead_after`` = 20 s, checked every
-second) where Halibut took minutes; tests shrink every interval.
+Defaults detect a dead peer within 30 s (no frame for ``dead_after`` = 20 s, checked at most
+0.25 s late by the loop's keepalive timer) where Halibut took minutes; tests shrink every
+interval.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from octo_appliance.comms.framing import MAX_PAYLOAD
 
 @dataclass(frozen=True)
 class CommsSettings:
-    #: send a PING when nothing was sent or nothing received for this long
+    #: send a PING when nothing was sent or nothing received for this long (the side that
+    #: accepted the connection waits one ``keepalive_tick`` more: the dialer PINGs first)
     ping_interval: float = 5.0
     #: close the connection (calls fail with PeerLost) after this long without a frame
     dead_after: float = 20.0
@@ -62,5 +64,7 @@ class CommsSettings:
 
     @property
     def keepalive_tick(self) -> float:
-        """How often the keepalive looks at the clock."""
+        """How late a keepalive check may be: a quarter of it gathers the checks of the
+        loop's connections into one timer run (comms/keepalive.py), and the side that
+        accepted a connection PINGs this much later than the dialer."""
         return min(1.0, self.ping_interval / 2)
