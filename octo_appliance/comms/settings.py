@@ -26,7 +26,7 @@ class CommsSettings:
     #: TLS handshake plus HELLO exchange must finish within this
     handshake_timeout: float = 10.0
     #: a listener's connections still in the TLS handshake, at most, in all and per peer
-    #: address (the oldest is dropped for a newcomer: see comms/admission.py)
+    #: address (a newcomer over the per-address cap waits: see comms/admission.py)
     max_pending_handshakes: int = HandshakeLimits.max_pending
     max_pending_handshakes_per_address: int = HandshakeLimits.max_pending_per_address
     #: DATA frame size when streaming a file: the largest payload, since each frame costs
