@@ -60,6 +60,8 @@ async def measure(tmp: Path, count: int, per_process: int, window: float) -> Non
         while len(network.hub.connected_agents) < count:
             await asyncio.sleep(0.2)
         connect_s = time.monotonic() - started
+        assert network.polling_server is not None
+        pushed = network.polling_server.admission.dropped
         await asyncio.sleep(3.0)  # the first pings, trust and version writes settle
         cpu0, agents0 = time.process_time(), fleet.cpu_seconds()
         await asyncio.sleep(window)
@@ -68,7 +70,8 @@ async def measure(tmp: Path, count: int, per_process: int, window: float) -> Non
         rss, tasks = me.memory_info().rss, len(asyncio.all_tasks())
         print(
             f"{count} polling connections ({-(-count // per_process)} agent processes), all "
-            f"connected {connect_s:.1f} s after the agents started; load {_load()}\n"
+            f"connected {connect_s:.1f} s after the agents started ({pushed} handshakes "
+            f"dropped by admission meanwhile); load {_load()}\n"
             f"  listener CPU while idle: {cpu / window * 100:.1f}% of a core "
             f"({cpu / window / count * 1e6:.1f} us per connection per second)\n"
             f"  agents' CPU while idle: {agents / window * 100:.1f}% of a core "
