@@ -445,17 +445,33 @@ def appliance_cpu(server: ServeProcess) -> float:
 
 
 def scripted(
-    server: ServeProcess, client: httpx.Client, names: Sequence[str], what: str
+    server: ServeProcess,
+    client: httpx.Client,
+    names: Sequence[str],
+    what: str,
+    fleet: AgentFleet | None = None,
 ) -> TaskRun:
-    """A script on every target; prints its time, the appliance's CPU per target, and why
-    targets failed if some did (the run goes on: later figures still count)."""
+    """A script on every target; prints its time, the CPU per target by role (appliance;
+    with ``fleet``: agent processes, and their runners and scripts), and why targets failed
+    if some did (the run goes on: later figures still count)."""
     before = appliance_cpu(server)
+    agents_before = fleet.cpu_seconds() if fleet else 0.0
+    tree_before = fleet.tree_cpu_seconds() if fleet else 0.0
     run = run_script(client, names, poll=0.25, timeout=900)
     cpu = appliance_cpu(server) - before
     failed = f", {len(run.failed_targets)} failed" if run.failed_targets else ""
+    roles = ""
+    if fleet:
+        agents = fleet.cpu_seconds() - agents_before
+        runners = fleet.tree_cpu_seconds() - tree_before - agents
+        roles = (
+            f"; agent processes {agents / len(names) * 1000:.1f} ms, fork servers, runners "
+            f"and scripts {runners / len(names) * 1000:.1f} ms per target (load "
+            f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())})"
+        )
     print(
         f"  {what} on {len(names)}: {run.seconds:.1f} s created -> done ({run.state}{failed}); "
-        f"appliance CPU {cpu:.1f} s, {cpu / len(names) * 1000:.1f} ms per target",
+        f"appliance CPU {cpu:.1f} s, {cpu / len(names) * 1000:.1f} ms per target{roles}",
         flush=True,
     )
     if run.failed_targets:

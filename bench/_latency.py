@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,41 @@ def _write_home(root: Path, name: str, mode: str, appliance: Identity, address: 
         environments=["Bench"],
         roles=["bench"],
     )
+
+
+def trust_loader(homes: list[tuple[str, Home]]) -> Callable[[], list[TargetAddress]]:
+    """The agents of ``homes`` (style, home) as the appliance's trust loader gives them (a
+    polling one must be a polling target to open a polling session)."""
+
+    def trusted() -> list[TargetAddress]:
+        out = []
+        for style, home in homes:
+            identity, config = home.load_identity(), home.require_registered()
+            out.append(
+                TargetAddress(
+                    config.target_id,
+                    config.name,
+                    style,
+                    thumbprint=identity.thumbprint,
+                    certificate=identity.cert_pem.decode(),
+                )
+            )
+        return out
+
+    return trusted
+
+
+async def start_network(
+    tmp: Path, runner: RunnerBuild, appliance: Identity, homes: list[tuple[str, Home]]
+) -> AgentNetwork:
+    """The appliance's ``AgentNetwork`` in this process, trusting ``homes`` (filled later:
+    call its ``reload_trust`` once they are written), listening on 127.0.0.1."""
+    (tmp / "spool").mkdir(parents=True)
+    network = AgentNetwork(
+        appliance, runner, trust_loader(homes), settings=CommsSettings(spool_dir=tmp / "spool")
+    )
+    await network.start("127.0.0.1", 0)
+    return network
 
 
 class EchoClient:
@@ -122,29 +158,7 @@ async def measure(
     and idle meanwhile, so the listener also carries their keepalives."""
     appliance = generate_identity("octo-bench-appliance")
     homes: list[tuple[str, Home]] = []
-
-    def trusted() -> list[TargetAddress]:
-        """The agents as the appliance's trust loader gives them (a polling one must be a
-        polling target to open a polling session)."""
-        out = []
-        for style, home in homes:
-            identity, config = home.load_identity(), home.require_registered()
-            out.append(
-                TargetAddress(
-                    config.target_id,
-                    config.name,
-                    style,
-                    thumbprint=identity.thumbprint,
-                    certificate=identity.cert_pem.decode(),
-                )
-            )
-        return out
-
-    (tmp / "spool").mkdir(parents=True)
-    network = AgentNetwork(
-        appliance, runner, trusted, settings=CommsSettings(spool_dir=tmp / "spool")
-    )
-    await network.start("127.0.0.1", 0)
+    network = await start_network(tmp, runner, appliance, homes)
     [listen_port] = reserve_ports(1)
     poller = _write_home(
         tmp / "agents", "poll-1", "polling", appliance, f"127.0.0.1:{network.polling_port}"

@@ -305,11 +305,11 @@ def bench_connections(
 
             time.sleep(5.0)
             with api_client(server, key) as client:
-                scripted(server, client, names, "first script (each fetched the runner)")
-                again = scripted(server, client, names, "second script, all connected")
+                scripted(server, client, names, "first script (each fetched the runner)", fleet)
+                again = scripted(server, client, names, "second script, all connected", fleet)
             server, _, _ = _restart(server, data, port)
             with api_client(server, key) as client:
-                after = scripted(server, client, names, "script posted at ready")
+                after = scripted(server, client, names, "script posted at ready", fleet)
     finally:
         server.stop()
     cores = os.cpu_count() or 1

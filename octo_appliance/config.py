@@ -147,7 +147,10 @@ class Config:
         minimum=1,
     )
     max_pending_handshakes_per_address: int = setting(
-        32, "Of those, how many may come from one client address.", minimum=1
+        32,
+        "Of those, how many may come from one client address; a newcomer over it waits (or "
+        "pushes out one of its address that has sent nothing for a quarter of the timeout).",
+        minimum=1,
     )
     session_hours: int = setting(12, "Lifetime of a portal/API login session in hours.", minimum=1)
     login_free_failures: int = setting(

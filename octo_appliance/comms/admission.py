@@ -8,9 +8,10 @@ limit reached it logged "socket.accept() out of system resource" 860,000 times i
 ``add_reader``) and keeps the rest of asyncio's TLS machinery:
 
 - at most ``max_pending`` connections per listener and ``max_pending_per_address`` per peer
-  address may be in the TLS handshake; a newcomer over a cap pushes out the *oldest* pending
-  one (a legitimate handshake finishes in milliseconds, an idle one is what has waited
-  longest), so a legitimate client is still served during a flood;
+  address may be in the TLS handshake. Over the per-address cap a newcomer pushes out one
+  of its address that has received nothing for a quarter of the timeout (a flood's), else
+  it waits for a slot (:mod:`~octo_appliance.comms.waiting`); over the per-listener cap it
+  pushes out the *oldest* pending one, so a legitimate client is served during a flood;
 - a handshake that is not done within ``timeout`` seconds is dropped;
 - no connection has a read buffer of its own: asyncio's TLS protocol would keep 256 KiB per
   connection, here all of a thread's connections receive into one
@@ -38,6 +39,7 @@ from typing import Any
 from octo_appliance.comms.descriptors import descriptor_limit
 from octo_appliance.comms.ratelog import RateLimitedLog
 from octo_appliance.comms.readbuffer import shared_read_buffer
+from octo_appliance.comms.waiting import WaitingRoom
 
 log = logging.getLogger("octo_appliance.comms.admission")
 
@@ -126,6 +128,12 @@ class _Handshake(sslproto.SSLProtocol):
         self.started = False
         self.raw_transport: asyncio.BaseTransport | None = None
         self.task: asyncio.Task[Any] | None = None
+        #: loop time of the last bytes received: a handshake without progress may be pushed out
+        self.progressed = loop.time()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.progressed = self._loop.time()
+        super().buffer_updated(nbytes)
 
     def get_buffer(self, n: int) -> memoryview:
         # asyncio's buffer_updated() reads what was received from _ssl_buffer_view
@@ -180,6 +188,8 @@ class AdmissionServer(asyncio.AbstractServer):
         #: handshakes in progress, oldest first (dicts keep insertion order)
         self._pending: dict[_Handshake, None] = {}
         self._by_host: dict[str, dict[_Handshake, None]] = {}
+        #: accepted over the per-address cap, not started (comms/waiting.py)
+        self._waiting = WaitingRoom(self.limits.max_pending)
         self._serving = False
         self._closed = False
         self.dropped = 0
@@ -196,6 +206,11 @@ class AdmissionServer(asyncio.AbstractServer):
     def pending(self) -> int:
         """Connections in the TLS handshake now."""
         return len(self._pending)
+
+    @property
+    def waiting(self) -> int:
+        """Connections accepted over the per-address cap, waiting to start the handshake."""
+        return len(self._waiting)
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
@@ -226,6 +241,8 @@ class AdmissionServer(asyncio.AbstractServer):
         for handshake in list(self._pending):
             self._forget(handshake)
             handshake.drop()
+        for sock, _, _ in self._waiting.clear():
+            sock.close()
         self._notes.flush()
 
     async def wait_closed(self) -> None:
@@ -265,10 +282,42 @@ class AdmissionServer(asyncio.AbstractServer):
 
     def _admit(self, conn: socket.socket, peer: Any) -> None:
         conn.setblocking(False)
-        host, address = format_address(peer)
+        host, _ = format_address(peer)
         same = self._by_host.get(host)
         if same is not None and len(same) >= self.limits.max_pending_per_address:
-            self._push_out(next(iter(same)), f"{self.limits.max_pending_per_address} per address")
+            stall = self.limits.timeout / 4
+            since = self._loop.time() - stall
+            stalled = next((h for h in same if h.progressed <= since), None)
+            if stalled is None:
+                overflow = self._waiting.hold(host, (conn, peer, self._loop.time()))
+                if overflow is not None:
+                    overflow[0].close()
+                    limit = f"at most {self._waiting.capacity} may wait for a handshake"
+                    self._dropped(format_address(overflow[1])[1], limit)
+                return
+            limit = f"{self.limits.max_pending_per_address} per address, sending nothing for"
+            self._push_out(stalled, f"{limit} {stall:g} s")
+        self._start(conn, peer)
+
+    def _start_waiting(self, first: str) -> None:
+        """Start what waits, ``first``'s address first, while the caps allow; a connection
+        that waited the handshake timeout is closed (its client has given up on it)."""
+        limits, now = self.limits, self._loop.time()
+        for host in [first, *self._waiting.hosts()]:
+            while (
+                len(self._by_host.get(host, ())) < limits.max_pending_per_address
+                and len(self._pending) < limits.max_pending
+                and (entry := self._waiting.take(host)) is not None
+            ):
+                conn, peer, since = entry
+                if now - since < limits.timeout:
+                    self._start(conn, peer)
+                else:
+                    conn.close()
+                    self._dropped(format_address(peer)[1], f"waited {limits.timeout:g} s")
+
+    def _start(self, conn: socket.socket, peer: Any) -> None:
+        host, address = format_address(peer)
         if len(self._pending) >= self.limits.max_pending:
             self._push_out(next(iter(self._pending)), f"{self.limits.max_pending} per listener")
         waiter: asyncio.Future[None] = self._loop.create_future()
@@ -301,16 +350,20 @@ class AdmissionServer(asyncio.AbstractServer):
             if self._forget(handshake):
                 handshake.sock.close()
                 self._refused(handshake, exc)
+                self._start_waiting(handshake.host)
 
     def _push_out(self, handshake: _Handshake, limit: str) -> None:
         self._forget(handshake)
         handshake.drop()
+        self._dropped(handshake.address, f"at most {limit} may be in the handshake")
+
+    def _dropped(self, address: str, why: str) -> None:
         self.dropped += 1
         self._notes.note(
             f"{self.name} connections dropped in the handshake",
-            f"{self.name}: dropped the connection of {handshake.address}, still in the TLS "
-            f"handshake, to admit a new one (at most {limit} may be in the handshake; a "
-            "flood of half-open connections looks like this)",
+            f"{self.name}: dropped the connection of {address}, still in the TLS "
+            f"handshake, to admit a new one ({why}; a flood of half-open connections looks "
+            "like this)",
         )
 
     def _forget(self, handshake: _Handshake) -> bool:
@@ -331,6 +384,8 @@ class AdmissionServer(asyncio.AbstractServer):
         exc = asyncio.CancelledError() if waiter.cancelled() else waiter.exception()
         if exc is not None:
             self._refused(handshake, exc)
+        if len(self._waiting):
+            self._start_waiting(handshake.host)
 
     def _refused(self, handshake: _Handshake, exc: BaseException) -> None:
         if self._on_refused is not None:

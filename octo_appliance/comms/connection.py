@@ -28,6 +28,7 @@ from octo_appliance.comms.framing import (
     encode_frame,
     json_frame,
 )
+from octo_appliance.comms.keepalive import KeepaliveScheduler
 from octo_appliance.comms.reader import FrameProtocol
 from octo_appliance.comms.settings import CommsSettings
 from octo_appliance.comms.transfer import UploadSource
@@ -80,9 +81,14 @@ class Connection:
         self._close_callbacks: list[Callable[[Connection], None]] = []
         now = self._loop.time()
         self._last_rx = self._last_tx = self._last_ping = now
+        #: the dialer PINGs after ``ping_interval``, the side that accepted one check later:
+        #: on a healthy idle connection only the dialer's PING and the PONG travel
+        self._ping_after = settings.ping_interval + (0 if initiator else settings.keepalive_tick)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn(self._read_loop())
-        self._spawn(self._keepalive_loop())
+        KeepaliveScheduler.for_loop(self._loop).add(
+            self, now + self._ping_after, settings.keepalive_tick
+        )
 
     # -- identity and state ------------------------------------------------------------
 
@@ -264,27 +270,28 @@ class Connection:
 
     # -- keepalive and closing ---------------------------------------------------------
 
-    async def _keepalive_loop(self) -> None:
-        settings = self.settings
-        while True:
-            await asyncio.sleep(settings.keepalive_tick)
-            now = self._loop.time()
-            silent = now - self._last_rx
-            if silent >= settings.dead_after:
-                log.warning("%s sent nothing for %.1f s: closing as dead", self.label, silent)
-                self._lose(
-                    self._lost(
-                        f"no frame for {silent:.1f} s (keepalive limit {settings.dead_after:g} s)",
-                        hint="check that the peer is running and the network between the sides",
-                    )
+    def keepalive_due(self, now: float) -> float | None:
+        """Close as dead or PING if due (the loop's KeepaliveScheduler asks); when to look
+        next, None once closed."""
+        if self.is_closed:
+            return None
+        settings, wait = self.settings, self._ping_after
+        silent = now - self._last_rx
+        if silent >= settings.dead_after:
+            log.warning("%s sent nothing for %.1f s: closing as dead", self.label, silent)
+            self._lose(
+                self._lost(
+                    f"no frame for {silent:.1f} s (keepalive limit {settings.dead_after:g} s)",
+                    hint="check that the peer is running and the network between the sides",
                 )
-                return
-            idle = now - self._last_tx >= settings.ping_interval
-            if (idle or silent >= settings.ping_interval) and (
-                now - self._last_ping >= settings.ping_interval
-            ):
-                self._last_ping = now
-                self._write_nowait(Frame(FrameType.PING, CONTROL_STREAM, b"k"))
+            )
+            return None
+        quiet_since = min(self._last_tx, self._last_rx)  # nothing sent, or nothing heard
+        if now - quiet_since >= wait and now - self._last_ping >= wait:
+            self._last_ping = now
+            self._write_nowait(Frame(FrameType.PING, CONTROL_STREAM, b"k"))
+        next_ping = max(self._last_ping, min(self._last_tx, self._last_rx)) + wait
+        return min(next_ping, self._last_rx + settings.dead_after)
 
     def close(self, reason: str = "closed by this side") -> None:
         """Say GOAWAY and close now; calls in flight fail with PeerLost."""

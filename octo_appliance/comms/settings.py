@@ -1,7 +1,8 @@
 """Tunables of a comms connection, with the defaults docs/protocol.md promises.
 
-Defaults detect a dead peer within 30 s (no frame for ``dead_after`` = 20 s, checked every
-second) where Halibut took minutes; tests shrink every interval.
+Defaults detect a dead peer within 30 s (no frame for ``dead_after`` = 20 s, checked at most
+0.25 s late by the loop's keepalive timer) where Halibut took minutes; tests shrink every
+interval.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from octo_appliance.comms.framing import MAX_PAYLOAD
 
 @dataclass(frozen=True)
 class CommsSettings:
-    #: send a PING when nothing was sent or nothing received for this long
+    #: send a PING when nothing was sent or nothing received for this long (the side that
+    #: accepted the connection waits one ``keepalive_tick`` more: the dialer PINGs first)
     ping_interval: float = 5.0
     #: close the connection (calls fail with PeerLost) after this long without a frame
     dead_after: float = 20.0
     #: TLS handshake plus HELLO exchange must finish within this
     handshake_timeout: float = 10.0
     #: a listener's connections still in the TLS handshake, at most, in all and per peer
-    #: address (the oldest is dropped for a newcomer: see comms/admission.py)
+    #: address (a newcomer over the per-address cap waits: see comms/admission.py)
     max_pending_handshakes: int = HandshakeLimits.max_pending
     max_pending_handshakes_per_address: int = HandshakeLimits.max_pending_per_address
     #: DATA frame size when streaming a file: the largest payload, since each frame costs
@@ -62,5 +64,7 @@ class CommsSettings:
 
     @property
     def keepalive_tick(self) -> float:
-        """How often the keepalive looks at the clock."""
+        """How late a keepalive check may be: a quarter of it gathers the checks of the
+        loop's connections into one timer run (comms/keepalive.py), and the side that
+        accepted a connection PINGs this much later than the dialer."""
         return min(1.0, self.ping_interval / 2)

@@ -86,20 +86,66 @@ async def capped_agent(
     )
 
 
-async def test_pending_handshakes_are_capped_per_address_and_the_newest_is_served(
+async def test_pending_handshakes_are_capped_per_address_and_the_surplus_waits_boundedly(
     start_agent: StartAgent, ids: Identities, settings: CommsSettings, flood: list[socket.socket]
 ) -> None:
-    agent = await capped_agent(start_agent, settings, pending=64, per_address=8)
+    agent = await start_agent(
+        settings=limited(
+            settings,
+            max_pending_handshakes=64,
+            max_pending_handshakes_per_address=8,
+            handshake_timeout=1.0,
+        )
+    )
     admission = agent.server.admission
     flood += await half_open(agent.server.port, "127.0.0.2", 40)
     flood += await half_open(agent.server.port, "127.0.0.2", 40, client_hello_start())
-    await eventually(lambda: admission.dropped >= 72, "the surplus to be dropped")
-    assert admission.pending == 8
+    await eventually(lambda: admission.pending == 8, "the handshakes to be pending")
+    assert admission.waiting <= 64
 
-    # a client from the flooding address itself still gets in: it is the newest
+    # a client from another address gets in during the flood
     conn = await agent.dial()
     assert conn.accepts_calls
     assert admission.pending <= 8
+
+    # every flooding connection is closed within bounded time, waiting or not
+    await eventually(lambda: admission.pending + admission.waiting == 0, "the flood to end")
+    for sock in flood:
+        sock.setblocking(True)
+        sock.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(1) == b""
+
+
+async def test_a_burst_of_dials_over_the_per_address_cap_is_served_in_turn(
+    start_agent: StartAgent, settings: CommsSettings
+) -> None:
+    """Many agents behind one address dialling at once (after a restart): newcomers over the
+    cap wait for a handshake slot instead of pushing out handshakes in progress."""
+    agent = await capped_agent(start_agent, settings, pending=64, per_address=2)
+
+    conns = await asyncio.gather(*(agent.dial() for _ in range(12)))
+
+    assert all(conn.accepts_calls for conn in conns)
+    assert agent.server.admission.dropped == 0
+
+
+async def test_a_newcomer_pushes_out_a_handshake_of_its_address_that_sent_nothing(
+    start_agent: StartAgent, settings: CommsSettings, flood: list[socket.socket]
+) -> None:
+    agent = await start_agent(
+        settings=limited(settings, max_pending_handshakes_per_address=2, handshake_timeout=4.0)
+    )
+    admission = agent.server.admission
+    flood += await half_open(agent.server.port, "127.0.0.2", 2)
+    await eventually(lambda: admission.pending == 2, "the handshakes to be pending")
+    await asyncio.sleep(1.2)  # a quarter of the timeout without a byte: stalled
+
+    flood += await half_open(agent.server.port, "127.0.0.2", 1, client_hello_start())
+
+    await eventually(lambda: admission.dropped == 1, "the stalled one to be pushed out")
+    assert admission.pending == 2
+    assert admission.waiting == 0
 
 
 async def test_pending_handshakes_are_capped_per_listener(
