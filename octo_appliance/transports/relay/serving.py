@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from octo_appliance.transports.relay.batch import Batcher
 from octo_appliance.transports.relay.files import get_chunks, put_chunks
 from octo_appliance.transports.relay.wire import CHANNEL, error_json, seal, unseal
 
@@ -35,6 +37,24 @@ INSERT_EVENTS = (
     'INSERT INTO "relay_event" ("id", "call_id", "seq", "body") '
     "SELECT i, %s, s, b FROM unnest(%s::text[], %s::int[], %s::text[]) AS t(i, s, b)"
 )
+#: calls taken (parameters: ids, this node)
+CLAIM_CALLS = (
+    'UPDATE "relay_call" SET "state" = \'running\' WHERE "id" = ANY(%s) AND "target_node" = %s '
+    'AND "state" = \'queued\' RETURNING "id", "origin_node", "body"'
+)
+#: calls done, in one statement: their last events, their outcomes and one wake-up per
+#: calling node (parameters: events' ids, call ids, seqs, bodies; calls' ids, outcomes; the
+#: channel, calls' ids, their nodes)
+FINISH_CALLS = (
+    'WITH "added" AS (INSERT INTO "relay_event" ("id", "call_id", "seq", "body") SELECT i, c, '
+    's, b FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[]) AS t(i, c, s, b)), "set" '
+    'AS (UPDATE "relay_call" c SET "state" = \'done\', "outcome" = t.o FROM '
+    'unnest(%s::text[], %s::text[]) AS t(i, o) WHERE c."id" = t.i) SELECT pg_notify(%s, '
+    "t.n || ' done ' || string_agg(t.i, ',')) FROM unnest(%s::text[], %s::text[]) AS t(i, n) "
+    "GROUP BY t.n"
+)
+#: a call done: (id, calling node, sealed outcome, its last events' ids, seqs, bodies)
+Finished = tuple[str, str, str, tuple[str, ...], tuple[int, ...], tuple[str, ...]]
 
 
 class Server:
@@ -42,6 +62,9 @@ class Server:
         self.relay = relay
         self.local_call = local_call
         self.serving: dict[str, asyncio.Task[None]] = {}
+        #: calls taken and calls done in the same moment: one statement each
+        self.claims: Batcher[str, tuple[str, str]] = Batcher(self._claim)
+        self.finishes: Batcher[Finished, None] = Batcher(self._finish)
 
     def notified(self, kind: str, call_id: str) -> None:
         if kind == "cancel":
@@ -84,18 +107,29 @@ class Server:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _claim(self, call_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        async with self.relay.pool.connection() as conn:
+            cur = await conn.execute(CLAIM_CALLS, (list(call_ids), self.relay.node_id))
+            rows = await cur.fetchall()
+        return {str(row[0]): (str(row[1]), str(row[2])) for row in rows}
+
+    async def _finish(self, done: Sequence[Finished]) -> dict[Finished, None]:
+        events = [(e, c[0], s, b) for c in done for e, s, b in zip(*c[3:], strict=True)]
+        columns = [list(column) for column in zip(*events, strict=True)] or [[], [], [], []]
+        calls = [c[0] for c in done]
+        async with self.relay.pool.connection() as conn:
+            await conn.execute(
+                FINISH_CALLS,
+                (*columns, calls, [c[2] for c in done], CHANNEL, calls, [c[1] for c in done]),
+            )
+        return {}
+
     async def _serve(self, call_id: str) -> None:
         relay = self.relay
-        async with relay.pool.connection() as conn:
-            cur = await conn.execute(
-                'UPDATE "relay_call" SET "state" = %s WHERE "id" = %s AND "target_node" = %s '
-                'AND "state" = %s RETURNING "origin_node", "body"',
-                ("running", call_id, relay.node_id, "queued"),
-            )
-            row = await cur.fetchone()
+        row = await self.claims.get(call_id)
         if row is None:
             return  # withdrawn, or taken already
-        origin, request = str(row[0]), unseal(relay.vault, call_id, "request", str(row[1]))
+        origin, request = row[0], unseal(relay.vault, call_id, "request", row[1])
         events = _EventWriter(relay, call_id, origin)
         upload: Path | None = None
         outcome: dict[str, Any]
@@ -139,22 +173,9 @@ class Server:
             if upload is not None:
                 upload.unlink(missing_ok=True)
         ids, seqs, bodies = events.rows(rest)
-        async with relay.pool.connection() as conn:  # one statement: stored and announced
-            await conn.execute(
-                f'WITH "added" AS ({INSERT_EVENTS}), "set" AS (UPDATE "relay_call" SET '
-                '"state" = %s, "outcome" = %s WHERE "id" = %s) SELECT pg_notify(%s, %s)',
-                (
-                    call_id,
-                    ids,
-                    seqs,
-                    bodies,
-                    "done",
-                    seal(relay.vault, call_id, "outcome", outcome),
-                    call_id,
-                    CHANNEL,
-                    f"{origin} done {call_id}",
-                ),
-            )
+        sealed = seal(relay.vault, call_id, "outcome", outcome)
+        # stored and announced with the other calls done in the same moment
+        await self.finishes.get((call_id, origin, sealed, tuple(ids), tuple(seqs), tuple(bodies)))
 
 
 class _EventWriter:
