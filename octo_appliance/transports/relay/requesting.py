@@ -2,12 +2,15 @@
 
 The call becomes a ``relay_call`` row (its parameters sealed) and a notification to the
 agent's node, in one statement that also finds that node (the live node holding the agent's
-connection: no round trip of its own to look it up); this side then waits for notifications
-of that call and reads what they announce: new events (handed to ``on_event`` in order,
-before the call returns, as on a local connection) and the outcome. The timeout runs here,
-over the whole relayed call, and on the agent's node over the agent's own call; a timeout or
-a cancellation here deletes the row and tells the agent's node, which cancels the agent's
-call (the runner there stops as it does for a local cancel). Every few seconds without news
+connection: no round trip of its own to look it up) and carries the other calls made in the
+same moment (a fan-out's: one statement and one notification per node for all of them,
+:mod:`.batch`); this side then waits for notifications of that call and reads what they
+announce (with the other calls' reads of the moment, in one statement): new events (handed
+to ``on_event`` in order, before the call returns, as on a local connection) and the
+outcome. The timeout runs here, over the whole relayed call, and on the agent's node over
+the agent's own call; a timeout or a cancellation here deletes the row (after the statement
+inserting it, if under way) and tells the agent's node, which cancels the agent's call (the
+runner there stops as it does for a local cancel). Every few seconds without news
 this side checks the agent's node still heartbeats: if it stopped before taking the call,
 the call is routed again (:class:`~.wire.NotPickedUp`); if it stopped during the call, the
 call fails naming it.
