@@ -110,6 +110,52 @@ async def test_events_arrive_in_order_before_the_result(nodes: tuple[Node, Node]
     assert await _count(a, "relay_event") == 0  # the call's rows went with it
 
 
+async def test_a_burst_of_calls_shares_statements_and_keeps_each_apart(
+    nodes: tuple[Node, Node],
+) -> None:
+    """A fan-out's calls go in shared statements: each still gets its own events and
+    result, one failing or withdrawn fails only itself, and no row is left behind."""
+    a, b = nodes
+    cancelled = asyncio.Event()
+
+    async def agent(thumbprint: str, method: str, params: dict[str, Any], **kw: Any) -> Response:
+        n = params["n"]
+        if n == 7:
+            return await _hang(cancelled)
+        for line in range(3):
+            await kw["on_event"]({"n": n, "line": line})
+        if n == 3:
+            raise CallFailed("boom", f"call {n} failed")
+        return Response({"n": n})
+
+    b.agent = agent
+    seen: dict[int, list[tuple[int, int]]] = {n: [] for n in range(40)}
+
+    def one(n: int) -> Any:
+        return call(
+            a, b, "runner.run", {"n": n}, on_event=lambda e: seen[n].append((e["n"], e["line"]))
+        )
+
+    calls = [asyncio.ensure_future(one(n)) for n in range(40)]
+    async with asyncio.timeout(30):
+        while len(b.calls) < 40:  # every call reached the agent's node
+            await asyncio.sleep(0.05)
+    calls[7].cancel()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    await asyncio.wait_for(cancelled.wait(), 10)
+    for n, outcome in enumerate(outcomes):
+        if n == 7:
+            assert isinstance(outcome, asyncio.CancelledError)
+        elif n == 3:
+            assert isinstance(outcome, CallFailed) and outcome.code == "boom"
+        else:
+            assert isinstance(outcome, Response) and outcome.result == {"n": n}
+        if n not in (3, 7):
+            assert seen[n] == [(n, 0), (n, 1), (n, 2)]
+    assert await _count(a, "relay_call") == 0
+    assert await _count(a, "relay_event") == 0
+
+
 async def test_the_timeout_cancels_the_agents_call(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
     cancelled = asyncio.Event()

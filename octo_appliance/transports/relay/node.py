@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,8 +23,15 @@ from typing import Any
 
 from octo_appliance.comms import Response, UploadSource
 from octo_appliance.comms.call_types import EventCallback
+from octo_appliance.transports.relay.batch import Batcher
 from octo_appliance.transports.relay.pg import Listener, Pool
-from octo_appliance.transports.relay.requesting import request
+from octo_appliance.transports.relay.requesting import (
+    NewCall,
+    Progress,
+    insert_calls,
+    read_progress,
+    request,
+)
 from octo_appliance.transports.relay.serving import Server
 from octo_appliance.transports.relay.wire import CHANNEL, LOG_CHANNEL, NOW, STALE_SECONDS, Sealer
 
@@ -69,6 +77,11 @@ class CallRelay:
         self.server = Server(self, local_call)
         #: calls this node handed away: call id -> the queue their notifications go to
         self.waiters: dict[str, asyncio.Queue[str]] = {}
+        #: the calls handed away and the progress read in the same moment: one statement
+        self.inserts: Batcher[NewCall, str] = Batcher(functools.partial(insert_calls, self))
+        self.reads: Batcher[tuple[str, int], Progress] = Batcher(
+            functools.partial(read_progress, self)
+        )
         self._agent_arrived: dict[str, asyncio.Event] = {}
         self._log_waiters: dict[str, set[LogWatch]] = {}
         self._local_agents: set[str] = set()
@@ -270,11 +283,13 @@ class CallRelay:
         elif to != self.node_id:
             return
         elif kind in ("call", "cancel"):
-            self.server.notified(kind, subject)
+            for call_id in subject.split(","):  # a batch of calls names each
+                self.server.notified(kind, call_id)
         else:
-            waiter = self.waiters.get(subject)
-            if waiter is not None:
-                waiter.put_nowait(kind)
+            for call_id in subject.split(","):
+                waiter = self.waiters.get(call_id)
+                if waiter is not None:
+                    waiter.put_nowait(kind)
 
     def _reconnected(self) -> None:
         """Notifications were lost while the listener was away: look at everything again."""

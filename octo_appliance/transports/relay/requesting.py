@@ -2,12 +2,15 @@
 
 The call becomes a ``relay_call`` row (its parameters sealed) and a notification to the
 agent's node, in one statement that also finds that node (the live node holding the agent's
-connection: no round trip of its own to look it up); this side then waits for notifications
-of that call and reads what they announce: new events (handed to ``on_event`` in order,
-before the call returns, as on a local connection) and the outcome. The timeout runs here,
-over the whole relayed call, and on the agent's node over the agent's own call; a timeout or
-a cancellation here deletes the row and tells the agent's node, which cancels the agent's
-call (the runner there stops as it does for a local cancel). Every few seconds without news
+connection: no round trip of its own to look it up) and carries the other calls made in the
+same moment (a fan-out's: one statement and one notification per node for all of them,
+:mod:`.batch`); this side then waits for notifications of that call and reads what they
+announce (with the other calls' reads of the moment, in one statement): new events (handed
+to ``on_event`` in order, before the call returns, as on a local connection) and the
+outcome. The timeout runs here, over the whole relayed call, and on the agent's node over
+the agent's own call; a timeout or a cancellation here deletes the row (after the statement
+inserting it, if under way) and tells the agent's node, which cancels the agent's call (the
+runner there stops as it does for a local cancel). Every few seconds without news
 this side checks the agent's node still heartbeats: if it stopped before taking the call,
 the call is routed again (:class:`~.wire.NotPickedUp`); if it stopped during the call, the
 call fails naming it.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,12 +44,22 @@ if TYPE_CHECKING:
 
 #: how long a call waits for news before it checks the agent's node is alive
 CHECK_SECONDS = 3.0
-#: the other live node holding an agent's connection (parameters: thumbprint, this node,
-#: seconds a heartbeat counts)
-HOLDER = (
-    'SELECT a."node_id" FROM "relay_agent" a JOIN "relay_node" n ON n."id" = a."node_id" '
-    f'WHERE a."thumbprint" = %s AND a."node_id" <> %s AND n."seen_at" > {NOW} - %s * '
-    "interval '1 second'"
+#: the rows of calls (parameters: the columns of :data:`NewCall`, this node, seconds a
+#: heartbeat counts, this node, the channel): each for its node, the given one or else the
+#: other live node holding the agent's connection; one wake-up per node for its queued calls
+INSERT_CALLS = (
+    'WITH "asked" ("id", "node", "thumbprint", "method", "body", "state") AS (SELECT * FROM '
+    "unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])), "
+    '"added" AS (INSERT INTO "relay_call" ("id", "origin_node", "target_node", "method", '
+    '"body", "state", "created_at") SELECT q."id", %s, t."node", q."method", q."body", '
+    f'q."state", {NOW} FROM "asked" q CROSS JOIN LATERAL (SELECT COALESCE(NULLIF(q."node", '
+    """''), (SELECT a."node_id" FROM "relay_agent" a JOIN "relay_node" n ON n."id" = """
+    'a."node_id" WHERE a."thumbprint" = q."thumbprint" AND a."node_id" <> %s AND '
+    f'n."seen_at" > {NOW} - %s * interval \'1 second\' LIMIT 1)) AS "node") t WHERE '
+    't."node" IS NOT NULL RETURNING "id", "target_node", "state") SELECT "target_node", '
+    """string_agg("id", ','), CASE WHEN bool_or("state" = 'queued') THEN pg_notify(%s, """
+    """"target_node" || ' call ' || string_agg("id", ',') FILTER (WHERE "state" = """
+    '\'queued\')) END FROM "added" GROUP BY "target_node"'
 )
 
 
@@ -141,33 +155,34 @@ async def _insert(
     body: dict[str, Any],
     state: str,
 ) -> str | None:
-    """One statement (one round trip, one transaction): the row for node ``node_id`` (None:
-    the node holding the agent's connection, if there is one) and, when queued, its wake-up.
-    The node the row went to."""
-    found: list[object]
-    if node_id is not None:
-        target, found = "SELECT %s::text", [node_id]
-    else:
-        target, found = HOLDER, [str(body["thumbprint"]), relay.node_id, STALE_SECONDS]
-    wake = ', pg_notify(%s, "target_node" || %s)' if state == "queued" else ""
+    """The row for node ``node_id`` (None: the node holding the agent's connection, if there
+    is one) and, when queued, its wake-up; the node the row went to. Queued calls go with
+    the others of the moment (:func:`insert_calls`)."""
+    sealed = seal(relay.vault, call_id, "request", body)
+    item = (call_id, node_id or "", str(body["thumbprint"]), method[:100], sealed, state)
+    if state == "queued":
+        return await relay.inserts.get(item)
+    return (await insert_calls(relay, [item])).get(item)
+
+
+#: calls to insert: (id, node or "" for the holder, thumbprint, method, sealed body, state)
+NewCall = tuple[str, str, str, str, str, str]
+
+
+async def insert_calls(relay: CallRelay, calls: Sequence[NewCall]) -> dict[NewCall, str]:
+    """One statement (one round trip, one transaction): the rows, each for its node (the
+    given one, else the live node holding the agent's connection: no round trip of its own
+    to look it up), and one wake-up per node for its queued calls. The node of each call
+    that went to one."""
+    columns = [list(column) for column in zip(*calls, strict=True)]
     async with relay.pool.connection() as conn:
         cur = await conn.execute(
-            f'WITH "target" ("node") AS ({target} LIMIT 1), "added" AS (INSERT INTO '
-            '"relay_call" ("id", "origin_node", "target_node", "method", "body", "state", '
-            f'"created_at") SELECT %s, %s, "node", %s, %s, %s, {NOW} FROM "target" '
-            f'RETURNING "target_node") SELECT "target_node"{wake} FROM "added"',
-            (
-                *found,
-                call_id,
-                relay.node_id,
-                method[:100],
-                seal(relay.vault, call_id, "request", body),
-                state,
-                *((CHANNEL, f" call {call_id}") if wake else ()),
-            ),
+            INSERT_CALLS,
+            (*columns, relay.node_id, relay.node_id, STALE_SECONDS, CHANNEL),
         )
-        row = await cur.fetchone()
-    return str(row[0]) if row else None
+        rows = await cur.fetchall()
+    placed = {one: str(row[0]) for row in rows for one in str(row[1]).split(",")}
+    return {call: placed[call[0]] for call in calls if call[0] in placed}
 
 
 async def _follow(
@@ -215,24 +230,45 @@ async def _progress(
 ) -> tuple[list[tuple[int, str]], str | None, str | None, bool]:
     """The call's state, its events after ``last`` (the agent's node stores every event
     before or with ``done``) and whether its rows were deleted by this read: a call done
-    without a file to download is over once read, and its rows go in the same statement."""
+    without a file to download is over once read, and its rows go in the same statement.
+    Read with the other calls' of the moment (:func:`read_progress`)."""
+    return await relay.reads.get((call_id, last)) or ([], None, None, False)
+
+
+#: a call's progress: its events after the last read, its state, outcome, rows deleted
+Progress = tuple[list[tuple[int, str]], str | None, str | None, bool]
+#: calls' states and events after a seq (parameters: ids, seqs, ids, seqs): one statement,
+#: one snapshot (taken before the delete), so a "done" state comes with every event
+READ_PROGRESS = (
+    'WITH "asked" ("id", "last") AS (SELECT * FROM unnest(%s::text[], %s::int[])), "gone" '
+    'AS (DELETE FROM "relay_call" c USING "asked" q WHERE c."id" = q."id" AND c."state" = '
+    """'done' AND NOT EXISTS (SELECT 1 FROM "relay_chunk" k WHERE k."call_id" = c."id" AND """
+    """k."direction" = 'down') RETURNING c."id") SELECT c."id", c."state", c."outcome", """
+    'e."seq", e."body", c."id" IN (SELECT "id" FROM "gone") FROM "asked" q JOIN '
+    '"relay_call" c ON c."id" = q."id" LEFT JOIN "relay_event" e ON e."call_id" = c."id" '
+    'AND e."seq" > q."last" ORDER BY c."id", e."seq"'
+)
+
+
+async def read_progress(
+    relay: CallRelay, asked: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], Progress]:
+    """The progress of several calls in one statement (a call vanished is left out)."""
     async with relay.pool.connection() as conn:
-        # one statement, one snapshot (taken before the delete): a "done" state comes with
-        # every event
         cur = await conn.execute(
-            'WITH "gone" AS (DELETE FROM "relay_call" WHERE "id" = %s AND "state" = %s AND '
-            'NOT EXISTS (SELECT 1 FROM "relay_chunk" WHERE "call_id" = %s AND "direction" = '
-            '%s) RETURNING 1) SELECT c."state", c."outcome", e."seq", e."body", EXISTS '
-            '(SELECT 1 FROM "gone") FROM "relay_call" c LEFT JOIN "relay_event" e ON '
-            'e."call_id" = c."id" AND e."seq" > %s WHERE c."id" = %s ORDER BY e."seq"',
-            (call_id, "done", call_id, "down", last, call_id),
+            READ_PROGRESS, ([i for i, _ in asked], [last for _, last in asked])
         )
         rows = await cur.fetchall()
-    row = rows[0] if rows else None
-    events = [(int(str(r[2])), str(r[3])) for r in rows if r[2] is not None]
-    if row is None:
-        return events, None, None, False
-    return events, str(row[0]), None if row[1] is None else str(row[1]), bool(row[4])
+    found: dict[str, Progress] = {}
+    for row in rows:
+        call_id = str(row[0])
+        progress = found.get(call_id)
+        if progress is None:
+            outcome = None if row[2] is None else str(row[2])
+            progress = found[call_id] = ([], str(row[1]), outcome, bool(row[5]))
+        if row[3] is not None:
+            progress[0].append((int(str(row[3])), str(row[4])))
+    return {(i, last): found[i] for i, last in asked if i in found}
 
 
 async def _response(
@@ -251,6 +287,7 @@ async def _response(
 
 async def _withdraw(relay: CallRelay, call_id: str) -> None:
     """Delete the call (events and chunks go with it) and tell the agent's node to stop."""
+    await relay.inserts.settled()  # its row, if in a statement under way, is there first
     try:
         async with relay.pool.connection() as conn:
             await conn.execute(

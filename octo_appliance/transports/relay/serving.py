@@ -1,14 +1,16 @@
 """The agent's side of a relayed call: this node holds the agent's connection.
 
-A ``call`` notification names a row; the first node to mark it running takes it (only its
-target node ever tries, the update makes a repeat harmless). The call then runs on this
-node's own connection to the agent, with the caller's timeout, pickup timeout and upload, as
-a local call does; its events are written as rows in batches (whatever arrived while the
-previous batch was written: one insert and one notification per batch, so a chatty runner
-does not cost a round trip per line) and the agent is held back while more than
-:data:`WINDOW` events wait, as the comms flow control holds it back on a slow local consumer.
-The events not yet written when the answer comes go with the outcome, in its statement: a
-short call (most of a fan-out's) costs one write and one wake-up of the caller, not two.
+A ``call`` notification names rows (a burst of calls from one fan-out: one notification);
+this node takes them, the calls of the moment in one update (only their target node ever
+tries, the update makes a repeat harmless). Each call then runs on this node's own
+connection to the agent, with the caller's timeout, pickup timeout and upload, as a local
+call does; its events are written as rows in batches (whatever arrived while the previous
+batch was written, so a chatty runner does not cost a round trip per line) and the agent is
+held back while more than :data:`WINDOW` events wait, as the comms flow control holds it
+back on a slow local consumer. The events not yet written when the answer comes go with the
+outcome. Every call's news of the moment (event batches, outcomes) goes in one statement
+with one notification per calling node (:mod:`.batch`): a fan-out's short calls cost a few
+statements between them, not a few each.
 A ``cancel`` notification, or the row gone (the caller's node died or withdrew it), cancels
 the agent's call.
 """
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from octo_appliance.transports.relay.batch import Batcher
 from octo_appliance.transports.relay.files import get_chunks, put_chunks
 from octo_appliance.transports.relay.wire import CHANNEL, error_json, seal, unseal
 
@@ -30,11 +34,25 @@ log = logging.getLogger("octo_appliance.relay")
 
 #: events buffered before the agent's call is held back
 WINDOW = 256
-#: a call's events as rows (parameters: call id, ids, seqs, bodies)
-INSERT_EVENTS = (
-    'INSERT INTO "relay_event" ("id", "call_id", "seq", "body") '
-    "SELECT i, %s, s, b FROM unnest(%s::text[], %s::int[], %s::text[]) AS t(i, s, b)"
+#: calls taken (parameters: ids, this node)
+CLAIM_CALLS = (
+    'UPDATE "relay_call" SET "state" = \'running\' WHERE "id" = ANY(%s) AND "target_node" = %s '
+    'AND "state" = \'queued\' RETURNING "id", "origin_node", "body"'
 )
+#: events of calls and calls done, in one statement: the events, the outcomes and one wake-up
+#: per calling node (parameters: events' ids, call ids, seqs, bodies; calls' ids, outcomes
+#: ("": events only); the channel, calls' ids, their nodes, outcomes)
+WRITE_NEWS = (
+    'WITH "added" AS (INSERT INTO "relay_event" ("id", "call_id", "seq", "body") SELECT i, c, '
+    's, b FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[]) AS t(i, c, s, b)), "set" '
+    'AS (UPDATE "relay_call" c SET "state" = \'done\', "outcome" = t.o FROM '
+    "unnest(%s::text[], %s::text[]) AS t(i, o) WHERE c.\"id\" = t.i AND t.o <> '') SELECT "
+    "pg_notify(%s, t.n || CASE WHEN bool_or(t.o <> '') THEN ' done ' ELSE ' event ' END || "
+    "string_agg(t.i, ',')) FROM unnest(%s::text[], %s::text[], %s::text[]) AS t(i, n, o) "
+    "GROUP BY t.n"
+)
+#: a call's news: (id, calling node, sealed outcome or "" (not done), events' ids, seqs, bodies)
+News = tuple[str, str, str, tuple[str, ...], tuple[int, ...], tuple[str, ...]]
 
 
 class Server:
@@ -42,6 +60,9 @@ class Server:
         self.relay = relay
         self.local_call = local_call
         self.serving: dict[str, asyncio.Task[None]] = {}
+        #: calls taken, and events and outcomes written, in the same moment: one statement each
+        self.claims: Batcher[str, tuple[str, str]] = Batcher(self._claim)
+        self.news: Batcher[News, None] = Batcher(self._write_news)
 
     def notified(self, kind: str, call_id: str) -> None:
         if kind == "cancel":
@@ -84,19 +105,30 @@ class Server:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _claim(self, call_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        async with self.relay.pool.connection() as conn:
+            cur = await conn.execute(CLAIM_CALLS, (list(call_ids), self.relay.node_id))
+            rows = await cur.fetchall()
+        return {str(row[0]): (str(row[1]), str(row[2])) for row in rows}
+
+    async def _write_news(self, done: Sequence[News]) -> dict[News, None]:
+        events = [(e, c[0], s, b) for c in done for e, s, b in zip(*c[3:], strict=True)]
+        columns = [list(column) for column in zip(*events, strict=True)] or [[], [], [], []]
+        calls, outcomes = [c[0] for c in done], [c[2] for c in done]
+        async with self.relay.pool.connection() as conn:
+            await conn.execute(
+                WRITE_NEWS,
+                (*columns, calls, outcomes, CHANNEL, calls, [c[1] for c in done], outcomes),
+            )
+        return {}
+
     async def _serve(self, call_id: str) -> None:
         relay = self.relay
-        async with relay.pool.connection() as conn:
-            cur = await conn.execute(
-                'UPDATE "relay_call" SET "state" = %s WHERE "id" = %s AND "target_node" = %s '
-                'AND "state" = %s RETURNING "origin_node", "body"',
-                ("running", call_id, relay.node_id, "queued"),
-            )
-            row = await cur.fetchone()
+        row = await self.claims.get(call_id)
         if row is None:
             return  # withdrawn, or taken already
-        origin, request = str(row[0]), unseal(relay.vault, call_id, "request", str(row[1]))
-        events = _EventWriter(relay, call_id, origin)
+        origin, request = row[0], unseal(relay.vault, call_id, "request", row[1])
+        events = _EventWriter(relay, self.news, call_id, origin)
         upload: Path | None = None
         outcome: dict[str, Any]
         try:
@@ -139,29 +171,18 @@ class Server:
             if upload is not None:
                 upload.unlink(missing_ok=True)
         ids, seqs, bodies = events.rows(rest)
-        async with relay.pool.connection() as conn:  # one statement: stored and announced
-            await conn.execute(
-                f'WITH "added" AS ({INSERT_EVENTS}), "set" AS (UPDATE "relay_call" SET '
-                '"state" = %s, "outcome" = %s WHERE "id" = %s) SELECT pg_notify(%s, %s)',
-                (
-                    call_id,
-                    ids,
-                    seqs,
-                    bodies,
-                    "done",
-                    seal(relay.vault, call_id, "outcome", outcome),
-                    call_id,
-                    CHANNEL,
-                    f"{origin} done {call_id}",
-                ),
-            )
+        sealed = seal(relay.vault, call_id, "outcome", outcome)
+        # stored and announced with the other calls done in the same moment
+        await self.news.get((call_id, origin, sealed, tuple(ids), tuple(seqs), tuple(bodies)))
 
 
 class _EventWriter:
     """A relayed call's events, written in order, in batches, by one task."""
 
-    def __init__(self, relay: CallRelay, call_id: str, origin: str) -> None:
-        self.relay, self.call_id, self.origin = relay, call_id, origin
+    def __init__(
+        self, relay: CallRelay, news: Batcher[News, None], call_id: str, origin: str
+    ) -> None:
+        self.relay, self.news, self.call_id, self.origin = relay, news, call_id, origin
         self.pending: list[dict[str, Any]] = []
         self.seq = 0
         self.wake = asyncio.Event()
@@ -218,9 +239,5 @@ class _EventWriter:
         return ids, seqs, bodies
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
-        ids, seqs, bodies = self.rows(batch)
-        async with self.relay.pool.connection() as conn:  # one statement: batch and wake-up
-            await conn.execute(
-                f'WITH "added" AS ({INSERT_EVENTS}) SELECT pg_notify(%s, %s)',
-                (self.call_id, ids, seqs, bodies, CHANNEL, f"{self.origin} event {self.call_id}"),
-            )
+        ids, seqs, bodies = self.rows(batch)  # with the other calls' news of the moment
+        await self.news.get((self.call_id, self.origin, "", tuple(ids), tuple(seqs), tuple(bodies)))
