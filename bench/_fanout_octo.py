@@ -34,12 +34,9 @@ from _fleet import (
     AgentFleet,
     AgentSpec,
     create_key,
-    parse_iso,
     register_agents,
     reserve_ports,
-    run_script,
     start_appliance,
-    wait_for_task,
 )
 from _job import (
     PACKAGE_FILE,
@@ -51,6 +48,11 @@ from _job import (
     empty_dir,
 )
 from _peers import ToolFailed
+from _tasks import (
+    parse_iso,
+    run_script,
+    wait_for_task,
+)
 
 from tests.fleet import kill_strays
 from tests.serve_process import ServeProcess

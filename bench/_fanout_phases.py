@@ -24,8 +24,10 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from _fleet import parse_iso
 from _job import PACKAGE_ID, PACKAGE_VERSION
+from _tasks import (
+    parse_iso,
+)
 
 #: (phase, the message prefix or marker that ends it), in order
 MARKS = (

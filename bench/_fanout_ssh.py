@@ -28,9 +28,17 @@ from typing import Any
 
 import psutil
 from _fanout_octo import Octo, Unavailable
-from _fleet import ENVIRONMENT, ROLE, create_key, run_script, start_appliance
+from _fleet import (
+    ENVIRONMENT,
+    ROLE,
+    create_key,
+    start_appliance,
+)
 from _job import Package
 from _peers import VENV, Ansible, Pyinfra
+from _tasks import (
+    run_script,
+)
 
 from tests.sshd import Sshd
 

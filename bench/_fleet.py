@@ -20,13 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import _repo  # noqa: F401  (the repository on sys.path, first)
-import httpx
 import psutil
 
 from octo_appliance import __version__
@@ -338,143 +337,3 @@ def hub_connections(server: ServeProcess) -> list[float]:
             stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
             times.append(stamp.timestamp())  # asctime is local time, like time.time()
     return times
-
-
-def parse_iso(value: str) -> float:
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass(frozen=True)
-class TaskRun:
-    task_id: str
-    state: str
-    #: created_at -> finished_at, from the task's own timestamps
-    seconds: float
-    #: POST sent -> the poll that saw it finished (includes the poll interval)
-    observed: float
-    failed_targets: list[str]
-
-
-def wait_for_task(
-    client: httpx.Client, task_id: str, timeout: float, poll: float = 0.05
-) -> dict[str, Any]:
-    """The task as ``GET /api/v1/tasks/{id}`` shows it once it has ended, or as it was when
-    ``timeout`` ran out (the caller checks ``state`` against :data:`FINAL_STATES`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        task: dict[str, Any] = client.get(f"/api/v1/tasks/{task_id}").json()
-        if task.get("state") in FINAL_STATES or time.monotonic() > deadline:
-            return task
-        time.sleep(poll)
-
-
-def run_script(
-    client: httpx.Client,
-    names: Sequence[str],
-    body: str = "echo ok",
-    poll: float = 0.05,
-    timeout: float = 300.0,
-) -> TaskRun:
-    """Run a bash script on the named targets through the console; wait for the task."""
-    sent = time.time()
-    # the console takes at most 1,000 target names: more are every target of the environment
-    chosen = {"targets": list(names)} if len(names) <= 1000 else {"environment": ENVIRONMENT}
-    response = client.post("/api/v1/scripts", json={**chosen, "syntax": "bash", "body": body})
-    if response.status_code != 202:
-        sys.exit(f"POST /scripts failed: {response.status_code} {response.text}")
-    task_id = response.json()["task_id"]
-    task = wait_for_task(client, task_id, timeout, poll)
-    if task.get("state") not in FINAL_STATES:
-        sys.exit(f"task {task_id} did not finish within {timeout:g} s: {task.get('state')}")
-    observed = time.time() - sent
-    failed = [t["target_name"] for t in task["targets"] if t["state"] != "success"]
-    seconds = parse_iso(task["finished_at"]) - parse_iso(task["created_at"])
-    return TaskRun(task_id, task["state"], seconds, observed, failed)
-
-
-def failure_lines(client: httpx.Client, task_id: str, targets: int) -> list[str]:
-    """The task's warning and error lines of its first ``targets`` failed targets: why."""
-    task = client.get(f"/api/v1/tasks/{task_id}").json()
-    failed = {t["target_name"] for t in task["targets"] if t["state"] != "success"}
-    shown: dict[str, list[str]] = {}
-    since = 0
-    while True:
-        page = client.get(f"/api/v1/tasks/{task_id}/log", params={"since": since}).json()
-        for item in page["items"]:
-            name = (item.get("target") or {}).get("name")
-            loud = item.get("level") in ("warning", "error")
-            if name in failed and loud and (name in shown or len(shown) < targets):
-                shown.setdefault(name, []).append(f"{name}: {item['message']}")
-        if not page["items"] or page["finished"]:
-            break
-        since = page["next_since"]
-    return [line for lines in shown.values() for line in lines]
-
-
-def wait_health_checks(client: httpx.Client, timeout: float) -> tuple[float, int]:
-    """Wait until no health check is queued or running: every registration queues one for
-    its target, which runs once the agent connects (seconds waited, checks that failed)."""
-    started = time.monotonic()
-    while True:
-        busy = sum(
-            client.get("/api/v1/tasks", params={"kind": "health-check", "state": state}).json()[
-                "total"
-            ]
-            for state in ("queued", "executing")
-        )
-        if not busy or time.monotonic() - started > timeout:
-            break
-        time.sleep(1.0)
-    failed = client.get("/api/v1/tasks", params={"kind": "health-check", "state": "failed"})
-    return time.monotonic() - started, int(failed.json()["total"])
-
-
-@contextlib.contextmanager
-def api_client(server: ServeProcess, key: str) -> Iterator[httpx.Client]:
-    with server.http2_client(headers={"X-Api-Key": key}, timeout=60) as client:
-        yield client
-
-
-def failed_suffix(run: TaskRun) -> str:
-    return f" ({len(run.failed_targets)} failed)" if run.failed_targets else ""
-
-
-def appliance_cpu(server: ServeProcess) -> float:
-    times = psutil.Process(pid_of(server)).cpu_times()
-    return float(times.user + times.system)
-
-
-def scripted(
-    server: ServeProcess,
-    client: httpx.Client,
-    names: Sequence[str],
-    what: str,
-    fleet: AgentFleet | None = None,
-) -> TaskRun:
-    """A script on every target; prints its time, the CPU per target by role (appliance;
-    with ``fleet``: agent processes, and their runners and scripts), and why targets failed
-    if some did (the run goes on: later figures still count)."""
-    before = appliance_cpu(server)
-    agents_before = fleet.cpu_seconds() if fleet else 0.0
-    tree_before = fleet.tree_cpu_seconds() if fleet else 0.0
-    run = run_script(client, names, poll=0.25, timeout=900)
-    cpu = appliance_cpu(server) - before
-    failed = f", {len(run.failed_targets)} failed" if run.failed_targets else ""
-    roles = ""
-    if fleet:
-        agents = fleet.cpu_seconds() - agents_before
-        runners = fleet.tree_cpu_seconds() - tree_before - agents
-        roles = (
-            f"; agent processes {agents / len(names) * 1000:.1f} ms, fork servers, runners "
-            f"and scripts {runners / len(names) * 1000:.1f} ms per target (load "
-            f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())})"
-        )
-    print(
-        f"  {what} on {len(names)}: {run.seconds:.1f} s created -> done ({run.state}{failed}); "
-        f"appliance CPU {cpu:.1f} s, {cpu / len(names) * 1000:.1f} ms per target{roles}",
-        flush=True,
-    )
-    if run.failed_targets:
-        for line in failure_lines(client, run.task_id, 3):
-            print(f"    {line}", flush=True)
-    return run

@@ -65,12 +65,14 @@ from _fleet import (
     FINAL_STATES,
     ROLE,
     AgentFleet,
-    api_client,
     create_key,
     mixed_specs,
-    parse_iso,
     register_agents,
     start_appliance,
+)
+from _tasks import (
+    api_client,
+    parse_iso,
     wait_for_task,
 )
 

@@ -45,23 +45,25 @@ from _fleet import (
     AgentFleet,
     AgentSpec,
     EstablishedWatcher,
-    api_client,
-    appliance_cpu,
     create_key,
-    failed_suffix,
     hub_connections,
     mixed_specs,
     percentile,
     pid_of,
     register_agents,
-    run_script,
-    scripted,
     start_appliance,
     tree_rss,
     wait_established,
-    wait_health_checks,
 )
 from _rows import Row, print_table
+from _tasks import (
+    api_client,
+    appliance_cpu,
+    failed_suffix,
+    run_script,
+    scripted,
+    wait_health_checks,
+)
 
 from octo_appliance.builds.runner import RunnerBuild, prepare_runner
 from tests.serve_process import ServeProcess

@@ -47,9 +47,11 @@ from _fleet import (
     ROLE,
     AgentFleet,
     AgentSpec,
-    parse_iso,
     pid_of,
     register_agents,
+)
+from _tasks import (
+    parse_iso,
     run_script,
     wait_for_task,
 )
