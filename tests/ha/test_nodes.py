@@ -1,5 +1,6 @@
 """Nodes on one PostgreSQL: the node list, drain and undrain through the CLI, the checks at
-start (a name in use, another master key, a missing plugin), API keys across nodes.
+start (a name in use, another master key, a missing plugin), API keys, cached listings and
+interruptions across nodes.
 
 Real ``serve`` processes on a throwaway database (tests/ha/cluster.py).
 """
@@ -162,3 +163,36 @@ def test_a_cached_listing_on_one_node_sees_a_write_through_the_other(cluster: Cl
         SHARED_DATABASE_TTL + 5,
         "node-2 to list the environment node-1 created",
     )
+
+
+def test_an_interruption_answered_on_the_other_node_resumes_the_deployment(
+    cluster: Cluster,
+) -> None:
+    """The engine waits for an answer by reading the interruption's row (not an in-process
+    event), so an answer submitted through any node resumes the task on the node running it."""
+    project = cluster.call("node-1", "POST", "/projects", 201, json={"name": "ha-approval"})
+    step = {
+        "name": "Approve",
+        "type": "manual-intervention",
+        "properties": {"instructions": "Check it"},
+    }
+    cluster.call("node-1", "PUT", f"/projects/{project['id']}/process", json={"steps": [step]})
+    release = cluster.call("node-1", "POST", f"/projects/{project['id']}/releases", 201, json={})
+    body = {"release": release["id"], "environment": "Dev"}
+    deployment = cluster.call("node-1", "POST", "/deployments", 201, json=body)
+    running = cluster.wait_running("node-1", deployment["task_id"])
+    elsewhere = "node-2" if running == "node-1" else "node-1"
+    pending = wait_until(
+        lambda: [
+            item
+            for item in cluster.call(elsewhere, "GET", "/interruptions?pending=true")["items"]
+            if item["task_id"] == deployment["task_id"]
+        ],
+        60,
+        "the interruption to be pending",
+    )
+    answer = {"result": "approve", "notes": "from the other node"}
+    cluster.call(elsewhere, "POST", f"/interruptions/{pending[0]['id']}/submit", json=answer)
+    task = cluster.wait_final(elsewhere, deployment["task_id"], timeout=60)
+    assert task["state"] == "success", task
+    assert task["node"] == running
