@@ -27,21 +27,17 @@ Per N (median of the runs), with the load average (1 min) when the runs started:
   started from scratch (``python -I octo-runner.pyz``, the request on stdin): the least a
   design that *starts* one runner interpreter per target and step can take. The agents fork
   their runners from a fork server of the build instead (docs/agent.md); the bench prints
-  how many fork servers were up (one per identity; they start only when the machine is
-  quiet, so on a loaded machine the runners start from scratch).
+  how many fork servers were up (one per identity; an agent starts its fork server when
+  quiet, or after 2 s without a task on a machine that is never quiet).
 
-Before the measured runs the bench waits for the machine to settle after the warm-up
-deployment (the agents start their fork servers when quiet, as they do between any two
-deployments), or with ``--assume-quiet`` for every identity's fork server.
+Before the measured runs the bench waits, after the warm-up deployment, for every identity's
+fork server (as an agent has between any two deployments).
 
 Goals on this machine: under 1.5 s for 20 targets (issue 4) and under 2.5 s for 100 (issue
 14). The machine has 2 cores and is shared: compare ratios and CPU, not absolute figures.
 
-A machine shared with other benchmarks is never quiet: ``--assume-quiet`` starts the agents
-through ``bench/_quiet_agent.py``, which lets them start their fork servers anyway.
-
 Usage: ``.venv/bin/python bench/deploy.py [--quick] [--runs N] [--sizes 1,20,100]
-[--runner-floor] [--assume-quiet]``
+[--runner-floor]``
 """
 
 from __future__ import annotations
@@ -236,11 +232,6 @@ def main() -> None:
     parser.add_argument(
         "--runner-floor", action="store_true", help="also the runner started from scratch"
     )
-    parser.add_argument(
-        "--assume-quiet",
-        action="store_true",
-        help="agents start fork servers whatever the machine's load (bench/_quiet_agent.py)",
-    )
     args = parser.parse_args()
     sizes = [1, 20] if args.quick else [1, 20, 100]
     if args.sizes:
@@ -259,17 +250,13 @@ def main() -> None:
             key = create_key(tmp / "data")
             homes = register_agents(server, key, tmp / "agents", specs)
             with AgentFleet() as fleet, api_client(server, key) as client:
-                quiet_agent = [sys.executable, str(Path(__file__).with_name("_quiet_agent.py"))]
-                fleet.start(homes, 25, quiet_agent if args.assume_quiet else ())
+                fleet.start(homes, 25)
                 stamps = tmp / "stamps"
                 stamps.mkdir()
                 release_id = make_release(client, stamps)
                 deploy(client, release_id, names)  # warm-up: connections, runner fetch
-                if args.assume_quiet:  # the machine may never be idle: wait for the servers
-                    waited = fleet.wait_for_fork_servers(total)
-                    print(f"{fleet.fork_servers()} fork servers up after {waited:.1f} s")
-                else:
-                    print(f"settled after the warm-up in {fleet.settle():.1f} s", flush=True)
+                waited = fleet.wait_for_fork_servers(total)
+                print(f"{fleet.fork_servers()} fork servers up after {waited:.1f} s", flush=True)
                 for n in sizes:
                     row = Runs(n, load=os.getloadavg()[0])
                     for _ in range(runs):
