@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,6 +34,7 @@ from octo_appliance.comms.framing import (
     Payload,
     decode_header,
 )
+from octo_appliance.comms.readbuffer import thread_buffer
 
 #: plaintext decrypted into the scratch buffer at once: one TLS record, so the start of a
 #: large frame's payload read together with its header (then copied out) is at most this
@@ -42,7 +42,6 @@ READ_AHEAD = 16 * 1024
 #: payloads up to this size are parsed in the scratch buffer and copied out as ``bytes``
 SMALL_PAYLOAD = READ_AHEAD
 _SCRATCH = 4 * READ_AHEAD
-_shared = threading.local()
 #: reading pauses while this many payload bytes (or this many frames) wait for the consumer
 QUEUE_HIGH = MAX_PAYLOAD
 QUEUE_FRAMES = 256
@@ -309,7 +308,4 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
 def _scratch() -> memoryview:
     """This thread's scratch buffer (each thread runs its own event loop, if any)."""
-    view: memoryview | None = getattr(_shared, "view", None)
-    if view is None:
-        view = _shared.view = memoryview(bytearray(_SCRATCH))
-    return view
+    return thread_buffer("frame-scratch", _SCRATCH)
