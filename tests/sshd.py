@@ -29,6 +29,8 @@ import asyncssh
 import psutil
 import pytest
 
+from tests.ports import free_port
+
 #: ``OCTO_TEST_SSHD`` names another sshd (tests/unit/test_ssh_skip.py names a missing one)
 SSHD = os.environ.get("OCTO_TEST_SSHD") or shutil.which("sshd") or "/usr/sbin/sshd"
 PASSWORD_USER = "octo-sshtest"
@@ -50,12 +52,6 @@ MaxSessions 1000
 MaxStartups 200
 LogLevel VERBOSE
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def available() -> bool:
