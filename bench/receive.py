@@ -117,10 +117,9 @@ def _octo_process(
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
 
 
-async def _octo_send(
-    port: int, ids: dict[str, Any], content: KnownContent, rounds: int, patient: bool
-) -> float:
-    conn = await comms.connect(
+async def dial(port: int, ids: dict[str, Any], patient: bool) -> comms.Connection:
+    """The appliance's side of a comms connection to the bench's listener."""
+    return await comms.connect(
         "127.0.0.1",
         port,
         comms.Identity(ids["appliance_cert"], ids["appliance_key"]),
@@ -128,6 +127,12 @@ async def _octo_send(
         hello=comms.LocalHello(role="appliance", id="bench"),
         settings=_settings(patient),
     )
+
+
+async def _octo_send(
+    port: int, ids: dict[str, Any], content: KnownContent, rounds: int, patient: bool
+) -> float:
+    conn = await dial(port, ids, patient)
     try:
         await conn.call("begin")
         start = time.perf_counter()
@@ -246,6 +251,24 @@ def floor(
     return float(end - start) / (total / 1e9)
 
 
+def identities() -> dict[str, Any]:
+    """The two sides' certificates and keys (PEM) and the agent's thumbprint, picklable for
+    the spawned processes."""
+    appliance = comms.generate_identity("appliance", ["127.0.0.1"])
+    agent = comms.generate_identity("agent", ["127.0.0.1"])
+    return {
+        "appliance_cert": appliance.cert_pem,
+        "appliance_key": appliance.key_pem,
+        "agent_cert": agent.cert_pem,
+        "agent_key": agent.key_pem,
+        "agent_thumbprint": agent.thumbprint,
+    }
+
+
+def load() -> str:
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--gb", type=float, default=1.0, help="how much to send in all")
@@ -259,15 +282,7 @@ def main() -> None:
         "--gb 0.25 or so): repeatable however loaded the machine is",
     )
     args = parser.parse_args()
-    appliance = comms.generate_identity("appliance", ["127.0.0.1"])
-    agent = comms.generate_identity("agent", ["127.0.0.1"])
-    ids = {
-        "appliance_cert": appliance.cert_pem,
-        "appliance_key": appliance.key_pem,
-        "agent_cert": agent.cert_pem,
-        "agent_key": agent.key_pem,
-        "agent_thumbprint": agent.thumbprint,
-    }
+    ids = identities()
     data = os.urandom(args.chunk_mb * PIECE)
     content = KnownContent(data, hashlib.sha256(data).hexdigest())
     rounds = max(1, round(args.gb * 1e9 / len(data)))
@@ -280,8 +295,7 @@ def main() -> None:
         for file in Path(workdir).glob("kept/*"):
             file.unlink()  # its page cache would weigh on the floor's writes
         floors = {work: floor(ids, data, rounds, workdir, work) for work in FLOOR_WORK}
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"load average: {load}; written under {args.dir or tempfile.gettempdir()}")
+    print(f"load average: {load()}; written under {args.dir or tempfile.gettempdir()}")
     print(f"Octo receiver, CPU per GB received, verified and stored: {octo_seconds:.2f} s/GB")
     print(f"  goal <= {GOAL_SECONDS_PER_GB} s/GB; before this work ~{BEFORE_SECONDS_PER_GB} s/GB")
     for work, seconds in floors.items():
@@ -313,8 +327,7 @@ def count_instructions(
                 floor(ids, bytes(content), count, workdir, FLOOR_WORK[-1], script)
             counts.append(_callgrind.instructions(out))
         per_gb[name] = (counts[1] - counts[0]) / extra_gb
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"load average: {load} (instruction counts do not depend on it)")
+    print(f"load average: {load()} (instruction counts do not depend on it)")
     print(f"Octo receiver: {per_gb['octo'] / 1e9:.2f} G instructions per GB received")
     print(f"floor (bare TLS receive+sha256+write): {per_gb['floor'] / 1e9:.2f} G instructions/GB")
     print(

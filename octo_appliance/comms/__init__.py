@@ -51,7 +51,7 @@ from octo_appliance.comms.queue import (
 )
 from octo_appliance.comms.server import CommsServer, serve
 from octo_appliance.comms.settings import CommsSettings
-from octo_appliance.comms.transfer import KnownContent, UploadSource
+from octo_appliance.comms.transfer import KnownContent, KnownStream, UploadSource
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -72,6 +72,7 @@ __all__ = [
     "InMemoryRequestQueue",
     "IncomingRequest",
     "KnownContent",
+    "KnownStream",
     "LocalHello",
     "MessageTooLarge",
     "PeerLost",

@@ -16,7 +16,8 @@ Per target, the cheapest way that works:
    :data:`SHARED_MAX_BYTES` and the delta limit) and sent to every target from there, its
    SHA-256 known (:class:`~octo_appliance.comms.KnownContent`: no hashing per target); a
    larger package is streamed from the feed's plaintext reader straight into each connection
-   (an :data:`~octo_appliance.comms.UploadSource` opener). Decrypted content is never
+   (an :data:`~octo_appliance.comms.UploadSource` opener; :class:`~octo_appliance.comms.
+   KnownStream`: its SHA-256 known too, not hashed per target). Decrypted content is never
    written to the appliance's disk; only a transport that declares ``accepts_streams =
    False`` gets a spool file for a large package (``spool_dir``, 0600, deleted right after).
 
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
-from octo_appliance.comms import KnownContent, UploadSource
+from octo_appliance.comms import KnownContent, KnownStream, UploadSource
 from octo_appliance.feed.delta import make_delta
 from octo_appliance.transports.base import TargetAddress, Transport
 
@@ -318,7 +319,9 @@ class _Acquisition:
             return self.whole
 
     async def _send_whole(self, transport: Transport, target: TargetAddress) -> None:
-        opener = functools.partial(self.owner.source.open_plaintext, self.record)
+        opener = KnownStream(
+            functools.partial(self.owner.source.open_plaintext, self.record), self.record.sha256
+        )
         if transport.accepts_streams:
             shared = await self._shared_whole()
             if shared is not None:

@@ -15,6 +15,7 @@ from octo_appliance.comms import (
     ConnectionClosed,
     IncomingRequest,
     KnownContent,
+    KnownStream,
     TransferError,
 )
 
@@ -102,17 +103,24 @@ async def test_a_stream_opened_for_a_closed_connection_is_closed(start_agent: St
     assert TrackedStream.closed_by_sender
 
 
+def _known_stream(data: bytes, sha256: str) -> KnownStream:
+    return KnownStream(lambda: io.BytesIO(data), sha256)
+
+
+@pytest.mark.parametrize("known", [KnownContent, _known_stream], ids=["memory", "stream"])
 async def test_known_content_is_sent_with_its_digest_and_a_wrong_one_fails(
-    start_agent: StartAgent,
+    start_agent: StartAgent, known: Any
 ) -> None:
+    """Sent under the digest it is known by, not one hashed on the way: the receiver, which
+    hashes what arrives, refuses a wrong one."""
     agent = await start_agent(echo_hash)
     conn = await agent.dial()
     data = os.urandom(SIZE)
-    right = KnownContent(data, hashlib.sha256(data).hexdigest())
+    right = known(data, hashlib.sha256(data).hexdigest())
 
     response = await conn.call("put", upload=right)
-    assert response.result == {"sha256": right.sha256, "length": SIZE}
+    assert response.result == {"sha256": hashlib.sha256(data).hexdigest(), "length": SIZE}
 
-    wrong = KnownContent(data, hashlib.sha256(b"other").hexdigest())
+    wrong = known(data, hashlib.sha256(b"other").hexdigest())
     with pytest.raises(TransferError, match="does not match the sender's"):
         await conn.call("put", upload=wrong)
