@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import gc
 import json
 import os
 import select
@@ -79,6 +80,8 @@ def _preload() -> None:
     helpers.preload()
     with contextlib.suppress(LookupError):
         codecs.lookup("cp437")
+    gc.collect()
+    gc.freeze()
 
 
 def _detach_stdio() -> None:
