@@ -5,7 +5,10 @@ if [ "${BASH_VERSINFO[0]:-0}" -ge 4 ]; then
     __octo_load_table() {
         local __octo_name __octo_escaped __octo_value
         while IFS=$'\t' read -r __octo_name __octo_escaped; do
-            printf -v __octo_value '%b' "$__octo_escaped"
+            case $__octo_escaped in
+                *\\*) printf -v __octo_value '%b' "$__octo_escaped" ;;
+                *) __octo_value=$__octo_escaped ;; # no escape in it: most values
+            esac
             octopus_parameters[$__octo_name]=$__octo_value
             octo_parameters[$__octo_name]=$__octo_value
         done <"/dev/fd/$1"

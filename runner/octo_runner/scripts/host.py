@@ -1,4 +1,4 @@
-"""Run one script: start it, feed its pipes, stream its output live, stop it on cancel.
+"""Run one script: start it, feed its inputs, stream its output live, stop it on cancel.
 
 The script starts in a new session (its own process group), so a cancel reaches every
 process it started: SIGTERM to the group, SIGKILL after the grace period, and on Linux the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
-from .launch import prepare
+from .launch import prepare, script_input
 from .output import OutputHandler
 from .pipes import DRAIN_IDLE_SECONDS, DRAIN_MAX_SECONDS, Drain, Pump, line_queue
 
@@ -108,8 +108,8 @@ class _Run:
         self.killed = False
 
     def execute(self, argv: list[str], table: bytes, script: bytes) -> ScriptOutcome:
-        table_r, table_w = os.pipe()
-        script_r, script_w = os.pipe()
+        table_r, table_w = script_input(table)
+        script_r, script_w = script_input(script)
         env = dict(os.environ, OCTO_VARIABLES_FD=str(table_r), OCTO_SCRIPT_FD=str(script_r))
         try:
             self.proc = subprocess.Popen(
@@ -123,14 +123,16 @@ class _Run:
                 start_new_session=_POSIX,
             )
         except OSError as exc:
-            os.close(table_w)
-            os.close(script_w)
+            for fd in (table_w, script_w):
+                if fd is not None:
+                    os.close(fd)
             raise RunnerError(f"could not start {argv[0]}: {exc.strerror or exc}") from exc
         finally:
             os.close(table_r)
             os.close(script_r)
-        _thread(_feed, table_w, table)
-        _thread(_feed, script_w, script)
+        for fd, data in ((table_w, table), (script_w, script)):
+            if fd is not None:
+                _thread(_feed, fd, data)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         pumps = [Pump("stdout", self.proc.stdout, self.lines)]
         pumps.append(Pump("stderr", self.proc.stderr, self.lines))
