@@ -130,3 +130,31 @@ def test_script_input_holds_the_data_from_its_start() -> None:
         os.close(read_end)
     if hasattr(os, "memfd_create"):
         assert write_end is None  # nothing left to feed: no thread per input
+
+
+#: each lists the descriptors a child of the script inherited, with what they point at
+CHILD_FDS = {
+    "bash": "ls -l /proc/self/fd/\n",
+    "sh": "ls -l /proc/self/fd/\n",
+    "python": "import subprocess\nsubprocess.run(['ls', '-l', '/proc/self/fd/'], check=True)\n",
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("syntax", ["bash", "sh", "python"])
+def test_the_script_s_children_cannot_read_the_variables_again(
+    run_runner: RunRunner, work_dir: Path, syntax: str
+) -> None:
+    """A memory file stays readable after the bootstrap read it (a pipe is empty once read):
+    the bootstrap closes it, so no child of the script inherits the variable table."""
+    request = make_request(
+        "run-script",
+        script(syntax, CHILD_FDS[syntax], substitute=False),
+        work_dir=work_dir,
+        variables=[variable("Secret", "not for the children")],
+    )
+    done = run_runner(request)
+    assert done.exit_code == 0, done.events
+    listing = "\n".join(done.logs(stream="stdout"))
+    assert "/proc/" in listing or "->" in listing, listing  # the listing is there
+    assert "memfd:" not in listing, listing

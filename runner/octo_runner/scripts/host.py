@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
-from .launch import prepare, script_input
+from .launch import Launch, prepare, script_input
 from .output import OutputHandler
 from .pipes import DRAIN_IDLE_SECONDS, DRAIN_MAX_SECONDS, Drain, Pump, line_queue
 
@@ -91,7 +91,7 @@ def run(job: ScriptJob, events: EventWriter, cancel: CancelToken) -> ScriptOutco
         reason = "its name holds a tab or a line break"
         events.log("warning", f"variable {name!r} is not available to shell scripts: {reason}")
     try:
-        return _Run(job, events, cancel).execute(launch.argv, launch.table, launch.script)
+        return _Run(job, events, cancel).execute(launch)
     finally:
         shutil.rmtree(launch.helper_dir, ignore_errors=True)
 
@@ -107,9 +107,10 @@ class _Run:
         self.term_sent_at: float | None = None
         self.killed = False
 
-    def execute(self, argv: list[str], table: bytes, script: bytes) -> ScriptOutcome:
-        table_r, table_w = script_input(table)
-        script_r, script_w = script_input(script)
+    def execute(self, launch: Launch) -> ScriptOutcome:
+        argv, table, script = launch.argv, launch.table, launch.script
+        table_r, table_w = script_input(table, "table" in launch.in_memory)
+        script_r, script_w = script_input(script, "script" in launch.in_memory)
         env = dict(os.environ, OCTO_VARIABLES_FD=str(table_r), OCTO_SCRIPT_FD=str(script_r))
         try:
             self.proc = subprocess.Popen(

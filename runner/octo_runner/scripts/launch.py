@@ -39,6 +39,11 @@ class Launch:
     script: bytes
     table: bytes
     skipped_names: tuple[str, ...] = ()
+    #: the inputs (``"table"``, ``"script"``) that may travel in a memory file: those the
+    #: bootstrap closes once read, so the script's own children cannot read them again (a
+    #: pipe is empty once read; a memory file is not). bash closes the table; Python both;
+    #: sh cannot name a descriptor above 9 to close it, PowerShell does not close them.
+    in_memory: frozenset[str] = frozenset()
 
 
 def resolve_interpreter(syntax: str, interpreter: str | None) -> str:
@@ -87,10 +92,14 @@ def prepare(
         script=body.encode("utf-8", "replace"),
         table=table,
         skipped_names=tuple(skipped),
+        in_memory=_IN_MEMORY.get(syntax, frozenset()),
     )
 
 
-def script_input(data: bytes) -> tuple[int, int | None]:
+_IN_MEMORY = {"bash": frozenset({"table"}), "python": frozenset({"table", "script"})}
+
+
+def script_input(data: bytes, in_memory: bool = True) -> tuple[int, int | None]:
     """A descriptor the script reads ``data`` from, and, for a pipe, the write end still to
     be fed (``None`` when the descriptor already holds it all).
 
@@ -100,7 +109,7 @@ def script_input(data: bytes) -> tuple[int, int | None]:
     console script's 26 variables). Elsewhere, or if the kernel refuses, a pipe. Either way
     only the script's process tree holds it, and nothing names it in argv or environment
     beyond its number."""
-    fd = _memory_file(data)
+    fd = _memory_file(data) if in_memory else None
     if fd is not None:
         return fd, None
     read_end, write_end = os.pipe()
