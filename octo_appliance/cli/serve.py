@@ -39,6 +39,7 @@ from octo_appliance.exceptions import OctoError
 from octo_appliance.security.process import make_undumpable
 from octo_appliance.setting import parse_host_port
 from octo_appliance.vault.keys import ENV_VAR
+from octo_appliance.web import memory_report
 from octo_appliance.web.app import create_app
 from octo_appliance.web.server import (
     Listener,
@@ -180,6 +181,7 @@ async def _serve(
     config: Config,
     first_start: bool,
 ) -> None:
+    memory_report.install()  # OCTO_DEBUG_MEMORY only: docs/performance.md
     trigger = install_shutdown_trigger()
     host = listener.host or "0.0.0.0"
     shown = f"[{host}]" if ":" in host else host

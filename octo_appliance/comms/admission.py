@@ -31,7 +31,6 @@ import errno
 import logging
 import socket
 import ssl
-from asyncio import sslproto
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 from octo_appliance.comms.descriptors import descriptor_limit
 from octo_appliance.comms.ratelog import RateLimitedLog
 from octo_appliance.comms.readbuffer import shared_read_buffer
+from octo_appliance.comms.tlswrites import SlicedWrites
 from octo_appliance.comms.waiting import WaitingRoom
 
 log = logging.getLogger("octo_appliance.comms.admission")
@@ -92,9 +92,10 @@ def format_address(peer: Any) -> tuple[str, str]:
     return str(peer), str(peer)
 
 
-class _Handshake(sslproto.SSLProtocol):
+class _Handshake(SlicedWrites):
     """asyncio's server-side TLS protocol receiving into the thread's shared read buffer
-    (it allocates 256 KiB per connection), and what admission tracks."""
+    (it allocates 256 KiB per connection), writing in slices (:mod:`.tlswrites`), and what
+    admission tracks."""
 
     def __init__(
         self,

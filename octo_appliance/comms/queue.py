@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,35 +61,49 @@ class RequestQueue(Protocol):
 
 
 class InMemoryRequestQueue:
-    """The single-node queue: a deque per agent."""
+    """The single-node queue: a deque per agent with requests waiting, and the waiters of
+    the agents waiting for one. An agent with neither has no entry: thousands of idle
+    polling connections keep no empty deque (~600 bytes each) or list (issue 14)."""
 
     def __init__(self) -> None:
-        self._items: dict[str, deque[QueuedRequest]] = defaultdict(deque)
-        self._waiters: dict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._items: dict[str, deque[QueuedRequest]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def __len__(self) -> int:
+        """Agents with requests waiting or waiting for one (what this queue holds state for)."""
+        return len(self._items.keys() | self._waiters.keys())
 
     async def put(self, item: QueuedRequest) -> None:
-        self._items[item.agent_id].append(item)
+        self._items.setdefault(item.agent_id, deque()).append(item)
         for waiter in self._waiters.pop(item.agent_id, []):
             if not waiter.done():
                 waiter.set_result(None)
 
     async def take(self, agent_id: str) -> QueuedRequest:
-        items = self._items[agent_id]
-        while not items:
+        while not self._items.get(agent_id):
             waiter = asyncio.get_running_loop().create_future()
-            self._waiters[agent_id].append(waiter)
+            waiters = self._waiters.setdefault(agent_id, [])
+            waiters.append(waiter)
             try:
                 await waiter
             finally:
-                if waiter in self._waiters.get(agent_id, []):
-                    self._waiters[agent_id].remove(waiter)
-        return items.popleft()
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                if not waiters and self._waiters.get(agent_id) is waiters:
+                    del self._waiters[agent_id]
+        items = self._items[agent_id]
+        item = items.popleft()
+        if not items:
+            del self._items[agent_id]
+        return item
 
     async def withdraw(self, request_id: str) -> bool:
-        for items in self._items.values():
+        for agent_id, items in self._items.items():
             for item in items:
                 if item.request_id == request_id:
                     items.remove(item)
+                    if not items:
+                        del self._items[agent_id]
                     return True
         return False
 

@@ -18,6 +18,12 @@ from octo_appliance.db.reconnect import DEFAULT_CONNECT_TIMEOUT, ReconnectingPos
 from octo_appliance.exceptions import ConfigError, DatabaseError, DatabaseUnavailable
 
 SQLITE_FILE_NAME = "octo.db"
+#: KiB of SQLite page cache per connection (SQLite's own default). Each thread that touches
+#: the database keeps a connection of its own (peewee), and the appliance has dozens such
+#: threads (the API's, asyncio's and the task engine's): at 16 MiB each the caches of a
+#: database of a few thousand targets and tasks came to hundreds of MB (issue 14, 5,000
+#: agents). A miss is read from the OS page cache, which all connections share.
+SQLITE_CACHE_KIB = 2000
 
 
 def open_database(
@@ -36,7 +42,7 @@ def open_database(
                 "foreign_keys": 1,
                 "synchronous": "normal",
                 "busy_timeout": 10000,
-                "cache_size": -16000,
+                "cache_size": -SQLITE_CACHE_KIB,
             },
             check_same_thread=False,
         )

@@ -316,6 +316,29 @@ async def test_in_memory_queue_take_is_fifo_per_agent_and_cancel_safe() -> None:
     assert await queue.depth("a") == 0
 
 
+async def test_in_memory_queue_keeps_nothing_for_an_agent_with_nothing_waiting() -> None:
+    """Thousands of idle polling agents: once a request is taken, withdrawn or given up on,
+    the queue holds no state for its agent (issue 14: memory per idle connection)."""
+    queue = InMemoryRequestQueue()
+    taker = asyncio.create_task(queue.take("a"))
+    await asyncio.sleep(0)
+    assert len(queue) == 1  # the agent waiting for a request
+    await queue.put(QueuedRequest("r0", "a", "m"))
+    assert (await taker).request_id == "r0"
+    assert len(queue) == 0
+
+    await queue.put(QueuedRequest("r1", "b", "m"))
+    assert await queue.withdraw("r1")
+    assert len(queue) == 0
+
+    giving_up = asyncio.create_task(queue.take("c"))
+    await asyncio.sleep(0)
+    giving_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await giving_up
+    assert len(queue) == 0
+
+
 async def test_request_for_an_agent_going_away_waits_for_its_next_connection(
     appliance: Appliance, make_agent: Any, ids: Identities
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from octo_appliance.comms import IncomingRequest
 from octo_appliance.comms.readbuffer import SIZE, shared_read_buffer
+from octo_appliance.comms.tlswrites import SLICE
 
 from .conftest import StartAgent
 
@@ -48,3 +49,36 @@ def test_each_thread_has_its_own_buffer() -> None:
     assert shared_read_buffer() is here
     assert there[0] is not here
     assert len(here) == len(there[0]) == SIZE
+
+
+class _PendingSpy:
+    """The connection's outgoing BIO, recording how much it held at each read."""
+
+    def __init__(self, bio: Any) -> None:
+        self.bio = bio
+        self.held: list[int] = []
+
+    @property
+    def pending(self) -> int:
+        return int(self.bio.pending)
+
+    def read(self, n: int = -1) -> bytes:
+        self.held.append(self.bio.pending)
+        return bytes(self.bio.read(n))
+
+
+async def test_a_large_message_leaves_no_large_tls_buffer_behind(start_agent: StartAgent) -> None:
+    """The accepted side encrypts a 600 KB answer a TLS record at a time, reading the
+    outgoing BIO out after each: OpenSSL's memory BIO keeps its largest size for the life of
+    the connection, so one big message would leave that much behind on every idle connection
+    (issue 14: ~330 KB each after the health checks sent the runner build)."""
+    agent = await start_agent(echo)
+    conn = await agent.dial()
+    (accepted,) = agent.server.connections
+    protocol = accepted._writer.transport._ssl_protocol  # type: ignore[attr-defined]
+    spy = _PendingSpy(protocol._outgoing)
+    protocol._outgoing = spy
+    payload = {"blob": "x" * (600 * 1024)}
+    assert (await conn.call("echo", payload)).result == payload
+    assert sum(spy.held) > 600 * 1024  # the answer went through the spy
+    assert max(spy.held) <= SLICE + 1024  # one record and its framing, never the message

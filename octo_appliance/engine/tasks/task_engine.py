@@ -45,7 +45,7 @@ from octo_appliance.db.tasks import (
     SUCCESS,
     TIMED_OUT,
 )
-from octo_appliance.engine.tasks import claims, store
+from octo_appliance.engine.tasks import claims, heap, store
 from octo_appliance.engine.tasks.claims import ClaimedTask
 from octo_appliance.engine.tasks.creation import TaskOptions, create_task
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskKindRegistry
@@ -110,6 +110,8 @@ class TaskEngine:
         self.log = TaskLogWriter(db, vault, self._run_db)
         #: ids of the tasks failed at start because the process had died under them
         self.recovered: list[str] = []
+        #: gives the C heap a burst of tasks freed back once none runs (:mod:`.heap`)
+        self.heap_trim = heap.IdleTrim(self._busy, self._in_db_thread)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -253,6 +255,13 @@ class TaskEngine:
     async def _run_db(self, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, call)
+
+    def _busy(self) -> bool:
+        return bool(self._running) or self._stopping or self._executor is None
+
+    def _in_db_thread(self, call: Callable[[], object]) -> None:
+        if self._executor is not None:
+            self._executor.submit(call)
 
     def _keep_trying(self) -> bool:
         """Wait out a database outage unless stopping (the next start recovers the task)."""
@@ -439,4 +448,6 @@ class TaskEngine:
         finally:
             self.log.close_task(task.id)
             self._running.pop(task.id, None)
+            if not self._running:
+                self.heap_trim.idle()
             self.wake()

@@ -1,0 +1,28 @@
+"""Every thread's SQLite connection has a small page cache (issue 14: appliance memory).
+
+Each thread that touches the database holds a connection of its own for as long as it lives,
+and the appliance has dozens of such threads; their page caches were up to 16 MiB each.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+from octo_appliance.db.connection import SQLITE_CACHE_KIB, open_database
+
+
+def test_each_threads_connection_caches_at_most_sqlite_cache_kib(tmp_path: Path) -> None:
+    db = open_database(None, tmp_path)
+    try:
+
+        def cache_size() -> int:
+            return int(db.execute_sql("PRAGMA cache_size").fetchone()[0])
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            in_threads = list(pool.map(lambda _: cache_size(), range(3)))
+        # negative: KiB, not pages (SQLite's convention)
+        assert [cache_size(), *in_threads] == [-SQLITE_CACHE_KIB] * 4
+        assert SQLITE_CACHE_KIB <= 2048
+    finally:
+        db.close()
