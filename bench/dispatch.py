@@ -280,7 +280,8 @@ def bench_connections(
             print(
                 f"  {count} connected {connect_s:.1f} s after the agents started; the {count} "
                 f"first health checks (queued at registration) were done {checks_s:.0f} s "
-                f"later ({checks_failed} failed); agent processes' RSS {fleet.rss() / MB:.0f} MB",
+                f"later ({checks_failed} failed); agent processes' RSS {fleet.rss() / MB:.0f} MB, "
+                f"{fleet.fork_servers()} runner fork servers (one per agent process and build)",
                 flush=True,
             )
             before = appliance_cpu(server)

@@ -1,92 +1,80 @@
-"""The fork server a runner host keeps for the build it used last, started when quiet.
+"""A runner host's use of the process's fork servers: the one of the build it used last.
 
-A task whose host has a ready fork server for its build gets a forked runner (~10 ms of CPU);
-otherwise it starts a runner directly, as without fork servers, and the server for that
-build is started once the agent process is quiet (:mod:`octo_appliance.agent.quiet`): its
-own start (an interpreter and every command's imports) never competes with the work. A task
-that arrives while the server is starting waits for it: that is sooner than a start of its
-own. A server whose build file changed since it started (a new build at the same path) is
-not used again and is replaced; it ends once the runners it forked have ended (they would
-be cancelled with it); one that dies is replaced, but not after :data:`IDLE_DEATHS`
-deaths in a row (something kills them: starting more would only loop).
+A task whose build has a ready fork server (:mod:`octo_appliance.agent.forkshare`: one per
+build and start command in the agent process, shared by its identities) gets a forked runner
+(~10 ms of CPU); otherwise it starts a runner directly, as without fork servers, and the
+server for that build is started once the agent process is quiet
+(:mod:`octo_appliance.agent.quiet`): its own start (an interpreter and every command's
+imports) never competes with the work. A task that arrives while the server is starting
+waits for it: that is sooner than a start of its own. A host whose first task of a build
+comes when another host already has that build's server uses it at once. A server whose
+build file changed since it started is not used again and is replaced; one that dies is
+replaced, but not after :data:`~octo_appliance.agent.forkshare.IDLE_DEATHS` deaths in a row
+(something kills them: starting more would only loop). A host that closes leaves its server
+to the other hosts using it; the last one's closing ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 from octo_appliance.agent.forkserver import ForkedRunner, ForkServer, ForkServerGone
+from octo_appliance.agent.forkshare import Command, Key, Shared, fork_servers
 from octo_appliance.agent.quiet import activity
 
 log = logging.getLogger("octo_appliance.agent.runner")
 
-#: fork servers that ended unasked, in a row, after which no more are started until a task
-#: has started a runner of its own
-IDLE_DEATHS = 3
-
-Start = Callable[[Path], Awaitable[ForkServer]]
-Stamp = tuple[int, int, int, int]
-
-
-@dataclass(eq=False)
-class Entry:
-    """The fork server of one build: starting, or started."""
-
-    pyz: Path
-    stamp: Stamp
-    starting: asyncio.Task[ForkServer]
+#: the host's :meth:`~octo_appliance.agent.runner_host.RunnerHost.runner_command`
+CommandOf = Callable[[Path], Command]
 
 
 class ForkPool:
-    """At most one fork server, for the build used last: :meth:`fork`, :meth:`refill`."""
+    """One host's fork server, shared with the hosts of the same build and start command:
+    :meth:`fork`, :meth:`refill`, :meth:`close`."""
 
-    def __init__(self, start: Start) -> None:
-        self._start = start
-        self._entry: Entry | None = None
-        self._deaths = 0
-        self._background: set[asyncio.Task[None]] = set()
+    def __init__(self, command: CommandOf) -> None:
+        self._command = command
+        self._entry: Shared | None = None
+        #: the key of the build last asked for (what :meth:`forgive` forgives)
+        self._key: Key | None = None
         self.closed = False
 
     @property
     def server(self) -> ForkServer | None:
-        """The started server, if there is one and it is alive."""
-        entry = self._entry
-        if entry is None or not _started_ok(entry.starting):
-            return None
-        server = entry.starting.result()
-        return None if server.gone else server
+        """The started server of the build this host used last, if it is alive."""
+        return None if self._entry is None else self._entry.server
 
     async def fork(self, pyz: Path, limit: int) -> ForkedRunner | None:
         """A runner forked for ``pyz``; ``None`` when there is no server for it (the caller
         starts one directly)."""
-        entry = self._entry
-        if entry is None or entry.pyz != pyz:
+        if self.closed:
             return None
-        if _stamp(pyz) != entry.stamp:
-            log.info("the runner build %s changed; its fork server is replaced", pyz.name)
-            self._drop()
+        servers = fork_servers()
+        key = self._key = servers.key(self._command(pyz), pyz)
+        if key is None:
             return None
+        entry = servers.lookup(key)
+        if entry is None:
+            return None
+        self._use(entry)
         if not entry.starting.done():
             await asyncio.wait([entry.starting])
-        if not _started_ok(entry.starting):
-            self._drop()
-            return None
-        server = entry.starting.result()
-        if server.gone:
-            self._died()
+            if servers.lookup(key) is not entry:  # it failed to start, or ended meanwhile
+                return None
+        server = entry.server
+        if server is None:
+            servers.died(entry)
             return None
         try:
             runner = await server.fork(limit)
         except ForkServerGone as exc:
             log.warning("the runner fork server (pid %d) is gone: %s", server.pid, exc)
-            self._died()
+            servers.died(entry)
             return None
-        self._deaths = 0
+        servers.succeeded(key)
         return runner
 
     def refill_when_quiet(self, pyz: Path) -> None:
@@ -95,85 +83,44 @@ class ForkPool:
             activity().when_quiet(self, lambda: self.refill(pyz))
 
     def refill(self, pyz: Path) -> None:
-        """Start the fork server for ``pyz`` in the background, unless it is there."""
-        if self.closed or self._deaths >= IDLE_DEATHS:
+        """Use the fork server for ``pyz``, started in the background unless it is there."""
+        if self.closed:
             return
-        stamp = _stamp(pyz)
-        if stamp is None:
+        servers = fork_servers()
+        argv, env, options = command = self._command(pyz)
+        key = servers.key(command, pyz)
+        if key is None:
             return
-        entry = self._entry
-        if entry is not None:
-            alive = not entry.starting.done() or self.server is not None
-            if entry.pyz == pyz and entry.stamp == stamp and alive:
-                return
-            if not alive and _started_ok(entry.starting):  # it ended unasked
-                self._deaths += 1
-                if self._deaths >= IDLE_DEATHS:
-                    self._drop()
-                    return
-            self._drop()
-        starting = asyncio.get_running_loop().create_task(self._started(pyz))
-        self._entry = Entry(pyz, stamp, starting)
+        entry = servers.acquire(key, pyz, lambda: ForkServer.start(argv, env, options))
+        if entry is None:
+            self._leave()
+        else:
+            self._use(entry)
 
     def forgive(self) -> None:
         """A task started a runner of its own: a server that died may be tried again."""
-        self._deaths = 0
+        if self._key is not None:
+            fork_servers().succeeded(self._key)
 
     async def close(self) -> None:
-        """End the server (the host stops, its runners were stopped) and start no more."""
+        """Use no server any more (the host stops, its runners were stopped): the server
+        ends if no other host uses it, now unless another host's runner forked from it
+        still runs."""
         self.closed = True
         activity().cancel(self)
-        self._drop(now=True)
-        await asyncio.gather(*self._background, return_exceptions=True)
+        entry = self._entry
+        ending = self._leave()
+        if ending is not None and (entry is None or entry.server is None or not entry.server.busy):
+            await ending
 
     # -- internals -----------------------------------------------------------------------
 
-    async def _started(self, pyz: Path) -> ForkServer:
-        try:
-            server = await self._start(pyz)
-        except Exception as exc:
-            log.warning("cannot start a runner fork server: %s", exc)
-            self._deaths += 1
-            raise
-        log.info("runner fork server started (pid %d) for %s", server.pid, pyz.name)
-        return server
+    def _use(self, entry: Shared) -> None:
+        if self._entry is not entry:
+            self._leave()
+            entry.users.add(self)
+            self._entry = entry
 
-    def _died(self) -> None:
-        """The server ended unasked: count it and start another when quiet."""
-        entry = self._entry
-        self._drop()
-        self._deaths += 1
-        if entry is not None:
-            self.refill_when_quiet(entry.pyz)
-
-    def _drop(self, now: bool = False) -> None:
-        """Forget the current server and end it in the background: once the runners it
-        forked have ended (they would be cancelled with it), or ``now``."""
+    def _leave(self) -> asyncio.Task[None] | None:
         entry, self._entry = self._entry, None
-        if entry is None:
-            return
-        task = asyncio.get_running_loop().create_task(_end(entry, now))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-
-async def _end(entry: Entry, now: bool) -> None:
-    with contextlib.suppress(BaseException):
-        await asyncio.wait([entry.starting])
-    if _started_ok(entry.starting):
-        server = entry.starting.result()
-        await (server.close() if now else server.retire())
-
-
-def _started_ok(starting: asyncio.Task[ForkServer]) -> bool:
-    """Whether a finished start gave a server (its exception, if any, is retrieved)."""
-    return starting.done() and not starting.cancelled() and starting.exception() is None
-
-
-def _stamp(path: Path) -> Stamp | None:
-    """What tells that the build file is still the one a server was started from."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        return None if entry is None else fork_servers().release(entry, self)

@@ -99,6 +99,11 @@ class ForkServer:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def busy(self) -> bool:
+        """Whether a runner it forked is still alive."""
+        return not self._idle.is_set()
+
     @classmethod
     async def start(
         cls, argv: Sequence[str], env: Mapping[str, str], options: Mapping[str, Any]

@@ -35,7 +35,7 @@ import psutil
 
 from octo_appliance.agent.contract import AGENT_STREAM
 from octo_appliance.agent.forkpool import ForkPool
-from octo_appliance.agent.forkserver import ForkServer
+from octo_appliance.agent.forkshare import Command as Command  # how a runner is started
 from octo_appliance.agent.interpreter import python_command
 from octo_appliance.agent.quiet import activity
 from octo_appliance.comms import CallFailed
@@ -51,8 +51,6 @@ STDERR_LINE_CHARS = 1000
 SCRUBBED_ENV = ("OCTO_API_KEY", "OCTO_REGISTRATION_TOKEN")
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
-#: how a runner is started: argv, environment, extra ``create_subprocess_exec`` options
-Command = tuple[list[str], dict[str, str], dict[str, Any]]
 
 
 class Child(Protocol):
@@ -224,7 +222,7 @@ class RunnerHost:
 
     def __init__(self) -> None:
         self.live: set[RunnerProcess] = set()
-        self.fork_pool = ForkPool(self.start_fork_server)
+        self.fork_pool = ForkPool(self.runner_command)
 
     async def run(
         self,
@@ -310,13 +308,9 @@ class RunnerHost:
 
     def runner_command(self, pyz: Path) -> Command:
         """How the runner is started: the appliance's built-in worker overrides this to
-        start it as another user, with that user's environment."""
+        start it as another user, with that user's environment. The fork server is started
+        the same way, and hosts whose commands differ only in the build's path share it."""
         return [*python_command(), str(pyz)], _child_environment(), {}
-
-    async def start_fork_server(self, pyz: Path) -> ForkServer:
-        """A fork server of ``pyz``, started as :meth:`runner_command` says."""
-        argv, env, options = self.runner_command(pyz)
-        return await ForkServer.start(argv, env, options)
 
     async def spawn(self, pyz: Path, work_dir: Path) -> Child:
         """Start the runner with piped stdio in its own session."""
@@ -334,8 +328,9 @@ class RunnerHost:
         )
 
     async def terminate_all(self) -> None:
-        """Stop every runner still alive and end the fork server (agent shutdown: no more
-        are started afterwards), and wait until they are gone."""
+        """Stop every runner still alive and leave the fork server, which ends unless
+        another host of this process uses it (agent shutdown: no more are started
+        afterwards), and wait until they are gone."""
         tasks = [handle.terminate() for handle in list(self.live)]
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.fork_pool.close()
