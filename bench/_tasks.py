@@ -93,10 +93,15 @@ def failure_lines(client: httpx.Client, task_id: str, targets: int) -> list[str]
     return [line for lines in shown.values() for line in lines]
 
 
-def wait_health_checks(client: httpx.Client, timeout: float) -> tuple[float, int]:
+def wait_health_checks(
+    client: httpx.Client, timeout: float, stalled_after: float = 120.0
+) -> tuple[float, int]:
     """Wait until no health check is queued or running: every registration queues one for
-    its target, which runs once the agent connects (seconds waited, checks that failed)."""
-    started = time.monotonic()
+    its target, which runs once the agent connects (seconds waited, checks that failed). A
+    wait in which no check ended for ``stalled_after`` seconds gives up, saying how many are
+    left, so that one task that never ends does not hold the bench's later sections."""
+    started = last_change = time.monotonic()
+    last_busy = -1
     while True:
         busy = sum(
             client.get("/api/v1/tasks", params={"kind": "health-check", "state": state}).json()[
@@ -104,7 +109,13 @@ def wait_health_checks(client: httpx.Client, timeout: float) -> tuple[float, int
             ]
             for state in ("queued", "executing")
         )
-        if not busy or time.monotonic() - started > timeout:
+        now = time.monotonic()
+        if busy != last_busy:
+            last_busy, last_change = busy, now
+        if not busy or now - started > timeout:
+            break
+        if now - last_change > stalled_after:
+            print(f"  {busy} health check(s) made no progress for {stalled_after:.0f} s: going on")
             break
         time.sleep(1.0)
     failed = client.get("/api/v1/tasks", params={"kind": "health-check", "state": "failed"})
