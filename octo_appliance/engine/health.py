@@ -13,6 +13,7 @@ connection is dialled again until then (a polling agent's call already waits in 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,7 @@ from octo_appliance.db import Target, utcnow
 from octo_appliance.engine.dispatch import Dispatcher
 from octo_appliance.engine.targets import load_addresses
 from octo_appliance.engine.tasks import RunningTask, TargetRef, TaskFailed, TaskHandler
+from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.transports.base import RunnerCommand, TargetAddress, Transport
 
 KIND = "health-check"
@@ -56,7 +58,16 @@ async def _info_within(
         await asyncio.sleep(REDIAL_PAUSE)
 
 
-def _record(target_id: str, status: str, agent_version: str | None, seen: bool) -> None:
+async def _record(target_id: str, status: str, agent_version: str | None, seen: bool) -> None:
+    """The target's health, waiting out a locked or unavailable database (it is safe to
+    write twice)."""
+    await until_stored(
+        functools.partial(_write_health, target_id, status, agent_version, seen),
+        what=f"the health of target {target_id}",
+    )
+
+
+def _write_health(target_id: str, status: str, agent_version: str | None, seen: bool) -> None:
     changes: dict[Any, Any] = {Target.health_status: status}
     if agent_version:
         changes[Target.agent_version] = agent_version
@@ -71,7 +82,7 @@ def make_health_handler(dispatcher: Dispatcher) -> TaskHandler:
         transport = dispatcher.transport_for(target)
         if transport is None:
             task.error(f"no transport '{target.communication_style}' is loaded", ref)
-            await asyncio.to_thread(_record, target.id, UNAVAILABLE, None, False)
+            await _record(target.id, UNAVAILABLE, None, False)
             return UNAVAILABLE
         await task.set_target_result(target.id, target.name, "executing")
         try:
@@ -80,7 +91,7 @@ def make_health_handler(dispatcher: Dispatcher) -> TaskHandler:
         except CommsError as exc:
             task.error(f"{target.name} is unavailable: {exc.message}", ref)
             await task.set_target_result(target.id, target.name, "failed", message=exc.message)
-            await asyncio.to_thread(_record, target.id, UNAVAILABLE, None, False)
+            await _record(target.id, UNAVAILABLE, None, False)
             return UNAVAILABLE
         agent_version = str(info.get("agent_version", ""))
         command = RunnerCommand(
@@ -99,7 +110,7 @@ def make_health_handler(dispatcher: Dispatcher) -> TaskHandler:
         if outcome.result is None:
             status = UNAVAILABLE
         task.info(f"{target.name}: {status} (agent {agent_version or '?'})", ref)
-        await asyncio.to_thread(_record, target.id, status, agent_version, True)
+        await _record(target.id, status, agent_version, True)
         return status
 
     async def run(task: RunningTask) -> None:

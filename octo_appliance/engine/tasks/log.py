@@ -31,7 +31,7 @@ from octo_runner.masking import Masker
 
 from octo_appliance.db.base import iso, utcnow
 from octo_appliance.db.tasks import LOG_LEVELS, TaskLogLine, check_line_id, log_line_aad
-from octo_appliance.engine.tasks.outage import retry_delays
+from octo_appliance.engine.tasks.outage import is_busy, retry_delays
 from octo_appliance.engine.tasks.store import StoredLine, insert_lines
 from octo_appliance.exceptions import DatabaseUnavailable, VaultError
 from octo_appliance.vault import Vault
@@ -353,7 +353,11 @@ class TaskLogWriter:
         for delay in retry_delays():
             if await self.flush():
                 return True
-            if not (isinstance(self.failure, DatabaseUnavailable) and keep_trying()):
+            failure = self.failure
+            waits = isinstance(failure, DatabaseUnavailable) or (
+                failure is not None and is_busy(failure)
+            )
+            if not (waits and keep_trying()):
                 return False
             await asyncio.sleep(delay)
         return False

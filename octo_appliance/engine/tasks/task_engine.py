@@ -52,7 +52,14 @@ from octo_appliance.engine.tasks.kinds import RunningTask, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
 from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
-from octo_appliance.engine.tasks.running import RESTART_MESSAGE, Running, outcome
+from octo_appliance.engine.tasks.running import (
+    RESTART_MESSAGE,
+    STOP_WAIT_SECONDS,
+    Running,
+    outcome,
+    release_later,
+    until_handler_ends,
+)
 from octo_appliance.engine.tasks.store import TargetResult
 from octo_appliance.exceptions import DatabaseUnavailable
 from octo_appliance.vault import Vault
@@ -81,6 +88,7 @@ class TaskEngine:
         db_threads: int = 4,
         task_log_max_lines: int = DEFAULT_MAX_LINES,
         lease: Callable[[], bool] | None = None,
+        stop_wait: float = STOP_WAIT_SECONDS,
     ) -> None:
         if task_cap < 1:
             raise ValueError("the task cap must be at least 1")
@@ -95,6 +103,8 @@ class TaskEngine:
         #: asked inside every claim's transaction: may this node take tasks now (its node
         #: registry lease: alive, not draining; see octo_appliance/nodes/)
         self.lease = lease
+        #: how long a canceled, timed-out or fenced handler may take to end (running.py)
+        self.stop_wait = stop_wait
         #: why the tasks were stopped by :meth:`fence` (the error they end with)
         self._fenced_reason = ""
         self._db_threads = db_threads
@@ -375,6 +385,7 @@ class TaskEngine:
             entry.task.log("warning", f"Cancel requested{who}; stopping the task.")
         if entry.handler is not None:
             entry.handler.cancel()
+            release_later(entry, self.stop_wait)
 
     async def _run(self, entry: Running) -> None:
         task = entry.task
@@ -390,10 +401,12 @@ class TaskEngine:
                     entry.timer = asyncio.get_running_loop().call_later(
                         task.timeout_seconds, self._interrupt, task.id, "timed_out"
                     )
+                entry.released = asyncio.get_running_loop().create_future()
                 entry.handler = asyncio.create_task(handler(task))
                 if task.stop_reason is not None:
                     entry.handler.cancel()
-                await asyncio.wait({entry.handler})
+                    release_later(entry, self.stop_wait)
+                await until_handler_ends(entry, self.stop_wait)
                 state, error = outcome(entry, self._fenced_reason)
         except Exception as exc:  # bookkeeping must still record the end
             state, error = FAILED, task.mask(f"the task engine failed: {exc}")
