@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, Unpack
@@ -38,18 +37,13 @@ from octo_runner.masking import Masker
 
 from octo_appliance.config import Config
 from octo_appliance.db.base import utcnow
-from octo_appliance.db.tasks import (
-    CANCELED,
-    FAILED,
-    FINAL_TARGET_STATES,
-    SUCCESS,
-    TIMED_OUT,
-)
+from octo_appliance.db.tasks import CANCELED, FAILED, FINAL_TARGET_STATES, SUCCESS, TIMED_OUT
 from octo_appliance.engine.tasks import claims, heap, store
 from octo_appliance.engine.tasks.claims import ClaimedTask
 from octo_appliance.engine.tasks.creation import TaskOptions, create_task
 from octo_appliance.engine.tasks.kinds import RunningTask, TaskKindRegistry
 from octo_appliance.engine.tasks.log import TaskLogWriter
+from octo_appliance.engine.tasks.loop_thread import LoopThread
 from octo_appliance.engine.tasks.outage import until_stored
 from octo_appliance.engine.tasks.output import DEFAULT_MAX_LINES
 from octo_appliance.engine.tasks.running import (
@@ -116,7 +110,7 @@ class TaskEngine:
         self._stopping = False
         #: a claim's commit was lost with the connection: it may have claimed tasks we never got
         self._claim_unsure = False
-        self._thread: threading.Thread | None = None
+        self._thread: LoopThread | None = None
         self.log = TaskLogWriter(db, vault, self._run_db)
         #: ids of the tasks failed at start because the process had died under them
         self.recovered: list[str] = []
@@ -197,23 +191,14 @@ class TaskEngine:
 
     def start_in_thread(self, timeout: float = 30.0) -> None:
         """Run the engine in a private event loop on a background thread."""
-        loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=loop.run_forever, name="octo-task-engine", daemon=True
-        )
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout)
+        self._thread = LoopThread("octo-task-engine")
+        self._thread.start(self.start, timeout)
 
     def stop_in_thread(self, timeout: float = 30.0) -> None:
         """Stop an engine started with :meth:`start_in_thread` and end its thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self.stop(), loop).result(timeout)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        loop.close()
-        self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop(self.stop, timeout)
 
     # ------------------------------------------------------------------ outside calls
 
