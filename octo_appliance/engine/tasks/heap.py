@@ -70,5 +70,11 @@ class IdleTrim:
     def _due(self) -> None:
         self._timer = None
         if not self.busy():  # else a new burst runs: its end calls idle() again
+            self.run(self._trim_if_idle)
+
+    def _trim_if_idle(self) -> None:
+        """In the worker thread: a task may have started since :meth:`_due` looked (reading
+        the engine's count of running tasks from this thread is safe in CPython)."""
+        if not self.busy():
             self.count += 1
-            self.run(trim)
+            trim()
