@@ -112,6 +112,23 @@ def test_task_details_with_target_results(octo, api, engine):
     assert api.get("/tasks/task_000000000000").status_code == 404
 
 
+def test_task_details_without_targets_for_polling(octo, api, engine):
+    """``?targets=false``: the task's state without its per-target rows, so a client waiting
+    on a task of 5,000 targets does not make the appliance read 5,000 rows per poll."""
+    targets = [{"id": f"tgt_{i}", "name": f"web-{i}"} for i in range(3)]
+    task_id = engine.enqueue(DEMO, "script", {"targets": targets, "lines": 1})
+    wait_finished(task_id)
+    brief = api.get(f"/tasks/{task_id}", params={"targets": "false"}).json()
+    full = api.get(f"/tasks/{task_id}").json()
+    assert brief["state"] == full["state"] == "success"
+    assert brief["summary"] == full["summary"] == {"targets": 3, "states": {"success": 3}}
+    assert brief["targets"] == []
+    assert [t["target_name"] for t in full["targets"]] == ["web-0", "web-1", "web-2"]
+    assert {k: v for k, v in brief.items() if k != "targets"} == {
+        k: v for k, v in full.items() if k != "targets"
+    }
+
+
 # ---------------------------------------------------------------- the log
 
 
