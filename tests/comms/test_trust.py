@@ -280,3 +280,30 @@ def test_a_newly_trusted_certificate_joins_the_context_in_use(ids: Identities) -
     assert rebuilt is not first
     assert rebuilt.cert_store_stats()["x509"] == 1
     assert not tls.trusts(ids.stranger.thumbprint)
+
+
+def test_a_reload_parses_only_the_certificates_it_did_not_trust_yet(
+    ids: Identities, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The appliance reloads the whole trust list after registrations: parsing every
+    certificate again each time made 5,000 registrations O(N²)."""
+    from octo_appliance.comms import pinning
+
+    trust = TrustStore([ids.stranger.cert_pem, ids.agent.cert_pem])
+    parsed: list[bytes] = []
+    real = pinning.thumbprint_of_pem
+
+    def counting(pem: str | bytes) -> str:
+        parsed.append(pem if isinstance(pem, bytes) else pem.encode())
+        return real(pem)
+
+    monkeypatch.setattr(pinning, "thumbprint_of_pem", counting)
+    version = trust.version
+    trust.replace([ids.stranger.cert_pem, ids.agent.cert_pem, ids.appliance.cert_pem])
+    assert parsed == [ids.appliance.cert_pem]
+    assert trust.version == version + 1
+    assert trust.contains(ids.appliance.thumbprint) and trust.contains(ids.agent.thumbprint)
+
+    trust.replace([ids.appliance.cert_pem])  # a removal: nothing new to parse
+    assert len(parsed) == 1
+    assert not trust.contains(ids.stranger.thumbprint)
