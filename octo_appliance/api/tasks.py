@@ -307,11 +307,12 @@ def list_tasks(ctx: RequestContext, query: TaskListQuery) -> dict[str, Any]:
 @router.get(
     "/tasks/{task_id}", summary="Get a server task", query=DetailQuery, response=TaskDetailOut
 )
-def get_task(ctx: RequestContext, task_id: str, query: DetailQuery) -> dict[str, Any]:
+def get_task(ctx: RequestContext, task_id: str, query: DetailQuery | None = None) -> dict[str, Any]:
     """State, times, error and each target's result (sensitive output values withheld);
-    ``?targets=false`` leaves the results out, for polling until the task ends."""
+    ``?targets=false`` leaves the results out, for polling until the task ends. The portal
+    calls it without a query (every target's result)."""
     task = _task_for(ctx, task_id, Permission.TASK_VIEW)
-    return task_detail_json(task, targets=query.targets)
+    return task_detail_json(task, targets=query is None or query.targets)
 
 
 @router.post(
