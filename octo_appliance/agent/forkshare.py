@@ -30,13 +30,13 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from octo_appliance.agent.forkserver import ForkServer
+from octo_appliance.agent.loop_local import LoopLocal
 
 log = logging.getLogger("octo_appliance.agent.runner")
 
@@ -217,15 +217,9 @@ def file_stamp(path: Path) -> Stamp | None:
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-_SERVERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ForkServers] = (
-    weakref.WeakKeyDictionary()
-)
+_SERVERS = LoopLocal(ForkServers)
 
 
 def fork_servers() -> ForkServers:
     """The fork servers of the running event loop (the agent process has one)."""
-    loop = asyncio.get_running_loop()
-    found = _SERVERS.get(loop)
-    if found is None:
-        found = _SERVERS[loop] = ForkServers()
-    return found
+    return _SERVERS.get()

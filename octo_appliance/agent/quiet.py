@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Callable, Hashable
 
 import psutil
+
+from octo_appliance.agent.loop_local import LoopLocal
 
 #: seconds without any task in this process before waiting work (spare starts) runs
 QUIET_SECONDS = 0.25
@@ -94,15 +95,9 @@ def _cpu_times() -> tuple[float, float]:
     return times.idle + getattr(times, "iowait", 0.0), sum(times)
 
 
-_ACTIVITY: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Activity] = (
-    weakref.WeakKeyDictionary()
-)
+_ACTIVITY = LoopLocal(Activity)
 
 
 def activity() -> Activity:
     """The activity of the running event loop (the agent process has one)."""
-    loop = asyncio.get_running_loop()
-    found = _ACTIVITY.get(loop)
-    if found is None:
-        found = _ACTIVITY[loop] = Activity()
-    return found
+    return _ACTIVITY.get()
