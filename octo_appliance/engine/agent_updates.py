@@ -258,6 +258,9 @@ class AgentUpdates:
                 log.warning(
                     "could not record the agent versions of %d targets: %s", len(batch), exc
                 )
+                for target_id, version in batch.items():  # so that the next connect does
+                    if self._recorded.get(target_id) == version:
+                        del self._recorded[target_id]
 
 
 def _record_versions(versions: Mapping[str, str]) -> None:

@@ -1,7 +1,10 @@
 """Health checks of agent targets (task kind ``health-check``), on demand and on a schedule.
 
 Each target's agent reports its version and directories (``agent.info``), then its runner
-runs ``health-check`` (OS, CPU, memory, free disk; an optional health script). The target's
+runs ``health-check`` (OS, CPU, memory, free disk; an optional health script). The check
+writes the version on the target only for transports without an agent (SSH): an agent's is
+written whenever it connects, and the check's may be stale by the time it ends (its runner
+call waits while the agent updates itself, so it would put the old version back). The target's
 status becomes Healthy / HealthyWithWarnings / Unhealthy from the runner's verdict, or
 Unavailable when the agent cannot be reached.
 
@@ -110,7 +113,10 @@ def make_health_handler(dispatcher: Dispatcher) -> TaskHandler:
         if outcome.result is None:
             status = UNAVAILABLE
         task.info(f"{target.name}: {status} (agent {agent_version or '?'})", ref)
-        await _record(target.id, status, agent_version, True)
+        # an agent's version is recorded when it connects (engine/agent_updates.py); the one
+        # read here may be stale by now: the runner call waits while the agent updates itself
+        stated = None if transport.agent_transport else agent_version
+        await _record(target.id, status, stated, True)
         return status
 
     async def run(task: RunningTask) -> None:

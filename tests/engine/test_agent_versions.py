@@ -64,3 +64,30 @@ async def test_versions_said_at_connect_are_recorded_in_batches(
     }
     assert versions == {"9.9.9"}
     assert 1 <= len(transactions) <= 2  # the first batch, and what came while it was written
+
+
+async def test_a_version_whose_write_failed_is_written_at_the_next_connect(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database was locked or away: the target's row must not keep the old version
+    until the agent says yet another one (its update would show ``available`` for ever)."""
+    api.post("/environments", json={"name": "Dev"})
+    target = register(api, f"web-{secrets.token_hex(3)}")
+    network = SimpleNamespace(agent_build=None, hello_observers=[])
+    updates = AgentUpdates(network, UpdatePolicy(mode="manual"))  # type: ignore[arg-type]
+    updates.start()
+
+    @contextlib.contextmanager
+    def locked(db: peewee.Database) -> Iterator[None]:
+        raise peewee.OperationalError("database is locked")
+        yield
+
+    monkeypatch.setattr(agent_updates, "write_transaction", locked)
+    updates.observe(target, {"agent_version": "2.0.0"})
+    await updates.stop()
+    assert Target.get_by_id(target.id).agent_version != "2.0.0"
+
+    monkeypatch.setattr(agent_updates, "write_transaction", write_transaction)
+    updates.observe(target, {"agent_version": "2.0.0"})  # the agent's next connect
+    await updates.stop()
+    assert Target.get_by_id(target.id).agent_version == "2.0.0"

@@ -85,14 +85,23 @@ def _seen_on(fleet: Fleet, agent: FleetAgent, version: str) -> dict[str, Any]:
 
 
 def _update_state(fleet: Fleet, agent: FleetAgent, prefix: str) -> dict[str, Any]:
-    return dict(
-        wait_until(
-            lambda: (t := _target(fleet, agent))["update"].startswith(prefix) and t,
-            90,
-            f"{agent.name} to show update {prefix}",
-            every=0.2,
-        )
-    )
+    last: dict[str, Any] = {}
+
+    def shown() -> dict[str, Any] | None:
+        last.update(_target(fleet, agent))
+        return dict(last) if last["update"].startswith(prefix) else None
+
+    try:
+        return dict(wait_until(shown, 90, f"{agent.name} to show update {prefix}", every=0.2))
+    except AssertionError as exc:  # say what it showed instead, and what the agent said
+        seen = {key: last.get(key) for key in ("update", "agent_version", "health_status")}
+        tail = agent.log_file.read_text(encoding="utf-8", errors="replace")[-4000:]
+        said = [line for line in fleet.server.output().splitlines() if "update" in line]
+        raise AssertionError(
+            f"{exc}; it shows {seen}; the appliance said:\n"
+            + "\n".join(said[-30:])
+            + f"\nthe agent's log ends:\n{tail}"
+        ) from None
 
 
 def _deploy(fleet: Fleet, body: str) -> str:
