@@ -32,10 +32,9 @@ from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
 from . import Canceled, space
-from .files import describe_os_error, is_within
+from .files import COPY_BUFFER, describe_os_error, is_within
 
 FORMATS = ("zip", "tar", "tar.gz", "tgz")
-_COPY_BUFFER = 1024 * 1024
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _ARCHIVE_ERRORS = (
     tarfile.TarError,
@@ -264,7 +263,7 @@ class _Extractor:
             self.counts.files += 1
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, _COPY_BUFFER)
+            shutil.copyfileobj(source, out, COPY_BUFFER)
         os.chmod(path, (mode & 0o777) | 0o600)
 
     def _hardlink(self, entry: str, name: str | None, target: str) -> None:

@@ -24,7 +24,7 @@ from ..cancellation import CancelToken
 from ..errors import RunnerError
 from ..protocol import EventWriter
 from . import Canceled
-from .files import describe_os_error, is_within, replacing
+from .files import COPY_BUFFER, describe_os_error, is_within, replacing
 from .globs import compile_pattern, normalise
 
 
@@ -155,7 +155,7 @@ def _file(source: str, destination: str) -> None:
     _clear(destination)
     with replacing(destination) as (fd, temp):
         with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
-            shutil.copyfileobj(data, out, 1024 * 1024)
+            shutil.copyfileobj(data, out, COPY_BUFFER)
         shutil.copystat(source, temp)
 
 
