@@ -11,8 +11,8 @@ from collections.abc import Iterator
 #: returns a new ``bytes`` object; at 1 MiB glibc's malloc gave each one fresh pages (an
 #: ``mmap``, or heap grown and trimmed again), so a 50 MiB package cost ~30,000 page faults to
 #: extract against ~700 at 64 KiB: with 50 targets extracting at once on 2 cores that was
-#: ~0.2 s of kernel time a target, the warm fan-out's whole gap to the floor (whose
-#: ``python -m zipfile -e`` copies 64 KiB at a time: docs/performance.md, "Page faults").
+#: most of the warm fan-out's gap to the floor, whose ``python -m zipfile -e`` copies 64 KiB at
+#: a time (docs/performance.md, "Page faults in the extraction").
 COPY_BUFFER = 64 * 1024
 
 
