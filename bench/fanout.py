@@ -10,7 +10,9 @@ directory under the bench's temp root. After each run every target's ``sha.txt``
 against the package's digests.
 
 - **cold**: the targets are empty (untimed reset), so the package travels;
-- **warm**: the same package is already there (no copy), the extraction and script run again.
+- **warm**: the same package is already there (no copy), the extraction and script run again;
+  every tool's last extraction is removed first (untimed), so all start from the same files
+  and the same memory history (``bench/first_touch.py``: why that matters on this VM).
 
 Tools (``bench/_peers.py``, ``bench/_fanout_octo.py``):
 
