@@ -60,12 +60,17 @@ def run_script(
     body: str = "echo ok",
     poll: float = 0.05,
     timeout: float = 300.0,
+    window: int | None = None,
 ) -> TaskRun:
-    """Run a bash script on the named targets through the console; wait for the task."""
+    """Run a bash script on the named targets through the console (``window``: at most that
+    many at once); wait for the task."""
     sent = time.time()
     # the console takes at most 1,000 target names: more are every target of the environment
     chosen = {"targets": list(names)} if len(names) <= 1000 else {"environment": ENVIRONMENT}
-    response = client.post("/api/v1/scripts", json={**chosen, "syntax": "bash", "body": body})
+    payload: dict[str, object] = {**chosen, "syntax": "bash", "body": body}
+    if window is not None:
+        payload["window"] = window
+    response = client.post("/api/v1/scripts", json=payload)
     if response.status_code != 202:
         sys.exit(f"POST /scripts failed: {response.status_code} {response.text}")
     task_id = response.json()["task_id"]
@@ -151,10 +156,12 @@ def scripted(
     names: Sequence[str],
     what: str,
     fleet: AgentFleet | None = None,
+    window: int | None = None,
 ) -> TaskRun:
-    """A script on every target; prints its time, the CPU per target by role (appliance;
-    with ``fleet``: agent processes, and their runners and scripts), and why targets failed
-    if some did (the run goes on: later figures still count)."""
+    """A script on every target (``window``: at most that many at once); prints its time,
+    the CPU per target by role (appliance; with ``fleet``: agent processes, and their runners
+    and scripts), and why targets failed if some did (the run goes on: later figures still
+    count)."""
     # the appliance's idle rate (keepalives of every connection) just before: its share of
     # the script's CPU grows with the script's duration, not with the script's work
     idle_start = appliance_cpu(server)
@@ -163,7 +170,7 @@ def scripted(
     idle_rate = (before - idle_start) / IDLE_SAMPLE_S
     agents_before = fleet.cpu_seconds() if fleet else 0.0
     tree_before = fleet.tree_cpu_seconds() if fleet else 0.0
-    run = run_script(client, names, poll=0.25, timeout=900)
+    run = run_script(client, names, poll=0.25, timeout=900, window=window)
     cpu = appliance_cpu(server) - before
     beyond_idle = max(cpu - idle_rate * run.observed, 0.0)
     failed = f", {len(run.failed_targets)} failed" if run.failed_targets else ""

@@ -248,12 +248,22 @@ def _wait_hub(server: ServeProcess, count: int, timeout: float) -> float:
 
 
 def bench_connections(
-    tmp: Path, count: int, per_process: int, runner_cpu: float, goals: Goals
+    tmp: Path,
+    count: int,
+    per_process: int,
+    runner_cpu: float,
+    goals: Goals,
+    window: int | None = None,
 ) -> list[Row]:
     """RSS with ``count`` polling connections; a script on all of them (first with the runner
-    fetch, then again, all connected); reconnection after two restarts: the first left alone
-    (hub and sockets are watched), the second followed at once by a script on every target
-    (its runners compete for the CPU with the reconnecting, so it is separate)."""
+    fetch, then again, all connected; with ``window``, a third at most that many at once);
+    reconnection after two restarts: the first left alone (hub and sockets are watched), the
+    second followed at once by a script on every target (its runners compete for the CPU with
+    the reconnecting, so it is separate).
+
+    Identities are dealt to the agent processes in turn (process k holds names k, k + P, ...):
+    the console runs targets in name order, so a window then spreads over every process
+    instead of filling one with all its runners at once."""
     processes = -(-count // per_process)
     print(
         f"[3/3] {count} polling connections ({processes} agent processes), RSS, restart ...",
@@ -271,7 +281,10 @@ def bench_connections(
         rss_idle = tree_rss(pid_of(server))
         with AgentFleet() as fleet:
             started = time.monotonic()
-            fleet.start(homes, per_process)
+            fleet.start(
+                [homes[i] for k in range(processes) for i in range(k, count, processes)],
+                per_process,
+            )
             wait_established(pid_of(server), port, count, 600)
             connect_s = time.monotonic() - started
             rss_connected = tree_rss(pid_of(server))
@@ -310,6 +323,18 @@ def bench_connections(
             with api_client(server, key) as client:
                 scripted(server, client, names, "first script (each fetched the runner)", fleet)
                 again = scripted(server, client, names, "second script, all connected", fleet)
+                windowed = (
+                    scripted(
+                        server,
+                        client,
+                        names,
+                        f"third script, at most {window} at once",
+                        fleet,
+                        window=window,
+                    )
+                    if window
+                    else None
+                )
             server, _, _ = _restart(server, data, port)
             with api_client(server, key) as client:
                 after = scripted(server, client, names, "script posted at ready", fleet)
@@ -359,6 +384,20 @@ def bench_connections(
                 ),
             )
         ),
+        *(
+            [
+                Row(
+                    f"script on all {count}, {window} at once{failed_suffix(windowed)}",
+                    windowed.seconds,
+                    "s",
+                    goal=goals.script_s,
+                    floor=runners,
+                    floor_label=runners_label,
+                )
+            ]
+            if windowed is not None
+            else []
+        ),
     ]
 
 
@@ -387,6 +426,11 @@ def main() -> None:
     parser.add_argument(
         "--no-latency", action="store_true", help="with --connections-only: [3/3] only"
     )
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="[3/3]: also a third script with the console's window (at most N targets at once)",
+    )
     args = parser.parse_args()
     if args.task_cap:
         SETTINGS["OCTO_TASK_CAP"] = str(args.task_cap)
@@ -414,7 +458,7 @@ def main() -> None:
             rows = bench_dispatch(tmp / "dispatch", runner, calls, goals.dispatch_p99_ms)
             fanout, runner_cpu = bench_fanout(tmp, runner, sizes)
             rows += fanout
-        rows += bench_connections(tmp, conns, per_process, runner_cpu, goals)
+        rows += bench_connections(tmp, conns, per_process, runner_cpu, goals, args.window)
     print_table(rows)
     print(
         f"\n{os.cpu_count()} cores, everything on 127.0.0.1, SQLite; "

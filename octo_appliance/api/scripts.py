@@ -1,4 +1,5 @@
-"""``POST /api/v1/scripts``: the script console, one script on many targets at once.
+"""``POST /api/v1/scripts``: the script console, one script on many targets at once (or
+``window`` at a time).
 
 The script runs through each target's runner with ``#{Name}`` references substituted; the
 references are checked here first, so a typo is a 422 before anything runs. Sensitive
@@ -42,6 +43,13 @@ class ScriptIn(Body):
         default_factory=dict, max_length=1000, json_schema_extra=line_keys
     )
     timeout: int | None = Field(None, ge=1, le=86_400, description="Seconds before it is stopped.")
+    window: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="Most targets the script runs on at once: as one finishes the next starts "
+        "(a rolling window). Default: every target at once.",
+    )
 
 
 class ScriptTarget(Out):
@@ -119,6 +127,8 @@ def run_script(ctx: RequestContext, body: ScriptIn) -> dict[str, Any]:
     }
     if env is not None:
         arguments["environment_name"] = env.name
+    if body.window is not None:
+        arguments["window"] = body.window
     task_id = enqueue_for_request(
         ctx,
         console.KIND,

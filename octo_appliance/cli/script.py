@@ -57,6 +57,12 @@ def register(subparsers: Any) -> None:
         "--script-timeout", type=int, metavar="SECONDS", help="stop the script after this long"
     )
     run_parser.add_argument(
+        "--window",
+        type=int,
+        metavar="N",
+        help="run on at most N targets at once, the next as one finishes (default: all at once)",
+    )
+    run_parser.add_argument(
         "--no-wait", action="store_true", help="print the task id and return at once"
     )
     add_client_options(run_parser)
@@ -103,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         request["environment"] = args.environment
     if args.script_timeout is not None:
         request["timeout"] = args.script_timeout
+    if args.window is not None:
+        request["window"] = args.window
     out = Output(args.json)
     with open_client(args) as client:
         queued = client.post("/scripts", request)

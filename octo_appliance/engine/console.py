@@ -1,9 +1,10 @@
-"""The script console: an ad-hoc script run on every chosen target at once (task kind
-``script``).
+"""The script console: an ad-hoc script run on every chosen target at once, or ``window``
+at a time (task kind ``script``).
 
-Arguments (stored with the task): ``syntax``, ``body``, ``target_ids`` and the non-sensitive
-``variables``; the sensitive variables travel sealed in the task's sensitive arguments and
-reach the runner only through its stdin.
+Arguments (stored with the task): ``syntax``, ``body``, ``target_ids``, the non-sensitive
+``variables`` and ``window`` (most targets at once, a rolling window; absent: all at once);
+the sensitive variables travel sealed in the task's sensitive arguments and reach the runner
+only through its stdin.
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ def make_script_handler(dispatcher: Dispatcher) -> TaskHandler:
                 context={"task_id": task.id, "target": target.name},
             )
 
-        outcomes = await dispatcher.run_on_targets(task, targets, command)
+        window = args.get("window")
+        if window:
+            task.info(f"at most {window} target(s) at once")
+        outcomes = await dispatcher.run_on_targets(task, targets, command, parallelism=window)
         failed = [o.target.name for o in outcomes if not o.success]
         if failed:
             raise TaskFailed(

@@ -71,3 +71,44 @@ def test_health_check_of_a_connected_agent(appliance: Appliance) -> None:
     assert done.stdout.startswith("Checking the health of web-1: task task_")
     shown = json.loads(appliance.cli("target", "show", "web-1", "--json").stdout)
     assert shown["health_status"] == "Healthy"
+
+
+def test_a_window_of_one_runs_the_targets_one_after_the_other(
+    appliance: Appliance, tmp_path: Path
+) -> None:
+    """``--window 1``: the second target starts only when the first has finished, by the
+    targets' own clocks."""
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    body = (
+        f'd="{stamps}"\n'
+        'date +%s.%N > "$d/#{Octo.Machine.Name}.start"\n'
+        "sleep 0.5\n"
+        'date +%s.%N > "$d/#{Octo.Machine.Name}.end"\n'
+    )
+
+    done = appliance.cli(
+        "script", "run", "--role", "web", "--environment", "Dev", "--window", "1", "--body", body
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "at most 1 target(s) at once" in done.stdout
+    spans = sorted(
+        (float((stamps / f"{n}.start").read_text()), float((stamps / f"{n}.end").read_text()))
+        for n in ("web-1", "web-2")
+    )
+    assert spans[0][1] <= spans[1][0], spans  # the first ended before the second started
+
+
+def test_a_window_below_one_is_refused_before_anything_runs(appliance: Appliance) -> None:
+    def tasks() -> int:
+        with appliance.server.http2_client(headers={"X-Api-Key": appliance.key}) as client:
+            return int(client.get("/api/v1/tasks").json()["total"])
+
+    before = tasks()
+
+    done = appliance.cli("script", "run", "--target", "web-1", "--body", "echo x", "--window", "0")
+
+    assert done.returncode == 1
+    assert "window" in done.stderr and "greater than or equal to 1" in done.stderr
+    assert tasks() == before
