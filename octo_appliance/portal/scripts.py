@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from octo_appliance.portal.routes import Portal
 
 SYNTAXES = ("bash", "sh", "python", "pwsh")
-FIELDS = ("environment", "roles", "targets", "syntax", "body", "timeout")
+FIELDS = ("environment", "roles", "targets", "syntax", "body", "timeout", "window")
 
 
 #: targets offered as suggestions in the form (the field takes any name or id)
@@ -97,8 +97,13 @@ async def submit(portal: Portal, request: Request, ctx: RequestContext, form: Fo
         "syntax": typed["syntax"],
         "body": typed["body"],
     }
-    if typed["timeout"].strip():
-        raw["timeout"] = typed["timeout"].strip()
+    for optional in ("timeout", "window"):
+        # a form sends text and the API's types are strict: digits become the number, anything
+        # else goes as typed so the API names the field
+        value = typed[optional].strip()
+        if value:
+            digits = value.isascii() and value.isdigit() and len(value) < 10
+            raw[optional] = int(value) if digits else value
     try:
         body = ScriptIn.model_validate(raw)
         queued = await write_in_worker(ctx, lambda: run_script(ctx, body))

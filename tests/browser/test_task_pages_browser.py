@@ -266,6 +266,7 @@ def test_the_script_console_opens_its_task_and_the_list_finds_it(
     page.goto(world.origin + "/scripts")
     page.select_option("#environment", "Dev")
     page.fill("#roles", "web")
+    page.fill("#window", "1")
     page.fill("#body", "echo console says #{Octo.Machine.Name}")
     page.screenshot(path=screenshot_path("tasks-10-script-console"), full_page=True)
     page.click("main form button[type=submit]")
@@ -276,6 +277,7 @@ def test_the_script_console_opens_its_task_and_the_list_finds_it(
         timeout=60_000,
     )
     page.wait_for_selector("#task-state.state-success", timeout=60_000)
+    assert "at most 1 target(s) at once" in page.inner_text("#log-lines")
     page.goto(world.origin + "/tasks?kind=script&state=success")
     assert page.locator("table.listing tbody tr").count() >= 1
     page.screenshot(path=screenshot_path("tasks-11-tasks-list"), full_page=True)

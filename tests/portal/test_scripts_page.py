@@ -65,6 +65,9 @@ def test_errors_stand_next_to_their_fields_and_keep_the_script(octo: OctoTestApp
     assert 'id="syntax-error"' in empty.text and 'id="body-error"' in empty.text  # type: ignore[attr-defined]
     wrong_time = _run(octo, environment="Dev", timeout="soon").text  # type: ignore[attr-defined]
     assert 'id="timeout-error"' in wrong_time
+    no_window = _run(octo, environment="Dev", window="0").text  # type: ignore[attr-defined]
+    assert re.search(r'id="window-error">[^<]*greater than or equal to 1', no_window)
+    assert 'value="0"' in no_window
     assert ServerTask.select().count() == 0
 
 
@@ -79,4 +82,30 @@ def test_csrf_and_a_viewers_forged_post_are_refused(octo: OctoTestAppliance) -> 
     forged = _run(octo, environment="Dev")
     assert forged.status_code == 403  # type: ignore[attr-defined]
     assert "script.run" in forged.text  # type: ignore[attr-defined]
+    assert ServerTask.select().count() == 0
+
+
+def test_a_window_and_a_timeout_reach_the_task(octo: OctoTestAppliance) -> None:
+    """The form's numbers arrive as text; the API's types are strict (a timeout typed in the
+    form used to be refused as "not a valid integer", whatever it was)."""
+    sign_in(octo.client, "admin", octo.admin_password)
+    assert 'id="window" name="window"' in octo.client.get("/scripts").text
+
+    answer = _run(octo, environment="Dev", window="3", timeout=" 60 ")
+
+    assert answer.status_code == 303  # type: ignore[attr-defined]
+    task = ServerTask.get_by_id(answer.headers["location"].removeprefix("/tasks/"))  # type: ignore[attr-defined]
+    assert task.arguments["window"] == 3 and task.timeout_seconds == 60
+
+
+@pytest.mark.parametrize("typed", ["²", "-1", "1.5", "9" * 40])
+def test_a_number_that_is_not_one_is_refused_next_to_its_field(
+    octo: OctoTestAppliance, typed: str
+) -> None:
+    sign_in(octo.client, "admin", octo.admin_password)
+
+    answer = _run(octo, environment="Dev", window=typed)
+
+    assert answer.status_code == 422  # type: ignore[attr-defined]
+    assert 'id="window-error"' in answer.text  # type: ignore[attr-defined]
     assert ServerTask.select().count() == 0
