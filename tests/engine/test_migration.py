@@ -140,3 +140,48 @@ def test_nodes_starting_together_apply_each_migration_once(
     # every migration once (numbers reserved for work in flight may be missing)
     assert applied == sorted(int(module.VERSION) for module in migrations_package._migrations())
     assert current_version(db) == latest_version()
+
+
+@pytest.mark.postgres
+def test_a_node_starting_beside_the_one_making_a_new_database_never_sees_half_a_schema(
+    open_empty_postgresql, monkeypatch
+):
+    """The race a CI run met (``tests/ha/test_first_start.py``): the second node read a schema
+    version between none and the latest while the first was making the database a migration
+    at a time, took it for an old release's database, and stopped when the backup it takes
+    before an upgrade failed. A new database is made in one transaction: the others see none
+    of it, then all of it (before: this test read version 9)."""
+    db = open_empty_postgresql("half")
+    last = migrations_package._migrations()[-1]
+    apply_last = last.apply
+    inside, go_on = threading.Event(), threading.Event()
+
+    def apply_and_hold(database):
+        apply_last(database)  # every earlier migration is applied by now
+        inside.set()
+        go_on.wait(60)
+
+    monkeypatch.setattr(last, "apply", apply_and_hold)
+    outcome: dict[str, object] = {}
+
+    def make() -> None:
+        try:
+            outcome["applied"] = migrate(db)
+        except Exception as exc:  # reported by the assertion below
+            outcome["applied"] = exc
+        finally:
+            db.close()
+
+    maker = threading.Thread(target=make)
+    maker.start()
+    try:
+        assert inside.wait(60)
+        seen_meanwhile = current_version(db)  # this thread's own connection: another node
+    finally:
+        go_on.set()
+        maker.join(60)
+
+    assert seen_meanwhile == 0
+    every = [int(module.VERSION) for module in migrations_package._migrations()]
+    assert outcome["applied"] == every
+    assert current_version(db) == latest_version()

@@ -1,7 +1,9 @@
 """Numbered schema migrations, applied in order on start.
 
 Each migration is a module ``mNNNN_<what>.py`` with ``VERSION`` and ``apply(db)``. The runner
-applies every migration above the recorded version, each in its own transaction, and records it.
+applies every migration above the recorded version, each in its own transaction, and records it;
+a new database gets all of them in one transaction, so a node starting beside the one making
+it never sees half a schema.
 A database newer than the code refuses to start. Nodes sharing a PostgreSQL database may start
 together after an upgrade: each migration's transaction first takes a transaction-level
 advisory lock (:data:`LOCK_KEY`; on SQLite the write lock, ``BEGIN IMMEDIATE``) and re-reads
@@ -80,6 +82,11 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
     with write_transaction(db):
         serialise(db)
         execute(db, [CREATE_SCHEMA_VERSION])
+        if current_version(db) == 0:
+            # a new database is made in this one transaction: a node starting beside this one
+            # sees no schema or all of it, never a part it would take for an old release's
+            # database and back up before "upgrading" (a backup that cannot work yet)
+            return _apply_all(db, until)
     have = current_version(db)
     if have > latest_version():
         raise DatabaseError(
@@ -98,6 +105,19 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
                 continue
             module.apply(db)
             SchemaVersion.create(version=version)
+        applied.append(version)
+    return applied
+
+
+def _apply_all(db: peewee.Database, until: int | None) -> list[int]:
+    """Every migration up to ``until``, in the caller's transaction (a new database)."""
+    applied = []
+    for module in _migrations():
+        version = int(module.VERSION)
+        if until is not None and version > until:
+            break
+        module.apply(db)
+        SchemaVersion.create(version=version)
         applied.append(version)
     return applied
 
