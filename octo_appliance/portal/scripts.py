@@ -20,7 +20,7 @@ from octo_appliance.api.schemas import ListQuery
 from octo_appliance.api.scripts import ScriptIn, run_script
 from octo_appliance.api.targets import TargetListQuery, list_targets
 from octo_appliance.exceptions import ApiError, Forbidden
-from octo_appliance.portal.forms import by_field, problem
+from octo_appliance.portal.forms import by_field, number, problem
 from octo_appliance.portal.session import Form, signed_in, signed_in_post
 
 if TYPE_CHECKING:
@@ -98,12 +98,8 @@ async def submit(portal: Portal, request: Request, ctx: RequestContext, form: Fo
         "body": typed["body"],
     }
     for optional in ("timeout", "window"):
-        # a form sends text and the API's types are strict: digits become the number, anything
-        # else goes as typed so the API names the field
-        value = typed[optional].strip()
-        if value:
-            digits = value.isascii() and value.isdigit() and len(value) < 10
-            raw[optional] = int(value) if digits else value
+        if typed[optional].strip():  # the API's types are strict: a number, not its text
+            raw[optional] = number(typed[optional])
     try:
         body = ScriptIn.model_validate(raw)
         queued = await write_in_worker(ctx, lambda: run_script(ctx, body))

@@ -86,7 +86,7 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
             # a new database is made in this one transaction: a node starting beside this one
             # sees no schema or all of it, never a part it would take for an old release's
             # database and back up before "upgrading" (a backup that cannot work yet)
-            return _apply_all(db, until)
+            return [_apply(db, module) for module in _pending(0, until)]
     have = current_version(db)
     if have > latest_version():
         raise DatabaseError(
@@ -95,31 +95,30 @@ def migrate(db: peewee.Database, *, until: int | None = None) -> list[int]:
             hint="run the newer appliance version, or restore a backup made by this one",
         )
     applied = []
-    for module in _migrations():
-        version = int(module.VERSION)
-        if version <= have or (until is not None and version > until):
-            continue
+    for module in _pending(have, until):
         with write_transaction(db):
             serialise(db)
-            if version <= current_version(db):  # another node applied it while we waited
+            if int(module.VERSION) <= current_version(db):  # another node applied it meanwhile
                 continue
-            module.apply(db)
-            SchemaVersion.create(version=version)
-        applied.append(version)
+            applied.append(_apply(db, module))
     return applied
 
 
-def _apply_all(db: peewee.Database, until: int | None) -> list[int]:
-    """Every migration up to ``until``, in the caller's transaction (a new database)."""
-    applied = []
-    for module in _migrations():
-        version = int(module.VERSION)
-        if until is not None and version > until:
-            break
-        module.apply(db)
-        SchemaVersion.create(version=version)
-        applied.append(version)
-    return applied
+def _pending(have: int, until: int | None) -> list[ModuleType]:
+    """The migrations above version ``have``, up to ``until`` (default all), in order."""
+    return [
+        module
+        for module in _migrations()
+        if have < int(module.VERSION) and (until is None or int(module.VERSION) <= until)
+    ]
+
+
+def _apply(db: peewee.Database, module: ModuleType) -> int:
+    """Apply ``module`` and record its version, in the caller's transaction."""
+    version = int(module.VERSION)
+    module.apply(db)
+    SchemaVersion.create(version=version)
+    return version
 
 
 def serialise(db: peewee.Database) -> None:
